@@ -1,0 +1,93 @@
+"""Headless CLI: ``studio <command>``. A stable contract (see DESIGN.md).
+
+Each subcommand lives in its own module exposing ``register(subparsers)``, which adds its
+parser and sets ``func=run(args) -> int``. Exit codes: 0 done; 2 bad usage or bad input;
+3 model missing or unloadable; 130 cancelled. No traceback ever reaches the user: errors are
+one line on stderr (set ``STUDIO_DEBUG=1`` to see the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+
+from studio import __version__
+from studio.core.errors import StudioError
+
+COMMANDS = (
+    "studio.cli.open_cmd",
+    "studio.cli.generate_cmd",
+    "studio.cli.inpaint_cmd",
+    "studio.cli.upscale_cmd",
+    "studio.cli.control_cmd",
+    "studio.cli.info_cmd",
+    "studio.cli.models_cmd",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with one line (not the whole usage) on bad arguments."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"studio: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="studio", description="Studio: generative image editor.")
+    parser.add_argument("--version", action="version", version=f"studio {__version__}")
+    parser.add_argument(
+        "--selftest",
+        action="store_true",
+        help="build a tiny model and run generate, inpaint and upscale; print OK",
+    )
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name == name:  # the subcommand is not built yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def error(message: str) -> None:
+    print(f"studio: error: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        from studio.app import main as app_main
+
+        return app_main([])
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.selftest:
+            from studio.selftest import run_selftest
+
+            return run_selftest()
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        return int(args.func(args) or 0)
+    except StudioError as e:
+        error(e.message)
+        if os.environ.get("STUDIO_DEBUG") and e.detail:
+            print(e.detail, file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        error("cancelled")
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as e:  # noqa: BLE001 - never a traceback for the user
+        error(f"unexpected error: {type(e).__name__}: {e}")
+        if os.environ.get("STUDIO_DEBUG"):
+            traceback.print_exc()
+        return 1

@@ -1,0 +1,1 @@
+"""Pure data and image logic (numpy, Pillow, OpenCV). Never imports Qt or torch."""

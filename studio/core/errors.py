@@ -1,0 +1,48 @@
+"""The error types every layer raises and the CLI/GUI turn into one clear message.
+
+Each carries a user-facing ``message`` (one line, no traceback) and an optional ``detail``
+for a "details" pane or log file.
+"""
+
+from __future__ import annotations
+
+
+class StudioError(Exception):
+    """Base class: something the user should be told about in one line."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class BadInput(StudioError):
+    """Bad usage or a bad input file (CLI exit 2). Nothing was changed."""
+
+    exit_code = 2
+
+
+class ModelError(StudioError):
+    """A model is missing, not downloaded, or cannot be loaded (CLI exit 3)."""
+
+    exit_code = 3
+
+
+class JobCancelled(StudioError):
+    """Raised inside a job when its cancellation token is set (CLI exit 130)."""
+
+    exit_code = 130
+
+    def __init__(self, message: str = "Cancelled", detail: str = "") -> None:
+        super().__init__(message, detail)
+
+
+class OutOfMemory(StudioError):
+    """The accelerator ran out of memory and the job could not adapt."""
+
+    exit_code = 1

@@ -1,0 +1,133 @@
+"""Frozen request dataclasses: one per job kind, holding everything the job needs.
+
+Images are numpy arrays (H, W, 3|4 uint8, RGB[A]); masks are (H, W) uint8 where 255 means
+"regenerate this pixel". This module imports only numpy so the UI can build requests without
+torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+PreviewMode = Literal["latent", "taesd", "full", "off"]
+PreviewOf = Literal["x0", "xt"]
+
+PREVIEW_MODES: tuple[str, ...] = ("latent", "taesd", "full", "off")
+PREVIEW_OF: tuple[str, ...] = ("x0", "xt")
+
+MIN_SIZE = 64
+MAX_SIZE = 4096
+
+
+def _array(compare: bool = False):
+    # numpy arrays don't support ==, so they never take part in dataclass equality.
+    return field(default=None, compare=compare, repr=False)
+
+
+@dataclass(frozen=True)
+class ControlInput:
+    """One ControlNet guide: the preprocessed control image and how strongly it steers."""
+
+    kind: str  # "canny" | "pose" | "scribble" | "inpaint" | ...
+    image: np.ndarray = field(compare=False, repr=False)
+    model: str = ""  # ControlNet model: catalog id, repo id, folder or file
+    weight: float = 1.0
+    start: float = 0.0  # fraction of the steps where guidance starts
+    end: float = 1.0  # ... and ends
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    path: str
+    weight: float = 1.0
+
+    @property
+    def name(self) -> str:
+        from pathlib import Path
+
+        return Path(self.path).stem
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """txt2img, img2img (init_image + strength) and SD inpainting (init_image + mask)."""
+
+    model: str
+    prompt: str
+    negative_prompt: str = ""
+    steps: int = 20
+    guidance: float = 7.0
+    seed: int = 0
+    width: int = 512
+    height: int = 512
+    scheduler: str | None = None  # user-facing name (see engine.schedulers); None = model default
+    count: int = 1
+    init_image: np.ndarray | None = _array()
+    strength: float = 0.75
+    mask: np.ndarray | None = _array()
+    mask_padding: int = 32
+    controls: tuple[ControlInput, ...] = ()
+    loras: tuple[LoraSpec, ...] = ()
+    preview: PreviewMode = "latent"
+    preview_of: PreviewOf = "x0"
+    device: str | None = None  # "cuda", "mps", "cpu"; None = best available
+    dtype: str | None = None  # "float16", "bfloat16", "float32"; None = best for device
+
+
+@dataclass(frozen=True)
+class InpaintRequest:
+    """Object removal / replacement inside ``mask`` with a classical, GAN or diffusion backend.
+
+    ``method`` is "telea", "ns", "lama" (with ``model`` a LaMa file or catalog id) or
+    "diffusion" (with ``model`` an SD model and a prompt).
+    """
+
+    image: np.ndarray = field(compare=False, repr=False)
+    mask: np.ndarray = field(compare=False, repr=False)
+    method: str = "telea"
+    model: str = ""
+    prompt: str = ""
+    negative_prompt: str = ""
+    steps: int = 20
+    guidance: float = 7.0
+    strength: float = 1.0
+    seed: int = 0
+    padding: int = 32
+    feather: int = 8
+    scheduler: str | None = None
+    preview: PreviewMode = "latent"
+    preview_of: PreviewOf = "x0"
+    device: str | None = None
+    dtype: str | None = None
+
+
+@dataclass(frozen=True)
+class UpscaleRequest:
+    image: np.ndarray = field(compare=False, repr=False)
+    model: str = ""  # upscaler file or catalog id; "" with method="lanczos"
+    method: str = "model"  # "model" | "lanczos"
+    scale: float = 4.0
+    tile: int = 0  # 0 = automatic from free memory
+    overlap: int = 16
+    sharpen: float = 0.0  # lanczos only
+    device: str | None = None
+    dtype: str | None = None
+
+
+@dataclass(frozen=True)
+class PreprocessRequest:
+    """ControlNet preprocessing: "canny" (params low/high) or "pose" (params model)."""
+
+    kind: str
+    image: np.ndarray = field(compare=False, repr=False)
+    params: tuple[tuple[str, object], ...] = ()
+    device: str | None = None
+
+    def param(self, name: str, default: object = None) -> object:
+        return dict(self.params).get(name, default)
+
+
+Request = GenerateRequest | InpaintRequest | UpscaleRequest | PreprocessRequest

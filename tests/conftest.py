@@ -1,0 +1,74 @@
+"""Test session setup: offline, headless, and tiny random models of the real architectures
+built once per session in a temp folder (studio.engine.tiny), loaded through the same code
+paths users hit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+# Before anything imports Qt or huggingface_hub.
+_SESSION_TMP = Path(tempfile.mkdtemp(prefix="studio-tests-"))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = str(_SESSION_TMP / "hf-home")  # an empty cache: nothing real leaks in
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+os.environ["STUDIO_HOME"] = str(_SESSION_TMP / "studio-home")  # settings, models, autosave
+os.environ["STUDIO_DEVICE"] = "cpu"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+PHOTOS = Path(__file__).parent / "data" / "photos"
+
+
+@pytest.fixture(scope="session")
+def session_tmp() -> Path:
+    return _SESSION_TMP
+
+
+@pytest.fixture(scope="session")
+def tiny_models(session_tmp: Path) -> SimpleNamespace:
+    """Paths to tiny models: sd (SD1.x txt2img), sd_inpaint (9-channel), sdxl, controlnet
+    (from the sd UNet), taesd (AutoencoderTiny)."""
+    from studio.engine import tiny
+
+    root = session_tmp / "tiny-models"
+    ns = SimpleNamespace(
+        root=root,
+        sd=root / "tiny-sd",
+        sd_inpaint=root / "tiny-sd-inpaint",
+        sdxl=root / "tiny-sdxl",
+        controlnet=root / "tiny-controlnet",
+        taesd=root / "tiny-taesd",
+    )
+    if not ns.sd.exists():
+        tiny.build_tiny_sd(ns.sd)
+        tiny.build_tiny_sd(ns.sd_inpaint, inpainting=True)
+        tiny.build_tiny_sdxl(ns.sdxl)
+        tiny.build_tiny_controlnet(ns.controlnet, ns.sd)
+        tiny.build_tiny_taesd(ns.taesd)
+    return ns
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> SimpleNamespace:
+    """Copies of the real test photos (astronaut 512x512, chelsea 451x300, coffee 600x400)
+    in a temp folder, safe to write next to."""
+    dst = tmp_path / "photos"
+    dst.mkdir()
+    for p in PHOTOS.glob("*.png"):
+        shutil.copy(p, dst / p.name)
+    return SimpleNamespace(
+        dir=dst,
+        astronaut=dst / "astronaut.png",
+        chelsea=dst / "chelsea.png",
+        coffee=dst / "coffee.png",
+    )
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_SESSION_TMP, ignore_errors=True)
