@@ -1,0 +1,71 @@
+"""The contract between the main window and feature panels (inpaint, control/pose, upscale,
+model manager, ...). A panel is a QWidget in ``studio/ui/panels/<name>.py`` whose constructor
+takes a ``Host``; the main window implements Host and docks the panel. Panels never import
+torch: they build engine requests (studio.engine.requests) and submit them through the host's
+worker, and put results on the canvas through undoable host calls.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from PySide6.QtGui import QUndoCommand
+    from PySide6.QtWidgets import QWidget
+
+    from studio.ui.worker import Worker
+
+
+class Host(Protocol):
+    """What a panel may use. Implemented by ``studio.ui.main_window.MainWindow``."""
+
+    # The background worker: ``submit(request) -> job_id``, ``cancel(job_id)``, and Qt
+    # signals started(int), progress(int, int, int), preview(int, QImage, object region),
+    # finished(int, object Finished event), failed(int, str, str), cancelled(int).
+    @property
+    def worker(self) -> Worker: ...
+
+    def image_size(self) -> tuple[int, int]:
+        """(width, height) of the document; (0, 0) when there is none."""
+
+    def composite(self) -> np.ndarray | None:
+        """The visible image layers flattened to RGBA uint8 (H, W, 4), or None if empty."""
+
+    def active_layer_image(self) -> np.ndarray | None:
+        """RGBA uint8 of the current layer, or None."""
+
+    def mask(self) -> np.ndarray | None:
+        """The mask layer as (H, W) uint8 (255 = selected), or None if it is empty."""
+
+    def selection_rect(self) -> tuple[int, int, int, int]:
+        """The generation region (x, y, w, h): the selection, or the whole image."""
+
+    def add_layer(
+        self,
+        image: np.ndarray,
+        name: str,
+        kind: str = "image",
+        offset: tuple[int, int] = (0, 0),
+        metadata: dict | None = None,
+    ) -> None:
+        """Add a layer as one undoable step. ``kind``: "image", "control" or "pose"."""
+
+    def set_mask(self, mask: np.ndarray, text: str = "Edit mask") -> None:
+        """Replace the mask layer's pixels as one undoable step."""
+
+    def push_command(self, command: QUndoCommand) -> None:
+        """Push (and so execute) an undo command on the document's undo stack."""
+
+    def show_error(self, message: str, detail: str = "") -> None:
+        """Non-modal error message with optional details; the app stays usable."""
+
+    def show_preview(self, image: np.ndarray, region: tuple[int, int, int, int]) -> None:
+        """Paint a temporary overlay (e.g. a live Canny preview) at region; clear_preview()
+        removes it."""
+
+    def clear_preview(self) -> None: ...
+
+    def add_panel(self, title: str, widget: QWidget) -> None:
+        """Dock a panel (tabbed with the others on the right side)."""
