@@ -87,7 +87,13 @@ def main(argv: list[str] | None = None) -> int:
             out, rc, err = "", -1, f"timed out after {args.timeout} s"
         secs = time.perf_counter() - t0
         print(out, flush=True)
-        parts += ["", f"## {script.stem}", "", f"`{' '.join(['python', 'benchmarks/' + script.name] + cmd[2:])}` ({secs:.0f} s)", ""]
+        parts += [
+            "",
+            f"## {script.stem}",
+            "",
+            f"`{' '.join(['python', 'benchmarks/' + script.name] + cmd[2:])}` ({secs:.0f} s)",
+            "",
+        ]
         if rc == 0:
             parts.append(out)
         else:

@@ -32,9 +32,18 @@ def main(argv: list[str] | None = None) -> int:
 
     env = dict(os.environ, STUDIO_WINDOWED="0" if args.console else "1")
     cmd = [
-        sys.executable, "-m", "PyInstaller", str(ROOT / "installer" / "studio.spec"),
-        "--noconfirm", "--clean", "--log-level", "WARN",
-        "--distpath", str(args.dist), "--workpath", str(args.work),
+        sys.executable,
+        "-m",
+        "PyInstaller",
+        str(ROOT / "installer" / "studio.spec"),
+        "--noconfirm",
+        "--clean",
+        "--log-level",
+        "WARN",
+        "--distpath",
+        str(args.dist),
+        "--workpath",
+        str(args.work),
     ]
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, env=env, cwd=ROOT)

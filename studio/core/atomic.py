@@ -21,6 +21,7 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """Context manager yielding a binary file; on clean exit it atomically replaces ``path``."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
+    _remove_stale_temps(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     except OSError as e:
@@ -38,6 +39,24 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
             raise StudioError(f"Could not save {path.name}: {e.strerror or e}", repr(e)) from e
         raise
     _fsync_dir(folder)
+
+
+def _remove_stale_temps(path: Path, older_than: float = 60.0) -> None:
+    """Temp files left by a process killed mid-save (kill -9, power loss) are removed by the
+    next save of the same file, once old enough not to belong to a save still running."""
+    import time
+
+    now = time.time()
+    for stale in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if now - stale.stat().st_mtime > older_than:
+                stale.unlink()
+
+
+def glob_escape(name: str) -> str:
+    import glob
+
+    return glob.escape(name)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -39,8 +39,19 @@ REFUSED_IMAGES = [
     "corrupt.studio",
 ]
 
-BAD_MODELS = ["fake.safetensors", "truncated.safetensors", "malicious.pth", "malicious.ckpt", "text.pth"]
-BAD_PROJECTS = ["corrupt.studio", "not_a_zip.studio", "newer_version.studio", "missing_layers.studio"]
+BAD_MODELS = [
+    "fake.safetensors",
+    "truncated.safetensors",
+    "malicious.pth",
+    "malicious.ckpt",
+    "text.pth",
+]
+BAD_PROJECTS = [
+    "corrupt.studio",
+    "not_a_zip.studio",
+    "newer_version.studio",
+    "missing_layers.studio",
+]
 PWNED_MARKER = Path("/tmp/studio-pwned-by-pickle")
 
 
