@@ -1,0 +1,437 @@
+"""Stable Diffusion generation: txt2img, img2img, ControlNet and LoRA, with step previews and
+instant cancel. The job handler is :func:`run_generate`; :func:`load_pipeline` and
+:func:`denoise` are the reusable pieces (SD inpainting in ``studio.engine.inpaint`` uses them).
+
+Sampling is Rombach et al. 2022 (latent diffusion) through diffusers pipelines, with
+classifier-free guidance eps = eps_uncond + w (eps_cond - eps_uncond) (Ho & Salimans 2022) and
+img2img as in SDEdit (Meng et al. 2022): start the reverse process at t = strength * T from a
+noised copy of the init image.
+
+Seeds: image k of a batch uses ``seed + k`` with its own ``torch.Generator`` and its own
+pipeline call (AUTOMATIC1111's convention), so any image of a batch reproduces alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from studio.core.errors import BadInput, ModelError
+from studio.engine.device import generator_for, pick_device
+from studio.engine.loader import (
+    ResolvedModel,
+    load_controlnet,
+    load_folder,
+    load_single_file,
+    load_taesd,
+    pipeline_class_name,
+    resolve_model,
+)
+from studio.engine.previews import PreviewDecoder, StepTap, find_taesd, latent_for_xt
+from studio.engine.requests import MAX_SIZE, MIN_SIZE, PREVIEW_MODES, PREVIEW_OF, GenerateRequest
+from studio.engine.schedulers import canonical_name, is_turbo, make_scheduler, scheduler_label
+
+log = logging.getLogger(__name__)
+
+
+def family_of(pipe) -> str:
+    """ "sdxl", "sd2" (OpenCLIP-H text encoder, 1024-wide cross attention) or "sd1"."""
+    unet = getattr(pipe, "unet", None)
+    cfg = unet.config if unet is not None else {}
+    if getattr(pipe, "text_encoder_2", None) is not None or cfg.get("addition_embed_type") == (
+        "text_time"
+    ):
+        return "sdxl"
+    cross = cfg.get("cross_attention_dim")
+    if isinstance(cross, list | tuple):
+        cross = cross[0]
+    return "sd2" if cross == 1024 else "sd1"
+
+
+@dataclass
+class LoadedModel:
+    """What the runner cache keeps for one model: the base pipeline and the task pipelines
+    derived from it with ``from_pipe`` (they share every module, so no extra memory)."""
+
+    resolved: ResolvedModel
+    base: object
+    device: torch.device
+    dtype: torch.dtype
+    scheduler_config: dict
+    pipes: dict = field(default_factory=dict)  # (task, controlnet refs) -> pipeline
+    controlnets: dict = field(default_factory=dict)  # ref -> ControlNetModel
+    loras: tuple = ()  # ((resolved path, weight), ...) currently applied
+    lora_names: tuple = ()
+
+
+def _load_base(resolved: ResolvedModel, task: str, device: torch.device, dtype: torch.dtype):
+    if resolved.kind == "file":
+        base = load_single_file(resolved.path, task, dtype)
+    else:
+        base = load_folder(resolved.path, dtype)
+    if not hasattr(base, "unet") or not hasattr(base, "vae"):
+        raise ModelError(
+            f"{resolved.name}: not a Stable Diffusion pipeline ({type(base).__name__})"
+        )
+    try:
+        base.to(device)
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(f"{resolved.name}: cannot move to {device} ({e})") from e
+    if device.type == "cuda":
+        base.unet.to(memory_format=torch.channels_last)
+    base.set_progress_bar_config(disable=True)
+    return base
+
+
+def load_pipeline(
+    ctx,
+    model: str,
+    task: str = "txt2img",
+    controlnets: tuple[str, ...] = (),
+    scheduler: str | None = None,
+    loras=(),
+    device: str | None = None,
+    dtype: str | None = None,
+):
+    """A ready pipeline for ``task`` ("txt2img" | "img2img" | "inpaint") on the chosen device.
+
+    The base model is cached in ``ctx.runner.cache`` (one model at a time); switching task or
+    ControlNets reuses its modules through ``Pipeline.from_pipe``. Every call installs a fresh
+    scheduler (``scheduler`` by user-facing name, None = the model's default; Euler with
+    trailing spacing for turbo models) and applies ``loras`` (LoraSpec-like objects with
+    ``path`` and ``weight``), unloading the previous job's LoRAs when they differ.
+    The model's ResolvedModel is at ``pipe.studio_model``."""
+    import diffusers
+
+    choice = pick_device(device or ctx.runner.device, dtype or ctx.runner.dtype)
+    resolved = resolve_model(model)
+    if scheduler is not None:
+        scheduler = canonical_name(scheduler)
+    key = f"pipe:{resolved.key}|{choice.device}|{choice.dtype}"
+
+    def factory() -> LoadedModel:
+        base = _load_base(resolved, task, choice.device, choice.dtype)
+        return LoadedModel(resolved, base, choice.device, choice.dtype, dict(base.scheduler.config))
+
+    entry: LoadedModel = ctx.runner.cache(key, factory)
+    ctx.check()
+    base = entry.base
+    family = family_of(base)
+    if base.unet.config.in_channels == 9 and task != "inpaint":
+        raise BadInput(
+            f"{resolved.name} is an inpainting model: use it with an init image and a mask"
+        )
+    cn_refs = tuple(controlnets)
+    pipe_key = (task, cn_refs)
+    pipe = entry.pipes.get(pipe_key)
+    if pipe is None:
+        cls = getattr(diffusers, pipeline_class_name(family, task, bool(cn_refs)))
+        # Keep only the ControlNets this job uses.
+        for ref in [r for r in entry.controlnets if r not in cn_refs]:
+            del entry.controlnets[ref]
+        entry.pipes = {k: v for k, v in entry.pipes.items() if not k[1]}
+        extra = {}
+        if cn_refs:
+            models = []
+            for ref in cn_refs:
+                if ref not in entry.controlnets:
+                    cn = load_controlnet(ref, choice.dtype).to(choice.device)
+                    entry.controlnets[ref] = cn
+                models.append(entry.controlnets[ref])
+            extra["controlnet"] = models[0] if len(models) == 1 else models
+        if type(base) is cls and not extra:
+            pipe = base
+        else:
+            try:
+                pipe = cls.from_pipe(base, **extra)
+            except Exception as e:  # noqa: BLE001
+                raise ModelError(f"{resolved.name}: cannot build {cls.__name__} ({e})") from e
+        pipe.set_progress_bar_config(disable=True)
+        entry.pipes[pipe_key] = pipe
+    pipe.scheduler = make_scheduler(scheduler, entry.scheduler_config, turbo=is_turbo(resolved.ref))
+    apply_loras(pipe, entry, loras)
+    pipe.studio_model = resolved
+    return pipe
+
+
+def _adapter_name(i: int, path: str) -> str:
+    return f"l{i}_" + re.sub(r"\W", "_", Path(path).stem)[:40]
+
+
+def apply_loras(pipe, entry: LoadedModel, loras) -> None:
+    """Load LoRA adapters (``pipe.load_lora_weights``; diffusers, kohya and PEFT formats) and
+    weight them with ``set_adapters``. Adapters of a previous job that aren't wanted now are
+    unloaded first so they can't leak into this one."""
+    wanted = []
+    for spec in loras:
+        p = Path(spec.path).expanduser()
+        if not p.is_file():
+            raise BadInput(f"{spec.path}: LoRA file not found")
+        wanted.append((str(p.resolve()), float(spec.weight)))
+    wanted_t = tuple(wanted)
+    if wanted_t == entry.loras:
+        return
+    if tuple(p for p, _ in wanted) != tuple(p for p, _ in entry.loras):
+        if entry.loras:
+            pipe.unload_lora_weights()
+            entry.loras, entry.lora_names = (), ()
+        names = []
+        try:
+            for i, (path, _w) in enumerate(wanted):
+                name = _adapter_name(i, path)
+                pipe.load_lora_weights(path, adapter_name=name)
+                names.append(name)
+        except Exception as e:  # noqa: BLE001
+            if names:
+                pipe.unload_lora_weights()
+            raise ModelError(f"{Path(path).name}: cannot apply LoRA to this model ({e})") from e
+        entry.lora_names = tuple(names)
+    if wanted:
+        pipe.set_adapters(list(entry.lora_names), adapter_weights=[w for _, w in wanted])
+    entry.loras = wanted_t
+
+
+# -- previews and the denoising loop -------------------------------------------------------------
+
+_taesd_warned: set[str] = set()
+
+
+def preview_decoder(ctx, pipe, mode: str) -> PreviewDecoder | None:
+    """The decoder for ``mode`` or None for "off". "taesd" falls back to "latent" with a
+    one-time message when no AutoencoderTiny is installed (see previews.find_taesd)."""
+    if mode == "off":
+        return None
+    if mode not in PREVIEW_MODES:
+        raise BadInput(f"Unknown preview mode {mode!r} (use {', '.join(PREVIEW_MODES)})")
+    family = family_of(pipe)
+    taesd = None
+    if mode == "taesd":
+        folder = find_taesd(family)
+        if folder is None:
+            if family not in _taesd_warned:
+                _taesd_warned.add(family)
+                name = "taesdxl" if family == "sdxl" else "taesd"
+                msg = (
+                    f"No TAESD preview decoder installed ({name}); showing latent previews. "
+                    f"Get it with `studio models download {name}`."
+                )
+                log.warning(msg)
+                ctx.progress(ctx.step, ctx.total, msg)
+            mode = "latent"
+        else:
+            dev, dt = pipe.vae.device, pipe.vae.dtype
+            taesd = ctx.runner.cache(
+                f"taesd:{folder}|{dev}|{dt}", lambda: load_taesd(folder, dev, dt)
+            )
+    return PreviewDecoder(pipe, mode, family, taesd)
+
+
+def denoise(
+    ctx,
+    pipe,
+    *,
+    preview: str,
+    preview_of: str,
+    total_steps: int,
+    region: tuple[int, int, int, int] | None = None,
+    step_offset: int = 0,
+    **pipe_kwargs,
+) -> list[np.ndarray]:
+    """Run ``pipe(**pipe_kwargs)`` with progress, previews and cancel; return RGB uint8 images.
+
+    ``callback_on_step_end`` runs after every scheduler step: it checks the job's cancel token
+    first and raises ``JobCancelled`` from inside the loop, so after a cancel no further step,
+    no VAE decode and no post-processing runs (``pipe._interrupt`` would still decode).
+    Then it reports ``Progress(step_offset + i + 1, total_steps)`` and, unless ``preview`` is
+    "off", one preview of x0_hat (``preview_of="x0"``) or x_t, emitted synchronously: at most
+    one exists at a time; the consumer keeps only the latest. ``region`` is passed through to
+    the Preview events (where on the full image the preview belongs)."""
+    if preview_of not in PREVIEW_OF:
+        raise BadInput(f"Unknown preview target {preview_of!r} (use x0 or xt)")
+    decoder = preview_decoder(ctx, pipe, preview)
+    tap = StepTap(pipe.scheduler) if decoder is not None and preview_of == "x0" else None
+
+    def on_step_end(p, i, t, kwargs):
+        ctx.check()
+        step = min(step_offset + i + 1, total_steps)
+        ctx.progress(step, total_steps)
+        if decoder is not None:
+            latents = kwargs["latents"]
+            if tap is not None and tap.x0 is not None:
+                latents = tap.x0
+            else:
+                latents = latent_for_xt(latents, p.scheduler)
+            ctx.preview(decoder(latents), step, total_steps, region)
+        return kwargs
+
+    ctx.check()
+    try:
+        with torch.inference_mode():
+            out = pipe(
+                **pipe_kwargs,
+                output_type="np",
+                callback_on_step_end=on_step_end,
+                callback_on_step_end_tensor_inputs=["latents"],
+            )
+    finally:
+        if tap is not None:
+            tap.remove()
+    images = np.asarray(out.images)
+    if not np.isfinite(images).all():
+        raise ModelError(
+            "The model produced NaN pixels (often fp16 overflow in the VAE); "
+            "try --dtype float32 or a fp16-fixed VAE"
+        )
+    return [
+        np.ascontiguousarray((np.clip(im, 0, 1) * 255).round().astype(np.uint8)) for im in images
+    ]
+
+
+def _pil(image: np.ndarray, size: tuple[int, int]):
+    from PIL import Image
+
+    im = Image.fromarray(np.ascontiguousarray(image[..., :3]) if image.ndim == 3 else image)
+    im = im.convert("RGB")
+    if im.size != size:
+        im = im.resize(size, Image.Resampling.LANCZOS)
+    return im
+
+
+def control_kwargs(task: str, controls, width: int, height: int) -> dict:
+    """Pipeline keyword arguments for ``controls`` (ControlInput): the control images resized to
+    the generation size, with per-ControlNet conditioning scale and guidance start/end. The
+    txt2img ControlNet pipelines take them as ``image``, img2img/inpaint as ``control_image``."""
+    if not controls:
+        return {}
+    images = [_pil(c.image, (width, height)) for c in controls]
+    one = len(controls) == 1
+
+    def pick(values):
+        return values[0] if one else list(values)
+
+    for c in controls:
+        if not 0.0 <= c.start < c.end <= 1.0:
+            raise BadInput(f"ControlNet {c.kind}: start/end must satisfy 0 <= start < end <= 1")
+    return {
+        ("image" if task == "txt2img" else "control_image"): pick(images),
+        "controlnet_conditioning_scale": pick([float(c.weight) for c in controls]),
+        "control_guidance_start": pick([float(c.start) for c in controls]),
+        "control_guidance_end": pick([float(c.end) for c in controls]),
+    }
+
+
+def validate_request(request: GenerateRequest) -> None:
+    """Reject bad values before any model loads (BadInput, one line)."""
+    for label, v in (("width", request.width), ("height", request.height)):
+        if not MIN_SIZE <= v <= MAX_SIZE or v % 8:
+            raise BadInput(f"{label} {v} must be a multiple of 8 between {MIN_SIZE} and {MAX_SIZE}")
+    if not 1 <= request.steps <= 1000:
+        raise BadInput(f"steps {request.steps} must be between 1 and 1000")
+    if not 1 <= request.count <= 1000:
+        raise BadInput(f"count {request.count} must be between 1 and 1000")
+    if not 0 <= request.guidance <= 100:
+        raise BadInput(f"guidance {request.guidance} must be between 0 and 100")
+    if request.seed < 0:
+        raise BadInput("seed must be >= 0")
+    if request.init_image is not None:
+        if not 0.0 < request.strength <= 1.0:
+            raise BadInput(f"strength {request.strength} must be in (0, 1]")
+        if int(request.steps * request.strength) < 1:
+            raise BadInput(
+                f"steps x strength = {request.steps * request.strength:g} is below one step; "
+                "raise --steps or --strength"
+            )
+    if request.preview not in PREVIEW_MODES:
+        raise BadInput(f"Unknown preview mode {request.preview!r}")
+    if request.preview_of not in PREVIEW_OF:
+        raise BadInput(f"Unknown preview target {request.preview_of!r}")
+    if request.scheduler is not None:
+        canonical_name(request.scheduler)
+    for c in request.controls:
+        if c.image is None or c.image.ndim not in (2, 3):
+            raise BadInput(f"ControlNet {c.kind}: no control image")
+        if not c.model:
+            raise BadInput(f"ControlNet {c.kind}: no ControlNet model given (--controlnet)")
+
+
+def steps_per_image(pipe, steps: int, strength: float | None) -> int:
+    """How many step callbacks one image takes (img2img runs int(steps * strength) of them;
+    second-order samplers such as Heun evaluate twice per step)."""
+    order = int(getattr(pipe.scheduler, "order", 1) or 1)
+    n = steps if strength is None else min(int(steps * strength), steps)
+    return max(1, n * order - (order - 1))
+
+
+def run_generate(ctx, request: GenerateRequest):
+    """Job handler for GenerateRequest (txt2img / img2img / ControlNet / LoRA). Requests with a
+    mask are SD inpainting and go to ``studio.engine.inpaint.diffusion_inpaint``."""
+    if request.mask is not None:
+        if request.init_image is None:
+            raise BadInput("A mask needs an init image (--init)")
+        from studio.engine.inpaint import diffusion_inpaint
+
+        return diffusion_inpaint(ctx, request)
+    validate_request(request)
+    from studio.core.metadata import request_metadata
+
+    task = "img2img" if request.init_image is not None else "txt2img"
+    pipe = load_pipeline(
+        ctx,
+        request.model,
+        task,
+        controlnets=tuple(c.model for c in request.controls),
+        scheduler=request.scheduler,
+        loras=request.loras,
+        device=request.device,
+        dtype=request.dtype,
+    )
+    size = (request.width, request.height)
+    kwargs: dict = dict(
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt or None,
+        num_inference_steps=request.steps,
+        guidance_scale=request.guidance,
+    )
+    strength = None
+    if task == "img2img":
+        kwargs.update(image=_pil(request.init_image, size), strength=request.strength)
+        strength = request.strength
+    else:
+        kwargs.update(width=request.width, height=request.height)
+    kwargs.update(control_kwargs(task, request.controls, *size))
+    per_image = steps_per_image(pipe, request.steps, strength)
+    total = per_image * request.count
+    sampler = request.scheduler and canonical_name(request.scheduler)
+    sampler = sampler or scheduler_label(pipe.scheduler)
+    device = pipe.device
+    images, metadata = [], []
+    ctx.progress(0, total)
+    for k in range(request.count):
+        seed = request.seed + k
+        out = denoise(
+            ctx,
+            pipe,
+            preview=request.preview,
+            preview_of=request.preview_of,
+            total_steps=total,
+            step_offset=k * per_image,
+            generator=generator_for(seed, device),
+            **kwargs,
+        )
+        images.append(out[0])
+        metadata.append(
+            request_metadata(
+                request,
+                seed,
+                pipe.studio_model.name,
+                sampler=sampler,
+                model_hash=(pipe.studio_model.sha256 or "")[:10] or None,
+            )
+        )
+        ctx.progress((k + 1) * per_image, total)
+    return ctx.finished(images, metadata)
