@@ -165,34 +165,35 @@ def run_inpaint(ctx, request: InpaintRequest):
         out = masks.paste_back(out, patch, box, masks.blend_alpha(crop_mask, feather))
         ctx.preview(masks.crop(out[..., :3], box), i + 1, len(boxes), box)
         ctx.progress(i + 1, len(boxes))
-    meta = {
-        "task": "inpaint",
-        "inpaint_method": method,
-        "mask_padding": request.padding,
-        "mask_blur": feather,
-        "size": f"{image.shape[1]}x{image.shape[0]}",
-    }
-    if lama_path is not None:
-        meta["model"] = lama_path.name
+    meta = _metadata(
+        request,
+        image,
+        method,
+        model=lama_path.name if lama_path is not None else None,
+        feather=feather,
+    )
     return ctx.finished([out], [meta], {"regions": boxes, "method": method})
 
 
-def outpaint(ctx, request: InpaintRequest, ext: Extension, overlap: int = 32):
-    """Outpaint ``request.image`` by ``ext``: extend and pre-fill the canvas
-    (``core.outpaint.extend``: edge extension + distance-weighted blur + noise), mask the new
-    area plus an ``overlap`` band of the old image, and inpaint that with ``request``'s
-    backend (``request.mask`` is ignored). The seam is hidden twice: the model redraws the
-    band with the old image as context, and the paste-back feathers into the untouched
-    interior. ``extra["offset"]`` = (-left, -top), where the old image's origin moved."""
+def outpaint_request(request: InpaintRequest, ext: Extension, overlap: int = 32) -> InpaintRequest:
+    """The InpaintRequest that outpaints ``request.image`` by ``ext``: the canvas extended and
+    pre-filled (``core.outpaint.extend``: edge extension + distance-weighted blur + noise) and
+    the mask of the new area plus an ``overlap`` band of the old image (``request.mask`` is
+    replaced). The seam is hidden twice: the model redraws the band with the old image as
+    context, and the paste-back feathers into the untouched interior. Torch-free, so the UI
+    can build it. The old image's origin moves to (ext.left, ext.top)."""
     image = _check_image(request.image)
     canvas, mask = extend(image, ext, overlap=overlap, seed=request.seed)
-    done = run_inpaint(ctx, replace(request, image=canvas, mask=mask))
-    extra = dict(done.extra)
-    extra.update(offset=(-ext.left, -ext.top), outpaint=(ext.left, ext.right, ext.top, ext.bottom))
-    meta = [
-        dict(m, outpaint=f"{ext.left},{ext.right},{ext.top},{ext.bottom}") for m in done.metadata
-    ]
-    return replace(done, metadata=tuple(meta), extra=extra)
+    return replace(request, image=canvas, mask=mask)
+
+
+def outpaint(ctx, request: InpaintRequest, ext: Extension, overlap: int = 32):
+    """Run :func:`outpaint_request` in this job; ``extra["offset"]`` = (-left, -top), where the
+    old image's origin lies relative to the new canvas's."""
+    done = run_inpaint(ctx, outpaint_request(request, ext, overlap))
+    extra = dict(done.extra, offset=(-ext.left, -ext.top))
+    extra["outpaint"] = (ext.left, ext.right, ext.top, ext.bottom)
+    return replace(done, extra=extra)
 
 
 # -- diffusion --------------------------------------------------------------------------------------
@@ -298,21 +299,15 @@ def _diffusion_job(ctx, request: InpaintRequest, image: np.ndarray, mask: np.nda
     sampler = (request.scheduler and canonical_name(request.scheduler)) or scheduler_label(
         pipe.scheduler
     )
-    meta = {
-        "task": "inpaint",
-        "inpaint_method": "diffusion",
-        "prompt": request.prompt,
-        "negative_prompt": request.negative_prompt,
-        "steps": request.steps,
-        "sampler": sampler,
-        "cfg_scale": request.guidance,
-        "seed": request.seed,
-        "size": f"{image.shape[1]}x{image.shape[0]}",
-        "model": pipe.studio_model.name,
-        "denoising_strength": request.strength,
-        "mask_padding": request.padding,
-        "mask_blur": feather,
-    }
+    meta = _metadata(
+        request,
+        image,
+        "diffusion",
+        model=pipe.studio_model.name,
+        feather=feather,
+        sampler=sampler,
+        model_hash=(pipe.studio_model.sha256 or "")[:10] or None,
+    )
     return ctx.finished([out], [meta], {"regions": boxes, "method": "diffusion"})
 
 
@@ -381,31 +376,49 @@ def diffusion_inpaint(ctx, request: GenerateRequest):
     return ctx.finished(images, metadata, {"regions": boxes, "method": "diffusion"})
 
 
-def _generate_metadata(request: GenerateRequest, seed: int, pipe, sampler: str) -> dict:
-    try:
-        from studio.core.metadata import request_metadata
-    except ImportError:
-        request_metadata = None
-    if request_metadata is not None:
-        meta = request_metadata(
-            request,
-            seed,
-            pipe.studio_model.name,
-            sampler=sampler,
-            model_hash=(pipe.studio_model.sha256 or "")[:10] or None,
-        )
+def _metadata(
+    request: InpaintRequest,
+    image: np.ndarray,
+    method: str,
+    model: str | None,
+    feather: int,
+    sampler: str | None = None,
+    model_hash: str | None = None,
+) -> dict:
+    """The metadata dict of an InpaintRequest result (A1111 keys where they exist, see
+    ``core.metadata.format_parameters``); prompt/sampling keys only for diffusion."""
+    from studio.core.metadata import request_metadata
+
+    meta = request_metadata(request, request.seed, model or method, sampler, model_hash)
+    if method != "diffusion":
+        for key in ("prompt", "negative_prompt", "steps", "sampler", "cfg_scale", "seed"):
+            meta.pop(key, None)
+        if model is None:
+            meta.pop("model", None)
     else:
-        meta = {
-            "prompt": request.prompt,
-            "negative_prompt": request.negative_prompt,
-            "steps": request.steps,
-            "sampler": sampler,
-            "cfg_scale": request.guidance,
-            "seed": seed,
-            "model": pipe.studio_model.name,
-            "denoising_strength": request.strength,
-        }
-    meta = dict(meta)
-    meta.update(task="inpaint", inpaint_method="diffusion", mask_padding=request.mask_padding)
-    meta["size"] = f"{request.init_image.shape[1]}x{request.init_image.shape[0]}"
+        meta["denoising_strength"] = float(request.strength)
+    meta.pop("width", None)
+    meta.pop("height", None)
+    meta.update(
+        size=f"{image.shape[1]}x{image.shape[0]}",
+        inpaint_method=method,
+        mask_padding=request.padding,
+        mask_blur=feather,
+    )
+    return meta
+
+
+def _generate_metadata(request: GenerateRequest, seed: int, pipe, sampler: str) -> dict:
+    from studio.core.metadata import request_metadata
+
+    meta = request_metadata(
+        request,
+        seed,
+        pipe.studio_model.name,
+        sampler=sampler,
+        model_hash=(pipe.studio_model.sha256 or "")[:10] or None,
+    )
+    # The output has the init image's size, not the request's width/height.
+    meta["width"], meta["height"] = request.init_image.shape[1], request.init_image.shape[0]
+    meta.update(inpaint_method="diffusion", mask_padding=request.mask_padding)
     return meta

@@ -1,0 +1,193 @@
+"""``studio inpaint``: remove or replace what a mask covers, or outpaint (extend the canvas).
+
+    studio inpaint --image I --mask M [--method auto|lama|telea|ns|MODEL] [--prompt P]
+                   [--padding PX] [--feather PX] --out OUT
+    studio inpaint --image I --outpaint left=128,right=128 [--overlap PX] [...] --out OUT
+    studio inpaint --image I --outpaint 16:9 [...] --out OUT
+
+``--method``: ``telea`` / ``ns`` (OpenCV, offline, no download), ``lama`` (the installed
+big-lama, or ``--lama FILE``), ``auto`` (the default: LaMa if installed, else Telea), or any
+Stable Diffusion model (catalog id, Hugging Face repo id, diffusers folder or checkpoint file),
+which fills the mask from ``--prompt``. Exit codes: 0 done, 2 bad input (e.g. a mask whose
+size differs from the image), 3 model missing or unloadable, 130 cancelled (Ctrl+C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from studio.core.errors import BadInput, JobCancelled, StudioError
+
+BUILTIN_METHODS = ("auto", "lama", "telea", "ns")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "inpaint",
+        help="remove/replace the masked area, or outpaint (extend the canvas)",
+        description=(
+            "Inpaint the white area of --mask (OpenCV Telea/NS, LaMa or a Stable Diffusion "
+            "model), working on the mask's padded crop; or extend the canvas with --outpaint."
+        ),
+    )
+    p.add_argument("--image", required=True, help="input image")
+    p.add_argument("--mask", help="mask image, same size as --image: white = regenerate")
+    p.add_argument(
+        "--method",
+        default="auto",
+        help="auto (LaMa if installed, else Telea), lama, telea, ns, or an SD model "
+        "(catalog id, repo id, folder or file) to fill from --prompt",
+    )
+    p.add_argument("--lama", metavar="FILE", help="LaMa model file (implies --method lama)")
+    p.add_argument("--prompt", default="", help="what to paint (SD models)")
+    p.add_argument("--negative", default="", help="negative prompt (SD models)")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--guidance", type=float, default=7.0)
+    p.add_argument("--strength", type=float, default=1.0, help="1.0 = repaint fully (SD)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scheduler", default=None)
+    p.add_argument(
+        "--padding", type=int, default=32, help="context px around the mask (default 32)"
+    )
+    p.add_argument("--feather", type=int, default=8, help="soft edge of the paste-back, px")
+    p.add_argument(
+        "--outpaint",
+        metavar="SPEC",
+        help="extend the canvas instead of using --mask: left=N,right=N,top=N,bottom=N "
+        "(also x=N, y=N, all=N) or an aspect ratio such as 16:9",
+    )
+    p.add_argument(
+        "--overlap", type=int, default=32, help="outpaint: px of the old image redrawn at the seam"
+    )
+    p.add_argument("--preview", default="latent", choices=("latent", "taesd", "full", "off"))
+    p.add_argument("--preview-of", default="x0", choices=("x0", "xt"))
+    p.add_argument("--preview-dir", help="write every preview as step_NNN.png here")
+    p.add_argument("--device", default=None)
+    p.add_argument("--dtype", default=None)
+    p.add_argument("--out", required=True, help="output image (.png, .jpg, .webp)")
+    p.set_defaults(func=run)
+
+
+def build_request(args: argparse.Namespace, image, mask):
+    """The InpaintRequest for parsed ``args`` (method/model resolution included)."""
+    from studio.engine.requests import InpaintRequest
+
+    method, model = args.method.strip(), ""
+    if args.lama:
+        if method not in ("auto", "lama"):
+            raise BadInput("--lama goes with --method lama (or no --method)")
+        method, model = "lama", args.lama
+    elif method.lower() in BUILTIN_METHODS:
+        method = method.lower()
+    else:
+        method, model = "diffusion", method
+    if method == "diffusion" and not args.prompt:
+        print("studio: note: no --prompt; the model fills the mask unguided", file=sys.stderr)
+    return InpaintRequest(
+        image=image,
+        mask=mask,
+        method=method,
+        model=model,
+        prompt=args.prompt,
+        negative_prompt=args.negative,
+        steps=args.steps,
+        guidance=args.guidance,
+        strength=args.strength,
+        seed=args.seed,
+        padding=args.padding,
+        feather=args.feather,
+        scheduler=args.scheduler,
+        preview=args.preview,
+        preview_of=args.preview_of,
+        device=args.device,
+        dtype=args.dtype,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from studio.core.imageio import load_image, load_mask, save_image
+    from studio.core.metadata import format_parameters
+    from studio.core.outpaint import parse_extension
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise BadInput(f"{out.name}: unsupported output format (use .png, .jpg or .webp)")
+    if not out.parent.exists():
+        raise BadInput(f"{out.parent}: output folder does not exist")
+    if args.mask and args.outpaint:
+        raise BadInput("use --mask or --outpaint, not both")
+    if not args.mask and not args.outpaint:
+        raise BadInput("--mask is required (or --outpaint to extend the canvas)")
+    if not 0 <= args.overlap <= 1024:
+        raise BadInput("--overlap must be between 0 and 1024 px")
+    image = load_image(args.image)
+    h, w = image.shape[:2]
+    ext = None
+    if args.outpaint:
+        ext = parse_extension(args.outpaint, (w, h))
+        mask = np.zeros((h, w), np.uint8)  # replaced by the outpaint mask
+    else:
+        mask = load_mask(args.mask, size=(w, h))
+    request = build_request(args, image, mask)
+    preview_dir = Path(args.preview_dir) if args.preview_dir else None
+    if preview_dir is not None:
+        preview_dir.mkdir(parents=True, exist_ok=True)
+
+    from studio.engine.events import Failed, Finished, Preview
+    from studio.engine.runner import Runner
+
+    runner = Runner(device=args.device, dtype=args.dtype)
+    counter = {"n": 0}
+
+    def emit(event) -> None:
+        if preview_dir is not None and isinstance(event, Preview) and event.image is not None:
+            counter["n"] += 1
+            save_image(preview_dir / f"step_{counter['n']:03d}.png", event.image)
+
+    if ext is not None:
+        from studio.engine.inpaint import outpaint_request
+
+        request = outpaint_request(request, ext, overlap=args.overlap)
+    final = _run_cancellable(runner, lambda: runner.run(request, emit=emit))
+    if isinstance(final, Failed):
+        raise _error_for(final)
+    if not isinstance(final, Finished):
+        raise JobCancelled()
+    result, meta = final.images[0], (final.metadata[0] if final.metadata else {})
+    save_image(out, result, parameters=format_parameters(meta), studio=meta)
+    print(f"{out} ({final.extra.get('method', request.method)}, {final.seconds:.1f} s)")
+    return 0
+
+
+def _error_for(failed) -> StudioError:
+    """The exception that makes main() print the job's one-line message with its exit code."""
+    from studio.core.errors import ModelError
+
+    cls = {2: BadInput, 3: ModelError, 130: JobCancelled}.get(failed.exit_code, StudioError)
+    return cls(failed.message, failed.detail)
+
+
+def _run_cancellable(runner, call):
+    """Run ``call`` with Ctrl+C cancelling the job cleanly (exit 130 via JobCancelled); a
+    second Ctrl+C interrupts at once."""
+    previous = signal.getsignal(signal.SIGINT)
+    state = {"hits": 0}
+
+    def on_sigint(signum, frame):
+        state["hits"] += 1
+        if state["hits"] > 1 or not runner.cancel():
+            raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread (e.g. called from a test thread)
+        return call()
+    try:
+        return call()
+    finally:
+        signal.signal(signal.SIGINT, previous)
