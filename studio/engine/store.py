@@ -180,6 +180,8 @@ def _snapshot_folder(repo: str, revision: str | None) -> Path | None:
         return None
     except Exception:  # noqa: BLE001 - e.g. an invalid repo id in a user catalog
         return None
+    if not isinstance(path, str | os.PathLike):
+        return None
     p = Path(path)
     return p if p.is_dir() else None
 
