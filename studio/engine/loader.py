@@ -86,16 +86,25 @@ def _how_to_get(ref: str) -> str:
     )
 
 
+def _hf_cache_dir() -> str | None:
+    env = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    if env:
+        return env
+    home = os.environ.get("HF_HOME")
+    return str(Path(home) / "hub") if home else None
+
+
 def _from_hf_cache(repo_id: str, filename: str | None = None) -> Path | None:
     """A repo snapshot folder (or one file) from the HF cache, never the network."""
     try:
         from huggingface_hub import hf_hub_download, snapshot_download
     except ImportError:  # pragma: no cover
         return None
+    cache = _hf_cache_dir()
     try:
         if filename:
-            return Path(hf_hub_download(repo_id, filename, local_files_only=True))
-        return Path(snapshot_download(repo_id, local_files_only=True))
+            return Path(hf_hub_download(repo_id, filename, cache_dir=cache, local_files_only=True))
+        return Path(snapshot_download(repo_id, cache_dir=cache, local_files_only=True))
     except Exception:  # noqa: BLE001 - not cached / malformed id: both mean "not here"
         return None
 
@@ -109,14 +118,6 @@ def _catalog_entry(ref: str):
         return load_catalog().get(ref)
     except Exception:  # noqa: BLE001 - a broken catalog must not break explicit paths
         return None
-
-
-def _attr(entry, *names):
-    for n in names:
-        v = entry.get(n) if isinstance(entry, dict) else getattr(entry, n, None)
-        if v:
-            return v
-    return None
 
 
 def resolve_model(ref: str) -> ResolvedModel:
@@ -135,22 +136,20 @@ def resolve_model(ref: str) -> ResolvedModel:
         raise ModelError(f"{path.name}: not a model file (expected .safetensors)")
     entry = _catalog_entry(ref)
     if entry is not None:
-        local = _attr(entry, "local_path", "path")
-        if callable(local):
-            local = local()
-        sha = _attr(entry, "sha256")
-        if local and Path(local).exists():
+        local = None
+        try:
+            from studio.engine.store import find_installed
+
+            local = find_installed(entry)
+        except ImportError:
+            pass
+        except Exception:  # noqa: BLE001 - treat a broken install as "not installed"
+            local = None
+        shas = dict(getattr(entry, "sha256", None) or {})
+        sha = next(iter(shas.values()), None) if len(shas) == 1 else None
+        if local is not None and Path(local).exists():
             r = resolve_model(str(local))
-            return ResolvedModel(ref, r.kind, r.path, ref, _attr(entry, "repo", "repo_id"), sha)
-        repo = _attr(entry, "repo", "repo_id")
-        filename = _attr(entry, "file", "filename")
-        if isinstance(filename, list | tuple):
-            filename = filename[0] if len(filename) == 1 else None
-        if repo:
-            found = _from_hf_cache(repo, filename)
-            if found is not None:
-                kind = "file" if found.is_file() else "folder"
-                return ResolvedModel(ref, kind, found, ref, repo, sha)
+            return ResolvedModel(ref, r.kind, r.path, ref, getattr(entry, "repo", None), sha)
         raise ModelError(
             f"Model {ref!r} is in the catalog but not downloaded; get it with "
             f"`studio models download {ref}`"
@@ -168,6 +167,17 @@ def resolve_model(ref: str) -> ResolvedModel:
         why = " (HF_HUB_OFFLINE is set)" if offline else ""
         raise ModelError(f"Model {ref!r} is not in the Hugging Face cache{why}; {_how_to_get(ref)}")
     raise ModelError(f"Unknown model {ref!r}: not a file, folder, catalog id or repo id")
+
+
+def recommended_settings(ref: str) -> dict:
+    """Generation defaults for a model: the catalog's ``recommended`` table (steps, guidance,
+    scheduler, width, height) for a catalog id, else for turbo models (by name) 1 step and
+    guidance 0 (Sauer et al. 2023, adversarial diffusion distillation), else {}."""
+    entry = _catalog_entry(ref)
+    rec = dict(getattr(entry, "recommended", None) or {}) if entry is not None else {}
+    if not rec and "turbo" in Path(ref).name.lower():
+        rec = {"steps": 1, "guidance": 0.0}
+    return rec
 
 
 def looks_like_path(ref: str) -> bool:

@@ -95,6 +95,10 @@ _ALIASES = {
     "uni_pc": "UniPC",
     "unipc": "UniPC",
     "lms_karras": "LMS Karras",
+    "dpm++": "DPM++ 2M",
+    "dpmpp": "DPM++ 2M",
+    "dpm++ karras": "DPM++ 2M Karras",
+    "ddim_uniform": "DDIM",
 }
 
 

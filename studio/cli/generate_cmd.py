@@ -1,0 +1,322 @@
+"""``studio generate``: txt2img / img2img / SD inpainting / ControlNet / LoRA from the shell.
+
+Outputs: ``--count N`` writes image k (seed S+k) to OUT for k = 0 and to ``OUT-k.ext`` for
+k >= 1 (``out.png``, ``out-1.png``, ``out-2.png``...), each with its own metadata, so any one
+reproduces alone with ``--seed S+k``. The written paths are printed on stdout, one a line.
+
+``execute()`` is the shared job driver for CLI commands: it runs a request on a Runner with a
+SIGINT handler (first Ctrl+C cancels the job cleanly, a second one exits at once with 130),
+shows progress as one updating line when stderr is a terminal, and writes previews to a folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import signal
+import sys
+from pathlib import Path
+
+from studio.core.errors import BadInput, JobCancelled, StudioError
+
+DEFAULT_SIZE = (512, 512)
+
+
+# -- shared job driver ----------------------------------------------------------------------------
+
+
+class _ProgressLine:
+    """A single updating progress line on a TTY stderr; silent otherwise (pipes, logs, a
+    windowed app whose sys.stderr is None)."""
+
+    def __init__(self, label: str) -> None:
+        stream = sys.stderr
+        try:
+            self.stream = stream if stream is not None and stream.isatty() else None
+        except (AttributeError, ValueError):
+            self.stream = None
+        self.label = label
+        self.shown = False
+
+    def update(self, step: int, total: int) -> None:
+        if self.stream is None or total <= 0:
+            return
+        width = 30
+        filled = int(width * step / total)
+        bar = "#" * filled + "-" * (width - filled)
+        self.stream.write(f"\r{self.label} [{bar}] {step}/{total}")
+        self.stream.flush()
+        self.shown = True
+
+    def message(self, text: str) -> None:
+        stream = sys.stderr
+        if stream is None:
+            return
+        self.end()
+        print(f"studio: {text}", file=stream)
+
+    def end(self) -> None:
+        if self.stream is not None and self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+            self.shown = False
+
+
+def execute(request, *, preview_dir: Path | None = None, label: str = "generating"):
+    """Run ``request`` to the end and return its Finished event. Raises the StudioError the
+    job failed with (exit code preserved) or JobCancelled (exit 130)."""
+    from studio.core.imageio import save_image
+    from studio.engine.events import Cancelled, Failed, Finished, Preview, Progress
+    from studio.engine.runner import Runner
+
+    runner = Runner()
+    line = _ProgressLine(label)
+    presses = 0
+
+    def on_sigint(signum, frame):
+        nonlocal presses
+        presses += 1
+        if presses > 1:
+            os._exit(130)
+        runner.cancel()
+
+    def emit(event) -> None:
+        if isinstance(event, Progress):
+            if event.message:
+                line.message(event.message)
+            line.update(event.step, event.total)
+        elif isinstance(event, Preview) and preview_dir is not None:
+            save_image(preview_dir / f"step_{event.step:03d}.png", event.image)
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread: no handler, KeyboardInterrupt can't arrive here
+        previous = None
+    try:
+        final = runner.run(request, emit=emit)
+    finally:
+        line.end()
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if isinstance(final, Finished):
+        return final
+    if isinstance(final, Cancelled):
+        raise JobCancelled("cancelled")
+    assert isinstance(final, Failed)
+    err = StudioError(final.message, final.detail)
+    err.exit_code = final.exit_code
+    raise err
+
+
+# -- argument parsing --------------------------------------------------------------------------
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*[xX×]\s*(\d+)\s*", text or "")
+    if not m:
+        raise BadInput(f"--size {text!r}: use WIDTHxHEIGHT, e.g. 512x768")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _split_weight(text: str, what: str) -> tuple[str, float | None]:
+    """'thing:0.7' -> ('thing', 0.7); 'C:\\x\\y.safetensors' keeps its drive colon."""
+    head, sep, tail = text.rpartition(":")
+    if sep and head and not re.fullmatch(r"[A-Za-z]", head):
+        try:
+            return head, float(tail)
+        except ValueError:
+            pass
+    return text, None
+
+
+def parse_lora(text: str):
+    from studio.engine.requests import LoraSpec
+
+    path, weight = _split_weight(text, "--lora")
+    if not Path(path).expanduser().is_file():
+        raise BadInput(f"--lora {text}: no such file {path}")
+    return LoraSpec(str(Path(path).expanduser()), 1.0 if weight is None else weight)
+
+
+def parse_control(text: str, model: str):
+    """KIND:IMAGE[:WEIGHT] -> ControlInput with the image loaded (RGB)."""
+    from studio.core.imageio import load_image
+    from studio.engine.requests import ControlInput
+
+    kind, sep, rest = text.partition(":")
+    if not sep or not kind or not rest:
+        raise BadInput(f"--control {text!r}: use KIND:IMAGE[:WEIGHT], e.g. canny:edges.png")
+    path, weight = _split_weight(rest, "--control")
+    if not Path(path).expanduser().exists():
+        raise BadInput(f"--control {text}: no such file {path}")
+    image = load_image(Path(path).expanduser(), mode="RGB")
+    return ControlInput(
+        kind=kind, image=image, model=model, weight=1.0 if weight is None else weight
+    )
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "generate",
+        help="generate images from a prompt (txt2img, img2img, inpaint, ControlNet, LoRA)",
+        description=(
+            "Generate images with a Stable Diffusion 1.x/2.x/SDXL model. With --count N, image "
+            "k (seed S+k) is written to OUT for k=0 and OUT-k.png after that."
+        ),
+    )
+    p.add_argument("--model", required=True, help="catalog id, HF repo id, folder or file")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--negative", default="", help="negative prompt")
+    p.add_argument("--steps", type=int, help="sampling steps (default: model's, else 20)")
+    p.add_argument("--guidance", type=float, help="CFG scale (default: model's, else 7)")
+    p.add_argument("--seed", type=int, help="seed (default: random, recorded in metadata)")
+    p.add_argument("--size", help="WIDTHxHEIGHT (default: init image size or 512x512)")
+    p.add_argument("--scheduler", help="sampler name, e.g. 'Euler a', 'DPM++ 2M Karras'")
+    p.add_argument("--count", type=int, default=1, help="number of images (seeds S, S+1, ...)")
+    p.add_argument("--init", help="init image for img2img")
+    p.add_argument("--strength", type=float, default=0.75, help="img2img denoising strength")
+    p.add_argument("--mask", help="inpainting mask (white = regenerate), with --init")
+    p.add_argument(
+        "--control",
+        action="append",
+        default=[],
+        metavar="KIND:IMAGE[:WEIGHT]",
+        help="ControlNet guide image (repeatable; pair each with --controlnet)",
+    )
+    p.add_argument(
+        "--controlnet", action="append", default=[], metavar="MODEL", help="ControlNet model"
+    )
+    p.add_argument(
+        "--lora", action="append", default=[], metavar="FILE[:WEIGHT]", help="LoRA (repeatable)"
+    )
+    p.add_argument(
+        "--preview",
+        choices=["latent", "taesd", "full", "off"],
+        help="preview decoder (default: latent with --preview-dir, else off)",
+    )
+    p.add_argument("--preview-of", choices=["x0", "xt"], default="x0")
+    p.add_argument("--preview-dir", help="write every preview as step_NNN.png here")
+    p.add_argument("--device", help="cuda, mps or cpu (default: best available)")
+    p.add_argument("--dtype", help="float16, bfloat16 or float32 (default: best for device)")
+    p.add_argument("--out", required=True, help="output image (.png, .jpg or .webp)")
+    p.set_defaults(func=run)
+
+
+def output_paths(out: Path, count: int) -> list[Path]:
+    return [out] + [out.with_name(f"{out.stem}-{k}{out.suffix}") for k in range(1, count)]
+
+
+def build_request(args: argparse.Namespace):
+    """Validate every argument and input file and build the GenerateRequest (BadInput on any
+    problem, before a model is loaded)."""
+    from studio.core.imageio import SAVE_FORMATS, load_image, load_mask
+    from studio.engine.loader import recommended_settings
+    from studio.engine.requests import GenerateRequest
+    from studio.engine.schedulers import canonical_name
+
+    out = Path(args.out).expanduser()
+    if out.suffix.lower() not in SAVE_FORMATS:
+        raise BadInput(f"--out {args.out}: unsupported format (use .png, .jpg or .webp)")
+    if not out.parent.exists():
+        raise BadInput(f"--out {args.out}: folder {out.parent} does not exist")
+    rec = recommended_settings(args.model)
+    init = mask = None
+    size = parse_size(args.size) if args.size else None
+    if args.init:
+        init = load_image(Path(args.init).expanduser(), mode="RGB")
+        if size is None:
+            size = (init.shape[1] // 8 * 8, init.shape[0] // 8 * 8)
+    if args.mask:
+        if init is None:
+            raise BadInput("--mask needs --init (the image to inpaint)")
+        mask = load_mask(Path(args.mask).expanduser(), size=(init.shape[1], init.shape[0]))
+    if size is None:
+        size = (int(rec.get("width", DEFAULT_SIZE[0])), int(rec.get("height", DEFAULT_SIZE[1])))
+    if len(args.controlnet) != len(args.control):
+        raise BadInput(
+            f"{len(args.control)} --control but {len(args.controlnet)} --controlnet: "
+            "give one --controlnet MODEL per --control"
+        )
+    controls = tuple(
+        parse_control(c, m) for c, m in zip(args.control, args.controlnet, strict=True)
+    )
+    loras = tuple(parse_lora(x) for x in args.lora)
+    scheduler = args.scheduler
+    if scheduler is not None:
+        scheduler = canonical_name(scheduler)
+    elif rec.get("scheduler"):
+        try:
+            scheduler = canonical_name(str(rec["scheduler"]))
+        except BadInput:
+            scheduler = None
+    preview = args.preview or ("latent" if args.preview_dir else "off")
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
+    request = GenerateRequest(
+        model=args.model,
+        prompt=args.prompt,
+        negative_prompt=args.negative or "",
+        steps=args.steps if args.steps is not None else int(rec.get("steps", 20)),
+        guidance=args.guidance if args.guidance is not None else float(rec.get("guidance", 7.0)),
+        seed=seed,
+        width=size[0],
+        height=size[1],
+        scheduler=scheduler,
+        count=args.count,
+        init_image=init,
+        strength=args.strength,
+        mask=mask,
+        controls=controls,
+        loras=loras,
+        preview=preview,
+        preview_of=args.preview_of,
+        device=args.device,
+        dtype=args.dtype,
+    )
+    from studio.engine.generate import validate_request
+
+    if mask is None:
+        validate_request(request)
+    return request, out
+
+
+def run(args: argparse.Namespace) -> int:
+    from studio.core.imageio import save_image
+    from studio.core.metadata import format_parameters
+
+    request, out = build_request(args)
+    preview_dir = None
+    if args.preview_dir:
+        preview_dir = Path(args.preview_dir).expanduser()
+        try:
+            preview_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise BadInput(f"--preview-dir {args.preview_dir}: {e.strerror}") from e
+    _quiet_libraries()
+    final = execute(request, preview_dir=preview_dir, label="generate")
+    paths = output_paths(out, len(final.images))
+    metas = list(final.metadata) + [{}] * (len(final.images) - len(final.metadata))
+    for path, image, meta in zip(paths, final.images, metas, strict=True):
+        save_image(path, image, parameters=format_parameters(meta) if meta else None, studio=meta)
+        print(path)
+    return 0
+
+
+def _quiet_libraries() -> None:
+    """diffusers/transformers chatter (deprecations, fp32-module notes) isn't for CLI users."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="diffusers")
+    for name in ("diffusers", "transformers", "huggingface_hub", "peft"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import diffusers.utils.logging as dlog
+        import transformers.utils.logging as tlog
+
+        dlog.set_verbosity_error()
+        tlog.set_verbosity_error()
+    except Exception:  # noqa: BLE001
+        pass
