@@ -179,13 +179,14 @@ def _studio_home() -> Path:
 
 def default_model_folder() -> Path:
     """Where Studio looks for the OpenPose weights by default."""
-    return _studio_home() / "models" / "openpose"
+    return _studio_home() / "models" / "pose-detector" / CATALOG_ID
 
 
 def how_to_get() -> str:
     return (
         f"get it with `studio models download {CATALOG_ID}`, or put {BODY_FILE} (from the "
-        f"Hugging Face repo {REPO_ID}) in {default_model_folder()} and pass --model FOLDER"
+        f"Hugging Face repo {REPO_ID}) in {default_model_folder()} (or any folder, passed "
+        "as --model FOLDER)"
     )
 
 
@@ -213,14 +214,21 @@ def find_body_weights(model: str | None = None) -> Path:
 
 
 def _catalog_or_cache() -> Path | None:
+    """The catalog's "openpose" entry where the model manager installed it (Studio's models
+    folder, the user's model folders or the HF cache), else just the body file in the HF
+    cache (hand/face files are optional here)."""
     try:
         from studio.core.catalog import load_catalog
+        from studio.engine.store import find_installed
 
         entry = load_catalog().get(CATALOG_ID)
-        local = getattr(entry, "local_path", None) if entry is not None else None
-        local = local() if callable(local) else local
-        if local and Path(local).is_dir() and (Path(local) / BODY_FILE).is_file():
-            return Path(local) / BODY_FILE
+        found = find_installed(entry) if entry is not None else None
+        if found is not None:
+            found = Path(found)
+            if found.is_dir() and (found / BODY_FILE).is_file():
+                return found / BODY_FILE
+            if found.is_file():
+                return found
     except Exception:  # noqa: BLE001 - a broken catalog must not hide the HF cache
         pass
     try:
