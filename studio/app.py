@@ -1,0 +1,61 @@
+"""Start the desktop app: QApplication and the main window first, the engine (torch,
+diffusers) afterwards in the worker thread, so the window is on screen at once.
+
+``STUDIO_STARTUP_PROBE=1`` makes the app print ``STUDIO_SHOWN <seconds> torch=<bool>`` once
+the window is shown and quit (used by benchmarks/bench_startup.py and the layering tests).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+_T0 = time.perf_counter()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the app; ``argv`` are files to open (images or .studio projects)."""
+    files = list(sys.argv[1:] if argv is None else argv)
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "studio"])
+    app.setApplicationName("Studio")
+    app.setOrganizationName("Studio")
+    app.setApplicationDisplayName("Studio")
+    app.setDesktopFileName("studio")
+
+    from studio.ui.main_window import MainWindow
+    from studio.ui.settings import Settings
+    from studio.ui.theme import app_icon, apply_theme
+
+    settings = Settings()
+    apply_theme(app, settings.theme)
+    app.setWindowIcon(app_icon())
+    window = MainWindow(settings)
+    window.show()
+
+    if os.environ.get("STUDIO_STARTUP_PROBE"):
+
+        def probe() -> None:
+            shown = time.perf_counter() - _T0
+            print(f"STUDIO_SHOWN {shown:.4f} torch={'torch' in sys.modules}", flush=True)
+            window.close()
+            app.quit()
+
+        QTimer.singleShot(0, probe)
+        return app.exec()
+
+    def after_show() -> None:
+        window.start_engine()
+        window.offer_recovery()
+        if files:
+            window.open_paths(files)
+
+    QTimer.singleShot(0, after_show)
+    return app.exec()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,530 @@
+"""The canvas: a QGraphicsView over the document's layers, with the tools (brush, eraser,
+rectangle selection, pan), zoom, drag and drop, and the live generation preview.
+
+Scene coordinates are document pixels. Each layer is a ``LayerItem`` drawing a cached QImage
+that is refreshed only where pixels changed; the mask layer is drawn as a tinted overlay.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QImage,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPen,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import (
+    QGraphicsEllipseItem,
+    QGraphicsItem,
+    QGraphicsRectItem,
+    QGraphicsScene,
+    QGraphicsView,
+    QStyleOptionGraphicsItem,
+    QWidget,
+)
+
+from studio.core.document import Layer, snap_rect
+from studio.ui import brush
+from studio.ui.document_model import DocumentModel, PaintCommand
+from studio.ui.qimage import qimage_from_array
+
+MASK_TINT = (255, 40, 90)
+MASK_ALPHA = 0.5
+TOOLS = ("brush", "eraser", "select", "pan")
+MIN_ZOOM, MAX_ZOOM = 0.02, 64.0
+
+
+def mask_overlay(mask: np.ndarray) -> np.ndarray:
+    """(H, W) mask -> RGBA tint, alpha proportional to the mask."""
+    out = np.empty(mask.shape + (4,), np.uint8)
+    out[..., 0], out[..., 1], out[..., 2] = MASK_TINT
+    out[..., 3] = (mask.astype(np.uint16) * int(255 * MASK_ALPHA) // 255).astype(np.uint8)
+    return out
+
+
+_CHECKER: QImage | None = None
+
+
+def _checker(cell: int = 8) -> QImage:
+    """A 2x2-cell checkerboard tile for showing transparency."""
+    global _CHECKER
+    if _CHECKER is None:
+        tile = np.full((2 * cell, 2 * cell, 3), 204, np.uint8)
+        tile[:cell, cell:] = 156
+        tile[cell:, :cell] = 156
+        _CHECKER = qimage_from_array(tile)
+    return _CHECKER
+
+
+class LayerItem(QGraphicsItem):
+    def __init__(self, layer: Layer) -> None:
+        super().__init__()
+        self.layer = layer
+        self.image = QImage()
+        self.refresh(None)
+
+    def _rgba(self, pixels: np.ndarray) -> np.ndarray:
+        return mask_overlay(pixels) if self.layer.is_mask else pixels
+
+    def refresh(self, rect: tuple[int, int, int, int] | None) -> None:
+        pixels = self.layer.pixels
+        w, h = self.layer.size
+        if rect is None or self.image.size().width() != w or self.image.size().height() != h:
+            self.prepareGeometryChange()
+            self.image = qimage_from_array(self._rgba(pixels)) if w and h else QImage()
+            self.update()
+            return
+        x, y, rw, rh = rect
+        patch = qimage_from_array(self._rgba(pixels[y : y + rh, x : x + rw]))
+        p = QPainter(self.image)
+        p.setCompositionMode(QPainter.CompositionMode.CompositionMode_Source)
+        p.drawImage(x, y, patch)
+        p.end()
+        self.update(QRectF(x, y, rw, rh))
+
+    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt API
+        w, h = self.layer.size
+        return QRectF(0, 0, w, h)
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget=None) -> None:
+        if not self.image.isNull():
+            painter.drawImage(QPointF(0, 0), self.image)
+
+
+class PreviewItem(QGraphicsItem):
+    """The newest generation preview, scaled into its target rect (latest frame wins)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.image = QImage()
+        self.rect = QRectF()
+        self.setZValue(1e6)
+
+    def set(self, image: QImage, rect: QRectF) -> None:
+        self.prepareGeometryChange()
+        self.image, self.rect = image, QRectF(rect)
+        self.setVisible(not image.isNull())
+        self.update()
+
+    def boundingRect(self) -> QRectF:  # noqa: N802
+        return self.rect
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem, widget=None) -> None:
+        if not self.image.isNull():
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+            painter.drawImage(self.rect, self.image)
+
+
+class CanvasView(QGraphicsView):
+    zoom_changed = Signal(float)
+    cursor_moved = Signal(int, int)  # document pixel under the mouse
+    tool_changed = Signal(str)
+    brush_changed = Signal()
+    files_dropped = Signal(list)  # local paths
+    image_dropped = Signal(QImage)  # image data without a file (e.g. from a browser)
+    status = Signal(str)
+
+    def __init__(self, model: DocumentModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = model
+        self.scene_ = QGraphicsScene(self)
+        self.setScene(self.scene_)
+        self.items_: dict[int, LayerItem] = {}
+        self.tool = "brush"
+        self.brush_size = 40
+        self.brush_hardness = 0.7
+        self.brush_color = QColor(0, 0, 0)
+        self._stroke: dict | None = None
+        self._select_from: QPointF | None = None
+        self._pan_from: QPointF | None = None
+        self._space = False
+        self._fit_on_resize = True
+
+        self.setAcceptDrops(True)
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
+        self.setDragMode(QGraphicsView.DragMode.NoDrag)
+        self.setBackgroundBrush(QColor(40, 40, 44))
+
+        self.preview_item = PreviewItem()
+        self.preview_item.setVisible(False)
+        self.scene_.addItem(self.preview_item)
+        pen = QPen(QColor(255, 255, 255), 0, Qt.PenStyle.DashLine)
+        pen.setCosmetic(True)
+        self.selection_item = QGraphicsRectItem()
+        self.selection_item.setPen(pen)
+        self.selection_item.setZValue(1e6 + 1)
+        self.selection_item.setVisible(False)
+        self.scene_.addItem(self.selection_item)
+        self.rubber_item = QGraphicsRectItem()
+        rpen = QPen(QColor(120, 190, 255), 0, Qt.PenStyle.DashLine)
+        rpen.setCosmetic(True)
+        self.rubber_item.setPen(rpen)
+        self.rubber_item.setBrush(QBrush(QColor(120, 190, 255, 40)))
+        self.rubber_item.setZValue(1e6 + 2)
+        self.rubber_item.setVisible(False)
+        self.scene_.addItem(self.rubber_item)
+        cpen = QPen(QColor(255, 255, 255, 200), 0)
+        cpen.setCosmetic(True)
+        self.cursor_item = QGraphicsEllipseItem()
+        self.cursor_item.setPen(cpen)
+        self.cursor_item.setZValue(1e6 + 3)
+        self.cursor_item.setVisible(False)
+        self.scene_.addItem(self.cursor_item)
+
+        model.structure_changed.connect(self.sync_layers)
+        model.pixels_changed.connect(self.on_pixels_changed)
+        model.selection_changed.connect(self.sync_selection)
+        model.document_replaced.connect(self.on_document_replaced)
+        self.on_document_replaced()
+
+    # -- document sync -----------------------------------------------------------------------
+    def on_document_replaced(self) -> None:
+        for item in self.items_.values():
+            self.scene_.removeItem(item)
+        self.items_.clear()
+        self.clear_preview()
+        doc = self.model.doc
+        w, h = doc.width, doc.height
+        margin = max(w, h, 256)
+        self.scene_.setSceneRect(QRectF(-margin, -margin, w + 2 * margin, h + 2 * margin))
+        self.sync_layers()
+        self.sync_selection()
+        self._fit_on_resize = True
+        if w and h:
+            self.fit()
+
+    def sync_layers(self) -> None:
+        doc = self.model.doc
+        live = {layer.uid for layer in doc.layers}
+        for uid in list(self.items_):
+            if uid not in live:
+                self.scene_.removeItem(self.items_.pop(uid))
+        for z, layer in enumerate(doc.layers):
+            item = self.items_.get(layer.uid)
+            if item is None or item.layer is not layer:
+                if item is not None:
+                    self.scene_.removeItem(item)
+                item = LayerItem(layer)
+                self.items_[layer.uid] = item
+                self.scene_.addItem(item)
+            elif item.image.width() != layer.size[0] or item.image.height() != layer.size[1]:
+                item.refresh(None)
+            item.setZValue(z)
+            item.setVisible(layer.visible)
+            item.setOpacity(layer.opacity)
+            item.setPos(*layer.offset)
+        self.viewport().update()
+
+    def on_pixels_changed(self, uid: int, rect: object) -> None:
+        item = self.items_.get(uid)
+        if item is not None:
+            item.refresh(rect)  # type: ignore[arg-type]
+
+    def sync_selection(self) -> None:
+        sel = self.model.doc.selection
+        self.selection_item.setVisible(sel is not None)
+        if sel:
+            self.selection_item.setRect(QRectF(*sel))
+
+    # -- preview -----------------------------------------------------------------------------
+    def show_preview(self, image: QImage, rect: tuple[float, float, float, float]) -> None:
+        self.preview_item.set(image, QRectF(*rect))
+
+    def clear_preview(self) -> None:
+        self.preview_item.set(QImage(), QRectF())
+
+    # -- zoom --------------------------------------------------------------------------------
+    @property
+    def zoom(self) -> float:
+        return self.transform().m11()
+
+    def set_zoom(self, z: float) -> None:
+        z = min(MAX_ZOOM, max(MIN_ZOOM, z))
+        self._fit_on_resize = False
+        self.setTransform(self.transform().fromScale(z, z))
+        self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, z < 1.0)
+        self.zoom_changed.emit(z)
+        self._update_cursor_item()
+
+    def zoom_by(self, factor: float) -> None:
+        self.set_zoom(self.zoom * factor)
+
+    def zoom_in(self) -> None:
+        self.zoom_by(1.25)
+
+    def zoom_out(self) -> None:
+        self.zoom_by(0.8)
+
+    def actual_size(self) -> None:
+        self.set_zoom(1.0)
+
+    def fit(self) -> None:
+        doc = self.model.doc
+        if doc.is_empty:
+            return
+        self.fitInView(QRectF(0, 0, doc.width, doc.height), Qt.AspectRatioMode.KeepAspectRatio)
+        z = self.transform().m11() * 0.97
+        self.setTransform(self.transform().fromScale(z, z))
+        self.centerOn(doc.width / 2, doc.height / 2)
+        self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, z < 1.0)
+        self._fit_on_resize = True
+        self.zoom_changed.emit(z)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if self._fit_on_resize:
+            self.fit()
+
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
+        dy = event.angleDelta().y()
+        if event.modifiers() & Qt.KeyboardModifier.ShiftModifier or dy == 0:
+            super().wheelEvent(event)  # Shift+wheel scrolls
+            return
+        self.zoom_by(math.pow(1.0015, dy))
+
+    # -- tools -------------------------------------------------------------------------------
+    def set_tool(self, tool: str) -> None:
+        if tool not in TOOLS:
+            raise ValueError(tool)
+        self.tool = tool
+        self._update_cursor_item()
+        self.tool_changed.emit(tool)
+
+    def set_brush(self, size: int | None = None, hardness: float | None = None) -> None:
+        if size is not None:
+            self.brush_size = int(min(1000, max(1, size)))
+        if hardness is not None:
+            self.brush_hardness = float(min(1.0, max(0.0, hardness)))
+        self._update_cursor_item()
+        self.brush_changed.emit()
+
+    def _painting_tool(self) -> bool:
+        return self.tool in ("brush", "eraser") and not self._space
+
+    def _update_cursor_item(self, scene_pos: QPointF | None = None) -> None:
+        show = self._painting_tool() and self.underMouse()
+        if scene_pos is None:
+            scene_pos = self.mapToScene(self.mapFromGlobal(self.cursor().pos()))
+        r = self.brush_size / 2
+        self.cursor_item.setRect(QRectF(scene_pos.x() - r, scene_pos.y() - r, 2 * r, 2 * r))
+        self.cursor_item.setVisible(show)
+        if self._space or self.tool == "pan":
+            self.viewport().setCursor(
+                Qt.CursorShape.ClosedHandCursor if self._pan_from else Qt.CursorShape.OpenHandCursor
+            )
+        elif self.tool == "select":
+            self.viewport().setCursor(Qt.CursorShape.CrossCursor)
+        else:
+            self.viewport().setCursor(Qt.CursorShape.CrossCursor)
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space = True
+            self._update_cursor_item()
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
+            self._space = False
+            self._pan_from = None
+            self._update_cursor_item()
+            event.accept()
+            return
+        super().keyReleaseEvent(event)
+
+    def enterEvent(self, event) -> None:  # noqa: N802
+        super().enterEvent(event)
+        self._update_cursor_item()
+
+    def leaveEvent(self, event) -> None:  # noqa: N802
+        super().leaveEvent(event)
+        self.cursor_item.setVisible(False)
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        self.setFocus(Qt.FocusReason.MouseFocusReason)
+        pos = self.mapToScene(event.position().toPoint())
+        button = event.button()
+        if button == Qt.MouseButton.MiddleButton or (
+            button == Qt.MouseButton.LeftButton and (self._space or self.tool == "pan")
+        ):
+            self._pan_from = event.position()
+            self._update_cursor_item()
+            event.accept()
+            return
+        if button != Qt.MouseButton.LeftButton or self.model.doc.is_empty:
+            super().mousePressEvent(event)
+            return
+        if self.tool == "select":
+            self._select_from = pos
+            self.rubber_item.setRect(QRectF(pos, pos))
+            self.rubber_item.setVisible(True)
+        elif self.tool in ("brush", "eraser"):
+            self._begin_stroke(pos)
+        event.accept()
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        pos = self.mapToScene(event.position().toPoint())
+        self.cursor_moved.emit(int(math.floor(pos.x())), int(math.floor(pos.y())))
+        self._update_cursor_item(pos)
+        if self._pan_from is not None:
+            delta = event.position() - self._pan_from
+            self._pan_from = event.position()
+            hs, vs = self.horizontalScrollBar(), self.verticalScrollBar()
+            hs.setValue(hs.value() - int(round(delta.x())))
+            vs.setValue(vs.value() - int(round(delta.y())))
+            self._fit_on_resize = False
+            event.accept()
+            return
+        if self._select_from is not None:
+            self.rubber_item.setRect(QRectF(self._select_from, pos).normalized())
+        elif self._stroke is not None:
+            self._continue_stroke(pos)
+        event.accept()
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        pos = self.mapToScene(event.position().toPoint())
+        if self._pan_from is not None and event.button() in (
+            Qt.MouseButton.MiddleButton,
+            Qt.MouseButton.LeftButton,
+        ):
+            self._pan_from = None
+            self._update_cursor_item(pos)
+            event.accept()
+            return
+        if event.button() != Qt.MouseButton.LeftButton:
+            super().mouseReleaseEvent(event)
+            return
+        if self._select_from is not None:
+            self._finish_selection(pos)
+        elif self._stroke is not None:
+            self._continue_stroke(pos)
+            self._end_stroke()
+        event.accept()
+
+    # -- selection ---------------------------------------------------------------------------
+    def _finish_selection(self, pos: QPointF) -> None:
+        start, self._select_from = self._select_from, None
+        self.rubber_item.setVisible(False)
+        doc = self.model.doc
+        r = QRectF(start, pos).normalized()
+        if r.width() < 4 and r.height() < 4:
+            self.model.set_selection(None)  # a click deselects
+            return
+        rect = snap_rect((r.x(), r.y(), r.width(), r.height()), doc.width, doc.height)
+        full = (0, 0) + snap_rect((0, 0, doc.width, doc.height), doc.width, doc.height)[2:]
+        self.model.set_selection(None if rect == full else rect)
+
+    # -- painting ----------------------------------------------------------------------------
+    def paint_target(self) -> Layer:
+        return self.model.doc.active_layer
+
+    def _begin_stroke(self, pos: QPointF) -> None:
+        layer = self.paint_target()
+        if not layer.visible:
+            self.status.emit(f"“{layer.name}” is hidden: show it to paint on it.")
+            return
+        ox, oy = layer.offset
+        p = (pos.x() - ox, pos.y() - oy)
+        self._stroke = {
+            "layer": layer,
+            "before": layer.pixels.copy(),
+            "last": p,
+            "rect": None,
+        }
+        self._dab_to(p, first=True)
+
+    def _continue_stroke(self, pos: QPointF) -> None:
+        s = self._stroke
+        if s is None:
+            return
+        ox, oy = s["layer"].offset
+        self._dab_to((pos.x() - ox, pos.y() - oy))
+
+    def _dab_to(self, p: tuple[float, float], first: bool = False) -> None:
+        s = self._stroke
+        layer: Layer = s["layer"]
+        erase = self.tool == "eraser"
+        color = self.brush_color.getRgb()[:3]
+        r = self.brush_size / 2
+        if first:
+            changed = brush.stamp(layer.pixels, p[0], p[1], r, self.brush_hardness, erase, color)
+        else:
+            if p == s["last"]:
+                return
+            changed = brush.line(layer.pixels, s["last"], p, r, self.brush_hardness, erase, color)
+        s["last"] = p
+        if changed:
+            s["rect"] = brush.union(s["rect"], changed)
+            self.items_[layer.uid].refresh(changed)
+
+    def _end_stroke(self) -> None:
+        s, self._stroke = self._stroke, None
+        if s is None or s["rect"] is None:
+            return
+        layer: Layer = s["layer"]
+        x, y, w, h = s["rect"]
+        before = s["before"][y : y + h, x : x + w].copy()
+        after = layer.pixels[y : y + h, x : x + w].copy()
+        what = "Eraser" if self.tool == "eraser" else "Brush"
+        text = f"{what} on mask" if layer.is_mask else f"{what} on “{layer.name}”"
+        self.model.push(PaintCommand(self.model, layer.uid, (x, y, w, h), before, after, text))
+
+    # -- drag and drop -----------------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        md = event.mimeData()
+        if md.hasUrls() or md.hasImage():
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802
+        md = event.mimeData()
+        if md.hasUrls() or md.hasImage():
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        md = event.mimeData()
+        paths = [u.toLocalFile() for u in md.urls() if u.isLocalFile()] if md.hasUrls() else []
+        if paths:
+            event.acceptProposedAction()
+            self.files_dropped.emit(paths)
+        elif md.hasImage():
+            image = md.imageData()
+            if isinstance(image, QImage) and not image.isNull():
+                event.acceptProposedAction()
+                self.image_dropped.emit(image)
+        else:
+            event.ignore()
+
+    # -- background --------------------------------------------------------------------------
+    def drawBackground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802
+        super().drawBackground(painter, rect)
+        doc = self.model.doc
+        if doc.is_empty:
+            return
+        area = QRectF(0, 0, doc.width, doc.height).intersected(rect)
+        if area.isEmpty():
+            return
+        painter.save()
+        painter.setWorldMatrixEnabled(False)
+        dev = self.mapFromScene(area).boundingRect().intersected(self.viewport().rect())
+        painter.setClipRect(dev)
+        painter.setBrushOrigin(self.mapFromScene(QPointF(0, 0)))
+        painter.fillRect(dev, QBrush(_checker()))
+        painter.restore()

@@ -1,0 +1,1 @@
+"""Feature panels docked by the main window; each takes a ``studio.ui.host.Host``."""

@@ -1,0 +1,605 @@
+"""The Generate panel: model, prompt, sampling settings, the Generate/queue button with
+progress and ETA, the job queue (each job cancellable) and a history strip of results.
+
+txt2img, img2img (the composite inside the generation region as init image) and SD inpainting
+(plus the mask) all go through one ``GenerateRequest``. Results land as new layers at the
+generation region (one undo step each) and in the document's history.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Slot
+from PySide6.QtGui import QIcon, QImage, QKeySequence, QPixmap, QShortcut
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QMenu,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.engine.requests import PREVIEW_MODES, GenerateRequest
+from studio.ui.qimage import qimage_from_array
+
+MAX_SEED = 2**31 - 1
+SOURCES = (
+    ("txt2img", "Text only (txt2img)"),
+    ("img2img", "Image → image (img2img)"),
+    ("inpaint", "Inpaint the mask"),
+)
+_FALLBACK_SCHEDULERS = ["Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC"]
+
+
+def scheduler_names() -> list[str]:
+    try:  # torch-free module (checked by the layering test)
+        from studio.engine.schedulers import scheduler_names as names
+
+        return list(names())
+    except Exception:  # noqa: BLE001
+        return list(_FALLBACK_SCHEDULERS)
+
+
+def model_choices(recent: list[str]) -> list[str]:
+    """Recent models first, then catalog ids (txt2img/inpaint), then local model folders."""
+    out: list[str] = []
+    out += [m for m in recent if m]
+    try:
+        from studio.core.catalog import load_catalog
+
+        out += [e.id for e in load_catalog() if e.kind in ("txt2img", "inpaint")]
+    except Exception:  # noqa: BLE001 - the picker stays editable without a catalog
+        pass
+    home = os.environ.get("STUDIO_HOME")
+    if home:
+        root = Path(home) / "models"
+        if root.is_dir():
+            out += [str(p.parent) for p in sorted(root.rglob("model_index.json"))[:50]]
+    seen: set[str] = set()
+    return [m for m in out if not (m in seen or seen.add(m))]
+
+
+@dataclass
+class _Pending:
+    region: tuple[int, int, int, int]
+    request: GenerateRequest
+    placed_empty: bool
+
+
+def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if (image.shape[1], image.shape[0]) == tuple(size):
+        return image
+    from PIL import Image
+
+    mode = "RGBA" if image.shape[2] == 4 else "RGB"
+    return np.asarray(Image.fromarray(image, mode).resize(size, Image.Resampling.LANCZOS))
+
+
+class GeneratePanel(QWidget):
+    def __init__(self, host, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.host = host
+        self.settings = getattr(host, "settings", None)
+        self._pending: dict[int, _Pending] = {}
+        self.last_seed: int | None = None
+        self.previews_received = 0
+        self.results_received = 0
+
+        self.model_combo = QComboBox()
+        self.model_combo.setEditable(True)
+        self.model_combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        self.model_combo.setToolTip("Catalog id, Hugging Face repo id, local folder or file")
+        recent = list(self.settings.recent_models) if self.settings else []
+        self.model_combo.addItems(model_choices(recent))
+        if self.settings and self.settings.model:
+            self.model_combo.setCurrentText(self.settings.model)
+        browse = QToolButton()
+        browse.setText("…")
+        browse.setToolTip("Choose a local model folder")
+        browse.clicked.connect(self.browse_model)
+
+        self.prompt = QPlainTextEdit()
+        self.prompt.setPlaceholderText("Prompt: what to make")
+        self.prompt.setFixedHeight(72)
+        self.negative = QPlainTextEdit()
+        self.negative.setPlaceholderText("Negative prompt: what to avoid")
+        self.negative.setFixedHeight(44)
+
+        self.steps = QSpinBox()
+        self.steps.setRange(1, 150)
+        self.guidance = QDoubleSpinBox()
+        self.guidance.setRange(0.0, 30.0)
+        self.guidance.setSingleStep(0.5)
+        self.guidance.setDecimals(1)
+        self.seed = QSpinBox()
+        self.seed.setRange(0, MAX_SEED)
+        self.random_seed = QCheckBox("Random")
+        self.random_seed.setChecked(True)
+        self.random_seed.toggled.connect(lambda on: self.seed.setEnabled(not on))
+        self.seed.setEnabled(False)
+        self.reuse_seed = QToolButton()
+        self.reuse_seed.setText("♻")
+        self.reuse_seed.setToolTip("Reuse the last seed")
+        self.reuse_seed.clicked.connect(self.reuse_last_seed)
+        self.width_spin = QSpinBox()
+        self.height_spin = QSpinBox()
+        for s in (self.width_spin, self.height_spin):
+            s.setRange(64, 2048)
+            s.setSingleStep(8)
+        self.match_region = QCheckBox("Match region")
+        self.match_region.setChecked(True)
+        self.match_region.setToolTip(
+            "Generate at the size of the selection (or the image); results are placed there"
+        )
+        self.match_region.toggled.connect(self._sync_size_enabled)
+        self.count = QSpinBox()
+        self.count.setRange(1, 8)
+        self.scheduler = QComboBox()
+        self.scheduler.addItem("Default", "")
+        for name in scheduler_names():
+            self.scheduler.addItem(name, name)
+        self.source = QComboBox()
+        for key, text in SOURCES:
+            self.source.addItem(text, key)
+        self.source.currentIndexChanged.connect(self._sync_strength_enabled)
+        self.strength = QDoubleSpinBox()
+        self.strength.setRange(0.01, 1.0)
+        self.strength.setSingleStep(0.05)
+        self.strength.setDecimals(2)
+        self.preview_mode = QComboBox()
+        for m in PREVIEW_MODES:
+            self.preview_mode.addItem(m, m)
+        self._load_settings()
+
+        self.generate_button = QPushButton("Generate")
+        self.generate_button.setObjectName("primary")
+        self.generate_button.setToolTip("Generate (Ctrl+Enter); while a job runs, queue another")
+        self.generate_button.clicked.connect(self.generate)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setObjectName("danger")
+        self.cancel_button.setToolTip("Cancel the running job (Esc)")
+        self.cancel_button.clicked.connect(self.cancel_current)
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("Ready")
+        self.progress.setTextVisible(True)
+
+        self.queue_list = QListWidget()
+        self.queue_list.setObjectName("queue")
+        self.queue_list.setMaximumHeight(86)
+        self.queue_list.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+
+        self.history = QListWidget()
+        self.history.setObjectName("history")
+        self.history.setViewMode(QListWidget.ViewMode.IconMode)
+        self.history.setFlow(QListWidget.Flow.LeftToRight)
+        self.history.setWrapping(False)
+        self.history.setIconSize(QSize(64, 64))
+        self.history.setFixedHeight(92)
+        self.history.setMovement(QListWidget.Movement.Static)
+        self.history.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.history.setToolTip("Double-click: use these parameters. Right-click: more")
+        self.history.itemDoubleClicked.connect(self._history_apply)
+        self.history.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.history.customContextMenuRequested.connect(self._history_menu)
+
+        # -- layout --
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        model_row = QHBoxLayout()
+        model_row.addWidget(self.model_combo, 1)
+        model_row.addWidget(browse)
+        form.addRow("Model", model_row)
+        form.addRow("Source", self.source)
+        form.addRow("Strength", self.strength)
+        settings_box = QGroupBox("Sampling")
+        sf = QFormLayout(settings_box)
+        sf.addRow("Steps", self.steps)
+        sf.addRow("Guidance", self.guidance)
+        seed_row = QHBoxLayout()
+        seed_row.addWidget(self.seed, 1)
+        seed_row.addWidget(self.random_seed)
+        seed_row.addWidget(self.reuse_seed)
+        sf.addRow("Seed", seed_row)
+        size_row = QHBoxLayout()
+        size_row.addWidget(self.width_spin)
+        size_row.addWidget(QLabel("×"))
+        size_row.addWidget(self.height_spin)
+        sf.addRow("Size", size_row)
+        sf.addRow("", self.match_region)
+        sf.addRow("Sampler", self.scheduler)
+        sf.addRow("Images", self.count)
+        sf.addRow("Preview", self.preview_mode)
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.generate_button, 2)
+        buttons.addWidget(self.cancel_button, 1)
+
+        inner = QWidget()
+        v = QVBoxLayout(inner)
+        v.setContentsMargins(6, 6, 6, 6)
+        v.addLayout(form)
+        v.addWidget(self.prompt)
+        v.addWidget(self.negative)
+        v.addWidget(settings_box)
+        v.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(inner)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 4)
+        outer.addWidget(scroll, 1)
+        bottom = QVBoxLayout()
+        bottom.setContentsMargins(6, 0, 6, 0)
+        bottom.addLayout(buttons)
+        bottom.addWidget(self.progress)
+        self.queue_label = QLabel("Queue")
+        self.queue_label.setObjectName("hint")
+        bottom.addWidget(self.queue_label)
+        bottom.addWidget(self.queue_list)
+        hl = QLabel("History")
+        hl.setObjectName("hint")
+        bottom.addWidget(hl)
+        bottom.addWidget(self.history)
+        outer.addLayout(bottom)
+
+        shortcut = QShortcut(QKeySequence("Ctrl+Return"), self)
+        shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
+        shortcut.activated.connect(self.generate)
+        shortcut2 = QShortcut(QKeySequence("Ctrl+Enter"), self)
+        shortcut2.setContext(Qt.ShortcutContext.WindowShortcut)
+        shortcut2.activated.connect(self.generate)
+
+        w = host.worker
+        w.started.connect(self._on_started)
+        w.progress.connect(self._on_progress)
+        w.preview.connect(self._on_preview)
+        w.finished.connect(self._on_finished)
+        w.failed.connect(self._on_failed)
+        w.cancelled.connect(self._on_cancelled)
+        w.queue_changed.connect(self._refresh_queue)
+        model = getattr(host, "model", None)
+        if model is not None:
+            model.history_changed.connect(self._refresh_history)
+            model.selection_changed.connect(self._sync_size)
+            model.document_replaced.connect(self._sync_size)
+        self._sync_strength_enabled()
+        self._sync_size_enabled()
+        self._refresh_queue()
+
+    # -- settings --------------------------------------------------------------------------
+    def _load_settings(self) -> None:
+        s = self.settings
+        self.steps.setValue(s.steps if s else 20)
+        self.guidance.setValue(s.guidance if s else 7.0)
+        self.width_spin.setValue(s.width if s else 512)
+        self.height_spin.setValue(s.height if s else 512)
+        self.strength.setValue(s.strength if s else 0.75)
+        if s:
+            i = self.scheduler.findData(s.scheduler)
+            self.scheduler.setCurrentIndex(max(0, i))
+            i = self.preview_mode.findData(s.preview)
+            self.preview_mode.setCurrentIndex(max(0, i))
+
+    def _save_settings(self, model: str) -> None:
+        s = self.settings
+        if not s:
+            return
+        s.model = model
+        s.push_recent("recent_models", model)
+        s.steps, s.guidance = self.steps.value(), self.guidance.value()
+        s.width, s.height = self.width_spin.value(), self.height_spin.value()
+        s.strength = self.strength.value()
+        s.scheduler = self.scheduler.currentData() or ""
+        s.preview = self.preview_mode.currentData()
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _sync_strength_enabled(self) -> None:
+        self.strength.setEnabled(self.source.currentData() != "txt2img")
+
+    def _doc_empty(self) -> bool:
+        return self.host.image_size() == (0, 0)
+
+    def _sync_size_enabled(self) -> None:
+        match = self.match_region.isChecked() and not self._doc_empty()
+        self.width_spin.setEnabled(not match)
+        self.height_spin.setEnabled(not match)
+        self._sync_size()
+
+    @Slot()
+    def _sync_size(self) -> None:
+        if self.match_region.isChecked() and not self._doc_empty():
+            _, _, w, h = self.host.selection_rect()
+            self.width_spin.setValue(max(64, min(2048, w // 8 * 8)))
+            self.height_spin.setValue(max(64, min(2048, h // 8 * 8)))
+        self.width_spin.setEnabled(not (self.match_region.isChecked() and not self._doc_empty()))
+        self.height_spin.setEnabled(self.width_spin.isEnabled())
+
+    @Slot()
+    def browse_model(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Model folder")
+        if folder:
+            self.model_combo.setCurrentText(folder)
+
+    @Slot()
+    def reuse_last_seed(self) -> None:
+        if self.last_seed is not None:
+            self.random_seed.setChecked(False)
+            self.seed.setValue(int(self.last_seed) % (MAX_SEED + 1))
+
+    def apply_parameters(self, meta: dict) -> None:
+        """Fill the form from a metadata dict (studio.core.metadata: prompt, negative_prompt,
+        steps, cfg_scale, seed, width, height, sampler, model, denoising_strength)."""
+        if "prompt" in meta:
+            self.prompt.setPlainText(str(meta["prompt"]))
+        if "negative_prompt" in meta:
+            self.negative.setPlainText(str(meta["negative_prompt"]))
+        if isinstance(meta.get("steps"), int | float):
+            self.steps.setValue(int(meta["steps"]))
+        if isinstance(meta.get("cfg_scale"), int | float):
+            self.guidance.setValue(float(meta["cfg_scale"]))
+        if isinstance(meta.get("seed"), int | float):
+            self.random_seed.setChecked(False)
+            self.seed.setValue(int(meta["seed"]) % (MAX_SEED + 1))
+        if isinstance(meta.get("width"), int) and isinstance(meta.get("height"), int):
+            self.match_region.setChecked(False)
+            self.width_spin.setValue(meta["width"])
+            self.height_spin.setValue(meta["height"])
+        sampler = meta.get("sampler")
+        if isinstance(sampler, str):
+            i = self.scheduler.findData(sampler)
+            if i >= 0:
+                self.scheduler.setCurrentIndex(i)
+        model = meta.get("model")
+        if isinstance(model, str) and model:
+            self.model_combo.setCurrentText(model)
+        if isinstance(meta.get("denoising_strength"), int | float):
+            self.strength.setValue(float(meta["denoising_strength"]))
+
+    # -- generate --------------------------------------------------------------------------
+    def build_request(self) -> tuple[GenerateRequest, tuple[int, int, int, int]]:
+        """The request for the current form and document, and the region its output fills.
+        Raises ValueError with a user-facing message."""
+        model = self.model_combo.currentText().strip()
+        if not model:
+            raise ValueError("Choose a model first.")
+        seed = random.randint(0, MAX_SEED) if self.random_seed.isChecked() else self.seed.value()
+        empty = self._doc_empty()
+        width, height = self.width_spin.value(), self.height_spin.value()
+        if empty:
+            region = (0, 0, width, height)
+        else:
+            region = self.host.selection_rect()
+        source = self.source.currentData()
+        init = mask = None
+        if source != "txt2img":
+            comp = None if empty else self.host.composite()
+            if comp is None:
+                raise ValueError("Img2img and inpainting need an image: open or drop one first.")
+            x, y, w, h = region
+            crop = comp[y : y + h, x : x + w].astype(np.float32)
+            a = crop[..., 3:4] / 255.0
+            rgb = crop[..., :3] * a + 255.0 * (1.0 - a)  # transparent areas as white
+            init = _resize(np.ascontiguousarray(rgb.astype(np.uint8)), (width, height))
+            if source == "inpaint":
+                m = self.host.mask()
+                if m is None:
+                    raise ValueError("Paint a mask first (brush, B) to choose what to inpaint.")
+                mcrop = np.ascontiguousarray(m[y : y + h, x : x + w])
+                if (w, h) != (width, height):
+                    from PIL import Image
+
+                    mcrop = np.asarray(Image.fromarray(mcrop, "L").resize((width, height)))
+                mask = mcrop
+        request = GenerateRequest(
+            model=model,
+            prompt=self.prompt.toPlainText().strip(),
+            negative_prompt=self.negative.toPlainText().strip(),
+            steps=self.steps.value(),
+            guidance=self.guidance.value(),
+            seed=seed,
+            width=width,
+            height=height,
+            scheduler=self.scheduler.currentData() or None,
+            count=self.count.value(),
+            init_image=init,
+            strength=self.strength.value(),
+            mask=mask,
+            preview=self.preview_mode.currentData(),
+        )
+        return request, region
+
+    @Slot()
+    def generate(self) -> int | None:
+        """Submit a job (queued behind a running one). Returns its id, or None."""
+        try:
+            request, region = self.build_request()
+        except ValueError as e:
+            self.host.show_error(str(e))
+            return None
+        self.last_seed = request.seed
+        self._save_settings(request.model)
+        label = f"“{request.prompt[:28] or '(no prompt)'}” {request.width}×{request.height}"
+        job_id = self.host.worker.submit(request, region=region, label=label)
+        self._pending[job_id] = _Pending(region, request, self._doc_empty())
+        self._refresh_queue()
+        return job_id
+
+    @Slot()
+    def cancel_current(self) -> None:
+        self.host.worker.cancel(None)
+
+    # -- worker events ---------------------------------------------------------------------
+    @Slot(int)
+    def _on_started(self, job_id: int) -> None:
+        if job_id in self._pending:
+            self.progress.setRange(0, 0)  # busy until the first step (model loading)
+            self.progress.setFormat("Loading model…")
+        self._refresh_queue()
+
+    @Slot(int, int, int)
+    def _on_progress(self, job_id: int, step: int, total: int) -> None:
+        if job_id not in self._pending or total <= 0:
+            return
+        self.progress.setRange(0, total)
+        self.progress.setValue(step)
+        job = self.host.worker.job(job_id)
+        eta = job.eta() if job else None
+        text = f"Step {step}/{total}"
+        if eta is not None:
+            text += f" · {eta:.0f}s left" if eta >= 1 else " · <1s left"
+        self.progress.setFormat(text)
+
+    @Slot(int, QImage, object)
+    def _on_preview(self, job_id: int, image: QImage, region: object) -> None:
+        if job_id in self._pending:
+            self.previews_received += 1
+
+    @Slot(int, object)
+    def _on_finished(self, job_id: int, event: object) -> None:
+        pending = self._pending.pop(job_id, None)
+        self._reset_progress("Done")
+        if pending is None:
+            return
+        x, y, w, h = pending.region
+        images = list(getattr(event, "images", ()))
+        metas = list(getattr(event, "metadata", ()))
+        model = getattr(self.host, "model", None)
+        for i, image in enumerate(images):
+            meta = dict(metas[i]) if i < len(metas) else {}
+            seed = meta.get("seed", pending.request.seed + i)
+            meta.setdefault("seed", seed)
+            meta.setdefault("prompt", pending.request.prompt)
+            meta.setdefault("model", pending.request.model)
+            placed = image if self._doc_empty() else _resize(image, (w, h))
+            name = f"#{seed} {pending.request.prompt[:24] or 'generated'}".strip()
+            self.host.add_layer(placed, name, "image", (x, y), meta)
+            if model is not None:
+                model.add_history(image, meta)
+            self.last_seed = int(seed) if isinstance(seed, int) else self.last_seed
+            self.results_received += 1
+
+    @Slot(int, str, str)
+    def _on_failed(self, job_id: int, message: str, detail: str) -> None:
+        if self._pending.pop(job_id, None) is not None:
+            self._reset_progress("Failed")
+
+    @Slot(int)
+    def _on_cancelled(self, job_id: int) -> None:
+        if self._pending.pop(job_id, None) is not None:
+            self._reset_progress("Cancelled")
+
+    def _reset_progress(self, text: str) -> None:
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat(text)
+
+    # -- queue -----------------------------------------------------------------------------
+    @Slot()
+    def _refresh_queue(self) -> None:
+        worker = self.host.worker
+        jobs = worker.jobs()
+        busy = worker.running_job is not None
+        self.generate_button.setText(f"Queue ({len(jobs)})" if busy else "Generate")
+        self.cancel_button.setEnabled(busy)
+        self.queue_list.clear()
+        for job in jobs:
+            item = QListWidgetItem()
+            row = QWidget()
+            h = QHBoxLayout(row)
+            h.setContentsMargins(4, 0, 2, 0)
+            state = "▶" if job.state == "running" else "…"
+            label = QLabel(f"{state} #{job.job_id} {job.label}")
+            label.setToolTip(job.label)
+            x = QToolButton()
+            x.setText("✕")
+            x.setToolTip("Cancel this job")
+            x.setProperty("job_id", job.job_id)
+            x.clicked.connect(self._cancel_clicked)
+            h.addWidget(label, 1)
+            h.addWidget(x)
+            item.setSizeHint(row.sizeHint())
+            self.queue_list.addItem(item)
+            self.queue_list.setItemWidget(item, row)
+        self.queue_label.setText(f"Queue ({len(jobs)})" if jobs else "Queue (empty)")
+
+    @Slot()
+    def _cancel_clicked(self) -> None:
+        self.host.worker.cancel(self.sender().property("job_id"))
+
+    # -- history ---------------------------------------------------------------------------
+    @Slot()
+    def _refresh_history(self) -> None:
+        model = getattr(self.host, "model", None)
+        if model is None:
+            return
+        self.history.clear()
+        for entry in reversed(model.doc.history):
+            thumb = qimage_from_array(entry.image).scaled(
+                64,
+                64,
+                Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation,
+            )
+            item = QListWidgetItem(QIcon(QPixmap.fromImage(thumb)), "")
+            p = entry.parameters
+            item.setToolTip(
+                f"{p.get('prompt', '')}\nseed {p.get('seed', '?')}, {p.get('steps', '?')} steps, "
+                f"guidance {p.get('cfg_scale', '?')}, {p.get('model', '')}"
+            )
+            item.setData(Qt.ItemDataRole.UserRole, entry.uid)
+            self.history.addItem(item)
+
+    def _entry(self, item: QListWidgetItem):
+        uid = item.data(Qt.ItemDataRole.UserRole)
+        for e in self.host.model.doc.history:
+            if e.uid == uid:
+                return e
+        return None
+
+    @Slot(QListWidgetItem)
+    def _history_apply(self, item: QListWidgetItem) -> None:
+        entry = self._entry(item)
+        if entry is not None:
+            self.apply_parameters(entry.parameters)
+
+    @Slot()
+    def _history_menu(self, pos) -> None:
+        item = self.history.itemAt(pos)
+        if item is None:
+            return
+        entry = self._entry(item)
+        if entry is None:
+            return
+        menu = QMenu(self)
+        use = menu.addAction("Use these parameters")
+        add = menu.addAction("Add as layer")
+        chosen = menu.exec(self.history.viewport().mapToGlobal(pos))
+        if chosen is use:
+            self.apply_parameters(entry.parameters)
+        elif chosen is add:
+            self.host.add_layer(entry.image, f"#{entry.parameters.get('seed', '')} (history)")

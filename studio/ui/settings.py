@@ -1,0 +1,100 @@
+"""One typed wrapper over QSettings (IniFormat). The file lives in ``$STUDIO_HOME`` when set
+(tests get a temp dir) and in the platform's config location otherwise.
+
+Usage: ``settings = Settings(); settings.theme = "light"; settings.brush_size``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from PySide6.QtCore import QByteArray, QSettings
+
+T = TypeVar("T")
+
+
+class _Setting(Generic[T]):
+    """A typed key with a default; converts the strings IniFormat hands back."""
+
+    def __init__(self, key: str, default: T, kind: type | None = None) -> None:
+        self.key = key
+        self.default = default
+        self.kind = kind or type(default)
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Settings | None, owner: type) -> T:
+        if obj is None:
+            return self  # type: ignore[return-value]
+        raw = obj.qsettings.value(self.key, None)
+        if raw is None:
+            return self.default
+        try:
+            return self._convert(raw)
+        except (TypeError, ValueError):
+            return self.default
+
+    def __set__(self, obj: Settings, value: T) -> None:
+        obj.qsettings.setValue(self.key, value)
+
+    def _convert(self, raw: Any) -> T:
+        kind = self.kind
+        if kind is bool:
+            if isinstance(raw, str):
+                return raw.strip().lower() in ("true", "1", "yes", "on")  # type: ignore[return-value]
+            return bool(raw)  # type: ignore[return-value]
+        if kind is list:
+            if isinstance(raw, str):
+                return [raw] if raw else []  # type: ignore[return-value]
+            return [str(v) for v in raw]  # type: ignore[return-value]
+        if kind is QByteArray:
+            return raw if isinstance(raw, QByteArray) else QByteArray(raw)  # type: ignore[return-value]
+        return kind(raw)  # type: ignore[return-value]
+
+
+def settings_path() -> Path:
+    home = os.environ.get("STUDIO_HOME")
+    if home:
+        return Path(home) / "settings.ini"
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("studio", appauthor=False)) / "settings.ini"
+
+
+class Settings:
+    theme = _Setting("ui/theme", "dark")
+    geometry = _Setting("ui/geometry", QByteArray(), QByteArray)
+    window_state = _Setting("ui/window_state", QByteArray(), QByteArray)
+    last_dir = _Setting("ui/last_dir", "")
+    recent_files = _Setting("ui/recent_files", [], list)
+    autosave_seconds = _Setting("document/autosave_seconds", 60)
+    undo_limit = _Setting("document/undo_limit", 200)
+    brush_size = _Setting("tools/brush_size", 40)
+    brush_hardness = _Setting("tools/brush_hardness", 0.7)
+    brush_color = _Setting("tools/brush_color", "#000000")
+    model = _Setting("generate/model", "")
+    recent_models = _Setting("generate/recent_models", [], list)
+    steps = _Setting("generate/steps", 20)
+    guidance = _Setting("generate/guidance", 7.0)
+    width = _Setting("generate/width", 512)
+    height = _Setting("generate/height", 512)
+    scheduler = _Setting("generate/scheduler", "")
+    preview = _Setting("generate/preview", "latent")
+    strength = _Setting("generate/strength", 0.75)
+    torch_threads = _Setting("engine/torch_threads", 0)  # 0 = all cores but one
+
+    def __init__(self, path: str | os.PathLike | None = None) -> None:
+        self.path = Path(path) if path else settings_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.qsettings = QSettings(str(self.path), QSettings.Format.IniFormat)
+
+    def push_recent(self, key: str, value: str, keep: int = 10) -> None:
+        """Move ``value`` to the front of the list setting ``key`` (e.g. "recent_files")."""
+        items = [v for v in getattr(self, key) if v != value]
+        setattr(self, key, [value, *items][:keep])
+
+    def sync(self) -> None:
+        self.qsettings.sync()
