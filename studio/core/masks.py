@@ -228,7 +228,7 @@ def paste_back(image: np.ndarray, patch: np.ndarray, box: Box, alpha: np.ndarray
     """Composite ``patch`` (the inpainted crop, same size as ``box``) over ``image`` at ``box``
     with per-pixel weight ``alpha`` (crop-sized float in [0, 1]): out = a*patch + (1-a)*image.
     Pixels outside ``box``, and inside it where alpha == 0, are copied bit-for-bit. Channels:
-    an RGB patch on an RGBA image keeps the image's alpha, made opaque where alpha > 0."""
+    an RGB patch on an RGBA image is opaque: the alpha channel is composited "over" too."""
     x, y, w, h = box
     if patch.shape[:2] != (h, w) or alpha.shape[:2] != (h, w):
         raise ValueError(f"patch {patch.shape} / alpha {alpha.shape} do not match box {box}")
@@ -242,8 +242,9 @@ def paste_back(image: np.ndarray, patch: np.ndarray, box: Box, alpha: np.ndarray
     touched = a[..., 0] > 0
     region[..., :channels][touched] = mixed[touched]
     if image.ndim == 3 and image.shape[2] == 4 and channels == 3:
-        opaque = np.maximum(region[..., 3], np.rint(a[..., 0] * 255).astype(np.uint8))
-        region[..., 3][touched] = opaque[touched]
+        # The patch is opaque: Porter-Duff "over", alpha_out = a + (1 - a) * alpha_in.
+        over = a[..., 0] * 255.0 + (1.0 - a[..., 0]) * region[..., 3].astype(np.float32)
+        region[..., 3][touched] = np.clip(np.rint(over), 0, 255).astype(np.uint8)[touched]
     return out
 
 
