@@ -630,7 +630,7 @@ class MainWindow(QMainWindow):
             name = "Studio"
             self.setWindowTitle("Studio")
         else:
-            self.setWindowTitle(f"{name}{'*' if self.model.dirty else ''} — Studio")
+            self.setWindowTitle(f"{name}[*] — Studio")
         self.setWindowModified(self.model.dirty)
         self._update_size_label()
 
