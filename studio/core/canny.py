@@ -43,6 +43,17 @@ def canny(
     a useful range; they are swapped if given in the wrong order). ``blur`` > 0 smooths first
     with a Gaussian of that kernel size (made odd), which suppresses texture edges.
     """
+    return np.repeat(canny_edges(image, low, high, blur, l2_gradient)[:, :, None], 3, axis=2)
+
+
+def canny_edges(
+    image: np.ndarray,
+    low: float = DEFAULT_LOW,
+    high: float = DEFAULT_HIGH,
+    blur: int = 0,
+    l2_gradient: bool = False,
+) -> np.ndarray:
+    """Like :func:`canny`, as a single (H, W) uint8 channel (0 or 255)."""
     if low < 0 or high < 0:
         raise BadInput("Canny thresholds must be >= 0")
     if low > high:
@@ -51,8 +62,7 @@ def canny(
     if blur and blur > 0:
         k = int(blur) | 1
         gray = cv2.GaussianBlur(gray, (k, k), 0)
-    edges = cv2.Canny(gray, float(low), float(high), L2gradient=bool(l2_gradient))
-    return np.repeat(edges[:, :, None], 3, axis=2)
+    return cv2.Canny(gray, float(low), float(high), L2gradient=bool(l2_gradient))
 
 
 def scribble_from_layer(image: np.ndarray, threshold: int = 32) -> np.ndarray:

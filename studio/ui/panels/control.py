@@ -1,0 +1,757 @@
+"""The Control panel: ControlNet guides made from the document.
+
+- Edges: Canny on the active layer (or the visible image), inside the selection if there is
+  one; the low/high sliders update a live overlay on the canvas (debounced; cv2.Canny on a
+  1024x1024 image takes a few ms), and "Add as control layer" keeps the result as a layer of
+  kind "control" (white edges, transparent elsewhere, so it overlays the picture).
+- Scribble: a new empty control layer to paint on; the strokes are the guide as drawn.
+- Pose: detect people (the OpenPose job in the worker) or start from a default skeleton; the
+  pose is edited in the embedded :class:`PoseEditor` (drag keypoints, add/remove/mirror
+  people, save/load OpenPose JSON), every edit one undo step in the document's history, and
+  kept on a layer of kind "pose" whose pixels follow the edits.
+- The list of control layers with weight, start/end (fractions of the steps) and the
+  ControlNet model for each; :func:`control_inputs` turns it into ``ControlInput`` objects for
+  ``GenerateRequest.controls``.
+
+Layer access beyond the Host protocol (finding layers, following a pose layer's pixels) uses
+the host's ``model`` (``studio.ui.document_model.DocumentModel``) when it has one; without it
+the panel keeps its own list of the controls it made.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from PySide6.QtCore import Qt, QTimer, Slot
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QSlider,
+    QSpinBox,
+    QTableWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.core.canny import (
+    DEFAULT_HIGH,
+    DEFAULT_LOW,
+    canny,
+    canny_edges,
+    scribble_from_layer,
+)
+from studio.core.errors import StudioError
+from studio.core.pose import Pose, render
+from studio.engine.requests import ControlInput, PreprocessRequest
+from studio.ui.pose_editor import PoseEditor, control_rgba, rgba_to_control
+
+log = logging.getLogger(__name__)
+
+CONTROL_KINDS = ("control", "pose")  # layer kinds that guide generation
+# The ControlNet a new guide of each kind uses (catalog ids; editable per layer).
+DEFAULT_CONTROLNETS = {
+    "canny": "sd15-canny",
+    "pose": "sd15-openpose",
+    "scribble": "sd15-scribble",
+}
+PREVIEW_DEBOUNCE_MS = 15
+THRESHOLD_MAX = 500
+
+_panels: list[weakref.ReferenceType[ControlPanel]] = []
+
+
+def control_inputs(
+    host,
+    region: tuple[int, int, int, int] | None = None,
+    size: tuple[int, int] | None = None,
+) -> tuple[ControlInput, ...]:
+    """The enabled control layers of ``host``'s document as ControlInputs, for
+    ``GenerateRequest.controls``. Images are RGB uint8 at the document size, or cropped to
+    ``region`` (x, y, w, h) and resized to ``size`` (w, h) when given (pass the generation
+    region and output size). Empty when the host has no Control panel."""
+    for ref in list(_panels):
+        panel = ref()
+        if panel is None:
+            _panels.remove(ref)
+        elif panel.host is host:
+            return panel.control_inputs(region, size)
+    return ()
+
+
+@dataclass
+class ControlEntry:
+    """One guide: a layer of the document (``uid``) or, for hosts without layer access, an
+    image the panel keeps (document-sized RGBA, black/transparent = nothing)."""
+
+    kind: str  # "canny" | "scribble" | "pose" | other ControlNet kinds
+    name: str
+    uid: int | None = None
+    image: np.ndarray | None = field(default=None, repr=False)
+    offset: tuple[int, int] = (0, 0)
+    settings: dict = field(default_factory=dict)
+
+    def get(self, key: str, default):
+        return self.settings.get(key, default)
+
+
+class ControlPanel(QWidget):
+    def __init__(self, host, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.host = host
+        _panels.append(weakref.ref(self))
+        self._own: list[ControlEntry] = []  # controls made here when the host has no model
+        self._source: tuple[np.ndarray, tuple[int, int, int, int]] | None = None
+        self._pose_job: int | None = None
+        self.pose_layer_uid: int | None = None
+        self.last_preview_ms = 0.0
+        self._filling_table = False
+
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        outer.addWidget(scroll)
+        body = QWidget()
+        scroll.setWidget(body)
+        layout = QVBoxLayout(body)
+
+        # -- source ----------------------------------------------------------------------------
+        src = QFormLayout()
+        self.source_combo = QComboBox()
+        self.source_combo.addItem("Active layer", "layer")
+        self.source_combo.addItem("Visible image", "composite")
+        self.source_combo.currentIndexChanged.connect(self.invalidate_source)
+        src.addRow("Source", self.source_combo)
+        self.region_label = QLabel("")
+        src.addRow("Region", self.region_label)
+        layout.addLayout(src)
+
+        # -- canny -----------------------------------------------------------------------------
+        edges = QGroupBox("Edges (Canny)")
+        grid = QGridLayout(edges)
+        self.low_slider, self.low_spin = self._threshold_row(grid, 0, "Low", DEFAULT_LOW)
+        self.high_slider, self.high_spin = self._threshold_row(grid, 1, "High", DEFAULT_HIGH)
+        grid.addWidget(QLabel("Blur"), 2, 0)
+        self.blur_spin = QSpinBox()
+        self.blur_spin.setRange(0, 15)
+        self.blur_spin.setSingleStep(2)
+        self.blur_spin.setToolTip("Gaussian blur (kernel px) before edge detection: fewer, "
+                                  "cleaner edges")  # fmt: skip
+        self.blur_spin.valueChanged.connect(self.schedule_preview)
+        grid.addWidget(self.blur_spin, 2, 1, 1, 2)
+        self.live_check = QCheckBox("Live preview on canvas")
+        self.live_check.setChecked(True)
+        self.live_check.toggled.connect(self._live_toggled)
+        grid.addWidget(self.live_check, 3, 0, 1, 3)
+        self.add_canny_button = QPushButton("Add as control layer")
+        self.add_canny_button.clicked.connect(self.add_canny_layer)
+        grid.addWidget(self.add_canny_button, 4, 0, 1, 3)
+        layout.addWidget(edges)
+        self._preview_timer = QTimer(self)
+        self._preview_timer.setSingleShot(True)
+        self._preview_timer.setInterval(PREVIEW_DEBOUNCE_MS)
+        self._preview_timer.timeout.connect(self.update_preview)
+
+        # -- scribble --------------------------------------------------------------------------
+        scribble = QGroupBox("Scribble")
+        sl = QVBoxLayout(scribble)
+        sl.addWidget(QLabel("Paint light strokes on a scribble layer: they guide as drawn."))
+        self.add_scribble_button = QPushButton("New scribble layer")
+        self.add_scribble_button.clicked.connect(self.add_scribble_layer)
+        sl.addWidget(self.add_scribble_button)
+        layout.addWidget(scribble)
+
+        # -- pose ------------------------------------------------------------------------------
+        pose_box = QGroupBox("Pose (OpenPose)")
+        pl = QVBoxLayout(pose_box)
+        row = QHBoxLayout()
+        self.pose_model = QLineEdit()
+        self.pose_model.setPlaceholderText("installed OpenPose, or a folder/file")
+        self.pose_model.setToolTip(
+            "Folder holding body_pose_model.pth (lllyasviel/Annotators), the file, or empty "
+            "for the installed 'openpose' model (Models panel / studio models download openpose)"
+        )
+        row.addWidget(self.pose_model, 1)
+        browse = QPushButton("…")
+        browse.setFixedWidth(28)
+        browse.clicked.connect(self._browse_pose_model)
+        row.addWidget(browse)
+        pl.addLayout(row)
+        row = QHBoxLayout()
+        self.detect_button = QPushButton("Detect pose")
+        self.detect_button.clicked.connect(self.detect_pose)
+        self.template_button = QPushButton("Default skeleton")
+        self.template_button.clicked.connect(self.default_skeleton)
+        row.addWidget(self.detect_button)
+        row.addWidget(self.template_button)
+        pl.addLayout(row)
+        self.pose_status = QLabel("")
+        self.pose_status.setWordWrap(True)
+        pl.addWidget(self.pose_status)
+        w, h = self._doc_size()
+        self.editor = PoseEditor(push=host.push_command, size=(w or 512, h or 512))
+        self.editor.setMinimumHeight(240)
+        self.editor.pose_changed.connect(self._on_pose_changed)
+        pl.addWidget(self.editor)
+        row = QHBoxLayout()
+        for text, slot in (
+            ("Add person", self.editor.add_person),
+            ("Remove person", self._remove_person),
+            ("Mirror", self._mirror),
+        ):
+            b = QPushButton(text)
+            b.clicked.connect(slot)
+            row.addWidget(b)
+        pl.addLayout(row)
+        row = QHBoxLayout()
+        load = QPushButton("Load JSON…")
+        load.clicked.connect(self._load_json_dialog)
+        save = QPushButton("Save JSON…")
+        save.clicked.connect(self._save_json_dialog)
+        row.addWidget(load)
+        row.addWidget(save)
+        pl.addLayout(row)
+        layout.addWidget(pose_box)
+
+        # -- the control layers ----------------------------------------------------------------
+        box = QGroupBox("Control layers (used by Generate)")
+        bl = QVBoxLayout(box)
+        self.table = QTableWidget(0, 6)
+        self.table.setHorizontalHeaderLabels(
+            ["On", "Layer", "Weight", "Start", "End", "ControlNet"]
+        )
+        self.table.verticalHeader().setVisible(False)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
+        self.table.setMinimumHeight(120)
+        bl.addWidget(self.table)
+        layout.addWidget(box)
+        layout.addStretch(1)
+
+        worker = host.worker
+        worker.finished.connect(self._on_job_finished)
+        worker.failed.connect(self._on_job_failed)
+        worker.cancelled.connect(self._on_job_cancelled)
+        model = self._model()
+        if model is not None:
+            model.structure_changed.connect(self.refresh_layers)
+            model.document_replaced.connect(self._on_document_replaced)
+            model.pixels_changed.connect(self._on_pixels_changed)
+            model.selection_changed.connect(self.invalidate_source)
+            model.active_changed.connect(self._on_active_changed)
+        self.refresh_layers()
+        self._update_region_label()
+
+    # == helpers =================================================================================
+    def _threshold_row(self, grid: QGridLayout, row: int, text: str, value: int):
+        grid.addWidget(QLabel(text), row, 0)
+        slider = QSlider(Qt.Orientation.Horizontal)
+        slider.setRange(0, THRESHOLD_MAX)
+        slider.setValue(int(value))
+        spin = QSpinBox()
+        spin.setRange(0, THRESHOLD_MAX)
+        spin.setValue(int(value))
+        slider.valueChanged.connect(spin.setValue)
+        spin.valueChanged.connect(slider.setValue)
+        slider.valueChanged.connect(self.schedule_preview)
+        slider.sliderPressed.connect(self.source_image)  # fetch the source before it moves
+        grid.addWidget(slider, row, 1)
+        grid.addWidget(spin, row, 2)
+        return slider, spin
+
+    def _model(self):
+        """The host's DocumentModel, if it exposes one (MainWindow does)."""
+        model = getattr(self.host, "model", None)
+        return model if model is not None and hasattr(model, "doc") else None
+
+    def _doc_size(self) -> tuple[int, int]:
+        try:
+            return tuple(self.host.image_size())  # type: ignore[return-value]
+        except Exception:  # noqa: BLE001
+            return (0, 0)
+
+    def _layer(self, uid: int | None):
+        model = self._model()
+        if model is None or uid is None:
+            return None
+        for layer in model.doc.layers:
+            if layer.uid == uid:
+                return layer
+        return None
+
+    def _error(self, message: str, detail: str = "") -> None:
+        self.host.show_error(message, detail)
+
+    # == source ==================================================================================
+    @Slot()
+    def invalidate_source(self) -> None:
+        self._source = None
+        self._update_region_label()
+        if self.live_check.isChecked() and self.isVisible():
+            self.schedule_preview()
+
+    def _update_region_label(self) -> None:
+        w, h = self._doc_size()
+        if not w or not h:
+            self.region_label.setText("no image")
+            return
+        x, y, rw, rh = self.host.selection_rect()
+        where = "whole image" if (rw, rh) == (w, h) else f"selection at {x},{y}"
+        self.region_label.setText(f"{where}, {rw}×{rh}")
+
+    def source_image(self) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+        """(RGBA crop of the source inside the generation region, region), cached until the
+        document, selection or source choice changes."""
+        if self._source is not None:
+            return self._source
+        w, h = self._doc_size()
+        if not w or not h:
+            return None
+        full = self._full_source(w, h)
+        if full is None:
+            return None
+        x, y, rw, rh = self.host.selection_rect()
+        crop = np.ascontiguousarray(full[y : y + rh, x : x + rw])
+        if crop.size == 0:
+            return None
+        self._source = (crop, (x, y, crop.shape[1], crop.shape[0]))
+        return self._source
+
+    def _full_source(self, w: int, h: int) -> np.ndarray | None:
+        if self.source_combo.currentData() == "layer":
+            pixels = self.host.active_layer_image()
+            if pixels is not None:
+                layer = self._active_layer()
+                offset = tuple(layer.offset) if layer is not None else (0, 0)
+                return _place(pixels, offset, (w, h))
+        return self.host.composite()
+
+    def _active_layer(self):
+        model = self._model()
+        if model is None or model.doc.is_empty:
+            return None
+        return model.doc.active_layer
+
+    # == canny ===================================================================================
+    def thresholds(self) -> tuple[int, int]:
+        return self.low_spin.value(), self.high_spin.value()
+
+    @Slot()
+    def schedule_preview(self) -> None:
+        if self.live_check.isChecked():
+            self._preview_timer.start()
+
+    @Slot(bool)
+    def _live_toggled(self, on: bool) -> None:
+        if on:
+            self.schedule_preview()
+        else:
+            self._preview_timer.stop()
+            self.host.clear_preview()
+
+    def canny_result(self) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
+        """(edges RGB of the source crop, region) for the current thresholds."""
+        src = self.source_image()
+        if src is None:
+            return None
+        crop, region = src
+        low, high = self.thresholds()
+        return canny(crop, low, high, blur=self.blur_spin.value()), region
+
+    @Slot()
+    def update_preview(self) -> None:
+        """Recompute the edges and show them over the canvas (called debounced): white
+        edges, transparent elsewhere."""
+        t0 = time.perf_counter()
+        src = self.source_image()
+        if src is None:
+            return
+        crop, region = src
+        low, high = self.thresholds()
+        edges = canny_edges(crop, low, high, blur=self.blur_spin.value())
+        self.host.show_preview(np.repeat(edges[:, :, None], 4, axis=2), region)
+        self.last_preview_ms = (time.perf_counter() - t0) * 1000.0
+
+    @Slot()
+    def add_canny_layer(self) -> None:
+        result = self.canny_result()
+        if result is None:
+            self._error("Open an image first: edges are found in the active layer or image.")
+            return
+        edges, (x, y, _, _) = result
+        low, high = self.thresholds()
+        meta = {"control": "canny", "low": low, "high": high, "blur": self.blur_spin.value()}
+        self._add_control_layer(control_rgba(edges), f"Canny {low}/{high}", "control", (x, y), meta)
+        self._preview_timer.stop()
+        self.host.clear_preview()
+
+    # == scribble ================================================================================
+    @Slot()
+    def add_scribble_layer(self) -> None:
+        w, h = self._doc_size()
+        if not w or not h:
+            self._error("Open or create an image first.")
+            return
+        blank = np.zeros((h, w, 4), np.uint8)
+        self._add_control_layer(blank, "Scribble", "control", (0, 0), {"control": "scribble"})
+
+    def _add_control_layer(
+        self, rgba: np.ndarray, name: str, kind: str, offset: tuple[int, int], meta: dict
+    ) -> int | None:
+        control = meta["control"]
+        meta = {
+            **meta,
+            "weight": 1.0,
+            "start": 0.0,
+            "end": 1.0,
+            "model": DEFAULT_CONTROLNETS.get(control, ""),
+            "enabled": True,
+        }
+        self.host.add_layer(rgba, name, kind=kind, offset=offset, metadata=meta)
+        uid = self._find_added(kind, name)
+        if self._model() is None:
+            self._own.append(ControlEntry(control, name, None, rgba, offset, dict(meta)))
+        self.refresh_layers()
+        return uid
+
+    def _find_added(self, kind: str, name: str) -> int | None:
+        model = self._model()
+        if model is None:
+            return None
+        for layer in reversed(model.doc.layers):
+            if layer.kind == kind and layer.name == name:
+                return layer.uid
+        return None
+
+    # == pose ====================================================================================
+    def _browse_pose_model(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Folder with body_pose_model.pth")
+        if path:
+            self.pose_model.setText(path)
+
+    @Slot()
+    def detect_pose(self) -> int | None:
+        src = self.source_image()
+        if src is None:
+            self._error("Open an image first: poses are detected in the active layer or image.")
+            return None
+        crop, region = src
+        a = crop[..., 3:4].astype(np.float32) / 255.0
+        rgb = (crop[..., :3] * a + 255.0 * (1.0 - a)).astype(np.uint8)
+        params: tuple = ()
+        if self.pose_model.text().strip():
+            params = (("model", self.pose_model.text().strip()),)
+        request = PreprocessRequest("pose", np.ascontiguousarray(rgb), params)
+        self._pose_region = region
+        self._pose_job = self.host.worker.submit(request, region=None, label="Detect pose")
+        self.detect_button.setEnabled(False)
+        self.pose_status.setText("Detecting…")
+        return self._pose_job
+
+    @Slot(int, object)
+    def _on_job_finished(self, job_id: int, event: object) -> None:
+        if job_id != self._pose_job:
+            return
+        self._pose_job = None
+        self.detect_button.setEnabled(True)
+        try:
+            found = Pose.from_dict(event.extra["pose"])  # type: ignore[attr-defined]
+        except (KeyError, AttributeError, StudioError) as e:
+            self._error("The pose detector returned no keypoints.", repr(e))
+            return
+        x, y, _, _ = self._pose_region
+        w, h = self._doc_size()
+        pose = Pose(w or found.width, h or found.height)
+        for person in found.people:  # crop coordinates -> document coordinates
+            person.body = [
+                (px + x, py + y, c) if c > 0 else (0.0, 0.0, 0.0) for px, py, c in person.body
+            ]
+            pose.people.append(person)
+        n = len(pose.people)
+        self.pose_status.setText(
+            f"Found {n} {'person' if n == 1 else 'people'}."
+            if n
+            else "Nobody found; place a default skeleton instead."
+        )
+        if n:
+            self.set_pose(pose, "Detect pose")
+
+    @Slot(int, str, str)
+    def _on_job_failed(self, job_id: int, message: str, detail: str) -> None:
+        if job_id != self._pose_job:
+            return
+        self._pose_job = None
+        self.detect_button.setEnabled(True)
+        self.pose_status.setText(message + "\nYou can place a default skeleton instead.")
+        self._error(message, detail)
+
+    @Slot(int)
+    def _on_job_cancelled(self, job_id: int) -> None:
+        if job_id == self._pose_job:
+            self._pose_job = None
+            self.detect_button.setEnabled(True)
+            self.pose_status.setText("Cancelled.")
+
+    @Slot()
+    def default_skeleton(self) -> None:
+        w, h = self._doc_size()
+        if not w or not h:
+            w, h = self.editor.pose.width, self.editor.pose.height
+        from studio.core.pose import default_pose
+
+        self.set_pose(default_pose(w, h), "Default skeleton")
+
+    def set_pose(self, pose: Pose, text: str) -> None:
+        """Put ``pose`` in the editor (one undo step) on the bound pose layer, making the
+        layer first if there is none."""
+        self._ensure_pose_layer(pose)
+        self.editor.load_pose(pose, text)
+
+    def _ensure_pose_layer(self, pose: Pose) -> None:
+        layer = self._layer(self.pose_layer_uid)
+        if layer is not None and layer.size == (pose.width, pose.height):
+            return
+        if (
+            self._model() is None
+            and self.pose_layer_uid is None
+            and any(e.kind == "pose" for e in self._own)
+        ):
+            return
+        meta = {"control": "pose", "pose": pose.to_dict()}
+        self.pose_layer_uid = self._add_control_layer(
+            control_rgba(render(pose)), "Pose", "pose", (0, 0), meta
+        )
+
+    @Slot(object)
+    def _on_pose_changed(self, pose: Pose) -> None:
+        """Keep the pose layer's pixels and keypoints in step with the editor (undo/redo of
+        pose edits run through here too, so the layer follows them)."""
+        rgba = control_rgba(render(pose))
+        layer = self._layer(self.pose_layer_uid)
+        model = self._model()
+        if layer is not None and model is not None:
+            layer.metadata["pose"] = pose.to_dict()
+            if layer.pixels.shape == rgba.shape:
+                model._swap_pixels(layer.uid, rgba)
+        for entry in self._own:
+            if entry.kind == "pose":
+                entry.image = rgba
+                entry.settings["pose"] = pose.to_dict()
+
+    def _remove_person(self) -> None:
+        self.editor.remove_person()
+
+    def _mirror(self) -> None:
+        self.editor.mirror()
+
+    def _load_json_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load pose", "", "OpenPose JSON (*.json)")
+        if path:
+            self.load_json(path)
+
+    def load_json(self, path: str) -> None:
+        w, h = self._doc_size()
+        try:
+            pose = Pose.load(path, w or None, h or None)
+        except StudioError as e:
+            self._error(e.message, e.detail)
+            return
+        self.set_pose(pose, "Load pose")
+
+    def _save_json_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save pose", "pose.json", "OpenPose JSON (*.json)"
+        )
+        if path:
+            try:
+                self.editor.save_json(path)
+            except StudioError as e:
+                self._error(e.message, e.detail)
+
+    @Slot()
+    def _on_active_changed(self) -> None:
+        """Selecting a pose layer loads its keypoints into the editor."""
+        layer = self._active_layer()
+        if layer is None or layer.kind != "pose" or layer.uid == self.pose_layer_uid:
+            return
+        data = layer.metadata.get("pose")
+        if not isinstance(data, dict):
+            return
+        try:
+            pose = Pose.from_dict(data)
+        except StudioError:
+            return
+        self.pose_layer_uid = layer.uid
+        self.editor.set_pose(pose)
+
+    @Slot()
+    def _on_document_replaced(self) -> None:
+        self.pose_layer_uid = None
+        self._own.clear()
+        self.invalidate_source()
+        self._on_active_changed()
+
+    @Slot(int, object)
+    def _on_pixels_changed(self, uid: int, rect: object) -> None:
+        if uid != self.pose_layer_uid:
+            self._source = None  # the next preview re-reads the (maybe edited) source
+
+    # == the list of controls ====================================================================
+    def entries(self) -> list[ControlEntry]:
+        model = self._model()
+        if model is None:
+            return list(self._own)
+        out = []
+        for layer in model.doc.layers:
+            if layer.kind not in CONTROL_KINDS:
+                continue
+            kind = str(
+                layer.metadata.get("control") or ("pose" if layer.kind == "pose" else "scribble")
+            )
+            out.append(
+                ControlEntry(kind, layer.name, layer.uid, None, tuple(layer.offset), layer.metadata)
+            )
+        return out
+
+    @Slot()
+    def refresh_layers(self) -> None:
+        entries = self.entries()
+        self._filling_table = True
+        try:
+            self.table.setRowCount(len(entries))
+            for row, e in enumerate(entries):
+                on = QCheckBox()
+                on.setChecked(bool(e.get("enabled", True)))
+                on.toggled.connect(lambda v, s=e.settings: s.__setitem__("enabled", bool(v)))
+                self.table.setCellWidget(row, 0, _centered(on))
+                self.table.setCellWidget(row, 1, QLabel(f"{e.name} ({e.kind})"))
+                for col, key, default, lo, hi in (
+                    (2, "weight", 1.0, 0.0, 2.0),
+                    (3, "start", 0.0, 0.0, 1.0),
+                    (4, "end", 1.0, 0.0, 1.0),
+                ):
+                    spin = QDoubleSpinBox()
+                    spin.setRange(lo, hi)
+                    spin.setSingleStep(0.05)
+                    spin.setDecimals(2)
+                    spin.setValue(float(e.get(key, default)))
+                    spin.valueChanged.connect(
+                        lambda v, s=e.settings, k=key: s.__setitem__(k, float(v))
+                    )
+                    self.table.setCellWidget(row, col, spin)
+                model_edit = QLineEdit(str(e.get("model", DEFAULT_CONTROLNETS.get(e.kind, ""))))
+                model_edit.setPlaceholderText("ControlNet (catalog id, repo, folder)")
+                model_edit.textChanged.connect(
+                    lambda t, s=e.settings: s.__setitem__("model", t.strip())
+                )
+                self.table.setCellWidget(row, 5, model_edit)
+        finally:
+            self._filling_table = False
+        if self._layer(self.pose_layer_uid) is None and self._model() is not None:
+            self.pose_layer_uid = None
+
+    def control_image(self, entry: ControlEntry) -> np.ndarray | None:
+        """The document-sized RGB control image of ``entry``."""
+        w, h = self._doc_size()
+        layer = self._layer(entry.uid)
+        if layer is not None:
+            pixels, offset = layer.pixels, tuple(layer.offset)
+            w, h = w or layer.size[0], h or layer.size[1]
+        else:
+            pixels, offset = entry.image, entry.offset
+            if pixels is None:
+                return None
+            w, h = w or pixels.shape[1], h or pixels.shape[0]
+        if entry.kind == "pose" and isinstance(entry.settings.get("pose"), dict):
+            try:
+                pose = Pose.from_dict(entry.settings["pose"])
+                if (pose.width, pose.height) == (w, h):
+                    return render(pose)
+            except StudioError:
+                pass
+        control = (
+            scribble_from_layer(pixels) if entry.kind == "scribble" else rgba_to_control(pixels)
+        )
+        return _place(control, offset, (w, h))[..., :3]
+
+    def control_inputs(
+        self,
+        region: tuple[int, int, int, int] | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> tuple[ControlInput, ...]:
+        out = []
+        for e in self.entries():
+            if not e.get("enabled", True):
+                continue
+            image = self.control_image(e)
+            if image is None:
+                continue
+            if region is not None:
+                x, y, rw, rh = region
+                image = image[y : y + rh, x : x + rw]
+            if size is not None and (image.shape[1], image.shape[0]) != tuple(size):
+                image = cv2.resize(image, tuple(size), interpolation=cv2.INTER_LINEAR)
+            out.append(
+                ControlInput(
+                    kind=e.kind,
+                    image=np.ascontiguousarray(image),
+                    model=str(e.get("model", DEFAULT_CONTROLNETS.get(e.kind, ""))),
+                    weight=float(e.get("weight", 1.0)),
+                    start=float(e.get("start", 0.0)),
+                    end=float(e.get("end", 1.0)),
+                )
+            )
+        return tuple(out)
+
+    # == Qt ======================================================================================
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().showEvent(event)
+        self._update_region_label()
+
+    def hideEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().hideEvent(event)
+        if self._preview_timer.isActive() or self.last_preview_ms:
+            self._preview_timer.stop()
+            self.host.clear_preview()
+
+
+def _place(image: np.ndarray, offset: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """``image`` pasted at ``offset`` into a transparent/black canvas of ``size`` (w, h)."""
+    w, h = size
+    ox, oy = int(offset[0]), int(offset[1])
+    ih, iw = image.shape[:2]
+    if (ox, oy) == (0, 0) and (iw, ih) == (w, h):
+        return image
+    channels = image.shape[2] if image.ndim == 3 else 1
+    out = np.zeros((h, w, channels) if image.ndim == 3 else (h, w), np.uint8)
+    x0, y0 = max(0, ox), max(0, oy)
+    x1, y1 = min(w, ox + iw), min(h, oy + ih)
+    if x1 > x0 and y1 > y0:
+        out[y0:y1, x0:x1] = image[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
+    return out
+
+
+def _centered(widget: QWidget) -> QWidget:
+    holder = QWidget()
+    lay = QHBoxLayout(holder)
+    lay.setContentsMargins(0, 0, 0, 0)
+    lay.setAlignment(Qt.AlignmentFlag.AlignCenter)
+    lay.addWidget(widget)
+    return holder
