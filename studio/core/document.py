@@ -102,10 +102,9 @@ def snap_rect(
         x, w = x + w, -w
     if h < 0:
         y, h = y + h, -h
-    x0, y0 = max(0, x), max(0, y)
     x1, y1 = min(width, x + w), min(height, y + h)
-    x0 = x0 // multiple * multiple
-    y0 = y0 // multiple * multiple
+    x0 = min(max(0, x), max(0, width - multiple)) // multiple * multiple
+    y0 = min(max(0, y), max(0, height - multiple)) // multiple * multiple
     sw = max(multiple, int(round((x1 - x0) / multiple)) * multiple)
     sh = max(multiple, int(round((y1 - y0) / multiple)) * multiple)
     sw = min(sw, max(multiple, (width - x0) // multiple * multiple))
@@ -319,7 +318,10 @@ def project_from_bytes(data: bytes, name: str = "project") -> Document:
 
 
 def _read_png(z: zipfile.ZipFile, member: str, name: str, mode: str) -> np.ndarray:
-    im = open_bytes(z.read(member), f"{name}:{member}")
+    try:
+        im = open_bytes(z.read(member), member)
+    except BadInput as e:
+        raise BadInput(f"{name}: the project file is damaged ({e.message})") from e
     return np.ascontiguousarray(np.array(im.convert(mode), dtype=np.uint8))
 
 
