@@ -267,6 +267,7 @@ def denoise(
             else:
                 latents = latent_for_xt(latents, p.scheduler)
             ctx.preview(decoder(latents), step, total_steps, region)
+        ctx.check()  # a cancel that arrived while reporting stops before the next step
         return kwargs
 
     ctx.check()
@@ -360,11 +361,22 @@ def validate_request(request: GenerateRequest) -> None:
 
 
 def steps_per_image(pipe, steps: int, strength: float | None) -> int:
-    """How many step callbacks one image takes (img2img runs int(steps * strength) of them;
-    second-order samplers such as Heun evaluate twice per step)."""
-    order = int(getattr(pipe.scheduler, "order", 1) or 1)
-    n = steps if strength is None else min(int(steps * strength), steps)
-    return max(1, n * order - (order - 1))
+    """How many step callbacks one image takes: the length of the scheduler's timestep list
+    for ``steps`` (PNDM adds one, Heun evaluates twice per step), cut as the img2img/inpaint
+    pipelines cut it for ``strength`` (they skip the first ``steps - int(steps * strength)``
+    steps, times the solver order)."""
+    sched = pipe.scheduler
+    order = int(getattr(sched, "order", 1) or 1)
+    try:
+        probe = type(sched).from_config(sched.config)
+        probe.set_timesteps(steps)
+        n = len(probe.timesteps)
+    except Exception:  # noqa: BLE001 - an estimate is fine for progress
+        n = steps * order
+    if strength is not None:
+        t_start = max(steps - min(int(steps * strength), steps), 0)
+        n -= t_start * order
+    return max(1, n)
 
 
 def run_generate(ctx, request: GenerateRequest):
