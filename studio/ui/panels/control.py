@@ -121,6 +121,7 @@ class ControlPanel(QWidget):
         self.pose_layer_uid: int | None = None
         self.last_preview_ms = 0.0
         self._filling_table = False
+        self._adding_pose_layer = False
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -535,9 +536,13 @@ class ControlPanel(QWidget):
         ):
             return
         meta = {"control": "pose", "pose": pose.to_dict()}
-        self.pose_layer_uid = self._add_control_layer(
-            control_rgba(render(pose)), "Pose", "pose", (0, 0), meta
-        )
+        self._adding_pose_layer = True  # the new layer becomes active: don't load it back
+        try:
+            self.pose_layer_uid = self._add_control_layer(
+                control_rgba(render(pose)), "Pose", "pose", (0, 0), meta
+            )
+        finally:
+            self._adding_pose_layer = False
 
     @Slot(object)
     def _on_pose_changed(self, pose: Pose) -> None:
@@ -589,7 +594,9 @@ class ControlPanel(QWidget):
     def _on_active_changed(self) -> None:
         """Selecting a pose layer loads its keypoints into the editor."""
         layer = self._active_layer()
-        if layer is None or layer.kind != "pose" or layer.uid == self.pose_layer_uid:
+        if self._adding_pose_layer or layer is None or layer.kind != "pose":
+            return
+        if layer.uid == self.pose_layer_uid:
             return
         data = layer.metadata.get("pose")
         if not isinstance(data, dict):

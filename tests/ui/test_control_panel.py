@@ -1,0 +1,266 @@
+"""The Control panel in the app: live Canny preview, control layers (canny, scribble, pose),
+pose detection through the worker, and the ControlInputs the Generate panel reads."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QObject, Signal
+
+from studio.core.canny import canny, canny_edges
+from studio.core.pose import Person, Pose, default_pose, render
+from studio.ui.panels.control import ControlPanel, control_inputs
+from studio.ui.qimage import array_from_qimage
+
+
+@pytest.fixture
+def panel(window, photos):
+    window.import_images([str(photos.astronaut)])
+    p = window.panels["Control"]
+    p.source_combo.setCurrentIndex(p.source_combo.findData("composite"))
+    return p
+
+
+def rgb(window):
+    return window.composite()[..., :3]
+
+
+def test_sliders_update_live_canny_preview(window, panel, qtbot):
+    preview = window.canvas.preview_item
+    panel.live_check.setChecked(True)
+    panel.low_slider.setValue(30)
+    panel.high_slider.setValue(90)
+    assert panel.low_spin.value() == 30
+    qtbot.waitUntil(lambda: not preview.image.isNull(), timeout=5000)
+    shown = array_from_qimage(preview.image)
+    expected = canny_edges(window.composite(), 30, 90)
+    assert np.array_equal(shown[..., 3], expected)
+    assert np.array_equal(shown[..., 0], expected)
+    assert (preview.rect.width(), preview.rect.height()) == (512, 512)
+    assert panel.last_preview_ms > 0
+
+    panel.high_slider.setValue(300)  # the preview follows the slider
+    qtbot.waitUntil(
+        lambda: np.array_equal(
+            array_from_qimage(preview.image)[..., 3], canny_edges(window.composite(), 30, 300)
+        ),
+        timeout=5000,
+    )
+    panel.live_check.setChecked(False)
+    assert preview.image.isNull()
+
+
+def test_add_canny_layer_and_control_inputs(window, panel):
+    panel.low_spin.setValue(60)
+    panel.high_spin.setValue(160)
+    steps = window.model.undo.count()
+    panel.add_canny_layer()
+    assert window.model.undo.count() == steps + 1
+    layer = window.model.doc.active_layer
+    assert layer.kind == "control" and layer.name == "Canny 60/160"
+    assert layer.metadata["control"] == "canny" and layer.metadata["low"] == 60
+    (ci,) = control_inputs(window)
+    assert ci.kind == "canny" and ci.model == "sd15-canny"
+    assert (ci.weight, ci.start, ci.end) == (1.0, 0.0, 1.0)
+    assert np.array_equal(ci.image, canny(rgb(window), 60, 160))
+    assert panel.table.rowCount() == 1
+
+    # the table edits what Generate gets
+    panel.table.cellWidget(0, 2).setValue(0.55)
+    panel.table.cellWidget(0, 4).setValue(0.8)
+    panel.table.cellWidget(0, 5).setText("my/controlnet")
+    (ci,) = control_inputs(window, region=(0, 0, 256, 256), size=(128, 128))
+    assert (ci.weight, ci.end, ci.model) == (0.55, 0.8, "my/controlnet")
+    assert ci.image.shape == (128, 128, 3)
+    on = panel.table.cellWidget(0, 0).findChildren(type(panel.live_check))[0]
+    on.setChecked(False)
+    assert control_inputs(window) == ()
+    window.model.undo.undo()  # removing the layer removes the control
+    on.setChecked(True)
+    assert control_inputs(window) == () and panel.table.rowCount() == 0
+
+
+def test_canny_inside_selection(window, panel):
+    window.model.set_selection((64, 128, 192, 128))
+    panel.invalidate_source()
+    panel.add_canny_layer()
+    layer = window.model.doc.active_layer
+    assert tuple(layer.offset) == (64, 128) and layer.size == (192, 128)
+    (ci,) = control_inputs(window)
+    full = ci.image
+    assert full.shape == (512, 512, 3)
+    crop = rgb(window)[128:256, 64:256]
+    assert np.array_equal(full[128:256, 64:256], canny(crop, 100, 200))
+    full[128:256, 64:256] = 0
+    assert not full.any()
+
+
+def test_scribble_strokes_are_used_as_drawn(window, panel):
+    panel.add_scribble_layer()
+    layer = window.model.doc.active_layer
+    assert layer.kind == "control" and layer.metadata["control"] == "scribble"
+    (ci,) = control_inputs(window)
+    assert ci.kind == "scribble" and not ci.image.any()
+    strokes = layer.pixels.copy()
+    strokes[100:104, 50:300] = (255, 255, 255, 255)
+    window.model.set_pixels(layer.uid, strokes, "Brush")
+    (ci,) = control_inputs(window)
+    assert (ci.image[100:104, 50:300] == 255).all()
+    assert ci.image.sum() == 4 * 250 * 3 * 255
+
+
+def test_default_skeleton_makes_a_pose_layer(window, panel):
+    panel.default_skeleton()
+    layer = window.model.doc.layer(panel.pose_layer_uid)
+    assert layer.kind == "pose" and layer.metadata["control"] == "pose"
+    (ci,) = control_inputs(window)
+    assert ci.kind == "pose" and ci.model == "sd15-openpose"
+    assert np.array_equal(ci.image, render(default_pose(512, 512)))
+    panel.editor.add_person()
+    (ci,) = control_inputs(window)
+    assert np.array_equal(ci.image, render(panel.editor.pose))
+    assert len(Pose.from_dict(layer.metadata["pose"]).people) == 2
+
+
+def test_detected_pose_lands_in_document_coordinates(window, panel, qtbot, monkeypatch):
+    """The detector sees the selection's crop; its keypoints are moved to the document."""
+    from studio.engine import pose_detect
+
+    crop_pose = Pose(128, 128, [Person(body=default_pose(128, 128).people[0].body)])
+    seen = {}
+
+    def fake_detect(self, image, resolution=512, check=None):
+        seen["shape"] = image.shape
+        return crop_pose
+
+    monkeypatch.setattr(pose_detect.PoseDetector, "detect", fake_detect)
+    monkeypatch.setattr(pose_detect, "load_body_model", lambda path, device="cpu": None)
+    folder = pose_detect.default_model_folder()
+    folder.mkdir(parents=True)
+    (folder / pose_detect.BODY_FILE).write_bytes(b"stub")
+    window.model.set_selection((64, 32, 128, 128))
+    panel.invalidate_source()
+    assert panel.detect_pose() is not None
+    qtbot.waitUntil(lambda: panel._pose_job is None, timeout=120_000)
+    assert seen["shape"] == (128, 128, 3)
+    assert panel.pose_status.text().startswith("Found 1 person")
+    body = panel.editor.pose.people[0].body
+    for (x, y, _), (cx, cy, _) in zip(body, crop_pose.people[0].body, strict=True):
+        assert (x, y) == pytest.approx((cx + 64, cy + 32))
+    layer = window.model.doc.layer(panel.pose_layer_uid)
+    assert layer.size == (512, 512)
+    window.model.undo.undo()  # the detection is one undo step
+    assert len(panel.editor.pose.people) == 0
+
+
+def test_detect_with_random_weights_and_without_a_model(window, panel, qtbot, tmp_path):
+    from studio.engine.pose_detect import write_random_weights
+
+    panel.pose_model.setText(str(write_random_weights(tmp_path / "w").parent))
+    window.model.set_selection((0, 0, 96, 96))
+    panel.invalidate_source()
+    panel.detect_pose()
+    assert not panel.detect_button.isEnabled()
+    qtbot.waitUntil(lambda: panel._pose_job is None, timeout=180_000)
+    assert panel.detect_button.isEnabled()
+    text = panel.pose_status.text()
+    assert text.startswith(("Found", "Nobody found")), text
+
+    panel.pose_model.setText("")  # nothing installed in this STUDIO_HOME
+    panel.detect_pose()
+    qtbot.waitUntil(lambda: panel._pose_job is None, timeout=60_000)
+    assert "No pose detector" in panel.pose_status.text()
+    assert "default skeleton" in panel.pose_status.text()
+    assert window._errors  # told non-modally; the app stays usable
+    panel.default_skeleton()
+    assert len(panel.editor.pose.people) == 1
+
+
+def test_load_json_into_pose_layer(window, panel, tmp_path):
+    pose = default_pose(512, 512, people=2)
+    path = tmp_path / "p.json"
+    pose.save(path)
+    panel.load_json(str(path))
+    (ci,) = control_inputs(window)
+    assert np.array_equal(ci.image, render(Pose.load(path)))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    panel.load_json(str(bad))
+    assert window._errors
+
+
+# -- without a document model: a minimal Host ----------------------------------------------------
+class _Worker(QObject):
+    finished = Signal(int, object)
+    failed = Signal(int, str, str)
+    cancelled = Signal(int)
+
+    def submit(self, request, region=None, label=""):
+        self.request = request
+        return 1
+
+
+class FakeHost:
+    def __init__(self, image):
+        self.worker = _Worker()
+        self.image = image
+        self.layers = []
+        self.previews = []
+        self.commands = []
+        self.errors = []
+
+    def image_size(self):
+        return self.image.shape[1], self.image.shape[0]
+
+    def composite(self):
+        return self.image
+
+    def active_layer_image(self):
+        return self.image
+
+    def mask(self):
+        return None
+
+    def selection_rect(self):
+        return (0, 0, *self.image_size())
+
+    def add_layer(self, image, name, kind="image", offset=(0, 0), metadata=None):
+        self.layers.append((image, name, kind, offset, metadata))
+
+    def push_command(self, command):
+        command.redo()
+        self.commands.append(command)
+
+    def show_error(self, message, detail=""):
+        self.errors.append(message)
+
+    def show_preview(self, image, region):
+        self.previews.append((image, region))
+
+    def clear_preview(self):
+        self.previews.append(None)
+
+
+def test_panel_with_a_minimal_host(qtbot, photos):
+    from studio.core.imageio import load_image
+
+    image = load_image(photos.chelsea, "RGBA")
+    host = FakeHost(image)
+    p = ControlPanel(host)
+    qtbot.addWidget(p)
+    p.update_preview()
+    edges, region = host.previews[-1]
+    assert region == (0, 0, 451, 300)
+    assert np.array_equal(edges[..., 3], canny_edges(image, 100, 200))
+    p.add_canny_layer()
+    _, name, kind, offset, meta = host.layers[-1]
+    assert kind == "control" and meta["control"] == "canny"
+    p.default_skeleton()
+    assert host.layers[-1][2] == "pose" and len(host.commands) == 1
+    kinds = [c.kind for c in control_inputs(host)]
+    assert kinds == ["canny", "pose"]
+    pose_input = control_inputs(host)[1]
+    assert np.array_equal(pose_input.image, render(default_pose(451, 300)))
+    p.detect_pose()
+    assert host.worker.request.kind == "pose" and host.worker.request.image.shape == (300, 451, 3)
+    assert control_inputs(object()) == ()
