@@ -83,7 +83,7 @@ def studio_home() -> Path:
         return Path(env).expanduser()
     import platformdirs
 
-    return Path(platformdirs.user_data_dir("Studio", appauthor=False))
+    return Path(platformdirs.user_data_dir("studio", appauthor=False))
 
 
 def user_catalog_path() -> Path:
