@@ -120,7 +120,6 @@ class ControlPanel(QWidget):
         self._pose_job: int | None = None
         self.pose_layer_uid: int | None = None
         self.last_preview_ms = 0.0
-        self._filling_table = False
         self._adding_pose_layer = False
 
         outer = QVBoxLayout(self)
@@ -523,7 +522,13 @@ class ControlPanel(QWidget):
         """Put ``pose`` in the editor (one undo step) on the bound pose layer, making the
         layer first if there is none."""
         self._ensure_pose_layer(pose)
+        self.update_reference()
         self.editor.load_pose(pose, text)
+
+    def update_reference(self) -> None:
+        """Show the visible image dimmed under the skeleton, to pose against."""
+        comp = self.host.composite()
+        self.editor.set_reference(None if comp is None else np.ascontiguousarray(comp[..., :3]))
 
     def _ensure_pose_layer(self, pose: Pose) -> None:
         layer = self._layer(self.pose_layer_uid)
@@ -607,6 +612,7 @@ class ControlPanel(QWidget):
             return
         self.pose_layer_uid = layer.uid
         self.editor.set_pose(pose)
+        self.update_reference()
 
     @Slot()
     def _on_document_replaced(self) -> None:
@@ -640,37 +646,31 @@ class ControlPanel(QWidget):
     @Slot()
     def refresh_layers(self) -> None:
         entries = self.entries()
-        self._filling_table = True
-        try:
-            self.table.setRowCount(len(entries))
-            for row, e in enumerate(entries):
-                on = QCheckBox()
-                on.setChecked(bool(e.get("enabled", True)))
-                on.toggled.connect(lambda v, s=e.settings: s.__setitem__("enabled", bool(v)))
-                self.table.setCellWidget(row, 0, _centered(on))
-                self.table.setCellWidget(row, 1, QLabel(f"{e.name} ({e.kind})"))
-                for col, key, default, lo, hi in (
-                    (2, "weight", 1.0, 0.0, 2.0),
-                    (3, "start", 0.0, 0.0, 1.0),
-                    (4, "end", 1.0, 0.0, 1.0),
-                ):
-                    spin = QDoubleSpinBox()
-                    spin.setRange(lo, hi)
-                    spin.setSingleStep(0.05)
-                    spin.setDecimals(2)
-                    spin.setValue(float(e.get(key, default)))
-                    spin.valueChanged.connect(
-                        lambda v, s=e.settings, k=key: s.__setitem__(k, float(v))
-                    )
-                    self.table.setCellWidget(row, col, spin)
-                model_edit = QLineEdit(str(e.get("model", DEFAULT_CONTROLNETS.get(e.kind, ""))))
-                model_edit.setPlaceholderText("ControlNet (catalog id, repo, folder)")
-                model_edit.textChanged.connect(
-                    lambda t, s=e.settings: s.__setitem__("model", t.strip())
-                )
-                self.table.setCellWidget(row, 5, model_edit)
-        finally:
-            self._filling_table = False
+        self.table.setRowCount(len(entries))
+        for row, e in enumerate(entries):
+            on = QCheckBox()
+            on.setChecked(bool(e.get("enabled", True)))
+            on.toggled.connect(lambda v, s=e.settings: s.__setitem__("enabled", bool(v)))
+            self.table.setCellWidget(row, 0, _centered(on))
+            self.table.setCellWidget(row, 1, QLabel(f"{e.name} ({e.kind})"))
+            for col, key, default, lo, hi in (
+                (2, "weight", 1.0, 0.0, 2.0),
+                (3, "start", 0.0, 0.0, 1.0),
+                (4, "end", 1.0, 0.0, 1.0),
+            ):
+                spin = QDoubleSpinBox()
+                spin.setRange(lo, hi)
+                spin.setSingleStep(0.05)
+                spin.setDecimals(2)
+                spin.setValue(float(e.get(key, default)))
+                spin.valueChanged.connect(lambda v, s=e.settings, k=key: s.__setitem__(k, float(v)))
+                self.table.setCellWidget(row, col, spin)
+            model_edit = QLineEdit(str(e.get("model", DEFAULT_CONTROLNETS.get(e.kind, ""))))
+            model_edit.setPlaceholderText("ControlNet (catalog id, repo, folder)")
+            model_edit.textChanged.connect(
+                lambda t, s=e.settings: s.__setitem__("model", t.strip())
+            )
+            self.table.setCellWidget(row, 5, model_edit)
         if self._layer(self.pose_layer_uid) is None and self._model() is not None:
             self.pose_layer_uid = None
 
