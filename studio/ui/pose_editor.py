@@ -331,6 +331,10 @@ class PoseEditor(QGraphicsView):
         super().resizeEvent(event)
         self.fit()
 
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().showEvent(event)
+        self.fit()
+
     def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802 - Qt API
         """Double-click on empty canvas: bring back the selected person's missing keypoint
         nearest to where its template position would be, at the click."""

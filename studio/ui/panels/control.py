@@ -126,6 +126,7 @@ class ControlPanel(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         outer.addWidget(scroll)
         body = QWidget()
         scroll.setWidget(body)
@@ -171,7 +172,9 @@ class ControlPanel(QWidget):
         # -- scribble --------------------------------------------------------------------------
         scribble = QGroupBox("Scribble")
         sl = QVBoxLayout(scribble)
-        sl.addWidget(QLabel("Paint light strokes on a scribble layer: they guide as drawn."))
+        hint = QLabel("Paint light strokes on a scribble layer: they guide as drawn.")
+        hint.setWordWrap(True)
+        sl.addWidget(hint)
         self.add_scribble_button = QPushButton("New scribble layer")
         self.add_scribble_button.clicked.connect(self.add_scribble_layer)
         sl.addWidget(self.add_scribble_button)
@@ -238,8 +241,11 @@ class ControlPanel(QWidget):
         )
         self.table.verticalHeader().setVisible(False)
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(5, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        for col, width in enumerate((30, 110, 62, 62, 62)):
+            header.resizeSection(col, width)
+        header.setStretchLastSection(True)
+        self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.table.setMinimumHeight(120)
         bl.addWidget(self.table)
         layout.addWidget(box)
@@ -336,11 +342,13 @@ class ControlPanel(QWidget):
 
     def _full_source(self, w: int, h: int) -> np.ndarray | None:
         if self.source_combo.currentData() == "layer":
-            pixels = self.host.active_layer_image()
-            if pixels is not None:
-                layer = self._active_layer()
-                offset = tuple(layer.offset) if layer is not None else (0, 0)
-                return _place(pixels, offset, (w, h))
+            layer = self._active_layer()
+            # A control/pose layer is not a source: fall back to the visible image.
+            if layer is None or layer.kind == "image":
+                pixels = self.host.active_layer_image()
+                if pixels is not None:
+                    offset = tuple(layer.offset) if layer is not None else (0, 0)
+                    return _place(pixels, offset, (w, h))
         return self.host.composite()
 
     def _active_layer(self):
