@@ -2,7 +2,8 @@
 diffusers) afterwards in the worker thread, so the window is on screen at once.
 
 ``STUDIO_STARTUP_PROBE=1`` makes the app print ``STUDIO_SHOWN <seconds> torch=<bool>`` once
-the window is shown and quit (used by benchmarks/bench_startup.py and the layering tests).
+the window is on screen, ``STUDIO_READY ...`` once canvas, docks and panels are built, and
+quit (used by benchmarks/bench_startup.py and the tests).
 """
 
 from __future__ import annotations
@@ -33,27 +34,33 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     apply_theme(app, settings.theme)
     app.setWindowIcon(app_icon())
-    window = MainWindow(settings)
+    # On screen first (a frame with menus-to-come), then numpy, the canvas and the panels.
+    window = MainWindow(settings, deferred=True)
     window.show()
+    probe = os.environ.get("STUDIO_STARTUP_PROBE")
 
-    if os.environ.get("STUDIO_STARTUP_PROBE"):
+    def report(what: str) -> None:
+        t = time.perf_counter() - _T0
+        print(f"STUDIO_{what} {t:.4f} torch={'torch' in sys.modules}", flush=True)
 
-        def probe() -> None:
-            shown = time.perf_counter() - _T0
-            print(f"STUDIO_SHOWN {shown:.4f} torch={'torch' in sys.modules}", flush=True)
+    def build() -> None:
+        if probe:
+            report("SHOWN")
+        window.finish_startup()
+        QTimer.singleShot(0, after_build)
+
+    def after_build() -> None:
+        if probe:
+            report("READY")
             window.close()
             app.quit()
-
-        QTimer.singleShot(0, probe)
-        return app.exec()
-
-    def after_show() -> None:
+            return
         window.start_engine()
         window.offer_recovery()
         if files:
             window.open_paths(files)
 
-    QTimer.singleShot(0, after_show)
+    QTimer.singleShot(0, build)
     return app.exec()
 
 

@@ -26,11 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from studio.core.atomic import atomic_writer
 from studio.core.errors import BadInput
-from studio.core.imageio import open_bytes
 
 FORMAT = "studio-project"
 FORMAT_VERSION = 1
@@ -219,6 +217,8 @@ class Document:
 
 # -- project file --------------------------------------------------------------------------
 def _png(array: np.ndarray) -> bytes:
+    from PIL import Image  # imported when needed: keeps app start-up light
+
     buf = io.BytesIO()
     mode = "L" if array.ndim == 2 else ("RGBA" if array.shape[2] == 4 else "RGB")
     Image.fromarray(array, mode).save(buf, "PNG", compress_level=1)
@@ -318,6 +318,8 @@ def project_from_bytes(data: bytes, name: str = "project") -> Document:
 
 
 def _read_png(z: zipfile.ZipFile, member: str, name: str, mode: str) -> np.ndarray:
+    from studio.core.imageio import open_bytes
+
     try:
         im = open_bytes(z.read(member), member)
     except BadInput as e:

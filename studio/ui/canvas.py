@@ -157,9 +157,13 @@ class CanvasView(QGraphicsView):
         self.setDragMode(QGraphicsView.DragMode.NoDrag)
         self.setBackgroundBrush(QColor(40, 40, 44))
 
-        self.preview_item = PreviewItem()
+        self.preview_item = PreviewItem()  # job previews (latest frame wins)
         self.preview_item.setVisible(False)
         self.scene_.addItem(self.preview_item)
+        self.overlay_item = PreviewItem()  # panels' live overlays (Host.show_preview)
+        self.overlay_item.setZValue(1e6 - 1)
+        self.overlay_item.setVisible(False)
+        self.scene_.addItem(self.overlay_item)
         pen = QPen(QColor(255, 255, 255), 0, Qt.PenStyle.DashLine)
         pen.setCosmetic(True)
         self.selection_item = QGraphicsRectItem()
@@ -195,6 +199,7 @@ class CanvasView(QGraphicsView):
             self.scene_.removeItem(item)
         self.items_.clear()
         self.clear_preview()
+        self.clear_overlay()
         doc = self.model.doc
         w, h = doc.width, doc.height
         margin = max(w, h, 256)
@@ -244,6 +249,12 @@ class CanvasView(QGraphicsView):
 
     def clear_preview(self) -> None:
         self.preview_item.set(QImage(), QRectF())
+
+    def show_overlay(self, image: QImage, rect: tuple[float, float, float, float]) -> None:
+        self.overlay_item.set(image, QRectF(*rect))
+
+    def clear_overlay(self) -> None:
+        self.overlay_item.set(QImage(), QRectF())
 
     # -- zoom --------------------------------------------------------------------------------
     @property

@@ -12,8 +12,8 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 from PySide6.QtCore import QByteArray, QRectF, Qt, QTimer, Slot
 from PySide6.QtGui import (
     QAction,
@@ -40,17 +40,56 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core import recovery
-from studio.core.document import EXTENSION, Document, load_project, save_project, to_rgba
-from studio.core.errors import StudioError
-from studio.core.imageio import load_image, save_image
-from studio.ui.canvas import CanvasView
-from studio.ui.document_model import DocumentModel
-from studio.ui.layers_panel import LayersPanel
-from studio.ui.qimage import array_from_qimage, qimage_from_array
 from studio.ui.settings import Settings
 from studio.ui.theme import app_icon, apply_theme
-from studio.ui.worker import Worker
+
+# The rest (numpy, Pillow, the document model, canvas, worker) is imported by
+# _import_heavy() so the window can be put on screen first (MainWindow(deferred=True)).
+np: Any = None
+recovery: Any = None
+Document: Any = None
+load_project: Any = None
+save_project: Any = None
+to_rgba: Any = None
+StudioError: Any = None
+CanvasView: Any = None
+DocumentModel: Any = None
+LayersPanel: Any = None
+Worker: Any = None
+array_from_qimage: Any = None
+qimage_from_array: Any = None
+
+EXTENSION = ".studio"
+
+
+def _import_heavy() -> None:
+    global np, recovery, Document, load_project, save_project, to_rgba, StudioError
+    global CanvasView, DocumentModel, LayersPanel, Worker, array_from_qimage, qimage_from_array
+    if np is not None:
+        return
+    import numpy
+
+    from studio.core import document as _document
+    from studio.core import recovery as _recovery
+    from studio.core.errors import StudioError as _StudioError
+    from studio.ui import qimage as _qimage
+    from studio.ui.canvas import CanvasView as _CanvasView
+    from studio.ui.document_model import DocumentModel as _DocumentModel
+    from studio.ui.layers_panel import LayersPanel as _LayersPanel
+    from studio.ui.worker import Worker as _Worker
+
+    assert _document.EXTENSION == EXTENSION
+    np, recovery, StudioError = numpy, _recovery, _StudioError
+    Document, load_project = _document.Document, _document.load_project
+    save_project, to_rgba = _document.save_project, _document.to_rgba
+    CanvasView, DocumentModel, LayersPanel, Worker = (
+        _CanvasView,
+        _DocumentModel,
+        _LayersPanel,
+        _Worker,
+    )
+    array_from_qimage, qimage_from_array = _qimage.array_from_qimage, _qimage.qimage_from_array
+
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +145,41 @@ def _load_panel_class(spec: str):
 class MainWindow(QMainWindow):
     """The application window and the panels' Host."""
 
-    def __init__(self, settings: Settings | None = None, start_engine: bool = False) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        start_engine: bool = False,
+        deferred: bool = False,
+    ) -> None:
+        """``deferred``: show a bare frame now and build the rest in ``finish_startup`` (the
+        app does this so the window is on screen before numpy & co. load)."""
         super().__init__()
         self.settings = settings or Settings()
+        self.built = False
+        self._start_engine_when_built = start_engine
         self.setWindowIcon(app_icon())
+        self.setWindowTitle("Studio")
+        self.resize(1280, 800)
+        geometry = self.settings.geometry
+        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
+            self.restoreGeometry(geometry)
+        placeholder = QLabel("Starting Studio…")
+        placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setCentralWidget(placeholder)
+        if not deferred:
+            self.finish_startup()
+
+    def finish_startup(self) -> None:
+        """Build the canvas, docks, panels and worker (idempotent)."""
+        if self.built:
+            return
+        _import_heavy()
+        self._build()
+        self.built = True
+        if self._start_engine_when_built:
+            QTimer.singleShot(0, self.start_engine)
+
+    def _build(self) -> None:
         self.model = DocumentModel(self, undo_limit=self.settings.undo_limit)
         self._worker = Worker(self, threads=self.settings.torch_threads)
         self._worker.preview.connect(self._on_job_preview)
@@ -157,13 +227,6 @@ class MainWindow(QMainWindow):
         self.autosave_timer.setInterval(max(1, seconds) * 1000)
         self.autosave_timer.timeout.connect(self.autosave)
         self.autosave_timer.start()
-
-        self.resize(1280, 800)
-        geometry = self.settings.geometry
-        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
-            self.restoreGeometry(geometry)
-        if start_engine:
-            QTimer.singleShot(0, self.start_engine)
 
     # == Host ====================================================================================
     @property
@@ -228,10 +291,10 @@ class MainWindow(QMainWindow):
         self.show_status(message)
 
     def show_preview(self, image: np.ndarray, region: tuple[int, int, int, int]) -> None:
-        self.canvas.show_preview(qimage_from_array(image), region)
+        self.canvas.show_overlay(qimage_from_array(image), region)
 
     def clear_preview(self) -> None:
-        self.canvas.clear_preview()
+        self.canvas.clear_overlay()
 
     def add_panel(self, title: str, widget: QWidget) -> None:
         dock = QDockWidget(title, self)
@@ -740,7 +803,7 @@ class MainWindow(QMainWindow):
         loaded, errors = [], []
         for p in paths:
             try:
-                loaded.append((p, load_image(p, mode="RGBA")))
+                loaded.append((p, _imageio().load_image(p, mode="RGBA")))
             except StudioError as e:
                 errors.append(e.message)
             except Exception as e:  # noqa: BLE001
@@ -872,7 +935,7 @@ class MainWindow(QMainWindow):
         if Path(path).suffix.lower() in (".jpg", ".jpeg") or not image[..., 3].min() < 255:
             image = np.ascontiguousarray(image[..., :3])
         try:
-            save_image(path, image, parameters=text, studio=meta)
+            _imageio().save_image(path, image, parameters=text, studio=meta)
         except StudioError as e:
             self.show_error(e.message, e.detail)
             return False
@@ -1036,6 +1099,9 @@ class MainWindow(QMainWindow):
 
     # == closing =================================================================================
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if not self.built:
+            event.accept()
+            return
         if not self.maybe_save():
             event.ignore()
             return
@@ -1051,7 +1117,13 @@ class MainWindow(QMainWindow):
         event.accept()
 
 
-def _layer(image: np.ndarray, name: str):
+def _layer(image, name: str):
     from studio.core.document import Layer
 
     return Layer(name, "image", to_rgba(image))
+
+
+def _imageio():
+    from studio.core import imageio
+
+    return imageio
