@@ -48,10 +48,10 @@ class Extension:
         return w + self.left + self.right, h + self.top + self.bottom
 
 
-def to_aspect(size: tuple[int, int], aspect: float, multiple: int = 8) -> Extension:
+def to_aspect(size: tuple[int, int], aspect: float, multiple: int = 1) -> Extension:
     """The smallest extension that brings ``size`` (w, h) to width/height = ``aspect``, split
     evenly between the two sides that grow (the image stays centred). The grown side is
-    rounded up so the new size is a multiple of ``multiple``."""
+    rounded up to a multiple of ``multiple`` (1 = the exact ratio, to the pixel)."""
     if not (aspect > 0 and math.isfinite(aspect)):
         raise BadInput(f"bad aspect ratio {aspect!r}")
     w, h = size

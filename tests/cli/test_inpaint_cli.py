@@ -120,7 +120,7 @@ def test_missing_model_exits_3(small, tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "spec, size", [("left=32,right=16", (198, 100)), ("1:1", (150, 152)), ("all=8", (166, 116))]
+    "spec, size", [("left=32,right=16", (198, 100)), ("1:1", (150, 150)), ("all=8", (166, 116))]
 )
 def test_outpaint(small, tmp_path, spec, size):
     img, _, ip, _ = small

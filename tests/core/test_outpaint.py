@@ -35,7 +35,7 @@ def test_extension_sizes_and_validation():
 @pytest.mark.parametrize(
     "size, aspect, expect",
     [
-        ((400, 300), 16 / 9, (536, 300)),
+        ((400, 300), 16 / 9, (534, 300)),
         ((300, 400), 1.0, (400, 400)),
         ((400, 300), 1.0, (400, 400)),
     ],
@@ -51,7 +51,7 @@ def test_parse_extension_forms():
     assert parse_extension("left=128,right=64") == Extension(left=128, right=64)
     assert parse_extension("all=16") == Extension(16, 16, 16, 16)
     assert parse_extension("x=8, y=4") == Extension(8, 8, 4, 4)
-    assert parse_extension("16:9", (400, 300)).new_size((400, 300)) == (536, 300)
+    assert parse_extension("16:9", (400, 300)).new_size((400, 300)) == (534, 300)
     assert parse_extension("aspect=1", (300, 400)) == Extension(left=50, right=50)
     assert parse_aspect("3/2") == 1.5
     for bad in ("left=abc", "middle=3", "left=0", "", "16:9x"):

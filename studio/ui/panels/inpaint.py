@@ -1,0 +1,582 @@
+"""The Inpaint panel: mask tools (fill holes, select all, invert, grow/shrink, feather, clear),
+one-click "Erase object" (LaMa when installed, else OpenCV Telea), "Fill from prompt" (Stable
+Diffusion inpainting with the model chosen here), and outpainting (extend the canvas by N px
+per side or to an aspect ratio).
+
+The brush and eraser that paint the mask live in the canvas; every mask edit here is one undo
+step (``host.set_mask``). Jobs go to the worker as ``InpaintRequest``s; the engine works on
+the mask's padded crop (previews are painted inside it) and the result lands as one new layer
+(``host.add_layer``) holding just the changed box, so undo removes it in one step. An
+outpaint grows the document and adds the result in one undo step too.
+
+Torch-free: only numpy, Qt, studio.core and the torch-free engine modules (requests, lama's
+``find_lama``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Slot
+from PySide6.QtGui import QUndoCommand
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from studio.core import masks as mask_ops
+from studio.core.errors import StudioError
+from studio.core.outpaint import Extension, extend, parse_aspect, to_aspect
+from studio.engine.requests import InpaintRequest
+
+ERASE_METHODS = (
+    ("auto", "Auto (LaMa if installed, else Telea)"),
+    ("lama", "LaMa"),
+    ("telea", "Telea (OpenCV)"),
+    ("ns", "Navier-Stokes (OpenCV)"),
+)
+ASPECTS = ("1:1", "4:3", "3:2", "16:9", "9:16", "2:3", "3:4")
+
+
+def installed_lama() -> Path | None:
+    """The installed LaMa file (torch-free look-up), or None."""
+    try:
+        from studio.engine.lama import find_lama
+
+        return find_lama()
+    except Exception:  # noqa: BLE001 - a broken store must not break the panel
+        return None
+
+
+def inpaint_models() -> list[str]:
+    """Inpainting models first (catalog "inpaint"), then txt2img ones, then local folders."""
+    out: list[str] = []
+    try:
+        from studio.core.catalog import load_catalog
+
+        cat = list(load_catalog())
+        out += [e.id for e in cat if e.kind == "inpaint"]
+        out += [e.id for e in cat if e.kind == "txt2img"]
+    except Exception:  # noqa: BLE001 - the picker stays editable without a catalog
+        pass
+    home = os.environ.get("STUDIO_HOME")
+    if home and (Path(home) / "models").is_dir():
+        out += [
+            str(p.parent) for p in sorted((Path(home) / "models").rglob("model_index.json"))[:50]
+        ]
+    seen: set[str] = set()
+    return [m for m in out if not (m in seen or seen.add(m))]
+
+
+class ExtendCanvasCommand(QUndoCommand):
+    """Outpaint result as one undo step: grow the document by ``ext`` (every layer and the
+    mask move by (left, top)), then add the outpainted image as a new top layer."""
+
+    def __init__(self, model, ext: Extension, image: np.ndarray, name: str, metadata: dict):
+        super().__init__("Outpaint")
+        from studio.core.document import Layer, to_rgba
+
+        self.model, self.ext = model, ext
+        doc = model.doc
+        self.old_size = (doc.width, doc.height)
+        self.old_mask = doc.mask_layer.pixels
+        self.old_selection = doc.selection
+        self.layer = Layer(name, "image", to_rgba(image), metadata=dict(metadata))
+
+    def redo(self) -> None:
+        doc, e = self.model.doc, self.ext
+        w, h = self.old_size
+        for layer in doc.layers:
+            if not layer.is_mask:
+                layer.offset = (layer.offset[0] + e.left, layer.offset[1] + e.top)
+        W, H = e.new_size((w, h))
+        mask = np.zeros((H, W), np.uint8)
+        mask[e.top : e.top + h, e.left : e.left + w] = self.old_mask
+        doc.mask_layer.pixels = mask
+        doc.width, doc.height = W, H
+        doc.selection = None
+        index = len(doc.layers) - (1 if doc.layers[-1].is_mask else 0)
+        doc.layers.insert(index, self.layer)
+        self._changed()
+
+    def undo(self) -> None:
+        doc, e = self.model.doc, self.ext
+        doc.layers.remove(self.layer)
+        if doc.active_uid == self.layer.uid:
+            doc.active_uid = doc.mask_layer.uid
+        for layer in doc.layers:
+            if not layer.is_mask:
+                layer.offset = (layer.offset[0] - e.left, layer.offset[1] - e.top)
+        doc.mask_layer.pixels = self.old_mask
+        doc.width, doc.height = self.old_size
+        doc.selection = self.old_selection
+        self._changed()
+
+    def _changed(self) -> None:
+        m = self.model
+        m.document_replaced.emit()
+        m.structure_changed.emit()
+        m.selection_changed.emit()
+        m.pixels_changed.emit(m.doc.mask_layer.uid, None)
+
+
+class InpaintPanel(QWidget):
+    """Mask tools, Erase object, Fill from prompt and Outpaint (see the module doc)."""
+
+    def __init__(self, host, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.host = host
+        self.job_id: int | None = None
+        self._job_kind = ""
+        self._job_ext: Extension | None = None
+        self._job_source: np.ndarray | None = None
+        self.last_result: np.ndarray | None = None
+
+        # -- mask tools ---------------------------------------------------------------------
+        tools = QGroupBox("Mask")
+        grid = QGridLayout(tools)
+        self.fill_holes_button = QPushButton("Fill holes")
+        self.fill_holes_button.setToolTip("Select the enclosed gaps inside the mask")
+        self.fill_button = QPushButton("Select all")
+        self.invert_button = QPushButton("Invert")
+        self.clear_button = QPushButton("Clear")
+        self.grow_spin = QSpinBox()
+        self.grow_spin.setRange(1, 256)
+        self.grow_spin.setValue(8)
+        self.grow_spin.setSuffix(" px")
+        self.grow_button = QPushButton("Grow")
+        self.shrink_button = QPushButton("Shrink")
+        self.feather_spin = QSpinBox()
+        self.feather_spin.setRange(1, 256)
+        self.feather_spin.setValue(8)
+        self.feather_spin.setSuffix(" px")
+        self.feather_button = QPushButton("Feather")
+        grid.addWidget(self.fill_holes_button, 0, 0)
+        grid.addWidget(self.fill_button, 0, 1)
+        grid.addWidget(self.invert_button, 0, 2)
+        grid.addWidget(self.clear_button, 0, 3)
+        grid.addWidget(self.grow_spin, 1, 0)
+        grid.addWidget(self.grow_button, 1, 1)
+        grid.addWidget(self.shrink_button, 1, 2)
+        grid.addWidget(self.feather_spin, 2, 0)
+        grid.addWidget(self.feather_button, 2, 1)
+        self.fill_holes_button.clicked.connect(self.fill_holes)
+        self.fill_button.clicked.connect(self.fill_all)
+        self.invert_button.clicked.connect(self.invert)
+        self.clear_button.clicked.connect(self.clear)
+        self.grow_button.clicked.connect(self.grow)
+        self.shrink_button.clicked.connect(self.shrink)
+        self.feather_button.clicked.connect(self.feather)
+
+        # -- shared settings ----------------------------------------------------------------
+        common = QFormLayout()
+        self.padding_spin = QSpinBox()
+        self.padding_spin.setRange(0, 512)
+        self.padding_spin.setValue(32)
+        self.padding_spin.setSuffix(" px")
+        self.padding_spin.setToolTip("Context around the mask the model sees")
+        self.blend_spin = QSpinBox()
+        self.blend_spin.setRange(0, 128)
+        self.blend_spin.setValue(8)
+        self.blend_spin.setSuffix(" px")
+        self.blend_spin.setToolTip("Soft edge where the result meets the original")
+        common.addRow("Padding", self.padding_spin)
+        common.addRow("Blend edge", self.blend_spin)
+
+        # -- erase --------------------------------------------------------------------------
+        erase = QGroupBox("Erase object")
+        ef = QFormLayout(erase)
+        self.erase_method = QComboBox()
+        for key, label in ERASE_METHODS:
+            self.erase_method.addItem(label, key)
+        self.erase_button = QPushButton("Erase object")
+        self.erase_button.setToolTip("Remove what the mask covers and fill it from around it")
+        self.erase_info = QLabel("")
+        self.erase_info.setWordWrap(True)
+        ef.addRow("Method", self.erase_method)
+        ef.addRow(self.erase_button)
+        ef.addRow(self.erase_info)
+        self.erase_button.clicked.connect(self.erase)
+
+        # -- fill from prompt ---------------------------------------------------------------
+        fill = QGroupBox("Fill from prompt")
+        ff = QFormLayout(fill)
+        self.model_combo = QComboBox()
+        self.model_combo.setEditable(True)
+        self.model_combo.addItems(inpaint_models())
+        self.model_combo.setToolTip(
+            "An SD inpainting model (best) or any SD/SDXL model: catalog id, repo id, folder "
+            "or file"
+        )
+        self.prompt_edit = QPlainTextEdit()
+        self.prompt_edit.setPlaceholderText("What to paint in the mask")
+        self.prompt_edit.setFixedHeight(60)
+        self.negative_edit = QLineEdit()
+        self.negative_edit.setPlaceholderText("Negative prompt")
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setRange(1, 150)
+        self.steps_spin.setValue(25)
+        self.guidance_spin = QDoubleSpinBox()
+        self.guidance_spin.setRange(0.0, 30.0)
+        self.guidance_spin.setSingleStep(0.5)
+        self.guidance_spin.setValue(7.0)
+        self.strength_spin = QDoubleSpinBox()
+        self.strength_spin.setRange(0.05, 1.0)
+        self.strength_spin.setSingleStep(0.05)
+        self.strength_spin.setValue(1.0)
+        self.seed_spin = QSpinBox()
+        self.seed_spin.setRange(0, 2**31 - 1)
+        self.fill_button_run = QPushButton("Fill from prompt")
+        ff.addRow("Model", self.model_combo)
+        ff.addRow("Prompt", self.prompt_edit)
+        ff.addRow("Negative", self.negative_edit)
+        ff.addRow("Steps", self.steps_spin)
+        ff.addRow("Guidance", self.guidance_spin)
+        ff.addRow("Strength", self.strength_spin)
+        ff.addRow("Seed", self.seed_spin)
+        ff.addRow(self.fill_button_run)
+        self.fill_button_run.clicked.connect(self.fill_from_prompt)
+
+        # -- outpaint -----------------------------------------------------------------------
+        out = QGroupBox("Outpaint")
+        of = QFormLayout(out)
+        sides = QHBoxLayout()
+        self.side_spins: dict[str, QSpinBox] = {}
+        for side in ("left", "right", "top", "bottom"):
+            spin = QSpinBox()
+            spin.setRange(0, 2048)
+            spin.setSingleStep(64)
+            spin.setPrefix(f"{side[0].upper()} ")
+            spin.setToolTip(f"Pixels to add on the {side}")
+            self.side_spins[side] = spin
+            sides.addWidget(spin)
+        self.aspect_combo = QComboBox()
+        self.aspect_combo.addItem("Sides as set", "")
+        for a in ASPECTS:
+            self.aspect_combo.addItem(f"Extend to {a}", a)
+        self.overlap_spin = QSpinBox()
+        self.overlap_spin.setRange(0, 256)
+        self.overlap_spin.setValue(32)
+        self.overlap_spin.setSuffix(" px")
+        self.overlap_spin.setToolTip("How much of the old image is redrawn so no seam shows")
+        self.outpaint_with = QComboBox()
+        self.outpaint_with.addItem("Prompt model", "diffusion")
+        self.outpaint_with.addItem("Erase method", "erase")
+        self.outpaint_button = QPushButton("Outpaint")
+        of.addRow("Add", sides)
+        of.addRow("Or", self.aspect_combo)
+        of.addRow("Overlap", self.overlap_spin)
+        of.addRow("Using", self.outpaint_with)
+        of.addRow(self.outpaint_button)
+        self.outpaint_button.clicked.connect(self.outpaint)
+
+        # -- progress -----------------------------------------------------------------------
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        bar = QHBoxLayout()
+        bar.addWidget(self.progress, 1)
+        bar.addWidget(self.cancel_button)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(tools)
+        layout.addLayout(common)
+        layout.addWidget(erase)
+        layout.addWidget(fill)
+        layout.addWidget(out)
+        layout.addLayout(bar)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        worker = host.worker
+        worker.progress.connect(self._on_progress)
+        worker.finished.connect(self._on_finished)
+        worker.failed.connect(self._on_failed)
+        worker.cancelled.connect(self._on_cancelled)
+        self.refresh_erase_info()
+
+    # -- mask tools ---------------------------------------------------------------------------
+    def _current_mask(self) -> np.ndarray | None:
+        w, h = self.host.image_size()
+        if not w or not h:
+            self.host.show_error("Open an image first.")
+            return None
+        m = self.host.mask()
+        return np.zeros((h, w), np.uint8) if m is None else m
+
+    def _edit_mask(self, op, text: str) -> None:
+        m = self._current_mask()
+        if m is None:
+            return
+        new = op(m)
+        if not np.array_equal(new, m):
+            self.host.set_mask(new, text)
+
+    @Slot()
+    def fill_holes(self) -> None:
+        self._edit_mask(mask_ops.fill_holes, "Fill mask holes")
+
+    @Slot()
+    def fill_all(self) -> None:
+        self._edit_mask(mask_ops.fill, "Select all (mask)")
+
+    @Slot()
+    def invert(self) -> None:
+        self._edit_mask(mask_ops.invert, "Invert mask")
+
+    @Slot()
+    def clear(self) -> None:
+        self._edit_mask(mask_ops.clear, "Clear mask")
+
+    @Slot()
+    def grow(self) -> None:
+        px = self.grow_spin.value()
+        self._edit_mask(lambda m: mask_ops.grow(m, px), f"Grow mask {px} px")
+
+    @Slot()
+    def shrink(self) -> None:
+        px = self.grow_spin.value()
+        self._edit_mask(lambda m: mask_ops.shrink(m, px), f"Shrink mask {px} px")
+
+    @Slot()
+    def feather(self) -> None:
+        px = self.feather_spin.value()
+        self._edit_mask(lambda m: mask_ops.feather(m, px), f"Feather mask {px} px")
+
+    # -- jobs ---------------------------------------------------------------------------------
+    def refresh_erase_info(self) -> None:
+        lama = installed_lama()
+        if lama is not None:
+            self.erase_info.setText(f"Auto uses LaMa ({lama.name}).")
+        else:
+            self.erase_info.setText(
+                "Auto uses Telea: LaMa is not installed (Models panel, or "
+                "`studio models download big-lama`)."
+            )
+
+    @property
+    def running(self) -> bool:
+        return self.job_id is not None
+
+    def _set_running(self, running: bool) -> None:
+        for b in (self.erase_button, self.fill_button_run, self.outpaint_button):
+            b.setEnabled(not running)
+        self.cancel_button.setEnabled(running)
+
+    def _source(self) -> tuple[np.ndarray, np.ndarray] | None:
+        image = self.host.composite()
+        if image is None:
+            self.host.show_error("Open an image first.")
+            return None
+        mask = self.host.mask()
+        if mask is None:
+            self.host.show_error("Paint a mask over the area first (the brush paints the mask).")
+            return None
+        return image, mask
+
+    def _erase_method(self) -> tuple[str, str]:
+        """(method, model) for the erase backend: LaMa/auto use the installed big-lama."""
+        return str(self.erase_method.currentData()), ""
+
+    def _diffusion_fields(self) -> dict | None:
+        model = self.model_combo.currentText().strip()
+        if not model:
+            self.host.show_error("Choose a model for Fill from prompt.")
+            return None
+        return dict(
+            method="diffusion",
+            model=model,
+            prompt=self.prompt_edit.toPlainText().strip(),
+            negative_prompt=self.negative_edit.text().strip(),
+            steps=self.steps_spin.value(),
+            guidance=self.guidance_spin.value(),
+            strength=self.strength_spin.value(),
+            seed=self.seed_spin.value(),
+        )
+
+    def _submit(self, request: InpaintRequest, kind: str, label: str, region=None) -> None:
+        self._job_kind = kind
+        self._job_source = request.image
+        self.job_id = self.host.worker.submit(request, region=region, label=label)
+        self._set_running(True)
+        self.progress.setRange(0, 0)
+        self.status.setText(f"{label}…")
+
+    @Slot()
+    def erase(self) -> None:
+        if self.running:
+            return
+        src = self._source()
+        if src is None:
+            return
+        method, model = self._erase_method()
+        request = InpaintRequest(
+            image=src[0],
+            mask=src[1],
+            method=method,
+            model=model,
+            padding=self.padding_spin.value(),
+            feather=self.blend_spin.value(),
+        )
+        self._submit(request, "erase", "Erase object")
+
+    @Slot()
+    def fill_from_prompt(self) -> None:
+        if self.running:
+            return
+        src = self._source()
+        fields = self._diffusion_fields() if src is not None else None
+        if src is None or fields is None:
+            return
+        request = InpaintRequest(
+            image=src[0],
+            mask=src[1],
+            padding=self.padding_spin.value(),
+            feather=self.blend_spin.value(),
+            **fields,
+        )
+        self._submit(request, "fill", "Fill from prompt")
+
+    def extension(self) -> Extension | None:
+        """The outpaint extension the panel is set to (None if it adds nothing)."""
+        w, h = self.host.image_size()
+        aspect = self.aspect_combo.currentData()
+        if aspect:
+            ext = to_aspect((w, h), parse_aspect(aspect))
+        else:
+            ext = Extension(**{s: spin.value() for s, spin in self.side_spins.items()})
+        return None if ext.empty else ext
+
+    @Slot()
+    def outpaint(self) -> None:
+        if self.running:
+            return
+        image = self.host.composite()
+        if image is None:
+            self.host.show_error("Open an image first.")
+            return
+        if not hasattr(self.host, "model"):
+            self.host.show_error("This window cannot resize the canvas for an outpaint.")
+            return
+        try:
+            ext = self.extension()
+            if ext is None:
+                self.host.show_error(
+                    "Set how many pixels to add on a side, or an aspect ratio, first."
+                )
+                return
+            overlap = self.overlap_spin.value()
+            canvas, mask = extend(image, ext, overlap=overlap, seed=self.seed_spin.value())
+        except StudioError as e:
+            self.host.show_error(e.message, e.detail)
+            return
+        if self.outpaint_with.currentData() == "diffusion":
+            fields = self._diffusion_fields()
+            if fields is None:
+                return
+        else:
+            method, model = self._erase_method()
+            fields = dict(method=method, model=model)
+        request = InpaintRequest(
+            image=canvas,
+            mask=mask,
+            padding=self.padding_spin.value(),
+            feather=self.blend_spin.value(),
+            **fields,
+        )
+        W, H = ext.new_size((image.shape[1], image.shape[0]))
+        self._job_ext = ext
+        # previews come in canvas coordinates; the canvas origin is at (-left, -top)
+        self._submit(request, "outpaint", "Outpaint", region=(-ext.left, -ext.top, W, H))
+
+    @Slot()
+    def cancel(self) -> None:
+        if self.job_id is not None:
+            self.host.worker.cancel(self.job_id)
+            self.status.setText("Cancelling…")
+
+    # -- worker signals -------------------------------------------------------------------------
+    def _done(self) -> None:
+        self.job_id = None
+        self._set_running(False)
+        self.progress.setRange(0, 1)
+
+    @Slot(int, int, int)
+    def _on_progress(self, job_id: int, step: int, total: int) -> None:
+        if job_id != self.job_id or total <= 0:
+            return
+        self.progress.setRange(0, total)
+        self.progress.setValue(step)
+
+    @Slot(int, object)
+    def _on_finished(self, job_id: int, event: object) -> None:
+        if job_id != self.job_id:
+            return
+        kind, ext = self._job_kind, self._job_ext
+        self._done()
+        self.progress.setValue(1)
+        images = getattr(event, "images", ())
+        if not images:
+            self.status.setText("The job returned no image.")
+            return
+        result = images[0]
+        self.last_result = result
+        meta = dict(event.metadata[0]) if getattr(event, "metadata", ()) else {}
+        extra = getattr(event, "extra", {}) or {}
+        method = extra.get("method", "")
+        names = {"lama": "LaMa", "telea": "Telea", "ns": "Navier-Stokes", "diffusion": "SD"}
+        how = names.get(method, method)
+        if kind == "outpaint" and ext is not None:
+            self.host.push_command(
+                ExtendCanvasCommand(self.host.model, ext, result, f"Outpaint ({how})", meta)
+            )
+        else:
+            x, y, w, h = _union(extra.get("regions") or [(0, 0, result.shape[1], result.shape[0])])
+            patch = result[y : y + h, x : x + w]
+            title = "Erase" if kind == "erase" else "Fill"
+            self.host.add_layer(patch, f"{title} ({how})", offset=(x, y), metadata=meta)
+        self.status.setText(f"Done with {how} in {getattr(event, 'seconds', 0.0):.1f} s")
+
+    @Slot(int, str, str)
+    def _on_failed(self, job_id: int, message: str, detail: str) -> None:
+        if job_id != self.job_id:
+            return
+        self._done()
+        self.progress.setValue(0)
+        self.status.setText(message)
+        self.host.show_error(message, detail)
+
+    @Slot(int)
+    def _on_cancelled(self, job_id: int) -> None:
+        if job_id != self.job_id:
+            return
+        self._done()
+        self.progress.setValue(0)
+        self.status.setText("Cancelled")
+
+
+def _union(boxes) -> tuple[int, int, int, int]:
+    x0 = min(b[0] for b in boxes)
+    y0 = min(b[1] for b in boxes)
+    x1 = max(b[0] + b[2] for b in boxes)
+    y1 = max(b[1] + b[3] for b in boxes)
+    return x0, y0, x1 - x0, y1 - y0
