@@ -308,6 +308,11 @@ def _quiet_libraries() -> None:
     import logging
     import warnings
 
+    if not os.environ.get("STUDIO_DEBUG"):
+        # The runner logs unexpected job errors with their traceback; the CLI shows one line
+        # (the traceback is printed with STUDIO_DEBUG=1).
+        logging.getLogger("studio").addHandler(logging.NullHandler())
+        logging.getLogger("studio").propagate = False
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="diffusers")
     for name in ("diffusers", "transformers", "huggingface_hub", "peft"):

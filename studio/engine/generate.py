@@ -38,6 +38,9 @@ from studio.engine.schedulers import canonical_name, is_turbo, make_scheduler, s
 
 log = logging.getLogger(__name__)
 
+# Schedulers index per-step tables of the 1000 training timesteps; PNDM adds a step.
+MAX_STEPS = 500
+
 
 def family_of(pipe) -> str:
     """ "sdxl", "sd2" (OpenCLIP-H text encoder, 1024-wide cross attention) or "sd1"."""
@@ -331,8 +334,8 @@ def validate_request(request: GenerateRequest) -> None:
     for label, v in (("width", request.width), ("height", request.height)):
         if not MIN_SIZE <= v <= MAX_SIZE or v % 8:
             raise BadInput(f"{label} {v} must be a multiple of 8 between {MIN_SIZE} and {MAX_SIZE}")
-    if not 1 <= request.steps <= 1000:
-        raise BadInput(f"steps {request.steps} must be between 1 and 1000")
+    if not 1 <= request.steps <= MAX_STEPS:
+        raise BadInput(f"steps {request.steps} must be between 1 and {MAX_STEPS}")
     if not 1 <= request.count <= 1000:
         raise BadInput(f"count {request.count} must be between 1 and 1000")
     if not 0 <= request.guidance <= 100:

@@ -207,6 +207,37 @@ def build_tiny_controlnet(folder: str | Path, sd_folder: str | Path, seed: int =
     return Path(folder)
 
 
+def build_tiny_lora(sd_folder: str | Path, out: str | Path, seed: int = 0) -> Path:
+    """A random LoRA (rank 4) on the tiny SD UNet's attention projections, made with peft's
+    LoraConfig and saved in diffusers format by ``save_lora_weights``: loads with
+    ``pipe.load_lora_weights`` like a downloaded one. Weights are random and scaled up so the
+    effect on the tiny model's output is clearly visible."""
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    out = Path(out)
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel.from_pretrained(Path(sd_folder) / "unet")
+    unet.add_adapter(
+        LoraConfig(
+            r=4,
+            lora_alpha=4,
+            target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+            init_lora_weights=False,  # random A and B: a non-zero update, like a trained LoRA
+        )
+    )
+    state = get_peft_model_state_dict(unet)
+    with torch.no_grad():
+        for v in state.values():
+            v.mul_(3.0)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    StableDiffusionPipeline.save_lora_weights(
+        out.parent, unet_lora_layers=state, weight_name=out.name, safe_serialization=True
+    )
+    return out
+
+
 def build_tiny_taesd(folder: str | Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     tiny_taesd().save_pretrained(folder, safe_serialization=True)
@@ -232,7 +263,12 @@ def sd15_unet_config() -> dict:
 def build_sd15_random(folder: str | Path, seed: int = 0) -> Path:
     """An SD1.5-architecture pipeline with random weights: the real UNet and VAE shapes (real
     compute, no download), with the tiny text encoder (its cost is one pass per job)."""
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        PNDMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTokenizer
 
     folder = Path(folder)
