@@ -54,13 +54,9 @@ def binary(mask: np.ndarray, threshold: int = THRESHOLD) -> np.ndarray:
 # -- crop geometry -------------------------------------------------------------------------------
 def bbox(mask: np.ndarray, threshold: int = 0) -> Box | None:
     """Tight bounding box (x, y, w, h) of the pixels where ``mask > threshold``; None if none."""
-    rows = np.flatnonzero((mask > threshold).any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero((mask > threshold).any(axis=0))
-    y0, y1 = int(rows[0]), int(rows[-1]) + 1
-    x0, x1 = int(cols[0]), int(cols[-1]) + 1
-    return (x0, y0, x1 - x0, y1 - y0)
+    hard = mask if threshold == 0 else (mask > threshold).view(np.uint8)
+    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(hard, dtype=np.uint8))
+    return None if w == 0 or h == 0 else (int(x), int(y), int(w), int(h))
 
 
 def _snap_span(lo: int, hi: int, limit: int, multiple: int) -> tuple[int, int]:
@@ -268,13 +264,22 @@ def regions(
     one crop of the whole image. Disjoint boxes mean each holds only its own blobs. Sorted
     top-to-bottom, left-to-right; empty for an empty mask."""
     h, w = mask.shape[:2]
-    hard = (mask > threshold).astype(np.uint8)
+    whole = bbox(mask, threshold)
+    if whole is None:
+        return []
+    # Label blobs inside the tight bounding box only: the cost follows the mask, not the image.
+    bx, by, bw, bh = whole
+    hard = (mask[by : by + bh, bx : bx + bw] > threshold).astype(np.uint8)
     n, _, stats, _ = cv2.connectedComponentsWithStats(hard, connectivity=8)
     if n > 65:  # speckle: per-blob boxes would not pay off; one box around everything
-        whole = bbox(mask, threshold)
-        return [crop_box(whole, (w, h), padding, multiple)] if whole else []
+        return [crop_box(whole, (w, h), padding, multiple)]
     boxes = [
-        crop_box(tuple(int(v) for v in stats[i, :4]), (w, h), padding, multiple)
+        crop_box(
+            (bx + int(stats[i, 0]), by + int(stats[i, 1]), int(stats[i, 2]), int(stats[i, 3])),
+            (w, h),
+            padding,
+            multiple,
+        )
         for i in range(1, n)
     ]
     merged = True
