@@ -1,0 +1,306 @@
+"""The model manager panel: listing, downloads in a thread with progress and cancel (from a
+server on 127.0.0.1), remove, import (incl. a dropped file), the first-run starter offer,
+offline mode, and no torch at import time."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QWidget
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
+from studio_model_files import kohya_lora_spec, write_sparse_safetensors  # noqa: E402
+
+PAYLOAD = os.urandom(1024 * 1024 + 4321)
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.server.hits += 1  # type: ignore[attr-defined]
+        start = 0
+        rng = self.headers.get("Range")
+        if rng:
+            start = int(rng.removeprefix("bytes=").split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(PAYLOAD) - 1}/{len(PAYLOAD)}")
+        else:
+            self.send_response(200)
+        body = PAYLOAD[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            for i in range(0, len(body), 32 * 1024):
+                self.wfile.write(body[i : i + 32 * 1024])
+                if self.server.delay:  # type: ignore[attr-defined]
+                    time.sleep(self.server.delay)  # type: ignore[attr-defined]
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+class FakeHost(QWidget):
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: list[tuple[str, str]] = []
+        self.statuses: list[str] = []
+        self.panels: dict = {}
+
+    def show_error(self, message: str, detail: str = "") -> None:
+        self.errors.append((message, detail))
+
+    def show_status(self, text: str) -> None:
+        self.statuses.append(text)
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    srv.daemon_threads = True
+    srv.delay = 0.0
+    srv.hits = 0
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    home = tmp_path / "home"
+    home.mkdir()
+    url = f"http://127.0.0.1:{srv.server_address[1]}/tiny.pth"
+    (home / "catalog.toml").write_text(
+        f"""
+[[model]]
+id = "tiny-up"
+name = "Tiny upscaler"
+kind = "upscaler"
+url = "{url}"
+size = {len(PAYLOAD)}
+sha256 = "{SHA}"
+license = "MIT"
+"""
+    )
+    monkeypatch.setenv("STUDIO_HOME", str(home))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no first-run offer unless a test asks for it
+    monkeypatch.delenv("STUDIO_OFFLINE", raising=False)
+    yield type("Env", (), {"home": home, "server": srv})
+    srv.shutdown()
+    srv.server_close()
+
+
+def _panel(qtbot, host=None):
+    from studio.ui.panels.models import ModelsPanel
+
+    host = host or FakeHost()
+    qtbot.addWidget(host)
+    panel = ModelsPanel(host)
+    qtbot.addWidget(panel)
+    host.panels["Models"] = panel
+    qtbot.waitUntil(lambda: panel._first_scan_done, timeout=10000)
+    return panel, host
+
+
+def _item(panel, model_id):
+    from studio.ui.panels.models import ROLE_ID
+
+    for i in range(panel.tree.topLevelItemCount()):
+        group = panel.tree.topLevelItem(i)
+        for j in range(group.childCount()):
+            if group.child(j).data(0, ROLE_ID) == model_id:
+                return group.text(0), group.child(j)
+    return None, None
+
+
+def _wait_threads(qtbot, panel, timeout=20000):
+    qtbot.waitUntil(lambda: not panel._threads and panel._scan is None, timeout=timeout)
+
+
+def test_lists_catalog_with_sizes_licences_and_installed(qtbot, env):
+    target = env.home / "models" / "upscaler" / "RealESRGAN_x4plus.pth"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"x")
+    panel, _ = _panel(qtbot)
+    group, item = _item(panel, "realesrgan-x4plus")
+    assert group == "Installed" and item.text(5) == "installed"
+    group, item = _item(panel, "sd-turbo")
+    assert group == "Available"
+    assert item.text(3) == "2.6 GB" and "Stability" in item.text(4) and item.text(5) == "starter"
+    panel.filter_combo.setCurrentText("Installed")
+    assert _item(panel, "sd-turbo") == (None, None)
+    assert _item(panel, "realesrgan-x4plus")[1] is not None
+    assert "1 installed" in panel.info_label.text()
+
+
+def test_download_with_progress_then_remove(qtbot, env, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    from studio.engine import store
+
+    store.update_settings(starter_offered=True)
+    panel, host = _panel(qtbot)
+    progress_lines = []
+    _, item = _item(panel, "tiny-up")
+    item.setSelected(True)
+    assert panel.download_button.isEnabled()
+    panel.confirm = lambda title, text: True
+    panel.download_button.click()
+    assert panel.download_thread is not None
+    panel.download_thread.progress.connect(lambda p: progress_lines.append(p.line()))
+    qtbot.waitUntil(lambda: "tiny-up" in panel.installed, timeout=20000)
+    _wait_threads(qtbot, panel)
+    assert (env.home / "models" / "upscaler" / "tiny.pth").read_bytes() == PAYLOAD
+    assert _item(panel, "tiny-up")[0] == "Installed"
+    assert host.errors == []
+    # Remove.
+    _, item = _item(panel, "tiny-up")
+    item.setSelected(True)
+    panel.remove_button.click()
+    _wait_threads(qtbot, panel)
+    assert not (env.home / "models" / "upscaler" / "tiny.pth").exists()
+    assert _item(panel, "tiny-up")[0] == "Available"
+
+
+def test_cancel_download_keeps_gui_responsive(qtbot, env, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    env.server.delay = 0.05  # ~0.6 MB/s
+    from studio.engine import store
+
+    store.update_settings(starter_offered=True)
+    panel, host = _panel(qtbot)
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start(10)
+    from studio.core.catalog import load_catalog
+
+    panel.download([load_catalog().get("tiny-up")])
+    part = env.home / "models" / "upscaler" / "tiny.pth.part"
+    qtbot.waitUntil(lambda: part.exists() and part.stat().st_size > 64 * 1024, timeout=20000)
+    assert panel.progress_bar.isVisible() or not panel.isVisible()
+    assert "tiny-up:" in panel.progress_label.text()
+    panel.cancel_button.click()
+    _wait_threads(qtbot, panel)
+    timer.stop()
+    assert "cancelled" in panel.status_label.text()
+    assert "tiny-up" not in panel.installed and part.exists()
+    assert host.errors == []
+    gaps = [b - a for a, b in zip(ticks, ticks[1:], strict=False)]
+    assert len(ticks) > 10 and max(gaps) < 0.5  # the GUI thread kept running during the download
+
+
+def test_first_run_offer_decline_is_remembered(qtbot, env, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    from studio.core.catalog import format_size, load_catalog
+    from studio.engine import store
+
+    calls = []
+    monkeypatch.setattr("studio.engine.download.download", lambda *a, **k: calls.append(a))
+    panel, _ = _panel(qtbot)
+    dialog = panel.starter_dialog
+    assert dialog is not None and dialog.isVisible() and not dialog.isModal()
+    total = sum(e.size for e in load_catalog().starter_set())
+    assert format_size(total) in dialog.total_label.text()
+    dialog.later_button.click()
+    assert store.load_settings()["starter_offered"] is True
+    assert panel.download_thread is None and calls == []
+    panel2, _ = _panel(qtbot)
+    assert panel2.starter_dialog is None  # shown once
+
+
+def test_first_run_offer_accept_downloads_starter_set(qtbot, env, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    from studio.core.catalog import load_catalog
+
+    fetched = []
+
+    def fake_download(entry, token=None, progress=None):
+        fetched.append(entry.id)
+        return env.home / entry.id
+
+    monkeypatch.setattr("studio.engine.download.download", fake_download)
+    panel, _ = _panel(qtbot)
+    assert panel.starter_dialog is not None and fetched == []  # nothing before agreeing
+    panel.starter_dialog.download_button.click()
+    starter = [e.id for e in load_catalog().starter_set()]
+    qtbot.waitUntil(lambda: sorted(fetched) == sorted(starter), timeout=20000)
+    _wait_threads(qtbot, panel)
+
+
+def test_offline_mode(qtbot, env, monkeypatch):
+    monkeypatch.setenv("STUDIO_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    panel, host = _panel(qtbot)
+    assert panel.starter_dialog is None
+    assert "offline" in panel.info_label.text()
+    _, item = _item(panel, "tiny-up")
+    item.setSelected(True)
+    assert not panel.download_button.isEnabled()
+    from studio.core.catalog import load_catalog
+
+    panel.download([load_catalog().get("tiny-up")])
+    assert panel.download_thread is None
+    assert host.errors and "Offline" in host.errors[0][0]
+    assert env.server.hits == 0
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_import_dropped_files(qtbot, env, tmp_path):
+    from studio.ui.panels.models import import_model_file, is_model_file
+
+    panel, host = _panel(qtbot)
+    lora = write_sparse_safetensors(tmp_path / "ink.safetensors", kohya_lora_spec(768))
+    assert is_model_file(lora) and not is_model_file(tmp_path / "photo.png")
+    import_model_file(host, lora)
+    qtbot.waitUntil(lambda: any(r.name == "ink.safetensors" for r in panel.imported), timeout=20000)
+    _wait_threads(qtbot, panel)
+    assert (env.home / "models" / "lora" / "ink.safetensors").is_file()
+    assert "LoRA" in panel.status_label.text()
+    # Malicious pickle: refused with one message, payload never runs.
+    marker = tmp_path / "PWNED"
+    evil = tmp_path / "evil.ckpt"
+    evil.write_bytes(pickle.dumps({"state_dict": _Evil(marker)}))
+    panel.import_files([str(evil)])
+    qtbot.waitUntil(lambda: bool(host.errors), timeout=20000)
+    assert "never runs" in host.errors[0][0] and not marker.exists()
+    _wait_threads(qtbot, panel)
+
+
+def test_import_without_panel_reports_to_host(qtbot, env, tmp_path):
+    from studio.ui.panels.models import import_model_file
+
+    host = FakeHost()
+    qtbot.addWidget(host)
+    (tmp_path / "x.pth").write_bytes(pickle.dumps({"w": 1}))
+    from studio.ui.panels.models import keeper
+
+    import_model_file(host, tmp_path / "x.pth")
+    qtbot.waitUntil(lambda: bool(host.errors), timeout=20000)
+    qtbot.waitUntil(lambda: not keeper().threads, timeout=20000)
+    assert "Could not identify x.pth" in host.errors[0][0]
+
+
+def test_panel_module_does_not_import_torch():
+    code = (
+        "import sys\n"
+        "import studio.ui.panels.models, studio.engine.download, studio.engine.importer\n"
+        "bad = [m for m in ('torch', 'diffusers', 'spandrel', 'transformers') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
