@@ -7,7 +7,7 @@
 
 ``pose`` detects people with the OpenPose body model (``--model``: a folder holding
 body_pose_model.pth, the file itself, or the catalog id ``openpose``; default: the installed
-one). Without a detector it exits 3 and says how to get one; ``--template`` renders a default
+one), and their hands and faces when hand_pose_model.pth / facenet.pth sit beside it. Without a detector it exits 3 and says how to get one; ``--template`` renders a default
 skeleton instead and ``--from-json`` renders OpenPose JSON (e.g. from a pose editor).
 Exit codes: 0 done, 2 bad input, 3 model missing, 130 cancelled.
 """
@@ -56,8 +56,8 @@ def register(subparsers) -> None:
     q.add_argument("--people", type=int, default=1, help="--template: how many skeletons (1)")
     q.add_argument("--size", metavar="WxH", help="--template canvas size without --image")
     q.add_argument("--from-json", metavar="FILE", help="render OpenPose JSON instead")
-    q.add_argument("--no-hands", action="store_true", help="do not draw hand keypoints")
-    q.add_argument("--no-face", action="store_true", help="do not draw face keypoints")
+    q.add_argument("--no-hands", action="store_true", help="skip hands (detection and drawing)")
+    q.add_argument("--no-face", action="store_true", help="skip the face (detection and drawing)")
     q.add_argument("--device", default=None)
     q.set_defaults(func=run_pose)
 
@@ -132,7 +132,7 @@ def run_pose(args: argparse.Namespace) -> int:
         if not args.image:
             raise BadInput("--image is required (or --template / --from-json)")
         image = load_image(args.image)
-        pose = _detect(image, args.model, args.device)
+        pose = _detect(image, args.model, args.device, not args.no_hands, not args.no_face)
         source = "detected"
 
     control = pose.render(hands=not args.no_hands, face=not args.no_face)
@@ -145,13 +145,13 @@ def run_pose(args: argparse.Namespace) -> int:
     return 0
 
 
-def _detect(image, model: str | None, device: str | None):
+def _detect(image, model: str | None, device: str | None, hands: bool, face: bool):
     from studio.core.pose import Pose
     from studio.engine.events import Failed, Finished
     from studio.engine.requests import PreprocessRequest
     from studio.engine.runner import Runner
 
-    params = (("model", model),) if model else ()
+    params = (("hands", hands), ("face", face)) + ((("model", model),) if model else ())
     request = PreprocessRequest("pose", image, params, device=device)
     runner = Runner(device=device)
     final = _run_cancellable(runner, lambda: runner.run(request))

@@ -1,6 +1,8 @@
-"""ControlNet preprocessing jobs (``PreprocessRequest``): Canny edges, scribbles from painted
-strokes, and OpenPose body detection. The pose job returns the rendered control image and the
-keypoints as OpenPose JSON in ``Finished.extra["pose"]``."""
+"""ControlNet preprocessing jobs (``PreprocessRequest``): Canny edges (params low, high,
+blur), scribbles from painted strokes (threshold), and OpenPose detection (params model,
+hands, face; hands and face are detected when their model files sit beside the body model).
+The pose job returns the rendered control image and the keypoints as OpenPose JSON in
+``Finished.extra["pose"]``."""
 
 from __future__ import annotations
 
@@ -55,9 +57,20 @@ def _run_pose(ctx: JobContext, req: PreprocessRequest) -> Finished:
     )
     ctx.check()
     ctx.progress(1, 3, "detecting")
-    pose = detector.detect(req.image, check=ctx.check)  # type: ignore[union-attr]
+    pose = detector.detect(  # type: ignore[union-attr]
+        req.image,
+        check=ctx.check,
+        hands=bool(req.param("hands", True)),
+        face=bool(req.param("face", True)),
+    )
     ctx.progress(2, 3, "rendering")
     image = pose.render()
     ctx.progress(3, 3)
-    meta = {"control": "pose", "model": str(path), "people": len(pose.people)}
+    meta = {
+        "control": "pose",
+        "model": str(path),
+        "people": len(pose.people),
+        "hands": detector.hand is not None,  # type: ignore[union-attr]
+        "face": detector.face is not None,  # type: ignore[union-attr]
+    }
     return ctx.finished([image], [meta], {"pose": pose.to_dict()})

@@ -36,6 +36,8 @@ from studio.core.errors import BadInput, ModelError
 from studio.core.pose import N_BODY, Person, Pose
 
 BODY_FILE = "body_pose_model.pth"
+HAND_FILE = "hand_pose_model.pth"
+FACE_FILE = "facenet.pth"
 REPO_ID = "lllyasviel/Annotators"
 CATALOG_ID = "openpose"
 
@@ -59,6 +61,10 @@ THRESH_PART = 0.1
 THRESH_PAF = 0.05
 MID_SAMPLES = 10
 DETECT_RESOLUTION = 512  # short side the image is resized to before detection
+HAND_SCALES = (0.5, 1.0, 1.5, 2.0)  # multiples of the 368 px box the hand crop is run at
+THRESH_HAND = 0.05
+FACE_SIZE = 384  # the face crop is resized to this square
+THRESH_FACE = 0.05
 
 
 # -- the network ----------------------------------------------------------------------------------
@@ -138,9 +144,7 @@ def file_state_dict(model: BodyPoseModel) -> dict[str, torch.Tensor]:
     return {k.split(".", 1)[1]: v for k, v in model.state_dict().items()}
 
 
-def load_body_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> BodyPoseModel:
-    """Load ``body_pose_model.pth`` (or a .safetensors with the same keys) safely."""
-    path = Path(path)
+def _read_weights(path: Path, what: str) -> dict[str, torch.Tensor]:
     try:
         if path.suffix.lower() == ".safetensors":
             from safetensors.torch import load_file
@@ -149,21 +153,141 @@ def load_body_model(path: str | os.PathLike, device: str | torch.device = "cpu")
         else:
             weights = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001
-        raise ModelError(f"{path.name}: not a readable OpenPose weight file ({e})") from e
+        raise ModelError(f"{path.name}: not a readable OpenPose {what} weight file ({e})") from e
     if isinstance(weights, dict) and "state_dict" in weights:
         weights = weights["state_dict"]
-    model = BodyPoseModel()
+    if not isinstance(weights, dict):
+        raise ModelError(f"{path.name}: not an OpenPose {what} weight file")
+    return weights
+
+
+def _load_into(model: nn.Module, path: Path, what: str, expected: str) -> None:
+    """Load a file whose keys lack the block prefix (``util.transfer``) or match exactly."""
+    weights = _read_weights(path, what)
     try:
         mapped = {}
         for name in model.state_dict():
-            short = name.split(".", 1)[1]
-            mapped[name] = weights[short] if short in weights else weights[name]
+            short = name.split(".", 1)[1] if "." in name else name
+            mapped[name] = weights[name] if name in weights else weights[short]
         model.load_state_dict(mapped)
     except (KeyError, RuntimeError, TypeError) as e:
         raise ModelError(
-            f"{path.name}: not OpenPose body weights (expected the layers of {BODY_FILE})",
+            f"{path.name}: not OpenPose {what} weights (expected the layers of {expected})",
             repr(e),
         ) from e
+
+
+def load_body_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> BodyPoseModel:
+    """Load ``body_pose_model.pth`` (or a .safetensors with the same keys) safely."""
+    model = BodyPoseModel()
+    _load_into(model, Path(path), "body", BODY_FILE)
+    return model.to(device).eval()
+
+
+class HandPoseModel(nn.Module):
+    """The OpenPose hand network (Simon et al. 2017, "Hand Keypoint Detection in Single Images
+    using Multiview Bootstrapping"): VGG front end and 6 stages of 22 confidence maps (21
+    keypoints + background). Names match ``hand_pose_model.pth``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        no_relu = {"conv6_2_CPM"} | {f"Mconv7_stage{i}" for i in range(2, 7)}
+        block1_0 = [
+            ("conv1_1", [3, 64, 3, 1, 1]),
+            ("conv1_2", [64, 64, 3, 1, 1]),
+            ("pool1_stage1", [2, 2, 0]),
+            ("conv2_1", [64, 128, 3, 1, 1]),
+            ("conv2_2", [128, 128, 3, 1, 1]),
+            ("pool2_stage1", [2, 2, 0]),
+            ("conv3_1", [128, 256, 3, 1, 1]),
+            ("conv3_2", [256, 256, 3, 1, 1]),
+            ("conv3_3", [256, 256, 3, 1, 1]),
+            ("conv3_4", [256, 256, 3, 1, 1]),
+            ("pool3_stage1", [2, 2, 0]),
+            ("conv4_1", [256, 512, 3, 1, 1]),
+            ("conv4_2", [512, 512, 3, 1, 1]),
+            ("conv4_3", [512, 512, 3, 1, 1]),
+            ("conv4_4", [512, 512, 3, 1, 1]),
+            ("conv5_1", [512, 512, 3, 1, 1]),
+            ("conv5_2", [512, 512, 3, 1, 1]),
+            ("conv5_3_CPM", [512, 128, 3, 1, 1]),
+        ]
+        self.model1_0 = _make_layers(block1_0, no_relu)
+        self.model1_1 = _make_layers(
+            [("conv6_1_CPM", [128, 512, 1, 1, 0]), ("conv6_2_CPM", [512, 22, 1, 1, 0])], no_relu
+        )
+        for i in range(2, 7):
+            stage = [(f"Mconv1_stage{i}", [150, 128, 7, 1, 3])]
+            stage += [(f"Mconv{j}_stage{i}", [128, 128, 7, 1, 3]) for j in range(2, 6)]
+            stage += [(f"Mconv6_stage{i}", [128, 128, 1, 1, 0])]
+            stage += [(f"Mconv7_stage{i}", [128, 22, 1, 1, 0])]
+            setattr(self, f"model{i}", _make_layers(stage, no_relu))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.model1_0(x)
+        out = self.model1_1(features)
+        for i in range(2, 7):
+            out = getattr(self, f"model{i}")(torch.cat([out, features], 1))
+        return out
+
+
+class FaceNet(nn.Module):
+    """The OpenPose face network (the cascade of Wei et al. 2016, "Convolutional Pose
+    Machines", trained on 70 face landmarks): VGG front end and 6 stages of 71 maps. Layer
+    names match ``facenet.pth`` (flat: ``conv1_1``, ..., ``Mconv7_stage6``)."""
+
+    _FRONT = (
+        ("conv1_1", 3, 64), ("conv1_2", 64, 64), "pool", ("conv2_1", 64, 128),
+        ("conv2_2", 128, 128), "pool", ("conv3_1", 128, 256), ("conv3_2", 256, 256),
+        ("conv3_3", 256, 256), ("conv3_4", 256, 256), "pool", ("conv4_1", 256, 512),
+        ("conv4_2", 512, 512), ("conv4_3", 512, 512), ("conv4_4", 512, 512),
+        ("conv5_1", 512, 512), ("conv5_2", 512, 512), ("conv5_3_CPM", 512, 128),
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        super().__init__()
+        for spec in self._FRONT:
+            if spec != "pool":
+                name, cin, cout = spec
+                setattr(self, name, nn.Conv2d(cin, cout, 3, 1, 1))
+        self.conv6_1_CPM = nn.Conv2d(128, 512, 1, 1, 0)
+        self.conv6_2_CPM = nn.Conv2d(512, 71, 1, 1, 0)
+        for i in range(2, 7):
+            setattr(self, f"Mconv1_stage{i}", nn.Conv2d(199, 128, 7, 1, 3))
+            for j in range(2, 6):
+                setattr(self, f"Mconv{j}_stage{i}", nn.Conv2d(128, 128, 7, 1, 3))
+            setattr(self, f"Mconv6_stage{i}", nn.Conv2d(128, 128, 1, 1, 0))
+            setattr(self, f"Mconv7_stage{i}", nn.Conv2d(128, 71, 1, 1, 0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's 71 maps (70 landmarks + background)."""
+        relu = torch.relu
+        h = x
+        for spec in self._FRONT:
+            h = (
+                nn.functional.max_pool2d(h, 2, 2)
+                if spec == "pool"
+                else relu(getattr(self, spec[0])(h))
+            )
+        features = h
+        h = self.conv6_2_CPM(relu(self.conv6_1_CPM(h)))
+        for i in range(2, 7):
+            h = torch.cat([h, features], 1)
+            for j in range(1, 7):
+                h = relu(getattr(self, f"Mconv{j}_stage{i}")(h))
+            h = getattr(self, f"Mconv7_stage{i}")(h)
+        return h
+
+
+def load_hand_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> HandPoseModel:
+    model = HandPoseModel()
+    _load_into(model, Path(path), "hand", HAND_FILE)
+    return model.to(device).eval()
+
+
+def load_face_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> FaceNet:
+    model = FaceNet()
+    _load_into(model, Path(path), "face", FACE_FILE)
     return model.to(device).eval()
 
 
@@ -387,26 +511,159 @@ def to_pose(candidate: np.ndarray, subset: np.ndarray, width: int, height: int) 
     return Pose(width, height, people)
 
 
-class PoseDetector:
-    """OpenPose body detection from an RGB(A) image to a :class:`Pose`."""
+# -- hands and face (crops placed from the body keypoints) ---------------------------------------
+def hand_boxes(body: list, width: int, height: int) -> list[tuple[int, int, int, bool]]:
+    """Square hand crops (x, y, side, is_left) from shoulder, elbow and wrist, as OpenPose's
+    handDetector.cpp: centre = wrist + 0.33 (wrist - elbow), side = 1.5 max(|wrist-elbow|,
+    0.9 |elbow-shoulder|), clipped to the image; crops under 20 px are skipped."""
+    out = []
+    for (s_i, e_i, w_i), is_left in (((5, 6, 7), True), ((2, 3, 4), False)):
+        (x1, y1, c1), (x2, y2, c2), (x3, y3, c3) = body[s_i], body[e_i], body[w_i]
+        if min(c1, c2, c3) <= 0:
+            continue
+        side = 1.5 * max(math.hypot(x3 - x2, y3 - y2), 0.9 * math.hypot(x2 - x1, y2 - y1))
+        x = max(0.0, x3 + 0.33 * (x3 - x2) - side / 2)
+        y = max(0.0, y3 + 0.33 * (y3 - y2) - side / 2)
+        side = min(side, width - x, height - y)
+        if side >= 20:
+            out.append((int(x), int(y), int(side), is_left))
+    return out
 
-    def __init__(self, body: BodyPoseModel, device: torch.device | str = "cpu") -> None:
+
+def face_box(body: list, width: int, height: int) -> tuple[int, int, int] | None:
+    """A square face crop (x, y, side) around the nose, sized from the eyes (3x) and ears
+    (1.5x) as in the ControlNet annotator's faceDetect; None if too small or no head."""
+    x0, y0, c0 = body[0]
+    if c0 <= 0:
+        return None
+    half = 0.0
+    for idx, k in ((14, 3.0), (15, 3.0), (16, 1.5), (17, 1.5)):
+        x1, y1, c1 = body[idx]
+        if c1 > 0:
+            half = max(half, k * max(abs(x0 - x1), abs(y0 - y1)))
+    if half <= 0:
+        return None
+    x, y = max(0.0, x0 - half), max(0.0, y0 - half)
+    side = min(2 * half, width - x, height - y)
+    if side < 20:
+        return None
+    return int(x), int(y), int(side)
+
+
+def _peak_in_largest_blob(raw: np.ndarray, threshold: float) -> tuple[float, float, float] | None:
+    """The maximum of ``raw`` inside the connected region (of the smoothed map above
+    ``threshold``) that holds the most mass; None if nothing passes."""
+    smooth = gaussian_filter(raw, sigma=3)
+    binary = (smooth > threshold).astype(np.uint8)
+    if not binary.any():
+        return None
+    n, labels = cv2.connectedComponents(binary, connectivity=8)
+    sums = np.bincount(labels.ravel(), weights=raw.ravel(), minlength=n)[1:]
+    best = int(np.argmax(sums)) + 1
+    masked = np.where(labels == best, raw, -np.inf)
+    y, x = np.unravel_index(int(np.argmax(masked)), raw.shape)
+    return float(x), float(y), float(raw[y, x])
+
+
+@torch.no_grad()
+def hand_keypoints(
+    model: HandPoseModel,
+    bgr: np.ndarray,
+    device: torch.device | str = "cpu",
+    scales: tuple[float, ...] = HAND_SCALES,
+) -> list[tuple[float, float, float]]:
+    """21 hand keypoints (x, y, confidence; 0 = missing) in the crop's pixels: confidence
+    maps averaged over ``scales`` of the 368 px box."""
+    h, w = bgr.shape[:2]
+    acc = np.zeros((h, w, 22), np.float32)
+    for scale in scales:
+        k = scale * BOX_SIZE / h
+        resized = cv2.resize(bgr, (0, 0), fx=k, fy=k, interpolation=cv2.INTER_CUBIC)
+        padded, pad_h, pad_w = _pad_right_down(resized, STRIDE, PAD_VALUE)
+        x = torch.from_numpy(np.ascontiguousarray(padded.transpose(2, 0, 1)[None])).float()
+        out = model((x / 256.0 - 0.5).to(device))[0].float().cpu().numpy().transpose(1, 2, 0)
+        out = cv2.resize(out, (0, 0), fx=STRIDE, fy=STRIDE, interpolation=cv2.INTER_CUBIC)
+        out = out[: padded.shape[0] - pad_h, : padded.shape[1] - pad_w, :]
+        acc += cv2.resize(out, (w, h), interpolation=cv2.INTER_CUBIC) / len(scales)
+    points = []
+    for part in range(21):
+        peak = _peak_in_largest_blob(acc[:, :, part], THRESH_HAND)
+        points.append((0.0, 0.0, 0.0) if peak is None else (peak[0], peak[1], _conf(peak[2])))
+    return points
+
+
+@torch.no_grad()
+def face_keypoints(
+    model: FaceNet, bgr: np.ndarray, device: torch.device | str = "cpu"
+) -> list[tuple[float, float, float]]:
+    """70 face landmarks (x, y, confidence; 0 = missing) in the crop's pixels."""
+    h, w = bgr.shape[:2]
+    interp = cv2.INTER_AREA if max(h, w) > FACE_SIZE else cv2.INTER_CUBIC
+    x = cv2.resize(bgr, (FACE_SIZE, FACE_SIZE), interpolation=interp)
+    x = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)[None])).float() / 256.0 - 0.5
+    maps = model(x.to(device))
+    maps = nn.functional.interpolate(maps, (h, w), mode="bilinear", align_corners=True)
+    maps = maps[0].float().cpu().numpy()
+    points = []
+    for part in range(70):
+        m = maps[part]
+        y, xx = np.unravel_index(int(np.argmax(m)), m.shape)
+        v = float(m[y, xx])
+        points.append((float(xx), float(y), _conf(v)) if v > THRESH_FACE else (0.0, 0.0, 0.0))
+    return points
+
+
+def _conf(v: float) -> float:
+    return float(min(1.0, max(0.01, v)))
+
+
+class PoseDetector:
+    """OpenPose detection from an RGB(A) image to a :class:`Pose`: bodies, and hands and
+    faces when their models are loaded."""
+
+    def __init__(
+        self,
+        body: nn.Module,
+        device: torch.device | str = "cpu",
+        hand: HandPoseModel | None = None,
+        face: FaceNet | None = None,
+        hand_scales: tuple[float, ...] = HAND_SCALES,
+    ) -> None:
         self.body = body
+        self.hand = hand
+        self.face = face
+        self.hand_scales = hand_scales
         self.device = torch.device(device)
 
     @classmethod
-    def load(cls, model: str | None = None, device: str | None = None) -> PoseDetector:
+    def load(
+        cls,
+        model: str | None = None,
+        device: str | None = None,
+        hands: bool = True,
+        face: bool = True,
+    ) -> PoseDetector:
+        """The body model from ``model`` (see :func:`find_body_weights`), and the hand and face
+        models when their files sit beside it (optional: missing ones are skipped)."""
         from studio.engine.device import pick_device
 
         dev = pick_device(device).device
         path = find_body_weights(model)
-        return cls(load_body_model(path, dev), dev)
+        hand_path, face_path = path.parent / HAND_FILE, path.parent / FACE_FILE
+        return cls(
+            load_body_model(path, dev),
+            dev,
+            hand=load_hand_model(hand_path, dev) if hands and hand_path.is_file() else None,
+            face=load_face_model(face_path, dev) if face and face_path.is_file() else None,
+        )
 
     def detect(
         self,
         image: np.ndarray,
         resolution: int = DETECT_RESOLUTION,
         check: Callable[[], None] | None = None,
+        hands: bool = True,
+        face: bool = True,
     ) -> Pose:
         if image.ndim != 3 or image.shape[2] not in (3, 4):
             raise BadInput(f"pose detection needs an RGB image, got shape {image.shape}")
@@ -427,21 +684,65 @@ class PoseDetector:
             check()
         peaks = find_peaks(heat)
         candidate, subset = assemble(peaks, paf, bgr.shape[0])
+        pose = to_pose(candidate, subset, bgr.shape[1], bgr.shape[0])
+        for person in pose.people:
+            if check:
+                check()
+            if hands and self.hand is not None:
+                for x, y, side, is_left in hand_boxes(person.body, bgr.shape[1], bgr.shape[0]):
+                    crop = bgr[y : y + side, x : x + side]
+                    pts = hand_keypoints(self.hand, crop, self.device, self.hand_scales)
+                    pts = _offset(pts, x, y)
+                    if is_left:
+                        person.hand_left = pts
+                    else:
+                        person.hand_right = pts
+            if face and self.face is not None:
+                box = face_box(person.body, bgr.shape[1], bgr.shape[0])
+                if box is not None:
+                    x, y, side = box
+                    crop = bgr[y : y + side, x : x + side]
+                    person.face = _offset(face_keypoints(self.face, crop, self.device), x, y)
         if check:
             check()
-        if len(candidate) and small is not rgb:
-            candidate = candidate.copy()
-            candidate[:, 0] *= w / small.shape[1]
-            candidate[:, 1] *= h / small.shape[0]
-        return to_pose(candidate, subset, w, h)
+        return _scaled(pose, w, h)
 
 
-def write_random_weights(folder: str | os.PathLike, seed: int = 0) -> Path:
-    """``body_pose_model.pth`` with random weights in the real file format (for tests and
-    benchmarks: the detector then runs end to end, though it finds nobody real)."""
+def _offset(points: list, dx: float, dy: float) -> list:
+    return [(x + dx, y + dy, c) if c > 0 else (0.0, 0.0, 0.0) for x, y, c in points]
+
+
+def _scaled(pose: Pose, width: int, height: int) -> Pose:
+    """``pose`` (on the detection-size canvas) on a ``width`` x ``height`` canvas."""
+    sx, sy = width / pose.width, height / pose.height
+    if (sx, sy) == (1.0, 1.0):
+        return pose
+
+    def scale(points: list | None) -> list | None:
+        if points is None:
+            return None
+        return [(x * sx, y * sy, c) if c > 0 else (0.0, 0.0, 0.0) for x, y, c in points]
+
+    people = [
+        Person(scale(p.body), scale(p.hand_left), scale(p.hand_right), scale(p.face))
+        for p in pose.people
+    ]
+    return Pose(width, height, people)
+
+
+def write_random_weights(
+    folder: str | os.PathLike, seed: int = 0, hands: bool = False, face: bool = False
+) -> Path:
+    """``body_pose_model.pth`` (and optionally ``hand_pose_model.pth``/``facenet.pth``) with
+    random weights in the real file formats, for tests and benchmarks: the detector then runs
+    end to end, though it finds nobody real. Returns the body file."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     path = folder / BODY_FILE
     torch.save(file_state_dict(BodyPoseModel()), path)
+    if hands:
+        torch.save(file_state_dict(HandPoseModel()), folder / HAND_FILE)
+    if face:
+        torch.save(FaceNet().state_dict(), folder / FACE_FILE)
     return path

@@ -10,7 +10,6 @@ from studio.core.pose import N_BODY, Person, default_pose
 from studio.engine import pose_detect
 from studio.engine.pose_detect import (
     BODY_FILE,
-    BodyPoseModel,
     PoseDetector,
     assemble,
     find_body_weights,
@@ -40,14 +39,11 @@ def test_random_weights_run_end_to_end(weights, photos):
     from studio.core.imageio import load_image
 
     det = PoseDetector(load_body_model(weights))
-    torch.manual_seed(0)
-    ref = BodyPoseModel().eval()
     # loading really used the file's weights
     assert torch.equal(
         det.body.model6_2.Mconv7_stage6_L2.weight,
         torch.load(weights, weights_only=True)["Mconv7_stage6_L2.weight"],
     )
-    assert torch.equal(det.body.model0.conv1_1.weight, ref.model0.conv1_1.weight)
     img = load_image(photos.chelsea, "RGB")[:64, :96]
     calls = []
     pose = det.detect(img, check=lambda: calls.append(1))
@@ -58,8 +54,6 @@ def test_random_weights_run_end_to_end(weights, photos):
         assert len(person.body) == N_BODY
         for x, y, c in person.body:
             assert c == 0 or (0 <= x < 96 and 0 <= y < 64 and 0 < c <= 1)
-    heat, paf = pose_detect.body_maps(det.body, img[:, :, ::-1].copy())
-    assert heat.shape == (64, 96, 19) and paf.shape == (64, 96, 38)
 
 
 def test_bad_weight_files(tmp_path):
@@ -170,3 +164,81 @@ def test_detect_maps_network_output_back_to_image_pixels(size):
     tol = 0.03 * max(w, h)
     for (gx, gy, gc), (wx, wy, _) in zip(pose.people[0].body, truth.body, strict=True):
         assert gc > 0 and abs(gx - wx) < tol and abs(gy - wy) < tol
+
+
+# -- hands and face --------------------------------------------------------------------------------
+def test_hand_and_face_boxes_follow_openpose_geometry():
+    body = [(0.0, 0.0, 0.0)] * 18
+    body[2], body[3], body[4] = (100.0, 100.0, 1.0), (100.0, 160.0, 1.0), (100.0, 200.0, 1.0)
+    ((x, y, side, is_left),) = pose_detect.hand_boxes(body, 400, 400)
+    # centre = wrist + 0.33 (wrist - elbow) = (100, 213.2); side = 1.5 max(40, 0.9 * 60) = 81
+    assert not is_left and side == 81
+    assert (x + side / 2, y + side / 2) == pytest.approx((100, 213.2), abs=1)
+    assert pose_detect.hand_boxes(body, 400, 230)[0][2] < 81  # clipped at the image edge
+    body[0], body[14], body[16] = (200.0, 50.0, 1.0), (190.0, 45.0, 1.0), (170.0, 50.0, 1.0)
+    x, y, side = pose_detect.face_box(body, 400, 400)
+    assert side == 90 and (x, y) == (155, 5)  # half = max(3 * 10, 1.5 * 30) = 45
+    body[0] = (0.0, 0.0, 0.0)
+    assert pose_detect.face_box(body, 400, 400) is None
+
+
+@pytest.fixture(scope="module")
+def all_weights(tmp_path_factory):
+    return write_random_weights(tmp_path_factory.mktemp("openpose-all"), hands=True, face=True)
+
+
+@pytest.fixture(scope="module")
+def full_detector(all_weights):
+    return PoseDetector.load(str(all_weights.parent))
+
+
+def test_hand_and_face_weight_files_load(all_weights, full_detector):
+    hand = torch.load(all_weights.parent / pose_detect.HAND_FILE, weights_only=True)
+    assert hand["conv6_2_CPM.weight"].shape == (22, 512, 1, 1)
+    assert hand["Mconv1_stage2.weight"].shape == (128, 150, 7, 7)
+    face = torch.load(all_weights.parent / pose_detect.FACE_FILE, weights_only=True)
+    assert face["Mconv7_stage6.weight"].shape == (71, 128, 1, 1)
+    assert face["Mconv1_stage6.weight"].shape == (128, 199, 7, 7)
+    det = full_detector
+    assert det.hand is not None and det.face is not None
+    assert torch.equal(det.face.conv1_1.weight, face["conv1_1.weight"])
+    body_only = PoseDetector.load(str(all_weights.parent), hands=False, face=False)
+    assert body_only.hand is None and body_only.face is None
+
+
+def test_detect_with_hands_and_face(full_detector):
+    """A known body (stand-in network) with the real hand and face networks (random weights)
+    running on the crops placed from it."""
+    w, h = 368, 368
+    fractions = [
+        (0.50, 0.25), (0.50, 0.42), (0.32, 0.42), (0.22, 0.62), (0.15, 0.85), (0.68, 0.42),
+        (0.78, 0.62), (0.85, 0.85), (0.38, 0.80), (0.36, 0.92), (0.35, 0.97), (0.62, 0.80),
+        (0.64, 0.92), (0.65, 0.97), (0.42, 0.15), (0.58, 0.15), (0.33, 0.20), (0.67, 0.20),
+    ]  # fmt: skip
+    det = PoseDetector(
+        _FakeNet(fractions), hand=full_detector.hand, face=full_detector.face, hand_scales=(0.5,)
+    )
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    (person,) = det.detect(image).people
+    assert len(person.hand_left) == 21 and len(person.hand_right) == 21
+    assert len(person.face) == 70
+    for pts in (person.hand_left, person.hand_right, person.face):
+        for x, y, c in pts:
+            assert c == 0 or (0 <= x < w and 0 <= y < h and 0 < c <= 1)
+    # the left hand lies around the left wrist's crop
+    lx, ly, _ = person.body[7]
+    found = [(x, y) for x, y, c in person.hand_left if c > 0]
+    for x, y in found:
+        assert abs(x - lx) < 0.3 * w and abs(y - ly) < 0.3 * h
+    no_extras = det.detect(image, hands=False, face=False).people[0]
+    assert no_extras.hand_left is None and no_extras.face is None
+
+
+def test_hand_peak_is_the_strongest_blob():
+    raw = np.zeros((64, 64), np.float32)
+    raw[10, 10] = 5.0  # a big blob
+    raw[40:44, 40:44] = 3.0  # more mass in total
+    x, y, v = pose_detect._peak_in_largest_blob(raw, 0.05)
+    assert 40 <= x < 44 and 40 <= y < 44 and v == 3.0
+    assert pose_detect._peak_in_largest_blob(np.zeros((8, 8), np.float32), 0.05) is None

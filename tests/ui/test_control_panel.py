@@ -126,10 +126,11 @@ def test_detected_pose_lands_in_document_coordinates(window, panel, qtbot, monke
     """The detector sees the selection's crop; its keypoints are moved to the document."""
     from studio.engine import pose_detect
 
-    crop_pose = Pose(128, 128, [Person(body=default_pose(128, 128).people[0].body)])
+    hand = [(float(10 + i), 20.0, 0.9) for i in range(21)]
+    crop_pose = Pose(128, 128, [Person(body=default_pose(128, 128).people[0].body, hand_left=hand)])
     seen = {}
 
-    def fake_detect(self, image, resolution=512, check=None):
+    def fake_detect(self, image, resolution=512, check=None, **kwargs):
         seen["shape"] = image.shape
         return crop_pose
 
@@ -147,6 +148,7 @@ def test_detected_pose_lands_in_document_coordinates(window, panel, qtbot, monke
     body = panel.editor.pose.people[0].body
     for (x, y, _), (cx, cy, _) in zip(body, crop_pose.people[0].body, strict=True):
         assert (x, y) == pytest.approx((cx + 64, cy + 32))
+    assert panel.editor.pose.people[0].hand_left[3] == (13.0 + 64, 20.0 + 32, 0.9)
     layer = window.model.doc.layer(panel.pose_layer_uid)
     assert layer.size == (512, 512)
     window.model.undo.undo()  # the detection is one undo step

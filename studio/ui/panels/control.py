@@ -204,6 +204,9 @@ class ControlPanel(QWidget):
         row.addWidget(self.detect_button)
         row.addWidget(self.template_button)
         pl.addLayout(row)
+        self.hands_check = QCheckBox("Hands and face (when their models are installed)")
+        self.hands_check.setChecked(True)
+        pl.addWidget(self.hands_check)
         self.pose_status = QLabel("")
         self.pose_status.setWordWrap(True)
         pl.addWidget(self.pose_status)
@@ -463,9 +466,10 @@ class ControlPanel(QWidget):
         crop, region = src
         a = crop[..., 3:4].astype(np.float32) / 255.0
         rgb = (crop[..., :3] * a + 255.0 * (1.0 - a)).astype(np.uint8)
-        params: tuple = ()
+        extras = self.hands_check.isChecked()
+        params: tuple = (("hands", extras), ("face", extras))
         if self.pose_model.text().strip():
-            params = (("model", self.pose_model.text().strip()),)
+            params += (("model", self.pose_model.text().strip()),)
         request = PreprocessRequest("pose", np.ascontiguousarray(rgb), params)
         self._pose_region = region
         self._pose_job = self.host.worker.submit(request, region=None, label="Detect pose")
@@ -488,9 +492,11 @@ class ControlPanel(QWidget):
         w, h = self._doc_size()
         pose = Pose(w or found.width, h or found.height)
         for person in found.people:  # crop coordinates -> document coordinates
-            person.body = [
-                (px + x, py + y, c) if c > 0 else (0.0, 0.0, 0.0) for px, py, c in person.body
-            ]
+            for name in ("body", "hand_left", "hand_right", "face"):
+                pts = getattr(person, name)
+                if pts is not None:
+                    moved = [(px + x, py + y, c) if c > 0 else (0.0, 0.0, 0.0) for px, py, c in pts]
+                    setattr(person, name, moved)
             pose.people.append(person)
         n = len(pose.people)
         self.pose_status.setText(
