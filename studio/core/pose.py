@@ -146,14 +146,28 @@ class Pose:
         return copy.deepcopy(self)
 
     # -- editing ----------------------------------------------------------------------------
-    def move_keypoint(self, person: int, index: int, x: float, y: float) -> None:
+    def move_keypoint(
+        self, person: int, index: int, x: float, y: float, carry: bool = True
+    ) -> None:
         """Move body keypoint ``index`` of ``person`` to (x, y); a missing one becomes
-        visible with confidence 1."""
+        visible with confidence 1. With ``carry``, moving a wrist moves its hand along and
+        moving the nose moves the face."""
         p = self._person(person)
         if not 0 <= index < N_BODY:
             raise IndexError(f"keypoint index {index} out of range")
-        c = p.body[index][2] or 1.0
-        p.body[index] = (float(x), float(y), float(c))
+        ox, oy, c = p.body[index]
+        p.body[index] = (float(x), float(y), float(c or 1.0))
+        if not carry or c <= 0:
+            return
+        dx, dy = float(x) - ox, float(y) - oy
+        attr = {4: "hand_right", 7: "hand_left", 0: "face"}.get(index)
+        points = getattr(p, attr) if attr else None
+        if points is not None:
+            setattr(
+                p,
+                attr,
+                [(px + dx, py + dy, pc) if pc > 0 else (px, py, pc) for px, py, pc in points],
+            )
 
     def set_visible(self, person: int, index: int, visible: bool) -> None:
         p = self._person(person)

@@ -150,3 +150,20 @@ def test_default_pose_fits_canvas():
         for p in pose.people:
             x0, y0, x1, y1 = p.bbox()
             assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h, (w, h, p.bbox())
+
+
+def test_moving_a_wrist_carries_its_hand_and_the_nose_the_face():
+    person = _full_person(2)
+    pose = Pose(128, 128, [person])
+    hand = list(person.hand_left)
+    face = list(person.face)
+    right = list(person.hand_right)
+    x, y, _ = pose.people[0].body[7]  # left wrist
+    pose.move_keypoint(0, 7, x + 5, y - 3)
+    assert pose.people[0].hand_left == [(hx + 5, hy - 3, c) for hx, hy, c in hand]
+    assert pose.people[0].hand_right == right
+    nx, ny, _ = pose.people[0].body[0]
+    pose.move_keypoint(0, 0, nx - 2, ny + 1)
+    assert np.allclose(pose.people[0].face, [(fx - 2, fy + 1, c) for fx, fy, c in face])
+    pose.move_keypoint(0, 4, 1, 1, carry=False)
+    assert pose.people[0].hand_right == right
