@@ -26,6 +26,8 @@ from studio.core.catalog import Catalog, Entry, studio_home
 from studio.core.errors import BadInput, ModelError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".onnx")
+# Pipeline components Studio does not load (passed as None), so not needed to be "installed".
+OPTIONAL_COMPONENTS = frozenset({"safety_checker", "feature_extractor", "image_encoder"})
 
 
 # ------------------------------------------------------------------------------------------
@@ -210,6 +212,8 @@ def _folder_complete(folder: Path, entry: Entry) -> bool:
             return False
         for name, value in spec.items():
             if name.startswith("_") or not isinstance(value, list) or value[0] is None:
+                continue
+            if name in OPTIONAL_COMPONENTS:
                 continue
             sub = folder / name
             if not sub.is_dir():

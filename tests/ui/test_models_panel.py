@@ -304,3 +304,12 @@ def test_panel_module_does_not_import_torch():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_main_window_docks_the_panel(window, qtbot):
+    """The shell finds the panel by its module; offline (the test default) nothing is offered."""
+    assert "Models" in window.panels, window.panel_errors
+    panel = window.panels["Models"]
+    qtbot.waitUntil(lambda: panel._first_scan_done, timeout=10000)
+    assert panel.starter_dialog is None
+    _wait_threads(qtbot, panel)
