@@ -155,15 +155,18 @@ class CanvasView(QGraphicsView):
         self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
         self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
         self.setDragMode(QGraphicsView.DragMode.NoDrag)
+        # Panning is space/middle-drag (scroll bars would only waste room next to the docks).
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setBackgroundBrush(QColor(40, 40, 44))
 
-        self.preview_item = PreviewItem()  # job previews (latest frame wins)
+        self.job_preview_item = PreviewItem()  # job previews (latest frame wins)
+        self.job_preview_item.setVisible(False)
+        self.scene_.addItem(self.job_preview_item)
+        self.preview_item = PreviewItem()  # panels' live overlays (Host.show_preview)
+        self.preview_item.setZValue(1e6 - 1)
         self.preview_item.setVisible(False)
         self.scene_.addItem(self.preview_item)
-        self.overlay_item = PreviewItem()  # panels' live overlays (Host.show_preview)
-        self.overlay_item.setZValue(1e6 - 1)
-        self.overlay_item.setVisible(False)
-        self.scene_.addItem(self.overlay_item)
         pen = QPen(QColor(255, 255, 255), 0, Qt.PenStyle.DashLine)
         pen.setCosmetic(True)
         self.selection_item = QGraphicsRectItem()
@@ -245,16 +248,16 @@ class CanvasView(QGraphicsView):
 
     # -- preview -----------------------------------------------------------------------------
     def show_preview(self, image: QImage, rect: tuple[float, float, float, float]) -> None:
-        self.preview_item.set(image, QRectF(*rect))
+        self.job_preview_item.set(image, QRectF(*rect))
 
     def clear_preview(self) -> None:
-        self.preview_item.set(QImage(), QRectF())
+        self.job_preview_item.set(QImage(), QRectF())
 
     def show_overlay(self, image: QImage, rect: tuple[float, float, float, float]) -> None:
-        self.overlay_item.set(image, QRectF(*rect))
+        self.preview_item.set(image, QRectF(*rect))
 
     def clear_overlay(self) -> None:
-        self.overlay_item.set(QImage(), QRectF())
+        self.preview_item.set(QImage(), QRectF())
 
     # -- zoom --------------------------------------------------------------------------------
     @property

@@ -58,6 +58,8 @@ class LayersPanel(QWidget):
             | QAbstractItemView.EditTrigger.EditKeyPressed
         )
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.list.itemChanged.connect(self._on_item_changed)
         self.list.currentItemChanged.connect(self._on_current_changed)
 

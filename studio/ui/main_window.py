@@ -30,9 +30,11 @@ from PySide6.QtWidgets import (
     QColorDialog,
     QDockWidget,
     QFileDialog,
+    QFrame,
     QLabel,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QSizePolicy,
     QSpinBox,
     QToolButton,
@@ -299,7 +301,13 @@ class MainWindow(QMainWindow):
     def add_panel(self, title: str, widget: QWidget) -> None:
         dock = QDockWidget(title, self)
         dock.setObjectName(f"panel-{title}")
-        dock.setWidget(widget)
+        # In a scroll area so no panel's minimum height can push the window past the screen.
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(widget)
+        dock.setWidget(scroll)
         dock.setFeatures(
             QDockWidget.DockWidgetFeature.DockWidgetMovable
             | QDockWidget.DockWidgetFeature.DockWidgetFloatable
@@ -322,9 +330,21 @@ class MainWindow(QMainWindow):
 
     @Slot(str, str)
     def _on_engine_state(self, state: str, message: str) -> None:
-        self.engine_label.setText(message)
+        self.engine_label.setText(message if len(message) < 60 else message[:57] + "…")
         self.engine_label.setProperty("state", state)
         self.engine_label.setToolTip(message)
+        self.engine_label.style().unpolish(self.engine_label)
+        self.engine_label.style().polish(self.engine_label)
+
+    @Slot(str)
+    def _undo_text(self, text: str) -> None:
+        self.act_undo.setStatusTip(f"Undo {text}" if text else "")
+        self.act_undo.setToolTip(f"Undo {text} (Ctrl+Z)" if text else "Undo (Ctrl+Z)")
+
+    @Slot(str)
+    def _redo_text(self, text: str) -> None:
+        self.act_redo.setStatusTip(f"Redo {text}" if text else "")
+        self.act_redo.setToolTip(f"Redo {text} (Ctrl+Shift+Z)" if text else "Redo (Ctrl+Shift+Z)")
 
     def _job_target(self, job_id: int) -> tuple[float, float, float, float, float, float]:
         """(x, y, w, h) on the document where job output lands, and the output size."""
@@ -405,12 +425,15 @@ class MainWindow(QMainWindow):
         )
         self.act_new = self._action("&New", self.new_document, S.New, "Close the document")
         self.act_quit = self._action("&Quit", self.close, S.Quit)
-        self.act_undo = self.model.undo.createUndoAction(self, "&Undo")
-        self.act_undo.setShortcuts([QKeySequence("Ctrl+Z")])
-        self.act_redo = self.model.undo.createRedoAction(self, "&Redo")
-        self.act_redo.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
-        self.addAction(self.act_undo)
-        self.addAction(self.act_redo)
+        undo = self.model.undo
+        self.act_undo = self._action("&Undo", undo.undo, "Ctrl+Z")
+        self.act_redo = self._action("&Redo", undo.redo, ["Ctrl+Shift+Z", "Ctrl+Y"])
+        self.act_undo.setEnabled(False)
+        self.act_redo.setEnabled(False)
+        undo.canUndoChanged.connect(self.act_undo.setEnabled)
+        undo.canRedoChanged.connect(self.act_redo.setEnabled)
+        undo.undoTextChanged.connect(self._undo_text)
+        undo.redoTextChanged.connect(self._redo_text)
         self.act_copy = self._action("&Copy image", self.copy_image, S.Copy)
         self.act_paste = self._action("&Paste as layer", self.paste, S.Paste)
         self.act_select_all = self._action("Select &all", self.select_all, "Ctrl+A")
@@ -422,9 +445,12 @@ class MainWindow(QMainWindow):
         self.act_zoom_in = self._action(
             "Zoom &in", self.canvas.zoom_in, ["Ctrl+=", "Ctrl++"], "Zoom in"
         )
+        self.act_zoom_in.setIconText("+")
         self.act_zoom_out = self._action("Zoom &out", self.canvas.zoom_out, "Ctrl+-", "Zoom out")
+        self.act_zoom_out.setIconText("−")
         self.act_fit = self._action("&Fit", self.canvas.fit, "Ctrl+0", "Fit to window")
         self.act_100 = self._action("&Actual size", self.canvas.actual_size, "Ctrl+1", "100%")
+        self.act_100.setIconText("1:1")
         self.act_smaller = self._action("Smaller brush", self.brush_smaller, "[")
         self.act_larger = self._action("Larger brush", self.brush_larger, "]")
         self.act_softer = self._action("Softer brush", self.brush_softer, ["Shift+[", "{"])
@@ -556,6 +582,8 @@ class MainWindow(QMainWindow):
         self.layers_dock.setWidget(self.layers_panel)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.layers_dock)
         self.undo_view = QUndoView(self.model.undo)
+        self.undo_view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.undo_view.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.undo_view.setEmptyLabel("Opened")
         self.history_dock = QDockWidget("History", self)
         self.history_dock.setObjectName("undoHistory")
@@ -1107,6 +1135,13 @@ class MainWindow(QMainWindow):
             return
         self.autosave_timer.stop()
         self._worker.shutdown()
+        for title, panel in self.panels.items():  # optional panel hook: stop its threads
+            shutdown = getattr(panel, "shutdown", None)
+            if callable(shutdown):
+                try:
+                    shutdown()
+                except Exception:  # noqa: BLE001 - closing must go on
+                    log.exception("panel %s failed to shut down", title)
         if self._autosave_thread is not None:
             self._autosave_thread.join(timeout=10)
         recovery.clear_recovery()

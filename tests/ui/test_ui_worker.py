@@ -143,14 +143,14 @@ def test_queue_runs_jobs_in_order_and_queued_jobs_cancel(qtbot, worker):
 
 def test_cancel_running_job_mid_run_then_next_job_works(qtbot, worker):
     rec = Recorder(worker)
-    job = worker.submit(FakeRequest(steps=200, delay=0.01))
+    job = worker.submit(FakeRequest(steps=2000, delay=0.01))  # 20 s if not cancelled
     qtbot.waitUntil(lambda: "progress" in rec.kinds(job), timeout=10000)
     t0 = time.monotonic()
     with qtbot.waitSignal(worker.cancelled, timeout=5000):
         worker.cancel(job)
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < 3.0  # generous: the test machine is shared
     steps = [e[2] for e in rec.events if e[0] == "progress"]
-    assert max(steps) < 200
+    assert max(steps) < 2000
     assert "finished" not in rec.kinds(job)
     with qtbot.waitSignal(worker.finished, timeout=10000):
         worker.submit(FakeRequest(steps=2))
@@ -182,14 +182,14 @@ def test_preview_is_painted_inside_the_job_region(qtbot, window, photos, fake_jo
     window.open_paths([photos.astronaut])
     window.worker.start(warm_up=False)
     seen = []
-    window.canvas.preview_item.set = _spy(window.canvas.preview_item.set, seen)
+    window.canvas.job_preview_item.set = _spy(window.canvas.job_preview_item.set, seen)
     with qtbot.waitSignal(window.worker.finished, timeout=10000):
         window.worker.submit(FakeRequest(steps=3, delay=0.05), region=(64, 128, 64, 64))
     rects = [r for img, r in seen if not img.isNull()]
     assert rects, "no preview was painted"
     got = {(r.x(), r.y(), r.width(), r.height()) for r in rects}
     assert got == {(64, 128, 64, 64)}, got
-    assert not window.canvas.preview_item.isVisible()  # cleared when the job ended
+    assert not window.canvas.job_preview_item.isVisible()  # cleared when the job ended
 
 
 def _spy(fn, seen):

@@ -188,7 +188,7 @@ class GeneratePanel(QWidget):
 
         self.queue_list = QListWidget()
         self.queue_list.setObjectName("queue")
-        self.queue_list.setMaximumHeight(86)
+        self.queue_list.setFixedHeight(64)
         self.queue_list.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
 
         self.history = QListWidget()
@@ -197,7 +197,7 @@ class GeneratePanel(QWidget):
         self.history.setFlow(QListWidget.Flow.LeftToRight)
         self.history.setWrapping(False)
         self.history.setIconSize(QSize(64, 64))
-        self.history.setFixedHeight(92)
+        self.history.setFixedHeight(86)
         self.history.setMovement(QListWidget.Movement.Static)
         self.history.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.history.setToolTip("Double-click: use these parameters. Right-click: more")
