@@ -35,6 +35,31 @@ def runner() -> Runner:
     return Runner(device="cpu")
 
 
+@pytest.fixture(scope="module")
+def sdxl_inpaint(tiny_models, tmp_path_factory):
+    """A tiny SDXL *inpainting* pipeline (9-channel UNet with SDXL's text_time embedding),
+    built from the tiny SDXL's text encoders and VAE."""
+    import torch
+    from diffusers import StableDiffusionXLInpaintPipeline, StableDiffusionXLPipeline
+
+    from studio.engine import tiny
+
+    base = StableDiffusionXLPipeline.from_pretrained(tiny_models.sdxl)
+    torch.manual_seed(0)
+    pipe = StableDiffusionXLInpaintPipeline(
+        vae=base.vae,
+        text_encoder=base.text_encoder,
+        text_encoder_2=base.text_encoder_2,
+        tokenizer=base.tokenizer,
+        tokenizer_2=base.tokenizer_2,
+        unet=tiny.tiny_unet(in_channels=9, sdxl=True),
+        scheduler=base.scheduler,
+    )
+    folder = tmp_path_factory.mktemp("tiny-sdxl-inpaint")
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
 @pytest.mark.parametrize("method", ["telea", "ns"])
 @pytest.mark.parametrize(
     "name, rect",
@@ -123,8 +148,8 @@ def _small_photo(photos):
     return masks.resize(load_image(photos.chelsea), (150, 100))
 
 
-@pytest.mark.parametrize("which", ["sd_inpaint", "sd", "sdxl"])
-def test_diffusion_inpaint_end_to_end(runner, tiny_models, photos, which):
+@pytest.mark.parametrize("which", ["sd_inpaint", "sd", "sdxl", "sdxl_inpaint"])
+def test_diffusion_inpaint_end_to_end(runner, tiny_models, sdxl_inpaint, photos, which):
     img = _small_photo(photos)
     mask = object_mask(img.shape, (60, 30, 24, 24))
     events = []
@@ -133,7 +158,7 @@ def test_diffusion_inpaint_end_to_end(runner, tiny_models, photos, which):
             image=img,
             mask=mask,
             method="diffusion",
-            model=str(getattr(tiny_models, which)),
+            model=str(sdxl_inpaint if which == "sdxl_inpaint" else getattr(tiny_models, which)),
             prompt="a cat",
             steps=2,
             padding=16,
@@ -285,3 +310,30 @@ def test_outpaint_with_tiny_sd(runner, tiny_models):
     assert out.shape == (96, 64, 3)
     (box,) = final.extra["regions"]
     assert np.array_equal(out[box[1] + box[3] :], img[box[1] + box[3] - 32 :])
+
+
+@pytest.mark.parametrize(
+    "which, cls, channels",
+    [
+        ("sd_inpaint", "StableDiffusionInpaintPipeline", 9),
+        ("sd", "StableDiffusionInpaintPipeline", 4),
+        ("sdxl", "StableDiffusionXLInpaintPipeline", 4),
+        ("sdxl_inpaint", "StableDiffusionXLInpaintPipeline", 9),
+    ],
+)
+def test_inpaint_pipeline_class_and_model_size(
+    runner, tiny_models, sdxl_inpaint, which, cls, channels
+):
+    """9-channel inpainting UNets and ordinary ones both get the family's inpaint pipeline;
+    the crop is scaled to the model's native size (tiny models: 8 latents x 8 = 64 px)."""
+    from studio.core.cancel import CancelToken
+    from studio.engine.generate import load_pipeline
+    from studio.engine.inpaint import model_target
+    from studio.engine.runner import JobContext
+
+    ctx = JobContext(0, lambda e: None, CancelToken(), runner)
+    model = sdxl_inpaint if which == "sdxl_inpaint" else getattr(tiny_models, which)
+    pipe = load_pipeline(ctx, str(model), task="inpaint")
+    assert type(pipe).__name__ == cls
+    assert pipe.unet.config.in_channels == channels
+    assert model_target(pipe) == 64
