@@ -46,6 +46,14 @@ def test_sliders_update_live_canny_preview(window, panel, qtbot):
         ),
         timeout=5000,
     )
+    panel.blur_spin.setValue(5)
+    qtbot.waitUntil(
+        lambda: np.array_equal(
+            array_from_qimage(preview.image)[..., 3],
+            canny_edges(window.composite(), 30, 300, blur=5),
+        ),
+        timeout=5000,
+    )
     panel.live_check.setChecked(False)
     assert preview.image.isNull()
 

@@ -55,6 +55,7 @@ from studio.core.canny import (
     canny,
     canny_edges,
     scribble_from_layer,
+    to_gray,
 )
 from studio.core.errors import StudioError
 from studio.core.pose import Pose, render
@@ -117,6 +118,8 @@ class ControlPanel(QWidget):
         _panels.append(weakref.ref(self))
         self._own: list[ControlEntry] = []  # controls made here when the host has no model
         self._source: tuple[np.ndarray, tuple[int, int, int, int]] | None = None
+        self._gray_cache: tuple[tuple[int, int], np.ndarray] | None = None
+        self._source_serial = 0
         self._pose_job: int | None = None
         self.pose_layer_uid: int | None = None
         self.last_preview_ms = 0.0
@@ -341,6 +344,7 @@ class ControlPanel(QWidget):
         if crop.size == 0:
             return None
         self._source = (crop, (x, y, crop.shape[1], crop.shape[0]))
+        self._source_serial += 1
         return self._source
 
     def _full_source(self, w: int, h: int) -> np.ndarray | None:
@@ -396,9 +400,21 @@ class ControlPanel(QWidget):
             return
         crop, region = src
         low, high = self.thresholds()
-        edges = canny_edges(crop, low, high, blur=self.blur_spin.value())
-        self.host.show_preview(np.repeat(edges[:, :, None], 4, axis=2), region)
+        edges = canny_edges(self._gray(crop), low, high)  # crop is the cached source
+        self.host.show_preview(cv2.merge([edges, edges, edges, edges]), region)
         self.last_preview_ms = (time.perf_counter() - t0) * 1000.0
+
+    def _gray(self, crop: np.ndarray) -> np.ndarray:
+        """The (blurred) luma of the source crop, kept while only the thresholds change:
+        a slider move then costs one cv2.Canny."""
+        key = (self._source_serial, self.blur_spin.value())
+        if self._gray_cache is None or self._gray_cache[0] != key:
+            gray = to_gray(crop)
+            blur = self.blur_spin.value()
+            if blur > 0:
+                gray = cv2.GaussianBlur(gray, (blur | 1, blur | 1), 0)
+            self._gray_cache = (key, gray)
+        return self._gray_cache[1]
 
     @Slot()
     def add_canny_layer(self) -> None:
