@@ -32,6 +32,7 @@ SINGLE_FILE_CONFIGS = {
     "sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5",
     "sd15-inpaint": "stable-diffusion-v1-5/stable-diffusion-inpainting",
     "sd21": "stabilityai/stable-diffusion-2-1",
+    "sd21-base": "stabilityai/stable-diffusion-2-1-base",
     "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
 }
 _TOKENIZER_FALLBACKS = {
@@ -41,13 +42,15 @@ _TOKENIZER_FALLBACKS = {
         "openai/clip-vit-large-patch14",
     ],
     ("sd21", "tokenizer"): ["stabilityai/stable-diffusion-2-1-base", "stabilityai/sd-turbo"],
+    ("sd21-base", "tokenizer"): ["stabilityai/stable-diffusion-2-1", "stabilityai/sd-turbo"],
     ("sdxl", "tokenizer"): ["stabilityai/sdxl-turbo", "openai/clip-vit-large-patch14"],
     ("sdxl", "tokenizer_2"): [
         "stabilityai/sdxl-turbo",
         "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k",
     ],
 }
-_TOKENIZER_FILES = ("vocab.json", "merges.txt")
+# The slow-tokenizer pair (every CLIP repo has it) or the fast tokenizer.json.
+_TOKENIZER_FILE_SETS = (("vocab.json", "merges.txt"), ("tokenizer.json",))
 
 _REPO_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
@@ -212,8 +215,8 @@ def _checkpoint_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 
 
 def detect_checkpoint(path: Path | str) -> str:
-    """Which shipped config fits a single-file SD checkpoint: "sd15", "sd15-inpaint", "sd21"
-    or "sdxl", from its tensor names and shapes (the same keys diffusers' own
+    """Which shipped config fits a single-file SD checkpoint: "sd15", "sd15-inpaint", "sd21",
+    "sd21-base" or "sdxl", from its tensor names and shapes (the same keys diffusers' own
     ``infer_diffusers_model_type`` looks at)."""
     path = Path(path)
     shapes = _checkpoint_shapes(path)
@@ -234,25 +237,33 @@ def detect_checkpoint(path: Path | str) -> str:
                 "pass the model folder instead"
             )
         raise ModelError(f"{path.name}: not a Stable Diffusion checkpoint (no UNet weights)")
-    if any(k.startswith("cond_stage_model.model.") for k in shapes):
-        return "sd21"  # OpenCLIP text encoder
     ctx_key = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
-    if ctx_key in shapes and shapes[ctx_key][-1] == 1024:
-        return "sd21"
+    if any(k.startswith("cond_stage_model.model.") for k in shapes) or (
+        ctx_key in shapes and shapes[ctx_key][-1] == 1024
+    ):
+        # SD2 (OpenCLIP-H). The 768 px v-prediction and 512 px epsilon models share every
+        # shape; like A1111 we go by the file name for the 512 base (and sd-turbo).
+        name = path.name.lower()
+        return "sd21-base" if any(w in name for w in ("base", "512", "turbo")) else "sd21"
     return "sd15-inpaint" if conv_in[1] == 9 else "sd15"
+
+
+def _has_tokenizer(folder: Path) -> bool:
+    return any(all((folder / f).exists() for f in files) for files in _TOKENIZER_FILE_SETS)
 
 
 def _tokenizer_folder(config: str, sub: str) -> Path:
     """A folder holding the CLIP tokenizer files for a single-file load (see module doc)."""
     shipped = CONFIGS / config / sub
-    if all((shipped / f).exists() for f in _TOKENIZER_FILES):
+    if _has_tokenizer(shipped):
         return shipped
     repos = [SINGLE_FILE_CONFIGS[config], *_TOKENIZER_FALLBACKS.get((config, sub), [])]
     for repo in repos:
         for prefix in (f"{sub}/", "tokenizer/", ""):
-            files = [_from_hf_cache(repo, prefix + f) for f in _TOKENIZER_FILES]
-            if all(files):
-                return files[0].parent
+            for names in _TOKENIZER_FILE_SETS:
+                files = [_from_hf_cache(repo, prefix + f) for f in names]
+                if all(files):
+                    return files[0].parent
     raise ModelError(
         f"No CLIP tokenizer for this {config} checkpoint: single files don't contain one. "
         f"Download {repos[0]} ({sub}/ only is enough: `huggingface-cli download {repos[0]} "
