@@ -59,7 +59,7 @@ def _checks(tmp: Path) -> list[str]:
         raise RuntimeError("inpaint: pixels outside the mask changed")
     done.append("inpaint")
 
-    from spandrel.architectures.ESRGAN import RRDBNet
+    from spandrel.architectures.ESRGAN import ESRGAN as RRDBNet
 
     torch.manual_seed(0)
     net = RRDBNet(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=4)
