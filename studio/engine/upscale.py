@@ -423,11 +423,12 @@ def upscale_image(
     if tile <= 0:
         from spandrel import ModelTiling
 
-        tile = (
-            0
-            if descriptor.tiling == ModelTiling.INTERNAL
-            else auto_tile(descriptor, choice.device, dtype)
-        )
+        if descriptor.tiling == ModelTiling.INTERNAL:
+            tile = 0  # the model tiles internally / needs the whole image
+        else:
+            tile = auto_tile(descriptor, choice.device, dtype)
+            if descriptor.tiling == ModelTiling.DISCOURAGED:
+                tile *= 2  # global-context models (e.g. SwinIR): fewer, larger tiles
     elif tile < MIN_TILE:
         raise BadInput(f"tile size {tile} is too small (at least {MIN_TILE} px)")
     stats.start_tile = tile

@@ -157,3 +157,29 @@ def test_ctrl_c_cancels_with_130(model, tmp_path):
     assert rc == 130, err
     assert "cancelled" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_catalog_id_and_installed_default(model, small, tmp_path, monkeypatch, capsys):
+    """A catalog id resolves to the installed file (tiny random weights stand in for the
+    real Real-ESRGAN file here); without --model the installed upscaler is used."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("STUDIO_HOME", str(home))
+    out = tmp_path / "o.png"
+    rc = main(["upscale", "--image", str(small), "--model", "realesrgan-x4plus", "--out", str(out)])  # fmt: skip
+    assert rc == 3
+    assert "not installed" in capsys.readouterr().err
+    installed = home / "models" / "upscaler" / "RealESRGAN_x4plus.pth"
+    installed.parent.mkdir(parents=True)
+    from safetensors.torch import load_file
+
+    state = load_file(str(model))
+    torch.save(state, installed)
+    rc = main(["upscale", "--image", str(small), "--model", "realesrgan-x4plus", "--scale", "2", "--out", str(out)])  # fmt: skip
+    assert rc == 0 and load_image(out).shape == (64, 96, 3)
+    assert "Postprocess upscaler: RealESRGAN_x4plus" in read_text_chunks(out)["parameters"]
+    rc = main(["upscale", "--image", str(small), "--scale", "2", "--out", str(out)])
+    assert rc == 0
+    assert "using installed upscaler realesrgan-x4plus" in capsys.readouterr().err
+    rc = main(["upscale", "--image", str(small), "--model", "big-lama", "--out", str(out)])
+    assert rc == 3
+    assert "not an upscaler" in capsys.readouterr().err

@@ -1,0 +1,251 @@
+"""Tiled GAN upscaling: the cost of the overlap, memory bounded by the tile, GPU throughput.
+
+    python benchmarks/bench_upscale.py --quick     # small sizes, minutes on a 2-core CPU
+    python benchmarks/bench_upscale.py             # 512 px timing image, 2048 vs 512 memory
+    python benchmarks/bench_upscale.py --gpu       # + Real-ESRGAN-sized RRDBNet MP/s (CUDA)
+
+All models are random-weight RRDBNets (spandrel's ESRGAN architecture) loaded through
+spandrel, run through ``studio.engine.upscale.upscale_image`` — the code path of the app.
+
+1. Overlap cost. Tiles of T px sharing o px with each neighbour recompute the overlaps:
+   in the limit of many tiles the work grows by ``(T / (T - o))^2``. The exact ratio for the
+   grid actually used is ``sum(tile areas) / image area`` (also printed). Measured: time tiled /
+   CPU time of the tiled run with overlap / the same tiles without overlap (and / one
+   untiled tile), one torch thread, best of N interleaved runs, same process. CPU time on
+   one thread measures the work done even while other processes compete for the cores.
+2. Memory. Each input size runs in a fresh subprocess. After the model and the input are
+   loaded, the kernel's peak-RSS counter is reset (``echo 5 > /proc/self/clear_refs``) and
+   ``VmHWM`` is read after the upscale: peak delta = everything the upscale allocated at its
+   peak (torch's CPU allocator returns to malloc, so RSS is the honest measure; tracemalloc
+   misses torch tensors). The upscaled output itself (``W*H*s^2*3`` bytes) is unavoidable and
+   is subtracted to give the *working* memory, which should not grow with the image.
+3. Throughput (``--gpu``): input megapixels per second of a 64-filter, 23-block RRDBNet
+   (Real-ESRGAN x4plus's size) in fp16 and fp32 on CUDA, automatic tile size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _descriptor(filters: int, blocks: int, scale: int = 4, seed: int = 0):
+    import spandrel
+    import torch
+    from spandrel.architectures.ESRGAN import ESRGAN as RRDBNet
+
+    torch.manual_seed(seed)
+    net = RRDBNet(in_nc=3, out_nc=3, num_filters=filters, num_blocks=blocks, scale=scale)
+    return spandrel.ModelLoader().load_from_state_dict(net.state_dict()).eval()
+
+
+def _image(size: int):
+    import numpy as np
+    from PIL import Image
+
+    photo = ROOT / "tests" / "data" / "photos" / "astronaut.png"
+    im = Image.open(photo).convert("RGB").resize((size, size), Image.Resampling.LANCZOS)
+    return np.asarray(im).copy()
+
+
+def _grid_ratio(size: int, tile: int, overlap: int) -> float:
+    from studio.engine.tiling import spans
+
+    sp = spans(size, tile, overlap)
+    covered = sum(s.length for s in sp)
+    return (covered / size) ** 2
+
+
+def overlap_table(size: int, filters: int, blocks: int, configs, repeats: int) -> list[str]:
+    import torch
+
+    from studio.engine.device import DeviceChoice
+    from studio.engine.tiling import spans
+    from studio.engine.upscale import upscale_image
+
+    d = _descriptor(filters, blocks)
+    img = _image(size)
+    choice = DeviceChoice(torch.device("cpu"), torch.float32)
+    # One thread and CPU time (not wall time): the work done, unaffected by other processes
+    # competing for the cores or by thread-pool spin-waits.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    upscale_image(img[:32, :32], d, 4, choice, tile=0)  # warm-up
+
+    runs = [(size, 0)] + [c for t, o in configs for c in ((t, 0), (t, o))]
+    times: dict[tuple[int, int], float] = {}
+    for _ in range(repeats):  # interleaved, best of N: drift hits all configs alike
+        for tile, overlap in runs:
+            t0 = time.process_time()
+            upscale_image(img, d, 4, choice, tile=tile, overlap=overlap)
+            dt = time.process_time() - t0
+            times[(tile, overlap)] = min(dt, times.get((tile, overlap), dt))
+    torch.set_num_threads(threads)
+    rows = [
+        f"Overlap cost: {size}x{size} input, x4 RRDBNet ({filters} filters, {blocks} blocks), "
+        f"CPU fp32, 1 thread, CPU seconds, best of {repeats} interleaved; untiled (one tile) "
+        f"{times[(size, 0)]:.2f} s",
+        "",
+        "| tile T | overlap o | tiles | no overlap s | with overlap s | measured ratio "
+        "| (T/(T-o))^2 | exact grid area ratio | vs untiled |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for tile, overlap in configs:
+        n = len(spans(size, tile, overlap)) ** 2
+        t0, t1 = times[(tile, 0)], times[(tile, overlap)]
+        theory = (tile / (tile - overlap)) ** 2
+        rows.append(
+            f"| {tile} | {overlap} | {n} | {t0:.2f} | {t1:.2f} | {t1 / t0:.3f} | {theory:.3f} | "
+            f"{_grid_ratio(size, tile, overlap):.3f} | {t1 / times[(size, 0)]:.3f} |"
+        )
+    return rows
+
+
+def _memory_child(size: int, filters: int, blocks: int, tile: int, overlap: int) -> dict:
+    """Runs in a fresh process: peak RSS delta of one upscale."""
+    import gc
+
+    import torch
+
+    from studio.engine.device import DeviceChoice
+    from studio.engine.upscale import upscale_image
+
+    torch.set_num_threads(1)
+    d = _descriptor(filters, blocks)
+    img = _image(size)
+    choice = DeviceChoice(torch.device("cpu"), torch.float32)
+    upscale_image(img[:64, :64], d, 4, choice, tile=tile, overlap=overlap)  # warm-up
+    gc.collect()
+
+    def status(key: str) -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+        raise KeyError(key)
+
+    base = status("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    t0 = time.perf_counter()
+    out, stats = upscale_image(img, d, 4, choice, tile=tile, overlap=overlap)
+    seconds = time.perf_counter() - t0
+    peak = status("VmHWM")
+    return {
+        "size": size,
+        "peak_delta": peak - base,
+        "output": int(out.nbytes),
+        "tiles": stats.tiles,
+        "seconds": seconds,
+    }
+
+
+def memory_table(sizes, filters: int, blocks: int, tile: int, overlap: int) -> list[str]:
+    results = []
+    for size in sizes:
+        code = (
+            f"import json,sys; sys.path.insert(0, {str(ROOT)!r}); "
+            "from benchmarks.bench_upscale import _memory_child; "
+            f"print(json.dumps(_memory_child({size}, {filters}, {blocks}, {tile}, {overlap})))"
+        )
+        env = dict(os.environ, STUDIO_DEVICE="cpu")
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT
+        )
+        if proc.returncode != 0:
+            return [f"Memory: measurement failed: {proc.stderr.strip().splitlines()[-1:]}"]
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    mib = 2**20
+    rows = [
+        f"Memory: x4 RRDBNet ({filters} filters, {blocks} blocks), tile {tile}, overlap "
+        f"{overlap}, CPU fp32, 1 thread; peak RSS delta per upscale (fresh process, VmHWM reset)",
+        "",
+        "| input | tiles | output MiB | peak delta MiB | working MiB (peak - output) | time s |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        work = r["peak_delta"] - r["output"]
+        rows.append(
+            f"| {r['size']}x{r['size']} | {r['tiles']} | {r['output'] / mib:.1f} | "
+            f"{r['peak_delta'] / mib:.1f} | {work / mib:.1f} | {r['seconds']:.1f} |"
+        )
+    if len(results) >= 2:
+        a, b = results[0], results[-1]
+        px = (b["size"] / a["size"]) ** 2
+        wa = max(1, a["peak_delta"] - a["output"])
+        wb = b["peak_delta"] - b["output"]
+        rows += [
+            "",
+            f"{px:.0f}x the pixels: working memory x{wb / wa:.2f} "
+            f"(an untiled run would scale with the pixels: x{px:.0f})",
+        ]
+    return rows
+
+
+def gpu_table(size: int) -> list[str]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return ["Throughput: skipped — no CUDA GPU on this machine (CPU-only torch)."]
+    from studio.engine.device import DeviceChoice
+    from studio.engine.upscale import upscale_image
+
+    d = _descriptor(64, 23)  # Real-ESRGAN x4plus's size
+    img = _image(size)
+    rows = [
+        f"Throughput: RRDBNet 64 filters 23 blocks x4 (Real-ESRGAN x4plus size), {size}x{size} "
+        f"input, {torch.cuda.get_device_name(0)}, automatic tile",
+        "",
+        "| dtype | tile | seconds | input MP/s | peak GPU MiB |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for dtype in (torch.float16, torch.float32):
+        choice = DeviceChoice(torch.device("cuda"), dtype)
+        upscale_image(img[:128, :128], d, 4, choice)  # warm-up (cuDNN autotune, allocator)
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        _, stats = upscale_image(img, d, 4, choice)
+        torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        peak = torch.cuda.max_memory_allocated() / 2**20
+        rows.append(
+            f"| {stats.dtype} | {stats.tile} | {dt:.2f} | {size * size / 1e6 / dt:.2f} | "
+            f"{peak:.0f} |"
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (CPU, minutes)")
+    parser.add_argument("--gpu", action="store_true", help="also the CUDA fp16/fp32 throughput")
+    args = parser.parse_args(argv)
+    if args.quick:
+        timing = dict(size=192, filters=8, blocks=1, repeats=2)
+        configs = [(96, 8), (64, 8), (64, 16), (48, 16)]
+        mem = dict(sizes=(128, 512), filters=8, blocks=1, tile=64, overlap=8)
+    else:
+        timing = dict(size=512, filters=16, blocks=2, repeats=3)
+        configs = [(256, 16), (128, 8), (128, 16), (128, 32), (64, 16)]
+        mem = dict(sizes=(512, 2048), filters=8, blocks=1, tile=256, overlap=16)
+    out = ["## Upscale (tiled GAN super-resolution)", ""]
+    out += overlap_table(
+        timing["size"], timing["filters"], timing["blocks"], configs, timing["repeats"]
+    )
+    out += [""]
+    out += memory_table(**mem)
+    out += [""]
+    out += gpu_table(1024) if args.gpu else ["Throughput: run with --gpu on a CUDA machine."]
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
