@@ -5,9 +5,12 @@
   HTTP ``Range`` request and appends. The sha256 is computed while writing (the existing part
   is hashed first on resume) and checked against the catalog; a mismatch deletes the file.
   The finished file is fsynced and renamed into place atomically.
-- Hugging Face repo entries: ``huggingface_hub.snapshot_download`` into the shared cache (it
-  resumes by itself) with a tqdm adapter feeding our progress events and checking the cancel
-  token; catalog sha256 values for repo files are checked afterwards.
+- Hugging Face repo entries: ``huggingface_hub.snapshot_download`` into the shared cache with
+  a tqdm adapter feeding our progress events and checking the cancel token; catalog sha256
+  values for repo files are checked afterwards. Resume there is huggingface_hub's: finished
+  files are kept and skipped by the next run, a dropped connection is retried with Range
+  within a run, but (huggingface_hub 2.x downloads into a per-process temp file) a file that
+  was cut off by cancel or a crash starts again.
 - Offline (``STUDIO_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``): ModelError before any network use.
 
 Progress is reported through a callback taking :class:`DownloadProgress`; the CLI prints it as
@@ -426,6 +429,8 @@ def download_repo(
             allow_patterns=patterns,
             tqdm_class=_progress_tqdm(meter, token),
             max_workers=4,
+            # Read now (huggingface_hub reads it once, at import): a mirror or a local hub.
+            endpoint=os.environ.get("HF_ENDPOINT") or None,
         )
     except JobCancelled:
         raise

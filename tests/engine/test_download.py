@@ -7,9 +7,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import http.server
+import json
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -420,3 +422,163 @@ def test_repo_disk_space_checked_first(online_hf, monkeypatch):
     with pytest.raises(ModelError, match="Not enough disk space"):
         dl.download(_repo_entry())
     assert called == []
+
+
+# ------------------------------------------------------------------------------------------
+# The real huggingface_hub.snapshot_download against a minimal fake Hub on 127.0.0.1 (the
+# endpoints it calls: repo info, tree listing, HEAD/GET resolve with Range).
+
+HUB_COMMIT = "c" * 40
+HUB_FILES = {
+    "config.json": b'{"tiny": true}',
+    "diffusion_pytorch_model.safetensors": os.urandom(600_000),
+}
+
+
+class _HubHandler(http.server.BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._resolve(body=False)
+
+    def do_GET(self) -> None:  # noqa: N802
+        path = self.path.split("?")[0]
+        repo = "someone/tiny-taesd"
+        if self.server.status:
+            self.send_response(self.server.status)
+            self.send_header("X-Error-Code", "GatedRepo")
+            self.send_header("X-Error-Message", "Access to model someone/tiny-taesd is restricted")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if path.startswith(f"/api/models/{repo}/revision/"):
+            return self._json({"id": repo, "sha": HUB_COMMIT, "siblings": []})
+        if path.startswith(f"/api/models/{repo}/tree/"):
+            return self._json(
+                [
+                    {
+                        "type": "file",
+                        "path": name,
+                        "size": len(data),
+                        "oid": hashlib.sha1(data).hexdigest(),
+                        "lfs": {
+                            "oid": hashlib.sha256(data).hexdigest(),
+                            "size": len(data),
+                            "pointerSize": 134,
+                        },
+                    }
+                    for name, data in HUB_FILES.items()
+                ]
+            )
+        self._resolve(body=True)
+
+    def _json(self, obj) -> None:
+        raw = json.dumps(obj).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def _resolve(self, body: bool) -> None:
+        name = self.path.split("?")[0].rsplit("/resolve/", 1)[-1].partition("/")[2]
+        data = HUB_FILES.get(name)
+        if data is None:
+            self.send_response(404)
+            self.send_header("X-Error-Code", "EntryNotFound")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        sha = hashlib.sha256(data).hexdigest()
+        start = 0
+        rng = self.headers.get("Range")
+        if body:
+            self.server.requests.append((name, rng))
+        if rng and body:
+            start = int(rng.removeprefix("bytes=").split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("X-Repo-Commit", HUB_COMMIT)
+        self.send_header("ETag", f'"{sha}"')
+        self.send_header("X-Linked-Etag", f'"{sha}"')
+        self.send_header("X-Linked-Size", str(len(data)))
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        if not body:
+            return
+        try:
+            for i in range(start, len(data), 16 * 1024):
+                self.wfile.write(data[i : i + 16 * 1024])
+                if self.server.delay:
+                    time.sleep(self.server.delay)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+@pytest.fixture
+def fake_hub(online_hf, monkeypatch):
+    import huggingface_hub.constants as hf_constants
+
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    srv = _Server()
+    srv.RequestHandlerClass = _HubHandler
+    srv.delay = 0.0
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    # huggingface_hub read HF_HUB_OFFLINE at import (the test session is offline); the
+    # downloader passes HF_ENDPOINT to it explicitly.
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{srv.server_address[1]}")
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_real_snapshot_download_progress_and_install(fake_hub):
+    entry = _repo_entry(size=600_014)
+    events: list[dl.DownloadProgress] = []
+    path = dl.download(entry, progress=events.append)
+    assert (path / "diffusion_pytorch_model.safetensors").read_bytes() == HUB_FILES[
+        "diffusion_pytorch_model.safetensors"
+    ]
+    assert store.find_installed(entry) == path
+    assert events[-1].stage == "done" and events[-1].done == 600_014
+    assert any(0 < e.done < 600_014 for e in events)  # byte progress arrived through tqdm_class
+
+
+def test_real_snapshot_download_cancel_then_rerun(fake_hub):
+    """Cancel stops the download at the next chunk; the rerun completes it. (huggingface_hub
+    2.x keeps finished files and restarts unfinished ones: it downloads to a per-process temp
+    file, and retries dropped connections with Range inside one run.)"""
+    fake_hub.delay = 0.01
+    entry = _repo_entry(size=600_014)
+    token = CancelToken()
+
+    def on_progress(p):
+        if p.done > 100_000:
+            token.cancel()
+
+    t0 = time.monotonic()
+    with pytest.raises(JobCancelled):
+        dl.download(entry, token=token, progress=on_progress)
+    assert time.monotonic() - t0 < 30
+    assert store.find_installed(entry) is None
+    first_run = list(fake_hub.requests)
+    fake_hub.delay = 0.0
+    fake_hub.requests.clear()
+    path = dl.download(entry)
+    assert (path / "diffusion_pytorch_model.safetensors").stat().st_size == 600_000
+    assert ("config.json", None) in first_run
+    assert [name for name, _ in fake_hub.requests] == ["diffusion_pytorch_model.safetensors"]
+
+
+def test_real_snapshot_download_gated(fake_hub):
+    fake_hub.status = 401
+    with pytest.raises(ModelError, match="gated or private.*huggingface-cli login"):
+        dl.download(_repo_entry())
