@@ -113,6 +113,17 @@ def main(argv: list[str] | None = None) -> int:
 
     beat = Heartbeat()
 
+    class Counter(QObject):
+        """Counts previews that reached the GUI thread (a slot method, not a lambda)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.frames: list[float] = []
+
+        @Slot(int, object, object)
+        def on_preview(self, job_id, image, region) -> None:
+            self.frames.append(time.monotonic())
+
     def pump(seconds: float) -> None:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
@@ -145,13 +156,6 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("idle (no job)", beat.stop(), 0.0, 0))
 
     for mode in modes:
-        frames = []
-
-        class Counter(QObject):
-            @Slot(int, object, object)
-            def on_preview(self, job_id, image, region) -> None:
-                frames.append(time.monotonic())
-
         counter = Counter()
         window.worker.preview.connect(counter.on_preview)
         req = GenerateRequest(
@@ -170,14 +174,12 @@ def main(argv: list[str] | None = None) -> int:
         late = beat.stop()
         seconds = time.monotonic() - t0
         window.worker.preview.disconnect(counter.on_preview)
-        rows.append((f"generating, preview={mode}", late, seconds, len(frames)))
-
-    import torch
+        rows.append((f"generating, preview={mode}", late, seconds, len(counter.frames)))
 
     print(
         f"GUI heartbeat lateness (10 ms QTimer) — SD1.5-architecture UNet, random weights, "
         f"{args.size}x{args.size}, {steps} steps, CPU, {os.cpu_count()} cores, "
-        f"torch threads in worker: {torch.get_num_threads()}\n"
+        f"torch threads in the worker: {window.worker._engine.torch_threads}\n"
     )
     print("| phase | ticks | p50 (ms) | p99 (ms) | max (ms) | job (s) | previews shown |")
     print("|---|---|---|---|---|---|---|")

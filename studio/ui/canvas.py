@@ -526,6 +526,25 @@ class CanvasView(QGraphicsView):
         else:
             event.ignore()
 
+    # -- empty-state hint ---------------------------------------------------------------------
+    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802
+        super().drawForeground(painter, rect)
+        if not self.model.doc.is_empty or not self.job_preview_item.image.isNull():
+            return
+        painter.save()
+        painter.setWorldMatrixEnabled(False)
+        painter.setPen(QColor(170, 170, 180))
+        font = painter.font()
+        font.setPointSizeF(font.pointSizeF() * 1.25)
+        painter.setFont(font)
+        painter.drawText(
+            self.viewport().rect(),
+            Qt.AlignmentFlag.AlignCenter,
+            "Drop images here, paste (Ctrl+V) or open one (Ctrl+O)\n"
+            "— or write a prompt and press Generate.",
+        )
+        painter.restore()
+
     # -- background --------------------------------------------------------------------------
     def drawBackground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802
         super().drawBackground(painter, rect)

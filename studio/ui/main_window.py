@@ -200,6 +200,8 @@ class MainWindow(QMainWindow):
         self.canvas.setObjectName("canvas")
         self.setCentralWidget(self.canvas)
         self.canvas.set_brush(self.settings.brush_size, self.settings.brush_hardness)
+        light = self.settings.theme == "light"
+        self.canvas.setBackgroundBrush(QColor("#bcbcc2" if light else "#28282c"))
         self.canvas.brush_color = QColor(self.settings.brush_color)
         self.canvas.files_dropped.connect(self.on_files_dropped)
         self.canvas.image_dropped.connect(self.on_image_dropped)
@@ -708,6 +710,7 @@ class MainWindow(QMainWindow):
         app = QApplication.instance()
         if app is not None:
             apply_theme(app, theme)
+        self.canvas.setBackgroundBrush(QColor("#bcbcc2" if theme == "light" else "#28282c"))
         if theme in self.theme_actions:
             self.theme_actions[theme].setChecked(True)
 

@@ -90,6 +90,7 @@ class _Engine(QObject):
         self.mailbox = mailbox
         self.threads = threads
         self.runner = None
+        self.torch_threads = 0  # intra-op threads torch uses in this thread (0: not loaded)
 
     @Slot()
     def warm_up(self) -> None:
@@ -117,6 +118,7 @@ class _Engine(QObject):
             return
         n = self.threads or max(1, (os.cpu_count() or 2) - 1)
         torch.set_num_threads(n)
+        self.torch_threads = torch.get_num_threads()
 
     @Slot(int, object, object)
     def run_job(self, job_id: int, request: object, token: CancelToken) -> None:

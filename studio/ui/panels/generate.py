@@ -60,16 +60,24 @@ def scheduler_names() -> list[str]:
         return list(_FALLBACK_SCHEDULERS)
 
 
-def model_choices(recent: list[str]) -> list[str]:
-    """Recent models first, then catalog ids (txt2img/inpaint), then local model folders."""
-    out: list[str] = []
-    out += [m for m in recent if m]
+def catalog_models() -> dict[str, dict]:
+    """Catalog ids of generation models -> their recommended settings (steps, guidance,
+    scheduler, ...); empty when the catalog is unavailable."""
     try:
         from studio.core.catalog import load_catalog
 
-        out += [e.id for e in load_catalog() if e.kind in ("txt2img", "inpaint")]
+        return {
+            e.id: dict(e.recommended) for e in load_catalog() if e.kind in ("txt2img", "inpaint")
+        }
     except Exception:  # noqa: BLE001 - the picker stays editable without a catalog
-        pass
+        return {}
+
+
+def model_choices(recent: list[str], catalog: dict[str, dict] | None = None) -> list[str]:
+    """Recent models first, then catalog ids (txt2img/inpaint), then local model folders."""
+    out: list[str] = []
+    out += [m for m in recent if m]
+    out += list(catalog if catalog is not None else catalog_models())
     home = os.environ.get("STUDIO_HOME")
     if home:
         root = Path(home) / "models"
@@ -110,9 +118,11 @@ class GeneratePanel(QWidget):
         self.model_combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
         self.model_combo.setToolTip("Catalog id, Hugging Face repo id, local folder or file")
         recent = list(self.settings.recent_models) if self.settings else []
-        self.model_combo.addItems(model_choices(recent))
+        self.recommended = catalog_models()
+        self.model_combo.addItems(model_choices(recent, self.recommended))
         if self.settings and self.settings.model:
             self.model_combo.setCurrentText(self.settings.model)
+        self.model_combo.textActivated.connect(self.apply_recommended)
         browse = QToolButton()
         browse.setText("…")
         browse.setToolTip("Choose a local model folder")
@@ -120,10 +130,10 @@ class GeneratePanel(QWidget):
 
         self.prompt = QPlainTextEdit()
         self.prompt.setPlaceholderText("Prompt: what to make")
-        self.prompt.setFixedHeight(72)
+        self.prompt.setFixedHeight(64)
         self.negative = QPlainTextEdit()
         self.negative.setPlaceholderText("Negative prompt: what to avoid")
-        self.negative.setFixedHeight(44)
+        self.negative.setFixedHeight(40)
 
         self.steps = QSpinBox()
         self.steps.setRange(1, 150)
@@ -170,6 +180,8 @@ class GeneratePanel(QWidget):
         for m in PREVIEW_MODES:
             self.preview_mode.addItem(m, m)
         self._load_settings()
+        if not (self.settings and self.settings.model):
+            self.apply_recommended(self.model_combo.currentText())  # first run
 
         self.generate_button = QPushButton("Generate")
         self.generate_button.setObjectName("primary")
@@ -338,6 +350,22 @@ class GeneratePanel(QWidget):
             self.height_spin.setValue(max(64, min(2048, h // 8 * 8)))
         self.width_spin.setEnabled(not (self.match_region.isChecked() and not self._doc_empty()))
         self.height_spin.setEnabled(self.width_spin.isEnabled())
+
+    @Slot(str)
+    def apply_recommended(self, model: str) -> None:
+        """Use the catalog's recommended steps, guidance and sampler for ``model`` (e.g. 1
+        step and guidance 0 for the Turbo models)."""
+        rec = self.recommended.get(model)
+        if not rec:
+            return
+        if "steps" in rec:
+            self.steps.setValue(int(rec["steps"]))
+        if "guidance" in rec:
+            self.guidance.setValue(float(rec["guidance"]))
+        i = self.scheduler.findData(rec.get("scheduler", ""))
+        self.scheduler.setCurrentIndex(max(0, i))
+        if "strength" in rec:
+            self.strength.setValue(float(rec["strength"]))
 
     @Slot()
     def browse_model(self) -> None:
@@ -545,7 +573,8 @@ class GeneratePanel(QWidget):
             item.setSizeHint(row.sizeHint())
             self.queue_list.addItem(item)
             self.queue_list.setItemWidget(item, row)
-        self.queue_label.setText(f"Queue ({len(jobs)})" if jobs else "Queue (empty)")
+        self.queue_label.setText(f"Queue ({len(jobs)})" if jobs else "Queue: empty")
+        self.queue_list.setVisible(bool(jobs))  # room for the form while nothing waits
 
     @Slot()
     def _cancel_clicked(self) -> None:

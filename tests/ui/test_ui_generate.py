@@ -1,0 +1,202 @@
+"""The Generate panel: queue and per-job cancel, progress, results as layers + history,
+img2img/inpaint requests from the canvas, A1111 parameters from a dropped PNG, catalog
+recommendations. The engine handler is replaced by a slow fake here (the real tiny-model run
+is in test_ui_worker.py)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox, QToolButton
+
+from studio.core.imageio import save_image
+from studio.engine import runner as runner_mod
+from studio.engine.requests import GenerateRequest
+
+SB = QMessageBox.StandardButton
+SEEN: list[GenerateRequest] = []
+
+
+def slow_generate(ctx, request: GenerateRequest):
+    SEEN.append(request)
+    for i in range(request.steps):
+        ctx.check()
+        time.sleep(0.03)
+        ctx.progress(i + 1, request.steps)
+        ctx.preview(
+            np.full((request.height // 8, request.width // 8, 3), 90, np.uint8),
+            i + 1,
+            request.steps,
+        )
+    images = [
+        np.full((request.height, request.width, 3), 40 + 50 * k, np.uint8)
+        for k in range(request.count)
+    ]
+    meta = [
+        {
+            "prompt": request.prompt,
+            "seed": request.seed + k,
+            "steps": request.steps,
+            "cfg_scale": request.guidance,
+            "model": request.model,
+        }
+        for k in range(request.count)
+    ]
+    return ctx.finished(images, meta)
+
+
+@pytest.fixture
+def fake_engine(monkeypatch):
+    monkeypatch.setitem(runner_mod.HANDLERS, GenerateRequest, f"{__name__}:slow_generate")
+    SEEN.clear()
+
+
+@pytest.fixture
+def panel(window, fake_engine):
+    window.worker.start(warm_up=False)
+    p = window.panels["Generate"]
+    p.model_combo.setCurrentText("fake-model")
+    p.prompt.setPlainText("a lighthouse")
+    return p
+
+
+def queue_buttons(panel):
+    out = []
+    for i in range(panel.queue_list.count()):
+        row = panel.queue_list.itemWidget(panel.queue_list.item(i))
+        out.append(row.findChild(QToolButton))
+    return out
+
+
+def test_generate_queues_and_each_job_is_cancellable(qtbot, window, panel, photos):
+    window.open_paths([photos.chelsea])
+    panel.steps.setValue(60)  # ~2 s per job
+    for _ in range(3):
+        panel.generate_button.click()
+    assert panel.queue_list.count() == 3 and panel.queue_list.isVisible()
+    assert panel.generate_button.text() == "Queue (3)"
+    assert panel.cancel_button.isEnabled()
+    qtbot.waitUntil(lambda: panel.progress.format().startswith("Step"), timeout=10000)
+    qtbot.waitUntil(lambda: "left" in panel.progress.format(), timeout=10000)  # an ETA
+    buttons = queue_buttons(panel)
+    assert len(buttons) == 3
+    buttons[2].click()  # cancel the last queued job
+    assert panel.queue_list.count() == 2
+    panel.cancel_button.click()  # cancel the running one; the second job starts
+    qtbot.waitUntil(
+        lambda: window.worker.running_job is not None and panel.queue_list.count() == 1,
+        timeout=10000,
+    )
+    qtbot.waitUntil(lambda: not window.worker.busy, timeout=20000)
+    assert len(SEEN) == 2  # the cancelled queued job never ran
+    gen = [la for la in window.model.doc.layers if la.kind == "image" and la.metadata]
+    assert len(gen) == 1
+    assert gen[0].offset == (0, 0) and gen[0].size == (448, 296)
+    assert len(window.model.doc.history) == 1 and panel.history.count() == 1
+    assert panel.generate_button.text() == "Generate" and not panel.queue_list.isVisible()
+
+
+def test_results_land_in_region_as_one_undo_step_each(qtbot, window, panel, photos):
+    window.open_paths([photos.astronaut])
+    window.model.set_selection((128, 64, 96, 80))
+    panel.count.setValue(2)
+    panel.steps.setValue(2)
+    assert (panel.width_spin.value(), panel.height_spin.value()) == (96, 80)
+    n = window.model.undo.count()
+    with qtbot.waitSignal(window.worker.finished, timeout=10000):
+        panel.generate()
+    layers = [la for la in window.model.doc.layers if la.metadata]
+    assert [la.offset for la in layers] == [(128, 64), (128, 64)]
+    assert window.model.undo.count() == n + 2
+    assert tuple(window.composite()[100, 150, :3]) == (90, 90, 90)  # the top result
+    assert panel.previews_received >= 1
+    window.act_undo.trigger()
+    assert tuple(window.composite()[100, 150, :3]) == (40, 40, 40)
+
+
+def test_txt2img_on_empty_document_creates_it(qtbot, window, panel):
+    panel.width_spin.setValue(96)
+    panel.height_spin.setValue(64)
+    panel.steps.setValue(2)
+    with qtbot.waitSignal(window.worker.finished, timeout=10000):
+        panel.generate()
+    assert window.image_size() == (96, 64)
+    assert SEEN[-1].init_image is None and SEEN[-1].mask is None
+
+
+def test_img2img_and_inpaint_requests_use_region_and_mask(qtbot, window, panel, photos):
+    window.open_paths([photos.astronaut])
+    window.model.set_selection((64, 32, 128, 96))
+    panel.source.setCurrentIndex(panel.source.findData("img2img"))
+    panel.strength.setValue(0.4)
+    request, region = panel.build_request()
+    assert region == (64, 32, 128, 96)
+    assert request.init_image.shape == (96, 128, 3) and request.strength == 0.4
+    assert np.array_equal(request.init_image, window.composite()[32:128, 64:192, :3])
+
+    panel.source.setCurrentIndex(panel.source.findData("inpaint"))
+    assert panel.generate() is None  # no mask yet: a clear message instead of a job
+    assert "mask" in window._errors[-1].text().lower()
+    mask = np.zeros((512, 512), np.uint8)
+    mask[40:60, 70:90] = 255
+    window.set_mask(mask)
+    request, _ = panel.build_request()
+    assert request.mask.shape == (96, 128)
+    assert request.mask[10, 10] == 255 and request.mask[50, 100] == 0
+
+
+def test_dropped_a1111_png_offers_its_parameters(qtbot, window, panel, tmp_path):
+    path = tmp_path / "a1111.png"
+    text = (
+        "a castle on a hill, golden hour\nNegative prompt: fog\n"
+        "Steps: 12, Sampler: Euler a, CFG scale: 5.5, Seed: 77, Size: 64x64, Model: foo"
+    )
+    save_image(path, np.zeros((64, 64, 3), np.uint8), parameters=text)
+    window.answers.queue = [SB.Yes]
+    window.on_files_dropped([str(path)])
+    assert window.answers.asked[-1][0] == "Generation parameters"
+    assert panel.prompt.toPlainText() == "a castle on a hill, golden hour"
+    assert panel.negative.toPlainText() == "fog"
+    assert panel.steps.value() == 12 and panel.guidance.value() == 5.5
+    assert panel.seed.value() == 77 and not panel.random_seed.isChecked()
+    assert panel.scheduler.currentText() == "Euler a"
+    assert panel.model_combo.currentText() == "foo"
+
+
+def test_history_reapplies_parameters(qtbot, window, panel, photos):
+    window.open_paths([photos.chelsea])
+    panel.steps.setValue(3)
+    panel.random_seed.setChecked(False)
+    panel.seed.setValue(4242)
+    with qtbot.waitSignal(window.worker.finished, timeout=10000):
+        panel.generate()
+    panel.seed.setValue(1)
+    panel.prompt.setPlainText("something else")
+    item = panel.history.item(0)
+    panel.history.itemDoubleClicked.emit(item)
+    assert panel.seed.value() == 4242 and panel.prompt.toPlainText() == "a lighthouse"
+    panel.reuse_seed.click()
+    assert panel.seed.value() == 4242
+
+
+def test_catalog_recommendations_are_applied(window, panel):
+    if "sd-turbo" not in panel.recommended:
+        pytest.skip("no catalog")
+    panel.model_combo.textActivated.emit("sd-turbo")
+    assert panel.steps.value() == 1 and panel.guidance.value() == 0.0
+    assert panel.scheduler.currentText() == "Euler"
+
+
+def test_escape_cancels_running_job(qtbot, window, panel, photos):
+    window.open_paths([photos.chelsea])
+    panel.steps.setValue(500)
+    panel.generate()
+    qtbot.waitUntil(lambda: panel.progress.format().startswith("Step"), timeout=10000)
+    with qtbot.waitSignal(window.worker.cancelled, timeout=5000):
+        window.canvas.setFocus()
+        qtbot.keyClick(window.canvas, Qt.Key.Key_Escape)
+    assert panel.progress.format() == "Cancelled"
+    assert not [la for la in window.model.doc.layers if la.metadata]
