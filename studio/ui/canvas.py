@@ -151,7 +151,7 @@ class CanvasView(QGraphicsView):
         self.setAcceptDrops(True)
         self.setMouseTracking(True)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
         self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
         self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
         self.setDragMode(QGraphicsView.DragMode.NoDrag)
@@ -267,13 +267,24 @@ class CanvasView(QGraphicsView):
     def set_zoom(self, z: float) -> None:
         z = min(MAX_ZOOM, max(MIN_ZOOM, z))
         self._fit_on_resize = False
+        center = self.mapToScene(self.viewport().rect().center())
         self.setTransform(self.transform().fromScale(z, z))
+        self.centerOn(center)
         self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, z < 1.0)
         self.zoom_changed.emit(z)
         self._update_cursor_item()
 
-    def zoom_by(self, factor: float) -> None:
+    def zoom_by(self, factor: float, anchor: QPointF | None = None) -> None:
+        """Zoom keeping the document point under ``anchor`` (viewport coordinates; default
+        the centre) where it is."""
+        vp = self.viewport().rect()
+        anchor = anchor if anchor is not None else QPointF(vp.center())
+        before = self.mapToScene(anchor.toPoint())
+        center = self.mapToScene(vp.center())
         self.set_zoom(self.zoom * factor)
+        after = self.mapToScene(anchor.toPoint())
+        self.centerOn(center + (before - after))
+        self._update_cursor_item()
 
     def zoom_in(self) -> None:
         self.zoom_by(1.25)
@@ -306,7 +317,7 @@ class CanvasView(QGraphicsView):
         if event.modifiers() & Qt.KeyboardModifier.ShiftModifier or dy == 0:
             super().wheelEvent(event)  # Shift+wheel scrolls
             return
-        self.zoom_by(math.pow(1.0015, dy))
+        self.zoom_by(math.pow(1.0015, dy), event.position())
 
     # -- tools -------------------------------------------------------------------------------
     def set_tool(self, tool: str) -> None:

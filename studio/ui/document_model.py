@@ -257,8 +257,9 @@ class PaintCommand(QUndoCommand):
         self._applied = True
 
     def redo(self) -> None:
-        if self._applied:  # the stroke is on the pixels already
+        if self._applied:  # the stroke is on the pixels already: just tell the views
             self._applied = False
+            self.model.pixels_changed.emit(self.uid, self.rect)
             return
         self.model._write(self.uid, self.rect[0], self.rect[1], self.after)
 

@@ -295,3 +295,40 @@ def test_export_keeps_generation_metadata(window, photos, tmp_path):
         assert got["prompt"] == "a red fox" and got["seed"] == 42, ext
         arr = load_image(out, "RGB")
         assert arr.shape == (300, 451, 3)
+
+
+def test_wheel_zooms_around_the_cursor(window, photos):
+    from PySide6.QtCore import QPoint as _P
+    from PySide6.QtGui import QWheelEvent
+
+    window.open_paths([photos.astronaut])
+    view = window.canvas
+    view.actual_size()
+    vp = view.viewport()
+    at = _P(vp.width() // 3, vp.height() // 3)
+    under = view.mapToScene(at)
+    event = QWheelEvent(
+        QPointF(at),
+        QPointF(vp.mapToGlobal(at)),
+        _P(0, 0),
+        _P(0, 240),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
+    QApplication.sendEvent(vp, event)
+    assert view.zoom > 1.3
+    after = view.mapToScene(at)
+    assert abs(after.x() - under.x()) < 3 and abs(after.y() - under.y()) < 3
+
+
+def test_layer_thumbnail_follows_a_stroke(window, photos):
+    window.open_paths([photos.chelsea])
+    window.canvas.actual_size()
+    mask_row = window.layers_panel.list.item(0)
+    before = mask_row.icon().pixmap(40, 40).toImage()
+    window.canvas.set_brush(size=120, hardness=1.0)
+    stroke(window.canvas, [(150, 150), (300, 150)])
+    after = window.layers_panel.list.item(0).icon().pixmap(40, 40).toImage()
+    assert before != after

@@ -254,3 +254,38 @@ def test_generate_with_tiny_model_lands_on_canvas(qtbot, window, photos, tiny_mo
     assert np.array_equal(window.composite(), before)
     window.act_redo.trigger()
     assert np.array_equal(window.composite(), after)
+
+
+class _CancelOnFirstPreview:
+    def __init__(self, worker) -> None:
+        self.worker = worker
+        self.previews = 0
+        worker.preview.connect(self.on_preview)
+
+    def on_preview(self, job_id, image, region) -> None:
+        self.previews += 1
+        self.worker.cancel(job_id)
+
+
+def test_cancel_real_tiny_model_mid_run(qtbot, window, photos, tiny_models):
+    pytest.importorskip("studio.engine.generate")
+    from studio.engine.requests import GenerateRequest
+
+    window.open_paths([photos.chelsea])
+    window.start_engine()
+    canceller = _CancelOnFirstPreview(window.worker)
+    rec = Recorder(window.worker)
+    req = GenerateRequest(
+        model=str(tiny_models.sd), prompt="x", steps=400, width=64, height=64, preview="latent"
+    )
+    with qtbot.waitSignal(window.worker.cancelled, timeout=300_000):
+        job = window.worker.submit(req, region=(0, 0, 64, 64))
+    steps = [e[2] for e in rec.events if e[0] == "progress" and e[1] == job]
+    assert canceller.previews >= 1 and max(steps) < 400
+    assert "finished" not in rec.kinds(job)
+    assert not [la for la in window.model.doc.layers if la.metadata]
+    window.worker.preview.disconnect(canceller.on_preview)
+    with qtbot.waitSignal(window.worker.finished, timeout=300_000):  # the app stays usable
+        window.worker.submit(
+            GenerateRequest(model=str(tiny_models.sd), prompt="y", steps=2, width=64, height=64)
+        )
