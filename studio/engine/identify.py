@@ -119,6 +119,17 @@ def _inert(*args: Any, **kwargs: Any) -> None:
     return None
 
 
+class _Inert:
+    """Stand-in for plain values stored next to the weights (numpy scalars such as
+    ``global_step``): constructed from nothing, accepts and drops any state."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+
 class _ScriptObject:
     """Stand-in for a TorchScript class (``__torch__.*``): it only stores its attributes."""
 
@@ -182,10 +193,10 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("torch.jit._pickle", "restore_type_tag"): _identity,
     # Plain numbers some training scripts store next to the weights (global_step, epoch):
     # replaced by None, never constructed.
-    ("numpy.core.multiarray", "scalar"): _inert,
-    ("numpy._core.multiarray", "scalar"): _inert,
-    ("numpy", "dtype"): _inert,
-    ("_codecs", "encode"): _inert,
+    ("numpy.core.multiarray", "scalar"): _Inert,
+    ("numpy._core.multiarray", "scalar"): _Inert,
+    ("numpy", "dtype"): _Inert,
+    ("_codecs", "encode"): _Inert,
 }
 
 
@@ -525,11 +536,12 @@ def identify(path: str | Path) -> Identified:
         if arch == "LaMa":
             return result("lama", None, "LaMa inpainting model", architecture=arch, **extra)
         if purpose in ("SR", "Restoration", "FaceSR"):
-            what = (
-                f"{arch} upscaler x{scale}"
-                if scale and scale > 1
-                else f"{arch} {purpose.lower()} model (1x)"
-            )
+            if scale is None:
+                what = f"{arch} upscaler (scale not known until loaded)"
+            elif scale > 1:
+                what = f"{arch} upscaler x{scale}"
+            else:
+                what = f"{arch} {purpose.lower()} model (1x)"
             return result(
                 "upscaler", None, what, architecture=arch, scale=scale, purpose=purpose, **extra
             )

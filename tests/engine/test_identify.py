@@ -41,7 +41,11 @@ def test_checkpoint_in_pickle_ckpt_with_state_dict_wrapper(tmp_path):
     small["model.diffusion_model.input_blocks.0.0.weight"] = torch.zeros(320, 9, 3, 3)
     key = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
     small[key] = torch.zeros(320, 768, dtype=torch.float16)
-    torch.save({"state_dict": small, "global_step": 470000, "epoch": 6}, tmp_path / "m.ckpt")
+    import numpy as np
+
+    # numpy scalars next to the weights (as some trainers store global_step) are tolerated.
+    extra = {"global_step": np.int64(470000), "epoch": 6, "lr": np.float32(1e-4)}
+    torch.save({"state_dict": small, **extra}, tmp_path / "m.ckpt")
     found = identify(tmp_path / "m.ckpt")
     assert (found.kind, found.base, found.format) == ("inpaint", "sd1", "pickle")
 

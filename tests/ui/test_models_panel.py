@@ -313,3 +313,17 @@ def test_main_window_docks_the_panel(window, qtbot):
     qtbot.waitUntil(lambda: panel._first_scan_done, timeout=10000)
     assert panel.starter_dialog is None
     _wait_threads(qtbot, panel)
+
+
+def test_add_user_folder(qtbot, env, tmp_path):
+    panel, _ = _panel(qtbot)
+    assert _item(panel, "realesrgan-x4plus")[0] == "Available"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "RealESRGAN_x4plus.pth").write_bytes(b"x")
+    panel.add_folder(str(mine))
+    qtbot.waitUntil(lambda: _item(panel, "realesrgan-x4plus")[0] == "Installed", timeout=10000)
+    _wait_threads(qtbot, panel)
+    from studio.engine import store
+
+    assert store.load_settings()["folders"] == [str(mine)]

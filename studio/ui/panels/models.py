@@ -281,7 +281,13 @@ class ModelsPanel(QWidget):
         self.import_button = QPushButton("Import…")
         self.import_button.setToolTip("Add a .safetensors/.ckpt/.pth model file you have")
         self.import_button.clicked.connect(self.choose_import)
-        for b in (self.download_button, self.remove_button, self.import_button):
+        self.folder_button = QPushButton("Add folder…")
+        self.folder_button.setToolTip(
+            "Also use models from a folder of yours (files named like catalog models, "
+            "diffusers folders named by catalog id, LoRAs in a lora/ subfolder)"
+        )
+        self.folder_button.clicked.connect(self.choose_folder)
+        for b in (self.download_button, self.remove_button, self.import_button, self.folder_button):
             buttons.addWidget(b)
         layout.addLayout(buttons)
 
@@ -593,6 +599,23 @@ class ModelsPanel(QWidget):
     @Slot(str, str, str)
     def _on_import_failed(self, path: str, message: str, detail: str) -> None:
         self._error(message, detail)
+
+    # -- user folders ----------------------------------------------------------------------
+    @Slot()
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a models folder")
+        if folder:
+            self.add_folder(folder)
+
+    def add_folder(self, folder: str) -> None:
+        """Remember ``folder`` in models.json (searched for installed models) and rescan."""
+        from studio.engine import store
+
+        folders = [f for f in store.load_settings().get("folders", []) if isinstance(f, str)]
+        if folder not in folders:
+            store.update_settings(folders=[*folders, folder])
+        self.status_label.setText(f"Also looking for models in {folder}")
+        self.refresh()
 
     # -- first run -------------------------------------------------------------------------
     def maybe_offer_starter(self) -> bool:
