@@ -5,10 +5,13 @@
     studio control pose  --template [--people N] (--image I | --size WxH) --out OUT [--json J]
     studio control pose  --from-json KEYPOINTS.json --out OUT
 
-``pose`` detects people with the OpenPose body model (``--model``: a folder holding
-body_pose_model.pth, the file itself, or the catalog id ``openpose``; default: the installed
-one), and their hands and faces when hand_pose_model.pth / facenet.pth sit beside it. Without a detector it exits 3 and says how to get one; ``--template`` renders a default
-skeleton instead and ``--from-json`` renders OpenPose JSON (e.g. from a pose editor).
+``pose`` detects people (``--model``: a folder holding DWPose's yolox_l.onnx +
+dw-ll_ucoco_384.onnx or OpenPose's body_pose_model.pth, such a file, or the catalog id
+``dwpose`` / ``openpose``; default: installed DWPose if onnxruntime is available, else
+OpenPose), with hands and faces (DWPose always; OpenPose when hand_pose_model.pth /
+facenet.pth sit beside the body model). Without a detector it exits 3 and says how to get
+one; ``--template`` renders a default skeleton instead and ``--from-json`` renders OpenPose
+JSON (e.g. from a pose editor).
 Exit codes: 0 done, 2 bad input, 3 model missing, 130 cancelled.
 """
 
@@ -43,8 +46,8 @@ def register(subparsers) -> None:
     q.add_argument("--image", help="input image (needed unless --from-json)")
     q.add_argument(
         "--model",
-        help="pose detector: folder with body_pose_model.pth, the file, or 'openpose' "
-        "(default: the installed one)",
+        help="pose detector: 'dwpose', 'openpose', or a folder/file of either "
+        "(default: the installed one, DWPose first)",
     )
     q.add_argument("--out", required=True, help="output control image (.png, .jpg, .webp)")
     q.add_argument("--json", metavar="KEYPOINTS.json", help="also write the keypoints here")

@@ -1,8 +1,8 @@
 """ControlNet preprocessing jobs (``PreprocessRequest``): Canny edges (params low, high,
-blur), scribbles from painted strokes (threshold), and OpenPose detection (params model,
-hands, face; hands and face are detected when their model files sit beside the body model).
-The pose job returns the rendered control image and the keypoints as OpenPose JSON in
-``Finished.extra["pose"]``."""
+blur), scribbles from painted strokes (threshold), and pose detection (params model, hands,
+face) with DWPose through onnxruntime or the OpenPose networks (see
+``pose_detect.find_pose_model``). The pose job returns the rendered control image and the
+keypoints as OpenPose JSON in ``Finished.extra["pose"]``."""
 
 from __future__ import annotations
 
@@ -46,14 +46,14 @@ def run_preprocess(ctx: JobContext, req: PreprocessRequest) -> Finished:
 
 
 def _run_pose(ctx: JobContext, req: PreprocessRequest) -> Finished:
-    from studio.engine.pose_detect import PoseDetector, find_body_weights
+    from studio.engine.pose_detect import find_pose_model, load_detector
 
     model = req.param("model") or None
-    path = find_body_weights(str(model) if model else None)  # ModelError if not installed
+    kind, path = find_pose_model(str(model) if model else None)  # ModelError if none
     ctx.progress(0, 3, "loading pose model")
     detector = ctx.runner.cache(
-        f"pose:{path}:{req.device or ''}",
-        lambda: PoseDetector.load(str(path), req.device),
+        f"pose:{kind}:{path}:{req.device or ''}",
+        lambda: load_detector(kind, path, req.device),
     )
     ctx.check()
     ctx.progress(1, 3, "detecting")
@@ -68,9 +68,10 @@ def _run_pose(ctx: JobContext, req: PreprocessRequest) -> Finished:
     ctx.progress(3, 3)
     meta = {
         "control": "pose",
+        "detector": kind,
         "model": str(path),
         "people": len(pose.people),
-        "hands": detector.hand is not None,  # type: ignore[union-attr]
-        "face": detector.face is not None,  # type: ignore[union-attr]
+        "hands": detector.has_hands,  # type: ignore[union-attr]
+        "face": detector.has_face,  # type: ignore[union-attr]
     }
     return ctx.finished([image], [meta], {"pose": pose.to_dict()})

@@ -363,6 +363,88 @@ def _catalog_or_cache() -> Path | None:
         return None
 
 
+def _installed_dwpose() -> Path | None:
+    """The DWPose ONNX pair where the model manager or the user put it, or None."""
+    from studio.engine import dwpose
+
+    folder = _studio_home() / "models" / "pose-detector" / dwpose.CATALOG_ID
+    if dwpose.is_dwpose_folder(folder):
+        return folder
+    try:
+        from studio.core.catalog import load_catalog
+        from studio.engine.store import find_installed
+
+        entry = load_catalog().get(dwpose.CATALOG_ID)
+        found = find_installed(entry) if entry is not None else None
+        if found is not None and dwpose.is_dwpose_folder(Path(found)):
+            return Path(found)
+    except Exception:  # noqa: BLE001 - a broken catalog must not hide the HF cache
+        pass
+    try:
+        from huggingface_hub import hf_hub_download
+
+        files = [
+            Path(hf_hub_download(dwpose.REPO_ID, f, local_files_only=True))
+            for f in (dwpose.DET_FILE, dwpose.POSE_FILE)
+        ]
+        if files[0].parent == files[1].parent:
+            return files[0].parent
+    except Exception:  # noqa: BLE001 - not cached
+        pass
+    return None
+
+
+def find_pose_model(model: str | None = None) -> tuple[str, Path]:
+    """Which detector ``model`` names: ("dwpose", folder with the ONNX pair) or ("openpose",
+    body_pose_model.pth). ``model`` is a folder or file, "dwpose"/"openpose" (or their
+    Hugging Face repo ids), or None: DWPose when it is installed and onnxruntime is
+    available, else OpenPose. Raises ModelError saying how to get one."""
+    from studio.engine import dwpose
+
+    ref = (model or "").strip()
+    if ref in (dwpose.CATALOG_ID, dwpose.REPO_ID):
+        folder = _installed_dwpose()
+        if folder is None:
+            raise ModelError(
+                f"DWPose is not installed; get it with `studio models download "
+                f"{dwpose.CATALOG_ID}` (or put {dwpose.DET_FILE} and {dwpose.POSE_FILE} from "
+                f"{dwpose.REPO_ID} in a folder and pass it as the model)"
+            )
+        return "dwpose", folder
+    if ref and ref not in (CATALOG_ID, REPO_ID):
+        p = Path(ref).expanduser()
+        folder = p.parent if p.is_file() and p.suffix.lower() == ".onnx" else p
+        if folder.is_dir() and dwpose.is_dwpose_folder(folder):
+            return "dwpose", folder
+        if p.is_file() and p.suffix.lower() == ".onnx":
+            raise ModelError(
+                f"{p.name}: DWPose needs {dwpose.DET_FILE} and {dwpose.POSE_FILE} side by side"
+            )
+        return "openpose", find_body_weights(ref)
+    if not ref:
+        folder = _installed_dwpose()
+        if folder is not None and dwpose.onnxruntime_available():
+            return "dwpose", folder
+        try:
+            return "openpose", find_body_weights(None)
+        except ModelError as e:
+            raise ModelError(
+                "No pose detector model is installed; get one with `studio models download "
+                f"openpose` or `studio models download dwpose`, or put {BODY_FILE} (from "
+                f"{REPO_ID}) in {default_model_folder()}"
+            ) from e
+    return "openpose", find_body_weights(ref)
+
+
+def load_detector(kind: str, path: str | os.PathLike, device: str | None = None):
+    """A detector object with ``detect(image, check=, hands=, face=) -> Pose``."""
+    if kind == "dwpose":
+        from studio.engine.dwpose import DWPoseDetector
+
+        return DWPoseDetector.load(path, device)
+    return PoseDetector.load(str(path), device)
+
+
 # -- inference --------------------------------------------------------------------------------------
 def _pad_right_down(img: np.ndarray, stride: int, value: int) -> tuple[np.ndarray, int, int]:
     h, w = img.shape[:2]
@@ -620,6 +702,16 @@ def _conf(v: float) -> float:
 class PoseDetector:
     """OpenPose detection from an RGB(A) image to a :class:`Pose`: bodies, and hands and
     faces when their models are loaded."""
+
+    kind = "openpose"
+
+    @property
+    def has_hands(self) -> bool:
+        return self.hand is not None
+
+    @property
+    def has_face(self) -> bool:
+        return self.face is not None
 
     def __init__(
         self,

@@ -116,3 +116,19 @@ def test_missing_kind_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as e:
         main(["control"])
     assert e.value.code == 2
+
+
+def test_pose_with_dwpose_models(photos, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from studio.engine.dwpose import write_random_models
+
+    folder = write_random_models(tmp_path / "dwpose")
+    out, js = tmp_path / "dw.png", tmp_path / "dw.json"
+    rc = main(["control", "pose", "--image", str(photos.chelsea), "--model", str(folder), "--out", str(out), "--json", str(js)])  # fmt: skip
+    assert rc == 0
+    pose = Pose.load(js)
+    assert (pose.width, pose.height) == (451, 300)
+    assert all(p.hand_left is not None and p.face is not None for p in pose.people)
+    assert np.array_equal(load_image(out, "RGB"), pose.render())
+    assert json.loads(read_text_chunks(out)["studio"])["source"] == "detected"

@@ -184,14 +184,15 @@ class ControlPanel(QWidget):
         layout.addWidget(scribble)
 
         # -- pose ------------------------------------------------------------------------------
-        pose_box = QGroupBox("Pose (OpenPose)")
+        pose_box = QGroupBox("Pose (OpenPose skeleton)")
         pl = QVBoxLayout(pose_box)
         row = QHBoxLayout()
         self.pose_model = QLineEdit()
-        self.pose_model.setPlaceholderText("installed OpenPose, or a folder/file")
+        self.pose_model.setPlaceholderText("installed detector, or a folder")
         self.pose_model.setToolTip(
-            "Folder holding body_pose_model.pth (lllyasviel/Annotators), the file, or empty "
-            "for the installed 'openpose' model (Models panel / studio models download openpose)"
+            "Empty: the installed DWPose (needs onnxruntime) or OpenPose model (Models panel, "
+            "or `studio models download dwpose|openpose`). Or a folder holding "
+            "yolox_l.onnx + dw-ll_ucoco_384.onnx (DWPose) or body_pose_model.pth (OpenPose)."
         )
         row.addWidget(self.pose_model, 1)
         browse = QPushButton("…")
@@ -469,7 +470,7 @@ class ControlPanel(QWidget):
 
     # == pose ====================================================================================
     def _browse_pose_model(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Folder with body_pose_model.pth")
+        path = QFileDialog.getExistingDirectory(self, "Pose detector folder (DWPose or OpenPose)")
         if path:
             self.pose_model.setText(path)
 
