@@ -428,6 +428,8 @@ def find_pose_model(model: str | None = None) -> tuple[str, Path]:
         try:
             return "openpose", find_body_weights(None)
         except ModelError as e:
+            if folder is not None:  # DWPose is here but onnxruntime is not
+                dwpose._ort()
             raise ModelError(
                 "No pose detector model is installed; get one with `studio models download "
                 f"openpose` or `studio models download dwpose`, or put {BODY_FILE} (from "
