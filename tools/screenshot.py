@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     panel.prompt.setPlainText("a small red rocket flying over the stars, oil painting")
     panel.negative.setPlainText("blurry, text, watermark")
     panel.steps.setValue(args.steps)
+    panel.guidance.setValue(7.5)
+    panel.scheduler.setCurrentIndex(max(0, panel.scheduler.findData("Euler a")))
     panel.random_seed.setChecked(False)
     panel.seed.setValue(1234)
     window.start_engine()
