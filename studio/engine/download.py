@@ -38,7 +38,8 @@ from studio.core.catalog import Entry, format_size
 from studio.core.errors import JobCancelled, ModelError
 from studio.engine import store
 
-CHUNK = 1 << 20  # 1 MiB between cancel checks
+CHUNK = 1 << 20  # hashing block size
+READ_SIZE = 256 * 1024  # at most this much per network read: cancel and progress stay prompt
 DISK_MARGIN = 64 * 1024 * 1024  # keep this much free after a download
 USER_AGENT = "Studio-model-downloader/0.1"
 
@@ -348,7 +349,9 @@ def _fetch_into(
                 while True:
                     token.raise_if_cancelled()
                     try:
-                        chunk = response.read(CHUNK)
+                        # read1: whatever has arrived (up to READ_SIZE), so a slow link
+                        # still reports progress and sees a cancel within one read.
+                        chunk = response.read1(READ_SIZE)
                     except (
                         http.client.IncompleteRead,
                         ConnectionError,
