@@ -66,12 +66,14 @@ def canny_edges(
 
 
 def scribble_from_layer(image: np.ndarray, threshold: int = 32) -> np.ndarray:
-    """A scribble control image from strokes painted on a control layer: any stroke (opaque
-    and not black) becomes white, everything else black, as ControlNet scribble expects."""
+    """A scribble control image from strokes painted on a control layer, as ControlNet
+    scribble expects (white strokes on black). On an RGBA layer every stroke counts, whatever
+    its colour (its alpha above ``threshold``; the eraser removes it); on an RGB/gray image
+    the light pixels do."""
     if image.ndim == 2:
         on = image > threshold
     elif image.shape[2] == 4:
-        on = (image[..., 3] > threshold) & (image[..., :3].max(axis=2) > threshold)
+        on = image[..., 3] > threshold
     else:
         on = image[..., :3].max(axis=2) > threshold
     out = np.zeros((*on.shape, 3), dtype=np.uint8)

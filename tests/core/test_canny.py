@@ -53,7 +53,12 @@ def test_bad_input():
 def test_scribble_from_layer():
     layer = np.zeros((32, 32, 4), np.uint8)
     layer[10, 5:25] = (255, 255, 255, 255)  # a white stroke
-    layer[20, 5:25] = (0, 0, 0, 255)  # black paint = erased scribble
+    layer[20, 5:25] = (0, 0, 0, 255)  # a black stroke counts too
+    layer[25, 5:25] = (255, 255, 255, 10)  # nearly erased
     out = scribble_from_layer(layer)
     assert out.shape == (32, 32, 3)
-    assert (out[10, 5:25] == 255).all() and out[20].max() == 0 and out[0].max() == 0
+    assert (out[10, 5:25] == 255).all() and (out[20, 5:25] == 255).all()
+    assert out[25].max() == 0 and out[0].max() == 0
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    rgb[2] = 200
+    assert (scribble_from_layer(rgb)[2] == 255).all() and scribble_from_layer(rgb)[3].max() == 0

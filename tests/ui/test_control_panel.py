@@ -104,17 +104,30 @@ def test_canny_inside_selection(window, panel):
 
 
 def test_scribble_strokes_are_used_as_drawn(window, panel):
+    from PySide6.QtCore import QPointF, Qt
+    from PySide6.QtTest import QTest
+
     panel.add_scribble_layer()
     layer = window.model.doc.active_layer
     assert layer.kind == "control" and layer.metadata["control"] == "scribble"
     (ci,) = control_inputs(window)
-    assert ci.kind == "scribble" and not ci.image.any()
-    strokes = layer.pixels.copy()
-    strokes[100:104, 50:300] = (255, 255, 255, 255)
-    window.model.set_pixels(layer.uid, strokes, "Brush")
+    assert ci.kind == "scribble" and ci.model == "sd15-scribble" and not ci.image.any()
+
+    # the user paints on the (active) scribble layer with the canvas brush
+    window.canvas.set_tool("brush")
+    vp = window.canvas.viewport()
+    pts = [window.canvas.mapFromScene(QPointF(x, 200)) for x in (100, 200, 300, 400)]
+    QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pts[0])
+    for p in pts[1:]:
+        QTest.mouseMove(vp, p)
+    QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pts[-1])
+    assert window.model.doc.layer(layer.uid).pixels[..., 3].any()
     (ci,) = control_inputs(window)
-    assert (ci.image[100:104, 50:300] == 255).all()
-    assert ci.image.sum() == 4 * 250 * 3 * 255
+    assert (ci.image[200, 120:380] == 255).all()  # the stroke, white, whatever brush colour
+    assert not ci.image[:150].any() and not ci.image[250:].any()
+    window.model.undo.undo()  # undoing the stroke empties the guide again
+    (ci,) = control_inputs(window)
+    assert not ci.image.any()
 
 
 def test_default_skeleton_makes_a_pose_layer(window, panel):
