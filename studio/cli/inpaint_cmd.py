@@ -150,14 +150,24 @@ def run(args: argparse.Namespace) -> int:
             save_image(preview_dir / f"step_{counter['n']:03d}.png", event.image)
 
     if ext is not None:
+        # One job per pass (left/right, then top/bottom), each on the previous result.
+        from dataclasses import replace
+
         from studio.engine.inpaint import outpaint_request
 
-        request = outpaint_request(request, ext, overlap=args.overlap)
-    final = _run_cancellable(runner, lambda: runner.run(request, emit=emit))
-    if isinstance(final, Failed):
-        raise _error_for(final)
-    if not isinstance(final, Finished):
-        raise JobCancelled()
+        jobs = [(step, outpaint_request) for step in ext.passes()]
+    else:
+        jobs = [(None, None)]
+    final = None
+    for step, make in jobs:
+        if make is not None:
+            source = final.images[0] if final is not None else image
+            request = make(replace(request, image=source), step, overlap=args.overlap)
+        final = _run_cancellable(runner, lambda r=request: runner.run(r, emit=emit))
+        if isinstance(final, Failed):
+            raise _error_for(final)
+        if not isinstance(final, Finished):
+            raise JobCancelled()
     result, meta = final.images[0], (final.metadata[0] if final.metadata else {})
     save_image(out, result, parameters=format_parameters(meta), studio=meta)
     print(f"{out} ({final.extra.get('method', request.method)}, {final.seconds:.1f} s)")

@@ -42,6 +42,17 @@ class Extension:
     def empty(self) -> bool:
         return not (self.left or self.right or self.top or self.bottom)
 
+    def passes(self) -> list[Extension]:
+        """The extension split into at most two passes, left/right first, then top/bottom.
+        Opposite sides give separate mask blobs (two small crops in one job); adjacent sides
+        would join at the corner into one L- or ring-shaped blob whose crop is the whole
+        canvas, so they go in separate passes. The second pass spans the corners."""
+        out = [
+            Extension(left=self.left, right=self.right),
+            Extension(top=self.top, bottom=self.bottom),
+        ]
+        return [e for e in out if not e.empty]
+
     def new_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """(w, h) of the extended canvas for an image of ``size`` (w, h)."""
         w, h = size

@@ -188,9 +188,18 @@ def outpaint_request(request: InpaintRequest, ext: Extension, overlap: int = 32)
 
 
 def outpaint(ctx, request: InpaintRequest, ext: Extension, overlap: int = 32):
-    """Run :func:`outpaint_request` in this job; ``extra["offset"]`` = (-left, -top), where the
-    old image's origin lies relative to the new canvas's."""
-    done = run_inpaint(ctx, outpaint_request(request, ext, overlap))
+    """Outpaint in one job, in ``ext.passes()`` (left/right, then top/bottom, each pass on the
+    previous result), so every crop stays a strip along one side instead of the whole canvas.
+    ``extra["offset"]`` = (-left, -top), where the old image's origin lies relative to the
+    new canvas's."""
+    done = None
+    image = request.image
+    for step in ext.passes():
+        ctx.check()
+        done = run_inpaint(ctx, outpaint_request(replace(request, image=image), step, overlap))
+        image = done.images[0]
+    if done is None:
+        raise BadInput("the outpaint adds no pixels")
     extra = dict(done.extra, offset=(-ext.left, -ext.top))
     extra["outpaint"] = (ext.left, ext.right, ext.top, ext.bottom)
     return replace(done, extra=extra)

@@ -108,3 +108,11 @@ def test_seam_measure_detects_a_hard_seam(photos):
     g = column_steps(flat)
     interior = g[100:]
     assert g[96] > np.percentile(interior, 99)
+
+
+def test_passes_split_adjacent_sides():
+    assert Extension(left=8, right=4).passes() == [Extension(left=8, right=4)]
+    assert Extension(left=8, top=4).passes() == [Extension(left=8), Extension(top=4)]
+    assert Extension(5, 6, 7, 8).passes() == [Extension(5, 6), Extension(top=7, bottom=8)]
+    assert Extension(top=3).passes() == [Extension(top=3)]
+    assert Extension().passes() == []

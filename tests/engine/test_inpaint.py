@@ -337,3 +337,26 @@ def test_inpaint_pipeline_class_and_model_size(
     assert type(pipe).__name__ == cls
     assert pipe.unet.config.in_channels == channels
     assert model_target(pipe) == 64
+
+
+def test_outpaint_corner_runs_in_strips(runner, photos):
+    """Left + top would join into one L-shaped blob (crop = whole canvas); the two passes keep
+    every crop a strip along one side."""
+    from studio.core.cancel import CancelToken
+    from studio.engine.inpaint import outpaint
+    from studio.engine.runner import JobContext
+
+    img = load_image(photos.coffee)  # 600x400
+    events = []
+    ctx = JobContext(0, events.append, CancelToken(), runner)
+    req = InpaintRequest(image=img, mask=img[..., 0], method="telea", padding=16)
+    done = outpaint(ctx, req, Extension(left=64, top=48), overlap=16)
+    out = done.images[0]
+    assert out.shape == (448, 664, 3)
+    assert done.extra["offset"] == (-64, -48)
+    assert np.array_equal(out[48 + 16 :, 64 + 16 :], img[16:, 16:])
+    canvas_area = 448 * 664
+    crops = [e.region for e in events if isinstance(e, Preview)]
+    assert len(crops) == 2  # one strip per pass
+    for _, _, w, h in crops:
+        assert w * h < 0.25 * canvas_area

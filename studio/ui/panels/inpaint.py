@@ -143,6 +143,9 @@ class InpaintPanel(QWidget):
         self.job_id: int | None = None
         self._job_kind = ""
         self._job_ext: Extension | None = None
+        self._outpaint_passes: list[Extension] = []
+        self._outpaint_fields: dict = {}
+        self._outpaint_done = Extension()
         self._job_source: np.ndarray | None = None
         self.last_result: np.ndarray | None = None
 
@@ -484,8 +487,10 @@ class InpaintPanel(QWidget):
                     "Set how many pixels to add on a side, or an aspect ratio, first."
                 )
                 return
-            overlap = self.overlap_spin.value()
-            canvas, mask = extend(image, ext, overlap=overlap, seed=self.seed_spin.value())
+            W, H = ext.new_size((image.shape[1], image.shape[0]))
+            if W > 16384 or H > 16384:
+                self.host.show_error(f"The outpainted image would be {W}x{H}: too large.")
+                return
         except StudioError as e:
             self.host.show_error(e.message, e.detail)
             return
@@ -496,17 +501,37 @@ class InpaintPanel(QWidget):
         else:
             method, model = self._erase_method()
             fields = dict(method=method, model=model)
+        self._job_ext = ext
+        self._outpaint_passes = ext.passes()
+        self._outpaint_fields = fields
+        self._outpaint_done = Extension()
+        self._submit_outpaint_pass(image)
+
+    def _submit_outpaint_pass(self, image: np.ndarray) -> None:
+        """Submit the next pass (left/right, then top/bottom) on ``image``, the canvas so far.
+        Previews arrive in that canvas's coordinates, whose origin lies at minus the sides
+        added so far (the document grows once, when the last pass is done)."""
+        step = self._outpaint_passes.pop(0)
+        done = self._outpaint_done
+        total = Extension(
+            left=done.left + step.left,
+            right=done.right + step.right,
+            top=done.top + step.top,
+            bottom=done.bottom + step.bottom,
+        )
+        self._outpaint_done = total
+        canvas, mask = extend(
+            image, step, overlap=self.overlap_spin.value(), seed=self.seed_spin.value()
+        )
         request = InpaintRequest(
             image=canvas,
             mask=mask,
             padding=self.padding_spin.value(),
             feather=self.blend_spin.value(),
-            **fields,
+            **self._outpaint_fields,
         )
-        W, H = ext.new_size((image.shape[1], image.shape[0]))
-        self._job_ext = ext
-        # previews come in canvas coordinates; the canvas origin is at (-left, -top)
-        self._submit(request, "outpaint", "Outpaint", region=(-ext.left, -ext.top, W, H))
+        region = (-total.left, -total.top, canvas.shape[1], canvas.shape[0])
+        self._submit(request, "outpaint", "Outpaint", region=region)
 
     @Slot()
     def cancel(self) -> None:
@@ -545,6 +570,9 @@ class InpaintPanel(QWidget):
         method = extra.get("method", "")
         names = {"lama": "LaMa", "telea": "Telea", "ns": "Navier-Stokes", "diffusion": "SD"}
         how = names.get(method, method)
+        if kind == "outpaint" and self._outpaint_passes:
+            self._submit_outpaint_pass(result)  # the next side, on this result
+            return
         if kind == "outpaint" and ext is not None:
             self.host.push_command(
                 ExtendCanvasCommand(self.host.model, ext, result, f"Outpaint ({how})", meta)
@@ -561,6 +589,7 @@ class InpaintPanel(QWidget):
         if job_id != self.job_id:
             return
         self._done()
+        self._outpaint_passes = []
         self.progress.setValue(0)
         self.status.setText(message)
         self.host.show_error(message, detail)
@@ -570,6 +599,7 @@ class InpaintPanel(QWidget):
         if job_id != self.job_id:
             return
         self._done()
+        self._outpaint_passes = []
         self.progress.setValue(0)
         self.status.setText("Cancelled")
 
