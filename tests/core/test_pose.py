@@ -167,3 +167,54 @@ def test_moving_a_wrist_carries_its_hand_and_the_nose_the_face():
     assert np.allclose(pose.people[0].face, [(fx - 2, fy + 1, c) for fx, fy, c in face])
     pose.move_keypoint(0, 4, 1, 1, carry=False)
     assert pose.people[0].hand_right == right
+
+
+# -- properties ----------------------------------------------------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_coord = st.floats(min_value=0, max_value=2000, allow_nan=False, allow_infinity=False)
+_point = st.tuples(_coord, _coord, st.sampled_from([0.0, 0.5, 1.0]))
+
+
+@st.composite
+def poses(draw):
+    w = draw(st.integers(8, 2048))
+    h = draw(st.integers(8, 2048))
+    people = []
+    for _ in range(draw(st.integers(0, 3))):
+        hand = draw(st.none() | st.lists(_point, min_size=N_HAND, max_size=N_HAND))
+        people.append(Person(body=draw(st.lists(_point, min_size=N_BODY, max_size=N_BODY)), hand_left=hand))  # fmt: skip
+    return Pose(w, h, people)
+
+
+@settings(max_examples=60, deadline=None)
+@given(poses())
+def test_property_json_round_trip_and_mirror_involution(pose):
+    back = Pose.from_json(pose.to_json())
+    assert (back.width, back.height, len(back.people)) == (
+        pose.width,
+        pose.height,
+        len(pose.people),
+    )
+    for a, b in zip(back.people, pose.people, strict=True):
+        for (ax, ay, ac), (bx, by, bc) in zip(a.body, b.body, strict=True):
+            assert ac == bc
+            if bc > 0 and not _all_normalized(pose):
+                assert abs(ax - bx) <= 1e-3 and abs(ay - by) <= 1e-3
+        assert (a.hand_left is None) == (b.hand_left is None)
+    twice = pose.copy()
+    twice.mirror()
+    twice.mirror()
+    for a, b in zip(twice.people, pose.people, strict=True):
+        for (ax, ay, ac), (bx, by, bc) in zip(a.body, b.body, strict=True):
+            assert ac == bc and (bc == 0 or (abs(ax - bx) < 1e-6 and ay == by))
+    img = render(pose)
+    assert img.shape == (pose.height, pose.width, 3)
+
+
+def _all_normalized(pose):
+    # coordinates all in 0..1 are read back as normalized (scaled to the canvas)
+    vals = [v for p in pose.people for x, y, c in p.body if c > 0 for v in (x, y)]
+    vals += [v for p in pose.people for x, y, c in (p.hand_left or []) if c > 0 for v in (x, y)]
+    return bool(vals) and max(vals) <= 1.0
