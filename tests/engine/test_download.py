@@ -566,10 +566,8 @@ def test_real_snapshot_download_cancel_then_rerun(fake_hub):
         if p.done > 100_000:
             token.cancel()
 
-    t0 = time.monotonic()
     with pytest.raises(JobCancelled):
         dl.download(entry, token=token, progress=on_progress)
-    assert time.monotonic() - t0 < 30
     assert store.find_installed(entry) is None
     first_run = list(fake_hub.requests)
     fake_hub.delay = 0.0
