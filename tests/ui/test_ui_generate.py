@@ -200,3 +200,28 @@ def test_escape_cancels_running_job(qtbot, window, panel, photos):
         qtbot.keyClick(window.canvas, Qt.Key.Key_Escape)
     assert panel.progress.format() == "Cancelled"
     assert not [la for la in window.model.doc.layers if la.metadata]
+
+
+def test_ctrl_enter_in_the_prompt_generates(qtbot, window, panel, photos):
+    window.open_paths([photos.chelsea])
+    panel.steps.setValue(2)
+    panel.prompt.setFocus()
+    with qtbot.waitSignal(window.worker.finished, timeout=10000):
+        qtbot.keyClick(panel.prompt, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    assert SEEN and SEEN[-1].prompt == "a lighthouse"
+    assert "\n" not in panel.prompt.toPlainText()
+
+
+def test_control_layers_go_into_the_request(qtbot, window, panel, photos):
+    window.open_paths([photos.astronaut])
+    control = window.panels.get("Control")
+    if control is None:
+        pytest.skip("no Control panel")
+    control.source_combo.setCurrentIndex(control.source_combo.findData("composite"))
+    control.add_canny_layer()
+    window.model.set_selection((64, 64, 128, 96))
+    panel.steps.setValue(2)
+    with qtbot.waitSignal(window.worker.finished, timeout=10000):
+        panel.generate()
+    (ci,) = SEEN[-1].controls
+    assert ci.kind == "canny" and ci.image.shape == (96, 128, 3)

@@ -443,6 +443,7 @@ class GeneratePanel(QWidget):
 
                     mcrop = np.asarray(Image.fromarray(mcrop, "L").resize((width, height)))
                 mask = mcrop
+        controls = self._controls(region, (width, height)) if not empty else ()
         request = GenerateRequest(
             model=model,
             prompt=self.prompt.toPlainText().strip(),
@@ -457,9 +458,20 @@ class GeneratePanel(QWidget):
             init_image=init,
             strength=self.strength.value(),
             mask=mask,
+            controls=controls,
             preview=self.preview_mode.currentData(),
         )
         return request, region
+
+    def _controls(self, region, size) -> tuple:
+        """The enabled ControlNet guides of the Control panel, cropped to the region."""
+        try:
+            from studio.ui.panels.control import control_inputs
+        except ModuleNotFoundError as e:
+            if e.name != "studio.ui.panels.control":
+                raise
+            return ()
+        return tuple(control_inputs(self.host, region, size))
 
     @Slot()
     def generate(self) -> int | None:
@@ -472,6 +484,8 @@ class GeneratePanel(QWidget):
         self.last_seed = request.seed
         self._save_settings(request.model)
         label = f"“{request.prompt[:28] or '(no prompt)'}” {request.width}×{request.height}"
+        if request.controls:
+            label += f" + {len(request.controls)} control"
         job_id = self.host.worker.submit(request, region=region, label=label)
         self._pending[job_id] = _Pending(region, request, self._doc_empty())
         self._refresh_queue()
