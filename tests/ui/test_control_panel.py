@@ -143,6 +143,26 @@ def test_default_skeleton_makes_a_pose_layer(window, panel):
     assert len(Pose.from_dict(layer.metadata["pose"]).people) == 2
 
 
+def test_undo_redo_past_the_pose_layer_keeps_it_in_step(window, panel):
+    panel.default_skeleton()
+    panel.editor.add_person()
+    uid = panel.pose_layer_uid
+    for _ in range(3):
+        window.model.undo.undo()
+    assert all(layer.uid != uid for layer in window.model.doc.layers)
+    for _ in range(3):
+        window.model.undo.redo()
+    layer = window.model.doc.layer(uid)
+    assert len(panel.editor.pose.people) == 2
+    assert np.array_equal(layer.pixels[..., :3], render(panel.editor.pose))
+    (ci,) = control_inputs(window)
+    assert np.array_equal(ci.image, render(panel.editor.pose))
+    window.model.remove_layer(uid)  # deleted for good: the next skeleton makes a new layer
+    panel.default_skeleton()
+    assert panel.pose_layer_uid != uid
+    assert window.model.doc.layer(panel.pose_layer_uid).kind == "pose"
+
+
 def test_detected_pose_lands_in_document_coordinates(window, panel, qtbot, monkeypatch):
     """The detector sees the selection's crop; its keypoints are moved to the document."""
     from studio.engine import pose_detect

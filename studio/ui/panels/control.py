@@ -702,8 +702,8 @@ class ControlPanel(QWidget):
                 lambda t, s=e.settings: s.__setitem__("model", t.strip())
             )
             self.table.setCellWidget(row, 5, model_edit)
-        if self._layer(self.pose_layer_uid) is None and self._model() is not None:
-            self.pose_layer_uid = None
+        # pose_layer_uid is kept while its layer is gone: undo/redo may bring it back, and
+        # the pose edits redone after it must reach it again.
 
     def control_image(self, entry: ControlEntry) -> np.ndarray | None:
         """The document-sized RGB control image of ``entry``."""
