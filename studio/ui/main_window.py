@@ -127,6 +127,9 @@ SHORTCUTS = [
     ("Ctrl+A / Ctrl+D", "Select all / deselect"),
     ("Delete", "Clear the mask"),
     ("Ctrl+I", "Invert the mask"),
+    ("Q", "Paint on the mask / back on the layer"),
+    ("Ctrl+J", "Duplicate layer"),
+    ("Ctrl+] / Ctrl+[", "Move layer up / down"),
     ("Ctrl+Enter", "Generate (queues when busy)"),
     ("Esc", "Cancel the running job"),
 ]
@@ -190,6 +193,7 @@ class MainWindow(QMainWindow):
         self._worker.cancelled.connect(self._on_job_ended)
         self._worker.engine_state.connect(self._on_engine_state)
         self._errors: list[QMessageBox] = []
+        self._last_layer_target: int | None = None
         self._autosaved_index = 0
         self._autosave_thread: threading.Thread | None = None
         self.panels: dict[str, QWidget] = {}
@@ -460,6 +464,17 @@ class MainWindow(QMainWindow):
         self.act_cancel = self._action("Cancel job", self.cancel_job, "Esc")
         self.act_shortcuts = self._action("&Keyboard shortcuts", self.show_shortcuts, "F1")
         self.act_about = self._action("&About Studio", self.show_about)
+        self.act_mask_toggle = self._action(
+            "Paint on &mask / layer",
+            self.toggle_mask_target,
+            "Q",
+            "Switch the brush between the mask and the last image/control layer",
+        )
+        self.act_new_control = self._action("New &control layer", self._new_control_layer)
+        self.act_duplicate = self._action("&Duplicate layer", self.duplicate_layer, "Ctrl+J")
+        self.act_delete_layer = self._action("De&lete layer", self._delete_layer)
+        self.act_layer_up = self._action("Move layer &up", self._layer_up, "Ctrl+]")
+        self.act_layer_down = self._action("Move layer do&wn", self._layer_down, "Ctrl+[")
 
         self.tool_group = QActionGroup(self)
         self.tool_actions: dict[str, QAction] = {}
@@ -558,6 +573,17 @@ class MainWindow(QMainWindow):
             self.act_invert_mask,
         ):
             e.addAction(a)
+        la = mb.addMenu("&Layer")
+        for a in (
+            self.act_new_control,
+            self.act_duplicate,
+            self.act_delete_layer,
+            self.act_layer_up,
+            self.act_layer_down,
+        ):
+            la.addAction(a)
+        la.addSeparator()
+        la.addAction(self.act_mask_toggle)
         t = mb.addMenu("&Tools")
         for a in self.tool_actions.values():
             t.addAction(a)
@@ -1025,6 +1051,55 @@ class MainWindow(QMainWindow):
         doc = self.model.doc
         if not doc.is_empty:
             self.model.set_mask(255 - doc.mask_layer.pixels, "Invert mask")
+
+    # == layers =================================================================================
+    @Slot()
+    def toggle_mask_target(self) -> None:
+        """Q: paint on the mask, or back on the image/control layer used before."""
+        doc = self.model.doc
+        if doc.is_empty:
+            return
+        if doc.active_layer.is_mask:
+            uid = self._last_layer_target
+            if uid is None or not any(la.uid == uid for la in doc.layers):
+                uid = next((la.uid for la in reversed(doc.layers) if not la.is_mask), None)
+            if uid is not None:
+                self.model.set_active(uid)
+        else:
+            self._last_layer_target = doc.active_uid
+            self.model.set_active(doc.mask_layer.uid)
+
+    @Slot()
+    def _new_control_layer(self) -> None:
+        self.layers_panel.new_control()
+
+    @Slot()
+    def duplicate_layer(self) -> None:
+        doc = self.model.doc
+        layer = doc.active_layer
+        if doc.is_empty or layer.is_mask:
+            return
+        copy = self.model.add_layer(
+            layer.pixels.copy(),
+            f"{layer.name} copy",
+            layer.kind,
+            layer.offset,
+            dict(layer.metadata),
+            index=doc.index_of(layer.uid) + 1,
+        )
+        self.model.set_active(copy.uid)
+
+    @Slot()
+    def _delete_layer(self) -> None:
+        self.layers_panel.delete()
+
+    @Slot()
+    def _layer_up(self) -> None:
+        self.layers_panel.move_up()
+
+    @Slot()
+    def _layer_down(self) -> None:
+        self.layers_panel.move_down()
 
     @Slot()
     def cancel_job(self) -> None:

@@ -332,3 +332,25 @@ def test_layer_thumbnail_follows_a_stroke(window, photos):
     stroke(window.canvas, [(150, 150), (300, 150)])
     after = window.layers_panel.list.item(0).icon().pixmap(40, 40).toImage()
     assert before != after
+
+
+def test_q_toggles_paint_target_and_layer_menu(window, photos):
+    window.open_paths([photos.chelsea])
+    doc = window.model.doc
+    photo = doc.layers[0]
+    assert doc.active_layer.is_mask
+    window.canvas.setFocus()
+    QTest.keyClick(window.canvas, Qt.Key.Key_Q)
+    assert doc.active_uid == photo.uid and "chelsea" in window.target_label.text()
+    QTest.keyClick(window.canvas, Qt.Key.Key_Q)
+    assert doc.active_layer.is_mask and "Mask" in window.target_label.text()
+    QTest.keyClick(window.canvas, Qt.Key.Key_Q)
+    QTest.keyClick(window.canvas, Qt.Key.Key_J, Qt.KeyboardModifier.ControlModifier)
+    assert [la.name for la in doc.layers] == ["chelsea", "chelsea copy", "Mask"]
+    assert np.array_equal(doc.layers[1].pixels, photo.pixels)
+    assert doc.layers[1].pixels is not photo.pixels
+    QTest.keyClick(window.canvas, Qt.Key.Key_BracketLeft, Qt.KeyboardModifier.ControlModifier)
+    assert [la.name for la in doc.layers] == ["chelsea copy", "chelsea", "Mask"]
+    window.act_undo.trigger()
+    window.act_undo.trigger()
+    assert [la.name for la in doc.layers] == ["chelsea", "Mask"]
