@@ -32,6 +32,7 @@ from studio.core.errors import BadInput
 
 SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".bin", ".sft")
 MAX_HEADER = 100 * 1024 * 1024
+MAX_PICKLE = 256 * 1024 * 1024  # a torch zip's data.pkl holds names and shapes, not weights
 
 
 @dataclass(frozen=True)
@@ -269,6 +270,8 @@ def read_pickle_tensors(path: Path) -> tuple[dict[str, TensorInfo], str]:
                 torchscript = any("/code/" in n for n in names) or any(
                     n.endswith("/constants.pkl") for n in names
                 )
+                if z.getinfo(pkl[0]).file_size > MAX_PICKLE:
+                    raise BadInput(f"{name}: its pickled index is implausibly large; refused")
                 obj = _unpickle(z.read(pkl[0]), name, torchscript)
         except (zipfile.BadZipFile, OSError) as e:
             raise BadInput(f"{name} is a damaged zip/torch file ({e})") from e
@@ -422,6 +425,13 @@ def identify(path: str | Path) -> Identified:
             lora_format=fmt_name,
             rank=rank,
         )
+
+    # --- Families Studio does not run: say so instead of "unknown" ------------------------------
+    prefixes = ("", "model.diffusion_model.")
+    if any(k.startswith(tuple(p + "double_blocks." for p in prefixes)) for k in keys):
+        raise BadInput(f"{name} is a Flux model, which Studio does not support")
+    if any(k.startswith(tuple(p + "joint_blocks." for p in prefixes)) for k in keys):
+        raise BadInput(f"{name} is a Stable Diffusion 3 model, which Studio does not support")
 
     # --- Textual inversion (not supported, but say what it is) ---------------------------------
     if "emb_params" in keys or set(keys) <= {"clip_l", "clip_g"}:

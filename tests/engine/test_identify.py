@@ -174,6 +174,12 @@ def test_unidentifiable_files_are_refused(tmp_path):
         identify(tmp_path / "trunc.ckpt")
     with pytest.raises(BadInput, match="No such file"):
         identify(tmp_path / "missing.safetensors")
+    flux = {"double_blocks.0.img_attn.qkv.weight": (9216, 3072), "img_in.weight": (3072, 64)}
+    with pytest.raises(BadInput, match="Flux model"):
+        identify(write_sparse_safetensors(tmp_path / "flux1-dev.safetensors", flux))
+    sd3 = {"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": (4608, 1536)}
+    with pytest.raises(BadInput, match="Stable Diffusion 3"):
+        identify(write_sparse_safetensors(tmp_path / "sd3.safetensors", sd3))
     write_sparse_safetensors(tmp_path / "emb.safetensors", {"emb_params": (4, 768)})
     with pytest.raises(BadInput, match="textual-inversion"):
         identify(tmp_path / "emb.safetensors")
