@@ -61,7 +61,14 @@ def main(argv: list[str] | None = None) -> int:
             window.open_paths(files)
 
     QTimer.singleShot(0, build)
-    return app.exec()
+    code = app.exec()
+    if window.built and window.worker.thread_running():
+        # A job stuck in native code did not stop within the shutdown timeout: exit without
+        # destroying the running QThread (which would abort the process).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

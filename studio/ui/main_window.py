@@ -1212,6 +1212,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.autosave_timer.stop()
+        self.hide()  # gone from the screen at once, even while a job winds down
         self._worker.shutdown()
         for title, panel in self.panels.items():  # optional panel hook: stop its threads
             shutdown = getattr(panel, "shutdown", None)

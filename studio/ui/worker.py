@@ -258,6 +258,9 @@ class Worker(QObject):
     def running_job(self) -> int | None:
         return self._running
 
+    def thread_running(self) -> bool:
+        return self._thread.isRunning()
+
     @property
     def busy(self) -> bool:
         return self._running is not None or bool(self._order)
