@@ -13,6 +13,8 @@ For the app shell: :func:`import_model_file(host, path)` imports a dropped model
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -148,6 +150,13 @@ class _ThreadKeeper(QObject):
         app = QCoreApplication.instance()
         if app is not None:
             app.aboutToQuit.connect(self.shutdown)
+        # Also at interpreter exit (scripts/tests that never run app.exec()): a QThread
+        # destroyed while running aborts the process.
+        atexit.register(self._shutdown_at_exit)
+
+    def _shutdown_at_exit(self) -> None:
+        with contextlib.suppress(RuntimeError):  # C++ objects already gone
+            self.shutdown()
 
     def keep(self, thread: QThread) -> None:
         self.threads.add(thread)
