@@ -130,6 +130,22 @@ def test_scribble_strokes_are_used_as_drawn(window, panel):
     assert not ci.image.any()
 
 
+def test_opaque_control_layer_from_the_layers_panel_is_used_as_drawn(window, panel):
+    window.layers_panel.new_control()  # black, opaque: paint white on it
+    layer = window.model.doc.active_layer
+    (ci,) = control_inputs(window)
+    assert ci.kind == "scribble" and not ci.image.any()
+    strokes = layer.pixels.copy()
+    strokes[300:306, 40:200, :3] = 255
+    strokes[320:330, 40:200, :3] = 128  # grey stays grey
+    window.model.set_pixels(layer.uid, strokes, "Brush")
+    (ci,) = control_inputs(window)
+    assert (ci.image[300:306, 40:200] == 255).all()
+    assert (ci.image[320:330, 40:200] == 128).all()
+    assert ci.image.sum() == 6 * 160 * 3 * 255 + 10 * 160 * 3 * 128
+    assert panel.table.rowCount() == 1
+
+
 def test_default_skeleton_makes_a_pose_layer(window, panel):
     panel.default_skeleton()
     layer = window.model.doc.layer(panel.pose_layer_uid)

@@ -724,9 +724,13 @@ class ControlPanel(QWidget):
                     return render(pose)
             except StudioError:
                 pass
-        control = (
-            scribble_from_layer(pixels) if entry.kind == "scribble" else rgba_to_control(pixels)
-        )
+        if entry.kind == "scribble" and _has_transparency(pixels):
+            # strokes on a transparent layer: every stroke is white, whatever its colour
+            control = scribble_from_layer(pixels)
+        else:
+            # an opaque layer (e.g. Layer > New control layer: black to paint white on) or
+            # edges: the pixels over black are the guide, as drawn
+            control = rgba_to_control(pixels)
         return _place(control, offset, (w, h))[..., :3]
 
     def control_inputs(
@@ -768,6 +772,10 @@ class ControlPanel(QWidget):
         if self._preview_timer.isActive() or self.last_preview_ms:
             self._preview_timer.stop()
             self.host.clear_preview()
+
+
+def _has_transparency(pixels: np.ndarray) -> bool:
+    return pixels.ndim == 3 and pixels.shape[2] == 4 and bool((pixels[..., 3] < 255).any())
 
 
 def _place(image: np.ndarray, offset: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
