@@ -332,6 +332,8 @@ class MainWindow(QMainWindow):
     @Slot()
     def start_engine(self) -> None:
         """Start the worker thread and import torch/diffusers there (window already shown)."""
+        if self._worker.state == "idle":
+            self._on_engine_state("loading", "Loading engine…")
         self._worker.start(warm_up=True)
 
     @Slot(str, str)
