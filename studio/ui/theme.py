@@ -60,4 +60,8 @@ def apply_theme(app: QApplication, theme: str) -> None:
 
 
 def app_icon() -> QIcon:
-    return QIcon(str(RESOURCES / "icon.svg"))
+    """The app icon: the SVG where Qt's SVG plugin is there, else the 256 px PNG."""
+    icon = QIcon()
+    icon.addFile(str(RESOURCES / "icon.png"))
+    icon.addFile(str(RESOURCES / "icon.svg"))
+    return icon
