@@ -220,15 +220,18 @@ def blend_alpha(mask: np.ndarray, radius: int) -> np.ndarray:
     return np.maximum(m, soft)
 
 
-def paste_back(image: np.ndarray, patch: np.ndarray, box: Box, alpha: np.ndarray) -> np.ndarray:
+def paste_back(
+    image: np.ndarray, patch: np.ndarray, box: Box, alpha: np.ndarray, inplace: bool = False
+) -> np.ndarray:
     """Composite ``patch`` (the inpainted crop, same size as ``box``) over ``image`` at ``box``
     with per-pixel weight ``alpha`` (crop-sized float in [0, 1]): out = a*patch + (1-a)*image.
     Pixels outside ``box``, and inside it where alpha == 0, are copied bit-for-bit. Channels:
-    an RGB patch on an RGBA image is opaque: the alpha channel is composited "over" too."""
+    an RGB patch on an RGBA image is opaque: the alpha channel is composited "over" too.
+    ``inplace`` writes into ``image`` instead of a copy (one copy for many boxes)."""
     x, y, w, h = box
     if patch.shape[:2] != (h, w) or alpha.shape[:2] != (h, w):
         raise ValueError(f"patch {patch.shape} / alpha {alpha.shape} do not match box {box}")
-    out = image.copy()
+    out = image if inplace else image.copy()
     region = out[y : y + h, x : x + w]
     channels = patch.shape[2] if patch.ndim == 3 else 1
     a = np.clip(alpha.astype(np.float32), 0.0, 1.0)[..., None]

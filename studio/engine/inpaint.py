@@ -149,7 +149,7 @@ def run_inpaint(ctx, request: InpaintRequest):
     if method == "lama":
         ctx.progress(0, len(boxes), "Loading LaMa")
         lama, lama_path = _lama_backend(ctx, request)
-    out = image
+    out = image.copy()
     ctx.progress(0, len(boxes))
     for i, box in enumerate(boxes):
         ctx.check()
@@ -162,7 +162,7 @@ def run_inpaint(ctx, request: InpaintRequest):
         else:
             patch = classical_inpaint(crop_rgb, crop_mask, method)
         ctx.check()
-        out = masks.paste_back(out, patch, box, masks.blend_alpha(crop_mask, feather))
+        masks.paste_back(out, patch, box, masks.blend_alpha(crop_mask, feather), inplace=True)
         ctx.preview(masks.crop(out[..., :3], box), i + 1, len(boxes), box)
         ctx.progress(i + 1, len(boxes))
     meta = _metadata(
@@ -238,7 +238,7 @@ def _diffuse(
     from studio.engine.generate import denoise
 
     target = model_target(pipe)
-    out = image
+    out = image.copy()
     for i, box in enumerate(boxes):
         ctx.check()
         crop_rgb = masks.crop(out[..., :3], box)
@@ -262,7 +262,7 @@ def _diffuse(
             **kwargs,
         )[0]
         patch = masks.resize(result, (box[2], box[3]))
-        out = masks.paste_back(out, patch, box, masks.blend_alpha(crop_mask, feather))
+        masks.paste_back(out, patch, box, masks.blend_alpha(crop_mask, feather), inplace=True)
     return out
 
 

@@ -211,3 +211,14 @@ def test_regions_always_disjoint_and_cover_mask(seed, n, padding):
         covered[y : y + h, x : x + w] += 1
     assert covered.max() == 1
     assert (covered[m > 0] == 1).all()
+
+
+def test_paste_back_inplace_writes_into_image():
+    image = np.zeros((10, 10, 3), np.uint8)
+    alpha = np.ones((4, 4), np.float32)
+    out = masks.paste_back(
+        image, np.full((4, 4, 3), 9, np.uint8), (2, 2, 4, 4), alpha, inplace=True
+    )
+    assert out is image and image[3, 3, 0] == 9
+    copy = masks.paste_back(image, np.full((4, 4, 3), 5, np.uint8), (2, 2, 4, 4), alpha)
+    assert copy is not image and image[3, 3, 0] == 9 and copy[3, 3, 0] == 5
