@@ -9,9 +9,10 @@ Pillow implements it as a separable filter whose support is widened by the scale
 shrinking, so a downscale low-pass filters before decimating (no aliasing / moire) — that is
 what makes it a *high-quality* downscale, unlike OpenCV's fixed 8x8 ``INTER_LANCZOS4``.
 
-Work is done per channel in float32 (Pillow mode "F") so no precision is lost between steps;
-colour channels of RGBA images are resampled premultiplied by alpha so transparent pixels do
-not bleed their (meaningless) colour into visible edges.
+8-bit RGB and gray images use Pillow's native 8-bit resampler (no float copy of what may be
+a 16k-pixel output). Float images and RGBA are resampled per channel in float32 (Pillow mode
+"F"); RGBA colour is premultiplied by alpha first so transparent pixels do not bleed their
+(meaningless) colour into visible edges.
 
 Unsharp mask (the darkroom technique; e.g. Gonzalez & Woods, "Digital Image Processing",
 sec. 3.6.3): ``out = img + amount * (img - G_sigma * img)``.
@@ -85,6 +86,14 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if image.dtype == np.uint8:
         if (image.shape[1], image.shape[0]) == tuple(size):
             return image.copy()
+        if image.ndim == 2 or image.shape[2] == 3:
+            # Pillow's native 8-bit path: no float copy of a possibly huge image (a 16k
+            # output would need 3 GiB as float32). It rounds and clips between its two
+            # passes, so it differs from the float path by a fraction of a level on average.
+            w, h = _check_size(size)
+            mode = "L" if image.ndim == 2 else "RGB"
+            im = Image.fromarray(np.ascontiguousarray(image), mode)
+            return np.asarray(im.resize((w, h), Image.Resampling.LANCZOS)).copy()
         return to_uint8(resize_float(to_float(image), size))
     return resize_float(image, size)
 
@@ -95,30 +104,47 @@ def scaled_size(width: int, height: int, scale: float) -> tuple[int, int]:
 
 
 def unsharp_mask(
-    image: np.ndarray, amount: float = 0.5, radius: float = 1.0, threshold: float = 0.0
+    image: np.ndarray,
+    amount: float = 0.5,
+    radius: float = 1.0,
+    threshold: float = 0.0,
+    strip: int = 1024,
 ) -> np.ndarray:
     """Sharpen with an unsharp mask: ``img + amount * (img - gaussian(img, sigma=radius))``.
 
     ``threshold`` (0..1 of full range) leaves pixels whose local contrast is below it alone,
     so flat areas and noise are not amplified. Alpha (4th channel) is never sharpened.
-    Works on uint8 or float [0, 1] images and keeps the dtype."""
+    Works on uint8 or float [0, 1] images and keeps the dtype. Processed in horizontal
+    strips of ``strip`` rows (plus the blur's reach above and below), so the float working
+    copy stays small on huge images; the result is identical to doing it in one piece."""
     if amount <= 0:
         return image.copy()
     if radius <= 0:
         raise BadInput("sharpen radius must be positive")
     is_u8 = image.dtype == np.uint8
-    img = to_float(image) if is_u8 else np.asarray(image, dtype=np.float32).copy()
-    color = img if img.ndim == 2 else img[..., : min(3, img.shape[2])]
-    blurred = cv2.GaussianBlur(color, (0, 0), sigmaX=float(radius), borderType=cv2.BORDER_REFLECT)
-    detail = color - blurred
-    if threshold > 0:
-        detail = np.where(np.abs(detail) >= threshold, detail, 0.0)
-    sharpened = np.clip(color + float(amount) * detail, 0.0, 1.0)
-    if img.ndim == 2:
-        img = sharpened
-    else:
-        img[..., : color.shape[2]] = sharpened
-    return to_uint8(img) if is_u8 else img.astype(np.float32)
+    out = image.copy()
+    h = image.shape[0]
+    reach = int(math.ceil(4 * radius)) + 2  # OpenCV's float Gaussian kernel is 8 sigma + 1 wide
+    for y0 in range(0, h, max(1, strip)):
+        y1 = min(h, y0 + strip)
+        a, b = max(0, y0 - reach), min(h, y1 + reach)
+        part = image[a:b]
+        img = to_float(part) if is_u8 else np.asarray(part, dtype=np.float32).copy()
+        color = img if img.ndim == 2 else img[..., : min(3, img.shape[2])]
+        blurred = cv2.GaussianBlur(
+            color, (0, 0), sigmaX=float(radius), borderType=cv2.BORDER_REFLECT
+        )
+        detail = color - blurred
+        if threshold > 0:
+            detail = np.where(np.abs(detail) >= threshold, detail, 0.0)
+        sharpened = np.clip(color + float(amount) * detail, 0.0, 1.0)
+        rows = slice(y0 - a, y1 - a)
+        done = to_uint8(sharpened[rows]) if is_u8 else sharpened[rows].astype(np.float32)
+        if out.ndim == 2:
+            out[y0:y1] = done
+        else:
+            out[y0:y1, :, : color.shape[2]] = done
+    return out
 
 
 def upscale_lanczos(
