@@ -335,11 +335,10 @@ def test_model_is_cached_in_the_runner(esrgan, photo, monkeypatch):
     assert len(loads) == 1
 
 
+@pytest.mark.filterwarnings("ignore:torch.meshgrid")
 def test_a_transformer_upscaler_with_a_minimum_size(tmp_path):
     """SwinIR (spandrel's architecture, tiny random weights): size_requirements.minimum is
     met by padding small tiles, the output is cropped back."""
-    import warnings
-
     from spandrel.architectures.SwinIR import SwinIR
 
     torch.manual_seed(0)
@@ -353,8 +352,6 @@ def test_a_transformer_upscaler_with_a_minimum_size(tmp_path):
     assert info["architecture"] == "SwinIR" and info["scale"] == 2
     assert info["size_requirements"]["minimum"] == 16
     img = np.random.default_rng(7).integers(0, 256, (9, 40, 3), dtype=np.uint8)  # 9 < 16
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # torch.meshgrid indexing notice
-        fin = _run(UpscaleRequest(image=img, model=str(path), scale=2, tile=32, overlap=8))
+    fin = _run(UpscaleRequest(image=img, model=str(path), scale=2, tile=32, overlap=8))
     assert fin.images[0].shape == (18, 80, 3)
     assert fin.extra["upscale"]["tiles"] == 2
