@@ -14,7 +14,9 @@ pipeline call (AUTOMATIC1111's convention), so any image of a batch reproduces a
 from __future__ import annotations
 
 import logging
+import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -234,6 +236,24 @@ def preview_decoder(ctx, pipe, mode: str) -> PreviewDecoder | None:
     return PreviewDecoder(pipe, mode, family, taesd)
 
 
+def preview_budget(mode: str) -> float | None:
+    """The largest share of job time previews may take before some are skipped: 10% for
+    "taesd" (on a CPU its decode can cost a quarter of a small UNet step), unlimited for
+    "latent" (free) and "full" (the user asked for exact previews). ``STUDIO_PREVIEW_BUDGET``
+    (a fraction, or "off") overrides it for taesd and full."""
+    env = os.environ.get("STUDIO_PREVIEW_BUDGET", "").strip().lower()
+    if mode == "latent":
+        return None
+    if env:
+        if env in ("off", "none", "0", "inf"):
+            return None
+        try:
+            return max(0.0, float(env))
+        except ValueError:
+            pass
+    return 0.1 if mode == "taesd" else None
+
+
 def denoise(
     ctx,
     pipe,
@@ -252,24 +272,34 @@ def denoise(
     no VAE decode and no post-processing runs (``pipe._interrupt`` would still decode).
     Then it reports ``Progress(step_offset + i + 1, total_steps)`` and, unless ``preview`` is
     "off", one preview of x0_hat (``preview_of="x0"``) or x_t, emitted synchronously: at most
-    one exists at a time; the consumer keeps only the latest. ``region`` is passed through to
+    one exists at a time; the consumer keeps only the latest. With "taesd" a preview is skipped
+    while previews have used more than their budget (see ``preview_budget``). ``region`` is passed through to
     the Preview events (where on the full image the preview belongs)."""
     if preview_of not in PREVIEW_OF:
         raise BadInput(f"Unknown preview target {preview_of!r} (use x0 or xt)")
     decoder = preview_decoder(ctx, pipe, preview)
     tap = StepTap(pipe.scheduler) if decoder is not None and preview_of == "x0" else None
+    budget = preview_budget(decoder.mode) if decoder is not None else None
+    spent = 0.0  # seconds spent making previews in this call
+    started = time.perf_counter()
 
     def on_step_end(p, i, t, kwargs):
+        nonlocal spent
         ctx.check()
         step = min(step_offset + i + 1, total_steps)
         ctx.progress(step, total_steps)
         if decoder is not None:
-            latents = kwargs["latents"]
-            if tap is not None and tap.x0 is not None:
-                latents = tap.x0
-            else:
-                latents = latent_for_xt(latents, p.scheduler)
-            ctx.preview(decoder(latents), step, total_steps, region)
+            t0 = time.perf_counter()
+            # Previews are droppable (latest wins): skip one while preview work is over its
+            # share of the time, so a costly decoder on a slow device can't slow the job much.
+            if budget is None or spent <= budget * (t0 - started - spent):
+                latents = kwargs["latents"]
+                if tap is not None and tap.x0 is not None:
+                    latents = tap.x0
+                else:
+                    latents = latent_for_xt(latents, p.scheduler)
+                ctx.preview(decoder(latents), step, total_steps, region)
+                spent += time.perf_counter() - t0
         ctx.check()  # a cancel that arrived while reporting stops before the next step
         return kwargs
 

@@ -272,7 +272,12 @@ def _tokenizer_folder(config: str, sub: str) -> Path:
 
 
 def quiet_loading() -> None:
-    """No tqdm bars while loading: windowed apps have no stderr (sys.stderr is None)."""
+    """No tqdm bars while loading: windowed apps have no stderr (sys.stderr is None). Also
+    mutes diffusers' ``torch_dtype`` rename notice: we keep ``torch_dtype`` because it works
+    on every supported diffusers version (>= 0.32)."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*torch_dtype.*deprecated.*", category=FutureWarning)
     try:
         import diffusers.utils.logging as dlog
         import transformers.utils.logging as tlog
@@ -416,6 +421,8 @@ def load_controlnet(ref: str, torch_dtype):
 
 def load_taesd(folder: Path, device, torch_dtype):
     from diffusers import AutoencoderTiny
+
+    quiet_loading()
 
     try:
         return AutoencoderTiny.from_pretrained(

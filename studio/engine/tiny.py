@@ -260,21 +260,19 @@ def sd15_unet_config() -> dict:
     }
 
 
-def build_sd15_random(folder: str | Path, seed: int = 0) -> Path:
-    """An SD1.5-architecture pipeline with random weights: the real UNet and VAE shapes (real
-    compute, no download), with the tiny text encoder (its cost is one pass per job)."""
-    from diffusers import (
-        AutoencoderKL,
-        PNDMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
+def sd15_random_pipeline(seed: int = 0):
+    """An in-memory SD1.5-architecture StableDiffusionPipeline with random weights: the real
+    UNet and VAE shapes (real compute, no download), with the tiny text encoder (its cost is
+    one pass per job). The tokenizer is written to a temp folder and loaded back."""
+    import tempfile
+
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTokenizer
 
-    folder = Path(folder)
     torch.manual_seed(seed)
-    write_tokenizer(folder / "tokenizer")
-    tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer")
+    with tempfile.TemporaryDirectory() as tmp:
+        write_tokenizer(Path(tmp))
+        tokenizer = CLIPTokenizer.from_pretrained(tmp)
     vae = AutoencoderKL(
         down_block_types=["DownEncoderBlock2D"] * 4,
         up_block_types=["UpDecoderBlock2D"] * 4,
@@ -283,7 +281,7 @@ def build_sd15_random(folder: str | Path, seed: int = 0) -> Path:
         latent_channels=4,
         sample_size=512,
     )
-    pipe = StableDiffusionPipeline(
+    return StableDiffusionPipeline(
         vae=vae,
         text_encoder=tiny_text_encoder(len(tokenizer), hidden=768),
         tokenizer=tokenizer,
@@ -293,7 +291,14 @@ def build_sd15_random(folder: str | Path, seed: int = 0) -> Path:
         feature_extractor=None,
         requires_safety_checker=False,
     )
+
+
+def build_sd15_random(folder: str | Path, seed: int = 0) -> Path:
+    """``sd15_random_pipeline`` saved as a diffusers folder (loads like a real SD1.5)."""
+    folder = Path(folder)
+    pipe = sd15_random_pipeline(seed)
     pipe.save_pretrained(folder, safe_serialization=True)
+    pipe.tokenizer.save_pretrained(folder / "tokenizer")
     return folder
 
 

@@ -133,6 +133,7 @@ def test_turbo_uses_trailing_euler(tiny_models, tmp_path):
 @pytest.mark.parametrize("target", ["x0", "xt"])
 def test_preview_count_and_shape_per_mode(runner, tiny_models, monkeypatch, mode, target):
     monkeypatch.setenv("STUDIO_TAESD", str(tiny_models.taesd))
+    monkeypatch.setenv("STUDIO_PREVIEW_BUDGET", "off")  # every step, however slow the decoder
     final, events = _run(
         runner,
         _req(
@@ -151,6 +152,33 @@ def test_preview_count_and_shape_per_mode(runner, tiny_models, monkeypatch, mode
     shape = (12, 8, 3) if mode == "latent" else (96, 64, 3)
     for p in previews:
         assert p.image.shape == shape and p.image.dtype == np.uint8 and p.total == 3
+
+
+def test_taesd_previews_keep_to_their_time_budget(runner, tiny_models, monkeypatch):
+    import time
+
+    from studio.engine import previews
+
+    monkeypatch.setenv("STUDIO_TAESD", str(tiny_models.taesd))
+    monkeypatch.delenv("STUDIO_PREVIEW_BUDGET", raising=False)
+    call = previews.PreviewDecoder.__call__
+    spent = []
+
+    def slow(self, latents):
+        t = time.perf_counter()
+        time.sleep(0.2)  # a decoder far slower than a tiny UNet step
+        out = call(self, latents)
+        spent.append(time.perf_counter() - t)
+        return out
+
+    monkeypatch.setattr(previews.PreviewDecoder, "__call__", slow)
+    t0 = time.perf_counter()
+    final, events = _run(runner, _req(tiny_models.sd, steps=12, preview="taesd", scheduler="Euler"))
+    total = time.perf_counter() - t0
+    assert isinstance(final, Finished)
+    steps = [e.step for e in events if isinstance(e, Preview)]
+    assert steps[0] == 1 and 1 <= len(steps) < 12  # the first preview comes at once
+    assert sum(spent) <= 0.5 * total  # budget 10% of compute, overshoot by one preview at most
 
 
 def test_preview_off_touches_nothing(runner, tiny_models, monkeypatch):
