@@ -68,9 +68,14 @@ def test_paint_mask_erase_and_undo(qtbot, window, panel):
     after = doc.composite()
     assert (after[mask > 0] != before[mask > 0]).any(axis=1).mean() > 0.5
     assert np.array_equal(after[mask == 0], before[mask == 0])
-    # the layer holds only the padded crop, placed at its offset
+    # the layer holds only the padded crop, placed at its offset, transparent where unchanged
     x, y = added.offset
-    assert added.size[0] < doc.width or added.size[1] < doc.height or (x, y) == (0, 0)
+    w, h = added.size
+    assert (w, h) == (box := masks.crop_box(masks.bbox(mask), (150, 100), 32))[2:]
+    assert (x, y) == box[:2]
+    alpha = added.pixels[..., 3]
+    assert (alpha[mask[y : y + h, x : x + w] > 0] == 255).mean() > 0.5
+    assert (alpha[mask[y : y + h, x : x + w] == 0] == 0).all()
     window.act_undo.trigger()
     assert len(window.model.doc.layers) == n_layers
     assert np.array_equal(window.model.doc.composite(), before)

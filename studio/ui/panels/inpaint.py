@@ -579,7 +579,7 @@ class InpaintPanel(QWidget):
             )
         else:
             x, y, w, h = _union(extra.get("regions") or [(0, 0, result.shape[1], result.shape[0])])
-            patch = result[y : y + h, x : x + w]
+            patch = _changes_only(result[y : y + h, x : x + w], self._job_source, (x, y, w, h))
             title = "Erase" if kind == "erase" else "Fill"
             self.host.add_layer(patch, f"{title} ({how})", offset=(x, y), metadata=meta)
         self.status.setText(f"Done with {how} in {getattr(event, 'seconds', 0.0):.1f} s")
@@ -610,3 +610,19 @@ def _union(boxes) -> tuple[int, int, int, int]:
     x1 = max(b[0] + b[2] for b in boxes)
     y1 = max(b[1] + b[3] for b in boxes)
     return x0, y0, x1 - x0, y1 - y0
+
+
+def _changes_only(patch: np.ndarray, source: np.ndarray | None, box) -> np.ndarray:
+    """The patch as an RGBA layer that is transparent wherever the job left the pixel as it
+    was, so the layer holds just the edit (and a semi-transparent source is not composited
+    over itself)."""
+    from studio.core.document import to_rgba
+
+    out = to_rgba(patch).copy()
+    if source is None:
+        return out
+    x, y, w, h = box
+    src = to_rgba(source[y : y + h, x : x + w])
+    same = (out == src).all(axis=2)
+    out[same] = 0
+    return out
