@@ -318,6 +318,15 @@ class UpscalePanel(QWidget):
             self.model_combo.setCurrentIndex(1)  # an installed model beats Lanczos
         self.model_combo.blockSignals(False)
 
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
+        # models may have been downloaded (Models panel) since the panel was last shown
+        if not self.running:
+            before = self.model_choice
+            self.refresh_models()
+            if self.model_choice != before:
+                self._model_changed()
+        super().showEvent(event)
+
     def add_model_file(self, path: str, select: bool = True) -> None:
         index = self.model_combo.findData(path)
         if index < 0:
