@@ -108,16 +108,30 @@ class LayersPanel(QWidget):
         self._syncing = True
         try:
             doc = self.model.doc
-            self.list.clear()
-            for layer in reversed(doc.layers):
-                item = QListWidgetItem(_thumbnail(layer), layer.name)
-                item.setData(Qt.ItemDataRole.UserRole, layer.uid)
-                item.setFlags(
-                    Qt.ItemFlag.ItemIsEnabled
-                    | Qt.ItemFlag.ItemIsSelectable
-                    | Qt.ItemFlag.ItemIsUserCheckable
-                    | Qt.ItemFlag.ItemIsEditable
-                )
+            layers = list(reversed(doc.layers))
+            same = self.list.count() == len(layers) and all(
+                self.list.item(i).data(Qt.ItemDataRole.UserRole) == la.uid
+                for i, la in enumerate(layers)
+            )
+            if not same:  # rebuild; otherwise update the rows in place (safe inside their
+                # own itemChanged signal, e.g. a visibility click or a rename)
+                self.list.clear()
+                for layer in layers:
+                    item = QListWidgetItem(_thumbnail(layer), layer.name)
+                    item.setData(Qt.ItemDataRole.UserRole, layer.uid)
+                    item.setFlags(
+                        Qt.ItemFlag.ItemIsEnabled
+                        | Qt.ItemFlag.ItemIsSelectable
+                        | Qt.ItemFlag.ItemIsUserCheckable
+                        | Qt.ItemFlag.ItemIsEditable
+                    )
+                    self.list.addItem(item)
+            for i, layer in enumerate(layers):
+                item = self.list.item(i)
+                if item.text() != layer.name:
+                    item.setText(layer.name)
+                if same:
+                    item.setIcon(_thumbnail(layer))
                 item.setCheckState(
                     Qt.CheckState.Checked if layer.visible else Qt.CheckState.Unchecked
                 )
@@ -126,8 +140,7 @@ class LayersPanel(QWidget):
                     f"{layer.size[1]}, opacity {round(layer.opacity * 100)}%"
                     + ("\nThe brush paints the inpainting mask here." if layer.is_mask else "")
                 )
-                self.list.addItem(item)
-                if layer.uid == doc.active_uid:
+                if layer.uid == doc.active_uid and self.list.currentItem() is not item:
                     self.list.setCurrentItem(item)
             active = doc.active_layer
             self.opacity.setValue(round(active.opacity * 100))
