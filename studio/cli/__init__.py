@@ -56,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def error(message: str) -> None:
-    print(f"studio: error: {message}", file=sys.stderr)
+    # The contract is one line: a multi-line message (e.g. a library's exception text folded
+    # into ours) is joined rather than spilled over several lines.
+    line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    print(f"studio: error: {line}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
