@@ -266,7 +266,12 @@ def sd15_random_pipeline(seed: int = 0):
     one pass per job). The tokenizer is written to a temp folder and loaded back."""
     import tempfile
 
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        PNDMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTokenizer
 
     torch.manual_seed(seed)

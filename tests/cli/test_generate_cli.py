@@ -97,6 +97,21 @@ def test_img2img_controlnet_and_lora(tiny_models, tmp_path, photos):
     assert "<lora:detail:0.7>" in info["parameters"]
 
 
+def test_init_and_mask_inpaint_through_the_cli(tiny_models, tmp_path, photos):
+    mask = np.zeros((300, 451), np.uint8)
+    mask[100:200, 150:300] = 255
+    save_image(tmp_path / "mask.png", mask)
+    out = tmp_path / "inpainted.png"
+    args = gen(tiny_models, out, "--init", str(photos.chelsea), "--mask",
+               str(tmp_path / "mask.png"), model=tiny_models.sd_inpaint)  # fmt: skip
+    assert main(args) == 0
+    result = load_image(out)
+    original = load_image(photos.chelsea, mode="RGB")
+    assert result.shape[:2] == original.shape[:2]
+    assert np.array_equal(result[:50], original[:50])  # far from the mask: untouched
+    assert not np.array_equal(result[120:180, 180:270], original[120:180, 180:270])
+
+
 def test_init_sets_default_size(tiny_models, tmp_path, photos):
     out = tmp_path / "s.png"
     args = [a for a in gen(tiny_models, out, "--init", str(photos.chelsea)) if a != "64x64"]

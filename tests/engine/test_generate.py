@@ -178,7 +178,9 @@ def test_taesd_previews_keep_to_their_time_budget(runner, tiny_models, monkeypat
     assert isinstance(final, Finished)
     steps = [e.step for e in events if isinstance(e, Preview)]
     assert steps[0] == 1 and 1 <= len(steps) < 12  # the first preview comes at once
-    assert sum(spent) <= 0.5 * total  # budget 10% of compute, overshoot by one preview at most
+    compute = total - sum(spent)
+    # Within 10% of the compute time, overshooting by at most the preview that crossed it.
+    assert sum(spent) - max(spent) <= 0.1 * compute + 0.01
 
 
 def test_preview_off_touches_nothing(runner, tiny_models, monkeypatch):
