@@ -193,14 +193,18 @@ def memory_table(sizes, filters: int, blocks: int, tile: int, overlap: int) -> l
         f"Memory: x4 RRDBNet ({filters} filters, {blocks} blocks), tile {tile}, overlap "
         f"{overlap}, CPU fp32, 1 thread; peak RSS delta per upscale (fresh process, VmHWM reset)",
         "",
-        "| input | tiles | output MiB | peak RSS delta MiB | working MiB (RSS - output) "
-        "| numpy-side working MiB (tracemalloc - output) | time s |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| input | tiles | tile used | output MiB | peak RSS delta MiB "
+        "| working MiB (RSS - output) | numpy-side working MiB (tracemalloc - output) | time s |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    from studio.engine.tiling import spans
+
+    used = {r["size"]: spans(r["size"], tile, overlap)[0].length for r in results}
     for r in results:
         work = r["peak_delta"] - r["output"]
         rows.append(
-            f"| {r['size']}x{r['size']} | {r['tiles']} | {r['output'] / mib:.1f} | "
+            f"| {r['size']}x{r['size']} | {r['tiles']} | {used[r['size']]} | "
+            f"{r['output'] / mib:.1f} | "
             f"{r['peak_delta'] / mib:.1f} | {work / mib:.1f} | "
             f"{(r['numpy_peak'] - r['output']) / mib:.1f} | {r['seconds']:.1f} |"
         )
@@ -209,10 +213,12 @@ def memory_table(sizes, filters: int, blocks: int, tile: int, overlap: int) -> l
         px = (b["size"] / a["size"]) ** 2
         wa = max(1, a["peak_delta"] - a["output"])
         wb = b["peak_delta"] - b["output"]
+        ta, tb = used[a["size"]], used[b["size"]]
         rows += [
             "",
-            f"{px:.0f}x the pixels: working memory x{wb / wa:.2f} "
-            f"(an untiled run would scale with the pixels: x{px:.0f})",
+            f"{px:.0f}x the pixels: working memory x{wb / wa:.2f}; the balanced tiles grew "
+            f"from {ta} to {tb} px, area x{(tb / ta) ** 2:.2f} (an untiled run would scale "
+            f"with the pixels: x{px:.0f})",
         ]
     return rows
 
