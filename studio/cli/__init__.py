@@ -35,7 +35,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"studio: error: {message} (see `{self.prog} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The CLI parser; with ``only`` (a command name) just that subcommand is imported, so
+    `studio open` does not pay for importing every other command's module."""
     parser = _Parser(prog="studio", description="Studio: generative image editor.")
     parser.add_argument("--version", action="version", version=f"studio {__version__}")
     parser.add_argument(
@@ -44,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="build a tiny model and run generate, inpaint and upscale; print OK",
     )
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
-    for name in COMMANDS:
+    modules = COMMANDS
+    if only is not None and f"studio.cli.{only}_cmd" in COMMANDS:
+        modules = (f"studio.cli.{only}_cmd",)
+    for name in modules:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as e:
@@ -68,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         from studio.app import main as app_main
 
         return app_main([])
-    parser = build_parser()
     try:
+        parser = build_parser(only=argv[0] if not argv[0].startswith("-") else None)
         args = parser.parse_args(argv)
         if args.selftest:
             from studio.selftest import run_selftest

@@ -876,6 +876,14 @@ class MainWindow(QMainWindow):
 
     @Slot(list)
     def on_files_dropped(self, paths: list[str]) -> None:
+        from studio.ui.panels.models import import_model_file, is_model_file
+
+        models = [p for p in paths if is_model_file(p)]
+        for p in models:  # checkpoints, LoRAs, upscalers...: identified and imported
+            import_model_file(self, p)
+        paths = [p for p in paths if not is_model_file(p)]
+        if not paths:
+            return
         if any(p.lower().endswith(EXTENSION) for p in paths) or self.model.doc.is_empty:
             self.open_paths(paths)
         else:

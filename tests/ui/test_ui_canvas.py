@@ -354,3 +354,21 @@ def test_q_toggles_paint_target_and_layer_menu(window, photos):
     window.act_undo.trigger()
     window.act_undo.trigger()
     assert [la.name for la in doc.layers] == ["chelsea", "Mask"]
+
+
+def test_drop_model_file_imports_it_and_leaves_the_document(window, photos, tmp_path, qtbot):
+    """A LoRA dropped on the canvas goes to the model importer, not the image loader."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
+    from studio_model_files import kohya_lora_spec, write_sparse_safetensors
+
+    drop(window.canvas, [photos.chelsea])
+    layers = [la.uid for la in window.model.doc.layers]
+    lora = write_sparse_safetensors(tmp_path / "ink.safetensors", kohya_lora_spec(768))
+    drop(window.canvas, [lora])
+    home = Path(__import__("os").environ["STUDIO_HOME"])
+    qtbot.waitUntil(lambda: (home / "models" / "lora" / "ink.safetensors").is_file(), timeout=30000)
+    assert [la.uid for la in window.model.doc.layers] == layers
+    assert not window._errors
