@@ -22,6 +22,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from studio.core.errors import BadInput
+from studio.core.paths import studio_home
 
 KINDS: tuple[str, ...] = (
     "txt2img",
@@ -74,16 +75,6 @@ _KNOWN_FIELDS = {
 }
 
 BUILTIN_CATALOG = Path(__file__).resolve().parent.parent / "models" / "catalog.toml"
-
-
-def studio_home() -> Path:
-    """Root of the user's Studio data: ``$STUDIO_HOME`` or the platform's user data folder."""
-    env = os.environ.get("STUDIO_HOME")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("studio", appauthor=False))
 
 
 def user_catalog_path() -> Path:

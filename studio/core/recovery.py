@@ -14,15 +14,11 @@ import os
 from pathlib import Path
 
 from studio.core.document import Document, save_project
+from studio.core.paths import studio_home
 
 
 def data_dir() -> Path:
-    home = os.environ.get("STUDIO_HOME")
-    if home:
-        return Path(home)
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("studio", appauthor=False))
+    return studio_home()
 
 
 def recovery_dir() -> Path:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from studio.core.errors import BadInput, ModelError
+from studio.core.paths import studio_home
 
 CATALOG_ID = "big-lama"
 FILENAMES = ("big-lama.pt", "big-lama.safetensors", "big-lama.pth", "lama.pt", "lama.safetensors")
@@ -29,16 +30,6 @@ NOT_INSTALLED = (
     "LaMa is not installed: get it with `studio models download big-lama` (205 MB), or pass "
     "a LaMa file with --lama FILE; `--method telea` works without any download"
 )
-
-
-def _studio_home() -> Path:
-    try:
-        from studio.core.catalog import studio_home
-
-        return studio_home()
-    except ImportError:  # pragma: no cover - catalog not there
-        env = os.environ.get("STUDIO_HOME")
-        return Path(env) if env else Path.home() / ".studio"
 
 
 def find_lama() -> Path | None:
@@ -58,7 +49,7 @@ def find_lama() -> Path | None:
             return Path(found)
     except Exception:  # noqa: BLE001 - a broken catalog/store must not hide a file on disk
         pass
-    models = _studio_home() / "models"
+    models = studio_home() / "models"
     for folder in (models / "lama", models, models / CATALOG_ID):
         for name in FILENAMES:
             if (folder / name).is_file():

@@ -293,12 +293,9 @@ def load_face_model(path: str | os.PathLike, device: str | torch.device = "cpu")
 
 # -- finding the weights ---------------------------------------------------------------------------
 def _studio_home() -> Path:
-    home = os.environ.get("STUDIO_HOME")
-    if home:
-        return Path(home)
-    import platformdirs
+    from studio.core.paths import studio_home
 
-    return Path(platformdirs.user_data_dir("studio", appauthor=False))
+    return studio_home()
 
 
 def default_model_folder() -> Path:

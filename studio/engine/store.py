@@ -117,6 +117,21 @@ def offline_mode() -> bool:
 # What is installed
 
 
+def local_pipelines(kinds: tuple[str, ...] = ("txt2img", "inpaint"), limit: int = 50) -> list[Path]:
+    """Generation models on disk that are not catalog entries: diffusers folders (with a
+    model_index.json) in Studio's models folder and the user's folders, then imported
+    single-file checkpoints of ``kinds``. Torch-free, for the model pickers."""
+    out: list[Path] = []
+    for root in _search_roots():
+        if root.is_dir():
+            out += [p.parent for p in sorted(root.rglob("model_index.json"))]
+    from studio.engine.importer import list_imported
+
+    out += [Path(rec.path) for kind in kinds for rec in list_imported(kind)]
+    seen: set[Path] = set()
+    return [p for p in out if not (p in seen or seen.add(p))][:limit]
+
+
 def find_installed(entry: Entry) -> Path | None:
     """Where ``entry`` is installed locally, or None. Never touches the network.
 

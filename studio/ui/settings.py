@@ -56,12 +56,9 @@ class _Setting(Generic[T]):
 
 
 def settings_path() -> Path:
-    home = os.environ.get("STUDIO_HOME")
-    if home:
-        return Path(home) / "settings.ini"
-    import platformdirs
+    from studio.core.paths import config_dir
 
-    return Path(platformdirs.user_config_dir("studio", appauthor=False)) / "settings.ini"
+    return config_dir() / "settings.ini"
 
 
 class Settings:

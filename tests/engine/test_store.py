@@ -187,3 +187,39 @@ def test_entry_shape_helpers():
         sha256=MappingProxyType({}),
     )
     assert e.target_filename == "file.pth" and e.is_single_file and not e.is_repo
+
+
+def test_local_pipelines_lists_folders_in_every_root_and_imported_checkpoints(
+    hub, tmp_path, monkeypatch
+):
+    own = store.models_dir() / "txt2img" / "my-model"
+    own.mkdir(parents=True)
+    (own / "model_index.json").write_text("{}")
+    extra = tmp_path / "elsewhere" / "other-model"
+    extra.mkdir(parents=True)
+    (extra / "model_index.json").write_text("{}")
+    monkeypatch.setenv("STUDIO_MODEL_PATHS", str(tmp_path / "elsewhere"))
+    ckpt = store.models_dir() / "txt2img" / "dream.safetensors"
+    ckpt.write_bytes(b"x")
+    lora = store.models_dir() / "lora" / "ink.safetensors"
+    lora.parent.mkdir(parents=True)
+    lora.write_bytes(b"x")
+    records = [
+        {
+            "name": p.name,
+            "path": str(p),
+            "kind": kind,
+            "base": "sd1",
+            "description": "",
+            "format": "safetensors",
+            "size": 1,
+            "source": "",
+            "imported_at": 0.0,
+            "details": {},
+        }
+        for p, kind in ((ckpt, "txt2img"), (lora, "lora"))
+    ]
+    (store.models_dir() / "imported.json").write_text(json.dumps(records))
+    found = store.local_pipelines()
+    assert own in found and extra in found and ckpt in found
+    assert lora not in found  # a LoRA is not a model to generate with

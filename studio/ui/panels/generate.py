@@ -8,10 +8,8 @@ generation region (one undo step each) and in the document's history.
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QSize, Qt, Slot
@@ -73,16 +71,22 @@ def catalog_models() -> dict[str, dict]:
         return {}
 
 
+def local_models() -> list[str]:
+    """Diffusers folders and imported checkpoints on disk (Studio's and the user's folders)."""
+    try:
+        from studio.engine.store import local_pipelines  # torch-free
+
+        return [str(p) for p in local_pipelines()]
+    except Exception:  # noqa: BLE001 - a broken models folder must not break the picker
+        return []
+
+
 def model_choices(recent: list[str], catalog: dict[str, dict] | None = None) -> list[str]:
     """Recent models first, then catalog ids (txt2img/inpaint), then local model folders."""
     out: list[str] = []
     out += [m for m in recent if m]
     out += list(catalog if catalog is not None else catalog_models())
-    home = os.environ.get("STUDIO_HOME")
-    if home:
-        root = Path(home) / "models"
-        if root.is_dir():
-            out += [str(p.parent) for p in sorted(root.rglob("model_index.json"))[:50]]
+    out += local_models()
     seen: set[str] = set()
     return [m for m in out if not (m in seen or seen.add(m))]
 

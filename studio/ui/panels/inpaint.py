@@ -15,7 +15,6 @@ Torch-free: only numpy, Qt, studio.core and the torch-free engine modules (reque
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -73,11 +72,9 @@ def inpaint_models() -> list[str]:
         out += [e.id for e in cat if e.kind == "txt2img"]
     except Exception:  # noqa: BLE001 - the picker stays editable without a catalog
         pass
-    home = os.environ.get("STUDIO_HOME")
-    if home and (Path(home) / "models").is_dir():
-        out += [
-            str(p.parent) for p in sorted((Path(home) / "models").rglob("model_index.json"))[:50]
-        ]
+    from studio.ui.panels.generate import local_models
+
+    out += local_models()
     seen: set[str] = set()
     return [m for m in out if not (m in seen or seen.add(m))]
 
