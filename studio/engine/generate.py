@@ -393,6 +393,20 @@ def validate_request(request: GenerateRequest) -> None:
             raise BadInput(f"ControlNet {c.kind}: no ControlNet model given (--controlnet)")
 
 
+# Above this many pixels the VAE decodes in overlapping tiles (bounded memory on big images).
+VAE_TILING_PIXELS = 1536 * 1536
+
+
+def _vae_tiling(pipe, pixels: int) -> None:
+    vae = getattr(pipe, "vae", None)
+    if vae is None or not hasattr(vae, "enable_tiling"):
+        return
+    if pixels > VAE_TILING_PIXELS:
+        vae.enable_tiling()
+    else:
+        vae.disable_tiling()
+
+
 def steps_per_image(pipe, steps: int, strength: float | None) -> int:
     """How many step callbacks one image takes: the length of the scheduler's timestep list
     for ``steps`` (PNDM adds one, Heun evaluates twice per step), cut as the img2img/inpaint
@@ -449,6 +463,7 @@ def run_generate(ctx, request: GenerateRequest):
     else:
         kwargs.update(width=request.width, height=request.height)
     kwargs.update(control_kwargs(task, request.controls, *size))
+    _vae_tiling(pipe, request.width * request.height)
     per_image = steps_per_image(pipe, request.steps, strength)
     total = per_image * request.count
     sampler = request.scheduler and canonical_name(request.scheduler)

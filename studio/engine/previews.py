@@ -60,7 +60,8 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
     """(3, H, W) or (H, W, 3) in [-1, 1] -> (H, W, 3) uint8."""
     if image.shape[0] == 3 and image.ndim == 3 and image.shape[-1] != 3:
         image = image.permute(1, 2, 0)
-    image = ((image.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    # nan_to_num: an fp16 SDXL VAE can overflow; a preview must never turn into garbage.
+    image = ((torch.nan_to_num(image.float()).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return np.ascontiguousarray(image.cpu().numpy())
 
 

@@ -301,3 +301,16 @@ def test_inpainting_model_refuses_txt2img(runner, tiny_models):
     final, _ = _run(runner, _req(tiny_models.sd_inpaint))
     assert isinstance(final, Failed) and final.exit_code == 2
     assert "inpainting model" in final.message
+
+
+def test_vae_tiling_only_for_big_images(tiny_models):
+    from studio.core.cancel import CancelToken
+    from studio.engine.generate import VAE_TILING_PIXELS, _vae_tiling, load_pipeline
+    from studio.engine.runner import JobContext
+
+    ctx = JobContext(1, lambda e: None, CancelToken(), Runner())
+    pipe = load_pipeline(ctx, str(tiny_models.sd))
+    _vae_tiling(pipe, VAE_TILING_PIXELS + 1)
+    assert pipe.vae.use_tiling
+    _vae_tiling(pipe, 512 * 512)
+    assert not pipe.vae.use_tiling
