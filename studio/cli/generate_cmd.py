@@ -19,7 +19,7 @@ import signal
 import sys
 from pathlib import Path
 
-from studio.core.errors import BadInput, JobCancelled, StudioError
+from studio.core.errors import BadInput, JobCancelled, ModelError, StudioError
 
 DEFAULT_SIZE = (512, 512)
 
@@ -136,7 +136,7 @@ def parse_lora(text: str):
 
     path, weight = _split_weight(text, "--lora")
     if not Path(path).expanduser().is_file():
-        raise BadInput(f"--lora {text}: no such file {path}")
+        raise ModelError(f"--lora {text}: no such LoRA file {path}")
     return LoraSpec(str(Path(path).expanduser()), 1.0 if weight is None else weight)
 
 

@@ -176,7 +176,7 @@ def apply_loras(pipe, entry: LoadedModel, loras) -> None:
     for spec in loras:
         p = Path(spec.path).expanduser()
         if not p.is_file():
-            raise BadInput(f"{spec.path}: LoRA file not found")
+            raise ModelError(f"{spec.path}: LoRA file not found")
         wanted.append((str(p.resolve()), float(spec.weight)))
     wanted_t = tuple(wanted)
     if wanted_t == entry.loras:

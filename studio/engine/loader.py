@@ -161,7 +161,8 @@ def resolve_model(ref: str) -> ResolvedModel:
     if local_models.exists():
         return resolve_model(str(local_models))
     if looks_like_path(ref):
-        raise BadInput(f"{ref}: no such file or folder")
+        # A model that isn't there is "model missing" (exit 3), like an uncached repo id.
+        raise ModelError(f"{ref}: no such model file or folder")
     if _REPO_RE.match(ref):
         found = _from_hf_cache(ref)
         if found is not None:

@@ -20,10 +20,12 @@ from studio.engine.loader import detect_checkpoint, pick_variant, resolve_model
 def test_resolve_folder_and_errors(tiny_models, tmp_path):
     r = resolve_model(str(tiny_models.sd))
     assert r.kind == "folder" and r.name == "tiny-sd"
-    with pytest.raises(BadInput, match="no such file"):
+    with pytest.raises(ModelError, match="no such model file"):
         resolve_model(str(tmp_path / "nope"))
-    with pytest.raises(BadInput, match="no such file"):
+    with pytest.raises(ModelError, match="no such model file"):
         resolve_model("./relative/missing")
+    with pytest.raises(BadInput, match="No model"):
+        resolve_model("")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="not a diffusers model folder"):
         resolve_model(str(tmp_path / "empty"))
