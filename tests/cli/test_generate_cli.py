@@ -236,3 +236,22 @@ def test_layering_imports():
         [sys.executable, "-c", code2], capture_output=True, text=True, env=_env(), timeout=120
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_windowed_app_without_stderr(tiny_models, tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "stderr", None)
+    out = tmp_path / "w.png"
+    assert main(gen(tiny_models, out, "--preview", "taesd")) == 0  # taesd fallback message too
+    assert out.exists()
+
+
+def test_turbo_defaults_from_catalog_and_name(tmp_path):
+    from studio.engine.loader import recommended_settings
+
+    rec = recommended_settings("sd-turbo")
+    assert rec["steps"] == 1 and rec["guidance"] == 0.0
+    assert recommended_settings(str(tmp_path / "my-sdxl-turbo.safetensors")) == {
+        "steps": 1,
+        "guidance": 0.0,
+    }
+    assert recommended_settings(str(tmp_path / "plain")) == {}
