@@ -145,3 +145,34 @@ def test_controlnet_bad_range_and_missing_model(runner, tiny_models):
         )
     )
     assert isinstance(final, Failed) and final.exit_code == 3
+
+
+@pytest.fixture(scope="module")
+def sdxl_controlnet(tiny_models, tmp_path_factory):
+    """A tiny SDXL ControlNet (ControlNetModel.from_unet on the tiny SDXL UNet, zero convs
+    perturbed like studio.engine.tiny.build_tiny_controlnet does for SD1)."""
+    import torch
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel.from_pretrained(tiny_models.sdxl / "unet")
+    cn = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 8, 8))
+    with torch.no_grad():
+        for p in cn.parameters():
+            if p.abs().sum() == 0:
+                p.normal_(0, 0.5)
+    folder = tmp_path_factory.mktemp("sdxl-cn") / "tiny-sdxl-controlnet"
+    cn.save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def test_sdxl_controlnet_txt2img_and_img2img(runner, tiny_models, sdxl_controlnet):
+    plain = _img(runner, tiny_models.sdxl).images[0]
+    control = ControlInput("canny", _edges(), str(sdxl_controlnet), weight=1.0)
+    guided = _img(runner, tiny_models.sdxl, controls=(control,)).images[0]
+    assert guided.shape == (64, 64, 3)
+    assert not np.array_equal(guided, plain)
+    init = np.full((64, 64, 3), 90, np.uint8)
+    i2i = _img(runner, tiny_models.sdxl, controls=(control,), init_image=init, strength=0.5,
+               steps=4)  # fmt: skip
+    assert i2i.images[0].shape == (64, 64, 3)
