@@ -282,10 +282,12 @@ def denoise(
     budget = preview_budget(decoder.mode) if decoder is not None else None
     spent = 0.0  # seconds spent making previews in this call
     started = time.perf_counter()
+    final: dict = {}  # the latest latents (a reference, no copy): what the VAE will decode
 
     def on_step_end(p, i, t, kwargs):
         nonlocal spent
         ctx.check()
+        final["latents"] = kwargs["latents"]
         step = min(step_offset + i + 1, total_steps)
         ctx.progress(step, total_steps)
         if decoder is not None:
@@ -316,6 +318,11 @@ def denoise(
         if tap is not None:
             tap.remove()
     images = np.asarray(out.images)
+    if _bad_decode(images, final.get("latents")) and pipe.vae.dtype != torch.float32:
+        msg = f"The VAE overflowed in {str(pipe.vae.dtype).removeprefix('torch.')}; decoding again in float32"
+        log.warning(msg)
+        ctx.progress(total_steps, total_steps, msg)
+        images = decode_fp32(pipe, final["latents"])
     if not np.isfinite(images).all():
         raise ModelError(
             "The model produced NaN pixels (often fp16 overflow in the VAE); "
@@ -324,6 +331,39 @@ def denoise(
     return [
         np.ascontiguousarray((np.clip(im, 0, 1) * 255).round().astype(np.uint8)) for im in images
     ]
+
+
+def _bad_decode(images: np.ndarray, latents) -> bool:
+    """NaN pixels, or an all-black image from latents that are not all zero: the signature
+    of fp16 overflow in SD's VAE decoder (NaNs come out black after clipping elsewhere)."""
+    if not np.isfinite(images).all():
+        return True
+    if latents is None or images.size == 0 or images.max() > 1.0 / 255:
+        return False
+    return bool(torch.isfinite(latents).all() and latents.float().std() > 1e-3)
+
+
+def decode_fp32(pipe, latents: torch.Tensor) -> np.ndarray:
+    """Decode final latents with the pipeline's VAE temporarily in float32 (the retry for
+    fp16/bf16 overflow), undoing the latent scaling the pipeline would have undone."""
+    vae = pipe.vae
+    dtype = vae.dtype
+    cfg = vae.config
+    lat = latents.to(torch.float32)
+    mean, std = getattr(cfg, "latents_mean", None), getattr(cfg, "latents_std", None)
+    if mean is not None and std is not None:  # SDXL-style normalised latents
+        mean_t = torch.tensor(mean, dtype=lat.dtype, device=lat.device).view(1, -1, 1, 1)
+        std_t = torch.tensor(std, dtype=lat.dtype, device=lat.device).view(1, -1, 1, 1)
+        lat = lat * std_t / cfg.scaling_factor + mean_t
+    else:
+        lat = lat / cfg.scaling_factor
+    vae.to(torch.float32)
+    try:
+        with torch.inference_mode():
+            image = vae.decode(lat, return_dict=False)[0]
+        return np.asarray(pipe.image_processor.postprocess(image, output_type="np"))
+    finally:
+        vae.to(dtype)
 
 
 def _pil(image: np.ndarray, size: tuple[int, int]):
