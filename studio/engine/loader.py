@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.core.errors import BadInput, ModelError
+from studio.core.paths import studio_home
 
 CONFIGS = Path(__file__).resolve().parent.parent / "models" / "configs"
 
@@ -70,15 +71,6 @@ class ResolvedModel:
     @property
     def key(self) -> str:
         return str(self.path)
-
-
-def studio_home() -> Path:
-    home = os.environ.get("STUDIO_HOME")
-    if home:
-        return Path(home)
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("studio", appauthor=False))
 
 
 def _how_to_get(ref: str) -> str:
