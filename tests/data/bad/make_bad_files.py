@@ -110,6 +110,16 @@ def main() -> None:
         {"format": "studio-project", "version": 1, "width": 64, "height": 64,
          "layers": [{"name": "gone", "kind": "image", "file": "layers/0.png"}]}
     )
+    # A valid project claiming a canvas no machine can hold (931 GiB for the mask alone), and
+    # one far over the image limit (16384 px a side) whose arrays numpy allocates lazily.
+    files["huge_canvas.studio"] = _studio_zip(
+        {"format": "studio-project", "version": 1, "width": 1_000_000, "height": 1_000_000,
+         "layers": []}
+    )
+    files["oversized_canvas.studio"] = _studio_zip(
+        {"format": "studio-project", "version": 1, "width": 100_000, "height": 100_000,
+         "layers": []}
+    )
     for name, data in files.items():
         (HERE / name).write_bytes(data)
     print(f"wrote {len(files)} files to {HERE}")
