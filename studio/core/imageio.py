@@ -58,8 +58,12 @@ def open_bytes(data: bytes, name: str = "image") -> Image.Image:
                     f"{name}: {w}x{h} is too large (at most {MAX_SIDE} px a side, "
                     f"{MAX_PIXELS // 1_000_000} megapixels)"
                 )
-            if getattr(im, "n_frames", 1) > 1:
-                im.seek(0)  # animated: the first frame
+            try:
+                frames = getattr(im, "n_frames", 1)
+            except Exception:  # noqa: BLE001 - a broken later frame (TIFF IFD): use the first
+                frames = 2
+            if frames > 1:
+                im.seek(0)  # animated or multi-page: the first frame
             im.load()
     except BadInput:
         raise
@@ -71,6 +75,8 @@ def open_bytes(data: bytes, name: str = "image") -> Image.Image:
         raise BadInput(f"{name}: the image is damaged or truncated ({_reason(e)})") from e
     except MemoryError as e:
         raise BadInput(f"{name}: not enough memory to open this image") from e
+    except Exception as e:  # noqa: BLE001 - Pillow's decoders raise TypeError, KeyError, ...
+        raise BadInput(f"{name}: the image is damaged or unreadable ({_reason(e)})") from e
     return im
 
 
@@ -127,15 +133,21 @@ def load_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> n
     """Load a mask: white (or opaque, for images with alpha) = regenerate. Returns (H, W)
     uint8. ``size`` (w, h) checks it matches the image it belongs to."""
     im = _open(path)
-    im = ImageOps.exif_transpose(im)
-    if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
-        rgba = im.convert("RGBA")
-        alpha = np.asarray(rgba)[..., 3]
-        gray = np.asarray(rgba.convert("L"))
-        # An all-opaque RGBA mask carries its meaning in the gray values.
-        mask = gray if alpha.min() == 255 else alpha
-    else:
-        mask = np.asarray(im.convert("L"))
+    try:
+        im = ImageOps.exif_transpose(im)
+    except Exception:  # noqa: BLE001 - as in normalize: a broken EXIF block is ignored
+        pass
+    try:
+        if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+            rgba = im.convert("RGBA")
+            alpha = np.asarray(rgba)[..., 3]
+            gray = np.asarray(rgba.convert("L"))
+            # An all-opaque RGBA mask carries its meaning in the gray values.
+            mask = gray if alpha.min() == 255 else alpha
+        else:
+            mask = np.asarray(im.convert("L"))
+    except Exception as e:  # noqa: BLE001
+        raise BadInput(f"{Path(path).name}: cannot convert the mask ({_reason(e)})") from e
     if size is not None and (mask.shape[1], mask.shape[0]) != tuple(size):
         raise BadInput(
             f"{Path(path).name}: the mask is {mask.shape[1]}x{mask.shape[0]} but the image is "

@@ -11,6 +11,7 @@ BAD = Path(__file__).resolve().parent.parent / "data" / "bad"
 VALID_IMAGES = {
     "animated.gif": (48, 64, 3),
     "animated.png": (48, 64, 3),
+    "bad_second_page.tiff": (48, 64, 3),  # a broken later page: the first one is used
     "cmyk.jpg": (48, 64, 3),
     "exif_rotated.jpg": (64, 48, 3),  # stored landscape, EXIF says rotate: comes out upright
     "float32.tiff": (48, 64, 3),

@@ -120,9 +120,24 @@ def main() -> None:
         {"format": "studio-project", "version": 1, "width": 100_000, "height": 100_000,
          "layers": []}
     )
+    files["bad_second_page.tiff"] = _tiff_bad_second_page()
     for name, data in files.items():
         (HERE / name).write_bytes(data)
     print(f"wrote {len(files)} files to {HERE}")
+
+
+def _tiff_bad_second_page() -> bytes:
+    """A good first page whose next-IFD pointer leads to a page without a size: Pillow's
+    n_frames raises TypeError("Missing dimensions") (found by the fuzzer)."""
+    buf = io.BytesIO()
+    gradient().save(buf, "TIFF")
+    b = bytearray(buf.getvalue())
+    ifd = struct.unpack("<I", b[4:8])[0]
+    next_ptr = ifd + 2 + 12 * struct.unpack("<H", b[ifd : ifd + 2])[0]
+    b += b"\0" * (len(b) % 2)
+    b[next_ptr : next_ptr + 4] = struct.pack("<I", len(b))
+    b += struct.pack("<H", 1) + struct.pack("<HHII", 0x0103, 3, 1, 1) + struct.pack("<I", 0)
+    return bytes(b)
 
 
 def _tiff_float() -> bytes:
