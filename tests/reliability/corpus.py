@@ -54,6 +54,8 @@ BAD_PROJECTS = [
     "missing_layers.studio",
     "huge_canvas.studio",
     "oversized_canvas.studio",
+    "encrypted_layer.studio",
+    "unknown_compression.studio",
 ]
 # Projects the app does not refuse yet (owner: studio/core/document.py); their tests are
 # strict xfails. "Unsafe" ones are not even run through the app: opening them would allocate
@@ -64,6 +66,13 @@ PROJECT_BUGS = {
     "oversized_canvas.studio": "BUG: load_project accepts a 100000x100000 canvas (over the "
     "16384 px image limit); the app would then try to paint 40 GB",
 }
+PROJECT_BUGS["encrypted_layer.studio"] = (
+    "BUG: load_project lets zipfile's RuntimeError ('is encrypted, password required') escape"
+)
+PROJECT_BUGS["unknown_compression.studio"] = (
+    "BUG: load_project lets zipfile's NotImplementedError ('compression method is not "
+    "supported') escape"
+)
 UNSAFE_IN_APP = {"oversized_canvas.studio"}
 PWNED_MARKER = Path("/tmp/studio-pwned-by-pickle")
 

@@ -121,6 +121,9 @@ def main() -> None:
          "layers": []}
     )
     files["bad_second_page.tiff"] = _tiff_bad_second_page()
+    # Zip flags the fuzzer flipped: zipfile raises RuntimeError / NotImplementedError on read.
+    files["encrypted_layer.studio"] = _project_patched(encrypted=True)
+    files["unknown_compression.studio"] = _project_patched(method=99)
     for name, data in files.items():
         (HERE / name).write_bytes(data)
     print(f"wrote {len(files)} files to {HERE}")
@@ -137,6 +140,35 @@ def _tiff_bad_second_page() -> bytes:
     b += b"\0" * (len(b) % 2)
     b[next_ptr : next_ptr + 4] = struct.pack("<I", len(b))
     b += struct.pack("<H", 1) + struct.pack("<HHII", 0x0103, 3, 1, 1) + struct.pack("<I", 0)
+    return bytes(b)
+
+
+def _project_patched(encrypted: bool = False, method: int | None = None) -> bytes:
+    """A valid one-layer project whose layer entry is marked encrypted or given an unknown
+    compression method, in both its local and central zip headers."""
+    manifest = {
+        "format": "studio-project", "version": 1, "width": 64, "height": 48,
+        "layers": [{"name": "Background", "kind": "image", "file": "layers/0.png"}],
+    }
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("layers/0.png", png_bytes(gradient().convert("RGBA")))
+        z.writestr("manifest.json", json.dumps(manifest))
+    b = bytearray(buf.getvalue())
+    name = b"layers/0.png"
+    for sig, flags_at, method_at, name_len_at, name_at in (
+        (b"PK\x03\x04", 6, 8, 26, 30),
+        (b"PK\x01\x02", 8, 10, 28, 46),
+    ):
+        i = b.find(sig)
+        while i != -1:
+            n = struct.unpack("<H", b[i + name_len_at : i + name_len_at + 2])[0]
+            if b[i + name_at : i + name_at + n] == name:
+                if encrypted:
+                    b[i + flags_at] |= 1
+                if method is not None:
+                    b[i + method_at : i + method_at + 2] = struct.pack("<H", method)
+            i = b.find(sig, i + 4)
     return bytes(b)
 
 
