@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio.core.errors import BadInput
+from studio.core.errors import BadInput, StudioError
 
 SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".bin", ".sft")
 MAX_HEADER = 100 * 1024 * 1024
@@ -247,10 +247,14 @@ def _unpickle(data: bytes | Any, name: str, torchscript: bool = False) -> Any:
         return SafeUnpickler(f, name, torchscript).load()
     except UnsafePickle:
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
-        raise BadInput(f"{name} is not a readable model file ({type(e).__name__}: {e})") from e
     except RecursionError as e:
         raise BadInput(f"{name} is not a readable model file (nested too deeply)") from e
+    except MemoryError as e:
+        raise BadInput(f"{name} is not a readable model file (implausible sizes)") from e
+    except Exception as e:  # noqa: BLE001 - hostile bytes: OverflowError, IndexError, ...
+        # Nothing ran (SafeUnpickler builds only inert objects), so any failure is "unreadable".
+        text = (str(e).strip().splitlines() or [""])[0][:160]
+        raise BadInput(f"{name} is not a readable model file ({type(e).__name__}: {text})") from e
 
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -340,15 +344,23 @@ def read_tensors(path: str | Path) -> tuple[dict[str, TensorInfo], str, dict[str
             f"{path.name}: unsupported model file type {suffix or '(none)'} "
             f"(expected {', '.join(SUFFIXES)})"
         )
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if suffix in (".safetensors", ".sft") or (
-        len(head) == 8 and 1 < struct.unpack("<Q", head)[0] < MAX_HEADER and _peek_json(path)
-    ):
-        tensors, meta = read_safetensors_header(path)
-        return tensors, "safetensors", meta
-    tensors, fmt = read_pickle_tensors(path)
-    return tensors, fmt, {}
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+        if suffix in (".safetensors", ".sft") or (
+            len(head) == 8 and 1 < struct.unpack("<Q", head)[0] < MAX_HEADER and _peek_json(path)
+        ):
+            tensors, meta = read_safetensors_header(path)
+            return tensors, "safetensors", meta
+        tensors, fmt = read_pickle_tensors(path)
+        return tensors, fmt, {}
+    except StudioError:
+        raise
+    except Exception as e:  # noqa: BLE001 - damaged bytes (zipfile's EOFError, bad names...)
+        text = (str(e).strip().splitlines() or [""])[0][:160]
+        raise BadInput(
+            f"{path.name} is not a readable model file ({type(e).__name__}: {text})"
+        ) from e
 
 
 def _peek_json(path: Path) -> bool:
