@@ -86,3 +86,35 @@ def test_fuzz_identify(scratch, case):
     except StudioError as e:
         assert e.message and "\n" not in e.message, e.message
     assert not PWNED_MARKER.exists()
+
+
+def _write(tmp_path: Path, name: str, data: bytes) -> Path:
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+@pytest.mark.parametrize(
+    "name,data",
+    [
+        # Pickle protocol 4 FRAME claiming 2**64-1 bytes: OverflowError inside pickle.
+        ("frame.ckpt", b"\x80\x04\x95" + b"\xff" * 8 + b"N."),
+        # BINBYTES8 claiming an exabyte: MemoryError or OverflowError inside pickle.
+        ("huge.pth", b"\x80\x04\x8e" + (2**60).to_bytes(8, "little") + b"x."),
+        # A safetensors header whose shape is not made of integers.
+        (
+            "shape.safetensors",
+            (lambda h: len(h).to_bytes(8, "little") + h)(
+                b'{"w": {"dtype": "F32", "shape": ["x"], "data_offsets": [0, 0]}}'
+            ),
+        ),
+    ],
+    ids=["pickle-frame", "pickle-binbytes8", "safetensors-shape"],
+)
+def test_found_by_the_fuzzer(tmp_path, name, data):
+    from studio.core.errors import BadInput
+    from studio.engine.identify import identify
+
+    with pytest.raises(BadInput) as info:
+        identify(_write(tmp_path, name, data))
+    assert name in info.value.message and "\n" not in info.value.message
