@@ -84,8 +84,6 @@ def build_request(args: argparse.Namespace, image, mask):
         method = method.lower()
     else:
         method, model = "diffusion", method
-    if method == "diffusion" and not args.prompt:
-        print("studio: note: no --prompt; the model fills the mask unguided", file=sys.stderr)
     return InpaintRequest(
         image=image,
         mask=mask,
@@ -170,6 +168,9 @@ def run(args: argparse.Namespace) -> int:
             raise JobCancelled()
     result, meta = final.images[0], (final.metadata[0] if final.metadata else {})
     save_image(out, result, parameters=format_parameters(meta), studio=meta)
+    if request.method == "diffusion" and not args.prompt:
+        # Said after the job, so a refused input still gets exactly one line on stderr.
+        print("studio: note: no --prompt; the model filled the mask unguided", file=sys.stderr)
     print(f"{out} ({final.extra.get('method', request.method)}, {final.seconds:.1f} s)")
     return 0
 

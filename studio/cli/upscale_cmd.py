@@ -150,15 +150,15 @@ def run(args: argparse.Namespace) -> int:
     if args.sharpen < 0:
         raise BadInput("--sharpen must be 0 or more")
     out_path = _check_out(args.out)
-    method, model = _pick_method(args)
 
     from studio.core.imageio import load_image, read_text_chunks, save_image
 
-    image = load_image(args.image)
+    image = load_image(args.image)  # first: a refused input is the only line on stderr
     try:
         chunks = read_text_chunks(args.image)
     except StudioError:
         chunks = {}
+    method, model = _pick_method(args)
 
     scale = args.scale
     if scale is None:

@@ -294,10 +294,19 @@ def project_from_bytes(data: bytes, name: str = "project") -> Document:
         raise BadInput(f"{name}: not a Studio project (or the file is damaged)") from e
     with z:
         try:
+            if z.getinfo("manifest.json").file_size > 16 * 2**20:
+                raise ValueError("the manifest is implausibly large")
             manifest = json.loads(z.read("manifest.json").decode("utf-8"))
         except KeyError as e:
             raise BadInput(f"{name}: not a Studio project (no manifest)") from e
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        except (
+            zipfile.BadZipFile,
+            OSError,
+            ValueError,
+            EOFError,
+            RuntimeError,
+            NotImplementedError,
+        ) as e:
             raise BadInput(f"{name}: the project file is damaged ({e})") from e
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise BadInput(f"{name}: not a Studio project")
@@ -313,7 +322,18 @@ def project_from_bytes(data: bytes, name: str = "project") -> Document:
             return _build(z, manifest, name)
         except BadInput:
             raise
-        except (KeyError, TypeError, ValueError, zipfile.BadZipFile, OSError, EOFError) as e:
+        except MemoryError as e:
+            raise BadInput(f"{name}: the project is too large to open") from e
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+            zipfile.BadZipFile,
+            OSError,
+            EOFError,
+            RuntimeError,  # zipfile: an encrypted member ("password required")
+            NotImplementedError,  # zipfile: an unsupported compression method
+        ) as e:
             raise BadInput(f"{name}: the project file is damaged ({type(e).__name__}: {e})") from e
 
 
@@ -328,9 +348,16 @@ def _read_png(z: zipfile.ZipFile, member: str, name: str, mode: str) -> np.ndarr
 
 
 def _build(z: zipfile.ZipFile, m: dict, name: str) -> Document:
+    from studio.core.imageio import MAX_PIXELS, MAX_SIDE
+
     width, height = int(m["width"]), int(m["height"])
     if width < 0 or height < 0:
         raise ValueError("negative size")
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+        raise BadInput(
+            f"{name}: the canvas is {width}x{height}, larger than Studio supports "
+            f"(at most {MAX_SIDE} px a side)"
+        )
     doc = Document(width, height)
     doc.layers = []
     for spec in m["layers"]:

@@ -59,7 +59,8 @@ def find_lama() -> Path | None:
 
 def resolve_lama(model: str = "") -> Path:
     """A LaMa file from a path, the catalog id, or "" / "lama" for the installed one.
-    Raises BadInput for a path that does not exist, ModelError when none is installed."""
+    Raises ModelError (exit 3: model missing) for a path that does not exist or when none is
+    installed, BadInput for a folder."""
     ref = (model or "").strip()
     if ref in ("", "lama", CATALOG_ID):
         found = find_lama()
@@ -71,7 +72,7 @@ def resolve_lama(model: str = "") -> Path:
         return path
     if path.exists():
         raise BadInput(f"{path.name}: is a folder; pass the LaMa model file (big-lama.pt)")
-    raise BadInput(f"{ref}: no such LaMa file")
+    raise ModelError(f"{ref}: no such LaMa file")
 
 
 def load_lama(path: str | Path, device: str | None = None):

@@ -202,7 +202,13 @@ def _checkpoint_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     try:
         sd = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:  # noqa: BLE001
-        raise ModelError(f"{path.name}: cannot read checkpoint safely ({e})") from e
+        if "weights only load failed" in str(e).lower():
+            raise ModelError(
+                f"{path.name}: refused: the file holds code or objects other than tensors, and "
+                "Studio never runs code from model files (use a .safetensors version)",
+                str(e),
+            ) from e
+        raise ModelError(f"{path.name}: cannot read checkpoint safely ({_short(e)})") from e
     sd = sd.get("state_dict", sd) if isinstance(sd, dict) else {}
     return {k: tuple(v.shape) for k, v in sd.items() if hasattr(v, "shape")}
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from studio.core import masks
-from studio.core.errors import BadInput, ModelError
+from studio.core.errors import ModelError
 from studio.core.imageio import load_image
 from studio.engine.events import Failed, Finished
 from studio.engine.lama import NOT_INSTALLED, find_lama, lama_inpaint, load_lama, resolve_lama
@@ -123,7 +123,7 @@ def test_installed_lama_is_found_and_auto_uses_it(lama_files, small, tmp_path, m
 def test_missing_and_wrong_files(tmp_path, monkeypatch, small):
     monkeypatch.delenv("STUDIO_LAMA", raising=False)
     monkeypatch.setenv("STUDIO_HOME", str(tmp_path))
-    with pytest.raises(BadInput, match="no such LaMa file"):
+    with pytest.raises(ModelError, match="no such LaMa file"):
         resolve_lama(str(tmp_path / "nope.pt"))
     img, mask = small
     final = Runner(device="cpu").run(InpaintRequest(image=img, mask=mask, method="lama"))

@@ -60,19 +60,9 @@ BAD_PROJECTS = [
 # Projects the app does not refuse yet (owner: studio/core/document.py); their tests are
 # strict xfails. "Unsafe" ones are not even run through the app: opening them would allocate
 # tens of GB (numpy's lazy zeros are touched once the canvas paints).
-PROJECT_BUGS = {
-    "huge_canvas.studio": "BUG: load_project lets MemoryError escape for a 1000000x1000000 "
-    "canvas (not BadInput; the app's open_project only catches StudioError)",
-    "oversized_canvas.studio": "BUG: load_project accepts a 100000x100000 canvas (over the "
-    "16384 px image limit); the app would then try to paint 40 GB",
-}
-PROJECT_BUGS["encrypted_layer.studio"] = (
-    "BUG: load_project lets zipfile's RuntimeError ('is encrypted, password required') escape"
-)
-PROJECT_BUGS["unknown_compression.studio"] = (
-    "BUG: load_project lets zipfile's NotImplementedError ('compression method is not "
-    "supported') escape"
-)
+PROJECT_BUGS: dict[
+    str, str
+] = {}  # all fixed: huge/oversized canvas, encrypted, unknown compression
 UNSAFE_IN_APP = {"oversized_canvas.studio"}
 PWNED_MARKER = Path("/tmp/studio-pwned-by-pickle")
 

@@ -273,11 +273,6 @@ def test_models_import_names_the_pickle_danger(capsys):
         assert rc == 2 and "code" in err and ".safetensors" in err, err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: studio/engine/loader.py _checkpoint_shapes puts torch's multi-line "
-    "weights_only error (which advises weights_only=False) into the ModelError; use _short(e)",
-)
 def test_checkpoint_refusal_message_is_one_line_without_unsafe_advice():
     from studio.core.errors import ModelError
     from studio.engine.loader import detect_checkpoint
@@ -295,12 +290,6 @@ def test_checkpoint_refusal_message_is_one_line_without_unsafe_advice():
         ["inpaint", "--image", "{good}", "--mask", "{empty}", "--method", "{sd}"],
     ],
     ids=["upscale-note", "inpaint-note"],
-)
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a 'studio: note: ...' line (upscale: 'no upscaler model installed; using "
-    "Lanczos', inpaint: 'no --prompt; ...') is printed before the inputs are checked, so a "
-    "refused input gives two stderr lines instead of one",
 )
 def test_notes_do_not_precede_an_error(argv, tmp_path, capsys, tiny_models, good_png):
     out = tmp_path / "o.png"

@@ -85,24 +85,13 @@ def test_weight_file_truncated_on_disk(two_models):
     assert isinstance(runner.run(gen(a)), Finished)
 
 
-LAMA_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `studio inpaint --lama FILE` with a FILE that does not exist (deleted) exits "
-    "2 ('no such LaMa file', BadInput); DESIGN.md: 3 = model missing, as generate --model/"
-    "--lora, upscale --model and control pose --model do",
-)
-
-
 @pytest.mark.parametrize(
     "argv",
     [
         ["generate", "--model", "{gone}", "--prompt", "x"],
         ["generate", "--model", "{sd}", "--prompt", "x", "--lora", "{gone}.safetensors"],
         ["inpaint", "--image", "{img}", "--mask", "{mask}", "--method", "{gone}", "--prompt", "x"],
-        pytest.param(
-            ["inpaint", "--image", "{img}", "--mask", "{mask}", "--lama", "{gone}.pth"],
-            marks=LAMA_BUG,
-        ),
+        ["inpaint", "--image", "{img}", "--mask", "{mask}", "--lama", "{gone}.pth"],
     ],
     ids=["generate-model", "generate-lora", "inpaint-method", "inpaint-lama"],
 )
