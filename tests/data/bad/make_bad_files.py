@@ -42,7 +42,12 @@ def bomb_png(w: int, h: int) -> bytes:
     row = b"\x00" + b"\x00" * ((w + 7) // 8)
     body = b"".join(raw.compress(row) for _ in range(h)) + raw.flush()
     ihdr = struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", body) + png_chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", ihdr)
+        + png_chunk(b"IDAT", body)
+        + png_chunk(b"IEND", b"")
+    )
 
 
 class Evil:
@@ -107,18 +112,33 @@ def main() -> None:
     files["not_a_zip.studio"] = b"{}"
     files["newer_version.studio"] = _studio_zip({"format": "studio-project", "version": 999})
     files["missing_layers.studio"] = _studio_zip(
-        {"format": "studio-project", "version": 1, "width": 64, "height": 64,
-         "layers": [{"name": "gone", "kind": "image", "file": "layers/0.png"}]}
+        {
+            "format": "studio-project",
+            "version": 1,
+            "width": 64,
+            "height": 64,
+            "layers": [{"name": "gone", "kind": "image", "file": "layers/0.png"}],
+        }
     )
     # A valid project claiming a canvas no machine can hold (931 GiB for the mask alone), and
     # one far over the image limit (16384 px a side) whose arrays numpy allocates lazily.
     files["huge_canvas.studio"] = _studio_zip(
-        {"format": "studio-project", "version": 1, "width": 1_000_000, "height": 1_000_000,
-         "layers": []}
+        {
+            "format": "studio-project",
+            "version": 1,
+            "width": 1_000_000,
+            "height": 1_000_000,
+            "layers": [],
+        }
     )
     files["oversized_canvas.studio"] = _studio_zip(
-        {"format": "studio-project", "version": 1, "width": 100_000, "height": 100_000,
-         "layers": []}
+        {
+            "format": "studio-project",
+            "version": 1,
+            "width": 100_000,
+            "height": 100_000,
+            "layers": [],
+        }
     )
     files["bad_second_page.tiff"] = _tiff_bad_second_page()
     # Zip flags the fuzzer flipped: zipfile raises RuntimeError / NotImplementedError on read.
@@ -147,7 +167,10 @@ def _project_patched(encrypted: bool = False, method: int | None = None) -> byte
     """A valid one-layer project whose layer entry is marked encrypted or given an unknown
     compression method, in both its local and central zip headers."""
     manifest = {
-        "format": "studio-project", "version": 1, "width": 64, "height": 48,
+        "format": "studio-project",
+        "version": 1,
+        "width": 64,
+        "height": 48,
         "layers": [{"name": "Background", "kind": "image", "file": "layers/0.png"}],
     }
     buf = io.BytesIO()
@@ -174,7 +197,9 @@ def _project_patched(encrypted: bool = False, method: int | None = None) -> byte
 
 def _tiff_float() -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(np.linspace(0, 1, 64 * 48, dtype=np.float32).reshape(48, 64), "F").save(buf, "TIFF")
+    Image.fromarray(np.linspace(0, 1, 64 * 48, dtype=np.float32).reshape(48, 64), "F").save(
+        buf, "TIFF"
+    )
     return buf.getvalue()
 
 
