@@ -22,6 +22,7 @@ pytestmark = [
 ]
 
 
+@pytest.mark.timeout(3000)
 def test_bundle_builds_and_selftest_passes(tmp_path):
     pytest.importorskip("PyInstaller", reason="pip install -e '.[test]' installs PyInstaller")
     need = 12 * 2**30
