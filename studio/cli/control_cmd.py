@@ -18,10 +18,10 @@ Exit codes: 0 done, 2 bad input, 3 model missing, 130 cancelled.
 from __future__ import annotations
 
 import argparse
-import signal
 from pathlib import Path
 
-from studio.core.errors import BadInput, JobCancelled, ModelError, StudioError
+from studio.cli.jobs import ctrl_c_cancels, finished_or_raise
+from studio.core.errors import BadInput
 
 
 def register(subparsers) -> None:
@@ -149,41 +149,20 @@ def run_pose(args: argparse.Namespace) -> int:
 
 
 def _detect(image, model: str | None, device: str | None, hands: bool, face: bool):
+    from dataclasses import replace
+
     from studio.core.pose import Pose
-    from studio.engine.events import Failed, Finished
+    from studio.engine.events import Failed
     from studio.engine.requests import PreprocessRequest
     from studio.engine.runner import Runner
 
     params = (("hands", hands), ("face", face)) + ((("model", model),) if model else ())
     request = PreprocessRequest("pose", image, params, device=device)
     runner = Runner(device=device)
-    final = _run_cancellable(runner, lambda: runner.run(request))
-    if isinstance(final, Failed):
-        cls = {2: BadInput, 3: ModelError, 130: JobCancelled}.get(final.exit_code, StudioError)
-        message = final.message
-        if final.exit_code == 3:
-            message += " (or use --template for a default skeleton)"
-        raise cls(message, final.detail)
-    if not isinstance(final, Finished):
-        raise JobCancelled()
-    return Pose.from_dict(final.extra["pose"])
-
-
-def _run_cancellable(runner, call):
-    """Ctrl+C cancels the job cleanly (exit 130); a second Ctrl+C interrupts at once."""
-    previous = signal.getsignal(signal.SIGINT)
-    hits = {"n": 0}
-
-    def on_sigint(signum, frame):
-        hits["n"] += 1
-        if hits["n"] > 1 or not runner.cancel():
-            raise KeyboardInterrupt
-
-    try:
-        signal.signal(signal.SIGINT, on_sigint)
-    except ValueError:  # not the main thread
-        return call()
-    try:
-        return call()
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with ctrl_c_cancels(runner.cancel):
+        final = runner.run(request)
+    if isinstance(final, Failed) and final.exit_code == 3:
+        final = replace(
+            final, message=final.message + " (or use --template for a default skeleton)"
+        )
+    return Pose.from_dict(finished_or_raise(final).extra["pose"])

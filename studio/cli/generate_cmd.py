@@ -15,11 +15,11 @@ import argparse
 import os
 import re
 import secrets
-import signal
 import sys
 from pathlib import Path
 
-from studio.core.errors import BadInput, JobCancelled, ModelError, StudioError
+from studio.cli.jobs import ctrl_c_cancels, finished_or_raise
+from studio.core.errors import BadInput, ModelError
 
 DEFAULT_SIZE = (512, 512)
 
@@ -68,19 +68,11 @@ def execute(request, *, preview_dir: Path | None = None, label: str = "generatin
     """Run ``request`` to the end and return its Finished event. Raises the StudioError the
     job failed with (exit code preserved) or JobCancelled (exit 130)."""
     from studio.core.imageio import save_image
-    from studio.engine.events import Cancelled, Failed, Finished, Preview, Progress
+    from studio.engine.events import Preview, Progress
     from studio.engine.runner import Runner
 
     runner = Runner()
     line = _ProgressLine(label)
-    presses = 0
-
-    def on_sigint(signum, frame):
-        nonlocal presses
-        presses += 1
-        if presses > 1:
-            os._exit(130)
-        runner.cancel()
 
     def emit(event) -> None:
         if isinstance(event, Progress):
@@ -91,23 +83,11 @@ def execute(request, *, preview_dir: Path | None = None, label: str = "generatin
             save_image(preview_dir / f"step_{event.step:03d}.png", event.image)
 
     try:
-        previous = signal.signal(signal.SIGINT, on_sigint)
-    except ValueError:  # not the main thread: no handler, KeyboardInterrupt can't arrive here
-        previous = None
-    try:
-        final = runner.run(request, emit=emit)
+        with ctrl_c_cancels(runner.cancel):
+            final = runner.run(request, emit=emit)
     finally:
         line.end()
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-    if isinstance(final, Finished):
-        return final
-    if isinstance(final, Cancelled):
-        raise JobCancelled("cancelled")
-    assert isinstance(final, Failed)
-    err = StudioError(final.message, final.detail)
-    err.exit_code = final.exit_code
-    raise err
+    return finished_or_raise(final)
 
 
 # -- argument parsing --------------------------------------------------------------------------

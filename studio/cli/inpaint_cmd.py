@@ -15,11 +15,11 @@ size differs from the image), 3 model missing or unloadable, 130 cancelled (Ctrl
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 
-from studio.core.errors import BadInput, JobCancelled, StudioError
+from studio.cli.jobs import ctrl_c_cancels, finished_or_raise
+from studio.core.errors import BadInput
 
 BUILTIN_METHODS = ("auto", "lama", "telea", "ns")
 
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     if preview_dir is not None:
         preview_dir.mkdir(parents=True, exist_ok=True)
 
-    from studio.engine.events import Failed, Finished, Preview
+    from studio.engine.events import Preview
     from studio.engine.runner import Runner
 
     runner = Runner(device=args.device, dtype=args.dtype)
@@ -161,11 +161,8 @@ def run(args: argparse.Namespace) -> int:
         if make is not None:
             source = final.images[0] if final is not None else image
             request = make(replace(request, image=source), step, overlap=args.overlap)
-        final = _run_cancellable(runner, lambda r=request: runner.run(r, emit=emit))
-        if isinstance(final, Failed):
-            raise _error_for(final)
-        if not isinstance(final, Finished):
-            raise JobCancelled()
+        with ctrl_c_cancels(runner.cancel):
+            final = finished_or_raise(runner.run(request, emit=emit))
     result, meta = final.images[0], (final.metadata[0] if final.metadata else {})
     save_image(out, result, parameters=format_parameters(meta), studio=meta)
     if request.method == "diffusion" and not args.prompt:
@@ -173,32 +170,3 @@ def run(args: argparse.Namespace) -> int:
         print("studio: note: no --prompt; the model filled the mask unguided", file=sys.stderr)
     print(f"{out} ({final.extra.get('method', request.method)}, {final.seconds:.1f} s)")
     return 0
-
-
-def _error_for(failed) -> StudioError:
-    """The exception that makes main() print the job's one-line message with its exit code."""
-    from studio.core.errors import ModelError
-
-    cls = {2: BadInput, 3: ModelError, 130: JobCancelled}.get(failed.exit_code, StudioError)
-    return cls(failed.message, failed.detail)
-
-
-def _run_cancellable(runner, call):
-    """Run ``call`` with Ctrl+C cancelling the job cleanly (exit 130 via JobCancelled); a
-    second Ctrl+C interrupts at once."""
-    previous = signal.getsignal(signal.SIGINT)
-    state = {"hits": 0}
-
-    def on_sigint(signum, frame):
-        state["hits"] += 1
-        if state["hits"] > 1 or not runner.cancel():
-            raise KeyboardInterrupt
-
-    try:
-        signal.signal(signal.SIGINT, on_sigint)
-    except ValueError:  # not the main thread (e.g. called from a test thread)
-        return call()
-    try:
-        return call()
-    finally:
-        signal.signal(signal.SIGINT, previous)

@@ -15,11 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import time
-from contextlib import contextmanager
 
+from studio.cli.jobs import ctrl_c_cancels
 from studio.core.cancel import CancelToken
 from studio.core.catalog import format_size, load_catalog
 from studio.core.errors import BadInput, ModelError
@@ -185,30 +184,6 @@ class _ProgressLine:
             self.width = 0
 
 
-@contextmanager
-def _sigint_cancels(token: CancelToken):
-    """First Ctrl+C cancels the download at the next chunk (the .part stays for resume); a
-    second one exits at once."""
-    presses = 0
-
-    def on_sigint(signum, frame):
-        nonlocal presses
-        presses += 1
-        if presses > 1:
-            os._exit(130)
-        token.cancel()
-
-    try:
-        previous = signal.signal(signal.SIGINT, on_sigint)
-    except ValueError:  # not the main thread
-        previous = None
-    try:
-        yield
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-
-
 def _confirm(question: str) -> bool:
     try:
         answer = input(question)
@@ -242,7 +217,7 @@ def run_download(args: argparse.Namespace) -> int:
             return 1
     token = CancelToken()
     line = _ProgressLine()
-    with _sigint_cancels(token):
+    with ctrl_c_cancels(token.cancel):  # the .part file stays for resume
         for e in todo:
             try:
                 path = download.download(e, token=token, progress=line)
@@ -308,7 +283,7 @@ def run_verify(args: argparse.Namespace) -> int:
             return 0
     token = CancelToken()
     bad = []
-    with _sigint_cancels(token):
+    with ctrl_c_cancels(token.cancel):  # the .part file stays for resume
         for entry in entries:
             for r in download.verify(entry, token=token):
                 status = {True: "ok", False: "FAILED", None: "-"}[r.ok]

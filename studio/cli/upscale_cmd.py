@@ -17,11 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import signal
 import sys
 from pathlib import Path
 
-from studio.core.errors import BadInput, JobCancelled, StudioError
+from studio.cli.jobs import ctrl_c_cancels, finished_or_raise
+from studio.core.errors import BadInput, StudioError
 
 # AUTOMATIC1111's infotext key/value pattern (modules/infotext_utils.py).
 _RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     if scale is None:
         scale = 4.0 if method == "lanczos" else 0.0  # 0: the model's own scale (below)
 
-    from studio.engine.events import Cancelled, Failed, Finished, Progress
+    from studio.engine.events import Progress
     from studio.engine.requests import UpscaleRequest
     from studio.engine.runner import Runner
 
@@ -200,26 +200,8 @@ def run(args: argparse.Namespace) -> int:
         elif event.step and (event.step in (1, event.total) or event.step % 10 == 0):
             print(line, file=sys.stderr)
 
-    def on_sigint(_signum: int, _frame: object) -> None:
-        # First Ctrl+C: stop between tiles; a second one interrupts hard.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        runner.cancel()
-
-    previous = None
-    try:
-        previous = signal.signal(signal.SIGINT, on_sigint)
-    except ValueError:  # not the main thread (embedded use)
-        previous = None
-    try:
-        final = runner.run(request, emit=emit)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-    if isinstance(final, Cancelled):
-        raise JobCancelled("cancelled")
-    if isinstance(final, Failed):
-        raise _error(final)
-    assert isinstance(final, Finished)
+    with ctrl_c_cancels(runner.cancel):
+        final = finished_or_raise(runner.run(request, emit=emit))
     info = final.extra.get("upscale", {})
     upscaler = info.get("upscaler", "Lanczos")
     size = (int(final.images[0].shape[1]), int(final.images[0].shape[0]))
@@ -236,11 +218,3 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"studio: wrote {out_path} ({w}x{h}, {upscaler}: {how})", file=sys.stderr)
     return 0
-
-
-def _error(final: object) -> StudioError:
-    from studio.core.errors import ModelError
-
-    code = getattr(final, "exit_code", 1)
-    cls = {2: BadInput, 3: ModelError, 130: JobCancelled}.get(code, StudioError)
-    return cls(getattr(final, "message", "failed"), getattr(final, "detail", ""))
