@@ -230,20 +230,30 @@ def _diffuse(
     step_offset: int,
     per_region: int,
     kwargs: dict,
+    controls: tuple = (),
 ) -> np.ndarray:
-    """Inpaint every box with ``pipe`` (one pipeline call per box) and paste back."""
+    """Inpaint every box with ``pipe`` (one pipeline call per box) and paste back. Control
+    images (ControlInput, any size: fitted to the image first) are cropped to each box."""
+    from dataclasses import replace
+
     from PIL import Image
 
     from studio.engine.device import generator_for
-    from studio.engine.generate import denoise
+    from studio.engine.generate import control_kwargs, denoise
 
     target = model_target(pipe)
     out = image.copy()
+    h, w = image.shape[:2]
+    fitted = [
+        replace(c, image=masks.resize(np.ascontiguousarray(_rgb(c.image)), (w, h)))
+        for c in controls
+    ]
     for i, box in enumerate(boxes):
         ctx.check()
         crop_rgb = masks.crop(out[..., :3], box)
         crop_mask = masks.crop(mask, box)
         size = masks.model_size((box[2], box[3]), target=target)
+        box_controls = [replace(c, image=masks.crop(c.image, box)) for c in fitted]
         model_img = Image.fromarray(masks.resize(crop_rgb, size))
         model_mask = Image.fromarray(masks.binary(masks.resize(crop_mask, size), 0))
         result = denoise(
@@ -259,11 +269,18 @@ def _diffuse(
             width=size[0],
             height=size[1],
             generator=generator_for(seed, pipe.device),
+            **control_kwargs("inpaint", box_controls, size[0], size[1]),
             **kwargs,
         )[0]
         patch = masks.resize(result, (box[2], box[3]))
         masks.paste_back(out, patch, box, masks.blend_alpha(crop_mask, feather), inplace=True)
     return out
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return np.repeat(image[..., None], 3, axis=2)
+    return image[..., :3]
 
 
 def _diffusion_job(ctx, request: InpaintRequest, image: np.ndarray, mask: np.ndarray):
@@ -331,8 +348,6 @@ def diffusion_inpaint(ctx, request: GenerateRequest):
     if request.init_image is None or request.mask is None:
         raise BadInput("inpainting needs an init image and a mask")
     validate_request(request)
-    if request.controls:
-        raise BadInput("ControlNet with a mask is not supported yet; drop --control or --mask")
     image = _check_image(request.init_image)
     mask = masks.check_mask(request.mask, image.shape)
     boxes = plan(mask, request.mask_padding)
@@ -341,6 +356,7 @@ def diffusion_inpaint(ctx, request: GenerateRequest):
         ctx,
         request.model,
         task="inpaint",
+        controlnets=tuple(c.model for c in request.controls),
         scheduler=request.scheduler,
         loras=request.loras,
         device=request.device,
@@ -378,6 +394,7 @@ def diffusion_inpaint(ctx, request: GenerateRequest):
                 step_offset=k * per_image,
                 per_region=per_region,
                 kwargs=kwargs,
+                controls=request.controls,
             )
         )
         metadata.append(_generate_metadata(request, seed, pipe, sampler))

@@ -360,3 +360,47 @@ def test_outpaint_corner_runs_in_strips(runner, photos):
     assert len(crops) == 2  # one strip per pass
     for _, _, w, h in crops:
         assert w * h < 0.25 * canvas_area
+
+
+@pytest.mark.parametrize("model", ["sd", "sd_inpaint"])
+def test_controlnet_inpaint_follows_the_control_inside_the_crop_only(
+    runner, tiny_models, photos, model
+):
+    """Inpainting with a ControlNet (issue #5: the inpaint variant): the control image (any
+    size, fitted to the image) steers the result, and outside the crop nothing changes."""
+    from studio.engine.requests import ControlInput
+
+    img = _small_photo(photos)
+    mask = object_mask(img.shape, (60, 30, 30, 30))
+
+    def run(control: np.ndarray | None, weight: float = 1.0):
+        controls = ()
+        if control is not None:
+            controls = (ControlInput("canny", control, str(tiny_models.controlnet), weight),)
+        final = runner.run(
+            GenerateRequest(
+                model=str(getattr(tiny_models, model)),
+                prompt="x",
+                init_image=img,
+                mask=mask,
+                mask_padding=8,
+                strength=1.0,
+                steps=2,
+                seed=5,
+                controls=controls,
+            )
+        )
+        assert isinstance(final, Finished), getattr(final, "message", final)
+        return final
+
+    edges = np.zeros((50, 75, 3), np.uint8)  # half the image size: fitted first
+    edges[::4] = 255
+    blank = np.zeros_like(edges)
+    a, b = run(edges), run(blank)
+    (box,) = a.extra["regions"]
+    inside = boxes_cover(img.shape, [box])
+    for out in (a.images[0], b.images[0]):
+        assert np.array_equal(out[~inside], img[~inside])
+    assert not np.array_equal(a.images[0], b.images[0])  # the control steers the fill
+    # Weight 0 is the same as no ControlNet at all.
+    assert np.array_equal(run(edges, 0.0).images[0], run(None).images[0])
