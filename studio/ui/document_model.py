@@ -124,7 +124,9 @@ class DocumentModel(QObject):
         self.structure_changed.emit()
         return layer
 
-    def _resize(self, size: tuple[int, int]) -> None:
+    # apply_*: the primitives undo commands (the document's and the panels') are made of.
+    # They change the document and emit the signals, but push no undo step themselves.
+    def apply_resize(self, size: tuple[int, int]) -> None:
         self.doc.resize_canvas(*size)
         if self.doc.selection and (size[0] == 0 or size[1] == 0):
             self.doc.selection = None
@@ -137,7 +139,7 @@ class DocumentModel(QObject):
         pixels[y : y + h, x : x + w] = patch
         self.pixels_changed.emit(uid, (x, y, w, h))
 
-    def _swap_pixels(self, uid: int, pixels: np.ndarray) -> np.ndarray:
+    def apply_pixels(self, uid: int, pixels: np.ndarray) -> np.ndarray:
         layer = self.doc.layer(uid)
         old, layer.pixels = layer.pixels, pixels
         self.pixels_changed.emit(uid, None)
@@ -162,13 +164,13 @@ class AddLayerCommand(QUndoCommand):
 
     def redo(self) -> None:
         if self.resize:
-            self.model._resize(self.resize)
+            self.model.apply_resize(self.resize)
         self.model._insert(self.layer, self.index)
 
     def undo(self) -> None:
         self.model._remove(self.layer.uid)
         if self.resize:
-            self.model._resize((0, 0))
+            self.model.apply_resize((0, 0))
 
 
 class RemoveLayerCommand(QUndoCommand):
@@ -273,7 +275,7 @@ class SetPixelsCommand(QUndoCommand):
         self.model, self.uid, self.pixels = model, uid, np.ascontiguousarray(pixels)
 
     def redo(self) -> None:
-        self.pixels = self.model._swap_pixels(self.uid, self.pixels)
+        self.pixels = self.model.apply_pixels(self.uid, self.pixels)
 
     undo = redo
 

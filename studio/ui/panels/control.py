@@ -590,7 +590,7 @@ class ControlPanel(QWidget):
         if layer is not None and model is not None:
             layer.metadata["pose"] = pose.to_dict()
             if layer.pixels.shape == rgba.shape:
-                model._swap_pixels(layer.uid, rgba)
+                model.apply_pixels(layer.uid, rgba)
         for entry in self._own:
             if entry.kind == "pose":
                 entry.image = rgba

@@ -177,12 +177,12 @@ class _AddGrowingLayer(QUndoCommand):
         self.old = (model.doc.width, model.doc.height)
 
     def redo(self) -> None:
-        self.model._resize(self.new)
+        self.model.apply_resize(self.new)
         self.add.redo()
 
     def undo(self) -> None:
         self.add.undo()
-        self.model._resize(self.old)
+        self.model.apply_resize(self.old)
 
 
 def installed_upscalers() -> list[tuple[str, str, float | None]]:
@@ -502,7 +502,7 @@ class UpscalePanel(QWidget):
         model = getattr(self.host, "model", None)
         w, h = image.shape[1], image.shape[0]
         dw, dh = self.host.image_size()
-        if model is not None and hasattr(model, "_resize") and (w > dw or h > dh):
+        if model is not None and hasattr(model, "apply_resize") and (w > dw or h > dh):
             from studio.core.document import Layer, to_rgba
             from studio.ui.document_model import AddLayerCommand
 
