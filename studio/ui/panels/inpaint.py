@@ -165,15 +165,16 @@ class InpaintPanel(QWidget):
         self.feather_spin.setValue(8)
         self.feather_spin.setSuffix(" px")
         self.feather_button = QPushButton("Feather")
+        # Three columns, so the panel fits the dock's default width.
         grid.addWidget(self.fill_holes_button, 0, 0)
         grid.addWidget(self.fill_button, 0, 1)
         grid.addWidget(self.invert_button, 0, 2)
-        grid.addWidget(self.clear_button, 0, 3)
         grid.addWidget(self.grow_spin, 1, 0)
         grid.addWidget(self.grow_button, 1, 1)
         grid.addWidget(self.shrink_button, 1, 2)
         grid.addWidget(self.feather_spin, 2, 0)
         grid.addWidget(self.feather_button, 2, 1)
+        grid.addWidget(self.clear_button, 2, 2)
         self.fill_holes_button.clicked.connect(self.fill_holes)
         self.fill_button.clicked.connect(self.fill_all)
         self.invert_button.clicked.connect(self.invert)
@@ -254,16 +255,16 @@ class InpaintPanel(QWidget):
         # -- outpaint -----------------------------------------------------------------------
         out = QGroupBox("Outpaint")
         of = QFormLayout(out)
-        sides = QHBoxLayout()
+        sides = QGridLayout()
         self.side_spins: dict[str, QSpinBox] = {}
-        for side in ("left", "right", "top", "bottom"):
+        for i, side in enumerate(("left", "right", "top", "bottom")):
             spin = QSpinBox()
             spin.setRange(0, 2048)
             spin.setSingleStep(64)
             spin.setPrefix(f"{side[0].upper()} ")
             spin.setToolTip(f"Pixels to add on the {side}")
             self.side_spins[side] = spin
-            sides.addWidget(spin)
+            sides.addWidget(spin, i // 2, i % 2)
         self.aspect_combo = QComboBox()
         self.aspect_combo.addItem("Sides as set", "")
         for a in ASPECTS:

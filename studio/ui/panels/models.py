@@ -273,7 +273,11 @@ class ModelsPanel(QWidget):
         self.tree.setHeaderLabels(["Model", "Kind", "Base", "Size", "Licence", "Status"])
         self.tree.setRootIsDecorated(True)
         self.tree.setAlternatingRowColors(True)
-        self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        # The name column stays readable in a narrow dock; the others scroll sideways.
+        self.tree.header().setStretchLastSection(True)
+        self.tree.header().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.tree.setColumnWidth(0, 190)
+        self.tree.setColumnWidth(1, 110)
         self.tree.itemSelectionChanged.connect(self.update_buttons)
         layout.addWidget(self.tree, 1)
 
