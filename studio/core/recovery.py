@@ -50,9 +50,9 @@ def clear_recovery(pid: int | None = None) -> None:
             p.unlink()
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, own_pid_is_orphan: bool = False) -> bool:
     if pid == os.getpid():
-        return True
+        return not own_pid_is_orphan
     if os.name != "posix":
         return False  # best effort: on Windows a leftover file is treated as a crash
     try:
@@ -64,21 +64,33 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def orphaned_recoveries() -> list[tuple[Path, str | None]]:
-    """Autosaves left by sessions that are no longer running: (file, original path)."""
+def orphaned_recoveries(own_pid_is_orphan: bool = False) -> list[tuple[Path, str | None]]:
+    """Autosaves left by sessions that are no longer running: (file, original path).
+    ``own_pid_is_orphan``: at start-up, before this session autosaved, a file named with our
+    own PID was left by an earlier session whose PID the OS gave us again."""
     found = []
     for path in sorted(recovery_dir().glob("autosave-*.studio")):
         try:
             pid = int(path.stem.split("-", 1)[1])
         except ValueError:
             continue
-        if _alive(pid):
+        if _alive(pid, own_pid_is_orphan):
             continue
         source = None
         with contextlib.suppress(OSError, ValueError):
             source = json.loads(_info_path(path).read_text()).get("source")
         found.append((path, source))
     return found
+
+
+def set_aside(path: Path) -> Path:
+    """Rename an unreadable recovery file so it is kept but not offered again."""
+    target = path.with_name(path.name + ".unreadable")
+    with contextlib.suppress(OSError):
+        os.replace(path, target)
+    with contextlib.suppress(OSError):
+        _info_path(path).unlink()
+    return target
 
 
 def discard(path: Path) -> None:

@@ -194,7 +194,10 @@ class MainWindow(QMainWindow):
         self._worker.engine_state.connect(self._on_engine_state)
         self._errors: list[QMessageBox] = []
         self._last_layer_target: int | None = None
-        self._autosaved_index = 0
+        # A change counter, not the undo index: the index stands still once the stack is at
+        # its limit, and undo-then-edit or a new document land on an index already seen.
+        self._revision = 0
+        self._autosaved_revision = 0
         self._autosave_thread: threading.Thread | None = None
         self.panels: dict[str, QWidget] = {}
         self.panel_errors: dict[str, str] = {}
@@ -221,6 +224,8 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._build_docks()
 
+        self.model.undo.indexChanged.connect(self._bump_revision)
+        self.model.document_replaced.connect(self._bump_revision)
         self.model.undo.cleanChanged.connect(self._update_title)
         self.model.document_replaced.connect(self._update_title)
         self.model.document_replaced.connect(self._update_size_label)
@@ -785,7 +790,7 @@ class MainWindow(QMainWindow):
     def new_document(self) -> None:
         if self.maybe_save():
             self.model.replace(Document())
-            recovery.clear_recovery()
+            self._clear_recovery()
 
     @Slot()
     def open_dialog(self) -> None:
@@ -956,8 +961,7 @@ class MainWindow(QMainWindow):
             return False
         self.model.path = str(path)
         self.model.undo.setClean()
-        self._autosaved_index = self.model.undo.index()
-        recovery.clear_recovery()
+        self._clear_recovery()
         self._remember(path)
         self._update_title()
         self.show_status(f"Saved {Path(path).name}")
@@ -1156,15 +1160,30 @@ class MainWindow(QMainWindow):
 
     # == autosave and recovery ===================================================================
     @Slot()
+    def _bump_revision(self, *_: object) -> None:
+        self._revision += 1
+
+    def _clear_recovery(self) -> None:
+        """Delete this session's recovery file (after a save, or when the document it held is
+        gone), first letting a running autosave finish so it can't put the file back."""
+        if self._autosave_thread is not None:
+            self._autosave_thread.join(timeout=30)
+        recovery.clear_recovery()
+        self._autosaved_revision = self._revision
+
+    @Slot()
     def autosave(self, background: bool = True) -> bool:
-        """Write the recovery file if the document changed since the last autosave."""
-        if not self.model.dirty or self.model.doc.is_empty:
-            return False
-        if self.model.undo.index() == self._autosaved_index:
-            return False
+        """Write the recovery file if the document changed since the last autosave; drop it
+        once the document has nothing unsaved (saved, or replaced by a freshly opened one)."""
         if self._autosave_thread is not None and self._autosave_thread.is_alive():
             return False
-        self._autosaved_index = self.model.undo.index()
+        if not self.model.dirty or self.model.doc.is_empty:
+            if self._autosaved_revision != self._revision:
+                self._clear_recovery()
+            return False
+        if self._revision == self._autosaved_revision:
+            return False
+        self._autosaved_revision = self._revision
         snapshot = self.model.doc.snapshot()
         source = self.model.path
 
@@ -1183,10 +1202,12 @@ class MainWindow(QMainWindow):
 
     def offer_recovery(self) -> bool:
         """After a crash: offer to restore the autosave of the session that died."""
-        found = recovery.orphaned_recoveries()
+        # At start-up no autosave of this session exists yet: a file with our own PID is a
+        # dead session's whose PID was reused (containers give the same PIDs every launch).
+        found = recovery.orphaned_recoveries(own_pid_is_orphan=True)
         if not found:
             return False
-        path, source = found[-1]
+        path, source = max(found, key=lambda item: _mtime(item[0]))  # the newest crash
         SB = QMessageBox.StandardButton
         where = f" (from {Path(source).name})" if source else ""
         answer = self.ask(
@@ -1200,15 +1221,20 @@ class MainWindow(QMainWindow):
             try:
                 doc = load_project(path)
             except StudioError as e:
-                self.show_error(f"The recovery file could not be read: {e.message}", e.detail)
+                kept = recovery.set_aside(path)  # not offered again, but not deleted either
+                self.show_error(
+                    f"The recovery file could not be read: {e.message} (kept as {kept})",
+                    e.detail,
+                )
+                return False
             else:
                 self.model.replace(doc, path=None)
                 # Unsaved by definition: mark dirty so closing prompts to save.
                 self.model.undo.resetClean()
                 self._update_title()
                 restored = True
-        for p, _ in found:
-            recovery.discard(p)
+        # Only the file the user answered about: other crashed sessions are offered next time.
+        recovery.discard(path)
         if restored:
             recovery.write_recovery(self.model.doc, source)
         return restored
@@ -1231,9 +1257,7 @@ class MainWindow(QMainWindow):
                     shutdown()
                 except Exception:  # noqa: BLE001 - closing must go on
                     log.exception("panel %s failed to shut down", title)
-        if self._autosave_thread is not None:
-            self._autosave_thread.join(timeout=10)
-        recovery.clear_recovery()
+        self._clear_recovery()
         self.settings.geometry = self.saveGeometry()
         self.settings.sync()
         for box in list(self._errors):
@@ -1251,3 +1275,10 @@ def _imageio():
     from studio.core import imageio
 
     return imageio
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0

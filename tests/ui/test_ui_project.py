@@ -207,3 +207,73 @@ def test_open_command_rejects_missing_file(studio_home):
     )
     assert r.returncode == 2
     assert "no such file" in r.stderr and "Traceback" not in r.stderr
+
+
+def _small_doc(window) -> None:
+    from studio.core.document import Document
+
+    window.model.replace(Document.from_image(np.full((16, 24, 3), 90, np.uint8)))
+
+
+def _edit(window, value: int) -> None:
+    m = np.zeros((16, 24), np.uint8)
+    m[: 1 + value % 15, :] = 255
+    window.set_mask(m)
+
+
+def test_autosave_keeps_working_past_the_undo_limit_and_after_undo_then_edit(window):
+    _small_doc(window)
+    limit = window.model.undo.undoLimit()
+    for i in range(limit + 3):  # the undo index stops moving at the limit
+        _edit(window, i)
+    assert window.autosave(background=False)
+    assert not window.autosave(background=False)  # nothing new
+    _edit(window, 7)  # the index is still at the limit, but this is a new state
+    assert window.model.undo.index() == limit
+    assert window.autosave(background=False)
+    saved = load_project(recovery.recovery_path())
+    assert np.array_equal(saved.mask_layer.pixels, window.mask())
+    window.model.undo.undo()
+    _edit(window, 3)  # same index as before the undo, different content
+    assert window.autosave(background=False)
+    assert np.array_equal(load_project(recovery.recovery_path()).mask_layer.pixels, window.mask())
+    window.model.undo.setClean()
+
+
+def test_a_freshly_opened_document_drops_the_old_recovery_file(window, photos):
+    _small_doc(window)
+    _edit(window, 4)
+    assert window.autosave(background=False) and recovery.recovery_path().exists()
+    window.answers.default = SB.Discard
+    window.open_paths([str(photos.chelsea)])  # the user discards the edited document
+    window.autosave(background=False)
+    assert not recovery.recovery_path().exists()  # a crash now must not offer the old one
+
+
+def test_own_pid_file_at_startup_is_offered_and_other_crashes_are_kept(window, studio_home):
+    """Containers reuse PIDs: a dead session's autosave may carry our PID. Of several crashed
+    sessions the newest is offered and only it is removed; the others wait for next time."""
+    from studio.core.document import Document
+
+    older = recovery.write_recovery(
+        Document.from_image(np.zeros((8, 8, 3), np.uint8)), pid=2**22 + 9
+    )
+    os.utime(older, (1, 1))
+    recovery.write_recovery(Document.from_image(np.zeros((10, 12, 3), np.uint8)), pid=os.getpid())
+    window.answers.queue = [SB.Yes]
+    assert window.offer_recovery()
+    assert window.image_size() == (12, 10)  # the newest one, although it has our PID
+    left = [p for p, _ in recovery.orphaned_recoveries()]
+    assert left == [older]
+    window.model.undo.setClean()
+
+
+def test_unreadable_recovery_is_set_aside_not_deleted(window, studio_home):
+    bad = recovery.recovery_path(2**22 + 11)
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad.write_bytes(b"not a project")
+    window.answers.queue = [SB.Yes]
+    assert not window.offer_recovery()
+    assert window._errors and "could not be read" in window._errors[-1].text()
+    assert recovery.orphaned_recoveries() == []
+    assert bad.with_name(bad.name + ".unreadable").exists()
