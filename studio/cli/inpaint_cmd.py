@@ -134,7 +134,10 @@ def run(args: argparse.Namespace) -> int:
     request = build_request(args, image, mask)
     preview_dir = Path(args.preview_dir) if args.preview_dir else None
     if preview_dir is not None:
-        preview_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            preview_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise BadInput(f"--preview-dir {preview_dir}: {e.strerror or e}") from e
 
     from studio.engine.events import Preview
     from studio.engine.runner import Runner

@@ -13,6 +13,7 @@ pipeline call (AUTOMATIC1111's convention), so any image of a batch reproduces a
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -27,6 +28,7 @@ from studio.core.errors import BadInput, ModelError
 from studio.engine.device import generator_for, pick_device
 from studio.engine.loader import (
     ResolvedModel,
+    _short,
     load_controlnet,
     load_folder,
     load_single_file,
@@ -192,9 +194,14 @@ def apply_loras(pipe, entry: LoadedModel, loras) -> None:
                 pipe.load_lora_weights(path, adapter_name=name)
                 names.append(name)
         except Exception as e:  # noqa: BLE001
-            if names:
+            # diffusers may have injected part of a failing adapter: remove everything, so
+            # the next job (with or without LoRAs) starts from the clean model.
+            with contextlib.suppress(Exception):
                 pipe.unload_lora_weights()
-            raise ModelError(f"{Path(path).name}: cannot apply LoRA to this model ({e})") from e
+            entry.loras, entry.lora_names = (), ()
+            raise ModelError(
+                f"{Path(path).name}: cannot apply LoRA to this model ({_short(e)})", str(e)
+            ) from e
         entry.lora_names = tuple(names)
     if wanted:
         pipe.set_adapters(list(entry.lora_names), adapter_weights=[w for _, w in wanted])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from studio.engine.events import Failed, Finished
 from studio.engine.requests import ControlInput, GenerateRequest, LoraSpec
@@ -176,3 +177,49 @@ def test_sdxl_controlnet_txt2img_and_img2img(runner, tiny_models, sdxl_controlne
     i2i = _img(runner, tiny_models.sdxl, controls=(control,), init_image=init, strength=0.5,
                steps=4)  # fmt: skip
     assert i2i.images[0].shape == (64, 64, 3)
+
+
+def test_lora_failing_halfway_leaves_nothing_behind(runner, tiny_models, loras, tmp_path):
+    """A LoRA whose UNet part loads but whose text-encoder part doesn't fit: the job fails
+    with one line, and the next job without LoRAs is exactly the plain model again."""
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(loras[0]))
+    state["text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_A.weight"] = torch.ones(
+        4, 999
+    )
+    state["text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_B.weight"] = torch.ones(
+        999, 4
+    )
+    broken = tmp_path / "half.safetensors"
+    save_file(state, str(broken))
+    plain = _img(runner, tiny_models.sd).images[0]
+    final = runner.run(
+        GenerateRequest(
+            model=str(tiny_models.sd),
+            prompt="a cat",
+            steps=2,
+            width=64,
+            height=64,
+            seed=7,
+            preview="off",
+            loras=(LoraSpec(str(broken), 1.0),),
+        )
+    )
+    assert isinstance(final, Failed) and final.exit_code == 3 and "\n" not in final.message
+    assert np.array_equal(_img(runner, tiny_models.sd).images[0], plain)
+    assert isinstance(
+        runner.run(
+            GenerateRequest(
+                model=str(tiny_models.sd),
+                prompt="a cat",
+                steps=2,
+                width=64,
+                height=64,
+                seed=7,
+                preview="off",
+                loras=(LoraSpec(str(loras[0]), 1.0),),
+            )
+        ),
+        Finished,
+    )
