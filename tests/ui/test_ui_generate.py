@@ -166,6 +166,15 @@ def test_dropped_a1111_png_offers_its_parameters(qtbot, window, panel, tmp_path)
     assert panel.model_combo.currentText() == "foo"
 
 
+def test_32_bit_seeds_from_a1111_load_exactly(window, panel, photos):
+    """A1111 and `studio generate` draw seeds below 2**32: more than a QSpinBox holds."""
+    window.open_paths([photos.chelsea])
+    panel.apply_parameters({"prompt": "x", "seed": 3_000_000_123})
+    assert not panel.random_seed.isChecked()
+    request, _ = panel.build_request()
+    assert request.seed == 3_000_000_123
+
+
 def test_history_reapplies_parameters(qtbot, window, panel, photos):
     window.open_paths([photos.chelsea])
     panel.steps.setValue(3)

@@ -40,7 +40,8 @@ from PySide6.QtWidgets import (
 from studio.engine.requests import PREVIEW_MODES, GenerateRequest
 from studio.ui.qimage import qimage_from_array
 
-MAX_SEED = 2**31 - 1
+MAX_SEED = 2**53 - 1  # seeds are exact integers in a double spin box up to here
+RANDOM_SEEDS = 2**32  # random seeds are 32-bit, as AUTOMATIC1111 and `studio generate` draw them
 SOURCES = (
     ("txt2img", "Text only (txt2img)"),
     ("img2img", "Image → image (img2img)"),
@@ -145,7 +146,9 @@ class GeneratePanel(QWidget):
         self.guidance.setRange(0.0, 30.0)
         self.guidance.setSingleStep(0.5)
         self.guidance.setDecimals(1)
-        self.seed = QSpinBox()
+        # QSpinBox stops at 2**31 - 1, but A1111/CLI seeds go to 2**32 - 1 and beyond.
+        self.seed = QDoubleSpinBox()
+        self.seed.setDecimals(0)
         self.seed.setRange(0, MAX_SEED)
         self.random_seed = QCheckBox("Random")
         self.random_seed.setChecked(True)
@@ -381,7 +384,7 @@ class GeneratePanel(QWidget):
     def reuse_last_seed(self) -> None:
         if self.last_seed is not None:
             self.random_seed.setChecked(False)
-            self.seed.setValue(int(self.last_seed) % (MAX_SEED + 1))
+            self.seed.setValue(min(int(self.last_seed), MAX_SEED))
 
     def apply_parameters(self, meta: dict) -> None:
         """Fill the form from a metadata dict (studio.core.metadata: prompt, negative_prompt,
@@ -396,7 +399,7 @@ class GeneratePanel(QWidget):
             self.guidance.setValue(float(meta["cfg_scale"]))
         if isinstance(meta.get("seed"), int | float):
             self.random_seed.setChecked(False)
-            self.seed.setValue(int(meta["seed"]) % (MAX_SEED + 1))
+            self.seed.setValue(min(int(meta["seed"]), MAX_SEED))
         if isinstance(meta.get("width"), int) and isinstance(meta.get("height"), int):
             self.match_region.setChecked(False)
             self.width_spin.setValue(meta["width"])
@@ -419,7 +422,11 @@ class GeneratePanel(QWidget):
         model = self.model_combo.currentText().strip()
         if not model:
             raise ValueError("Choose a model first.")
-        seed = random.randint(0, MAX_SEED) if self.random_seed.isChecked() else self.seed.value()
+        seed = (
+            random.randrange(RANDOM_SEEDS)
+            if self.random_seed.isChecked()
+            else int(self.seed.value())
+        )
         empty = self._doc_empty()
         width, height = self.width_spin.value(), self.height_spin.value()
         if empty:
