@@ -395,6 +395,14 @@ def load_controlnet(ref: str, torch_dtype):
     resolved = resolve_model(ref)
     try:
         if resolved.kind == "file":
+            shapes = _checkpoint_shapes(resolved.path)
+            if any("label_emb" in k or "add_embedding" in k for k in shapes):
+                # Only the SD1.5 ControlNet config ships with Studio (see models/configs).
+                raise ModelError(
+                    f"{resolved.path.name}: an SDXL ControlNet single file can't be loaded "
+                    "offline; use its diffusers folder (e.g. `studio models download "
+                    "sdxl-canny`)"
+                )
             cfg = CONFIGS / "sd15-controlnet"
             return ControlNetModel.from_single_file(
                 str(resolved.path),

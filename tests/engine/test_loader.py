@@ -381,3 +381,25 @@ def test_single_file_loads_offline_with_cached_tokenizer_and_generates(
     assert single.metadata[0]["model"] == "tiny-v1"
     folder = runner.run(GenerateRequest(model=str(tiny_models.sd), **req))
     np.testing.assert_allclose(single.images[0].astype(int), folder.images[0].astype(int), atol=2)
+
+
+def test_sdxl_controlnet_single_file_gets_a_clear_message(tmp_path):
+    """Only the SD1.5 ControlNet config ships: an SDXL ControlNet file (its class-embedding
+    `label_emb` keys give it away) is refused in one line instead of a config mismatch."""
+    import torch
+    from safetensors.torch import save_file
+
+    from studio.core.errors import ModelError
+    from studio.engine.loader import load_controlnet
+
+    path = tmp_path / "controlnet-sdxl.safetensors"
+    save_file(
+        {
+            "control_model.label_emb.0.0.weight": torch.zeros(4, 4),
+            "control_model.input_blocks.0.0.weight": torch.zeros(4, 4, 3, 3),
+        },
+        str(path),
+    )
+    with pytest.raises(ModelError, match="SDXL ControlNet single file") as info:
+        load_controlnet(str(path), torch.float32)
+    assert "\n" not in info.value.message
