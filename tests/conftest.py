@@ -72,3 +72,46 @@ def photos(tmp_path: Path) -> SimpleNamespace:
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_SESSION_TMP, ignore_errors=True)
+
+
+# -- the app, for tests/ui and tests/reliability ------------------------------------------------
+class Answers:
+    """Scripted answers to MainWindow.ask (instead of a blocking modal dialog); records every
+    question asked."""
+
+    def __init__(self) -> None:
+        from PySide6.QtWidgets import QMessageBox
+
+        self.default = QMessageBox.StandardButton.Discard
+        self.queue: list = []
+        self.asked: list[tuple[str, str]] = []
+
+    def __call__(self, title, text, buttons, default):
+        self.asked.append((title, text))
+        return self.queue.pop(0) if self.queue else self.default
+
+
+@pytest.fixture
+def studio_home(tmp_path, monkeypatch) -> Path:
+    """A STUDIO_HOME of the test's own (settings, recovery files, models)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("STUDIO_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def window(qtbot, studio_home):
+    """A MainWindow at 1280x800, offscreen, whose prompts are answered by ``window.answers``."""
+    from studio.ui.main_window import MainWindow
+
+    win = MainWindow()
+    win.answers = Answers()
+    win.ask = win.answers
+    qtbot.addWidget(win)
+    win.resize(1280, 800)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    win.model.undo.setClean()  # nothing to prompt about
+    win.close()
