@@ -23,23 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import sd15_folder  # noqa: E402 - benchmarks/ is on sys.path when run
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def sd15_folder(explicit: str | None) -> Path:
-    if explicit:
-        return Path(explicit)
-    cache = Path(
-        os.environ.get("STUDIO_BENCH_CACHE") or Path(tempfile.gettempdir()) / "studio-bench"
-    )
-    folder = cache / "sd15-random"
-    if not (folder / "model_index.json").exists():
-        print(f"building the random SD1.5 pipeline in {folder} (once)…", file=sys.stderr)
-        from studio.engine.tiny import build_sd15_random
-
-        build_sd15_random(folder)
-    return folder
 
 
 def percentile(values: list[float], q: float) -> float:

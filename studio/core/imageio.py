@@ -156,6 +156,17 @@ def load_mask(path: str | os.PathLike, size: tuple[int, int] | None = None) -> n
     return np.ascontiguousarray(mask, dtype=np.uint8)
 
 
+def rgb_on_white(image: np.ndarray) -> np.ndarray:
+    """An RGB(A) uint8 image as RGB, transparent areas composited onto white (what
+    controlnet_aux's HWC3 does before detection). BadInput for other shapes."""
+    if image.ndim != 3 or image.shape[2] not in (3, 4):
+        raise BadInput(f"expected an RGB image, got shape {image.shape}")
+    if image.shape[2] == 3:
+        return image
+    a = image[..., 3:4].astype(np.float32) / 255.0
+    return (image[..., :3] * a + 255.0 * (1 - a)).clip(0, 255).astype(np.uint8)
+
+
 def to_pil(array: np.ndarray) -> Image.Image:
     if array.ndim == 2:
         return Image.fromarray(array, "L")

@@ -29,7 +29,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from studio.core.errors import BadInput, ModelError
+from studio.core.errors import ModelError
+from studio.core.imageio import rgb_on_white
 from studio.core.pose import N_FACE, Person, Pose
 
 DET_FILE = "yolox_l.onnx"
@@ -271,13 +272,8 @@ class DWPoseDetector:
         hands: bool = True,
         face: bool = True,
     ) -> Pose:
-        if image.ndim != 3 or image.shape[2] not in (3, 4):
-            raise BadInput(f"pose detection needs an RGB image, got shape {image.shape}")
-        h, w = image.shape[:2]
-        rgb = image[..., :3]
-        if image.shape[2] == 4:
-            a = image[..., 3:4].astype(np.float32) / 255.0
-            rgb = (rgb * a + 255.0 * (1 - a)).clip(0, 255).astype(np.uint8)
+        rgb = rgb_on_white(image)
+        h, w = rgb.shape[:2]
         k = resolution / min(h, w) if resolution else 1.0
         if k < 1.0:
             rgb = cv2.resize(

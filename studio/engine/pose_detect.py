@@ -32,7 +32,8 @@ import torch
 from scipy.ndimage import gaussian_filter
 from torch import nn
 
-from studio.core.errors import BadInput, ModelError
+from studio.core.errors import ModelError
+from studio.core.imageio import rgb_on_white
 from studio.core.pose import N_BODY, Person, Pose
 
 BODY_FILE = "body_pose_model.pth"
@@ -756,13 +757,8 @@ class PoseDetector:
         hands: bool = True,
         face: bool = True,
     ) -> Pose:
-        if image.ndim != 3 or image.shape[2] not in (3, 4):
-            raise BadInput(f"pose detection needs an RGB image, got shape {image.shape}")
-        h, w = image.shape[:2]
-        rgb = image[..., :3]
-        if image.shape[2] == 4:  # transparent = white, as controlnet_aux's HWC3 does
-            a = image[..., 3:4].astype(np.float32) / 255.0
-            rgb = (rgb * a + 255.0 * (1 - a)).clip(0, 255).astype(np.uint8)
+        rgb = rgb_on_white(image)
+        h, w = rgb.shape[:2]
         k = resolution / min(h, w) if resolution else 1.0
         small = rgb
         if k < 1.0:
