@@ -19,7 +19,7 @@ def sd15_folder(explicit: str | None) -> Path:
     folder = cache / "sd15-random"
     if not (folder / "model_index.json").exists():
         print(f"building the random SD1.5 pipeline in {folder} (once)…", file=sys.stderr)
-        from studio.engine.tiny import build_sd15_random
+        from studio.engine.fixtures.tiny_models import build_sd15_random
 
         build_sd15_random(folder)
     return folder

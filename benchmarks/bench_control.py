@@ -93,7 +93,7 @@ def bench_render(n: int) -> list[tuple[str, float, float]]:
 def bench_detect() -> list[tuple[str, float, float]]:
     import torch
 
-    from studio.engine import pose_detect
+    from studio.engine.vision import pose_detect
 
     torch.manual_seed(0)
     folder = Path(tempfile.mkdtemp(prefix="studio-bench-pose-"))

@@ -69,7 +69,7 @@ def random_lama(folder: Path) -> Path:
 
 def time_job(runner, request) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process) for one job."""
-    from studio.engine.events import Finished
+    from studio.engine.jobs.events import Finished
 
     t, c = time.perf_counter(), time.process_time()
     final = runner.run(request)
@@ -96,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     cv2.setNumThreads(args.threads)
 
     from studio.core import masks
-    from studio.engine.requests import InpaintRequest
-    from studio.engine.runner import Runner
+    from studio.engine.jobs.requests import InpaintRequest
+    from studio.engine.jobs.runner import Runner
 
     small_size, big_size = 300, 2048
     cases = {s: (photo(s), centred_mask(s)) for s in (small_size, big_size)}
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             ("LaMa, random weights", dict(method="lama", model=str(random_lama(tmp))), 3)
         )
     if not args.no_diffusion:
-        from studio.engine import tiny
+        from studio.engine.fixtures import tiny_models as tiny
 
         sd = tiny.build_tiny_sd(tmp / "tiny-sd-inpaint", inpainting=True)
         backends.append(

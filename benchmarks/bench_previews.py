@@ -1,5 +1,5 @@
 """Preview cost per step (off / latent / taesd / full) and cancel latency, on an
-SD1.5-architecture UNet and VAE with random weights (studio.engine.tiny.build_sd15_random: the
+SD1.5-architecture UNet and VAE with random weights (studio.engine.fixtures.tiny_models.build_sd15_random: the
 real shapes, so the compute is real), through the same Runner/GenerateRequest path users hit.
 
     python benchmarks/bench_previews.py --quick        # 128 px, few steps (CPU)
@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     import diffusers
     import torch
 
-    from studio.engine.events import Cancelled, Finished, Progress
-    from studio.engine.requests import GenerateRequest
-    from studio.engine.runner import Runner
+    from studio.engine.jobs.events import Cancelled, Finished, Progress
+    from studio.engine.jobs.requests import GenerateRequest
+    from studio.engine.jobs.runner import Runner
 
     diffusers.utils.logging.set_verbosity_error()
     os.environ["STUDIO_TAESD"] = str(taesd_folder())
@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # The preview work alone, repeated on a latent of this size: the same decoders the job
     # uses, so the overhead ratio is (step + preview) / step without the noise of whole runs.
-    from studio.engine.generate import preview_decoder
-    from studio.engine.runner import JobContext
+    from studio.engine.diffusion.generate import preview_decoder
+    from studio.engine.jobs.runner import JobContext
 
     pipe = next(p for p in runner._cache.values() if hasattr(p, "base")).base
     ctx = JobContext(0, lambda e: None, __import__("studio.core.cancel").core.cancel.CancelToken(),

@@ -1,6 +1,6 @@
 """GUI responsiveness while the worker generates: the lateness of a 10 ms QTimer heartbeat on
 the GUI thread of the real MainWindow, idle vs. while the worker runs Stable Diffusion with an
-SD1.5-architecture UNet (random weights from studio.engine.tiny.build_sd15_random: the real
+SD1.5-architecture UNet (random weights from studio.engine.fixtures.tiny_models.build_sd15_random: the real
 860M-parameter compute, no download) and previews are painted on the canvas.
 
 Lateness of tick i = (t_i - t_{i-1}) - 10 ms (>= 0): how long the GUI thread could not run
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
-    from studio.engine.requests import GenerateRequest
+    from studio.engine.jobs.requests import GenerateRequest
     from studio.ui.main_window import MainWindow
 
     window = MainWindow()

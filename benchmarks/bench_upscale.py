@@ -6,7 +6,7 @@
                                                    #   also automatic when CUDA is available)
 
 All models are random-weight RRDBNets (spandrel's ESRGAN architecture) loaded through
-spandrel, run through ``studio.engine.upscale.upscale_image`` — the code path of the app.
+spandrel, run through ``studio.engine.restore.upscale.upscale_image`` — the code path of the app.
 
 1. Overlap cost. Tiles of T px sharing o px with each neighbour recompute the overlaps:
    in the limit of many tiles the work grows by ``(T / (T - o))^2``. The exact ratio for the
@@ -61,7 +61,7 @@ def _image(size: int):
 
 
 def _grid_ratio(size: int, tile: int, overlap: int) -> float:
-    from studio.engine.tiling import spans
+    from studio.engine.restore.tiling import spans
 
     sp = spans(size, tile, overlap)
     covered = sum(s.length for s in sp)
@@ -75,9 +75,9 @@ def overlap_table(size: int, filters: int, blocks: int, configs, repeats: int) -
     expected ratio is the grid's area ratio (nT/L)^2, which tends to (T/(T-o))^2."""
     import torch
 
-    from studio.engine.device import DeviceChoice
-    from studio.engine.tiling import spans
-    from studio.engine.upscale import upscale_image
+    from studio.engine.jobs.device import DeviceChoice
+    from studio.engine.restore.tiling import spans
+    from studio.engine.restore.upscale import upscale_image
 
     d = _descriptor(filters, blocks)
     choice = DeviceChoice(torch.device("cpu"), torch.float32)
@@ -134,8 +134,8 @@ def _memory_child(size: int, filters: int, blocks: int, tile: int, overlap: int)
 
     import torch
 
-    from studio.engine.device import DeviceChoice
-    from studio.engine.upscale import upscale_image
+    from studio.engine.jobs.device import DeviceChoice
+    from studio.engine.restore.upscale import upscale_image
 
     torch.set_num_threads(1)
     d = _descriptor(filters, blocks)
@@ -198,7 +198,7 @@ def memory_table(sizes, filters: int, blocks: int, tile: int, overlap: int) -> l
         "| working MiB (RSS - output) | numpy-side working MiB (tracemalloc - output) | time s |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    from studio.engine.tiling import spans
+    from studio.engine.restore.tiling import spans
 
     used = {r["size"]: spans(r["size"], tile, overlap)[0].length for r in results}
     for r in results:
@@ -229,8 +229,8 @@ def gpu_table(size: int) -> list[str]:
 
     if not torch.cuda.is_available():
         return ["Throughput: skipped — no CUDA GPU on this machine (CPU-only torch)."]
-    from studio.engine.device import DeviceChoice
-    from studio.engine.upscale import upscale_image
+    from studio.engine.jobs.device import DeviceChoice
+    from studio.engine.restore.upscale import upscale_image
 
     d = _descriptor(64, 23)  # Real-ESRGAN x4plus's size
     img = _image(size)

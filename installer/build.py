@@ -48,14 +48,23 @@ def main(argv: list[str] | None = None) -> int:
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, env=env, cwd=ROOT)
     app = args.dist / "studio"
+    # The portable models folder lives next to the executable, where users drop their models
+    # (studio.core.paths looks there first in a bundle).
+    bundled = app / "_internal" / "models"
+    if bundled.is_dir() and not (app / "models").exists():
+        shutil.move(str(bundled), str(app / "models"))
     size = folder_size(app)
     print(f"bundle: {app} ({size / 2**20:.0f} MiB)")
 
     if sys.platform.startswith("linux"):
         share = app / "share"
         share.mkdir(exist_ok=True)
-        for f in (ROOT / "installer" / "linux").iterdir():
+        for f in [
+            *(ROOT / "installer" / "linux").iterdir(),
+            *(ROOT / "resources" / "desktop").iterdir(),
+        ]:
             shutil.copy(f, share / f.name)
+        shutil.copy(ROOT / "resources" / "icon.png", share / "icon.png")
 
     if not args.no_archive:
         from studio import __version__

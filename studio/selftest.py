@@ -23,10 +23,8 @@ def _checks(tmp: Path) -> list[str]:
     import torch
     from safetensors.torch import save_file
 
-    from studio.engine import tiny
-    from studio.engine.events import Finished
-    from studio.engine.requests import GenerateRequest, InpaintRequest, UpscaleRequest
-    from studio.engine.runner import Runner
+    from studio.engine.fixtures import tiny_models as tiny
+    from studio.engine.jobs import Finished, GenerateRequest, InpaintRequest, Runner, UpscaleRequest
 
     done: list[str] = []
     runner = Runner(device=os.environ.get("STUDIO_DEVICE"))

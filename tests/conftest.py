@@ -1,5 +1,5 @@
 """Test session setup: offline, headless, and tiny random models of the real architectures
-built once per session in a temp folder (studio.engine.tiny), loaded through the same code
+built once per session in a temp folder (studio.engine.fixtures.tiny_models), loaded through the same code
 paths users hit."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def session_tmp() -> Path:
 def tiny_models(session_tmp: Path) -> SimpleNamespace:
     """Paths to tiny models: sd (SD1.x txt2img), sd_inpaint (9-channel), sdxl, controlnet
     (from the sd UNet), taesd (AutoencoderTiny)."""
-    from studio.engine import tiny
+    from studio.engine.fixtures import tiny_models as tiny
 
     root = session_tmp / "tiny-models"
     ns = SimpleNamespace(

@@ -5,7 +5,7 @@ main window.
     xvfb-run -s "-screen 0 1280x800x24" python tools/screenshot.py --out docs/screenshot.png
     python tools/screenshot.py --theme light --out /tmp/light.png   # offscreen works too
 
-The tiny random model (studio.engine.tiny) produces noise, not a picture: the point is the
+The tiny random model (studio.engine.fixtures.tiny_models) produces noise, not a picture: the point is the
 layout. Use --model FOLDER for a real SD1.5 model.
 """
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     model = args.model
     if model is None:
         model = str(Path(tempfile.mkdtemp(prefix="studio-shot-model-")) / "tiny-sd")
-        from studio.engine.tiny import build_tiny_sd
+        from studio.engine.fixtures.tiny_models import build_tiny_sd
 
         build_tiny_sd(model)
 

@@ -9,8 +9,7 @@ mkdir -p "$apps" "$mime/packages" "$icons" "$HOME/.local/bin"
 ln -sf "$here/studio" "$HOME/.local/bin/studio"
 sed "s|^Exec=studio|Exec=$here/studio|" "$here/share/studio.desktop" > "$apps/studio.desktop"
 cp "$here/share/studio-mime.xml" "$mime/packages/studio.xml"
-icon=$(find "$here" -name 'icon.png' -path '*studio/resources*' | head -n 1)
-[ -n "$icon" ] && cp "$icon" "$icons/studio.png"
+cp "$here/share/icon.png" "$icons/studio.png"
 command -v update-mime-database >/dev/null && update-mime-database "$mime" || true
 command -v update-desktop-database >/dev/null && update-desktop-database "$apps" || true
 echo "Studio installed: launch it from your applications menu or run 'studio'."

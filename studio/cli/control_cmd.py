@@ -152,9 +152,7 @@ def _detect(image, model: str | None, device: str | None, hands: bool, face: boo
     from dataclasses import replace
 
     from studio.core.pose import Pose
-    from studio.engine.events import Failed
-    from studio.engine.requests import PreprocessRequest
-    from studio.engine.runner import Runner
+    from studio.engine.jobs import Failed, PreprocessRequest, Runner
 
     params = (("hands", hands), ("face", face)) + ((("model", model),) if model else ())
     request = PreprocessRequest("pose", image, params, device=device)

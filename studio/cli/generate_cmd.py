@@ -68,8 +68,7 @@ def execute(request, *, preview_dir: Path | None = None, label: str = "generatin
     """Run ``request`` to the end and return its Finished event. Raises the StudioError the
     job failed with (exit code preserved) or JobCancelled (exit 130)."""
     from studio.core.imageio import save_image
-    from studio.engine.events import Preview, Progress
-    from studio.engine.runner import Runner
+    from studio.engine.jobs import Preview, Progress, Runner
 
     runner = Runner()
     line = _ProgressLine(label)
@@ -112,7 +111,7 @@ def _split_weight(text: str, what: str) -> tuple[str, float | None]:
 
 
 def parse_lora(text: str):
-    from studio.engine.requests import LoraSpec
+    from studio.engine.jobs import LoraSpec
 
     path, weight = _split_weight(text, "--lora")
     if not Path(path).expanduser().is_file():
@@ -123,7 +122,7 @@ def parse_lora(text: str):
 def parse_control(text: str, model: str):
     """KIND:IMAGE[:WEIGHT] -> ControlInput with the image loaded (RGB)."""
     from studio.core.imageio import load_image
-    from studio.engine.requests import ControlInput
+    from studio.engine.jobs import ControlInput
 
     kind, sep, rest = text.partition(":")
     if not sep or not kind or not rest:
@@ -192,9 +191,8 @@ def build_request(args: argparse.Namespace):
     """Validate every argument and input file and build the GenerateRequest (BadInput on any
     problem, before a model is loaded)."""
     from studio.core.imageio import SAVE_FORMATS, load_image, load_mask
-    from studio.engine.loader import recommended_settings
-    from studio.engine.requests import GenerateRequest
-    from studio.engine.schedulers import canonical_name
+    from studio.engine.diffusion import canonical_name, recommended_settings
+    from studio.engine.jobs import GenerateRequest
 
     out = Path(args.out).expanduser()
     if out.suffix.lower() not in SAVE_FORMATS:
@@ -254,7 +252,7 @@ def build_request(args: argparse.Namespace):
         device=args.device,
         dtype=args.dtype,
     )
-    from studio.engine.generate import validate_request
+    from studio.engine.diffusion import validate_request
 
     if mask is None:
         validate_request(request)

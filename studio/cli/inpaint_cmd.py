@@ -73,7 +73,7 @@ def register(subparsers) -> None:
 
 def build_request(args: argparse.Namespace, image, mask):
     """The InpaintRequest for parsed ``args`` (method/model resolution included)."""
-    from studio.engine.requests import InpaintRequest
+    from studio.engine.jobs import InpaintRequest
 
     method, model = args.method.strip(), ""
     if args.lama:
@@ -139,8 +139,7 @@ def run(args: argparse.Namespace) -> int:
         except OSError as e:
             raise BadInput(f"--preview-dir {preview_dir}: {e.strerror or e}") from e
 
-    from studio.engine.events import Preview
-    from studio.engine.runner import Runner
+    from studio.engine.jobs import Preview, Runner
 
     runner = Runner(device=args.device, dtype=args.dtype)
     counter = {"n": 0}
@@ -154,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         # One job per pass (left/right, then top/bottom), each on the previous result.
         from dataclasses import replace
 
-        from studio.engine.inpaint import outpaint_request
+        from studio.engine.diffusion import outpaint_request
 
         jobs = [(step, outpaint_request) for step in ext.passes()]
     else:

@@ -52,7 +52,7 @@ def error_for(failed: object) -> StudioError:
 def finished_or_raise(final: object):
     """Return a ``Finished`` event; raise JobCancelled for ``Cancelled`` and the matching
     StudioError for ``Failed``."""
-    from studio.engine.events import Cancelled, Finished
+    from studio.engine.jobs import Cancelled, Finished
 
     if isinstance(final, Finished):
         return final

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:  # the contract's name; dispatches by 
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from studio.engine import importer, store
+    from studio.engine.models import importer, store
 
     catalog = load_catalog()
     rows = []
@@ -193,7 +193,7 @@ def _confirm(question: str) -> bool:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from studio.engine import download, store
+    from studio.engine.models import download, store
 
     catalog = load_catalog()
     entries = [catalog.require(i) for i in args.ids]
@@ -231,7 +231,7 @@ def run_download(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from studio.engine import importer
+    from studio.engine.models import importer
 
     if args.name and len(args.files) > 1:
         raise BadInput("--name works with one file only")
@@ -266,7 +266,7 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from studio.engine import download, store
+    from studio.engine.models import download, store
 
     catalog = load_catalog()
     if args.id:
@@ -298,7 +298,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def run_remove(args: argparse.Namespace) -> int:
-    from studio.engine import importer, store
+    from studio.engine.models import importer, store
 
     catalog = load_catalog()
     entry = catalog.get(args.id)

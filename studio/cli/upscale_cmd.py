@@ -116,7 +116,7 @@ def _pick_method(args: argparse.Namespace) -> tuple[str, str]:
         return "model", args.model
     if args.method == "model":
         raise BadInput("--method model needs --model FILE or a catalog id")
-    from studio.engine.upscale import installed_upscalers
+    from studio.engine.restore import installed_upscalers
 
     found = installed_upscalers()
     if found:
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     if args.info:
         if not args.model:
             raise BadInput("--info needs --model")
-        from studio.engine.upscale import describe_upscaler
+        from studio.engine.restore import describe_upscaler
 
         print(json.dumps(describe_upscaler(args.model), indent=2))
         return 0
@@ -164,13 +164,11 @@ def run(args: argparse.Namespace) -> int:
     if scale is None:
         scale = 4.0 if method == "lanczos" else 0.0  # 0: the model's own scale (below)
 
-    from studio.engine.events import Progress
-    from studio.engine.requests import UpscaleRequest
-    from studio.engine.runner import Runner
+    from studio.engine.jobs import Progress, Runner, UpscaleRequest
 
     runner = Runner(device=args.device, dtype=args.dtype)
     if scale == 0.0:
-        from studio.engine.upscale import load_upscaler, resolve_model
+        from studio.engine.restore.upscale import load_upscaler, resolve_model
 
         path = resolve_model(model)
         descriptor = runner.cache(

@@ -1,6 +1,6 @@
 """The model catalog: which models Studio knows, where they come from, how big they are.
 
-Parsed from ``studio/models/catalog.toml`` (shipped in the package) merged with the user's
+Parsed from ``models/catalog.toml`` (shipped in the package) merged with the user's
 ``$STUDIO_HOME/catalog.toml`` into frozen :class:`Entry` objects. A malformed catalog raises
 :class:`BadInput` naming the file, the entry and the field. Pure data: no torch, no network.
 """
@@ -22,7 +22,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from studio.core.errors import BadInput
-from studio.core.paths import studio_home
+from studio.core.paths import shipped_models_dir, studio_home
 
 KINDS: tuple[str, ...] = (
     "txt2img",
@@ -74,7 +74,7 @@ _KNOWN_FIELDS = {
     "description",
 }
 
-BUILTIN_CATALOG = Path(__file__).resolve().parent.parent / "models" / "catalog.toml"
+BUILTIN_CATALOG = shipped_models_dir() / "catalog.toml"
 
 
 def user_catalog_path() -> Path:

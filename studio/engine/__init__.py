@@ -1,6 +1,13 @@
 """The engine: torch, diffusers, spandrel. No Qt.
 
-Importing this package (and ``requests``/``events``) stays cheap and torch-free so the UI can
-build requests and read events without loading torch; the heavy modules are imported by the
-Runner when a job of their kind first runs.
+By capability, each subpackage with a public face (``__all__``) that the UI and CLI import from:
+
+- ``jobs``: requests, events, the Runner, the device choice (the kernel);
+- ``models``: model files, downloads, import, identification, the one resolver;
+- ``diffusion``: families, loading, generation, inpainting, previews, samplers, LoRA;
+- ``restore``: upscaling, tiling, LaMa;
+- ``vision``: ControlNet preprocessors and pose detectors;
+- ``fixtures``: tiny random models for the self-test, the tests and the benchmarks.
+
+Importing a face stays cheap and torch-free; the modules behind it load on first use.
 """

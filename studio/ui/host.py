@@ -1,7 +1,7 @@
 """The contract between the main window and feature panels (inpaint, control/pose, upscale,
 model manager, ...). A panel is a QWidget in ``studio/ui/panels/<name>.py`` whose constructor
 takes a ``Host``; the main window implements Host and docks the panel. Panels never import
-torch: they build engine requests (studio.engine.requests) and submit them through the host's
+torch: they build engine requests (studio.engine.jobs.requests) and submit them through the host's
 worker, and put results on the canvas through undoable host calls.
 """
 

@@ -1,14 +1,14 @@
 """Dark and light themes (Fusion style + a palette, plus a small stylesheet from
-studio/resources for accents) and the app icon."""
+resources/ for accents) and the app icon."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from PySide6.QtGui import QColor, QIcon, QPalette
 from PySide6.QtWidgets import QApplication
 
-RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+from studio.core.paths import resources_dir
+
+RESOURCES = resources_dir()
 THEMES = ("dark", "light")
 
 _COLORS = {

@@ -27,7 +27,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from PySide6.QtGui import QImage
 
 from studio.core.cancel import CancelToken
-from studio.engine.events import Cancelled, Failed, Finished, Preview, Progress, Started
+from studio.engine.jobs import Cancelled, Failed, Finished, Preview, Progress, Started
 from studio.ui.qimage import qimage_from_array
 
 log = logging.getLogger(__name__)
@@ -96,13 +96,13 @@ class _Engine(QObject):
     def warm_up(self) -> None:
         self.state.emit("loading", "Loading engine…")
         try:
-            from studio.engine.runner import Runner
+            from studio.engine.jobs import Runner
 
             self.runner = Runner()
             try:
-                import studio.engine.generate  # noqa: F401 - loads torch + diffusers
+                import studio.engine.diffusion.generate  # noqa: F401 - loads torch + diffusers
             except ModuleNotFoundError as e:
-                if e.name != "studio.engine.generate":
+                if e.name != "studio.engine.diffusion.generate":
                     raise
             self._set_threads()
         except Exception as e:  # noqa: BLE001 - the app stays usable without an engine
@@ -124,7 +124,7 @@ class _Engine(QObject):
     def run_job(self, job_id: int, request: object, token: CancelToken) -> None:
         if self.runner is None:
             try:
-                from studio.engine.runner import Runner
+                from studio.engine.jobs import Runner
 
                 self.runner = Runner()
             except Exception as e:  # noqa: BLE001
@@ -149,7 +149,7 @@ class Worker(QObject):
     started = Signal(int)
     progress = Signal(int, int, int)  # job_id, step, total
     preview = Signal(int, QImage, object)  # job_id, image, region (x, y, w, h) | None
-    finished = Signal(int, object)  # job_id, studio.engine.events.Finished
+    finished = Signal(int, object)  # job_id, studio.engine.jobs.events.Finished
     failed = Signal(int, str, str)  # job_id, message, detail
     cancelled = Signal(int)
     queue_changed = Signal()

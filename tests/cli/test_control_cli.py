@@ -7,7 +7,7 @@ from studio.cli import main
 from studio.core.canny import canny
 from studio.core.imageio import load_image, read_text_chunks
 from studio.core.pose import Pose, default_pose
-from studio.engine.pose_detect import write_random_weights
+from studio.engine.vision.pose_detect import write_random_weights
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,7 @@ def test_missing_kind_is_a_usage_error(capsys):
 def test_pose_with_dwpose_models(photos, tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from studio.engine.dwpose import write_random_models
+    from studio.engine.vision.dwpose import write_random_models
 
     folder = write_random_models(tmp_path / "dwpose")
     out, js = tmp_path / "dw.png", tmp_path / "dw.json"

@@ -77,7 +77,7 @@ def test_preview_dir_writes_every_step(tiny_models, tmp_path, mode, shape):
 
 
 def test_img2img_controlnet_and_lora(tiny_models, tmp_path, photos):
-    from studio.engine.tiny import build_tiny_lora
+    from studio.engine.fixtures.tiny_models import build_tiny_lora
 
     lora = build_tiny_lora(tiny_models.sd, tmp_path / "detail.safetensors")
     edges = tmp_path / "edges.png"
@@ -219,9 +219,9 @@ def test_ctrl_c_cancels_and_exits_130(tiny_models, tmp_path):
 
 def test_layering_imports():
     code = (
-        "import sys, studio.engine.runner, studio.core.imageio, studio.core.metadata;"
+        "import sys, studio.engine.jobs.runner, studio.core.imageio, studio.core.metadata;"
         "assert 'PySide6' not in sys.modules, 'PySide6 imported';"
-        "import studio.engine.requests, studio.engine.events;"
+        "import studio.engine.jobs.requests, studio.engine.jobs.events;"
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     proc = subprocess.run(
@@ -246,7 +246,7 @@ def test_windowed_app_without_stderr(tiny_models, tmp_path, monkeypatch):
 
 
 def test_turbo_defaults_from_catalog_and_name(tmp_path):
-    from studio.engine.loader import recommended_settings
+    from studio.engine.diffusion.loader import recommended_settings
 
     rec = recommended_settings("sd-turbo")
     assert rec["steps"] == 1 and rec["guidance"] == 0.0

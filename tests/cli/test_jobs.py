@@ -10,7 +10,7 @@ import pytest
 
 from studio.cli.jobs import ctrl_c_cancels, error_for, finished_or_raise
 from studio.core.errors import BadInput, JobCancelled, ModelError, StudioError
-from studio.engine.events import Cancelled, Failed, Finished
+from studio.engine.jobs.events import Cancelled, Failed, Finished
 
 
 @pytest.mark.parametrize(

@@ -16,11 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
+from studio_model_files import kohya_lora_spec, write_sparse_safetensors  # noqa: E402
 
 from studio.cli import main
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
-from studio_model_files import kohya_lora_spec, write_sparse_safetensors  # noqa: E402
 
 PAYLOAD = os.urandom(2 * 1024 * 1024 + 999)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -161,7 +159,7 @@ def test_import_identifies_and_lists(home, tmp_path, capsys):
     assert Path(data[0]["path"]) == home.path / "models" / "lora" / "inkstyle.safetensors"
     listed = _json(capsys, "models", "list", "--json", "--kind", "lora")
     assert [i["name"] for i in listed["imported"]] == ["inkstyle.safetensors"]
-    from studio.engine.importer import find_lora
+    from studio.engine.models.importer import find_lora
 
     assert find_lora("inkstyle") == home.path / "models" / "lora" / "inkstyle.safetensors"
     # Same file again: fine; a different file with that name: refused.

@@ -18,7 +18,7 @@ from studio.core.metadata import (
     request_metadata,
     split_loras,
 )
-from studio.engine.requests import ControlInput, GenerateRequest, LoraSpec
+from studio.engine.jobs.requests import ControlInput, GenerateRequest, LoraSpec
 
 A1111 = (
     "a photo of a cat, <lora:detail:0.6>\n"

@@ -233,9 +233,7 @@ def test_bad_model_import_through_the_app(window, qtbot, studio_home, name):
 
 
 def test_model_file_dropped_on_window_is_imported(window, qtbot, tmp_path, studio_home):
-    import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
     from studio_model_files import kohya_lora_spec, write_sparse_safetensors
 
     lora = write_sparse_safetensors(tmp_path / "ink.safetensors", kohya_lora_spec(768))

@@ -15,8 +15,8 @@ import pytest
 
 from studio.core.atomic import atomic_write_bytes, atomic_writer
 from studio.core.errors import StudioError
-from studio.engine.events import Failed, Finished
-from studio.engine.runner import HANDLERS, Runner
+from studio.engine.jobs.events import Failed, Finished
+from studio.engine.jobs.runner import HANDLERS, Runner
 
 
 def test_kill_9_during_save_leaves_previous_file_intact(tmp_path):

@@ -1,4 +1,4 @@
-"""Fuzz the model-file identifier (studio.engine.identify, used by `studio models import` and
+"""Fuzz the model-file identifier (studio.engine.models.identify, used by `studio models import` and
 the app's model drop) with mutated .safetensors, torch zip checkpoints and legacy pickles:
 it returns a description or raises a StudioError, never another exception, and never runs
 code from a pickle."""
@@ -75,7 +75,7 @@ def scratch():
 )
 @given(mutated_models())
 def test_fuzz_identify(scratch, case):
-    from studio.engine.identify import identify
+    from studio.engine.models.identify import identify
 
     suffix, data = case
     path = scratch / f"model{suffix}"
@@ -113,7 +113,7 @@ def _write(tmp_path: Path, name: str, data: bytes) -> Path:
 )
 def test_found_by_the_fuzzer(tmp_path, name, data):
     from studio.core.errors import BadInput
-    from studio.engine.identify import identify
+    from studio.engine.models.identify import identify
 
     with pytest.raises(BadInput) as info:
         identify(_write(tmp_path, name, data))

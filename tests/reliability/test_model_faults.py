@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from studio.cli import main
-from studio.engine.events import Failed, Finished
-from studio.engine.requests import GenerateRequest, UpscaleRequest
-from studio.engine.runner import Runner
+from studio.engine.jobs.events import Failed, Finished
+from studio.engine.jobs.requests import GenerateRequest, UpscaleRequest
+from studio.engine.jobs.runner import Runner
 
 from .corpus import assert_one_clear_line
 

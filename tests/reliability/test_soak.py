@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from studio.engine.events import TERMINAL, Cancelled, Failed, Finished, Progress, Started
-from studio.engine.requests import GenerateRequest
-from studio.engine.runner import Runner
+from studio.engine.jobs.events import TERMINAL, Cancelled, Failed, Finished, Progress, Started
+from studio.engine.jobs.requests import GenerateRequest
+from studio.engine.jobs.runner import Runner
 
 
 def rss_mb() -> float:

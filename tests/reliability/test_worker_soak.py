@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QObject, Slot
 
-from studio.engine.requests import GenerateRequest
+from studio.engine.jobs.requests import GenerateRequest
 
 
 def rss_mb() -> float:

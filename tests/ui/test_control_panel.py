@@ -187,7 +187,7 @@ def test_undo_redo_past_the_pose_layer_keeps_it_in_step(window, panel):
 
 def test_detected_pose_lands_in_document_coordinates(window, panel, qtbot, monkeypatch):
     """The detector sees the selection's crop; its keypoints are moved to the document."""
-    from studio.engine import pose_detect
+    from studio.engine.vision import pose_detect
 
     hand = [(float(10 + i), 20.0, 0.9) for i in range(21)]
     crop_pose = Pose(128, 128, [Person(body=default_pose(128, 128).people[0].body, hand_left=hand)])
@@ -219,7 +219,7 @@ def test_detected_pose_lands_in_document_coordinates(window, panel, qtbot, monke
 
 
 def test_detect_with_random_weights_and_without_a_model(window, panel, qtbot, tmp_path):
-    from studio.engine.pose_detect import write_random_weights
+    from studio.engine.vision.pose_detect import write_random_weights
 
     panel.pose_model.setText(str(write_random_weights(tmp_path / "w").parent))
     window.model.set_selection((0, 0, 96, 96))

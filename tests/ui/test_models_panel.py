@@ -12,13 +12,10 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QWidget
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 from studio_model_files import kohya_lora_spec, write_sparse_safetensors  # noqa: E402
 
 PAYLOAD = os.urandom(1024 * 1024 + 4321)
@@ -144,7 +141,7 @@ def test_lists_catalog_with_sizes_licences_and_installed(qtbot, env):
 
 def test_download_with_progress_then_remove(qtbot, env, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    from studio.engine import store
+    from studio.engine.models import store
 
     store.update_settings(starter_offered=True)
     panel, host = _panel(qtbot)
@@ -173,7 +170,7 @@ def test_download_with_progress_then_remove(qtbot, env, monkeypatch):
 def test_cancel_download_keeps_gui_responsive(qtbot, env, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     env.server.delay = 0.05  # ~0.6 MB/s
-    from studio.engine import store
+    from studio.engine.models import store
 
     store.update_settings(starter_offered=True)
     panel, host = _panel(qtbot)
@@ -202,10 +199,10 @@ def test_cancel_download_keeps_gui_responsive(qtbot, env, monkeypatch):
 def test_first_run_offer_decline_is_remembered(qtbot, env, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     from studio.core.catalog import format_size, load_catalog
-    from studio.engine import store
+    from studio.engine.models import store
 
     calls = []
-    monkeypatch.setattr("studio.engine.download.download", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr("studio.engine.models.download.download", lambda *a, **k: calls.append(a))
     panel, _ = _panel(qtbot)
     dialog = panel.starter_dialog
     assert dialog is not None and dialog.isVisible() and not dialog.isModal()
@@ -228,7 +225,7 @@ def test_first_run_offer_accept_downloads_starter_set(qtbot, env, monkeypatch):
         fetched.append(entry.id)
         return env.home / entry.id
 
-    monkeypatch.setattr("studio.engine.download.download", fake_download)
+    monkeypatch.setattr("studio.engine.models.download.download", fake_download)
     panel, _ = _panel(qtbot)
     assert panel.starter_dialog is not None and fetched == []  # nothing before agreeing
     panel.starter_dialog.download_button.click()
@@ -300,7 +297,7 @@ def test_import_without_panel_reports_to_host(qtbot, env, tmp_path):
 def test_panel_module_does_not_import_torch():
     code = (
         "import sys\n"
-        "import studio.ui.panels.models, studio.engine.download, studio.engine.importer\n"
+        "import studio.ui.panels.models, studio.engine.models.download, studio.engine.models.importer\n"
         "bad = [m for m in ('torch', 'diffusers', 'spandrel', 'transformers') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
@@ -325,6 +322,6 @@ def test_add_user_folder(qtbot, env, tmp_path):
     panel.add_folder(str(mine))
     qtbot.waitUntil(lambda: _item(panel, "realesrgan-x4plus")[0] == "Installed", timeout=10000)
     _wait_threads(qtbot, panel)
-    from studio.engine import store
+    from studio.engine.models import store
 
     assert store.load_settings()["folders"] == [str(mine)]

@@ -358,10 +358,8 @@ def test_q_toggles_paint_target_and_layer_menu(window, photos):
 
 def test_drop_model_file_imports_it_and_leaves_the_document(window, photos, tmp_path, qtbot):
     """A LoRA dropped on the canvas goes to the model importer, not the image loader."""
-    import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
     from studio_model_files import kohya_lora_spec, write_sparse_safetensors
 
     drop(window.canvas, [photos.chelsea])

@@ -13,8 +13,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox, QToolButton
 
 from studio.core.imageio import save_image
-from studio.engine import runner as runner_mod
-from studio.engine.requests import GenerateRequest
+from studio.engine.jobs import runner as runner_mod
+from studio.engine.jobs.requests import GenerateRequest
 
 SB = QMessageBox.StandardButton
 SEEN: list[GenerateRequest] = []

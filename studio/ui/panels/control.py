@@ -59,7 +59,7 @@ from studio.core.canny import (
 )
 from studio.core.errors import StudioError
 from studio.core.pose import Pose, render
-from studio.engine.requests import ControlInput, PreprocessRequest
+from studio.engine.jobs import ControlInput, PreprocessRequest
 from studio.ui.pose_editor import PoseEditor, control_rgba, rgba_to_control
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.engine.requests import PREVIEW_MODES, GenerateRequest
+from studio.engine.jobs import PREVIEW_MODES, GenerateRequest
 from studio.ui.qimage import qimage_from_array
 
 MAX_SEED = 2**53 - 1  # seeds are exact integers in a double spin box up to here
@@ -52,7 +52,7 @@ _FALLBACK_SCHEDULERS = ["Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM
 
 def scheduler_names() -> list[str]:
     try:  # torch-free module (checked by the layering test)
-        from studio.engine.schedulers import scheduler_names as names
+        from studio.engine.diffusion import scheduler_names as names
 
         return list(names())
     except Exception:  # noqa: BLE001
@@ -75,7 +75,7 @@ def catalog_models() -> dict[str, dict]:
 def local_models() -> list[str]:
     """Diffusers folders and imported checkpoints on disk (Studio's and the user's folders)."""
     try:
-        from studio.engine.store import local_pipelines  # torch-free
+        from studio.engine.models import local_pipelines  # torch-free
 
         return [str(p) for p in local_pipelines()]
     except Exception:  # noqa: BLE001 - a broken models folder must not break the picker

@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
 from studio.core import masks as mask_ops
 from studio.core.errors import StudioError
 from studio.core.outpaint import Extension, extend, parse_aspect, to_aspect
-from studio.engine.requests import InpaintRequest
+from studio.engine.jobs import InpaintRequest
 
 ERASE_METHODS = (
     ("auto", "Auto (LaMa if installed, else Telea)"),
@@ -54,7 +54,7 @@ ASPECTS = ("1:1", "4:3", "3:2", "16:9", "9:16", "2:3", "3:4")
 def installed_lama() -> Path | None:
     """The installed LaMa file (torch-free look-up), or None."""
     try:
-        from studio.engine.lama import find_lama
+        from studio.engine.restore import find_lama
 
         return find_lama()
     except Exception:  # noqa: BLE001 - a broken store must not break the panel

@@ -61,7 +61,7 @@ def is_model_file(path: str | Path) -> bool:
 class DownloadThread(QThread):
     """Downloads entries one after another; cancel() stops at the next chunk."""
 
-    progress = Signal(object)  # studio.engine.download.DownloadProgress
+    progress = Signal(object)  # studio.engine.models.download.DownloadProgress
     entry_done = Signal(str, str)  # id, path
     entry_failed = Signal(str, str, str)  # id, message, detail
     entry_cancelled = Signal(str)
@@ -75,7 +75,7 @@ class DownloadThread(QThread):
         self.token.cancel()
 
     def run(self) -> None:
-        from studio.engine import download
+        from studio.engine.models import download
 
         for entry in self.entries:
             if self.token.cancelled:
@@ -104,7 +104,7 @@ class ScanThread(QThread):
         self.catalog = catalog
 
     def run(self) -> None:
-        from studio.engine import importer, store
+        from studio.engine.models import importer, store
 
         found: dict[str, str] = {}
         for entry in self.catalog:
@@ -128,7 +128,7 @@ class ImportThread(QThread):
         self.paths = list(paths)
 
     def run(self) -> None:
-        from studio.engine import importer
+        from studio.engine.models import importer
 
         for p in self.paths:
             try:
@@ -327,7 +327,7 @@ class ModelsPanel(QWidget):
     # -- helpers ---------------------------------------------------------------------------
     @staticmethod
     def offline() -> bool:
-        from studio.engine.store import offline_mode
+        from studio.engine.models import offline_mode
 
         return offline_mode()
 
@@ -563,7 +563,7 @@ class ModelsPanel(QWidget):
     # -- remove ----------------------------------------------------------------------------
     @Slot()
     def remove_selected(self) -> None:
-        from studio.engine import importer, store
+        from studio.engine.models import importer, store
 
         entries = [e for e in self.selected_entries() if e.id in self.installed]
         files = self.selected_imported()
@@ -622,7 +622,7 @@ class ModelsPanel(QWidget):
 
     def add_folder(self, folder: str) -> None:
         """Remember ``folder`` in models.json (searched for installed models) and rescan."""
-        from studio.engine import store
+        from studio.engine.models import store
 
         folders = [f for f in store.load_settings().get("folders", []) if isinstance(f, str)]
         if folder not in folders:
@@ -634,7 +634,7 @@ class ModelsPanel(QWidget):
     def maybe_offer_starter(self) -> bool:
         """Offer the starter set once (remembered in models.json), only when online and
         when none of it is installed yet. Returns True if the dialog was shown."""
-        from studio.engine import store
+        from studio.engine.models import store
 
         if store.load_settings().get("starter_offered") or self.offline():
             return False
@@ -649,7 +649,7 @@ class ModelsPanel(QWidget):
 
     @Slot()
     def _on_starter_accepted(self) -> None:
-        from studio.engine import store
+        from studio.engine.models import store
 
         store.update_settings(starter_offered=True)
         dialog = self.starter_dialog
@@ -660,7 +660,7 @@ class ModelsPanel(QWidget):
 
     @Slot()
     def _on_starter_rejected(self) -> None:
-        from studio.engine import store
+        from studio.engine.models import store
 
         store.update_settings(starter_offered=True)
         dialog = self.starter_dialog

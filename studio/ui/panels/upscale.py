@@ -11,7 +11,7 @@
   (pixel-enlarged, nearest neighbour) left of a draggable divider and the upscale right of it.
 
 No torch here: requests go through ``host.worker``; the model list comes from the catalog
-and ``studio.engine.store`` (both torch-free).
+and ``studio.engine.models.store`` (both torch-free).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.engine.requests import UpscaleRequest
+from studio.engine.jobs import UpscaleRequest
 from studio.ui.qimage import qimage_from_array
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ def installed_upscalers() -> list[tuple[str, str, float | None]]:
     """[(label, catalog id, recommended scale)] of the installed catalog upscalers."""
     try:
         from studio.core.catalog import load_catalog
-        from studio.engine.store import find_installed
+        from studio.engine.models import find_installed
 
         out = []
         for entry in load_catalog().by_kind("upscaler"):

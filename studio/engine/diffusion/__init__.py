@@ -1,0 +1,40 @@
+"""Diffusion: model loading, generation (txt2img, img2img, ControlNet, LoRA), inpainting and
+outpainting, step previews and samplers. Imports torch and diffusers on first use."""
+
+from studio.engine._lazy import lazy_face
+
+__all__ = [
+    "StepTap",
+    "canonical_name",
+    "detect_checkpoint",
+    "latent_to_rgb",
+    "load_controlnet",
+    "load_pipeline",
+    "make_scheduler",
+    "outpaint",
+    "outpaint_request",
+    "recommended_settings",
+    "run_generate",
+    "run_inpaint",
+    "scheduler_names",
+    "validate_request",
+]
+
+_EXPORTS = {
+    "load_pipeline": "generate",
+    "run_generate": "generate",
+    "validate_request": "generate",
+    "outpaint": "inpaint",
+    "outpaint_request": "inpaint",
+    "run_inpaint": "inpaint",
+    "detect_checkpoint": "loader",
+    "load_controlnet": "loader",
+    "recommended_settings": "loader",
+    "StepTap": "previews",
+    "latent_to_rgb": "previews",
+    "canonical_name": "schedulers",
+    "make_scheduler": "schedulers",
+    "scheduler_names": "schedulers",
+}
+
+__getattr__, __dir__ = lazy_face(__name__, _EXPORTS)

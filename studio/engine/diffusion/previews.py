@@ -1,0 +1,195 @@
+"""Step previews: turn the latents of a running denoising loop into a small RGB image.
+
+What is shown (``preview_of``):
+
+- ``xt``: the current latent x_t itself (mostly noise early on).
+- ``x0``: the predicted clean latent, Ho et al. 2020 eq. (15) rearranged:
+  x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t).  For k-diffusion ("sigma") schedulers
+  (Euler, Heun, LMS, DPM2, DPM++ SDE; Karras et al. 2022) the sample is x = x0 + sigma eps, so
+  x0_hat = x - sigma eps; for v-prediction models x0_hat = sqrt(abar) x_t - sqrt(1-abar) v.
+
+The pipelines don't pass the noise prediction to ``callback_on_step_end`` (its tensor inputs are
+``latents`` and the prompt embeddings), so :class:`StepTap` wraps ``scheduler.step`` for the
+job: it takes the scheduler's own ``pred_original_sample``/``denoised`` where the scheduler
+returns one (Euler, Euler a, DDIM, DDPM, LCM, Heun, LMS, ...), and otherwise computes x0_hat
+from the model output and the sigma or abar the scheduler just used (DPM++, UniPC, DEIS, PNDM).
+
+How it is decoded (``mode``):
+
+- ``latent``: a linear 4->3 map per model family (factors from MODELS.md), at latent resolution
+  (H/8 x W/8): a few thousand multiply-adds, near free.
+- ``taesd``: AutoencoderTiny (madebyollin/taesd, taesdxl), full resolution, cheap.
+- ``full``: the pipeline's own VAE, exact but as costly as the final decode.
+- ``off``: nothing is tapped or decoded.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# rows = latent channels, columns = R, G, B; applied to latents as the UNet sees them.
+LATENT_RGB = {
+    "sd1": (
+        [
+            [0.3512, 0.2297, 0.3227],
+            [0.3250, 0.4974, 0.2350],
+            [-0.2829, 0.1762, 0.2721],
+            [-0.2120, -0.2616, -0.7177],
+        ],
+        [0.0, 0.0, 0.0],
+    ),
+    "sdxl": (
+        [
+            [0.3651, 0.4232, 0.4341],
+            [-0.2533, -0.0042, 0.1068],
+            [0.1076, 0.1111, -0.0362],
+            [-0.3165, -0.2492, -0.2188],
+        ],
+        [0.1084, -0.0175, -0.0011],
+    ),
+}
+LATENT_RGB["sd2"] = LATENT_RGB["sd1"]
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) or (H, W, 3) in [-1, 1] -> (H, W, 3) uint8."""
+    if image.shape[0] == 3 and image.ndim == 3 and image.shape[-1] != 3:
+        image = image.permute(1, 2, 0)
+    # nan_to_num: an fp16 SDXL VAE can overflow; a preview must never turn into garbage.
+    image = ((torch.nan_to_num(image.float()).clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return np.ascontiguousarray(image.cpu().numpy())
+
+
+def latent_to_rgb(latents: torch.Tensor, family: str) -> np.ndarray:
+    """Linear latent->RGB approximation of the first latent in the batch, at latent size."""
+    weights, bias = LATENT_RGB.get(family, LATENT_RGB["sd1"])
+    lat = latents[0].float()
+    w = torch.tensor(weights, dtype=lat.dtype, device=lat.device)
+    b = torch.tensor(bias, dtype=lat.dtype, device=lat.device)
+    rgb = torch.einsum("chw,cr->hwr", lat[: w.shape[0]], w) + b
+    return to_uint8(rgb)
+
+
+class StepTap:
+    """Wraps ``scheduler.step`` for one job to keep the latest predicted clean latent x0_hat.
+
+    Install only when a preview of x0 is wanted (mode != off): with previews off the
+    scheduler runs untouched."""
+
+    def __init__(self, scheduler) -> None:
+        self.scheduler = scheduler
+        self.x0: torch.Tensor | None = None
+        self._step = scheduler.step
+        scheduler.step = self._wrapped
+
+    def remove(self) -> None:
+        self.scheduler.step = self._step
+
+    def _wrapped(self, model_output, timestep, sample, *args, **kwargs):
+        return_dict = kwargs.pop("return_dict", True)
+        out = self._step(model_output, timestep, sample, *args, return_dict=True, **kwargs)
+        try:
+            self.x0 = self._x0(out, model_output, timestep, sample)
+        except Exception:  # noqa: BLE001 - a preview must never break the job
+            self.x0 = None
+        return out if return_dict else out.to_tuple()
+
+    def _used_sigma(self) -> float | None:
+        s = self.scheduler
+        sigmas = getattr(s, "sigmas", None)
+        idx = getattr(s, "step_index", None)
+        if sigmas is None or idx is None or idx < 1:
+            return None
+        return float(sigmas[min(idx - 1, len(sigmas) - 1)])
+
+    def _x0(self, out, eps, timestep, sample) -> torch.Tensor | None:
+        s = self.scheduler
+        sigma = self._used_sigma()
+        for name in ("pred_original_sample", "denoised"):
+            x0 = getattr(out, name, None)
+            if isinstance(x0, torch.Tensor):
+                return x0
+        pred = s.config.get("prediction_type", "epsilon")
+        if pred == "sample":
+            return eps
+        if sigma is not None and hasattr(s, "_sigma_to_alpha_sigma_t"):
+            # VP-form solvers (DPM-Solver++, UniPC, DEIS): x_t = alpha_t x0 + sigma_t eps.
+            alpha_t, sigma_t = s._sigma_to_alpha_sigma_t(torch.tensor(sigma))
+            alpha_t, sigma_t = float(alpha_t), float(sigma_t)
+        elif sigma is not None:
+            # k-diffusion form: x = x0 + sigma eps (the sample is not scaled by c_in here).
+            if pred == "v_prediction":
+                return eps * (-sigma / math.sqrt(sigma**2 + 1)) + sample / (sigma**2 + 1)
+            return sample - sigma * eps
+        else:
+            abar = s.alphas_cumprod[int(timestep)]
+            alpha_t, sigma_t = float(abar.sqrt()), float((1 - abar).sqrt())
+        if pred == "v_prediction":
+            return alpha_t * sample - sigma_t * eps
+        return (sample - sigma_t * eps) / alpha_t
+
+
+def latent_for_xt(latents: torch.Tensor, scheduler) -> torch.Tensor:
+    """x_t in the data scale: k-diffusion latents (x = x0 + sigma eps, sigma up to ~15) carry an
+    extra factor sqrt(1 + sigma^2) compared with the VP form the decoders expect."""
+    sigmas = getattr(scheduler, "sigmas", None)
+    idx = getattr(scheduler, "step_index", None)
+    if sigmas is None or idx is None or hasattr(scheduler, "_sigma_to_alpha_sigma_t"):
+        return latents
+    sigma = float(sigmas[min(idx, len(sigmas) - 1)])
+    return latents / math.sqrt(1.0 + sigma**2)
+
+
+def find_taesd(family: str) -> Path | None:
+    """A local AutoencoderTiny for ``family``: ``STUDIO_TAESD`` (``STUDIO_TAESDXL`` for SDXL),
+    else the catalog id "taesd"/"taesdxl" if installed, else the HF cache copy of
+    madebyollin/taesd(xl). Never downloads."""
+    xl = family == "sdxl"
+    env = os.environ.get("STUDIO_TAESDXL" if xl else "STUDIO_TAESD")
+    if env and Path(env).is_dir():
+        return Path(env)
+    from studio.core.errors import ModelError
+    from studio.engine.diffusion.loader import resolve_model
+
+    for ref in ("taesdxl" if xl else "taesd", "madebyollin/taesdxl" if xl else "madebyollin/taesd"):
+        try:
+            resolved = resolve_model(ref)
+        except ModelError:
+            continue
+        if resolved.path is not None and resolved.path.is_dir():
+            return resolved.path
+    return None
+
+
+class PreviewDecoder:
+    """Decodes latents for previews in one of the modes; built once per job."""
+
+    def __init__(self, pipe, mode: str, family: str, taesd=None) -> None:
+        self.pipe = pipe
+        self.mode = mode
+        self.family = family
+        self.taesd = taesd
+
+    @torch.no_grad()
+    def __call__(self, latents: torch.Tensor) -> np.ndarray:
+        lat = latents[:1]
+        if self.mode == "latent":
+            return latent_to_rgb(lat, self.family)
+        if self.mode == "taesd":
+            dec = self.taesd
+            # AutoencoderTiny works on the UNet's (scaled) latents directly.
+            image = dec.decode(lat.to(dec.device, dec.dtype)).sample[0]
+            return to_uint8(image)
+        vae = self.pipe.vae
+        cfg = vae.config
+        lat = lat / cfg.scaling_factor
+        shift = getattr(cfg, "shift_factor", None)
+        if shift:
+            lat = lat + shift
+        image = vae.decode(lat.to(vae.device, vae.dtype)).sample[0]
+        return to_uint8(image)

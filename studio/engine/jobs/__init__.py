@@ -1,0 +1,66 @@
+"""The job kernel: frozen requests in, typed events out, one Runner running one job at a
+time, and the device choice. Torch-free except ``device`` (imported on first use)."""
+
+from studio.engine._lazy import lazy_face
+
+__all__ = [
+    "Cancelled",
+    "ControlInput",
+    "DeviceChoice",
+    "Event",
+    "Failed",
+    "Finished",
+    "GenerateRequest",
+    "HANDLERS",
+    "InpaintRequest",
+    "JobContext",
+    "LoraSpec",
+    "MAX_SIZE",
+    "MIN_SIZE",
+    "PREVIEW_MODES",
+    "PREVIEW_OF",
+    "PreprocessRequest",
+    "Preview",
+    "Progress",
+    "Runner",
+    "Started",
+    "TERMINAL",
+    "UpscaleRequest",
+    "free_memory",
+    "generator_for",
+    "is_oom",
+    "new_job_id",
+    "pick_device",
+]
+
+_EXPORTS = {
+    "DeviceChoice": "device",
+    "generator_for": "device",
+    "is_oom": "device",
+    "pick_device": "device",
+    "Event": "events",
+    "Started": "events",
+    "Progress": "events",
+    "Preview": "events",
+    "Finished": "events",
+    "Failed": "events",
+    "Cancelled": "events",
+    "TERMINAL": "events",
+    "ControlInput": "requests",
+    "GenerateRequest": "requests",
+    "InpaintRequest": "requests",
+    "LoraSpec": "requests",
+    "MAX_SIZE": "requests",
+    "MIN_SIZE": "requests",
+    "PREVIEW_MODES": "requests",
+    "PREVIEW_OF": "requests",
+    "PreprocessRequest": "requests",
+    "UpscaleRequest": "requests",
+    "HANDLERS": "runner",
+    "JobContext": "runner",
+    "Runner": "runner",
+    "free_memory": "runner",
+    "new_job_id": "runner",
+}
+
+__getattr__, __dir__ = lazy_face(__name__, _EXPORTS)

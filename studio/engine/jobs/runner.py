@@ -1,0 +1,216 @@
+"""The Runner executes one job at a time and turns its outcome into events.
+
+Usage (CLI, tests, or ``ui/worker.py`` from its QThread)::
+
+    runner = Runner()
+    final = runner.run(request, emit=print)          # blocks; returns the terminal event
+    runner.cancel()                                  # from any thread: stops the current job
+
+A job handler is ``handler(ctx: JobContext, request) -> Finished``; it reports through
+``ctx.progress``/``ctx.preview`` and calls ``ctx.check()`` between steps, tiles and chunks,
+which raises ``JobCancelled`` once cancel() was called. Handlers live in their own modules and
+are imported the first time a job of their kind runs.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import itertools
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from studio.core.cancel import CancelToken
+from studio.core.errors import JobCancelled, StudioError
+from studio.engine.jobs.events import Cancelled, Event, Failed, Finished, Preview, Progress, Started
+from studio.engine.jobs.requests import (
+    GenerateRequest,
+    InpaintRequest,
+    PreprocessRequest,
+    UpscaleRequest,
+)
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[Event], None]
+
+# request type -> "module:function"; imported lazily so `import studio.engine.jobs.runner` is cheap.
+HANDLERS: dict[type, str] = {
+    GenerateRequest: "studio.engine.diffusion.generate:run_generate",
+    InpaintRequest: "studio.engine.diffusion.inpaint:run_inpaint",
+    UpscaleRequest: "studio.engine.restore.upscale:run_upscale",
+    PreprocessRequest: "studio.engine.vision.control:run_preprocess",
+}
+
+_job_ids = itertools.count(1)
+
+
+def new_job_id() -> int:
+    return next(_job_ids)
+
+
+@dataclass
+class JobContext:
+    """What a handler gets besides its request."""
+
+    job_id: int
+    emit: Emit
+    token: CancelToken
+    runner: Runner
+    step: int = 0
+    total: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    def check(self) -> None:
+        """Raise JobCancelled if the job was cancelled. Call between steps/tiles/chunks."""
+        self.token.raise_if_cancelled()
+
+    def progress(self, step: int, total: int, message: str = "") -> None:
+        self.step, self.total = step, total
+        self.emit(Progress(self.job_id, step, total, message))
+
+    def preview(
+        self,
+        image: np.ndarray,
+        step: int,
+        total: int,
+        region: tuple[int, int, int, int] | None = None,
+    ) -> None:
+        self.emit(Preview(self.job_id, image, step, total, region))
+
+    def finished(
+        self,
+        images: list[np.ndarray] | tuple[np.ndarray, ...],
+        metadata: list[dict] | tuple[dict, ...] = (),
+        extra: dict | None = None,
+    ) -> Finished:
+        return Finished(
+            self.job_id,
+            tuple(images),
+            tuple(metadata),
+            extra or {},
+            time.perf_counter() - self.started,
+        )
+
+
+class Runner:
+    """Runs jobs one at a time. Thread-safe ``cancel``; ``run`` never raises for job errors."""
+
+    def __init__(self, device: str | None = None, dtype: str | None = None) -> None:
+        self.device = device
+        self.dtype = dtype
+        self._lock = threading.Lock()  # one job at a time
+        self._current: tuple[int, CancelToken] | None = None
+        self._cache: dict[str, object] = {}  # handler-owned caches (e.g. loaded pipelines)
+
+    # -- caches shared by handlers ------------------------------------------------------------
+    def cache(self, key: str, factory: Callable[[], object], keep: int = 1) -> object:
+        """Return the cached object for ``key`` or build it, keeping at most ``keep`` objects
+        whose key shares the prefix before the first ':' (e.g. one pipeline at a time)."""
+        if key in self._cache:
+            return self._cache[key]
+        prefix = key.split(":", 1)[0] + ":"
+        same_kind = [k for k in self._cache if k.startswith(prefix)]
+        for k in same_kind[: max(0, len(same_kind) - keep + 1)]:
+            del self._cache[k]
+        if same_kind:
+            free_memory()
+        value = factory()
+        self._cache[key] = value
+        return value
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+        free_memory()
+
+    # -- running --------------------------------------------------------------------------------
+    def cancel(self, job_id: int | None = None) -> bool:
+        """Cancel the running job (or only if it is ``job_id``). Returns whether one was hit."""
+        current = self._current
+        if current is None or (job_id is not None and current[0] != job_id):
+            return False
+        current[1].cancel()
+        return True
+
+    @property
+    def current_job(self) -> int | None:
+        cur = self._current
+        return cur[0] if cur else None
+
+    def run(
+        self,
+        request: object,
+        emit: Emit | None = None,
+        job_id: int | None = None,
+        token: CancelToken | None = None,
+    ) -> Event:
+        """Run ``request`` to completion on this thread; emit events and return the last one."""
+        emit = emit or (lambda event: None)
+        job_id = job_id if job_id is not None else new_job_id()
+        token = token or CancelToken()
+        with self._lock:
+            self._current = (job_id, token)
+            ctx = JobContext(job_id, emit, token, self)
+            final: Event
+            try:
+                emit(Started(job_id, kind=type(request).__name__))
+                token.raise_if_cancelled()
+                handler = _handler_for(request)
+                final = handler(ctx, request)
+                if not isinstance(final, Finished):
+                    raise TypeError(f"handler returned {type(final).__name__}, not Finished")
+            except JobCancelled:
+                final = Cancelled(job_id, ctx.step)
+            except StudioError as e:
+                final = Failed(job_id, e.message, e.detail, e.exit_code)
+            except MemoryError as e:
+                final = Failed(job_id, "Out of memory.", repr(e))
+            except Exception as e:  # noqa: BLE001 - a job must never take the app down
+                log.exception("job %s failed", job_id)
+                final = Failed(job_id, _one_line(e), traceback.format_exc())
+            finally:
+                self._current = None
+            if not isinstance(final, Finished):
+                free_memory()
+            emit(final)
+            return final
+
+
+def _handler_for(request: object) -> Callable[[JobContext, object], Finished]:
+    spec = HANDLERS.get(type(request))
+    if spec is None:
+        raise StudioError(f"Unknown job type {type(request).__name__}")
+    module, func = spec.split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    msg = text[0] if text else ""
+    name = type(e).__name__
+    if "out of memory" in msg.lower():
+        return "The accelerator ran out of memory. Try a smaller size, fewer images, or CPU."
+    return f"{name}: {msg}" if msg else name
+
+
+def free_memory() -> None:
+    """Collect garbage and return cached accelerator memory to the driver."""
+    gc.collect()
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    try:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if hasattr(torch, "mps") and torch.backends.mps.is_available():
+            torch.mps.empty_cache()
+    except Exception:  # noqa: BLE001
+        pass

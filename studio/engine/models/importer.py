@@ -1,0 +1,238 @@
+"""Import a model file the user has (drop on the window or ``studio models import FILE``).
+
+The file is identified first (:mod:`studio.engine.models.identify`; nothing in it runs), then copied
+(or hard/sym-linked) into ``$STUDIO_HOME/models/<kind>/`` atomically and recorded in
+``$STUDIO_HOME/models/imported.json`` with what it is, so lists, the generation panel and the
+CLI can offer it. LoRA files are found by name with :func:`find_lora`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from studio.core.atomic import atomic_write_bytes
+from studio.core.errors import BadInput, ModelError
+from studio.engine.models import store
+from studio.engine.models.identify import SUFFIXES, Identified, identify
+
+REGISTRY = "imported.json"
+
+
+@dataclass(frozen=True)
+class ImportedModel:
+    """A record of an imported file."""
+
+    name: str  # file name in Studio's models folder (unique within its kind)
+    path: str
+    kind: str
+    base: str | None
+    description: str
+    format: str
+    size: int
+    source: str  # where it was imported from
+    imported_at: float
+    details: dict[str, Any]
+
+    @property
+    def stem(self) -> str:
+        return Path(self.name).stem
+
+
+def registry_path() -> Path:
+    return store.models_dir() / REGISTRY
+
+
+def list_imported(kind: str | None = None) -> list[ImportedModel]:
+    """Imported models still present on disk (optionally of one kind), oldest first."""
+    try:
+        raw = json.loads(registry_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    out = []
+    for item in raw if isinstance(raw, list) else []:
+        try:
+            rec = ImportedModel(**item)
+        except TypeError:
+            continue
+        if Path(rec.path).exists() and (kind is None or rec.kind == kind):
+            out.append(rec)
+    return out
+
+
+def _save_registry(records: list[ImportedModel]) -> None:
+    registry_path().parent.mkdir(parents=True, exist_ok=True)
+    data = [asdict(r) for r in records]
+    atomic_write_bytes(registry_path(), json.dumps(data, indent=2, default=str).encode())
+
+
+def import_file(
+    src: str | os.PathLike,
+    *,
+    link: bool = False,
+    name: str | None = None,
+    overwrite: bool = False,
+) -> ImportedModel:
+    """Identify ``src`` and put it into Studio's models folder under its kind.
+
+    ``link=True`` hard-links (same disk) or else symlinks instead of copying. ``name`` renames
+    it (the suffix is kept). Importing the same file twice returns the existing record; a
+    different file with the same name needs ``overwrite=True``.
+    """
+    src_path = Path(src).expanduser()
+    if not src_path.is_file():
+        raise BadInput(f"No such file: {src_path}")
+    found: Identified = identify(src_path)
+    suffix = src_path.suffix.lower()
+    if suffix not in SUFFIXES:  # pragma: no cover - identify refuses these first
+        raise BadInput(f"Unsupported file type {suffix}")
+    stem = Path(name).stem if name else src_path.stem
+    if not stem or stem.startswith(".") or "/" in stem or "\\" in stem:
+        raise BadInput(f"Invalid model name {stem!r}")
+    folder = store.kind_dir(found.kind)
+    dest = folder / f"{stem}{suffix}"
+    size = src_path.stat().st_size
+
+    records = [r for r in list_imported() if Path(r.path) != dest]
+    if dest.exists():
+        if _same_file(src_path, dest):
+            existing = [r for r in list_imported() if Path(r.path) == dest]
+            if existing:
+                return existing[0]
+        elif not overwrite:
+            raise BadInput(
+                f"A different {found.kind} model named {dest.name} is already imported; "
+                "choose another name or overwrite it"
+            )
+    folder.mkdir(parents=True, exist_ok=True)
+    if not dest.exists() or not _same_file(src_path, dest):
+        _place(src_path, dest, size, link)
+
+    record = ImportedModel(
+        name=dest.name,
+        path=str(dest),
+        kind=found.kind,
+        base=found.base,
+        description=found.description,
+        format=found.format,
+        size=size,
+        source=str(src_path.resolve()),
+        imported_at=time.time(),
+        details={k: v for k, v in found.details.items() if _jsonable(v)},
+    )
+    records.append(record)
+    _save_registry(records)
+    return record
+
+
+def _jsonable(v: Any) -> bool:
+    try:
+        json.dumps(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    with contextlib.suppress(OSError):
+        if os.path.samefile(a, b):
+            return True
+    try:
+        if a.stat().st_size != b.stat().st_size:
+            return False
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            for offset in (0, max(0, a.stat().st_size - (1 << 20))):
+                fa.seek(offset)
+                fb.seek(offset)
+                if fa.read(1 << 20) != fb.read(1 << 20):
+                    return False
+        return True
+    except OSError:
+        return False
+
+
+def _place(src: Path, dest: Path, size: int, link: bool) -> None:
+    tmp = dest.with_name(f".{dest.name}.importing")
+    with contextlib.suppress(OSError):
+        tmp.unlink()
+    try:
+        if link:
+            try:
+                os.link(src, tmp)
+            except OSError:
+                os.symlink(src.resolve(), tmp)
+        else:
+            from studio.engine.models.download import check_disk_space
+
+            check_disk_space(dest.parent, size)
+            shutil.copyfile(src, tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise ModelError(
+            f"Could not import {src.name} into {dest.parent}: {e.strerror or e}"
+        ) from e
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def remove_imported(name_or_path: str) -> int:
+    """Delete an imported model (by file name, stem or path); returns bytes freed."""
+    records = list_imported()
+    keep, drop = [], []
+    for r in records:
+        if name_or_path in (r.name, r.stem, r.path):
+            drop.append(r)
+        else:
+            keep.append(r)
+    if not drop:
+        raise BadInput(f"No imported model named {name_or_path!r}")
+    freed = 0
+    for r in drop:
+        p = Path(r.path)
+        with contextlib.suppress(OSError):
+            freed += p.lstat().st_size if p.is_symlink() else p.stat().st_size
+            p.unlink()
+    _save_registry(keep)
+    return freed
+
+
+def list_loras() -> list[Path]:
+    """LoRA files Studio knows: imported ones plus ``*.safetensors`` under a ``lora``/``loras``
+    folder of the user's model folders."""
+    found: dict[str, Path] = {}
+    for rec in list_imported("lora"):
+        found.setdefault(rec.stem, Path(rec.path))
+    folder = store.kind_dir("lora")
+    if folder.is_dir():
+        for p in sorted(folder.glob("*.safetensors")):
+            found.setdefault(p.stem, p)
+    for root in store.user_folders():
+        for sub in ("lora", "loras", "Lora"):
+            d = root / sub
+            if d.is_dir():
+                for p in sorted(d.glob("*.safetensors")):
+                    found.setdefault(p.stem, p)
+    return list(found.values())
+
+
+def find_lora(name: str) -> Path | None:
+    """A LoRA by name (file stem, as in A1111's ``<lora:name:weight>``) or path."""
+    p = Path(name).expanduser()
+    if p.suffix and p.is_file():
+        return p
+    for path in list_loras():
+        if path.stem == name or path.name == name:
+            return path
+    return None
