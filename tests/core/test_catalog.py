@@ -147,7 +147,9 @@ license = "MIT"
         load_catalog()
 
 
-def test_catalog_ships_inside_the_package():
+def test_catalog_ships_in_the_top_level_models_folder():
+    from studio.core.paths import shipped_models_dir
+
     assert BUILTIN_CATALOG.is_file()
-    assert Path(BUILTIN_CATALOG).parent.name == "models"
-    assert BUILTIN_CATALOG.parent.parent.name == "studio"
+    assert BUILTIN_CATALOG == shipped_models_dir() / "catalog.toml"
+    assert (BUILTIN_CATALOG.parent / "configs").is_dir()
