@@ -1,4 +1,4 @@
-"""Headless CLI: ``studio <command>``. A stable contract (see DESIGN.md).
+"""Headless CLI: ``studio <command>``. A stable contract (see the README and docs/architecture.md).
 
 Each subcommand lives in its own module exposing ``register(subparsers)``, which adds its
 parser and sets ``func=run(args) -> int``. Exit codes: 0 done; 2 bad usage or bad input;

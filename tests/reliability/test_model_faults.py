@@ -67,7 +67,7 @@ def test_model_folder_deleted_after_cache_cleared(two_models, tmp_path):
     assert isinstance(final, Failed)
     assert_one_clear_line(final.message)
     assert "model-a" in final.message and "no such" in final.message
-    assert final.exit_code == 3  # model missing (DESIGN.md)
+    assert final.exit_code == 3  # model missing: exit 3
     shutil.move(moved, a)
     again = runner.run(gen(a))
     assert isinstance(again, Finished)
