@@ -1,0 +1,152 @@
+"""The memory planner (studio.engine.diffusion.memory): the plan per card and family, that it
+fits, that more memory never buys a worse plan, overrides, RAM limits, and the table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from studio.core.errors import BadInput
+from studio.engine.diffusion import memory
+from studio.engine.diffusion.memory import (
+    MODEL_NEEDS,
+    WEIGHT_FORMATS,
+    available_formats,
+    plan_memory,
+    render_table,
+)
+
+CARDS = (8, 12, 16, 24)
+FAMILIES = (
+    "sd15",
+    "sdxl",
+    "flux1-schnell",
+    "flux1-dev",
+    "flux2-klein-4b",
+    "flux2-klein-9b",
+    "z-image-turbo",
+    "sd35-medium",
+    "sd35-large",
+    "qwen-image",
+)
+ALL = tuple(WEIGHT_FORMATS)
+BUILTIN = ("bf16", "fp8")  # no optional package installed
+
+
+@pytest.mark.parametrize("formats", [ALL, BUILTIN], ids=["all-formats", "diffusers-only"])
+@pytest.mark.parametrize("card", CARDS)
+@pytest.mark.parametrize("model", FAMILIES)
+def test_table_every_plan_fits(model, card, formats):
+    plan = plan_memory(model, card, ram_gib=32, formats=formats)
+    assert plan.fits, plan.describe()
+    assert plan.peak_gib <= plan.budget_gib == pytest.approx(card - memory.RESERVE_GIB)
+    assert plan.ram_budget_gib is not None and plan.ram_gib <= plan.ram_budget_gib
+    assert plan.weights in formats and plan.text_weights in formats
+    # The chosen plan is the cheapest that fits: every cheaper candidate overflows.
+    for o, w, t in memory._candidates(plan.needs, formats):
+        for tiling in (False, True):
+            peak, ram = memory._estimate(plan.needs, o, w, t, 1.0, tiling)
+            if memory._cost(o, w, t, tiling, ram) < plan.cost:
+                assert peak > plan.budget_gib or ram > plan.ram_budget_gib, (o, w, t, tiling)
+
+
+@pytest.mark.parametrize("model", FAMILIES)
+def test_more_memory_never_gives_a_costlier_plan(model):
+    costs = [plan_memory(model, c, ram_gib=64, formats=ALL).cost for c in (6, *CARDS, 48, 80)]
+    assert costs == sorted(costs, reverse=True), costs
+    assert plan_memory(model, 200, ram_gib=512, formats=ALL).short().startswith("GPU, ")
+
+
+def test_known_plans():
+    # SD1.5 in fp16 needs no tricks on any card.
+    assert plan_memory("sd15", 8, formats=ALL).short().startswith("GPU, fp16")
+    # Flux.1 in bf16 is 23.8 GB of transformer weights: never all-in-VRAM on a 24 GB card.
+    flux = plan_memory("flux1-schnell", 24, ram_gib=32, formats=ALL)
+    assert not (flux.offload == "none" and flux.weights == "bf16")
+    forced = plan_memory("flux1-schnell", 24, offload="none", weights="bf16", text_weights="bf16")
+    assert not forced.fits and forced.forced and "over the VRAM budget" in forced.describe()
+    # Klein 4B (7.75 GB + an 8 GB Qwen3) fits a 24 GB card whole.
+    assert plan_memory("flux2-klein-4b", 24, formats=ALL).offload == "none"
+    # On 8 GB the big ones must offload or quantize.
+    for model in ("flux1-dev", "qwen-image", "sd35-large", "flux2-klein-9b"):
+        p = plan_memory(model, 8, ram_gib=32, formats=ALL)
+        assert p.offload != "none" or p.weights != "bf16"
+
+
+def test_ram_limit_forces_smaller_weights():
+    roomy = plan_memory("qwen-image", 12, ram_gib=128, formats=ALL)
+    tight = plan_memory("qwen-image", 12, ram_gib=24, formats=ALL)
+    assert roomy.fits and tight.ram_gib <= 20
+    assert memory._FACTOR[tight.weights] < 1.0  # 57 GB of bf16 weights can't sit in 20 GiB
+    hopeless = plan_memory("qwen-image", 12, ram_gib=8, formats=BUILTIN)
+    assert not hopeless.fits and "RAM" in hopeless.describe()
+
+
+def test_pixels_scale_the_working_memory():
+    small = plan_memory("sdxl", 24, pixels=512 * 512)
+    big = plan_memory("sdxl", 24, pixels=2048 * 2048, offload="none", weights="bf16")
+    native = plan_memory("sdxl", 24, offload="none", weights="bf16", text_weights="bf16")
+    assert small.peak_gib < native.peak_gib < big.peak_gib or big.vae_tiling
+
+
+def test_overrides_and_bad_values():
+    p = plan_memory("z-image-turbo", 24, weights="q4_k", formats=BUILTIN)
+    assert p.weights == "q4_k" and p.forced
+    assert any("GGUF file" in n and "unsloth/Z-Image-Turbo-GGUF" in n for n in p.notes)
+    assert "GGUFQuantizationConfig" in " ".join(p.pipeline_calls())
+    with pytest.raises(BadInput, match="Unknown weights 'int3'"):
+        plan_memory("z-image-turbo", 24, weights="int3")
+    with pytest.raises(BadInput, match="no plan"):
+        plan_memory("sd15", 8, weights="fp8")  # UNet families are not quantized
+    with pytest.raises(KeyError):
+        plan_memory("no-such-model", 8)
+
+
+def test_pipeline_calls_follow_the_plan():
+    p = plan_memory("flux1-schnell", 12, ram_gib=32, formats=BUILTIN)
+    calls = " ".join(p.pipeline_calls())
+    assert {"model": "enable_model_cpu_offload", "group": "enable_group_offload"}.get(
+        p.offload, "enable_sequential_cpu_offload"
+    ) in calls
+    if p.weights == "fp8":
+        assert "enable_layerwise_casting" in calls
+
+
+def test_available_formats_follow_installed_packages(monkeypatch):
+    real = memory.importlib.util.find_spec
+    monkeypatch.setattr(
+        memory.importlib.util,
+        "find_spec",
+        lambda name: (
+            object() if name == "bitsandbytes" else (None if name == "gguf" else real(name))
+        ),
+    )
+    assert available_formats() == {"bf16", "fp8", "nf4"}
+    monkeypatch.setattr(memory.importlib.util, "find_spec", lambda name: None)
+    assert available_formats() == {"bf16", "fp8"}
+
+
+def test_aliases_share_their_base_sizes():
+    assert MODEL_NEEDS["flux1-kontext"].transformer_gb == MODEL_NEEDS["flux1-dev"].transformer_gb
+    assert MODEL_NEEDS["qwen-image-edit"].family == "qwen"
+
+
+def test_render_table():
+    table = render_table()
+    lines = table.splitlines()
+    assert lines[0] == "| model | 8 GiB | 12 GiB | 16 GiB | 24 GiB |"
+    assert len(lines) == 2 + len(FAMILIES)
+    for key in FAMILIES:
+        assert any(line.startswith(f"| {MODEL_NEEDS[key].label} |") for line in lines)
+    assert "does not fit" not in table
+    assert "does not fit" in render_table(["qwen-image"], [2], ram_gib=8, formats=BUILTIN)
+
+
+def test_no_torch_at_import():
+    code = (
+        "import sys, studio.engine.diffusion.memory as m; m.render_table(); "
+        "sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
