@@ -37,8 +37,9 @@ KINDS: tuple[str, ...] = (
     "pose-detector",
     "lora",
     "vae",
+    "edit",  # edit by instruction from an input image (Flux Kontext, Qwen-Image-Edit)
 )
-BASES: tuple[str, ...] = ("sd1", "sd2", "sdxl")
+BASES: tuple[str, ...] = ("sd1", "sd2", "sdxl", "flux1", "flux2", "zimage", "sd3", "qwen")
 RECOMMENDED_KEYS = {
     "steps": int,
     "guidance": float,
@@ -48,6 +49,8 @@ RECOMMENDED_KEYS = {
     "height": int,
     "scale": int,
     "strength": float,
+    "true_cfg": float,  # Qwen-Image's true classifier-free guidance (its guidance_scale is unused)
+    "max_sequence_length": int,  # T5/LLM prompt tokens (Flux schnell: at most 256)
 }
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -69,6 +72,7 @@ _KNOWN_FIELDS = {
     "license",
     "starter",
     "optional",
+    "gated",
     "recommended",
     "homepage",
     "description",
@@ -101,6 +105,7 @@ class Entry:
     sha256: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     starter: bool = False
     optional: bool = False
+    gated: bool = False  # the repo needs a logged-in user who accepted its licence
     recommended: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     homepage: str = ""
     description: str = ""
@@ -323,6 +328,7 @@ def _parse_entry(raw: Any, origin: str, where: str) -> Entry:
         sha256=MappingProxyType(shas),
         starter=flag("starter"),
         optional=flag("optional"),
+        gated=flag("gated"),
         recommended=MappingProxyType(dict(rec)),
         homepage=raw.get("homepage", "") or "",
         description=raw.get("description", "") or "",
