@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from studio.core.errors import BadInput, ModelError
+from studio.engine.diffusion.families import Family, recognise_pipe
 from studio.engine.diffusion.loader import (
     ResolvedModel,
     _short,
@@ -32,7 +33,6 @@ from studio.engine.diffusion.loader import (
     load_folder,
     load_single_file,
     load_taesd,
-    pipeline_class_name,
     resolve_model,
 )
 from studio.engine.diffusion.previews import PreviewDecoder, StepTap, find_taesd, latent_for_xt
@@ -57,18 +57,9 @@ log = logging.getLogger(__name__)
 MAX_STEPS = 500
 
 
-def family_of(pipe) -> str:
-    """ "sdxl", "sd2" (OpenCLIP-H text encoder, 1024-wide cross attention) or "sd1"."""
-    unet = getattr(pipe, "unet", None)
-    cfg = unet.config if unet is not None else {}
-    if getattr(pipe, "text_encoder_2", None) is not None or cfg.get("addition_embed_type") == (
-        "text_time"
-    ):
-        return "sdxl"
-    cross = cfg.get("cross_attention_dim")
-    if isinstance(cross, list | tuple):
-        cross = cross[0]
-    return "sd2" if cross == 1024 else "sd1"
+def family_of(pipe) -> Family:
+    """The pipeline's model family descriptor (``families.recognise_pipe``)."""
+    return recognise_pipe(pipe)
 
 
 @dataclass
@@ -148,7 +139,7 @@ def load_pipeline(
     pipe_key = (task, cn_refs)
     pipe = entry.pipes.get(pipe_key)
     if pipe is None:
-        cls = getattr(diffusers, pipeline_class_name(family, task, bool(cn_refs)))
+        cls = getattr(diffusers, family.pipeline_class(task, bool(cn_refs)))
         # Keep only the ControlNets this job uses.
         for ref in [r for r in entry.controlnets if r not in cn_refs]:
             del entry.controlnets[ref]
@@ -236,9 +227,9 @@ def preview_decoder(ctx, pipe, mode: str) -> PreviewDecoder | None:
     if mode == "taesd":
         folder = find_taesd(family)
         if folder is None:
-            if family not in _taesd_warned:
-                _taesd_warned.add(family)
-                name = "taesdxl" if family == "sdxl" else "taesd"
+            if family.name not in _taesd_warned:
+                _taesd_warned.add(family.name)
+                name = family.preview_decoder or "taesd"
                 msg = (
                     f"No TAESD preview decoder installed ({name}); showing latent previews. "
                     f"Get it with `studio models download {name}`."

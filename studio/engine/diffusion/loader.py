@@ -28,28 +28,15 @@ from studio.core.paths import configs_dir, studio_home
 
 CONFIGS = configs_dir()
 
-# config folder -> (base repo, (tokenizer subfolders), fallback tokenizer repos per subfolder)
-SINGLE_FILE_CONFIGS = {
-    "sd15": "stable-diffusion-v1-5/stable-diffusion-v1-5",
-    "sd15-inpaint": "stable-diffusion-v1-5/stable-diffusion-inpainting",
-    "sd21": "stabilityai/stable-diffusion-2-1",
-    "sd21-base": "stabilityai/stable-diffusion-2-1-base",
-    "sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
-}
-_TOKENIZER_FALLBACKS = {
-    ("sd15", "tokenizer"): ["openai/clip-vit-large-patch14"],
-    ("sd15-inpaint", "tokenizer"): [
-        "stable-diffusion-v1-5/stable-diffusion-v1-5",
-        "openai/clip-vit-large-patch14",
-    ],
-    ("sd21", "tokenizer"): ["stabilityai/stable-diffusion-2-1-base", "stabilityai/sd-turbo"],
-    ("sd21-base", "tokenizer"): ["stabilityai/stable-diffusion-2-1", "stabilityai/sd-turbo"],
-    ("sdxl", "tokenizer"): ["stabilityai/sdxl-turbo", "openai/clip-vit-large-patch14"],
-    ("sdxl", "tokenizer_2"): [
-        "stabilityai/sdxl-turbo",
-        "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k",
-    ],
-}
+
+def _single_file_configs() -> dict[str, str]:
+    """config folder -> base HF repo, from every family's descriptor."""
+    from studio.engine.diffusion.families import families
+
+    return {c: repo for fam in families() for c, repo in fam.single_file_configs.items()}
+
+
+SINGLE_FILE_CONFIGS = _single_file_configs()
 # The slow-tokenizer pair (every CLIP repo has it) or the fast tokenizer.json.
 _TOKENIZER_FILE_SETS = (("vocab.json", "merges.txt"), ("tokenizer.json",))
 
@@ -189,62 +176,18 @@ def looks_like_path(ref: str) -> bool:
 
 
 def _checkpoint_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    if path.suffix.lower() == ".safetensors":
-        try:
-            from safetensors import safe_open
+    from studio.engine.diffusion.families import probe_file
 
-            with safe_open(str(path), framework="pt") as f:
-                return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-        except Exception as e:  # noqa: BLE001
-            raise ModelError(f"{path.name}: not a readable .safetensors file ({e})") from e
-    import torch
-
-    try:
-        sd = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:  # noqa: BLE001
-        if "weights only load failed" in str(e).lower():
-            raise ModelError(
-                f"{path.name}: refused: the file holds code or objects other than tensors, and "
-                "Studio never runs code from model files (use a .safetensors version)",
-                str(e),
-            ) from e
-        raise ModelError(f"{path.name}: cannot read checkpoint safely ({_short(e)})") from e
-    sd = sd.get("state_dict", sd) if isinstance(sd, dict) else {}
-    return {k: tuple(v.shape) for k, v in sd.items() if hasattr(v, "shape")}
+    return probe_file(path).shapes
 
 
 def detect_checkpoint(path: Path | str) -> str:
-    """Which shipped config fits a single-file SD checkpoint: "sd15", "sd15-inpaint", "sd21",
-    "sd21-base" or "sdxl", from its tensor names and shapes (the same keys diffusers' own
-    ``infer_diffusers_model_type`` looks at)."""
-    path = Path(path)
-    shapes = _checkpoint_shapes(path)
-    prefixes = ("model.diffusion_model.", "")
-    conv_in = None
-    for p in prefixes:
-        conv_in = shapes.get(p + "input_blocks.0.0.weight")
-        if conv_in:
-            break
-    if any(k.startswith("conditioner.embedders.1") for k in shapes) or any(
-        "label_emb.0.0.weight" in k for k in shapes
-    ):
-        return "sdxl"
-    if conv_in is None:
-        if any(k.startswith(("down_blocks.", "unet.")) for k in shapes):
-            raise ModelError(
-                f"{path.name}: a diffusers-format weight file, not a full checkpoint; "
-                "pass the model folder instead"
-            )
-        raise ModelError(f"{path.name}: not a Stable Diffusion checkpoint (no UNet weights)")
-    ctx_key = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
-    if any(k.startswith("cond_stage_model.model.") for k in shapes) or (
-        ctx_key in shapes and shapes[ctx_key][-1] == 1024
-    ):
-        # SD2 (OpenCLIP-H). The 768 px v-prediction and 512 px epsilon models share every
-        # shape; like A1111 we go by the file name for the 512 base (and sd-turbo).
-        name = path.name.lower()
-        return "sd21-base" if any(w in name for w in ("base", "512", "turbo")) else "sd21"
-    return "sd15-inpaint" if conv_in[1] == 9 else "sd15"
+    """Which shipped config fits a single-file checkpoint ("sd15", "sd15-inpaint", "sd21",
+    "sd21-base", "sd21-inpaint", "sdxl", "sdxl-inpaint"), decided by the family descriptors
+    from the tensor names, shapes and conv_in channels (``families.recognise_file``)."""
+    from studio.engine.diffusion.families import recognise_file
+
+    return recognise_file(Path(path)).config
 
 
 def _has_tokenizer(folder: Path) -> bool:
@@ -256,7 +199,10 @@ def _tokenizer_folder(config: str, sub: str) -> Path:
     shipped = CONFIGS / config / sub
     if _has_tokenizer(shipped):
         return shipped
-    repos = [SINGLE_FILE_CONFIGS[config], *_TOKENIZER_FALLBACKS.get((config, sub), [])]
+    from studio.engine.diffusion.families import config_family
+
+    fallbacks = config_family(config).tokenizer_fallbacks.get((config, sub), ())
+    repos = [SINGLE_FILE_CONFIGS[config], *fallbacks]
     for repo in repos:
         for prefix in (f"{sub}/", "tokenizer/", ""):
             for names in _TOKENIZER_FILE_SETS:
@@ -294,23 +240,29 @@ def quiet_loading() -> None:
 
 
 def load_single_file(path: Path, task: str, torch_dtype):
-    """Load a single-file SD checkpoint fully offline with a shipped config."""
+    """Load a single-file SD checkpoint fully offline with a shipped config. A checkpoint with
+    a 9-channel UNet (inpainting) always loads as the family's inpaint pipeline."""
     import diffusers
 
     quiet_loading()
     from transformers import CLIPTokenizer
 
-    config = detect_checkpoint(path)
-    if config == "sd15-inpaint":
+    from studio.engine.diffusion.families import recognise_file
+
+    match = recognise_file(path)
+    config = match.config
+    folder_cfg = CONFIGS / config
+    index = json.loads((folder_cfg / "model_index.json").read_text())
+    unet_cfg = folder_cfg / "unet" / "config.json"
+    if unet_cfg.exists() and json.loads(unet_cfg.read_text()).get("in_channels") == 9:
         task = "inpaint"
-    family = "sdxl" if config == "sdxl" else "sd1" if config.startswith("sd15") else "sd2"
-    cls = getattr(diffusers, pipeline_class_name(family, task, controlnet=False))
+    cls = getattr(diffusers, match.family.pipeline_class(task, controlnet=False))
     kwargs = {}
-    subs = ("tokenizer", "tokenizer_2") if config == "sdxl" else ("tokenizer",)
+    subs = sorted(k for k in index if k.startswith("tokenizer"))
     for sub in subs:
         folder = _tokenizer_folder(config, sub)
         tok_cfg = {}
-        cfg_file = CONFIGS / config / sub / "tokenizer_config.json"
+        cfg_file = folder_cfg / sub / "tokenizer_config.json"
         if cfg_file.exists():
             tok_cfg = json.loads(cfg_file.read_text())
         kwargs[sub] = CLIPTokenizer.from_pretrained(
@@ -318,12 +270,12 @@ def load_single_file(path: Path, task: str, torch_dtype):
             pad_token=tok_cfg.get("pad_token", "<|endoftext|>"),
             model_max_length=tok_cfg.get("model_max_length", 77),
         )
-    if family != "sdxl":
+    if "safety_checker" in index:
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     try:
         return cls.from_single_file(
             str(path),
-            config=str(CONFIGS / config),
+            config=str(folder_cfg),
             torch_dtype=torch_dtype,
             local_files_only=True,
             **kwargs,
@@ -395,15 +347,18 @@ def load_controlnet(ref: str, torch_dtype):
     resolved = resolve_model(ref)
     try:
         if resolved.kind == "file":
-            shapes = _checkpoint_shapes(resolved.path)
-            if any("label_emb" in k or "add_embedding" in k for k in shapes):
+            from studio.engine.diffusion.families import controlnet_family, probe_file
+
+            fam = controlnet_family(probe=probe_file(resolved.path))
+            if fam.controlnet_config is None:
                 # Only the SD1.5 ControlNet config ships with Studio (see models/configs).
+                example = next(iter(fam.controlnet_defaults.values()), "")
                 raise ModelError(
-                    f"{resolved.path.name}: an SDXL ControlNet single file can't be loaded "
-                    "offline; use its diffusers folder (e.g. `studio models download "
-                    "sdxl-canny`)"
+                    f"{resolved.path.name}: an {fam.label} ControlNet single file can't be "
+                    "loaded offline; use its diffusers folder"
+                    + (f" (e.g. `studio models download {example}`)" if example else "")
                 )
-            cfg = CONFIGS / "sd15-controlnet"
+            cfg = CONFIGS / fam.controlnet_config
             return ControlNetModel.from_single_file(
                 str(resolved.path),
                 config=str(cfg),
@@ -441,28 +396,14 @@ def load_taesd(folder: Path, device, torch_dtype):
 
 # -- pipeline classes ----------------------------------------------------------------------------
 
-_CLASSES = {
-    # (xl, task, controlnet) -> diffusers class name
-    (False, "txt2img", False): "StableDiffusionPipeline",
-    (False, "img2img", False): "StableDiffusionImg2ImgPipeline",
-    (False, "inpaint", False): "StableDiffusionInpaintPipeline",
-    (False, "txt2img", True): "StableDiffusionControlNetPipeline",
-    (False, "img2img", True): "StableDiffusionControlNetImg2ImgPipeline",
-    (False, "inpaint", True): "StableDiffusionControlNetInpaintPipeline",
-    (True, "txt2img", False): "StableDiffusionXLPipeline",
-    (True, "img2img", False): "StableDiffusionXLImg2ImgPipeline",
-    (True, "inpaint", False): "StableDiffusionXLInpaintPipeline",
-    (True, "txt2img", True): "StableDiffusionXLControlNetPipeline",
-    (True, "img2img", True): "StableDiffusionXLControlNetImg2ImgPipeline",
-    (True, "inpaint", True): "StableDiffusionXLControlNetInpaintPipeline",
-}
 TASKS = ("txt2img", "img2img", "inpaint")
 
 
-def pipeline_class_name(family: str, task: str, controlnet: bool) -> str:
-    if task not in TASKS:
-        raise BadInput(f"Unknown task {task!r} (use {', '.join(TASKS)})")
-    return _CLASSES[(family == "sdxl", task, bool(controlnet))]
+def pipeline_class_name(family, task: str, controlnet: bool) -> str:
+    """The diffusers class name for ``task`` in ``family`` (a Family or its name)."""
+    from studio.engine.diffusion.families import family as family_of_name
+
+    return family_of_name(family).pipeline_class(task, controlnet)
 
 
 def _short(e: BaseException) -> str:

@@ -16,7 +16,7 @@ from the model output and the sigma or abar the scheduler just used (DPM++, UniP
 
 How it is decoded (``mode``):
 
-- ``latent``: a linear 4->3 map per model family (factors from MODELS.md), at latent resolution
+- ``latent``: a linear C->3 map per model family (``Family.latent_rgb``), at latent resolution
   (H/8 x W/8): a few thousand multiply-adds, near free.
 - ``taesd``: AutoencoderTiny (madebyollin/taesd, taesdxl), full resolution, cheap.
 - ``full``: the pipeline's own VAE, exact but as costly as the final decode.
@@ -32,28 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# rows = latent channels, columns = R, G, B; applied to latents as the UNet sees them.
-LATENT_RGB = {
-    "sd1": (
-        [
-            [0.3512, 0.2297, 0.3227],
-            [0.3250, 0.4974, 0.2350],
-            [-0.2829, 0.1762, 0.2721],
-            [-0.2120, -0.2616, -0.7177],
-        ],
-        [0.0, 0.0, 0.0],
-    ),
-    "sdxl": (
-        [
-            [0.3651, 0.4232, 0.4341],
-            [-0.2533, -0.0042, 0.1068],
-            [0.1076, 0.1111, -0.0362],
-            [-0.3165, -0.2492, -0.2188],
-        ],
-        [0.1084, -0.0175, -0.0011],
-    ),
-}
-LATENT_RGB["sd2"] = LATENT_RGB["sd1"]
+from studio.engine.diffusion.families import Family
+from studio.engine.diffusion.families import family as get_family
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -65,9 +45,13 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(image.cpu().numpy())
 
 
-def latent_to_rgb(latents: torch.Tensor, family: str) -> np.ndarray:
-    """Linear latent->RGB approximation of the first latent in the batch, at latent size."""
-    weights, bias = LATENT_RGB.get(family, LATENT_RGB["sd1"])
+def latent_to_rgb(latents: torch.Tensor, family: Family | str) -> np.ndarray:
+    """Linear latent->RGB approximation of the first latent in the batch, at latent size, with
+    the family's ``latent_rgb`` factors and ``latent_rgb_bias`` (a Family or its name)."""
+    fam = get_family(family)
+    weights, bias = fam.latent_rgb, fam.latent_rgb_bias
+    if not weights:
+        raise ValueError(f"{fam.label} has no latent preview factors")
     lat = latents[0].float()
     w = torch.tensor(weights, dtype=lat.dtype, device=lat.device)
     b = torch.tensor(bias, dtype=lat.dtype, device=lat.device)
@@ -145,18 +129,20 @@ def latent_for_xt(latents: torch.Tensor, scheduler) -> torch.Tensor:
     return latents / math.sqrt(1.0 + sigma**2)
 
 
-def find_taesd(family: str) -> Path | None:
-    """A local AutoencoderTiny for ``family``: ``STUDIO_TAESD`` (``STUDIO_TAESDXL`` for SDXL),
-    else the catalog id "taesd"/"taesdxl" if installed, else the HF cache copy of
-    madebyollin/taesd(xl). Never downloads."""
-    xl = family == "sdxl"
-    env = os.environ.get("STUDIO_TAESDXL" if xl else "STUDIO_TAESD")
+def find_taesd(family: Family | str) -> Path | None:
+    """A local AutoencoderTiny for ``family``: the family's ``preview_env`` variable (e.g.
+    ``STUDIO_TAESD``, ``STUDIO_TAESDXL``), else its ``preview_decoder`` catalog id if installed,
+    else the HF cache copy of its ``preview_repo``. Never downloads."""
+    fam = get_family(family)
+    env = os.environ.get(fam.preview_env) if fam.preview_env else None
     if env and Path(env).is_dir():
         return Path(env)
     from studio.core.errors import ModelError
     from studio.engine.diffusion.loader import resolve_model
 
-    for ref in ("taesdxl" if xl else "taesd", "madebyollin/taesdxl" if xl else "madebyollin/taesd"):
+    for ref in (fam.preview_decoder, fam.preview_repo):
+        if not ref:
+            continue
         try:
             resolved = resolve_model(ref)
         except ModelError:
@@ -169,7 +155,7 @@ def find_taesd(family: str) -> Path | None:
 class PreviewDecoder:
     """Decodes latents for previews in one of the modes; built once per job."""
 
-    def __init__(self, pipe, mode: str, family: str, taesd=None) -> None:
+    def __init__(self, pipe, mode: str, family: Family | str, taesd=None) -> None:
         self.pipe = pipe
         self.mode = mode
         self.family = family

@@ -174,7 +174,7 @@ def _write(path: Path, shapes: dict[str, tuple[int, ...]]) -> Path:
                     1024,
                 ),
             },
-            "sd21",
+            "sd21-base",  # all-zero weights: not v-prediction (see the v-prediction test)
         ),
         (
             {
@@ -189,13 +189,68 @@ def test_detect_checkpoint(tmp_path, shapes, expected):
     assert detect_checkpoint(_write(tmp_path / "m.safetensors", shapes)) == expected
 
 
-def test_detect_sd21_base_by_name(tmp_path):
-    shapes = {
-        "model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3),
-        "cond_stage_model.model.ln_final.weight": (1024,),
+V_NORM = "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias"
+SD2_KEYS = {
+    "model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 4, 3, 3),
+    "cond_stage_model.model.ln_final.weight": torch.zeros(1024),
+}
+
+
+def _sd2_file(path: Path, norm_std: float | None, yaml: str | None = None) -> Path:
+    """An SD2 checkpoint in the real (LDM) key layout with the one tensor the v-prediction test
+    reads: the last output block's first transformer norm bias (1280 wide in SD2)."""
+    from safetensors.torch import save_file
+
+    state = dict(SD2_KEYS)
+    if norm_std is not None:
+        g = torch.Generator().manual_seed(0)
+        state[V_NORM] = torch.randn(1280, generator=g) * norm_std
+    save_file(state, str(path))
+    if yaml is not None:
+        path.with_suffix(".yaml").write_text(yaml)
+    return path
+
+
+def test_sd2_v_prediction_is_decided_by_the_weights_not_the_name(tmp_path):
+    """ComfyUI's test (supported_models.SD20.model_type): the norm bias of a v-prediction SD2
+    has a std above 0.09. The file name ("base", "768") no longer decides."""
+    assert detect_checkpoint(_sd2_file(tmp_path / "v2-1_512-base.safetensors", 0.2)) == "sd21"
+    assert detect_checkpoint(_sd2_file(tmp_path / "v2-1_768-ema.safetensors", 0.02)) == (
+        "sd21-base"
+    )
+    # A1111's sidecar config wins over the weights.
+    v_yaml = 'model:\n  params:\n    parameterization: "v"\n'
+    assert detect_checkpoint(_sd2_file(tmp_path / "a.safetensors", 0.02, v_yaml)) == "sd21"
+    eps_yaml = "model:\n  params:\n    linear_start: 0.00085\n"
+    assert detect_checkpoint(_sd2_file(tmp_path / "b.safetensors", 0.2, eps_yaml)) == "sd21-base"
+
+
+def test_sd2_and_sdxl_inpainting_files_get_inpainting_configs(tmp_path):
+    """conv_in with 9 input channels is checked before the family's config is chosen, and the
+    chosen config builds a 9-channel UNet of the published size (meta device, no weights)."""
+    from accelerate import init_empty_weights
+    from diffusers import UNet2DConditionModel
+
+    cases = {
+        "sd21-inpaint": {"cond_stage_model.model.ln_final.weight": (1024,)},
+        "sdxl-inpaint": {"conditioner.embedders.1.model.ln_final.weight": (1280,)},
     }
-    assert detect_checkpoint(_write(tmp_path / "v2-1_768-ema.safetensors", shapes)) == "sd21"
-    assert detect_checkpoint(_write(tmp_path / "v2-1_512-base.safetensors", shapes)) == "sd21-base"
+    # The published txt2img UNets plus conv_in's 5 extra input channels (320 x 5 x 3 x 3).
+    extra_in = 320 * 5 * 3 * 3
+    sizes = {"sd21-inpaint": 865_910_724 + extra_in, "sdxl-inpaint": 2_567_463_684 + extra_in}
+    for config, extra in cases.items():
+        path = _write(
+            tmp_path / f"{config}.safetensors",
+            {"model.diffusion_model.input_blocks.0.0.weight": (320, 9, 3, 3), **extra},
+        )
+        assert detect_checkpoint(path) == config
+        cfg = UNet2DConditionModel.load_config(loader.CONFIGS / config / "unet")
+        with init_empty_weights():
+            unet = UNet2DConditionModel.from_config(cfg)
+        assert unet.config.in_channels == 9
+        assert sum(p.numel() for p in unet.parameters()) == sizes[config]
+        index = json.loads((loader.CONFIGS / config / "model_index.json").read_text())
+        assert "Inpaint" in index["_class_name"]
 
 
 def test_detect_rejects_non_checkpoints(tmp_path):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from studio.engine.diffusion.families import family
 from studio.engine.diffusion.previews import (
-    LATENT_RGB,
     StepTap,
     latent_for_xt,
     latent_to_rgb,
@@ -22,8 +22,8 @@ from studio.engine.fixtures.tiny_models import SCHEDULER_CONFIG
 def test_latent_to_rgb_is_the_linear_map():
     lat = torch.randn(1, 4, 3, 5)
     rgb = latent_to_rgb(lat, "sdxl")
-    w = np.array(LATENT_RGB["sdxl"][0])
-    b = np.array(LATENT_RGB["sdxl"][1])
+    w = np.array(family("sdxl").latent_rgb)
+    b = np.array(family("sdxl").latent_rgb_bias)
     expect = np.einsum("chw,cr->hwr", lat[0].numpy(), w) + b
     expect = np.round((np.clip(expect, -1, 1) + 1) * 127.5).astype(np.uint8)
     assert rgb.shape == (3, 5, 3) and rgb.dtype == np.uint8

@@ -1,0 +1,231 @@
+"""The model-family descriptor: everything the engine, the CLI and the UI need to know about one
+family of diffusion models (SD 1.x, SD 2.x, SDXL, and later Flux, SD3, ...), in one frozen
+object, so no code outside this package branches on a family's name.
+
+How to add a family
+-------------------
+1. Write ``studio/engine/diffusion/families/<name>.py`` with one module-level ``FAMILY =
+   Family(...)``. Fill in:
+
+   - recognition: ``matches(info)`` for a diffusers folder or a loaded pipeline (``info`` is a
+     :class:`ModelInfo`: the pipeline class name, its components and their config dicts), and
+     ``match_file(probe)`` for a single-file checkpoint (``probe`` is a :class:`TensorProbe`:
+     tensor names/shapes, and values on demand), returning the shipped config folder name
+     (under ``models/configs``) or None. ``priority``: higher is tried first, so a family whose
+     test is more specific (SDXL: a second text encoder) wins over a catch-all (SD1).
+   - ``pipelines``: the diffusers pipeline class name per task key (:data:`TASK_KEYS`:
+     ``txt2img``, ``img2img``, ``inpaint`` and ``controlnet-<task>``). Tasks a family lacks are
+     simply absent (``tasks``/``supports`` then say so and the engine refuses in one line).
+   - defaults: ``default_size``, ``default_steps``, ``default_guidance``, ``default_sampler``
+     (None = the model's own scheduler config).
+   - ``prediction``: "epsilon" | "v_prediction" | "flow" (rectified flow / flow matching,
+     Lipman et al. 2023; Esser et al. 2024 for SD3). For SD-style families a model's own
+     scheduler config still decides (SD2-768 is v-prediction inside the sd2 family).
+   - text: ``text_encoders`` (component names, in order), ``pooled_from`` (the component whose
+     pooled output conditions the model, SDXL's ``text_encoder_2``), ``prompt_weighting``
+     (whether A1111 ``(word:1.2)`` weighting of CLIP embeddings applies: True for CLIP-only
+     families; a T5/LLM family sets False and gets the raw prompt), ``supports_negative_prompt``
+     and ``guidance_kind`` ("cfg": classifier-free guidance, Ho & Salimans 2022; "distilled":
+     the guidance scale is an input of the model, as in Flux-dev; "none": no guidance, e.g.
+     Flux-schnell / turbo).
+   - latents: ``latent_channels`` (4 for SD, 16 for Flux/SD3), ``latent_packing`` (None, or
+     "2x2" for Flux's packed 2x2 patches), the linear latent->RGB preview factors
+     ``latent_rgb`` (rows = latent channels, columns = R, G, B) and ``latent_rgb_bias``, and the
+     tiny preview decoder (``preview_decoder`` catalog id, ``preview_repo`` HF repo,
+     ``preview_env`` environment variable).
+   - ControlNet: ``controlnet_bases`` (family names whose ControlNets fit),
+     ``controlnet_defaults`` (guide kind -> catalog id), ``controlnet_scale`` (the default
+     conditioning scale) and ``controlnet_config`` (shipped config for ControlNet single
+     files, None when only diffusers folders load offline).
+   - memory: ``vae_upcast`` (the VAE overflows in fp16 and must decode in fp32, SDXL's does),
+     ``vae_fp16_fix`` (catalog id of a VAE that does not), ``dtypes`` (preferred order on a GPU).
+   - single files: ``single_file_configs`` (config folder -> base HF repo, for the tokenizer),
+     ``tokenizer_fallbacks`` ((config, tokenizer folder) -> other repos with the same vocab).
+2. Add its name to ``_MODULES`` in ``families/__init__.py``.
+3. Add a test in ``tests/engine/diffusion/test_families.py`` (recognition from a folder and from
+   a file's tensors, the pipeline classes exist in diffusers).
+
+Nothing else changes: loader, generate, previews, inpaint, schedulers, the CLI defaults and the
+panels read these fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+Prediction = Literal["epsilon", "v_prediction", "flow"]
+GuidanceKind = Literal["cfg", "distilled", "none"]
+TASKS: tuple[str, ...] = ("txt2img", "img2img", "inpaint")
+TASK_KEYS: tuple[str, ...] = TASKS + tuple(f"controlnet-{t}" for t in TASKS)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What recognition sees of a diffusers folder or a loaded pipeline: the pipeline class
+    name (``model_index.json``'s ``_class_name``), the component names and the config dict of
+    each component that has one (``unet``, ``transformer``, ``text_encoder_2``, ...)."""
+
+    class_name: str = ""
+    components: frozenset[str] = frozenset()
+    configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def config(self, component: str) -> Mapping[str, Any]:
+        return self.configs.get(component) or {}
+
+
+class TensorProbe:
+    """The tensors of a single-file checkpoint for recognition: names and shapes up front,
+    values read on demand (``tensor(name)``), plus an optional sidecar config text (A1111's
+    ``<model>.yaml`` next to the file)."""
+
+    def __init__(
+        self,
+        shapes: Mapping[str, tuple[int, ...]],
+        loader: Callable[[str], Any] | None = None,
+        sidecar: str = "",
+        name: str = "",
+    ) -> None:
+        self.shapes = dict(shapes)
+        self._loader = loader
+        self.sidecar = sidecar
+        self.name = name
+
+    def has_prefix(self, *prefixes: str) -> bool:
+        return any(k.startswith(prefixes) for k in self.shapes)
+
+    def shape(self, *names: str) -> tuple[int, ...] | None:
+        """The shape of the first of ``names`` present (with or without the LDM UNet prefix)."""
+        for n in names:
+            for key in (n, "model.diffusion_model." + n):
+                if key in self.shapes:
+                    return self.shapes[key]
+        return None
+
+    def tensor(self, name: str):
+        """The tensor ``name`` (a torch tensor) or None if absent or unreadable."""
+        if name not in self.shapes or self._loader is None:
+            return None
+        try:
+            return self._loader(name)
+        except Exception:  # noqa: BLE001 - recognition falls back to shapes
+            return None
+
+    def unet_in_channels(self) -> int | None:
+        s = self.shape("input_blocks.0.0.weight")
+        return s[1] if s and len(s) == 4 else None
+
+
+def _frozen(d: Mapping | None) -> Mapping:
+    return MappingProxyType(dict(d or {}))
+
+
+@dataclass(frozen=True)
+class Family:
+    """One model family. See the module docstring for what each field means and how to add a
+    family. Instances are immutable and hashable by name."""
+
+    name: str
+    label: str
+    pipelines: Mapping[str, str]
+    matches: Callable[[ModelInfo], bool]
+    match_file: Callable[[TensorProbe], str | None] = lambda probe: None
+    priority: int = 0
+    # defaults
+    default_size: tuple[int, int] = (512, 512)
+    default_steps: int = 20
+    default_guidance: float = 7.0
+    default_sampler: str | None = None
+    # prediction and guidance
+    prediction: Prediction = "epsilon"
+    guidance_kind: GuidanceKind = "cfg"
+    supports_negative_prompt: bool = True
+    # text conditioning
+    text_encoders: tuple[str, ...] = ("text_encoder",)
+    pooled_from: str | None = None
+    prompt_weighting: bool = True
+    # latents and previews
+    latent_channels: int = 4
+    latent_packing: str | None = None
+    latent_rgb: tuple[tuple[float, ...], ...] = ()
+    latent_rgb_bias: tuple[float, ...] = (0.0, 0.0, 0.0)
+    preview_decoder: str | None = None
+    preview_repo: str | None = None
+    preview_env: str | None = None
+    # ControlNet
+    controlnet_bases: tuple[str, ...] = ()
+    controlnet_defaults: Mapping[str, str] = field(default_factory=dict)
+    controlnet_scale: float = 1.0
+    controlnet_config: str | None = None  # shipped config folder for ControlNet single files
+    # memory / dtype policy
+    vae_upcast: bool = False
+    vae_fp16_fix: str | None = None
+    dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32")
+    # single-file checkpoints
+    single_file_configs: Mapping[str, str] = field(default_factory=dict)
+    tokenizer_fallbacks: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("pipelines", "controlnet_defaults", "single_file_configs"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+        object.__setattr__(self, "tokenizer_fallbacks", _frozen(self.tokenizer_fallbacks))
+        unknown = set(self.pipelines) - set(TASK_KEYS)
+        if unknown:
+            raise ValueError(f"family {self.name}: unknown task keys {sorted(unknown)}")
+        if self.latent_rgb and len(self.latent_rgb) != self.latent_channels:
+            raise ValueError(f"family {self.name}: latent_rgb needs one row per latent channel")
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Family) and other.name == self.name
+
+    def __str__(self) -> str:
+        return self.name
+
+    # -- capabilities ---------------------------------------------------------------------------
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The plain tasks this family runs (a subset of TASKS, in that order)."""
+        return tuple(t for t in TASKS if t in self.pipelines)
+
+    def supports(self, task: str, controlnet: bool = False) -> bool:
+        return _key(task, controlnet) in self.pipelines
+
+    def pipeline_class(self, task: str, controlnet: bool = False) -> str:
+        """The diffusers pipeline class name for ``task`` (with ControlNet or not); BadInput in
+        one line when the family has no such pipeline."""
+        from studio.core.errors import BadInput
+
+        if task not in TASKS:
+            raise BadInput(f"Unknown task {task!r} (use {', '.join(TASKS)})")
+        cls = self.pipelines.get(_key(task, controlnet))
+        if cls is None:
+            what = f"{task} with ControlNet" if controlnet else task
+            raise BadInput(f"{self.label} models can't do {what} in Studio")
+        return cls
+
+    def accepts_controlnet(self, base: str | None) -> bool:
+        """Whether a ControlNet made for family ``base`` fits this family (unknown base: yes,
+        the pipeline then decides)."""
+        return base is None or base in self.controlnet_bases
+
+    @property
+    def configs(self) -> tuple[str, ...]:
+        """The shipped single-file config folders of this family."""
+        return tuple(self.single_file_configs)
+
+
+def _key(task: str, controlnet: bool) -> str:
+    return f"controlnet-{task}" if controlnet else task
+
+
+def cross_attention_dim(cfg: Mapping[str, Any]) -> int | None:
+    """A UNet/ControlNet config's cross-attention width (the first, when a list)."""
+    cross = cfg.get("cross_attention_dim")
+    if isinstance(cross, list | tuple):
+        cross = cross[0] if cross else None
+    return int(cross) if cross is not None else None

@@ -1,0 +1,70 @@
+"""Qwen-Image (Qwen team 2025): a 20B MMDiT on 2x2-packed 16-channel latents of the Wan 2.1
+VAE (normalised by per-channel mean/std), Qwen2.5-VL-7B text encoder. Flow matching with
+*true* classifier-free guidance (``true_cfg_scale``, two passes; the pipeline's
+``guidance_scale`` is unused by the base model). Qwen-Image-Edit (2509/2511) is the same
+transformer shape driven by QwenImageEditPlusPipeline: edit by instruction."""
+
+from __future__ import annotations
+
+from studio.engine.diffusion.families.base import Family, ModelInfo, TensorProbe
+from studio.engine.diffusion.flow import QWEN_BIAS, QWEN_RGB
+
+TRANSFORMER_CLASS = "QwenImageTransformer2DModel"
+GUIDANCE_PARAM = "true_cfg_scale"
+_KEYS = ("txt_norm.weight", "img_in.weight", "transformer_blocks.0.img_mod.1.weight")
+
+
+def _is_qwen(info: ModelInfo) -> bool:
+    cfg = info.config("transformer")
+    return info.class_name.startswith("QwenImage") or cfg.get("_class_name") == TRANSFORMER_CLASS
+
+
+def _match_file(probe: TensorProbe) -> str | None:
+    if all(probe.shape(k, "transformer." + k) is not None for k in _KEYS):
+        return "qwen-image-edit" if "edit" in probe.name.lower() else "qwen-image"
+    return None
+
+
+_COMMON = dict(
+    prediction="flow",
+    guidance_kind="cfg",
+    supports_negative_prompt=True,
+    prompt_weighting=False,
+    latent_channels=16,
+    latent_packing="2x2",
+    latent_rgb=QWEN_RGB,
+    latent_rgb_bias=QWEN_BIAS,
+    dtypes=("bfloat16", "float32"),
+    default_size=(1328, 1328),
+    default_guidance=4.0,
+)
+
+FAMILY = Family(
+    name="qwen",
+    label="Qwen-Image",
+    pipelines={
+        "txt2img": "QwenImagePipeline",
+        "img2img": "QwenImageImg2ImgPipeline",
+        "inpaint": "QwenImageInpaintPipeline",
+        "controlnet-txt2img": "QwenImageControlNetPipeline",
+        "controlnet-inpaint": "QwenImageControlNetInpaintPipeline",
+    },
+    matches=lambda info: _is_qwen(info) and "Edit" not in info.class_name,
+    match_file=lambda probe: "qwen-image" if _match_file(probe) == "qwen-image" else None,
+    priority=20,
+    default_steps=50,
+    single_file_configs={"qwen-image": "Qwen/Qwen-Image"},
+    **_COMMON,
+)
+
+EDIT = Family(
+    name="qwen-edit",
+    label="Qwen-Image-Edit",
+    pipelines={"img2img": "QwenImageEditPlusPipeline", "inpaint": "QwenImageEditInpaintPipeline"},
+    matches=lambda info: _is_qwen(info) and "Edit" in info.class_name,
+    match_file=lambda probe: "qwen-image-edit" if _match_file(probe) == "qwen-image-edit" else None,
+    priority=21,
+    default_steps=40,
+    single_file_configs={"qwen-image-edit": "Qwen/Qwen-Image-Edit-2511"},
+    **_COMMON,
+)

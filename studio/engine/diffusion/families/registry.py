@@ -1,0 +1,204 @@
+"""The family registry and recognition: which :class:`Family` a diffusers folder, a loaded
+pipeline, a single-file checkpoint or a ControlNet belongs to. Torch is imported only to read
+``.ckpt`` files (safetensors headers are read without it)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from studio.core.errors import BadInput, ModelError
+from studio.engine.diffusion.families.base import Family, ModelInfo, TensorProbe
+
+# One module per family in this package, each with a module-level FAMILY.
+_MODULES: tuple[str, ...] = ("sd1", "sd2", "sdxl")
+
+
+@cache
+def _registry() -> tuple[Family, ...]:
+    found = []
+    for mod in _MODULES:
+        fam = importlib.import_module(f"studio.engine.diffusion.families.{mod}").FAMILY
+        found.append(fam)
+    return tuple(sorted(found, key=lambda f: -f.priority))
+
+
+def families() -> tuple[Family, ...]:
+    """Every registered family, most specific (highest priority) first."""
+    return _registry()
+
+
+def family(name: str | Family) -> Family:
+    """The family called ``name`` (a Family passes through); BadInput for an unknown name."""
+    if isinstance(name, Family):
+        return name
+    for fam in _registry():
+        if fam.name == name:
+            return fam
+    names = ", ".join(f.name for f in _registry())
+    raise BadInput(f"Unknown model family {name!r} (known: {names})")
+
+
+def recognise(info: ModelInfo) -> Family:
+    """The first family (by priority) whose ``matches`` accepts ``info``; ModelError if none."""
+    for fam in _registry():
+        if fam.matches(info):
+            return fam
+    raise ModelError(f"Not a model family Studio knows ({info.class_name or 'no pipeline class'})")
+
+
+# -- diffusers folders and loaded pipelines ------------------------------------------------------
+
+
+def folder_info(folder: Path | str) -> ModelInfo:
+    """ModelInfo from a diffusers folder's model_index.json and its components' config.json."""
+    folder = Path(folder)
+    index_file = folder / "model_index.json"
+    if not index_file.exists():
+        raise ModelError(f"{folder}: not a pipeline folder (no model_index.json)")
+    index = json.loads(index_file.read_text())
+    comps = frozenset(
+        k
+        for k, v in index.items()
+        if not k.startswith("_") and isinstance(v, list) and v and v[0] not in (None, "null")
+    )
+    configs: dict[str, dict] = {}
+    for c in comps:
+        cfg = folder / c / "config.json"
+        if cfg.exists():
+            try:
+                configs[c] = json.loads(cfg.read_text())
+            except ValueError:
+                continue
+    return ModelInfo(str(index.get("_class_name", "")), comps, configs)
+
+
+def recognise_folder(folder: Path | str) -> Family:
+    return recognise(folder_info(folder))
+
+
+def pipe_info(pipe: Any) -> ModelInfo:
+    """ModelInfo of a loaded diffusers pipeline (its components and their configs)."""
+    comps = {name for name, mod in getattr(pipe, "components", {}).items() if mod is not None}
+    configs = {}
+    for name in comps:
+        cfg = getattr(getattr(pipe, name, None), "config", None)
+        if cfg is not None and hasattr(cfg, "items"):
+            configs[name] = dict(cfg)
+    return ModelInfo(type(pipe).__name__, frozenset(comps), configs)
+
+
+def recognise_pipe(pipe: Any) -> Family:
+    return recognise(pipe_info(pipe))
+
+
+# -- single files -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileMatch:
+    """A recognised single-file checkpoint: its family and the shipped config folder."""
+
+    family: Family
+    config: str
+
+
+def _short(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return (lines[0] if lines else type(e).__name__)[:300]
+
+
+def probe_file(path: Path | str) -> TensorProbe:
+    """A TensorProbe of a .safetensors (header only; tensors read on demand) or a .ckpt/.pt
+    (torch's weights_only loader, never pickled code). ModelError when unreadable."""
+    path = Path(path)
+    sidecar = ""
+    yaml = path.with_suffix(".yaml")
+    if yaml.is_file():
+        try:
+            sidecar = yaml.read_text(errors="replace")[:100_000]
+        except OSError:
+            sidecar = ""
+    if path.suffix.lower() == ".safetensors":
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        except Exception as e:  # noqa: BLE001
+            raise ModelError(f"{path.name}: not a readable .safetensors file ({e})") from e
+
+        def load(name: str):
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                return f.get_tensor(name)
+
+        return TensorProbe(shapes, load, sidecar, path.name)
+    import torch
+
+    try:
+        sd = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # noqa: BLE001
+        if "weights only load failed" in str(e).lower():
+            raise ModelError(
+                f"{path.name}: refused: the file holds code or objects other than tensors, and "
+                "Studio never runs code from model files (use a .safetensors version)",
+                str(e),
+            ) from e
+        raise ModelError(f"{path.name}: cannot read checkpoint safely ({_short(e)})") from e
+    sd = sd.get("state_dict", sd) if isinstance(sd, dict) else {}
+    tensors = {k: v for k, v in sd.items() if hasattr(v, "shape")}
+    return TensorProbe(
+        {k: tuple(v.shape) for k, v in tensors.items()}, tensors.__getitem__, sidecar, path.name
+    )
+
+
+def recognise_file(source: Path | str | TensorProbe) -> FileMatch:
+    """The family and config folder of a single-file checkpoint, from its tensor names and
+    shapes (the keys diffusers' ``infer_diffusers_model_type`` looks at), conv_in channels
+    (inpainting) and, for SD2, the v-prediction test of ``families.sd2``."""
+    probe = source if isinstance(source, TensorProbe) else probe_file(source)
+    name = probe.name or "checkpoint"
+    if probe.unet_in_channels() is None:
+        if probe.has_prefix("down_blocks.", "unet."):
+            raise ModelError(
+                f"{name}: a diffusers-format weight file, not a full checkpoint; "
+                "pass the model folder instead"
+            )
+        raise ModelError(f"{name}: not a Stable Diffusion checkpoint (no UNet weights)")
+    for fam in _registry():
+        config = fam.match_file(probe)
+        if config is not None:
+            return FileMatch(fam, config)
+    raise ModelError(f"{name}: not a model family Studio knows")
+
+
+def config_family(config: str) -> Family:
+    """The family whose shipped single-file configs include ``config``."""
+    for fam in _registry():
+        if config in fam.single_file_configs:
+            return fam
+    raise BadInput(f"Unknown checkpoint config {config!r}")
+
+
+# -- ControlNets ----------------------------------------------------------------------------------
+
+
+def controlnet_family(config: dict | None = None, probe: TensorProbe | None = None) -> Family:
+    """The family a ControlNet was trained for, from its config (cross-attention width and
+    the SDXL add-embedding) or from a single file's tensors (the same facts)."""
+    cfg = dict(config or {})
+    if probe is not None:
+        shapes = {k.removeprefix("control_model."): v for k, v in probe.shapes.items()}
+        for k, s in shapes.items():
+            if "attn2" in k and k.endswith(("to_k.weight",)) and len(s) == 2:
+                cfg.setdefault("cross_attention_dim", s[1])
+                break
+        if any(k.startswith(("label_emb.", "add_embedding.")) for k in shapes):
+            cfg["addition_embed_type"] = "text_time"
+    return recognise(ModelInfo("ControlNetModel", frozenset({"unet"}), {"unet": cfg}))
