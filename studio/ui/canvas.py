@@ -33,7 +33,8 @@ from PySide6.QtWidgets import (
 
 from studio.core.document import Layer, snap_rect
 from studio.ui import brush
-from studio.ui.document_model import DocumentModel, PaintCommand
+from studio.ui.commands import PaintCommand
+from studio.ui.document_model import DocumentModel
 from studio.ui.qimage import qimage_from_array
 
 MASK_TINT = (255, 40, 90)

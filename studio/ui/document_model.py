@@ -1,9 +1,9 @@
 """The Qt side of the Document: a QObject that owns a ``studio.core.document.Document`` and
 its QUndoStack, and notifies views through signals. Every change to the document goes
-through an undo command defined here (``push``), so everything is undoable.
+through an undo command of ``studio.ui.commands`` (``push``), so everything is undoable.
 
-Commands mutate through the model's ``_``-prefixed primitives, which emit the signals the
-canvas and the layers panel listen to.
+Commands mutate through the model's ``apply_*`` and ``_``-prefixed primitives, which emit the
+signals the canvas and the layers panel listen to.
 """
 
 from __future__ import annotations
@@ -13,6 +13,17 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from studio.core.document import Document, HistoryEntry, Layer, to_rgba
+from studio.ui.commands import (
+    AddLayerCommand,
+    LayerPropsCommand,
+    MoveLayerCommand,
+    PaintCommand,
+    RemoveLayerCommand,
+    SelectionCommand,
+    SetPixelsCommand,
+)
+
+__all__ = ["DocumentModel", "PaintCommand", "SetPixelsCommand", "AddLayerCommand"]
 
 Rect = tuple[int, int, int, int]
 
@@ -146,151 +157,3 @@ class DocumentModel(QObject):
         if old.shape != pixels.shape:
             self.structure_changed.emit()
         return old
-
-
-class AddLayerCommand(QUndoCommand):
-    def __init__(self, model: DocumentModel, layer: Layer, index: int | None = None) -> None:
-        super().__init__(f"Add layer “{layer.name}”")
-        self.model, self.layer = model, layer
-        doc = model.doc
-        if index is None:  # below the mask layer when the mask is on top
-            index = len(doc.layers)
-            if doc.layers and doc.layers[-1].is_mask:
-                index -= 1
-        self.index = index
-        # The first layer of an empty document gives it its size.
-        self.resize = layer.size if doc.is_empty else None
-        self.prev_active = doc.active_uid
-
-    def redo(self) -> None:
-        if self.resize:
-            self.model.apply_resize(self.resize)
-        self.model._insert(self.layer, self.index)
-
-    def undo(self) -> None:
-        self.model._remove(self.layer.uid)
-        if self.resize:
-            self.model.apply_resize((0, 0))
-
-
-class RemoveLayerCommand(QUndoCommand):
-    def __init__(self, model: DocumentModel, uid: int) -> None:
-        layer = model.doc.layer(uid)
-        super().__init__(f"Delete layer “{layer.name}”")
-        self.model, self.uid, self.layer = model, uid, layer
-        self.index = model.doc.index_of(uid)
-
-    def redo(self) -> None:
-        self.model._remove(self.uid)
-
-    def undo(self) -> None:
-        self.model._insert(self.layer, self.index)
-
-
-class MoveLayerCommand(QUndoCommand):
-    def __init__(self, model: DocumentModel, uid: int, index: int) -> None:
-        super().__init__("Move layer")
-        self.model, self.uid, self.new = model, uid, index
-        self.old = model.doc.index_of(uid)
-
-    def _move(self, to: int) -> None:
-        layers = self.model.doc.layers
-        layer = layers.pop(self.model.doc.index_of(self.uid))
-        layers.insert(to, layer)
-        self.model.structure_changed.emit()
-
-    def redo(self) -> None:
-        self._move(self.new)
-
-    def undo(self) -> None:
-        self._move(self.old)
-
-
-class LayerPropsCommand(QUndoCommand):
-    MERGE_ID = 0x5701
-
-    def __init__(self, model: DocumentModel, uid: int, props: dict, text: str) -> None:
-        super().__init__(text)
-        self.model, self.uid, self.new = model, uid, dict(props)
-        layer = model.doc.layer(uid)
-        self.old = {k: getattr(layer, k) for k in props}
-
-    def _apply(self, values: dict) -> None:
-        layer = self.model.doc.layer(self.uid)
-        for k, v in values.items():
-            setattr(layer, k, v)
-        self.model.structure_changed.emit()
-
-    def redo(self) -> None:
-        self._apply(self.new)
-
-    def undo(self) -> None:
-        self._apply(self.old)
-
-    def id(self) -> int:
-        # Consecutive opacity drags on one layer merge into one undo step.
-        return self.MERGE_ID if set(self.new) == {"opacity"} else -1
-
-    def mergeWith(self, other: QUndoCommand) -> bool:  # noqa: N802 - Qt API
-        if not isinstance(other, LayerPropsCommand) or other.uid != self.uid:
-            return False
-        if set(other.new) != set(self.new):
-            return False
-        self.new = dict(other.new)
-        return True
-
-
-class PaintCommand(QUndoCommand):
-    """A brush stroke already applied to the pixels: keeps only the changed rectangle's
-    before/after patches."""
-
-    def __init__(
-        self,
-        model: DocumentModel,
-        uid: int,
-        rect: Rect,
-        before: np.ndarray,
-        after: np.ndarray,
-        text: str = "Brush stroke",
-    ) -> None:
-        super().__init__(text)
-        self.model, self.uid, self.rect = model, uid, rect
-        self.before, self.after = before, after
-        self._applied = True
-
-    def redo(self) -> None:
-        if self._applied:  # the stroke is on the pixels already: just tell the views
-            self._applied = False
-            self.model.pixels_changed.emit(self.uid, self.rect)
-            return
-        self.model._write(self.uid, self.rect[0], self.rect[1], self.after)
-
-    def undo(self) -> None:
-        self.model._write(self.uid, self.rect[0], self.rect[1], self.before)
-
-
-class SetPixelsCommand(QUndoCommand):
-    def __init__(self, model: DocumentModel, uid: int, pixels: np.ndarray, text: str) -> None:
-        super().__init__(text)
-        self.model, self.uid, self.pixels = model, uid, np.ascontiguousarray(pixels)
-
-    def redo(self) -> None:
-        self.pixels = self.model.apply_pixels(self.uid, self.pixels)
-
-    undo = redo
-
-
-class SelectionCommand(QUndoCommand):
-    def __init__(self, model: DocumentModel, rect: Rect | None) -> None:
-        super().__init__("Select" if rect else "Deselect")
-        self.model, self.new, self.old = model, rect, model.doc.selection
-
-    def _apply(self, rect: Rect | None) -> None:
-        self.model.doc.selection = rect
-        self.model.selection_changed.emit()
-
-    def redo(self) -> None:
-        self._apply(self.new)
-
-    def undo(self) -> None:
-        self._apply(self.old)

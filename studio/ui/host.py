@@ -15,11 +15,23 @@ if TYPE_CHECKING:
     from PySide6.QtGui import QUndoCommand
     from PySide6.QtWidgets import QWidget
 
+    from studio.ui.document_model import DocumentModel
+    from studio.ui.settings import Settings
     from studio.ui.worker import Worker
 
 
 class Host(Protocol):
-    """What a panel may use. Implemented by ``studio.ui.main_window.MainWindow``."""
+    """Everything a panel may use. Implemented by ``studio.ui.main_window.MainWindow``;
+    panels call these directly (no ``getattr`` probing), so a test host implements them all
+    (``tests/ui/fake_host.py``)."""
+
+    #: The document and its undo stack (signals: structure_changed, pixels_changed,
+    #: selection_changed, active_changed, document_replaced, history_changed).
+    model: DocumentModel
+    #: The typed settings the panel models persist themselves through.
+    settings: Settings
+    #: The docked panels by title ("Generate", "Models", ...).
+    panels: dict[str, QWidget]
 
     # The background worker: ``submit(request) -> job_id``, ``cancel(job_id)``, and Qt
     # signals started(int), progress(int, int, int), preview(int, QImage, object region),
@@ -69,3 +81,15 @@ class Host(Protocol):
 
     def add_panel(self, title: str, widget: QWidget) -> None:
         """Dock a panel (tabbed with the others on the right side)."""
+
+    def show_status(self, text: str, ms: int = 6000) -> None:
+        """A transient message in the status bar."""
+
+    def maybe_save(self) -> bool:
+        """Ask about unsaved changes: True to go on (saved or discarded), False to stay."""
+
+    def open_image_document(self, image: np.ndarray, name: str, metadata: dict | None) -> bool:
+        """Open ``image`` as a new document (never replacing unsaved work without asking)."""
+
+    def models_changed(self) -> None:
+        """Installed models changed (download, import, scan): every model list refreshes."""

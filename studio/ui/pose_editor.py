@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.pose import BODY_KEYPOINTS, COLORS, Pose, default_pose, render
+from studio.ui.commands import PoseEditCommand
 from studio.ui.qimage import qimage_from_array
 
 HANDLE_RADIUS = 6.0  # screen pixels: handles keep their size at any zoom
@@ -55,22 +56,6 @@ def rgba_to_control(rgba: np.ndarray) -> np.ndarray:
         a = rgba[..., 3:4].astype(np.uint16)
         return ((rgba[..., :3].astype(np.uint16) * a + 127) // 255).astype(np.uint8)
     return rgba[..., :3] if rgba.ndim == 3 else np.dstack([rgba] * 3)
-
-
-class PoseEditCommand(QUndoCommand):
-    """One pose edit as before/after snapshots (poses are a few hundred numbers)."""
-
-    def __init__(self, editor: PoseEditor, before: Pose, after: Pose, text: str) -> None:
-        super().__init__(text)
-        self.editor = editor
-        self.before = before.copy()
-        self.after = after.copy()
-
-    def redo(self) -> None:
-        self.editor.set_pose(self.after)
-
-    def undo(self) -> None:
-        self.editor.set_pose(self.before)
 
 
 class _ImageItem(QGraphicsItem):

@@ -39,16 +39,40 @@ QUEUED, RUNNING = "queued", "running"
 
 @dataclass
 class Job:
+    """The one ledger entry of a job: what it computes (``request``), who asked (``owner``,
+    the panel that places its results) and where its output lands (``region`` (x, y, w, h)
+    on the document; ``target``: anything else the owner needs to place it, e.g. the layer
+    or outpaint extension). It stays readable through ``Worker.job`` while the
+    finished/failed/cancelled signals are delivered."""
+
     job_id: int
     request: object
     label: str
     region: tuple[int, int, int, int] | None
+    owner: object = None
+    target: object = None
     token: CancelToken = field(default_factory=CancelToken)
     state: str = QUEUED
     step: int = 0
     total: int = 0
     submitted: float = field(default_factory=time.monotonic)
     started: float = 0.0
+
+    def preview_rect(
+        self, region: tuple[int, int, int, int] | None, doc_size: tuple[int, int]
+    ) -> tuple[float, float, float, float]:
+        """Where a preview of ``region`` (x, y, w, h in output pixels; None: all of it)
+        lands on the document: the job's region, scaled from the output size."""
+        x, y, w, h = self.region if self.region else (0, 0, *doc_size)
+        out_w = getattr(self.request, "width", None) or w
+        out_h = getattr(self.request, "height", None) or h
+        if not w or not h:
+            x, y, w, h = 0, 0, out_w, out_h
+        if not region:
+            return (x, y, w, h)
+        rx, ry, rw, rh = region
+        sx, sy = w / max(1, out_w), h / max(1, out_h)
+        return (x + rx * sx, y + ry * sy, rw * sx, rh * sy)
 
     def eta(self) -> float | None:
         """Seconds left, from the mean time per step so far (None until a step is done)."""
@@ -212,15 +236,20 @@ class Worker(QObject):
         request: object,
         region: tuple[int, int, int, int] | None = None,
         label: str = "",
+        owner: object = None,
+        target: object = None,
     ) -> int:
         """Queue ``request``; ``region`` (x, y, w, h) is where its output lands on the document
-        (previews are painted there). Returns the job id."""
+        (previews are painted there); ``owner`` and ``target``: see ``Job``. Returns the job
+        id."""
         if self._closed:
             raise RuntimeError("the worker is shut down")
         if not self._started:
             self.start()
         job_id = next(_job_ids)
-        self._jobs[job_id] = Job(job_id, request, label or type(request).__name__, region)
+        self._jobs[job_id] = Job(
+            job_id, request, label or type(request).__name__, region, owner, target
+        )
         self._order.append(job_id)
         self.queue_changed.emit()
         self._dispatch()
@@ -236,9 +265,9 @@ class Worker(QObject):
         job.token.cancel()  # the Runner sees it at its next check, also before it starts
         if job.state == QUEUED:
             self._order.remove(job_id)
-            del self._jobs[job_id]
             self.queue_changed.emit()
             self.cancelled.emit(job_id)
+            del self._jobs[job_id]
         return True
 
     def cancel_all(self) -> None:
@@ -305,14 +334,17 @@ class Worker(QObject):
             self.progress.emit(job.job_id, event.step, event.total)
         elif isinstance(event, (Finished, Failed, Cancelled)):
             self._mailbox.take()
-            del self._jobs[job.job_id]
             if self._running == job.job_id:
                 self._running = None
-            if isinstance(event, Finished):
-                self.finished.emit(job.job_id, event)
-            elif isinstance(event, Failed):
-                self.failed.emit(job.job_id, event.message, event.detail)
-            else:
-                self.cancelled.emit(job.job_id)
+            job.state = "done"
+            try:  # the job stays readable (worker.job) while its end is delivered
+                if isinstance(event, Finished):
+                    self.finished.emit(job.job_id, event)
+                elif isinstance(event, Failed):
+                    self.failed.emit(job.job_id, event.message, event.detail)
+                else:
+                    self.cancelled.emit(job.job_id)
+            finally:
+                self._jobs.pop(job.job_id, None)
             self.queue_changed.emit()
             self._dispatch()

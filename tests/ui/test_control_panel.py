@@ -254,20 +254,30 @@ def test_load_json_into_pose_layer(window, panel, tmp_path):
     assert window._errors
 
 
-# -- without a document model: a minimal Host ----------------------------------------------------
+# -- without a main window: a minimal Host ---------------------------------------------------------
 class _Worker(QObject):
     finished = Signal(int, object)
     failed = Signal(int, str, str)
     cancelled = Signal(int)
 
-    def submit(self, request, region=None, label=""):
+    def submit(self, request, region=None, label="", owner=None, target=None):
         self.request = request
         return 1
 
+    def job(self, job_id):
+        return None
+
 
 class FakeHost:
+    """A Host without a main window (studio.ui.host.Host: everything a panel uses)."""
+
     def __init__(self, image):
+        from studio.ui.document_model import DocumentModel
+
         self.worker = _Worker()
+        self.model = DocumentModel()
+        self.settings = None
+        self.panels = {}
         self.image = image
         self.layers = []
         self.previews = []
@@ -291,9 +301,10 @@ class FakeHost:
 
     def add_layer(self, image, name, kind="image", offset=(0, 0), metadata=None):
         self.layers.append((image, name, kind, offset, metadata))
+        self.model.add_layer(image, name, kind, offset, metadata)
 
     def push_command(self, command):
-        command.redo()
+        self.model.push(command)
         self.commands.append(command)
 
     def show_error(self, message, detail=""):

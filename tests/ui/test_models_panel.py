@@ -54,6 +54,10 @@ class FakeHost(QWidget):
         self.errors: list[tuple[str, str]] = []
         self.statuses: list[str] = []
         self.panels: dict = {}
+        self.settings = None
+
+    def models_changed(self) -> None:
+        self.statuses.append("models changed")
 
     def show_error(self, message: str, detail: str = "") -> None:
         self.errors.append((message, detail))

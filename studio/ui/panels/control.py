@@ -116,7 +116,6 @@ class ControlPanel(QWidget):
         super().__init__(parent)
         self.host = host
         _panels.append(weakref.ref(self))
-        self._own: list[ControlEntry] = []  # controls made here when the host has no model
         self._source: tuple[np.ndarray, tuple[int, int, int, int]] | None = None
         self._gray_cache: tuple[tuple[int, int], np.ndarray] | None = None
         self._source_serial = 0
@@ -263,12 +262,11 @@ class ControlPanel(QWidget):
         worker.failed.connect(self._on_job_failed)
         worker.cancelled.connect(self._on_job_cancelled)
         model = self._model()
-        if model is not None:
-            model.structure_changed.connect(self.refresh_layers)
-            model.document_replaced.connect(self._on_document_replaced)
-            model.pixels_changed.connect(self._on_pixels_changed)
-            model.selection_changed.connect(self.invalidate_source)
-            model.active_changed.connect(self._on_active_changed)
+        model.structure_changed.connect(self.refresh_layers)
+        model.document_replaced.connect(self._on_document_replaced)
+        model.pixels_changed.connect(self._on_pixels_changed)
+        model.selection_changed.connect(self.invalidate_source)
+        model.active_changed.connect(self._on_active_changed)
         self.refresh_layers()
         self._update_region_label()
 
@@ -290,9 +288,8 @@ class ControlPanel(QWidget):
         return slider, spin
 
     def _model(self):
-        """The host's DocumentModel, if it exposes one (MainWindow does)."""
-        model = getattr(self.host, "model", None)
-        return model if model is not None and hasattr(model, "doc") else None
+        """The host's DocumentModel."""
+        return self.host.model
 
     def _doc_size(self) -> tuple[int, int]:
         try:
@@ -302,7 +299,7 @@ class ControlPanel(QWidget):
 
     def _layer(self, uid: int | None):
         model = self._model()
-        if model is None or uid is None:
+        if uid is None:
             return None
         for layer in model.doc.layers:
             if layer.uid == uid:
@@ -361,7 +358,7 @@ class ControlPanel(QWidget):
 
     def _active_layer(self):
         model = self._model()
-        if model is None or model.doc.is_empty:
+        if model.doc.is_empty:
             return None
         return model.doc.active_layer
 
@@ -454,16 +451,11 @@ class ControlPanel(QWidget):
         }
         self.host.add_layer(rgba, name, kind=kind, offset=offset, metadata=meta)
         uid = self._find_added(kind, name)
-        if self._model() is None:
-            self._own.append(ControlEntry(control, name, None, rgba, offset, dict(meta)))
         self.refresh_layers()
         return uid
 
     def _find_added(self, kind: str, name: str) -> int | None:
-        model = self._model()
-        if model is None:
-            return None
-        for layer in reversed(model.doc.layers):
+        for layer in reversed(self._model().doc.layers):
             if layer.kind == kind and layer.name == name:
                 return layer.uid
         return None
@@ -489,7 +481,9 @@ class ControlPanel(QWidget):
             params += (("model", self.pose_model.text().strip()),)
         request = PreprocessRequest("pose", np.ascontiguousarray(rgb), params)
         self._pose_region = region
-        self._pose_job = self.host.worker.submit(request, region=None, label="Detect pose")
+        self._pose_job = self.host.worker.submit(
+            request, region=None, label="Detect pose", owner=self
+        )
         self.detect_button.setEnabled(False)
         self.pose_status.setText("Detecting…")
         return self._pose_job
@@ -565,12 +559,6 @@ class ControlPanel(QWidget):
         layer = self._layer(self.pose_layer_uid)
         if layer is not None and layer.size == (pose.width, pose.height):
             return
-        if (
-            self._model() is None
-            and self.pose_layer_uid is None
-            and any(e.kind == "pose" for e in self._own)
-        ):
-            return
         meta = {"control": "pose", "pose": pose.to_dict()}
         self._adding_pose_layer = True  # the new layer becomes active: don't load it back
         try:
@@ -587,14 +575,10 @@ class ControlPanel(QWidget):
         rgba = control_rgba(render(pose))
         layer = self._layer(self.pose_layer_uid)
         model = self._model()
-        if layer is not None and model is not None:
+        if layer is not None:
             layer.metadata["pose"] = pose.to_dict()
             if layer.pixels.shape == rgba.shape:
                 model.apply_pixels(layer.uid, rgba)
-        for entry in self._own:
-            if entry.kind == "pose":
-                entry.image = rgba
-                entry.settings["pose"] = pose.to_dict()
 
     def _remove_person(self) -> None:
         self.editor.remove_person()
@@ -648,7 +632,6 @@ class ControlPanel(QWidget):
     @Slot()
     def _on_document_replaced(self) -> None:
         self.pose_layer_uid = None
-        self._own.clear()
         self.invalidate_source()
         self._on_active_changed()
 
@@ -660,8 +643,6 @@ class ControlPanel(QWidget):
     # == the list of controls ====================================================================
     def entries(self) -> list[ControlEntry]:
         model = self._model()
-        if model is None:
-            return list(self._own)
         out = []
         for layer in model.doc.layers:
             if layer.kind not in CONTROL_KINDS:

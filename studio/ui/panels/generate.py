@@ -9,7 +9,6 @@ generation region (one undo step each) and in the document's history.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import QSize, Qt, Slot
@@ -92,13 +91,6 @@ def model_choices(recent: list[str], catalog: dict[str, dict] | None = None) -> 
     return [m for m in out if not (m in seen or seen.add(m))]
 
 
-@dataclass
-class _Pending:
-    region: tuple[int, int, int, int]
-    request: GenerateRequest
-    placed_empty: bool
-
-
 def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if (image.shape[1], image.shape[0]) == tuple(size):
         return image
@@ -112,8 +104,7 @@ class GeneratePanel(QWidget):
     def __init__(self, host, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.host = host
-        self.settings = getattr(host, "settings", None)
-        self._pending: dict[int, _Pending] = {}
+        self.settings = host.settings
         self.last_seed: int | None = None
         self.previews_received = 0
         self.results_received = 0
@@ -301,11 +292,10 @@ class GeneratePanel(QWidget):
         w.failed.connect(self._on_failed)
         w.cancelled.connect(self._on_cancelled)
         w.queue_changed.connect(self._refresh_queue)
-        model = getattr(host, "model", None)
-        if model is not None:
-            model.history_changed.connect(self._refresh_history)
-            model.selection_changed.connect(self._sync_size)
-            model.document_replaced.connect(self._sync_size)
+        model = host.model
+        model.history_changed.connect(self._refresh_history)
+        model.selection_changed.connect(self._sync_size)
+        model.document_replaced.connect(self._sync_size)
         self._sync_strength_enabled()
         self._sync_size_enabled()
         self._refresh_queue()
@@ -497,8 +487,7 @@ class GeneratePanel(QWidget):
         label = f"“{request.prompt[:28] or '(no prompt)'}” {request.width}×{request.height}"
         if request.controls:
             label += f" + {len(request.controls)} control"
-        job_id = self.host.worker.submit(request, region=region, label=label)
-        self._pending[job_id] = _Pending(region, request, self._doc_empty())
+        job_id = self.host.worker.submit(request, region=region, label=label, owner=self)
         self._refresh_queue()
         return job_id
 
@@ -507,21 +496,26 @@ class GeneratePanel(QWidget):
         self.host.worker.cancel(None)
 
     # -- worker events ---------------------------------------------------------------------
+    def _job(self, job_id: int):
+        """The worker's job if this panel submitted it (the worker's Job is the ledger)."""
+        job = self.host.worker.job(job_id)
+        return job if job is not None and job.owner is self else None
+
     @Slot(int)
     def _on_started(self, job_id: int) -> None:
-        if job_id in self._pending:
+        if self._job(job_id):
             self.progress.setRange(0, 0)  # busy until the first step (model loading)
             self.progress.setFormat("Loading model…")
         self._refresh_queue()
 
     @Slot(int, int, int)
     def _on_progress(self, job_id: int, step: int, total: int) -> None:
-        if job_id not in self._pending or total <= 0:
+        job = self._job(job_id)
+        if job is None or total <= 0:
             return
         self.progress.setRange(0, total)
         self.progress.setValue(step)
-        job = self.host.worker.job(job_id)
-        eta = job.eta() if job else None
+        eta = job.eta()
         text = f"Step {step}/{total}"
         if eta is not None:
             text += f" · {eta:.0f}s left" if eta >= 1 else " · <1s left"
@@ -529,41 +523,41 @@ class GeneratePanel(QWidget):
 
     @Slot(int, QImage, object)
     def _on_preview(self, job_id: int, image: QImage, region: object) -> None:
-        if job_id in self._pending:
+        if self._job(job_id):
             self.previews_received += 1
 
     @Slot(int, object)
     def _on_finished(self, job_id: int, event: object) -> None:
-        pending = self._pending.pop(job_id, None)
+        job = self._job(job_id)
         self._reset_progress("Done")
-        if pending is None:
+        if job is None:
             return
-        x, y, w, h = pending.region
+        x, y, w, h = job.region
+        request = job.request
         images = list(getattr(event, "images", ()))
         metas = list(getattr(event, "metadata", ()))
-        model = getattr(self.host, "model", None)
+        model = self.host.model
         for i, image in enumerate(images):
             meta = dict(metas[i]) if i < len(metas) else {}
-            seed = meta.get("seed", pending.request.seed + i)
+            seed = meta.get("seed", request.seed + i)
             meta.setdefault("seed", seed)
-            meta.setdefault("prompt", pending.request.prompt)
-            meta.setdefault("model", pending.request.model)
+            meta.setdefault("prompt", request.prompt)
+            meta.setdefault("model", request.model)
             placed = image if self._doc_empty() else _resize(image, (w, h))
-            name = f"#{seed} {pending.request.prompt[:24] or 'generated'}".strip()
+            name = f"#{seed} {request.prompt[:24] or 'generated'}".strip()
             self.host.add_layer(placed, name, "image", (x, y), meta)
-            if model is not None:
-                model.add_history(image, meta)
+            model.add_history(image, meta)
             self.last_seed = int(seed) if isinstance(seed, int) else self.last_seed
             self.results_received += 1
 
     @Slot(int, str, str)
     def _on_failed(self, job_id: int, message: str, detail: str) -> None:
-        if self._pending.pop(job_id, None) is not None:
+        if self._job(job_id):
             self._reset_progress("Failed")
 
     @Slot(int)
     def _on_cancelled(self, job_id: int) -> None:
-        if self._pending.pop(job_id, None) is not None:
+        if self._job(job_id):
             self._reset_progress("Cancelled")
 
     def _reset_progress(self, text: str) -> None:
@@ -608,9 +602,7 @@ class GeneratePanel(QWidget):
     # -- history ---------------------------------------------------------------------------
     @Slot()
     def _refresh_history(self) -> None:
-        model = getattr(self.host, "model", None)
-        if model is None:
-            return
+        model = self.host.model
         self.history.clear()
         for entry in reversed(model.doc.history):
             thumb = qimage_from_array(entry.image).scaled(

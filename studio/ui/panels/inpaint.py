@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import Slot
-from PySide6.QtGui import QUndoCommand
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -41,6 +40,7 @@ from studio.core import masks as mask_ops
 from studio.core.errors import StudioError
 from studio.core.outpaint import Extension, extend, parse_aspect, to_aspect
 from studio.engine.jobs import InpaintRequest
+from studio.ui.commands import ExtendCanvasCommand
 
 ERASE_METHODS = (
     ("auto", "Auto (LaMa if installed, else Telea)"),
@@ -79,58 +79,6 @@ def inpaint_models() -> list[str]:
     return [m for m in out if not (m in seen or seen.add(m))]
 
 
-class ExtendCanvasCommand(QUndoCommand):
-    """Outpaint result as one undo step: grow the document by ``ext`` (every layer and the
-    mask move by (left, top)), then add the outpainted image as a new top layer."""
-
-    def __init__(self, model, ext: Extension, image: np.ndarray, name: str, metadata: dict):
-        super().__init__("Outpaint")
-        from studio.core.document import Layer, to_rgba
-
-        self.model, self.ext = model, ext
-        doc = model.doc
-        self.old_size = (doc.width, doc.height)
-        self.old_mask = doc.mask_layer.pixels
-        self.old_selection = doc.selection
-        self.layer = Layer(name, "image", to_rgba(image), metadata=dict(metadata))
-
-    def redo(self) -> None:
-        doc, e = self.model.doc, self.ext
-        w, h = self.old_size
-        for layer in doc.layers:
-            if not layer.is_mask:
-                layer.offset = (layer.offset[0] + e.left, layer.offset[1] + e.top)
-        W, H = e.new_size((w, h))
-        mask = np.zeros((H, W), np.uint8)
-        mask[e.top : e.top + h, e.left : e.left + w] = self.old_mask
-        doc.mask_layer.pixels = mask
-        doc.width, doc.height = W, H
-        doc.selection = None
-        index = len(doc.layers) - (1 if doc.layers[-1].is_mask else 0)
-        doc.layers.insert(index, self.layer)
-        self._changed()
-
-    def undo(self) -> None:
-        doc, e = self.model.doc, self.ext
-        doc.layers.remove(self.layer)
-        if doc.active_uid == self.layer.uid:
-            doc.active_uid = doc.mask_layer.uid
-        for layer in doc.layers:
-            if not layer.is_mask:
-                layer.offset = (layer.offset[0] - e.left, layer.offset[1] - e.top)
-        doc.mask_layer.pixels = self.old_mask
-        doc.width, doc.height = self.old_size
-        doc.selection = self.old_selection
-        self._changed()
-
-    def _changed(self) -> None:
-        m = self.model
-        m.document_replaced.emit()
-        m.structure_changed.emit()
-        m.selection_changed.emit()
-        m.pixels_changed.emit(m.doc.mask_layer.uid, None)
-
-
 class InpaintPanel(QWidget):
     """Mask tools, Erase object, Fill from prompt and Outpaint (see the module doc)."""
 
@@ -138,12 +86,10 @@ class InpaintPanel(QWidget):
         super().__init__(parent)
         self.host = host
         self.job_id: int | None = None
-        self._job_kind = ""
-        self._job_ext: Extension | None = None
+        self._outpaint_ext: Extension | None = None
         self._outpaint_passes: list[Extension] = []
         self._outpaint_fields: dict = {}
         self._outpaint_done = Extension()
-        self._job_source: np.ndarray | None = None
         self.last_result: np.ndarray | None = None
 
         # -- mask tools ---------------------------------------------------------------------
@@ -415,9 +361,11 @@ class InpaintPanel(QWidget):
         )
 
     def _submit(self, request: InpaintRequest, kind: str, label: str, region=None) -> None:
-        self._job_kind = kind
-        self._job_source = request.image
-        self.job_id = self.host.worker.submit(request, region=region, label=label)
+        ext = self._outpaint_ext if kind == "outpaint" else None
+        target = {"kind": kind, "source": request.image, "extension": ext}
+        self.job_id = self.host.worker.submit(
+            request, region=region, label=label, owner=self, target=target
+        )
         self._set_running(True)
         self.progress.setRange(0, 0)
         self.status.setText(f"{label}…")
@@ -499,7 +447,7 @@ class InpaintPanel(QWidget):
         else:
             method, model = self._erase_method()
             fields = dict(method=method, model=model)
-        self._job_ext = ext
+        self._outpaint_ext = ext
         self._outpaint_passes = ext.passes()
         self._outpaint_fields = fields
         self._outpaint_done = Extension()
@@ -552,9 +500,10 @@ class InpaintPanel(QWidget):
 
     @Slot(int, object)
     def _on_finished(self, job_id: int, event: object) -> None:
-        if job_id != self.job_id:
+        job = self.host.worker.job(job_id)
+        if job_id != self.job_id or job is None or job.owner is not self:
             return
-        kind, ext = self._job_kind, self._job_ext
+        kind, ext, source = job.target["kind"], job.target["extension"], job.target["source"]
         self._done()
         self.progress.setValue(1)
         images = getattr(event, "images", ())
@@ -577,7 +526,7 @@ class InpaintPanel(QWidget):
             )
         else:
             x, y, w, h = _union(extra.get("regions") or [(0, 0, result.shape[1], result.shape[0])])
-            patch = _changes_only(result[y : y + h, x : x + w], self._job_source, (x, y, w, h))
+            patch = _changes_only(result[y : y + h, x : x + w], source, (x, y, w, h))
             title = "Erase" if kind == "erase" else "Fill"
             self.host.add_layer(patch, f"{title} ({how})", offset=(x, y), metadata=meta)
         self.status.setText(f"Done with {how} in {getattr(event, 'seconds', 0.0):.1f} s")

@@ -336,11 +336,7 @@ class ModelsPanel(QWidget):
         return answer == QMessageBox.StandardButton.Yes
 
     def _error(self, message: str, detail: str = "") -> None:
-        show = getattr(self.host, "show_error", None)
-        if callable(show):
-            show(message, detail)
-        else:  # pragma: no cover - a host without show_error
-            log.warning("%s %s", message, detail)
+        self.host.show_error(message, detail)
         self.status_label.setText(message)
 
     def _keep(self, thread: QThread) -> None:
@@ -604,9 +600,7 @@ class ModelsPanel(QWidget):
     @Slot(object)
     def _on_imported(self, rec) -> None:
         self.status_label.setText(f"Imported {rec.name}: {rec.description}")
-        status = getattr(self.host, "show_status", None)
-        if callable(status):
-            status(f"Imported {rec.name}: {rec.description}")
+        self.host.show_status(f"Imported {rec.name}: {rec.description}")
         self.refresh()
 
     @Slot(str, str, str)
@@ -691,8 +685,7 @@ def import_model_file(host: Any, path: str | Path) -> ImportThread:
 
     Uses the docked Models panel when there is one (its list updates), else a standalone
     thread."""
-    panels = getattr(host, "panels", {}) or {}
-    panel = panels.get("Models") if isinstance(panels, dict) else None
+    panel = host.panels.get("Models")
     if isinstance(panel, ModelsPanel):
         return panel.import_files([str(path)])
     thread = ImportThread([str(path)])
@@ -714,12 +707,8 @@ class _HostReporter(QObject):
 
     @Slot(object)
     def on_imported(self, rec) -> None:
-        status = getattr(self.host, "show_status", None)
-        if callable(status):
-            status(f"Imported {rec.name}: {rec.description}")
+        self.host.show_status(f"Imported {rec.name}: {rec.description}")
 
     @Slot(str, str, str)
     def on_failed(self, path: str, message: str, detail: str) -> None:
-        show = getattr(self.host, "show_error", None)
-        if callable(show):
-            show(message, detail)
+        self.host.show_error(message, detail)

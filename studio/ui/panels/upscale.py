@@ -28,7 +28,6 @@ from PySide6.QtGui import (
     QPainter,
     QPaintEvent,
     QPen,
-    QUndoCommand,
     QWheelEvent,
 )
 from PySide6.QtWidgets import (
@@ -163,26 +162,6 @@ class BeforeAfterView(QWidget):
         if self.zoom == 1.0:
             self.center = QPointF(0.5, 0.5)
         self.update()
-
-
-class _AddGrowingLayer(QUndoCommand):
-    """One undo step: enlarge the canvas to ``size``, then run ``add`` (an AddLayerCommand).
-    Undo removes the layer, then restores the canvas size."""
-
-    def __init__(self, model, size: tuple[int, int], add: QUndoCommand, text: str) -> None:
-        super().__init__(text)
-        self.model = model
-        self.add = add  # kept here: a Python-side reference keeps the command alive
-        self.new = size
-        self.old = (model.doc.width, model.doc.height)
-
-    def redo(self) -> None:
-        self.model.apply_resize(self.new)
-        self.add.redo()
-
-    def undo(self) -> None:
-        self.add.undo()
-        self.model.apply_resize(self.old)
 
 
 def installed_upscalers() -> list[tuple[str, str, float | None]]:
@@ -406,7 +385,7 @@ class UpscalePanel(QWidget):
         self._source_name = self.model_combo.currentText()
         request = self.build_request(image)
         self.result, self.result_info = None, {}
-        self.job_id = self.host.worker.submit(request, label="Upscale")
+        self.job_id = self.host.worker.submit(request, label="Upscale", owner=self)
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setRange(0, 0)  # busy until the first tile is done
@@ -499,39 +478,24 @@ class UpscalePanel(QWidget):
 
     def add_as_layer(self, image: np.ndarray) -> None:
         """Add the result as a layer; the canvas grows to its size, in the same undo step."""
-        model = getattr(self.host, "model", None)
+        model = self.host.model
         w, h = image.shape[1], image.shape[0]
         dw, dh = self.host.image_size()
-        if model is not None and hasattr(model, "apply_resize") and (w > dw or h > dh):
+        if w > dw or h > dh:
             from studio.core.document import Layer, to_rgba
-            from studio.ui.document_model import AddLayerCommand
+            from studio.ui.commands import AddGrowingLayerCommand, AddLayerCommand
 
             layer = Layer(self._name(), "image", to_rgba(image), metadata=self._metadata())
             # built before the canvas grows, so it sees the document as it is now
             add = AddLayerCommand(model, layer)
             size = (max(w, dw), max(h, dh))
             self.host.push_command(
-                _AddGrowingLayer(model, size, add, f"Upscale as layer “{self._name()}”")
+                AddGrowingLayerCommand(model, size, add, f"Upscale as layer “{self._name()}”")
             )
         else:
             self.host.add_layer(image, self._name(), metadata=self._metadata())
 
     def open_as_document(self, image: np.ndarray) -> None:
         """Open the result as a new document (asking about unsaved changes first)."""
-        opener = getattr(self.host, "open_image_document", None)
-        if callable(opener):
-            opener(image, self._name(), self._metadata())
-            return
-        model = getattr(self.host, "model", None)
-        maybe_save = getattr(self.host, "maybe_save", None)
-        if model is not None and hasattr(model, "replace"):
-            if callable(maybe_save) and not maybe_save():
-                self.status.setText(self.status.text() + " — kept in the before/after view")
-                return
-            from studio.core.document import Document
-
-            doc = Document.from_image(image, self._name())
-            doc.layers[0].metadata = self._metadata()
-            model.replace(doc)
-        else:  # a host without documents: fall back to a layer
-            self.host.add_layer(image, self._name(), metadata=self._metadata())
+        if not self.host.open_image_document(image, self._name(), self._metadata()):
+            self.status.setText(self.status.text() + " — kept in the before/after view")

@@ -1,0 +1,346 @@
+"""Actions, the tool bar and the menus of ``MainWindow``, with the tool and brush controls
+they drive, the keyboard-shortcut list and the About box.
+
+``ActionsMixin`` is one room of ``MainWindow``: actions call the window's document, layer
+and job slots (``DocumentsMixin``, ``JobsMixin``, the layers panel) and drive its ``canvas``
+(tool, brush, zoom) and ``settings``.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Slot
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import (
+    QColorDialog,
+    QLabel,
+    QMessageBox,
+    QSizePolicy,
+    QSpinBox,
+    QToolButton,
+    QWidget,
+)
+
+SHORTCUTS = [
+    ("B", "Brush (paints the active layer; the mask layer by default)"),
+    ("E", "Eraser"),
+    ("M", "Rectangle selection: the generation region"),
+    ("H", "Pan tool"),
+    ("Space + drag, middle button", "Pan"),
+    ("[ / ]", "Brush size smaller / larger"),
+    ("Shift+[ / Shift+]", "Brush hardness lower / higher"),
+    ("Wheel, Ctrl++ / Ctrl+-", "Zoom in / out"),
+    ("Ctrl+0", "Fit to window"),
+    ("Ctrl+1", "Actual size (100%)"),
+    ("Ctrl+Z / Ctrl+Shift+Z", "Undo / redo"),
+    ("Ctrl+O", "Open image or project"),
+    ("Ctrl+Shift+O", "Import images as layers"),
+    ("Ctrl+S / Ctrl+Shift+S", "Save project / save as"),
+    ("Ctrl+Shift+E", "Export PNG / JPEG / WebP"),
+    ("Ctrl+C / Ctrl+V", "Copy image / paste as layer"),
+    ("Ctrl+A / Ctrl+D", "Select all / deselect"),
+    ("Delete", "Clear the mask"),
+    ("Ctrl+I", "Invert the mask"),
+    ("Q", "Paint on the mask / back on the layer"),
+    ("Ctrl+J", "Duplicate layer"),
+    ("Ctrl+] / Ctrl+[", "Move layer up / down"),
+    ("Ctrl+Enter", "Generate (queues when busy)"),
+    ("Esc", "Cancel the running job"),
+]
+
+
+class ActionsMixin:
+    """Actions, tool bar, menus, tools and brush of ``MainWindow``."""
+
+    @Slot(str)
+    def _undo_text(self, text: str) -> None:
+        self.act_undo.setStatusTip(f"Undo {text}" if text else "")
+        self.act_undo.setToolTip(f"Undo {text} (Ctrl+Z)" if text else "Undo (Ctrl+Z)")
+
+    @Slot(str)
+    def _redo_text(self, text: str) -> None:
+        self.act_redo.setStatusTip(f"Redo {text}" if text else "")
+        self.act_redo.setToolTip(f"Redo {text} (Ctrl+Shift+Z)" if text else "Redo (Ctrl+Shift+Z)")
+
+    def _action(
+        self, text: str, slot, shortcut=None, tip: str = "", checkable: bool = False
+    ) -> QAction:
+        a = QAction(text, self)
+        if shortcut is not None:
+            keys = shortcut if isinstance(shortcut, list) else [shortcut]
+            a.setShortcuts([QKeySequence(k) for k in keys])
+        if tip:
+            a.setStatusTip(tip)
+            a.setToolTip(f"{tip} ({a.shortcut().toString()})" if a.shortcut() else tip)
+        a.setCheckable(checkable)
+        a.triggered.connect(slot)
+        self.addAction(a)  # shortcuts work even when the menu bar is hidden
+        return a
+
+    def _build_actions(self) -> None:
+        S = QKeySequence.StandardKey
+        self.act_open = self._action("&Open…", self.open_dialog, S.Open, "Open an image or project")
+        self.act_import = self._action(
+            "&Import as layers…", self.import_dialog, "Ctrl+Shift+O", "Add images as new layers"
+        )
+        self.act_save = self._action("&Save", self.save, S.Save, "Save the project")
+        self.act_save_as = self._action("Save &as…", self.save_as, "Ctrl+Shift+S")
+        self.act_export = self._action(
+            "&Export image…", self.export_dialog, "Ctrl+Shift+E", "Export PNG/JPEG/WebP"
+        )
+        self.act_new = self._action("&New", self.new_document, S.New, "Close the document")
+        self.act_quit = self._action("&Quit", self.close, S.Quit)
+        undo = self.model.undo
+        self.act_undo = self._action("&Undo", undo.undo, "Ctrl+Z")
+        self.act_redo = self._action("&Redo", undo.redo, ["Ctrl+Shift+Z", "Ctrl+Y"])
+        self.act_undo.setEnabled(False)
+        self.act_redo.setEnabled(False)
+        undo.canUndoChanged.connect(self.act_undo.setEnabled)
+        undo.canRedoChanged.connect(self.act_redo.setEnabled)
+        undo.undoTextChanged.connect(self._undo_text)
+        undo.redoTextChanged.connect(self._redo_text)
+        self.act_copy = self._action("&Copy image", self.copy_image, S.Copy)
+        self.act_paste = self._action("&Paste as layer", self.paste, S.Paste)
+        self.act_select_all = self._action("Select &all", self.select_all, "Ctrl+A")
+        self.act_deselect = self._action("&Deselect", self.deselect, "Ctrl+D")
+        self.act_clear_mask = self._action(
+            "C&lear mask", self.clear_mask, [QKeySequence.StandardKey.Delete, "Backspace"]
+        )
+        self.act_invert_mask = self._action("&Invert mask", self.invert_mask, "Ctrl+I")
+        self.act_zoom_in = self._action(
+            "Zoom &in", self.canvas.zoom_in, ["Ctrl+=", "Ctrl++"], "Zoom in"
+        )
+        self.act_zoom_in.setIconText("+")
+        self.act_zoom_out = self._action("Zoom &out", self.canvas.zoom_out, "Ctrl+-", "Zoom out")
+        self.act_zoom_out.setIconText("−")
+        self.act_fit = self._action("&Fit", self.canvas.fit, "Ctrl+0", "Fit to window")
+        self.act_100 = self._action("&Actual size", self.canvas.actual_size, "Ctrl+1", "100%")
+        self.act_100.setIconText("1:1")
+        self.act_smaller = self._action("Smaller brush", self.brush_smaller, "[")
+        self.act_larger = self._action("Larger brush", self.brush_larger, "]")
+        self.act_softer = self._action("Softer brush", self.brush_softer, ["Shift+[", "{"])
+        self.act_harder = self._action("Harder brush", self.brush_harder, ["Shift+]", "}"])
+        self.act_cancel = self._action("Cancel job", self.cancel_job, "Esc")
+        self.act_shortcuts = self._action("&Keyboard shortcuts", self.show_shortcuts, "F1")
+        self.act_about = self._action("&About Studio", self.show_about)
+        self.act_mask_toggle = self._action(
+            "Paint on &mask / layer",
+            self.toggle_mask_target,
+            "Q",
+            "Switch the brush between the mask and the last image/control layer",
+        )
+        self.act_new_control = self._action("New &control layer", self._new_control_layer)
+        self.act_duplicate = self._action("&Duplicate layer", self.duplicate_layer, "Ctrl+J")
+        self.act_delete_layer = self._action("De&lete layer", self._delete_layer)
+        self.act_layer_up = self._action("Move layer &up", self._layer_up, "Ctrl+]")
+        self.act_layer_down = self._action("Move layer do&wn", self._layer_down, "Ctrl+[")
+
+        self.tool_group = QActionGroup(self)
+        self.tool_actions: dict[str, QAction] = {}
+        for tool, text, key in (
+            ("brush", "Brush", "B"),
+            ("eraser", "Eraser", "E"),
+            ("select", "Select", "M"),
+            ("pan", "Pan", "H"),
+        ):
+            a = self._action(
+                text,
+                lambda *_, t=tool: self.canvas.set_tool(t),
+                key,
+                f"{text} tool",
+                checkable=True,
+            )
+            a.setData(tool)
+            self.tool_group.addAction(a)
+            self.tool_actions[tool] = a
+        self.tool_actions["brush"].setChecked(True)
+
+        self.theme_group = QActionGroup(self)
+        self.theme_actions = {}
+        for theme in ("dark", "light"):
+            a = self._action(
+                theme.capitalize() + " theme", lambda *_, t=theme: self.set_theme(t), checkable=True
+            )
+            a.setData(theme)
+            a.setChecked(self.settings.theme == theme)
+            self.theme_group.addAction(a)
+            self.theme_actions[theme] = a
+
+    def _build_toolbar(self) -> None:
+        tb = self.addToolBar("Tools")
+        tb.setObjectName("tools")
+        tb.setMovable(False)
+        for a in self.tool_actions.values():
+            tb.addAction(a)
+        tb.addSeparator()
+        tb.addWidget(QLabel(" Size "))
+        self.size_spin = QSpinBox()
+        self.size_spin.setRange(1, 1000)
+        self.size_spin.setSuffix(" px")
+        self.size_spin.setValue(self.canvas.brush_size)
+        self.size_spin.setToolTip("Brush size ( [ and ] )")
+        self.size_spin.valueChanged.connect(self._on_size_spin)
+        tb.addWidget(self.size_spin)
+        tb.addWidget(QLabel(" Hardness "))
+        self.hardness_spin = QSpinBox()
+        self.hardness_spin.setRange(0, 100)
+        self.hardness_spin.setSuffix(" %")
+        self.hardness_spin.setValue(round(self.canvas.brush_hardness * 100))
+        self.hardness_spin.setToolTip("Brush hardness ( Shift+[ and Shift+] )")
+        self.hardness_spin.valueChanged.connect(self._on_hardness_spin)
+        tb.addWidget(self.hardness_spin)
+        self.color_button = QToolButton()
+        self.color_button.setToolTip("Brush colour for image and control layers")
+        self.color_button.clicked.connect(self.pick_color)
+        tb.addWidget(self.color_button)
+        self._update_color_button()
+        tb.addSeparator()
+        tb.addWidget(QLabel(" Paints on: "))
+        self.target_label = QLabel()
+        self.target_label.setObjectName("target")
+        self.target_label.setToolTip(
+            "The brush paints on the active layer: the mask layer (for inpainting) by "
+            "default; select an image or control layer in Layers to paint on it."
+        )
+        tb.addWidget(self.target_label)
+        spacer = QWidget()
+        spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        tb.addWidget(spacer)
+        tb.addAction(self.act_undo)
+        tb.addAction(self.act_redo)
+        tb.addSeparator()
+        tb.addAction(self.act_zoom_out)
+        tb.addAction(self.act_zoom_in)
+        tb.addAction(self.act_fit)
+        tb.addAction(self.act_100)
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        f = mb.addMenu("&File")
+        for a in (self.act_new, self.act_open, self.act_import):
+            f.addAction(a)
+        self.recent_menu = f.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        f.addSeparator()
+        for a in (self.act_save, self.act_save_as, self.act_export):
+            f.addAction(a)
+        f.addSeparator()
+        f.addAction(self.act_quit)
+        e = mb.addMenu("&Edit")
+        for a in (self.act_undo, self.act_redo):
+            e.addAction(a)
+        e.addSeparator()
+        for a in (self.act_copy, self.act_paste):
+            e.addAction(a)
+        e.addSeparator()
+        for a in (
+            self.act_select_all,
+            self.act_deselect,
+            self.act_clear_mask,
+            self.act_invert_mask,
+        ):
+            e.addAction(a)
+        la = mb.addMenu("&Layer")
+        for a in (
+            self.act_new_control,
+            self.act_duplicate,
+            self.act_delete_layer,
+            self.act_layer_up,
+            self.act_layer_down,
+        ):
+            la.addAction(a)
+        la.addSeparator()
+        la.addAction(self.act_mask_toggle)
+        t = mb.addMenu("&Tools")
+        for a in self.tool_actions.values():
+            t.addAction(a)
+        t.addSeparator()
+        for a in (self.act_smaller, self.act_larger, self.act_softer, self.act_harder):
+            t.addAction(a)
+        t.addSeparator()
+        t.addAction(self.act_cancel)
+        self.view_menu = mb.addMenu("&View")
+        for a in (self.act_zoom_in, self.act_zoom_out, self.act_fit, self.act_100):
+            self.view_menu.addAction(a)
+        self.view_menu.addSeparator()
+        for a in self.theme_actions.values():
+            self.view_menu.addAction(a)
+        self.view_menu.addSeparator()
+        h = mb.addMenu("&Help")
+        h.addAction(self.act_shortcuts)
+        h.addAction(self.act_about)
+
+    @Slot(str)
+    def _on_tool_changed(self, tool: str) -> None:
+        self.tool_actions[tool].setChecked(True)
+        self._update_target()
+
+    @Slot()
+    def _on_brush_changed(self) -> None:
+        self.size_spin.blockSignals(True)
+        self.hardness_spin.blockSignals(True)
+        self.size_spin.setValue(self.canvas.brush_size)
+        self.hardness_spin.setValue(round(self.canvas.brush_hardness * 100))
+        self.size_spin.blockSignals(False)
+        self.hardness_spin.blockSignals(False)
+        self.settings.brush_size = self.canvas.brush_size
+        self.settings.brush_hardness = self.canvas.brush_hardness
+
+    @Slot(int)
+    def _on_size_spin(self, v: int) -> None:
+        self.canvas.set_brush(size=v)
+
+    @Slot(int)
+    def _on_hardness_spin(self, v: int) -> None:
+        self.canvas.set_brush(hardness=v / 100)
+
+    @Slot()
+    def brush_smaller(self) -> None:
+        s = self.canvas.brush_size
+        self.canvas.set_brush(size=max(1, s - max(1, round(s * 0.15))))
+
+    @Slot()
+    def brush_larger(self) -> None:
+        s = self.canvas.brush_size
+        self.canvas.set_brush(size=s + max(1, round(s * 0.15)))
+
+    @Slot()
+    def brush_softer(self) -> None:
+        self.canvas.set_brush(hardness=self.canvas.brush_hardness - 0.1)
+
+    @Slot()
+    def brush_harder(self) -> None:
+        self.canvas.set_brush(hardness=self.canvas.brush_hardness + 0.1)
+
+    @Slot()
+    def pick_color(self) -> None:
+        c = QColorDialog.getColor(self.canvas.brush_color, self, "Brush colour")
+        if c.isValid():
+            self.canvas.brush_color = c
+            self.settings.brush_color = c.name()
+            self._update_color_button()
+
+    def _update_color_button(self) -> None:
+        c = self.canvas.brush_color
+        self.color_button.setStyleSheet(
+            f"QToolButton {{ background: {c.name()}; min-width: 18px; min-height: 18px;"
+            " border: 1px solid #888; border-radius: 3px; }"
+        )
+
+    @Slot()
+    def show_shortcuts(self) -> None:
+        rows = "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in SHORTCUTS)
+        box = QMessageBox(self)
+        box.setWindowTitle("Keyboard shortcuts")
+        box.setText(f"<table cellspacing=4>{rows}</table>")
+        box.setWindowModality(Qt.WindowModality.NonModal)
+        box.show()
+
+    @Slot()
+    def show_about(self) -> None:
+        from studio import __version__
+
+        QMessageBox.about(
+            self,
+            "About Studio",
+            f"<b>Studio {__version__}</b><br>Generative image editing on your own machine.",
+        )
