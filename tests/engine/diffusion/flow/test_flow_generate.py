@@ -1,0 +1,116 @@
+"""The flow families on tiny random models loaded through the user's path (resolve_model ->
+DiffusionPipeline.from_pretrained offline -> the family's pipeline): txt2img, img2img,
+inpaint, seeds, x0_hat previews, cancel at step k with no decode, metadata with the family."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from studio.core.errors import BadInput, JobCancelled
+from studio.engine.diffusion.flow_generate import load_flow, run_flow_generate, steps_for
+from studio.engine.jobs.requests import GenerateRequest
+
+FAMILIES = ("flux1", "flux2", "zimage", "sd3", "qwen")
+SIZE = 64
+
+
+def request(model, **kw) -> GenerateRequest:
+    base = dict(
+        prompt="a cat",
+        model=str(model),
+        width=SIZE,
+        height=SIZE,
+        steps=2,
+        guidance=0.0,
+        seed=7,
+        preview="off",
+        device="cpu",
+        dtype="float32",
+    )
+    base.update(kw)
+    return GenerateRequest(**base)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_txt2img_two_steps_with_latent_previews(flow_models, job, name):
+    j = job()
+    fin = run_flow_generate(j.ctx, request(getattr(flow_models, name), preview="latent"))
+    (img,) = fin.images
+    assert img.shape == (SIZE, SIZE, 3) and img.dtype == np.uint8 and img.std() > 0
+    assert fin.metadata[0]["family"] == name and fin.extra["family"] == name
+    assert fin.metadata[0]["seed"] == 7
+    assert j.steps[0] == 0 and j.steps[-1] == 2 and 1 in j.steps
+    assert len(j.previews) == 2  # one x0_hat preview per step
+    for p in j.previews:
+        assert p.image.ndim == 3 and p.image.shape[-1] == 3 and p.image.dtype == np.uint8
+
+
+@pytest.mark.parametrize("name", ("flux1", "zimage"))
+def test_seeds_reproduce(flow_models, job, name):
+    model = getattr(flow_models, name)
+    a = run_flow_generate(job().ctx, request(model, seed=3)).images[0]
+    b = run_flow_generate(job().ctx, request(model, seed=3)).images[0]
+    c = run_flow_generate(job().ctx, request(model, seed=4)).images[0]
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    batch = run_flow_generate(job().ctx, request(model, seed=3, count=2))
+    assert np.array_equal(batch.images[0], a)  # image k of a batch is seed + k alone
+    assert np.array_equal(batch.images[1], c)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_cancel_at_step_k_never_decodes(flow_models, job, name):
+    j = job(cancel_at=1)
+    entry = load_flow(j.ctx, str(getattr(flow_models, name)), "cpu", "float32")
+    decoded = []
+    vae = entry.base.vae
+    real = vae.decode
+    vae.decode = lambda *a, **k: decoded.append(1) or real(*a, **k)
+    try:
+        with pytest.raises(JobCancelled):
+            run_flow_generate(j.ctx, request(getattr(flow_models, name), steps=4, preview="latent"))
+    finally:
+        del vae.decode
+    assert max(j.steps) == 1  # stopped right after step 1 of 4
+    assert decoded == []  # no VAE decode after the cancel (not even for the preview)
+
+
+@pytest.mark.parametrize("name", ("flux1", "zimage", "sd3", "qwen"))
+def test_img2img(flow_models, job, name):
+    rng = np.random.default_rng(0)
+    init = rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)
+    j = job()
+    fin = run_flow_generate(
+        j.ctx, request(getattr(flow_models, name), init_image=init, strength=0.5, steps=4)
+    )
+    assert fin.images[0].shape == (SIZE, SIZE, 3)
+    assert j.steps[-1] == steps_for(4, 0.5) == 2
+
+
+@pytest.mark.parametrize("name", ("flux1", "flux2", "zimage", "sd3", "qwen", "fill"))
+def test_inpaint(flow_models, job, name):
+    rng = np.random.default_rng(1)
+    init = rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    mask[16:48, 16:48] = 255
+    fin = run_flow_generate(
+        job().ctx,
+        request(getattr(flow_models, name), init_image=init, mask=mask, strength=1.0, steps=2),
+    )
+    assert fin.images[0].shape == (SIZE, SIZE, 3)
+    assert fin.extra["family"] == ("flux1-fill" if name == "fill" else name)
+
+
+def test_fill_model_refuses_txt2img(flow_models, job):
+    with pytest.raises(BadInput, match="FLUX.1 Fill models can't do txt2img"):
+        run_flow_generate(job().ctx, request(flow_models.fill))
+
+
+def test_full_vae_preview_matches_the_final_decode_at_the_last_step(flow_models, job):
+    """At the last step sigma_next = 0, so x0_hat equals the final latent: the "full" preview
+    of the last step is the final image (same VAE), up to uint8 rounding."""
+    j = job()
+    fin = run_flow_generate(j.ctx, request(flow_models.sd3, preview="full", steps=3))
+    last = j.previews[-1].image.astype(int)
+    assert last.shape == fin.images[0].shape
+    assert np.abs(last - fin.images[0].astype(int)).max() <= 2
