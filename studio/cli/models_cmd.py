@@ -104,6 +104,10 @@ def run_list(args: argparse.Namespace) -> int:
             }
         )
     imported = [r for r in importer.list_imported() if not args.kind or r.kind == args.kind]
+    from studio.engine.models.scan import folder_models
+
+    known = {r["path"] for r in rows} | {r.path for r in importer.list_imported()}
+    dropped = [m for m in folder_models(args.kind or ()) if str(m.path) not in known]
     if args.json:
         out = {
             "models": rows,
@@ -118,6 +122,7 @@ def run_list(args: argparse.Namespace) -> int:
                 }
                 for r in imported
             ],
+            "found": [{"name": m.name, "path": str(m.path), "kind": m.kind} for m in dropped],
             "models_dir": str(store.models_dir()),
             "hf_cache": str(store.hf_cache_dir()),
             "offline": store.offline_mode(),
@@ -135,7 +140,7 @@ def run_list(args: argparse.Namespace) -> int:
                 f"{r['id']:<{w_id}}  {r['kind']:<{w_kind}}  {base:<8}  "
                 f"{format_size(r['size']):>9}  {status:<9}  {r['license']}"
             )
-    elif not imported:
+    elif not imported and not dropped:
         print("No models match.")
     if imported:
         print("\nImported:")
@@ -144,6 +149,10 @@ def run_list(args: argparse.Namespace) -> int:
                 f"  {r.name}  [{r.kind}{'/' + r.base if r.base else ''}]  "
                 f"{format_size(r.size)}  {r.description}"
             )
+    if dropped:
+        print("\nIn the model folders:")
+        for m in dropped:
+            print(f"  {m.name}  [{m.kind}]  {m.path}")
     return 0
 
 

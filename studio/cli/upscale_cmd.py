@@ -168,9 +168,9 @@ def run(args: argparse.Namespace) -> int:
 
     runner = Runner(device=args.device, dtype=args.dtype)
     if scale == 0.0:
-        from studio.engine.restore.upscale import load_upscaler, resolve_model
+        from studio.engine.restore.upscale import load_upscaler, resolve_upscaler
 
-        path = resolve_model(model)
+        path = resolve_upscaler(model)
         descriptor = runner.cache(
             f"upscaler:{path}@{path.stat().st_mtime_ns}", lambda: load_upscaler(path)
         )

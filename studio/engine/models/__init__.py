@@ -1,44 +1,75 @@
-"""Model files: where they live (store), downloads, import and identification. Torch-free,
-so the UI may use it."""
+"""Model files: where they live (folders, store), what is on disk (scan), the one resolver
+(resolver), downloads, import and identification, and the model-manager jobs. Torch-free, so
+the UI may use it.
+
+For the UI: ``list_models(kind)`` lists what a picker offers (catalog-installed, imported and
+dropped files; read from disk on every call); ``resolve(ref, kind)`` turns a reference into a
+path. Downloads, imports and scans run as Runner jobs (``DownloadRequest``,
+``ImportModelRequest``, ``ScanModelsRequest`` in :mod:`studio.engine.jobs`).
+"""
 
 from studio.engine._lazy import lazy_face
 
 __all__ = [
+    "KIND_FOLDERS",
     "Identified",
     "ImportedModel",
+    "ModelChoice",
+    "ModelFile",
     "UnsafePickle",
     "find_installed",
+    "find_local",
     "find_lora",
+    "folder_models",
+    "hf_cache_dir",
+    "hf_cached",
     "identify",
     "import_file",
     "installed",
+    "kind_folders",
     "list_imported",
     "list_loras",
+    "list_models",
+    "local_models",
     "local_pipelines",
     "models_dir",
     "offline_mode",
     "read_tensors",
     "remove_imported",
+    "resolve",
+    "search_roots",
     "user_folders",
 ]
 
 _EXPORTS = {
+    "KIND_FOLDERS": "folders",
+    "hf_cache_dir": "folders",
+    "kind_folders": "folders",
+    "models_dir": "folders",
+    "offline_mode": "folders",
+    "search_roots": "folders",
+    "user_folders": "folders",
     "Identified": "identify",
     "UnsafePickle": "identify",
     "identify": "identify",
     "read_tensors": "identify",
-    "ImportedModel": "importer",
     "find_lora": "importer",
     "import_file": "importer",
-    "list_imported": "importer",
     "list_loras": "importer",
     "remove_imported": "importer",
+    "ImportedModel": "registry",
+    "list_imported": "registry",
+    "ModelChoice": "resolver",
+    "hf_cached": "resolver",
+    "list_models": "resolver",
+    "resolve": "resolver",
+    "ModelFile": "scan",
+    "find_local": "scan",
+    "folder_models": "scan",
+    "local_models": "scan",
+    "local_pipelines": "scan",
     "find_installed": "store",
     "installed": "store",
-    "local_pipelines": "store",
-    "models_dir": "store",
-    "offline_mode": "store",
-    "user_folders": "store",
 }
 
 __getattr__, __dir__ = lazy_face(__name__, _EXPORTS)

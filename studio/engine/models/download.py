@@ -24,7 +24,6 @@ import errno
 import hashlib
 import http.client
 import os
-import shutil
 import threading
 import time
 import urllib.error
@@ -37,10 +36,10 @@ from studio.core.cancel import CancelToken
 from studio.core.catalog import Entry, format_size
 from studio.core.errors import JobCancelled, ModelError
 from studio.engine.models import store
+from studio.engine.models.folders import DISK_MARGIN, check_disk_space  # noqa: F401 - re-exported
 
 CHUNK = 1 << 20  # hashing block size
 READ_SIZE = 256 * 1024  # at most this much per network read: cancel and progress stay prompt
-DISK_MARGIN = 64 * 1024 * 1024  # keep this much free after a download
 USER_AGENT = "Studio-model-downloader/0.1"
 
 
@@ -147,22 +146,6 @@ def ensure_online(what: str) -> None:
         raise ModelError(
             f"offline: cannot download {what} (STUDIO_OFFLINE/HF_HUB_OFFLINE is set); "
             "switch offline mode off or copy the model in with `studio models import`"
-        )
-
-
-def check_disk_space(folder: Path, needed: int) -> None:
-    """ModelError if ``folder``'s disk has less than ``needed`` bytes (+ a margin) free."""
-    probe = folder
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    try:
-        free = shutil.disk_usage(probe).free
-    except OSError:
-        return  # unknown: let the write itself fail clearly
-    if free < needed + DISK_MARGIN:
-        raise ModelError(
-            f"Not enough disk space in {probe}: need {format_size(needed)}, "
-            f"{format_size(free)} free"
         )
 
 

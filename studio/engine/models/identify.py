@@ -503,7 +503,7 @@ def identify(path: str | Path) -> Identified:
             "add_embedding.linear_1.weight" in tensors or "label_emb.0.0.weight" in stripped
         ):
             base = "sdxl"
-        condition = _guess_condition(name)
+        condition = guess_condition(name)
         cond_txt = f" ({condition})" if condition else ""
         return result(
             "controlnet",
@@ -598,7 +598,7 @@ _CONDITIONS = {
 }
 
 
-def _guess_condition(filename: str) -> str | None:
+def guess_condition(filename: str) -> str | None:
     """A ControlNet's weights don't say what it was trained on; its file name usually does."""
     tokens = re.split(r"[^a-z0-9]+", filename.lower())
     for token in tokens:

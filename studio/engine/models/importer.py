@@ -13,63 +13,31 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from studio.core.atomic import atomic_write_bytes
 from studio.core.errors import BadInput, ModelError
-from studio.engine.models import store
+from studio.engine.models.folders import check_disk_space, kind_dir
 from studio.engine.models.identify import SUFFIXES, Identified, identify
+from studio.engine.models.registry import (
+    REGISTRY,
+    ImportedModel,
+    list_imported,
+    registry_path,
+    save_registry,
+)
+from studio.engine.models.scan import find_local, local_models
 
-REGISTRY = "imported.json"
-
-
-@dataclass(frozen=True)
-class ImportedModel:
-    """A record of an imported file."""
-
-    name: str  # file name in Studio's models folder (unique within its kind)
-    path: str
-    kind: str
-    base: str | None
-    description: str
-    format: str
-    size: int
-    source: str  # where it was imported from
-    imported_at: float
-    details: dict[str, Any]
-
-    @property
-    def stem(self) -> str:
-        return Path(self.name).stem
-
-
-def registry_path() -> Path:
-    return store.models_dir() / REGISTRY
-
-
-def list_imported(kind: str | None = None) -> list[ImportedModel]:
-    """Imported models still present on disk (optionally of one kind), oldest first."""
-    try:
-        raw = json.loads(registry_path().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    out = []
-    for item in raw if isinstance(raw, list) else []:
-        try:
-            rec = ImportedModel(**item)
-        except TypeError:
-            continue
-        if Path(rec.path).exists() and (kind is None or rec.kind == kind):
-            out.append(rec)
-    return out
-
-
-def _save_registry(records: list[ImportedModel]) -> None:
-    registry_path().parent.mkdir(parents=True, exist_ok=True)
-    data = [asdict(r) for r in records]
-    atomic_write_bytes(registry_path(), json.dumps(data, indent=2, default=str).encode())
+__all__ = [
+    "REGISTRY",
+    "ImportedModel",
+    "find_lora",
+    "import_file",
+    "list_imported",
+    "list_loras",
+    "registry_path",
+    "remove_imported",
+]
 
 
 def import_file(
@@ -95,7 +63,7 @@ def import_file(
     stem = Path(name).stem if name else src_path.stem
     if not stem or stem.startswith(".") or "/" in stem or "\\" in stem:
         raise BadInput(f"Invalid model name {stem!r}")
-    folder = store.kind_dir(found.kind)
+    folder = kind_dir(found.kind)
     dest = folder / f"{stem}{suffix}"
     size = src_path.stat().st_size
 
@@ -127,7 +95,7 @@ def import_file(
         details={k: v for k, v in found.details.items() if _jsonable(v)},
     )
     records.append(record)
-    _save_registry(records)
+    save_registry(records)
     return record
 
 
@@ -168,8 +136,6 @@ def _place(src: Path, dest: Path, size: int, link: bool) -> None:
             except OSError:
                 os.symlink(src.resolve(), tmp)
         else:
-            from studio.engine.models.download import check_disk_space
-
             check_disk_space(dest.parent, size)
             shutil.copyfile(src, tmp)
             with open(tmp, "rb+") as f:
@@ -204,26 +170,17 @@ def remove_imported(name_or_path: str) -> int:
         with contextlib.suppress(OSError):
             freed += p.lstat().st_size if p.is_symlink() else p.stat().st_size
             p.unlink()
-    _save_registry(keep)
+    save_registry(keep)
     return freed
 
 
 def list_loras() -> list[Path]:
-    """LoRA files Studio knows: imported ones plus ``*.safetensors`` under a ``lora``/``loras``
-    folder of the user's model folders."""
+    """LoRA files Studio knows, one per name: imported ones, then files in every root's LoRA
+    folders (``$STUDIO_HOME/models/lora``, the portable ``loras/``, A1111's ``Lora``, ComfyUI's
+    ``loras``, LyCORIS). Read from disk on every call (a new file shows up at once)."""
     found: dict[str, Path] = {}
-    for rec in list_imported("lora"):
-        found.setdefault(rec.stem, Path(rec.path))
-    folder = store.kind_dir("lora")
-    if folder.is_dir():
-        for p in sorted(folder.glob("*.safetensors")):
-            found.setdefault(p.stem, p)
-    for root in store.user_folders():
-        for sub in ("lora", "loras", "Lora"):
-            d = root / sub
-            if d.is_dir():
-                for p in sorted(d.glob("*.safetensors")):
-                    found.setdefault(p.stem, p)
+    for m in local_models("lora"):
+        found.setdefault(m.name, m.path)
     return list(found.values())
 
 
@@ -232,7 +189,4 @@ def find_lora(name: str) -> Path | None:
     p = Path(name).expanduser()
     if p.suffix and p.is_file():
         return p
-    for path in list_loras():
-        if path.stem == name or path.name == name:
-            return path
-    return None
+    return find_local(name, "lora")

@@ -1,14 +1,17 @@
-"""Where models live and what is installed.
+"""What is installed, and removing it.
 
 - Hugging Face repo entries live in the shared Hugging Face cache (``HF_HUB_CACHE`` /
   ``HF_HOME/hub``; other apps see the same files) and are found without any network access
   (``try_to_load_from_cache`` / ``snapshot_download(local_files_only=True)``).
 - URL entries and imported files live in Studio's models folder, ``$STUDIO_HOME/models/<kind>/``.
-- Extra folders the user lists (``models.json`` "folders" in ``$STUDIO_HOME``, or the
-  ``STUDIO_MODEL_PATHS`` env var, ``os.pathsep``-separated) are searched too: a file named
-  like a URL entry's file, or a diffusers folder named like a catalog id, is found there.
+- The portable models folder and the user's extra folders (``models.json`` "folders", the
+  ``STUDIO_MODEL_PATHS`` env var) are searched too, in the folders named for the entry's kind
+  (:mod:`studio.engine.models.folders`): a file named like a URL entry's file, or a diffusers
+  folder named like a catalog id, is found there.
 
-Torch-free (only huggingface_hub, imported lazily), so the UI may use it.
+The folder and settings functions of :mod:`~studio.engine.models.folders` are re-exported
+here for the callers that know them as ``store.models_dir`` etc. Torch-free (only
+huggingface_hub, imported lazily), so the UI may use it.
 """
 
 from __future__ import annotations
@@ -19,117 +22,48 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
-from studio.core.atomic import atomic_write_bytes
-from studio.core.catalog import Catalog, Entry, studio_home
+from studio.core.catalog import Catalog, Entry
 from studio.core.errors import BadInput, ModelError
+from studio.engine.models.folders import (
+    WEIGHT_SUFFIXES,
+    folder_names,
+    hf_cache_dir,
+    kind_dir,
+    load_settings,
+    models_dir,
+    offline_mode,
+    save_settings,
+    search_roots,
+    settings_path,
+    update_settings,
+    user_folders,
+)
 
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".onnx")
 # Pipeline components Studio does not load (passed as None), so not needed to be "installed".
 OPTIONAL_COMPONENTS = frozenset({"safety_checker", "feature_extractor", "image_encoder"})
 
-
-# ------------------------------------------------------------------------------------------
-# Folders and settings
-
-
-def models_dir() -> Path:
-    """Studio's own models folder (``$STUDIO_HOME/models``)."""
-    return studio_home() / "models"
-
-
-def kind_dir(kind: str) -> Path:
-    return models_dir() / kind
-
-
-def hf_cache_dir() -> Path:
-    """The Hugging Face hub cache, following the same env vars as huggingface_hub, read now
-    (so a changed ``HF_HOME`` is honoured even after huggingface_hub was imported)."""
-    env = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
-    if env:
-        return Path(env).expanduser()
-    home = os.environ.get("HF_HOME")
-    if home:
-        return Path(home).expanduser() / "hub"
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HUB_CACHE)
-
-
-def settings_path() -> Path:
-    return studio_home() / "models.json"
-
-
-def load_settings() -> dict[str, Any]:
-    """Model-manager settings: {"folders": [...], "starter_offered": bool, ...}. A missing or
-    unreadable file gives the defaults (the app must start even with a broken settings file)."""
-    defaults: dict[str, Any] = {"folders": [], "starter_offered": False}
-    try:
-        data = json.loads(settings_path().read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return defaults
-    if not isinstance(data, dict):
-        return defaults
-    return {**defaults, **data}
-
-
-def save_settings(settings: dict[str, Any]) -> None:
-    path = settings_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, json.dumps(settings, indent=2).encode("utf-8"))
-
-
-def update_settings(**changes: Any) -> dict[str, Any]:
-    settings = load_settings()
-    settings.update(changes)
-    save_settings(settings)
-    return settings
-
-
-def user_folders() -> list[Path]:
-    """Extra model folders from settings and ``STUDIO_MODEL_PATHS`` (existing ones only)."""
-    raw: list[str] = []
-    env = os.environ.get("STUDIO_MODEL_PATHS")
-    if env:
-        raw += [p for p in env.split(os.pathsep) if p]
-    folders = load_settings().get("folders", [])
-    if isinstance(folders, list):
-        raw += [str(p) for p in folders if isinstance(p, str)]
-    out: list[Path] = []
-    for p in raw:
-        path = Path(p).expanduser()
-        if path.is_dir() and path not in out:
-            out.append(path)
-    return out
-
-
-def offline_mode() -> bool:
-    """The app's offline switch (``STUDIO_OFFLINE=1``) or huggingface_hub's (``HF_HUB_OFFLINE``)."""
-
-    def truthy(name: str) -> bool:
-        return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-    return truthy("STUDIO_OFFLINE") or truthy("HF_HUB_OFFLINE") or truthy("TRANSFORMERS_OFFLINE")
+__all__ = [
+    "OPTIONAL_COMPONENTS",
+    "WEIGHT_SUFFIXES",
+    "disk_usage_of",
+    "find_installed",
+    "hf_cache_dir",
+    "installed",
+    "kind_dir",
+    "load_settings",
+    "models_dir",
+    "offline_mode",
+    "remove",
+    "save_settings",
+    "settings_path",
+    "update_settings",
+    "user_folders",
+]
 
 
 # ------------------------------------------------------------------------------------------
 # What is installed
-
-
-def local_pipelines(kinds: tuple[str, ...] = ("txt2img", "inpaint"), limit: int = 50) -> list[Path]:
-    """Generation models on disk that are not catalog entries: diffusers folders (with a
-    model_index.json) in Studio's models folder and the user's folders, then imported
-    single-file checkpoints of ``kinds``. Torch-free, for the model pickers."""
-    out: list[Path] = []
-    for root in _search_roots():
-        if root.is_dir():
-            out += [p.parent for p in sorted(root.rglob("model_index.json"))]
-    from studio.engine.models.importer import list_imported
-
-    out += [Path(rec.path) for kind in kinds for rec in list_imported(kind)]
-    seen: set[Path] = set()
-    return [p for p in out if not (p in seen or seen.add(p))][:limit]
 
 
 def find_installed(entry: Entry) -> Path | None:
@@ -142,20 +76,25 @@ def find_installed(entry: Entry) -> Path | None:
     """
     if entry.url is not None:
         name = entry.target_filename or ""
-        for folder in _search_roots():
-            for candidate in (folder / entry.kind / name, folder / name):
-                if candidate.is_file() and not candidate.name.endswith(".part"):
-                    return candidate
-        return None
-    for folder in _search_roots():
-        for candidate in (folder / entry.kind / entry.id, folder / entry.id):
-            if candidate.is_dir() and _folder_complete(candidate, entry):
+        for candidate in _candidates(entry, name):
+            if candidate.is_file() and not candidate.name.endswith(".part"):
                 return candidate
+        return None
+    for candidate in _candidates(entry, entry.id):
+        if candidate.is_dir() and _folder_complete(candidate, entry):
+            return candidate
     return _find_in_hf_cache(entry)
 
 
-def _search_roots() -> list[Path]:
-    return [models_dir(), *user_folders()]
+def _candidates(entry: Entry, name: str) -> list[Path]:
+    """Where a catalog model named ``name`` may sit: in each root's folders for its kind
+    (Studio's, the portable folder's, A1111/ComfyUI names) or loose in the root."""
+    out: list[Path] = []
+    for root in search_roots():
+        for base in (root, root / "models"):
+            out += [base / sub / name for sub in folder_names(entry.kind)]
+        out.append(root / name)
+    return out
 
 
 def _find_in_hf_cache(entry: Entry) -> Path | None:
@@ -271,30 +210,6 @@ def disk_usage_of(path: Path) -> int:
             if p.is_file():
                 total += p.stat().st_size
     return total
-
-
-def resolve_model(spec: str, catalog: Catalog | None = None) -> Path:
-    """A catalog id or a local path -> an installed local path, or ModelError/BadInput.
-
-    Convenience for engines and the CLI: a local path is returned as is; a catalog id must be
-    installed (``studio models download ID``).
-    """
-    path = Path(spec).expanduser()
-    if path.exists():
-        return path
-    if catalog is None:
-        from studio.core.catalog import load_catalog
-
-        catalog = load_catalog()
-    entry = catalog.get(spec)
-    if entry is None:
-        raise BadInput(f"{spec!r} is neither a catalog model id nor an existing file or folder")
-    found = find_installed(entry)
-    if found is None:
-        raise ModelError(
-            f"Model {entry.id!r} is not installed: run `studio models download {entry.id}`"
-        )
-    return found
 
 
 # ------------------------------------------------------------------------------------------

@@ -20,10 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from studio.core.errors import BadInput, ModelError
-from studio.core.paths import studio_home
 
 CATALOG_ID = "big-lama"
-FILENAMES = ("big-lama.pt", "big-lama.safetensors", "big-lama.pth", "lama.pt", "lama.safetensors")
 #: crops larger than this (long side) are shrunk for LaMa and the result enlarged back
 MAX_SIDE = 2048
 NOT_INSTALLED = (
@@ -34,45 +32,43 @@ NOT_INSTALLED = (
 
 def find_lama() -> Path | None:
     """The installed LaMa file, or None: ``$STUDIO_LAMA``, then the catalog's ``big-lama``
-    wherever the model store finds it (``$STUDIO_HOME/models/lama/`` or the user's model
-    folders), then the usual file names in Studio's models folder."""
+    wherever the model store finds it, then a LaMa file imported or dropped into a models
+    folder (``$STUDIO_HOME/models/lama/``, the portable ``inpaint/``, the user's folders)."""
     env = os.environ.get("STUDIO_LAMA")
     if env and Path(env).is_file():
         return Path(env)
-    try:
-        from studio.core.catalog import load_catalog
-        from studio.engine.models.store import find_installed
+    from studio.engine.models.resolver import resolve
+    from studio.engine.models.scan import local_models
 
-        entry = load_catalog().get(CATALOG_ID)
-        found = find_installed(entry) if entry is not None else None
-        if found is not None and Path(found).is_file():
-            return Path(found)
-    except Exception:  # noqa: BLE001 - a broken catalog/store must not hide a file on disk
-        pass
-    models = studio_home() / "models"
-    for folder in (models / "lama", models, models / CATALOG_ID):
-        for name in FILENAMES:
-            if (folder / name).is_file():
-                return folder / name
-    return None
+    try:
+        found = resolve(CATALOG_ID, "lama", file=True)
+    except (ModelError, BadInput):  # not installed, or a user catalog that redefines it
+        found = None
+    if found is not None:
+        return found
+    files = [m.path for m in local_models("lama") if m.path.is_file()]
+    return files[0] if files else None
 
 
 def resolve_lama(model: str = "") -> Path:
-    """A LaMa file from a path, the catalog id, or "" / "lama" for the installed one.
-    Raises ModelError (exit 3: model missing) for a path that does not exist or when none is
-    installed, BadInput for a folder."""
+    """A LaMa file from a path, the catalog id, a name in the model folders, or "" / "lama"
+    for the installed one. Raises ModelError (exit 3: model missing) when it is not there,
+    BadInput for a folder or a catalog model of another kind."""
     ref = (model or "").strip()
     if ref in ("", "lama", CATALOG_ID):
         found = find_lama()
         if found is None:
             raise ModelError(NOT_INSTALLED)
         return found
-    path = Path(ref).expanduser()
-    if path.is_file():
-        return path
-    if path.exists():
+    from studio.engine.models.resolver import resolve
+
+    try:
+        path = resolve(ref, "lama")
+    except ModelError as e:
+        raise ModelError(f"{ref}: no such LaMa file", e.message) from e
+    if path.is_dir():
         raise BadInput(f"{path.name}: is a folder; pass the LaMa model file (big-lama.pt)")
-    raise ModelError(f"{ref}: no such LaMa file")
+    return path
 
 
 def load_lama(path: str | Path, device: str | None = None):

@@ -55,64 +55,27 @@ MAX_OUTPUT_SIDE = 16384
 
 
 # -- model files ------------------------------------------------------------------------------
-def resolve_model(model: str) -> Path:
-    """A model file path, or a catalog id of an installed upscaler -> the file to load."""
+def resolve_upscaler(model: str) -> Path:
+    """An upscaler reference (a file, a catalog id, or the name of a file imported or dropped
+    into ``upscale_models/``) -> the file to load (:func:`studio.engine.models.resolve`)."""
+    from studio.engine.models.resolver import resolve
+
     if not model:
         raise BadInput("no upscaler model given (give a model file, or use the lanczos method)")
-    path = Path(model).expanduser()
-    if path.is_file():
-        return path.resolve()
+    path = resolve(model, "upscaler", file=True)
     if path.is_dir():
         raise ModelError(f"{path.name}: is a folder; an upscaler is a single model file")
-    found = _from_catalog(model)
-    if found is not None:
-        return found
-    if path.suffix.lower() in MODEL_EXTENSIONS or os.sep in model or "/" in model:
-        raise ModelError(f"{path.name}: no such model file")
-    raise ModelError(f"{model}: not a model file nor an installed catalog model")
-
-
-def _from_catalog(model_id: str) -> Path | None:
-    """The installed file of catalog model ``model_id``; None if the id is not in the catalog.
-    Guarded so file paths keep working without (or with a broken) catalog."""
-    try:
-        from studio.core.catalog import load_catalog
-        from studio.engine.models.store import find_installed
-    except ImportError:
-        return None
-    try:
-        entry = load_catalog().get(model_id)
-    except Exception:  # noqa: BLE001 - a broken user catalog must not break file paths
-        return None
-    if entry is None:
-        return None
-    if entry.kind != "upscaler":
-        raise ModelError(f"{model_id}: is a {entry.kind} model, not an upscaler")
-    found = find_installed(entry)
-    if found is not None and found.is_dir():
-        files = sorted(f for f in found.iterdir() if f.suffix.lower() in MODEL_EXTENSIONS)
-        found = files[0] if files else None
-    if found is None or not found.is_file():
-        raise ModelError(
-            f"{model_id}: this upscaler is not installed (run `studio models download {model_id}`)"
-        )
-    return found
+    return path
 
 
 def installed_upscalers() -> dict[str, Path]:
-    """{catalog id: file} of the installed upscalers (empty without a catalog)."""
-    try:
-        from studio.core.catalog import load_catalog
-        from studio.engine.models.store import find_installed
+    """{reference: file} of the upscalers on disk, installed catalog models first (their id),
+    then imported and dropped files (their path); see :func:`studio.engine.models.list_models`."""
+    from studio.engine.models.resolver import list_models
 
-        out = {}
-        for entry in load_catalog().by_kind("upscaler"):
-            path = find_installed(entry)
-            if path is not None and path.is_file():
-                out[entry.id] = path
-        return out
-    except Exception:  # noqa: BLE001
-        return {}
+    return {
+        c.ref: c.path for c in list_models("upscaler") if c.path is not None and c.path.is_file()
+    }
 
 
 def load_upscaler(path: str | os.PathLike) -> Any:
@@ -199,7 +162,7 @@ def describe_descriptor(descriptor: Any, path: str | os.PathLike | None = None) 
 def describe_upscaler(path: str | os.PathLike) -> dict:
     """Load an upscaler file and describe it: architecture, scale, purpose, fp16/bf16
     support, size requirements... Raises ModelError for anything that is not an upscaler."""
-    resolved = resolve_model(str(path))
+    resolved = resolve_upscaler(str(path))
     return describe_descriptor(load_upscaler(resolved), resolved)
 
 
@@ -493,7 +456,7 @@ def run_upscale(ctx: JobContext, request: UpscaleRequest) -> Finished:
         ctx.progress(1, 1, "Lanczos")
         info.update(upscaler="Lanczos", sharpen=float(request.sharpen))
     else:
-        path = resolve_model(request.model)
+        path = resolve_upscaler(request.model)
         mtime = path.stat().st_mtime_ns
         descriptor = ctx.runner.cache(f"upscaler:{path}@{mtime}", lambda: load_upscaler(path))
         choice = pick_device(request.device or ctx.runner.device, request.dtype or ctx.runner.dtype)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from studio.core.errors import ModelError
+from studio.core.errors import BadInput, ModelError
 from studio.core.imageio import rgb_on_white
 from studio.core.pose import N_BODY, Person, Pose
 
@@ -304,102 +304,80 @@ def load_face_model(path: str | os.PathLike, device: str | torch.device = "cpu")
 
 
 # -- finding the weights ---------------------------------------------------------------------------
-def _studio_home() -> Path:
-    from studio.core.paths import studio_home
-
-    return studio_home()
-
-
 def default_model_folder() -> Path:
     """Where Studio looks for the OpenPose weights by default."""
-    return _studio_home() / "models" / "pose-detector" / CATALOG_ID
+    from studio.engine.models.folders import kind_dir
+
+    return kind_dir("pose-detector") / CATALOG_ID
 
 
 def how_to_get() -> str:
     return (
         f"get it with `studio models download {CATALOG_ID}`, or put {BODY_FILE} (from the "
-        f"Hugging Face repo {REPO_ID}) in {default_model_folder()} (or any folder, passed "
-        "as --model FOLDER)"
+        f"Hugging Face repo {REPO_ID}) in {default_model_folder()} or the models folder's "
+        "pose/ (or any folder, passed as --model FOLDER)"
     )
 
 
+def _body_in(path: Path) -> Path | None:
+    if path.is_file():
+        return path
+    return path / BODY_FILE if (path / BODY_FILE).is_file() else None
+
+
 def find_body_weights(model: str | None = None) -> Path:
-    """Resolve the body weights: a file, a folder holding ``body_pose_model.pth``, or (None,
-    "openpose", "lllyasviel/Annotators") the default folder, then the Hugging Face cache.
-    Never downloads. Raises ModelError saying how to get them."""
+    """Resolve the body weights: a file, a folder holding ``body_pose_model.pth``, a name in
+    the pose folders, or (None, "openpose", "lllyasviel/Annotators") the installed ones:
+    the catalog's ``openpose`` where the model manager put it, a body file in a pose folder,
+    then the body file alone in the Hugging Face cache. Never downloads. Raises ModelError
+    saying how to get them."""
+    from studio.engine.models.resolver import hf_cached, resolve
+    from studio.engine.models.scan import local_models
+
     ref = (model or "").strip()
     if ref and ref not in (CATALOG_ID, REPO_ID):
-        p = Path(ref).expanduser()
-        if p.is_file():
-            return p
-        if p.is_dir():
-            if (p / BODY_FILE).is_file():
-                return p / BODY_FILE
-            raise ModelError(f"{p}: no {BODY_FILE} in this folder; {how_to_get()}")
-        raise ModelError(f"Pose model {ref!r} not found; {how_to_get()}")
-    local = default_model_folder() / BODY_FILE
-    if local.is_file():
-        return local
-    cached = _catalog_or_cache()
+        try:
+            found = resolve(ref, "pose-detector")
+        except ModelError as e:
+            raise ModelError(f"Pose model {ref!r} not found; {how_to_get()}", e.message) from e
+        body = _body_in(found)
+        if body is None:
+            raise ModelError(f"{found}: no {BODY_FILE} in this folder; {how_to_get()}")
+        return body
+    candidates: list[Path] = [default_model_folder()]
+    try:
+        candidates.append(resolve(CATALOG_ID, "pose-detector"))
+    except (ModelError, BadInput):  # not installed, or a user catalog that redefines it
+        pass
+    candidates += [m.path for m in local_models("pose-detector")]
+    for c in candidates:
+        body = _body_in(c) if c.exists() else None
+        if body is not None and body.name == BODY_FILE:
+            return body
+    cached = hf_cached(REPO_ID, BODY_FILE)  # hand/face files are optional here
     if cached is not None:
         return cached
     raise ModelError(f"No pose detector model is installed; {how_to_get()}")
 
 
-def _catalog_or_cache() -> Path | None:
-    """The catalog's "openpose" entry where the model manager installed it (Studio's models
-    folder, the user's model folders or the HF cache), else just the body file in the HF
-    cache (hand/face files are optional here)."""
-    try:
-        from studio.core.catalog import load_catalog
-        from studio.engine.models.store import find_installed
-
-        entry = load_catalog().get(CATALOG_ID)
-        found = find_installed(entry) if entry is not None else None
-        if found is not None:
-            found = Path(found)
-            if found.is_dir() and (found / BODY_FILE).is_file():
-                return found / BODY_FILE
-            if found.is_file():
-                return found
-    except Exception:  # noqa: BLE001 - a broken catalog must not hide the HF cache
-        pass
-    try:
-        from huggingface_hub import hf_hub_download
-
-        return Path(hf_hub_download(REPO_ID, BODY_FILE, local_files_only=True))
-    except Exception:  # noqa: BLE001 - not cached
-        return None
-
-
 def _installed_dwpose() -> Path | None:
     """The DWPose ONNX pair where the model manager or the user put it, or None."""
+    from studio.engine.models.resolver import hf_cached, resolve
+    from studio.engine.models.scan import local_models
     from studio.engine.vision import dwpose
 
-    folder = _studio_home() / "models" / "pose-detector" / dwpose.CATALOG_ID
-    if dwpose.is_dwpose_folder(folder):
-        return folder
+    candidates: list[Path] = [default_model_folder().parent / dwpose.CATALOG_ID]
     try:
-        from studio.core.catalog import load_catalog
-        from studio.engine.models.store import find_installed
-
-        entry = load_catalog().get(dwpose.CATALOG_ID)
-        found = find_installed(entry) if entry is not None else None
-        if found is not None and dwpose.is_dwpose_folder(Path(found)):
-            return Path(found)
-    except Exception:  # noqa: BLE001 - a broken catalog must not hide the HF cache
+        candidates.append(resolve(dwpose.CATALOG_ID, "pose-detector"))
+    except (ModelError, BadInput):
         pass
-    try:
-        from huggingface_hub import hf_hub_download
-
-        files = [
-            Path(hf_hub_download(dwpose.REPO_ID, f, local_files_only=True))
-            for f in (dwpose.DET_FILE, dwpose.POSE_FILE)
-        ]
-        if files[0].parent == files[1].parent:
-            return files[0].parent
-    except Exception:  # noqa: BLE001 - not cached
-        pass
+    candidates += [m.path for m in local_models("pose-detector") if m.path.is_dir()]
+    for c in candidates:
+        if c.is_dir() and dwpose.is_dwpose_folder(c):
+            return c
+    files = [hf_cached(dwpose.REPO_ID, f) for f in (dwpose.DET_FILE, dwpose.POSE_FILE)]
+    if files[0] is not None and files[1] is not None and files[0].parent == files[1].parent:
+        return files[0].parent
     return None
 
 

@@ -169,7 +169,7 @@ def test_cancel_keeps_part_and_raises(server, tmp_path):
 
 def test_not_enough_disk_space_is_checked_first(server, tmp_path, monkeypatch):
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(dl.shutil, "disk_usage", lambda p: usage._replace(free=len(PAYLOAD) // 2))
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=len(PAYLOAD) // 2))
     with pytest.raises(ModelError, match="Not enough disk space"):
         dl.download_url(server.url, tmp_path / "m.pth", size=len(PAYLOAD), sha256=SHA)
     assert server.requests == []  # refused before any request
@@ -419,7 +419,7 @@ def test_repo_disk_space_checked_first(online_hf, monkeypatch):
 
     monkeypatch.setattr("huggingface_hub.snapshot_download", spy)
     monkeypatch.setattr(
-        dl.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 10, 10)
+        shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 10, 10)
     )
     with pytest.raises(ModelError, match="Not enough disk space"):
         dl.download(_repo_entry())

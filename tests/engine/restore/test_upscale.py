@@ -109,7 +109,7 @@ def test_non_upscaler_files_are_refused(tmp_path):
     with pytest.raises(ModelError, match="notes.pth: cannot load"):
         U.load_upscaler(text)
     with pytest.raises(ModelError, match="no such model file"):
-        U.resolve_model(str(tmp_path / "missing.safetensors"))
+        U.resolve_upscaler(str(tmp_path / "missing.safetensors"))
     other = tmp_path / "weights.bin"
     other.write_bytes(b"\0" * 16)
     with pytest.raises(ModelError, match="not a model file"):
