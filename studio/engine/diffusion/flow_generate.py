@@ -72,6 +72,8 @@ class LoadedFlow:
     dtype: torch.dtype
     name: str
     pipes: dict = field(default_factory=dict)
+    loras: tuple = ()  # ((resolved path, weight), ...) applied now (generate.apply_loras' ledger)
+    lora_names: tuple = ()
 
 
 def load_flow(ctx, model: str, device: str | None = None, dtype: str | None = None) -> LoadedFlow:
@@ -116,6 +118,20 @@ def task_pipe(entry: LoadedFlow, task: str):
         pipe.set_progress_bar_config(disable=True)
         entry.pipes[task] = pipe
     return pipe
+
+
+def _apply_loras(pipe, entry: LoadedFlow, loras) -> None:
+    """The SD path's LoRA handling (load, weight, unload when the set changes): diffusers'
+    Flux/SD3/Z-Image/Qwen/Flux2 pipelines all have ``load_lora_weights``."""
+    if not loras and not entry.loras:
+        return
+    if not hasattr(pipe, "load_lora_weights"):
+        raise BadInput(f"{entry.family.label} pipelines take no LoRA in this diffusers version")
+    try:
+        from studio.engine.diffusion.pipeline import apply_loras
+    except ImportError:
+        from studio.engine.diffusion.generate import apply_loras
+    apply_loras(pipe, entry, loras)
 
 
 def flow_kwargs(
@@ -259,6 +275,7 @@ def run_flow_generate(ctx, request):
     if not fam.supports(task):
         raise BadInput(f"{fam.label} models can't do {task} in Studio")
     pipe = task_pipe(entry, task)
+    _apply_loras(pipe, entry, request.loras)
     size = (request.width, request.height)
     kw = flow_kwargs(
         fam, pipe, request.prompt, request.negative_prompt, request.steps, request.guidance
