@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.document import Layer, snap_rect
+from studio.core.document import SNAP, Layer, snap_rect
 from studio.ui import brush
 from studio.ui.commands import PaintCommand
 from studio.ui.document_model import DocumentModel
@@ -450,9 +450,15 @@ class CanvasView(QGraphicsView):
         if r.width() < 4 and r.height() < 4:
             self.model.set_selection(None)  # a click deselects
             return
-        rect = snap_rect((r.x(), r.y(), r.width(), r.height()), doc.width, doc.height)
-        full = (0, 0) + snap_rect((0, 0, doc.width, doc.height), doc.width, doc.height)[2:]
-        self.model.set_selection(None if rect == full else rect)
+        x, y, w, h = snap_rect((r.x(), r.y(), r.width(), r.height()), doc.width, doc.height)
+        # An edge snapped to within a multiple of the image's edge goes to the edge, so no
+        # strip of the image is left out of the region (the result is fitted to it).
+        if doc.width - (x + w) < SNAP:
+            w = doc.width - x
+        if doc.height - (y + h) < SNAP:
+            h = doc.height - y
+        rect = (x, y, w, h)
+        self.model.set_selection(None if rect == (0, 0, doc.width, doc.height) else rect)
 
     # -- painting ----------------------------------------------------------------------------
     def paint_target(self) -> Layer:

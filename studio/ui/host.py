@@ -62,7 +62,8 @@ class Host(Protocol):
         offset: tuple[int, int] = (0, 0),
         metadata: dict | None = None,
     ) -> None:
-        """Add a layer as one undoable step. ``kind``: "image", "control" or "pose"."""
+        """Add a layer as one undoable step. ``kind``: "image", "control" or "pose". The
+        active layer (the brush's target) does not change."""
 
     def set_mask(self, mask: np.ndarray, text: str = "Edit mask") -> None:
         """Replace the mask layer's pixels as one undoable step."""

@@ -203,7 +203,12 @@ class MainWindow(DocumentsMixin, ActionsMixin, JobsMixin, QMainWindow):
         return None if self.model.doc.is_empty else self.model.doc.mask()
 
     def selection_rect(self) -> tuple[int, int, int, int]:
-        return self.model.doc.generation_region()
+        """The exact region results must cover: the selection, or the whole image (not
+        snapped: the Generate panel generates a multiple of 8 and fits it to this)."""
+        doc = self.model.doc
+        if doc.is_empty:
+            return (0, 0, 0, 0)
+        return doc.selection or (0, 0, doc.width, doc.height)
 
     def add_layer(
         self,
@@ -213,9 +218,8 @@ class MainWindow(DocumentsMixin, ActionsMixin, JobsMixin, QMainWindow):
         offset: tuple[int, int] = (0, 0),
         metadata: dict | None = None,
     ) -> None:
-        layer = self.model.add_layer(image, name, kind, offset, metadata)
-        if kind != "image":
-            self.model.set_active(layer.uid)
+        # The active layer (what the brush paints on) stays: usually the mask.
+        self.model.add_layer(image, name, kind, offset, metadata)
 
     def set_mask(self, mask: np.ndarray, text: str = "Edit mask") -> None:
         self.model.set_mask(mask, text)
@@ -260,6 +264,10 @@ class MainWindow(DocumentsMixin, ActionsMixin, JobsMixin, QMainWindow):
             | QDockWidget.DockWidgetFeature.DockWidgetClosable
         )
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        set_shown = getattr(widget, "set_shown", None)  # panels with live canvas previews
+        if callable(set_shown):
+            set_shown(not self._panel_docks)  # a tab behind the first is not shown
+            dock.visibilityChanged.connect(set_shown)
         if self._panel_docks:
             self.tabifyDockWidget(self._panel_docks[0], dock)
         self._panel_docks.append(dock)
@@ -267,6 +275,13 @@ class MainWindow(DocumentsMixin, ActionsMixin, JobsMixin, QMainWindow):
         self.view_menu.addAction(dock.toggleViewAction())
         if len(self._panel_docks) > 1:
             self._panel_docks[0].raise_()
+
+    def show_panel(self, title: str) -> None:
+        """Bring the panel's dock to the front (its tab becomes current)."""
+        dock = self.findChild(QDockWidget, f"panel-{title}")
+        if dock is not None:
+            dock.show()
+            dock.raise_()
 
     def models_changed(self) -> None:
         self.models_updated.emit()

@@ -57,6 +57,8 @@ class Job:
     total: int = 0
     submitted: float = field(default_factory=time.monotonic)
     started: float = 0.0
+    first_step: int = 0  # the first step reported, and when: loading is over by then
+    first_step_at: float = 0.0
 
     def preview_rect(
         self, region: tuple[int, int, int, int] | None, doc_size: tuple[int, int]
@@ -75,10 +77,14 @@ class Job:
         return (x + rx * sx, y + ry * sy, rw * sx, rh * sy)
 
     def eta(self) -> float | None:
-        """Seconds left, from the mean time per step so far (None until a step is done)."""
-        if self.state != RUNNING or self.step <= 0 or self.total <= 0:
+        """Seconds left, from the mean time per denoising step since the first step was
+        reported (model loading before it does not count). None until two steps are in."""
+        if self.state != RUNNING or self.total <= 0 or not self.first_step_at:
             return None
-        per_step = (time.monotonic() - self.started) / self.step
+        done = self.step - self.first_step
+        if done <= 0:
+            return None
+        per_step = (time.monotonic() - self.first_step_at) / done
         return max(0.0, per_step * (self.total - self.step))
 
 
@@ -330,6 +336,8 @@ class Worker(QObject):
             job.started = time.monotonic()
             self.started.emit(job.job_id)
         elif isinstance(event, Progress):
+            if not job.first_step_at or event.total != job.total:  # a new phase restarts
+                job.first_step, job.first_step_at = event.step, time.monotonic()
             job.step, job.total = event.step, event.total
             self.progress.emit(job.job_id, event.step, event.total)
         elif isinstance(event, (Finished, Failed, Cancelled)):

@@ -14,11 +14,17 @@ from studio.ui.qimage import array_from_qimage
 
 
 @pytest.fixture
-def panel(window, photos):
+def panel(window, photos, qtbot):
     window.import_images([str(photos.astronaut)])
     p = window.panels["Control"]
+    window.show_panel("Control")  # live previews run only while the panel is shown
+    qtbot.waitUntil(lambda: p.shown)
     p.source_combo.setCurrentIndex(p.source_combo.findData("composite"))
     return p
+
+
+def _top_layer(window):
+    return next(la for la in reversed(window.model.doc.layers) if not la.is_mask)
 
 
 def rgb(window):
@@ -70,7 +76,8 @@ def test_add_canny_layer_and_control_inputs(window, panel):
     steps = window.model.undo.count()
     panel.add_canny_layer()
     assert window.model.undo.count() == steps + 1
-    layer = window.model.doc.active_layer
+    assert window.model.doc.active_layer.is_mask  # the brush still paints the mask
+    layer = _top_layer(window)
     assert layer.kind == "control" and layer.name == "Canny 60/160"
     assert layer.metadata["control"] == "canny" and layer.metadata["low"] == 60
     (ci,) = control_inputs(window)
@@ -98,7 +105,7 @@ def test_canny_inside_selection(window, panel):
     window.model.set_selection((64, 128, 192, 128))
     panel.invalidate_source()
     panel.add_canny_layer()
-    layer = window.model.doc.active_layer
+    layer = _top_layer(window)
     assert tuple(layer.offset) == (64, 128) and layer.size == (192, 128)
     (ci,) = control_inputs(window)
     full = ci.image

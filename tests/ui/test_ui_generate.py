@@ -94,7 +94,7 @@ def test_generate_queues_and_each_job_is_cancellable(qtbot, window, panel, photo
     assert len(SEEN) == 2  # the cancelled queued job never ran
     gen = [la for la in window.model.doc.layers if la.kind == "image" and la.metadata]
     assert len(gen) == 1
-    assert gen[0].offset == (0, 0) and gen[0].size == (448, 296)
+    assert gen[0].offset == (0, 0) and gen[0].size == (451, 300)  # the whole image
     assert len(window.model.doc.history) == 1 and panel.history.count() == 1
     assert panel.generate_button.text() == "Generate" and not panel.queue_list.isVisible()
 
@@ -234,3 +234,51 @@ def test_control_layers_go_into_the_request(qtbot, window, panel, photos):
         panel.generate()
     (ci,) = SEEN[-1].controls
     assert ci.kind == "canny" and ci.image.shape == (96, 128, 3)
+
+
+# -- issue 14.8: no un-generated strips --------------------------------------------------------
+def test_result_covers_a_region_that_is_no_multiple_of_8(qtbot, window, panel, photos):
+    window.open_paths([photos.chelsea])  # 451 x 300
+    assert window.selection_rect() == (0, 0, 451, 300)
+    assert (panel.width_spin.value(), panel.height_spin.value()) == (448, 304)  # nearest 8s
+    panel.steps.setValue(1)
+    with qtbot.waitSignal(window.worker.finished, timeout=10000):
+        panel.generate()
+    assert (SEEN[-1].width, SEEN[-1].height) == (448, 304)  # the model gets multiples of 8
+    rgb = window.composite()[..., :3]
+    assert rgb.shape == (300, 451, 3) and (rgb == 40).all()  # no strip of the photo left
+
+
+def test_a_selection_dragged_to_the_edge_reaches_it(qtbot, window, panel, photos):
+    from test_ui_canvas import stroke
+
+    window.open_paths([photos.chelsea])
+    window.canvas.actual_size()
+    window.canvas.set_tool("select")
+    stroke(window.canvas, [(300, 200), (400, 280), (451, 300)])
+    x, y, w, h = window.selection_rect()
+    assert (x + w, y + h) == (451, 300) and (x, y) == (296, 200)
+    panel.steps.setValue(1)
+    with qtbot.waitSignal(window.worker.finished, timeout=10000):
+        panel.generate()
+    layer = window.model.doc.layers[-2]
+    assert layer.offset == (x, y) and layer.size == (w, h)
+    assert (window.composite()[y:, x:, :3] == 40).all()
+
+
+# -- issue 14.10: progress tells the truth -----------------------------------------------------
+def test_idle_progress_and_eta_from_denoising_steps_only(qtbot, window, panel, photos):
+    assert panel.progress.format() == "Ready"
+    for name in ("Inpaint", "Upscale"):
+        bar = window.panels[name].progress
+        assert bar.format() == "Ready" and "0" not in bar.text(), name
+    window.open_paths([photos.chelsea])
+    panel.steps.setValue(10)
+    job_id = panel.generate()
+    job = window.worker.job(job_id)
+    qtbot.waitUntil(lambda: job.step >= 3, timeout=10000)
+    job.started -= 100.0  # as if loading the model had taken 100 s before the first step
+    eta = job.eta()
+    assert eta is not None and eta < 5.0  # from the step rate, not the loading time
+    qtbot.waitUntil(lambda: not window.worker.busy, timeout=10000)
+    assert panel.progress.format() == "Done"

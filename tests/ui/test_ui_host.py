@@ -34,7 +34,9 @@ def test_host_calls_on_empty_and_loaded_document(window, photos):
     window.add_layer(np.zeros((40, 56, 3), np.uint8), "first")
     assert window.image_size() == (56, 40)  # the first layer sizes the document
     window.add_layer(np.zeros((40, 56, 4), np.uint8), "guide", kind="control")
-    assert window.model.doc.active_layer.name == "guide"  # control layers become the target
+    assert window.model.doc.active_layer.is_mask  # adding a layer does not retarget the brush
+    assert window.active_layer_image() is None  # the mask is no image layer
+    window.model.set_active(window.model.doc.layers[1].uid)
     assert window.active_layer_image().shape == (40, 56, 4)
     window.set_mask(np.full((40, 56), 255, np.uint8))
     assert window.mask().min() == 255

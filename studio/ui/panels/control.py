@@ -116,6 +116,7 @@ class ControlPanel(QWidget):
         super().__init__(parent)
         self.host = host
         _panels.append(weakref.ref(self))
+        self.shown = True  # a docked panel: only while its dock is the one shown (set_shown)
         self._source: tuple[np.ndarray, tuple[int, int, int, int]] | None = None
         self._gray_cache: tuple[tuple[int, int], np.ndarray] | None = None
         self._source_serial = 0
@@ -314,7 +315,7 @@ class ControlPanel(QWidget):
     def invalidate_source(self) -> None:
         self._source = None
         self._update_region_label()
-        if self.live_check.isChecked() and self.isVisible():
+        if self.live_check.isChecked() and self.shown:
             self.schedule_preview()
 
     def _update_region_label(self) -> None:
@@ -368,7 +369,7 @@ class ControlPanel(QWidget):
 
     @Slot()
     def schedule_preview(self) -> None:
-        if self.live_check.isChecked():
+        if self.live_check.isChecked() and self.shown:
             self._preview_timer.start()
 
     @Slot(bool)
@@ -392,6 +393,8 @@ class ControlPanel(QWidget):
     def update_preview(self) -> None:
         """Recompute the edges and show them over the canvas (called debounced): white
         edges, transparent elsewhere."""
+        if not self.shown:
+            return
         t0 = time.perf_counter()
         src = self.source_image()
         if src is None:
@@ -435,7 +438,10 @@ class ControlPanel(QWidget):
             self._error("Open or create an image first.")
             return
         blank = np.zeros((h, w, 4), np.uint8)
-        self._add_control_layer(blank, "Scribble", "control", (0, 0), {"control": "scribble"})
+        uid = self._add_control_layer(blank, "Scribble", "control", (0, 0), {"control": "scribble"})
+        if uid is not None:  # asked for to paint on: say so (the badge shows it too)
+            self._model().set_active(uid)
+            self.host.show_status("The brush paints on “Scribble” now (Q: back to the mask)")
 
     def _add_control_layer(
         self, rgba: np.ndarray, name: str, kind: str, offset: tuple[int, int], meta: dict
@@ -560,7 +566,7 @@ class ControlPanel(QWidget):
         if layer is not None and layer.size == (pose.width, pose.height):
             return
         meta = {"control": "pose", "pose": pose.to_dict()}
-        self._adding_pose_layer = True  # the new layer becomes active: don't load it back
+        self._adding_pose_layer = True  # don't load the new layer back into the editor
         try:
             self.pose_layer_uid = self._add_control_layer(
                 control_rgba(render(pose)), "Pose", "pose", (0, 0), meta
@@ -744,15 +750,29 @@ class ControlPanel(QWidget):
         return tuple(out)
 
     # == Qt ======================================================================================
+    @Slot(bool)
+    def set_shown(self, shown: bool) -> None:
+        """The panel's dock became the one shown (or stopped being it): the live preview
+        runs only while it is. Tabbed docks that are not current still report isVisible()
+        true and get no hideEvent, so the host calls this from the dock's
+        visibilityChanged."""
+        if shown == self.shown:
+            return
+        self.shown = shown
+        if shown:
+            self._update_region_label()
+            self.schedule_preview()
+        else:
+            self._preview_timer.stop()
+            self.host.clear_preview()
+
     def showEvent(self, event) -> None:  # noqa: N802 - Qt API
         super().showEvent(event)
         self._update_region_label()
 
     def hideEvent(self, event) -> None:  # noqa: N802 - Qt API
         super().hideEvent(event)
-        if self._preview_timer.isActive() or self.last_preview_ms:
-            self._preview_timer.stop()
-            self.host.clear_preview()
+        self.set_shown(False)
 
 
 def _has_transparency(pixels: np.ndarray) -> bool:

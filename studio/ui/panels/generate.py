@@ -91,6 +91,12 @@ def model_choices(recent: list[str], catalog: dict[str, dict] | None = None) -> 
     return [m for m in out if not (m in seen or seen.add(m))]
 
 
+def generation_size(side: int) -> int:
+    """The model's size for a region side: the nearest multiple of 8 (64..2048). Results are
+    resized to the exact region, so no strip of it stays un-generated."""
+    return max(64, min(2048, int(round(side / 8)) * 8))
+
+
 def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if (image.shape[1], image.shape[0]) == tuple(size):
         return image
@@ -343,8 +349,8 @@ class GeneratePanel(QWidget):
     def _sync_size(self) -> None:
         if self.match_region.isChecked() and not self._doc_empty():
             _, _, w, h = self.host.selection_rect()
-            self.width_spin.setValue(max(64, min(2048, w // 8 * 8)))
-            self.height_spin.setValue(max(64, min(2048, h // 8 * 8)))
+            self.width_spin.setValue(generation_size(w))
+            self.height_spin.setValue(generation_size(h))
         self.width_spin.setEnabled(not (self.match_region.isChecked() and not self._doc_empty()))
         self.height_spin.setEnabled(self.width_spin.isEnabled())
 

@@ -235,6 +235,7 @@ class InpaintPanel(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
+        self.progress.setFormat("Ready")  # idle: no stale "0 %"
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
@@ -367,7 +368,8 @@ class InpaintPanel(QWidget):
             request, region=region, label=label, owner=self, target=target
         )
         self._set_running(True)
-        self.progress.setRange(0, 0)
+        self.progress.setRange(0, 0)  # busy while the model loads
+        self.progress.setFormat("Loading…")
         self.status.setText(f"{label}…")
 
     @Slot()
@@ -497,6 +499,7 @@ class InpaintPanel(QWidget):
             return
         self.progress.setRange(0, total)
         self.progress.setValue(step)
+        self.progress.setFormat("Step %v / %m")
 
     @Slot(int, object)
     def _on_finished(self, job_id: int, event: object) -> None:
@@ -506,6 +509,7 @@ class InpaintPanel(QWidget):
         kind, ext, source = job.target["kind"], job.target["extension"], job.target["source"]
         self._done()
         self.progress.setValue(1)
+        self.progress.setFormat("Done")
         images = getattr(event, "images", ())
         if not images:
             self.status.setText("The job returned no image.")
@@ -538,6 +542,7 @@ class InpaintPanel(QWidget):
         self._done()
         self._outpaint_passes = []
         self.progress.setValue(0)
+        self.progress.setFormat("Failed")
         self.status.setText(message)
         self.host.show_error(message, detail)
 
@@ -548,6 +553,7 @@ class InpaintPanel(QWidget):
         self._done()
         self._outpaint_passes = []
         self.progress.setValue(0)
+        self.progress.setFormat("Cancelled")
         self.status.setText("Cancelled")
 
 

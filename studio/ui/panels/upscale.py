@@ -189,6 +189,7 @@ class UpscalePanel(QWidget):
         super().__init__(parent)
         self.host = host
         self.job_id: int | None = None
+        self._tiled = False
         self._source: np.ndarray | None = None
         self._source_name = "Image"
         self.result: np.ndarray | None = None
@@ -257,7 +258,7 @@ class UpscalePanel(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        self.progress.setFormat("%v / %m tiles")
+        self.progress.setFormat("Ready")  # idle: no stale "0 / 1"
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.view = BeforeAfterView()
@@ -389,6 +390,8 @@ class UpscalePanel(QWidget):
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setRange(0, 0)  # busy until the first tile is done
+        self._tiled = request.method == "model"  # Lanczos has no tiles to count
+        self.progress.setFormat("Loading…")
         self.status.setText("Loading the model…" if request.method == "model" else "Upscaling…")
 
     @Slot()
@@ -408,7 +411,11 @@ class UpscalePanel(QWidget):
             return
         self.progress.setRange(0, total)
         self.progress.setValue(step)
-        self.status.setText(f"Tile {step} of {total}")
+        if self._tiled:
+            self.progress.setFormat("%v / %m tiles")
+            self.status.setText(f"Tile {step} of {total}")
+        else:
+            self.progress.setFormat("Resizing… %p%")
 
     @Slot(int, object)
     def _on_finished(self, job_id: int, event: object) -> None:
@@ -423,6 +430,7 @@ class UpscalePanel(QWidget):
         self.result_info = dict(getattr(event, "extra", {}).get("upscale", {}))
         self.progress.setRange(0, 1)
         self.progress.setValue(1)
+        self.progress.setFormat("Done")
         self.status.setText(self.describe_result(getattr(event, "seconds", 0.0)))
         self.view.set_images(self._source, self.result)
         self.deliver(self.result)
@@ -449,6 +457,7 @@ class UpscalePanel(QWidget):
         self._done()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
+        self.progress.setFormat("Failed")
         self.status.setText(message)
         self.host.show_error(message, detail)
 
@@ -459,6 +468,7 @@ class UpscalePanel(QWidget):
         self._done()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
+        self.progress.setFormat("Cancelled")
         self.status.setText("Cancelled")
 
     # -- the result --------------------------------------------------------------------------
