@@ -157,11 +157,15 @@ class FlowTap:
         self.scheduler = scheduler
         self.x0: torch.Tensor | None = None
         self.sigma: float | None = None
+        self._own = "step" in vars(scheduler)  # already wrapped on the instance?
         self._step = scheduler.step
         scheduler.step = self._wrapped
 
     def remove(self) -> None:
-        self.scheduler.step = self._step
+        if self._own:
+            self.scheduler.step = self._step
+        else:
+            del self.scheduler.step  # the class's method again
 
     def _wrapped(self, model_output, timestep, sample, *args, **kwargs):
         out = self._step(model_output, timestep, sample, *args, **kwargs)
