@@ -242,6 +242,8 @@ def request_metadata(
     }
     if model_hash:
         info["model_hash"] = model_hash
+    if (get("clip_skip") or 1) > 1:
+        info["clip_skip"] = int(request.clip_skip)
     if get("init_image") is not None and hasattr(request, "strength"):
         info["denoising_strength"] = float(request.strength)
     if get("mask") is not None and get("mask_padding") is not None:

@@ -21,7 +21,7 @@ __all__ = [
 ]
 
 _EXPORTS = {
-    "load_pipeline": "generate",
+    "load_pipeline": "pipeline",
     "run_generate": "generate",
     "validate_request": "generate",
     "outpaint": "inpaint",

@@ -27,7 +27,7 @@ Backends:
   latents and the mask as extra input channels; ordinary 4-channel models are steered by
   replacing the unmasked part of the latent with the noised original at every step,
   x_{t-1} <- m * x_{t-1} + (1 - m) * q(x_{t-1} | x_0) (Lugmayr et al. 2022, RePaint without
-  resampling). diffusers' inpaint pipelines implement both; ``generate.load_pipeline`` picks
+  resampling). diffusers' inpaint pipelines implement both; ``pipeline.load_pipeline`` picks
   the class.
 """
 
@@ -83,6 +83,8 @@ def validate(request: InpaintRequest) -> None:
             raise BadInput(f"guidance {request.guidance} must be between 0 and 100")
         if request.seed < 0:
             raise BadInput("seed must be >= 0")
+        if not 1 <= request.clip_skip <= 12:
+            raise BadInput(f"clip skip {request.clip_skip} must be between 1 and 12")
 
 
 def effective_feather(feather: int, padding: int) -> int:
@@ -238,7 +240,7 @@ def _diffuse(
 
     from PIL import Image
 
-    from studio.engine.diffusion.generate import control_kwargs, denoise
+    from studio.engine.diffusion.sampling import control_kwargs, denoise
     from studio.engine.jobs.device import generator_for
 
     target = model_target(pipe)
@@ -284,7 +286,10 @@ def _rgb(image: np.ndarray) -> np.ndarray:
 
 
 def _diffusion_job(ctx, request: InpaintRequest, image: np.ndarray, mask: np.ndarray):
-    from studio.engine.diffusion.generate import load_pipeline, steps_per_image
+    from studio.engine.diffusion.families import recognise_pipe
+    from studio.engine.diffusion.pipeline import load_pipeline
+    from studio.engine.diffusion.prompts import prompt_kwargs
+    from studio.engine.diffusion.sampling import steps_per_image
     from studio.engine.diffusion.schedulers import canonical_name, scheduler_label
 
     boxes = plan(mask, request.padding)
@@ -301,8 +306,13 @@ def _diffusion_job(ctx, request: InpaintRequest, image: np.ndarray, mask: np.nda
     total = per_region * len(boxes)
     ctx.progress(0, total)
     kwargs = dict(
-        prompt=request.prompt,
-        negative_prompt=request.negative_prompt or None,
+        **prompt_kwargs(
+            pipe,
+            recognise_pipe(pipe),
+            request.prompt,
+            request.negative_prompt,
+            request.clip_skip,
+        ),
         num_inference_steps=request.steps,
         guidance_scale=request.guidance,
         strength=request.strength,
@@ -342,7 +352,10 @@ def diffusion_inpaint(ctx, request: GenerateRequest):
     --init I --mask M``): the same crop / model-size / paste-back flow as :func:`run_inpaint`,
     ``request.count`` images with seeds ``seed + k``. ``width``/``height`` are ignored: the
     output is the init image's size."""
-    from studio.engine.diffusion.generate import load_pipeline, steps_per_image, validate_request
+    from studio.engine.diffusion.families import recognise_pipe
+    from studio.engine.diffusion.pipeline import load_pipeline
+    from studio.engine.diffusion.prompts import prompt_kwargs
+    from studio.engine.diffusion.sampling import steps_per_image, validate_request
     from studio.engine.diffusion.schedulers import canonical_name, scheduler_label
 
     if request.init_image is None or request.mask is None:
@@ -366,8 +379,13 @@ def diffusion_inpaint(ctx, request: GenerateRequest):
     per_image = per_region * len(boxes)
     total = per_image * request.count
     kwargs = dict(
-        prompt=request.prompt,
-        negative_prompt=request.negative_prompt or None,
+        **prompt_kwargs(
+            pipe,
+            recognise_pipe(pipe),
+            request.prompt,
+            request.negative_prompt,
+            request.clip_skip,
+        ),
         num_inference_steps=request.steps,
         guidance_scale=request.guidance,
         strength=request.strength,

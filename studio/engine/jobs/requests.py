@@ -75,6 +75,8 @@ class GenerateRequest:
     preview_of: PreviewOf = "x0"
     device: str | None = None  # "cuda", "mps", "cpu"; None = best available
     dtype: str | None = None  # "float16", "bfloat16", "float32"; None = best for device
+    clip_skip: int = 1  # A1111 "Clip skip": 1 = the text encoder's last layer, 2 = one before
+    vae: str | None = None  # external VAE (catalog id, folder or file); None = the model's own
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ class InpaintRequest:
     preview_of: PreviewOf = "x0"
     device: str | None = None
     dtype: str | None = None
+    clip_skip: int = 1
+    vae: str | None = None
 
 
 @dataclass(frozen=True)
@@ -130,4 +134,53 @@ class PreprocessRequest:
         return dict(self.params).get(name, default)
 
 
-Request = GenerateRequest | InpaintRequest | UpscaleRequest | PreprocessRequest
+# -- model manager (studio.engine.models.jobs) -------------------------------------------------
+@dataclass(frozen=True)
+class DownloadRequest:
+    """Download catalog model ``model_id`` (resumes a cut-off download; already installed:
+    finishes at once). Progress: ``step``/``total`` are bytes, ``message`` the status line
+    (size, speed, ETA). Finished.extra: ``{"model_id", "path"}``."""
+
+    model_id: str
+
+
+@dataclass(frozen=True)
+class ImportModelRequest:
+    """Identify the model file ``path`` and copy (``link=True``: hard/sym-link) it into
+    Studio's models folder, as ``name`` if given. Progress: bytes copied. Finished.extra:
+    ``{"imported": ImportedModel}``."""
+
+    path: str
+    link: bool = False
+    name: str | None = None
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class ScanModelsRequest:
+    """What is on disk: catalog models installed, imported files, files dropped into the
+    model folders (``kinds``: only these; () for all). Progress: catalog entries checked.
+    Finished.extra: ``{"installed": {id: path}, "imported": [ImportedModel],
+    "found": [ModelFile]}``."""
+
+    kinds: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RemoveModelRequest:
+    """Delete a downloaded catalog model (by id) or an imported file (by name or path).
+    Finished.extra: ``{"freed": bytes}``."""
+
+    name: str
+
+
+Request = (
+    GenerateRequest
+    | InpaintRequest
+    | UpscaleRequest
+    | PreprocessRequest
+    | DownloadRequest
+    | ImportModelRequest
+    | ScanModelsRequest
+    | RemoveModelRequest
+)

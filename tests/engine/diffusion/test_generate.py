@@ -223,10 +223,10 @@ def test_x0_preview_differs_from_xt(runner, tiny_models):
 
 
 def test_taesd_missing_falls_back_to_latent_with_one_message(tiny_models, monkeypatch):
-    from studio.engine.diffusion import generate
+    from studio.engine.diffusion import sampling
 
     monkeypatch.delenv("STUDIO_TAESD", raising=False)
-    monkeypatch.setattr(generate, "_taesd_warned", set())
+    monkeypatch.setattr(sampling, "_taesd_warned", set())
     runner = Runner()
     messages = []
     for _ in range(2):

@@ -24,7 +24,9 @@ How to add a family
    - text: ``text_encoders`` (component names, in order), ``pooled_from`` (the component whose
      pooled output conditions the model, SDXL's ``text_encoder_2``), ``prompt_weighting``
      (whether A1111 ``(word:1.2)`` weighting of CLIP embeddings applies: True for CLIP-only
-     families; a T5/LLM family sets False and gets the raw prompt), ``supports_negative_prompt``
+     families; a T5/LLM family sets False and gets the raw prompt), ``clip_hidden`` (which CLIP
+     layer conditions the model: "last" with the final norm, SD1/SD2; "penultimate" without
+     it, SDXL; clip skip counts back from there), ``supports_negative_prompt``
      and ``guidance_kind`` ("cfg": classifier-free guidance, Ho & Salimans 2022; "distilled":
      the guidance scale is an input of the model, as in Flux-dev; "none": no guidance, e.g.
      Flux-schnell / turbo).
@@ -146,6 +148,7 @@ class Family:
     text_encoders: tuple[str, ...] = ("text_encoder",)
     pooled_from: str | None = None
     prompt_weighting: bool = True
+    clip_hidden: Literal["last", "penultimate"] = "last"
     # latents and previews
     latent_channels: int = 4
     latent_packing: str | None = None

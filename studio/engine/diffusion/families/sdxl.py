@@ -43,6 +43,7 @@ FAMILY = Family(
     prediction="epsilon",
     text_encoders=("text_encoder", "text_encoder_2"),
     pooled_from="text_encoder_2",
+    clip_hidden="penultimate",
     latent_rgb=(
         (0.3651, 0.4232, 0.4341),
         (-0.2533, -0.0042, 0.1068),

@@ -1,0 +1,181 @@
+"""Pipelines for a job: the cached base model (one at a time in the runner's cache), the task
+pipelines derived from it with ``from_pipe`` (txt2img, img2img, inpaint, with or without
+ControlNets; the class comes from the model's family descriptor), a fresh scheduler per job
+and the job's LoRAs."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from studio.core.errors import BadInput, ModelError
+from studio.engine.diffusion.families import Family, recognise_pipe
+from studio.engine.diffusion.loader import (
+    ResolvedModel,
+    _short,
+    load_controlnet,
+    load_folder,
+    load_single_file,
+    resolve_model,
+)
+from studio.engine.diffusion.schedulers import canonical_name, is_turbo, make_scheduler
+from studio.engine.jobs.device import pick_device
+
+MAX_STEPS = 500
+
+
+def family_of(pipe) -> Family:
+    """The pipeline's model family descriptor (``families.recognise_pipe``)."""
+    return recognise_pipe(pipe)
+
+
+@dataclass
+class LoadedModel:
+    """What the runner cache keeps for one model: the base pipeline and the task pipelines
+    derived from it with ``from_pipe`` (they share every module, so no extra memory)."""
+
+    resolved: ResolvedModel
+    base: object
+    device: torch.device
+    dtype: torch.dtype
+    scheduler_config: dict
+    pipes: dict = field(default_factory=dict)  # (task, controlnet refs) -> pipeline
+    controlnets: dict = field(default_factory=dict)  # ref -> ControlNetModel
+    loras: tuple = ()  # ((resolved path, weight), ...) currently applied
+    lora_names: tuple = ()
+
+
+def _load_base(resolved: ResolvedModel, task: str, device: torch.device, dtype: torch.dtype):
+    if resolved.kind == "file":
+        base = load_single_file(resolved.path, task, dtype)
+    else:
+        base = load_folder(resolved.path, dtype)
+    if not hasattr(base, "unet") or not hasattr(base, "vae"):
+        raise ModelError(
+            f"{resolved.name}: not a Stable Diffusion pipeline ({type(base).__name__})"
+        )
+    try:
+        base.to(device)
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(f"{resolved.name}: cannot move to {device} ({e})") from e
+    if device.type == "cuda":
+        base.unet.to(memory_format=torch.channels_last)
+    base.set_progress_bar_config(disable=True)
+    return base
+
+
+def load_pipeline(
+    ctx,
+    model: str,
+    task: str = "txt2img",
+    controlnets: tuple[str, ...] = (),
+    scheduler: str | None = None,
+    loras=(),
+    device: str | None = None,
+    dtype: str | None = None,
+):
+    """A ready pipeline for ``task`` ("txt2img" | "img2img" | "inpaint") on the chosen device.
+
+    The base model is cached in ``ctx.runner.cache`` (one model at a time); switching task or
+    ControlNets reuses its modules through ``Pipeline.from_pipe``. Every call installs a fresh
+    scheduler (``scheduler`` by user-facing name, None = the model's default; Euler with
+    trailing spacing for turbo models) and applies ``loras`` (LoraSpec-like objects with
+    ``path`` and ``weight``), unloading the previous job's LoRAs when they differ.
+    The model's ResolvedModel is at ``pipe.studio_model``."""
+    import diffusers
+
+    choice = pick_device(device or ctx.runner.device, dtype or ctx.runner.dtype)
+    resolved = resolve_model(model)
+    if scheduler is not None:
+        scheduler = canonical_name(scheduler)
+    key = f"pipe:{resolved.key}|{choice.device}|{choice.dtype}"
+
+    def factory() -> LoadedModel:
+        base = _load_base(resolved, task, choice.device, choice.dtype)
+        return LoadedModel(resolved, base, choice.device, choice.dtype, dict(base.scheduler.config))
+
+    entry: LoadedModel = ctx.runner.cache(key, factory)
+    ctx.check()
+    base = entry.base
+    family = family_of(base)
+    if base.unet.config.in_channels == 9 and task != "inpaint":
+        raise BadInput(
+            f"{resolved.name} is an inpainting model: use it with an init image and a mask"
+        )
+    cn_refs = tuple(controlnets)
+    pipe_key = (task, cn_refs)
+    pipe = entry.pipes.get(pipe_key)
+    if pipe is None:
+        cls = getattr(diffusers, family.pipeline_class(task, bool(cn_refs)))
+        # Keep only the ControlNets this job uses.
+        for ref in [r for r in entry.controlnets if r not in cn_refs]:
+            del entry.controlnets[ref]
+        entry.pipes = {k: v for k, v in entry.pipes.items() if not k[1]}
+        extra = {}
+        if cn_refs:
+            models = []
+            for ref in cn_refs:
+                if ref not in entry.controlnets:
+                    cn = load_controlnet(ref, choice.dtype).to(choice.device)
+                    entry.controlnets[ref] = cn
+                models.append(entry.controlnets[ref])
+            extra["controlnet"] = models[0] if len(models) == 1 else models
+        if type(base) is cls and not extra:
+            pipe = base
+        else:
+            try:
+                pipe = cls.from_pipe(base, **extra)
+            except Exception as e:  # noqa: BLE001
+                raise ModelError(f"{resolved.name}: cannot build {cls.__name__} ({e})") from e
+        pipe.set_progress_bar_config(disable=True)
+        entry.pipes[pipe_key] = pipe
+    pipe.scheduler = make_scheduler(scheduler, entry.scheduler_config, turbo=is_turbo(resolved.ref))
+    apply_loras(pipe, entry, loras)
+    pipe.studio_model = resolved
+    return pipe
+
+
+def _adapter_name(i: int, path: str) -> str:
+    return f"l{i}_" + re.sub(r"\W", "_", Path(path).stem)[:40]
+
+
+def apply_loras(pipe, entry: LoadedModel, loras) -> None:
+    """Load LoRA adapters (``pipe.load_lora_weights``; diffusers, kohya and PEFT formats) and
+    weight them with ``set_adapters``. Adapters of a previous job that aren't wanted now are
+    unloaded first so they can't leak into this one."""
+    wanted = []
+    for spec in loras:
+        p = Path(spec.path).expanduser()
+        if not p.is_file():
+            raise ModelError(f"{spec.path}: LoRA file not found")
+        wanted.append((str(p.resolve()), float(spec.weight)))
+    wanted_t = tuple(wanted)
+    if wanted_t == entry.loras:
+        return
+    if tuple(p for p, _ in wanted) != tuple(p for p, _ in entry.loras):
+        if entry.loras:
+            pipe.unload_lora_weights()
+            entry.loras, entry.lora_names = (), ()
+        names = []
+        try:
+            for i, (path, _w) in enumerate(wanted):
+                name = _adapter_name(i, path)
+                pipe.load_lora_weights(path, adapter_name=name)
+                names.append(name)
+        except Exception as e:  # noqa: BLE001
+            # diffusers may have injected part of a failing adapter: remove everything, so
+            # the next job (with or without LoRAs) starts from the clean model.
+            with contextlib.suppress(Exception):
+                pipe.unload_lora_weights()
+            entry.loras, entry.lora_names = (), ()
+            raise ModelError(
+                f"{Path(path).name}: cannot apply LoRA to this model ({_short(e)})", str(e)
+            ) from e
+        entry.lora_names = tuple(names)
+    if wanted:
+        pipe.set_adapters(list(entry.lora_names), adapter_weights=[w for _, w in wanted])
+    entry.loras = wanted_t

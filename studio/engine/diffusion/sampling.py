@@ -1,0 +1,298 @@
+"""The denoising loop of every SD job: progress, step previews, instant cancel, and the VAE
+decode with its overflow retry; plus the pieces every task shares (ControlNet keyword
+arguments, request validation, steps per image, VAE tiling). ``generate`` and ``inpaint``
+both build on this module (neither imports the other's internals).
+
+Sampling is Rombach et al. 2022 (latent diffusion) through diffusers pipelines, with
+classifier-free guidance eps = eps_uncond + w (eps_cond - eps_uncond) (Ho & Salimans 2022)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import numpy as np
+import torch
+
+from studio.core.errors import BadInput, ModelError
+from studio.engine.diffusion.families import recognise_pipe
+from studio.engine.diffusion.loader import load_taesd
+from studio.engine.diffusion.pipeline import MAX_STEPS
+from studio.engine.diffusion.previews import PreviewDecoder, StepTap, find_taesd, latent_for_xt
+from studio.engine.diffusion.schedulers import canonical_name
+from studio.engine.jobs.requests import (
+    MAX_SIZE,
+    MIN_SIZE,
+    PREVIEW_MODES,
+    PREVIEW_OF,
+    GenerateRequest,
+)
+
+log = logging.getLogger(__name__)
+
+# -- previews and the denoising loop -------------------------------------------------------------
+
+_taesd_warned: set[str] = set()
+
+
+def preview_decoder(ctx, pipe, mode: str) -> PreviewDecoder | None:
+    """The decoder for ``mode`` or None for "off". "taesd" falls back to "latent" with a
+    one-time message when no AutoencoderTiny is installed (see previews.find_taesd)."""
+    if mode == "off":
+        return None
+    if mode not in PREVIEW_MODES:
+        raise BadInput(f"Unknown preview mode {mode!r} (use {', '.join(PREVIEW_MODES)})")
+    family = recognise_pipe(pipe)
+    taesd = None
+    if mode == "taesd":
+        folder = find_taesd(family)
+        if folder is None:
+            if family.name not in _taesd_warned:
+                _taesd_warned.add(family.name)
+                name = family.preview_decoder or "taesd"
+                msg = (
+                    f"No TAESD preview decoder installed ({name}); showing latent previews. "
+                    f"Get it with `studio models download {name}`."
+                )
+                log.warning(msg)
+                ctx.progress(ctx.step, ctx.total, msg)
+            mode = "latent"
+        else:
+            dev, dt = pipe.vae.device, pipe.vae.dtype
+            taesd = ctx.runner.cache(
+                f"taesd:{folder}|{dev}|{dt}", lambda: load_taesd(folder, dev, dt)
+            )
+    return PreviewDecoder(pipe, mode, family, taesd)
+
+
+def preview_budget(mode: str) -> float | None:
+    """The largest share of job time previews may take before some are skipped: 10% for
+    "taesd" (on a CPU its decode can cost a quarter of a small UNet step), unlimited for
+    "latent" (free) and "full" (the user asked for exact previews). ``STUDIO_PREVIEW_BUDGET``
+    (a fraction, or "off") overrides it for taesd and full."""
+    env = os.environ.get("STUDIO_PREVIEW_BUDGET", "").strip().lower()
+    if mode == "latent":
+        return None
+    if env:
+        if env in ("off", "none", "0", "inf"):
+            return None
+        try:
+            return max(0.0, float(env))
+        except ValueError:
+            pass
+    return 0.1 if mode == "taesd" else None
+
+
+def denoise(
+    ctx,
+    pipe,
+    *,
+    preview: str,
+    preview_of: str,
+    total_steps: int,
+    region: tuple[int, int, int, int] | None = None,
+    step_offset: int = 0,
+    **pipe_kwargs,
+) -> list[np.ndarray]:
+    """Run ``pipe(**pipe_kwargs)`` with progress, previews and cancel; return RGB uint8 images.
+
+    ``callback_on_step_end`` runs after every scheduler step: it checks the job's cancel token
+    first and raises ``JobCancelled`` from inside the loop, so after a cancel no further step,
+    no VAE decode and no post-processing runs (``pipe._interrupt`` would still decode).
+    Then it reports ``Progress(step_offset + i + 1, total_steps)`` and, unless ``preview`` is
+    "off", one preview of x0_hat (``preview_of="x0"``) or x_t, emitted synchronously: at most
+    one exists at a time; the consumer keeps only the latest. With "taesd" a preview is skipped
+    while previews have used more than their budget (see ``preview_budget``). ``region`` is passed through to
+    the Preview events (where on the full image the preview belongs)."""
+    if preview_of not in PREVIEW_OF:
+        raise BadInput(f"Unknown preview target {preview_of!r} (use x0 or xt)")
+    decoder = preview_decoder(ctx, pipe, preview)
+    tap = StepTap(pipe.scheduler) if decoder is not None and preview_of == "x0" else None
+    budget = preview_budget(decoder.mode) if decoder is not None else None
+    spent = 0.0  # seconds spent making previews in this call
+    started = time.perf_counter()
+    final: dict = {}  # the latest latents (a reference, no copy): what the VAE will decode
+
+    def on_step_end(p, i, t, kwargs):
+        nonlocal spent
+        ctx.check()
+        final["latents"] = kwargs["latents"]
+        step = min(step_offset + i + 1, total_steps)
+        ctx.progress(step, total_steps)
+        if decoder is not None:
+            t0 = time.perf_counter()
+            # Previews are droppable (latest wins): skip one while preview work is over its
+            # share of the time, so a costly decoder on a slow device can't slow the job much.
+            if budget is None or spent <= budget * (t0 - started - spent):
+                latents = kwargs["latents"]
+                if tap is not None and tap.x0 is not None:
+                    latents = tap.x0
+                else:
+                    latents = latent_for_xt(latents, p.scheduler)
+                ctx.preview(decoder(latents), step, total_steps, region)
+                spent += time.perf_counter() - t0
+        ctx.check()  # a cancel that arrived while reporting stops before the next step
+        return kwargs
+
+    ctx.check()
+    try:
+        with torch.inference_mode():
+            out = pipe(
+                **pipe_kwargs,
+                output_type="np",
+                callback_on_step_end=on_step_end,
+                callback_on_step_end_tensor_inputs=["latents"],
+            )
+    finally:
+        if tap is not None:
+            tap.remove()
+    images = np.asarray(out.images)
+    if _bad_decode(images, final.get("latents")) and pipe.vae.dtype != torch.float32:
+        msg = f"The VAE overflowed in {str(pipe.vae.dtype).removeprefix('torch.')}; decoding again in float32"
+        log.warning(msg)
+        ctx.progress(total_steps, total_steps, msg)
+        images = decode_fp32(pipe, final["latents"])
+    if not np.isfinite(images).all():
+        raise ModelError(
+            "The model produced NaN pixels (often fp16 overflow in the VAE); "
+            "try --dtype float32 or a fp16-fixed VAE"
+        )
+    return [
+        np.ascontiguousarray((np.clip(im, 0, 1) * 255).round().astype(np.uint8)) for im in images
+    ]
+
+
+def _bad_decode(images: np.ndarray, latents) -> bool:
+    """NaN pixels, or an all-black image from latents that are not all zero: the signature
+    of fp16 overflow in SD's VAE decoder (NaNs come out black after clipping elsewhere)."""
+    if not np.isfinite(images).all():
+        return True
+    if latents is None or images.size == 0 or images.max() > 1.0 / 255:
+        return False
+    return bool(torch.isfinite(latents).all() and latents.float().std() > 1e-3)
+
+
+def decode_fp32(pipe, latents: torch.Tensor) -> np.ndarray:
+    """Decode final latents with the pipeline's VAE temporarily in float32 (the retry for
+    fp16/bf16 overflow), undoing the latent scaling the pipeline would have undone."""
+    vae = pipe.vae
+    dtype = vae.dtype
+    cfg = vae.config
+    lat = latents.to(torch.float32)
+    mean, std = getattr(cfg, "latents_mean", None), getattr(cfg, "latents_std", None)
+    if mean is not None and std is not None:  # SDXL-style normalised latents
+        mean_t = torch.tensor(mean, dtype=lat.dtype, device=lat.device).view(1, -1, 1, 1)
+        std_t = torch.tensor(std, dtype=lat.dtype, device=lat.device).view(1, -1, 1, 1)
+        lat = lat * std_t / cfg.scaling_factor + mean_t
+    else:
+        lat = lat / cfg.scaling_factor
+    vae.to(torch.float32)
+    try:
+        with torch.inference_mode():
+            image = vae.decode(lat, return_dict=False)[0]
+        return np.asarray(pipe.image_processor.postprocess(image, output_type="np"))
+    finally:
+        vae.to(dtype)
+
+
+def _pil(image: np.ndarray, size: tuple[int, int]):
+    from PIL import Image
+
+    im = Image.fromarray(np.ascontiguousarray(image[..., :3]) if image.ndim == 3 else image)
+    im = im.convert("RGB")
+    if im.size != size:
+        im = im.resize(size, Image.Resampling.LANCZOS)
+    return im
+
+
+def control_kwargs(task: str, controls, width: int, height: int) -> dict:
+    """Pipeline keyword arguments for ``controls`` (ControlInput): the control images resized to
+    the generation size, with per-ControlNet conditioning scale and guidance start/end. The
+    txt2img ControlNet pipelines take them as ``image``, img2img/inpaint as ``control_image``."""
+    if not controls:
+        return {}
+    images = [_pil(c.image, (width, height)) for c in controls]
+    one = len(controls) == 1
+
+    def pick(values):
+        return values[0] if one else list(values)
+
+    for c in controls:
+        if not 0.0 <= c.start < c.end <= 1.0:
+            raise BadInput(f"ControlNet {c.kind}: start/end must satisfy 0 <= start < end <= 1")
+    return {
+        ("image" if task == "txt2img" else "control_image"): pick(images),
+        "controlnet_conditioning_scale": pick([float(c.weight) for c in controls]),
+        "control_guidance_start": pick([float(c.start) for c in controls]),
+        "control_guidance_end": pick([float(c.end) for c in controls]),
+    }
+
+
+def validate_request(request: GenerateRequest) -> None:
+    """Reject bad values before any model loads (BadInput, one line)."""
+    for label, v in (("width", request.width), ("height", request.height)):
+        if not MIN_SIZE <= v <= MAX_SIZE or v % 8:
+            raise BadInput(f"{label} {v} must be a multiple of 8 between {MIN_SIZE} and {MAX_SIZE}")
+    if not 1 <= request.steps <= MAX_STEPS:
+        raise BadInput(f"steps {request.steps} must be between 1 and {MAX_STEPS}")
+    if not 1 <= request.count <= 1000:
+        raise BadInput(f"count {request.count} must be between 1 and 1000")
+    if not 0 <= request.guidance <= 100:
+        raise BadInput(f"guidance {request.guidance} must be between 0 and 100")
+    if request.seed < 0:
+        raise BadInput("seed must be >= 0")
+    if not 1 <= request.clip_skip <= 12:
+        raise BadInput(f"clip skip {request.clip_skip} must be between 1 and 12")
+    if request.init_image is not None:
+        if not 0.0 < request.strength <= 1.0:
+            raise BadInput(f"strength {request.strength} must be in (0, 1]")
+        if int(request.steps * request.strength) < 1:
+            raise BadInput(
+                f"steps x strength = {request.steps * request.strength:g} is below one step; "
+                "raise --steps or --strength"
+            )
+    if request.preview not in PREVIEW_MODES:
+        raise BadInput(f"Unknown preview mode {request.preview!r}")
+    if request.preview_of not in PREVIEW_OF:
+        raise BadInput(f"Unknown preview target {request.preview_of!r}")
+    if request.scheduler is not None:
+        canonical_name(request.scheduler)
+    for c in request.controls:
+        if c.image is None or c.image.ndim not in (2, 3):
+            raise BadInput(f"ControlNet {c.kind}: no control image")
+        if not c.model:
+            raise BadInput(f"ControlNet {c.kind}: no ControlNet model given (--controlnet)")
+
+
+# Above this many pixels the VAE decodes in overlapping tiles (bounded memory on big images).
+VAE_TILING_PIXELS = 1536 * 1536
+
+
+def _vae_tiling(pipe, pixels: int) -> None:
+    vae = getattr(pipe, "vae", None)
+    if vae is None or not hasattr(vae, "enable_tiling"):
+        return
+    if pixels > VAE_TILING_PIXELS:
+        vae.enable_tiling()
+    else:
+        vae.disable_tiling()
+
+
+def steps_per_image(pipe, steps: int, strength: float | None) -> int:
+    """How many step callbacks one image takes: the length of the scheduler's timestep list
+    for ``steps`` (PNDM adds one, Heun evaluates twice per step), cut as the img2img/inpaint
+    pipelines cut it for ``strength`` (they skip the first ``steps - int(steps * strength)``
+    steps, times the solver order)."""
+    sched = pipe.scheduler
+    order = int(getattr(sched, "order", 1) or 1)
+    try:
+        probe = type(sched).from_config(sched.config)
+        probe.set_timesteps(steps)
+        n = len(probe.timesteps)
+    except Exception:  # noqa: BLE001 - an estimate is fine for progress
+        n = steps * order
+    if strength is not None:
+        t_start = max(steps - min(int(steps * strength), steps), 0)
+        n -= t_start * order
+    return max(1, n)
