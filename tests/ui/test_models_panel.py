@@ -210,7 +210,9 @@ def test_first_run_offer_decline_is_remembered(qtbot, env, monkeypatch):
     panel, _ = _panel(qtbot)
     dialog = panel.starter_dialog
     assert dialog is not None and dialog.isVisible() and not dialog.isModal()
-    total = sum(e.size for e in load_catalog().starter_set())
+    starter = {e.id for e in load_catalog().starter_set()}
+    assert starter <= {e.id for e in dialog.entries}  # all ticked, plus what makes them work
+    total = sum(e.size for e in dialog.entries)
     assert format_size(total) in dialog.total_label.text()
     dialog.later_button.click()
     assert store.load_settings()["starter_offered"] is True
@@ -221,7 +223,6 @@ def test_first_run_offer_decline_is_remembered(qtbot, env, monkeypatch):
 
 def test_first_run_offer_accept_downloads_starter_set(qtbot, env, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    from studio.core.catalog import load_catalog
 
     fetched = []
 
@@ -232,8 +233,10 @@ def test_first_run_offer_accept_downloads_starter_set(qtbot, env, monkeypatch):
     monkeypatch.setattr("studio.engine.models.download.download", fake_download)
     panel, _ = _panel(qtbot)
     assert panel.starter_dialog is not None and fetched == []  # nothing before agreeing
+    panel.starter_dialog.set_ticked("sd-turbo", False)  # the user leaves one out
+    starter = [e.id for e in panel.starter_dialog.entries]
+    assert "sd-turbo" not in starter and "sd21-canny" not in starter  # its ControlNet goes too
     panel.starter_dialog.download_button.click()
-    starter = [e.id for e in load_catalog().starter_set()]
     qtbot.waitUntil(lambda: sorted(fetched) == sorted(starter), timeout=20000)
     _wait_threads(qtbot, panel)
 
@@ -329,3 +332,27 @@ def test_add_user_folder(qtbot, env, tmp_path):
     from studio.engine.models import store
 
     assert store.load_settings()["folders"] == [str(mine)]
+
+
+def test_first_run_dialog_ticks_names_licences_and_fitting_combinations(qtbot, env, monkeypatch):
+    """Issue 14.3: per-model ticks, full names and licences (non-commercial marked), and
+    only combinations that work: SD-Turbo (SD 2.x) brings the SD 2.1 ControlNets; the
+    SD 1.5 ControlNets are offered only while an SD 1.5 model is ticked."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    panel, _ = _panel(qtbot)
+    dialog = panel.starter_dialog
+    rows = {i: dialog.items[i][0] for i in dialog.items}
+    assert rows["sd-turbo"].text(0) == "SD-Turbo"
+    assert rows["sd15-canny"].text(0) == "ControlNet 1.1 Canny (SD 1.5)"
+    assert {"sd21-canny", "sd21-openpose"} <= set(rows)  # what SD-Turbo needs
+    assert rows["openpose"].text(2).startswith("⚠ non-commercial")
+    assert not rows["sd-turbo"].text(2).startswith("⚠")
+    assert all(dialog.is_offered(i) for i in rows)
+    dialog.set_ticked("sd15-inpaint", False)  # no SD 1.5 model left
+    assert not dialog.is_offered("sd15-canny") and not dialog.is_offered("sd15-openpose")
+    assert dialog.is_offered("sd21-canny") and dialog.is_offered("taesd")
+    ids = {e.id for e in dialog.entries}
+    assert "sd15-canny" not in ids and {"sd-turbo", "sd21-canny"} <= ids
+    dialog.set_ticked("sd15-inpaint", True)
+    assert dialog.is_offered("sd15-canny") and "sd15-canny" in {e.id for e in dialog.entries}
+    dialog.later_button.click()

@@ -8,9 +8,6 @@ generation region (one undo step each) and in the document's history.
 
 from __future__ import annotations
 
-import random
-
-import numpy as np
 from PySide6.QtCore import QSize, Qt, Slot
 from PySide6.QtGui import QIcon, QImage, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
@@ -37,10 +34,14 @@ from PySide6.QtWidgets import (
 )
 
 from studio.engine.jobs import PREVIEW_MODES, GenerateRequest
+from studio.ui.panels.generate_model import (
+    MAX_SEED,
+    GenerateModel,
+    resize,
+)
+from studio.ui.properties import bind
 from studio.ui.qimage import qimage_from_array
 
-MAX_SEED = 2**53 - 1  # seeds are exact integers in a double spin box up to here
-RANDOM_SEEDS = 2**32  # random seeds are 32-bit, as AUTOMATIC1111 and `studio generate` draw them
 SOURCES = (
     ("txt2img", "Text only (txt2img)"),
     ("img2img", "Image → image (img2img)"),
@@ -91,26 +92,12 @@ def model_choices(recent: list[str], catalog: dict[str, dict] | None = None) -> 
     return [m for m in out if not (m in seen or seen.add(m))]
 
 
-def generation_size(side: int) -> int:
-    """The model's size for a region side: the nearest multiple of 8 (64..2048). Results are
-    resized to the exact region, so no strip of it stays un-generated."""
-    return max(64, min(2048, int(round(side / 8)) * 8))
-
-
-def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    if (image.shape[1], image.shape[0]) == tuple(size):
-        return image
-    from PIL import Image
-
-    mode = "RGBA" if image.shape[2] == 4 else "RGB"
-    return np.asarray(Image.fromarray(image, mode).resize(size, Image.Resampling.LANCZOS))
-
-
 class GeneratePanel(QWidget):
     def __init__(self, host, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.host = host
         self.settings = host.settings
+        self.state = GenerateModel(self.settings, self)  # what the widgets show and edit
         self.last_seed: int | None = None
         self.previews_received = 0
         self.results_received = 0
@@ -122,8 +109,8 @@ class GeneratePanel(QWidget):
         recent = list(self.settings.recent_models) if self.settings else []
         self.recommended = catalog_models()
         self.model_combo.addItems(model_choices(recent, self.recommended))
-        if self.settings and self.settings.model:
-            self.model_combo.setCurrentText(self.settings.model)
+        if not self.state.model:
+            self.state.model = self.model_combo.currentText()
         self.model_combo.textActivated.connect(self.apply_recommended)
         browse = QToolButton()
         browse.setText("…")
@@ -149,8 +136,6 @@ class GeneratePanel(QWidget):
         self.seed.setRange(0, MAX_SEED)
         self.random_seed = QCheckBox("Random")
         self.random_seed.setChecked(True)
-        self.random_seed.toggled.connect(lambda on: self.seed.setEnabled(not on))
-        self.seed.setEnabled(False)
         self.reuse_seed = QToolButton()
         self.reuse_seed.setText("♻")
         self.reuse_seed.setToolTip("Reuse the last seed")
@@ -183,7 +168,29 @@ class GeneratePanel(QWidget):
         self.preview_mode = QComboBox()
         for m in PREVIEW_MODES:
             self.preview_mode.addItem(m, m)
-        self._load_settings()
+        for name, widget in (
+            ("model", self.model_combo),
+            ("prompt", self.prompt),
+            ("negative_prompt", self.negative),
+            ("steps", self.steps),
+            ("guidance", self.guidance),
+            ("seed", self.seed),
+            ("random_seed", self.random_seed),
+            ("width", self.width_spin),
+            ("height", self.height_spin),
+            ("match_region", self.match_region),
+            ("count", self.count),
+            ("strength", self.strength),
+        ):
+            bind(self.state, name, widget)
+        for name, combo in (
+            ("scheduler", self.scheduler),
+            ("source", self.source),
+            ("preview", self.preview_mode),
+        ):
+            bind(self.state, name, combo, data=True)
+        self.seed.setEnabled(not self.state.random_seed)
+        self.random_seed.toggled.connect(self._sync_seed_enabled)
         if not (self.settings and self.settings.model):
             self.apply_recommended(self.model_combo.currentText())  # first run
 
@@ -306,33 +313,11 @@ class GeneratePanel(QWidget):
         self._sync_size_enabled()
         self._refresh_queue()
 
-    # -- settings --------------------------------------------------------------------------
-    def _load_settings(self) -> None:
-        s = self.settings
-        self.steps.setValue(s.steps if s else 20)
-        self.guidance.setValue(s.guidance if s else 7.0)
-        self.width_spin.setValue(s.width if s else 512)
-        self.height_spin.setValue(s.height if s else 512)
-        self.strength.setValue(s.strength if s else 0.75)
-        if s:
-            i = self.scheduler.findData(s.scheduler)
-            self.scheduler.setCurrentIndex(max(0, i))
-            i = self.preview_mode.findData(s.preview)
-            self.preview_mode.setCurrentIndex(max(0, i))
-
-    def _save_settings(self, model: str) -> None:
-        s = self.settings
-        if not s:
-            return
-        s.model = model
-        s.push_recent("recent_models", model)
-        s.steps, s.guidance = self.steps.value(), self.guidance.value()
-        s.width, s.height = self.width_spin.value(), self.height_spin.value()
-        s.strength = self.strength.value()
-        s.scheduler = self.scheduler.currentData() or ""
-        s.preview = self.preview_mode.currentData()
-
     # -- helpers ---------------------------------------------------------------------------
+    @Slot(bool)
+    def _sync_seed_enabled(self, random_seed: bool) -> None:
+        self.seed.setEnabled(not random_seed)
+
     def _sync_strength_enabled(self) -> None:
         self.strength.setEnabled(self.source.currentData() != "txt2img")
 
@@ -347,128 +332,51 @@ class GeneratePanel(QWidget):
 
     @Slot()
     def _sync_size(self) -> None:
-        if self.match_region.isChecked() and not self._doc_empty():
-            _, _, w, h = self.host.selection_rect()
-            self.width_spin.setValue(generation_size(w))
-            self.height_spin.setValue(generation_size(h))
+        if not self._doc_empty():
+            self.state.match(self.host.selection_rect())
         self.width_spin.setEnabled(not (self.match_region.isChecked() and not self._doc_empty()))
         self.height_spin.setEnabled(self.width_spin.isEnabled())
+
+    def _schedulers(self) -> list[str]:
+        return [self.scheduler.itemData(i) for i in range(self.scheduler.count())]
 
     @Slot(str)
     def apply_recommended(self, model: str) -> None:
         """Use the catalog's recommended steps, guidance and sampler for ``model`` (e.g. 1
         step and guidance 0 for the Turbo models)."""
-        rec = self.recommended.get(model)
-        if not rec:
-            return
-        if "steps" in rec:
-            self.steps.setValue(int(rec["steps"]))
-        if "guidance" in rec:
-            self.guidance.setValue(float(rec["guidance"]))
-        i = self.scheduler.findData(rec.get("scheduler", ""))
-        self.scheduler.setCurrentIndex(max(0, i))
-        if "strength" in rec:
-            self.strength.setValue(float(rec["strength"]))
+        self.state.apply_recommended(self.recommended.get(model) or {}, self._schedulers())
 
     @Slot()
     def browse_model(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Model folder")
         if folder:
-            self.model_combo.setCurrentText(folder)
+            self.state.model = folder
 
     @Slot()
     def reuse_last_seed(self) -> None:
         if self.last_seed is not None:
-            self.random_seed.setChecked(False)
-            self.seed.setValue(min(int(self.last_seed), MAX_SEED))
+            self.state.random_seed = False
+            self.state.seed = min(int(self.last_seed), MAX_SEED)
 
     def apply_parameters(self, meta: dict) -> None:
-        """Fill the form from a metadata dict (studio.core.metadata: prompt, negative_prompt,
-        steps, cfg_scale, seed, width, height, sampler, model, denoising_strength)."""
-        if "prompt" in meta:
-            self.prompt.setPlainText(str(meta["prompt"]))
-        if "negative_prompt" in meta:
-            self.negative.setPlainText(str(meta["negative_prompt"]))
-        if isinstance(meta.get("steps"), int | float):
-            self.steps.setValue(int(meta["steps"]))
-        if isinstance(meta.get("cfg_scale"), int | float):
-            self.guidance.setValue(float(meta["cfg_scale"]))
-        if isinstance(meta.get("seed"), int | float):
-            self.random_seed.setChecked(False)
-            self.seed.setValue(min(int(meta["seed"]), MAX_SEED))
-        if isinstance(meta.get("width"), int) and isinstance(meta.get("height"), int):
-            self.match_region.setChecked(False)
-            self.width_spin.setValue(meta["width"])
-            self.height_spin.setValue(meta["height"])
-        sampler = meta.get("sampler")
-        if isinstance(sampler, str):
-            i = self.scheduler.findData(sampler)
-            if i >= 0:
-                self.scheduler.setCurrentIndex(i)
-        model = meta.get("model")
-        if isinstance(model, str) and model:
-            self.model_combo.setCurrentText(model)
-        if isinstance(meta.get("denoising_strength"), int | float):
-            self.strength.setValue(float(meta["denoising_strength"]))
+        """Fill the form from a metadata dict (``GenerateModel.apply_parameters``)."""
+        self.state.apply_parameters(meta, self._schedulers())
 
     # -- generate --------------------------------------------------------------------------
     def build_request(self) -> tuple[GenerateRequest, tuple[int, int, int, int]]:
-        """The request for the current form and document, and the region its output fills.
-        Raises ValueError with a user-facing message."""
-        model = self.model_combo.currentText().strip()
-        if not model:
-            raise ValueError("Choose a model first.")
-        seed = (
-            random.randrange(RANDOM_SEEDS)
-            if self.random_seed.isChecked()
-            else int(self.seed.value())
+        """The request for the panel's state and the document, and the region its output
+        fills (``GenerateModel.request``). Raises ValueError with a user-facing message."""
+        if self._doc_empty():
+            return self.state.request(None)
+        region = self.host.selection_rect()
+        self.state.match(region)
+        size = (self.state.width, self.state.height)
+        return self.state.request(
+            region,
+            self.host.composite() if self.state.source != "txt2img" else None,
+            self.host.mask() if self.state.source == "inpaint" else None,
+            self._controls(region, size),
         )
-        empty = self._doc_empty()
-        width, height = self.width_spin.value(), self.height_spin.value()
-        if empty:
-            region = (0, 0, width, height)
-        else:
-            region = self.host.selection_rect()
-        source = self.source.currentData()
-        init = mask = None
-        if source != "txt2img":
-            comp = None if empty else self.host.composite()
-            if comp is None:
-                raise ValueError("Img2img and inpainting need an image: open or drop one first.")
-            x, y, w, h = region
-            crop = comp[y : y + h, x : x + w].astype(np.float32)
-            a = crop[..., 3:4] / 255.0
-            rgb = crop[..., :3] * a + 255.0 * (1.0 - a)  # transparent areas as white
-            init = _resize(np.ascontiguousarray(rgb.astype(np.uint8)), (width, height))
-            if source == "inpaint":
-                m = self.host.mask()
-                if m is None:
-                    raise ValueError("Paint a mask first (brush, B) to choose what to inpaint.")
-                mcrop = np.ascontiguousarray(m[y : y + h, x : x + w])
-                if (w, h) != (width, height):
-                    from PIL import Image
-
-                    mcrop = np.asarray(Image.fromarray(mcrop, "L").resize((width, height)))
-                mask = mcrop
-        controls = self._controls(region, (width, height)) if not empty else ()
-        request = GenerateRequest(
-            model=model,
-            prompt=self.prompt.toPlainText().strip(),
-            negative_prompt=self.negative.toPlainText().strip(),
-            steps=self.steps.value(),
-            guidance=self.guidance.value(),
-            seed=seed,
-            width=width,
-            height=height,
-            scheduler=self.scheduler.currentData() or None,
-            count=self.count.value(),
-            init_image=init,
-            strength=self.strength.value(),
-            mask=mask,
-            controls=controls,
-            preview=self.preview_mode.currentData(),
-        )
-        return request, region
 
     def _controls(self, region, size) -> tuple:
         """The enabled ControlNet guides of the Control panel, cropped to the region."""
@@ -489,7 +397,7 @@ class GeneratePanel(QWidget):
             self.host.show_error(str(e))
             return None
         self.last_seed = request.seed
-        self._save_settings(request.model)
+        self.state.remember_model()
         label = f"“{request.prompt[:28] or '(no prompt)'}” {request.width}×{request.height}"
         if request.controls:
             label += f" + {len(request.controls)} control"
@@ -549,7 +457,7 @@ class GeneratePanel(QWidget):
             meta.setdefault("seed", seed)
             meta.setdefault("prompt", request.prompt)
             meta.setdefault("model", request.model)
-            placed = image if self._doc_empty() else _resize(image, (w, h))
+            placed = image if self._doc_empty() else resize(image, (w, h))
             name = f"#{seed} {request.prompt[:24] or 'generated'}".strip()
             self.host.add_layer(placed, name, "image", (x, y), meta)
             model.add_history(image, meta)

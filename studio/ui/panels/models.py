@@ -22,8 +22,6 @@ from typing import Any
 from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QComboBox,
-    QDialog,
-    QDialogButtonBox,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
@@ -40,6 +38,7 @@ from PySide6.QtWidgets import (
 from studio.core.cancel import CancelToken
 from studio.core.catalog import Catalog, Entry, format_size, load_catalog
 from studio.core.errors import JobCancelled, StudioError
+from studio.ui.panels.starter_dialog import StarterDialog
 
 log = logging.getLogger(__name__)
 
@@ -191,42 +190,6 @@ def keeper() -> _ThreadKeeper:
 
 # ------------------------------------------------------------------------------------------
 # First-run dialog
-
-
-class StarterDialog(QDialog):
-    """Offers the starter set with sizes, licences and the total; non-modal. ``accepted`` ->
-    download; ``rejected`` -> not now. Either way it is not offered again."""
-
-    def __init__(self, entries: list[Entry], parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.entries = entries
-        self.setWindowTitle("Download the starter models?")
-        self.setModal(False)
-        layout = QVBoxLayout(self)
-        total = sum(e.size for e in entries)
-        intro = QLabel(
-            "Studio runs models on your computer. These models cover generation, inpainting, "
-            "ControlNet (edges and pose), pose detection, upscaling and fast previews.\n"
-            "Nothing is downloaded unless you choose Download."
-        )
-        intro.setWordWrap(True)
-        layout.addWidget(intro)
-        table = QTreeWidget()
-        table.setRootIsDecorated(False)
-        table.setHeaderLabels(["Model", "Size", "Licence"])
-        for e in entries:
-            QTreeWidgetItem(table, [e.name, format_size(e.size), e.license])
-        table.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        layout.addWidget(table)
-        self.total_label = QLabel(f"Total download: {format_size(total)}")
-        layout.addWidget(self.total_label)
-        buttons = QDialogButtonBox()
-        self.download_button = buttons.addButton("Download", QDialogButtonBox.ButtonRole.AcceptRole)
-        self.later_button = buttons.addButton("Not now", QDialogButtonBox.ButtonRole.RejectRole)
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        layout.addWidget(buttons)
-        self.resize(520, 360)
 
 
 # ------------------------------------------------------------------------------------------
@@ -635,7 +598,7 @@ class ModelsPanel(QWidget):
         starter = [e for e in self.catalog.starter_set() if e.id not in self.installed]
         if not starter or len(starter) < len(self.catalog.starter_set()):
             return False  # the user already has some of it: don't nag
-        self.starter_dialog = StarterDialog(starter, self)
+        self.starter_dialog = StarterDialog(starter, self, self.catalog, self.installed)
         self.starter_dialog.accepted.connect(self._on_starter_accepted)
         self.starter_dialog.rejected.connect(self._on_starter_rejected)
         self.starter_dialog.show()

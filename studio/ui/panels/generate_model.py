@@ -1,0 +1,166 @@
+"""The Generate panel's state, without widgets: model, prompts, sampling settings, source
+and size. Properties persist themselves through the typed settings (``studio.ui.properties``)
+and ``request()`` turns the state plus the document's inputs into a ``GenerateRequest``, so
+what Generate sends is testable without a window.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from studio.engine.jobs import GenerateRequest
+from studio.ui.properties import PanelModel, Property
+
+MAX_SEED = 2**53 - 1  # seeds are exact integers in a double spin box up to here
+RANDOM_SEEDS = 2**32  # random seeds are 32-bit, as AUTOMATIC1111 and `studio generate` draw them
+
+
+def generation_size(side: int) -> int:
+    """The model's size for a region side: the nearest multiple of 8 (64..2048). Results are
+    resized to the exact region, so no strip of it stays un-generated."""
+    return max(64, min(2048, int(round(side / 8)) * 8))
+
+
+def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` (H, W, C uint8) at ``size`` (w, h), Lanczos; itself when it already is."""
+    if (image.shape[1], image.shape[0]) == tuple(size):
+        return image
+    from PIL import Image
+
+    mode = "RGBA" if image.shape[2] == 4 else "RGB"
+    return np.asarray(Image.fromarray(image, mode).resize(size, Image.Resampling.LANCZOS))
+
+
+class GenerateModel(PanelModel):
+    """What the Generate panel shows and sends. ``model`` and the recent-models list are
+    saved when a job is submitted (``remember_model``), the rest as it changes."""
+
+    model = Property("")
+    prompt = Property("")
+    negative_prompt = Property("")
+    steps = Property(20, setting="steps")
+    guidance = Property(7.0, setting="guidance")
+    seed = Property(0, kind=int)
+    random_seed = Property(True)
+    width = Property(512, setting="width")
+    height = Property(512, setting="height")
+    match_region = Property(True)
+    count = Property(1)
+    scheduler = Property("", setting="scheduler")  # "" = the model's default
+    source = Property("txt2img")  # "txt2img" | "img2img" | "inpaint"
+    strength = Property(0.75, setting="strength")
+    preview = Property("latent", setting="preview")
+
+    def __init__(self, settings=None, parent=None) -> None:
+        super().__init__(settings, parent)
+        if settings is not None and settings.model:
+            self.model = settings.model
+
+    def remember_model(self) -> None:
+        s = self.settings
+        if s is not None and self.model:
+            s.model = self.model
+            s.push_recent("recent_models", self.model)
+
+    def match(self, region: tuple[int, int, int, int]) -> None:
+        """Take the generation size from the region (when matching it)."""
+        if self.match_region and region[2] and region[3]:
+            self.width, self.height = generation_size(region[2]), generation_size(region[3])
+
+    def apply_recommended(self, rec: dict, schedulers: list[str]) -> None:
+        """A catalog entry's recommended steps, guidance, sampler and strength (e.g. 1 step
+        and guidance 0 for the Turbo models); an empty ``rec`` changes nothing."""
+        if not rec:
+            return
+        if "steps" in rec:
+            self.steps = int(rec["steps"])
+        if "guidance" in rec:
+            self.guidance = float(rec["guidance"])
+        sampler = rec.get("scheduler", "")
+        self.scheduler = sampler if sampler in schedulers else ""
+        if "strength" in rec:
+            self.strength = float(rec["strength"])
+
+    def apply_parameters(self, meta: dict, schedulers: list[str]) -> None:
+        """Take a metadata dict's parameters (studio.core.metadata: prompt, negative_prompt,
+        steps, cfg_scale, seed, width, height, sampler, model, denoising_strength); a sampler
+        not in ``schedulers`` is left as it is."""
+        if "prompt" in meta:
+            self.prompt = str(meta["prompt"])
+        if "negative_prompt" in meta:
+            self.negative_prompt = str(meta["negative_prompt"])
+        if isinstance(meta.get("steps"), int | float):
+            self.steps = int(meta["steps"])
+        if isinstance(meta.get("cfg_scale"), int | float):
+            self.guidance = float(meta["cfg_scale"])
+        if isinstance(meta.get("seed"), int | float):
+            self.random_seed = False
+            self.seed = min(int(meta["seed"]), MAX_SEED)
+        if isinstance(meta.get("width"), int) and isinstance(meta.get("height"), int):
+            self.match_region = False
+            self.width, self.height = meta["width"], meta["height"]
+        sampler = meta.get("sampler")
+        if isinstance(sampler, str) and sampler in schedulers:
+            self.scheduler = sampler
+        model = meta.get("model")
+        if isinstance(model, str) and model:
+            self.model = model
+        if isinstance(meta.get("denoising_strength"), int | float):
+            self.strength = float(meta["denoising_strength"])
+
+    def next_seed(self) -> int:
+        return random.randrange(RANDOM_SEEDS) if self.random_seed else int(self.seed)
+
+    def request(
+        self,
+        region: tuple[int, int, int, int] | None,
+        composite: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
+        controls: tuple = (),
+    ) -> tuple[GenerateRequest, tuple[int, int, int, int]]:
+        """The request for this state and the document's inputs, and the region (x, y, w, h)
+        its output fills. ``region`` None: an empty document (txt2img makes it).
+        ``composite``: the flattened RGBA image; ``mask``: (H, W) uint8 or None. Raises
+        ValueError with a message for the user."""
+        model = self.model.strip()
+        if not model:
+            raise ValueError("Choose a model first.")
+        width, height = int(self.width), int(self.height)
+        region = region or (0, 0, width, height)
+        init = crop_mask = None
+        if self.source != "txt2img":
+            if composite is None:
+                raise ValueError("Img2img and inpainting need an image: open or drop one first.")
+            x, y, w, h = region
+            crop = composite[y : y + h, x : x + w].astype(np.float32)
+            a = crop[..., 3:4] / 255.0
+            rgb = crop[..., :3] * a + 255.0 * (1.0 - a)  # transparent areas as white
+            init = resize(np.ascontiguousarray(rgb.astype(np.uint8)), (width, height))
+            if self.source == "inpaint":
+                if mask is None:
+                    raise ValueError("Paint a mask first (brush, B) to choose what to inpaint.")
+                crop_mask = np.ascontiguousarray(mask[y : y + h, x : x + w])
+                if (w, h) != (width, height):
+                    from PIL import Image
+
+                    crop_mask = np.asarray(Image.fromarray(crop_mask, "L").resize((width, height)))
+        request = GenerateRequest(
+            model=model,
+            prompt=self.prompt.strip(),
+            negative_prompt=self.negative_prompt.strip(),
+            steps=int(self.steps),
+            guidance=float(self.guidance),
+            seed=self.next_seed(),
+            width=width,
+            height=height,
+            scheduler=self.scheduler or None,
+            count=int(self.count),
+            init_image=init,
+            strength=float(self.strength),
+            mask=crop_mask,
+            controls=tuple(controls),
+            preview=self.preview,
+        )
+        return request, region

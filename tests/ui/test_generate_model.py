@@ -1,0 +1,103 @@
+"""The Generate panel's state without widgets (studio.ui.panels.generate_model) and the
+property/binding layer it is made of (studio.ui.properties)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtWidgets import QComboBox, QSpinBox
+
+from studio.ui.panels.generate_model import GenerateModel, generation_size
+from studio.ui.properties import bind
+from studio.ui.settings import Settings
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(tmp_path / "settings.ini")
+
+
+def test_properties_persist_and_announce_changes(qapp, settings):
+    m = GenerateModel(settings)
+    seen = []
+    m.changed.connect(lambda name, value: seen.append((name, value)))
+    m.steps = 4
+    m.steps = 4  # no change: no signal
+    m.prompt = "a lighthouse"  # not persisted
+    assert seen == [("steps", 4), ("prompt", "a lighthouse")]
+    assert settings.steps == 4
+    again = GenerateModel(settings)
+    assert again.steps == 4 and again.prompt == ""
+    m.model = "tiny"
+    assert settings.model == ""  # the model is saved when a job is submitted
+    m.remember_model()
+    assert settings.model == "tiny" and settings.recent_models[0] == "tiny"
+    assert GenerateModel(settings).model == "tiny"
+
+
+def test_txt2img_request_without_a_document(qapp):
+    m = GenerateModel()
+    with pytest.raises(ValueError, match="Choose a model"):
+        m.request(None)
+    m.model, m.prompt, m.width, m.height = "tiny", "  a boat ", 96, 64
+    m.random_seed, m.seed = False, 2**32 + 5
+    request, region = m.request(None)
+    assert region == (0, 0, 96, 64)
+    assert (request.prompt, request.width, request.height) == ("a boat", 96, 64)
+    assert request.seed == 2**32 + 5 and request.init_image is None and request.mask is None
+    m.random_seed = True
+    assert 0 <= m.request(None)[0].seed < 2**32
+
+
+def test_img2img_and_inpaint_fit_an_exact_region(qapp):
+    m = GenerateModel()
+    m.model, m.source = "tiny", "img2img"
+    composite = np.zeros((300, 451, 4), np.uint8)
+    composite[..., 1] = 200
+    composite[..., 3] = 255
+    region = (0, 0, 451, 300)
+    m.match(region)
+    assert (m.width, m.height) == (448, 304) == (generation_size(451), generation_size(300))
+    request, got = m.request(region, composite)
+    assert got == region  # results are fitted to the exact region
+    assert request.init_image.shape == (304, 448, 3) and request.init_image[..., 1].min() == 200
+    with pytest.raises(ValueError, match="need an image"):
+        m.request(region, None)
+    m.source = "inpaint"
+    with pytest.raises(ValueError, match="Paint a mask"):
+        m.request(region, composite, None)
+    mask = np.zeros((300, 451), np.uint8)
+    mask[:, 200:] = 255
+    request, _ = m.request(region, composite, mask)
+    assert request.mask.shape == (304, 448) and request.mask[:, 300].min() == 255
+
+
+def test_parameters_and_recommendations(qapp):
+    m = GenerateModel()
+    m.apply_parameters(
+        {"prompt": "p", "steps": 12, "cfg_scale": 4.5, "seed": 7, "sampler": "nope"},
+        ["", "Euler"],
+    )
+    assert (m.prompt, m.steps, m.guidance, m.seed, m.random_seed) == ("p", 12, 4.5, 7, False)
+    assert m.scheduler == ""  # an unknown sampler is not taken
+    m.apply_recommended({"steps": 1, "guidance": 0.0, "scheduler": "Euler"}, ["", "Euler"])
+    assert (m.steps, m.guidance, m.scheduler) == (1, 0.0, "Euler")
+
+
+def test_widgets_bind_two_way(qtbot):
+    m = GenerateModel()
+    spin = QSpinBox()
+    spin.setRange(1, 150)
+    combo = QComboBox()
+    for key in ("txt2img", "img2img", "inpaint"):
+        combo.addItem(key.upper(), key)
+    qtbot.addWidget(spin)
+    qtbot.addWidget(combo)
+    bind(m, "steps", spin)
+    bind(m, "source", combo, data=True)
+    assert spin.value() == 20 and combo.currentData() == "txt2img"
+    m.steps, m.source = 8, "inpaint"
+    assert spin.value() == 8 and combo.currentData() == "inpaint"
+    spin.setValue(33)
+    combo.setCurrentIndex(1)
+    assert m.steps == 33 and m.source == "img2img"
