@@ -29,6 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dist", type=Path, default=ROOT / "dist")
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "pyinstaller")
     args = parser.parse_args(argv)
+    try:
+        import PyInstaller  # noqa: F401
+    except ImportError:
+        # A missing extra is one line and exit 2 (the CLI's contract), never a traceback.
+        print(
+            'build.py: error: building the bundle needs PyInstaller, the "bundle" extra: '
+            'pip install -e ".[bundle]"',
+            file=sys.stderr,
+        )
+        return 2
 
     env = dict(os.environ, STUDIO_WINDOWED="0" if args.console else "1")
     cmd = [

@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from studio.core.errors import ModelError
+from studio.core.errors import BadInput, ModelError
 from studio.core.imageio import rgb_on_white
 from studio.core.pose import N_FACE, Person, Pose
 
@@ -67,9 +67,10 @@ def _ort():
     try:
         import onnxruntime
     except ImportError as e:
-        raise ModelError(
-            "DWPose needs onnxruntime: install it with `pip install onnxruntime` "
-            "(or `pip install studio[pose]`)"
+        # A missing extra is a setup problem, not a model problem: exit 2, one line.
+        raise BadInput(
+            'DWPose needs onnxruntime, the "pose" extra: pip install "studio[pose]" '
+            '(in a checkout: pip install -e ".[pose]")'
         ) from e
     return onnxruntime
 
