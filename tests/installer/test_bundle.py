@@ -49,8 +49,19 @@ def test_bundle_builds_and_selftest_passes(tmp_path):
     size_line = next(ln for ln in build.stdout.splitlines() if ln.startswith("bundle:"))
     print(size_line)  # the bundle size, reported in the test log (-rA / -s)
 
-    exe = dist / "studio" / ("studio.exe" if sys.platform == "win32" else "studio")
+    app = dist / "studio"
+    exe = app / ("studio.exe" if sys.platform == "win32" else "studio")
     assert exe.exists()
+    # The portable models folder sits next to the executable (users drop models beside the
+    # app), with catalog.toml, configs/ and one README'd folder per kind; resources/ is bundled.
+    from studio.core.paths import MODEL_FOLDERS
+
+    models = app / "models"
+    assert (models / "catalog.toml").is_file() and (models / "configs" / "README.md").is_file()
+    for kind in MODEL_FOLDERS:
+        assert (models / kind / "README.md").is_file(), kind
+    assert not (app / "_internal" / "models").exists()
+    assert any((app / sub / "resources" / "icon.png").is_file() for sub in ("", "_internal"))
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", STUDIO_DEVICE="cpu", HF_HUB_OFFLINE="1")
     env.pop("PYTHONPATH", None)
     run = subprocess.run(
