@@ -237,9 +237,8 @@ class FlowPreview:
 
     @torch.no_grad()
     def __call__(self, latents: torch.Tensor) -> np.ndarray:
+        # (B, C, h, w); for FLUX.2 the unpacking also undoes its 2x2 patchify: 32 channels.
         lat = spatial_latents(self.family, latents[:1], self.height, self.width, self.vsf)
-        if self.family == "flux2" and lat.shape[1] % 4 == 0 and self.mode != "taesd":
-            lat = _unpatchify(lat)  # 4C channels at h x w -> C channels at 2h x 2w
         if self.mode == "latent" or (self.mode == "taesd" and self.tiny is None):
             return latent_rgb(lat, self.family)
         if self.mode == "taesd":

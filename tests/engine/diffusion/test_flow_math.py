@@ -105,3 +105,18 @@ def test_taesd_preview_on_packed_flux_latents():
     assert full.shape == (64, 64, 3)
     fallback = FlowPreview(Pipe(), "flux1", "taesd", 64, 64, None)(packed)
     assert fallback.shape == (8, 8, 3)
+
+
+def test_flux2_previews_use_all_32_channels():
+    """FLUX.2 tokens carry 32 channels x 2x2: the latent preview is 2h x 2w and uses all 32
+    rows of its table (a channel left out changes the colour)."""
+
+    class Pipe:
+        vae_scale_factor = 8
+
+    tokens = torch.zeros(1, 16, 128)  # a 4x4 token grid -> an 8x8 latent of 32 channels
+    img0 = FlowPreview(Pipe(), "flux2", "latent", 64, 64)(tokens)
+    assert img0.shape == (8, 8, 3)
+    tokens[..., 31 * 4 : 32 * 4] = 5.0  # only the last latent channel is on
+    img1 = FlowPreview(Pipe(), "flux2", "latent", 64, 64)(tokens)
+    assert not np.array_equal(img0, img1)

@@ -106,11 +106,13 @@ def test_fill_model_refuses_txt2img(flow_models, job):
         run_flow_generate(job().ctx, request(flow_models.fill))
 
 
-def test_full_vae_preview_matches_the_final_decode_at_the_last_step(flow_models, job):
+@pytest.mark.parametrize("name", FAMILIES)
+def test_full_vae_preview_matches_the_final_decode_at_the_last_step(flow_models, job, name):
     """At the last step sigma_next = 0, so x0_hat equals the final latent: the "full" preview
-    of the last step is the final image (same VAE), up to uint8 rounding."""
+    of the last step is the final image (same VAE, same de-normalisation: FLUX.2's batch-norm
+    statistics and patchify, Qwen's mean/std, the others' scale and shift), up to rounding."""
     j = job()
-    fin = run_flow_generate(j.ctx, request(flow_models.sd3, preview="full", steps=3))
+    fin = run_flow_generate(j.ctx, request(getattr(flow_models, name), preview="full", steps=3))
     last = j.previews[-1].image.astype(int)
     assert last.shape == fin.images[0].shape
     assert np.abs(last - fin.images[0].astype(int)).max() <= 2
