@@ -179,7 +179,19 @@ def parse_parameters(text: str) -> dict:
         out[key] = _typed(key, value)
     if controlnets:
         out["controlnets"] = controlnets
+    _merge_schedule_type(out)
     return out
+
+
+def _merge_schedule_type(out: dict) -> None:
+    """A1111 >= 1.9 writes the schedule apart from the sampler ("Sampler: DPM++ 2M, Schedule
+    type: Karras"); Studio's sampler names carry it ("DPM++ 2M Karras"), so the sampler read
+    from such a text says Karras too ("Automatic" and others leave it as it is)."""
+    sampler, schedule = out.get("sampler"), out.get("schedule_type")
+    if not isinstance(sampler, str) or not isinstance(schedule, str):
+        return
+    if schedule.strip().lower() == "karras" and not sampler.lower().endswith("karras"):
+        out["sampler"] = f"{sampler} Karras"
 
 
 def _parse_controlnet(desc: str) -> dict:

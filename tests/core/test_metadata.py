@@ -199,3 +199,19 @@ def test_format_parse_round_trip_property(prompt, negative, steps, cfg, seed, w,
 @pytest.mark.parametrize("bad", ["", "\n\n", "Steps: x, Sampler: , Seed: y"])
 def test_parse_never_raises(bad):
     assert isinstance(parse_parameters(bad), dict)
+
+
+def test_schedule_type_karras_and_clip_skip_from_a1111_text():
+    from studio.core.metadata import parse_parameters
+
+    info = parse_parameters(
+        "a cat\nSteps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 1, "
+        "Size: 512x512, Clip skip: 2"
+    )
+    assert info["sampler"] == "DPM++ 2M Karras" and info["clip_skip"] == 2
+    auto = parse_parameters("a\nSteps: 20, Sampler: Euler a, Schedule type: Automatic, Seed: 1")
+    assert auto["sampler"] == "Euler a"
+    again = parse_parameters(
+        "a\nSteps: 20, Sampler: DPM++ 2M Karras, Schedule type: Karras, Seed: 1"
+    )
+    assert again["sampler"] == "DPM++ 2M Karras"

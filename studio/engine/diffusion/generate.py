@@ -35,7 +35,7 @@ from studio.engine.diffusion.sampling import (  # noqa: F401
     steps_per_image,
     validate_request,
 )
-from studio.engine.diffusion.schedulers import canonical_name, scheduler_label
+from studio.engine.diffusion.schedulers import scheduler_label, seed_noise
 from studio.engine.jobs.device import generator_for
 from studio.engine.jobs.requests import GenerateRequest
 
@@ -79,13 +79,13 @@ def run_generate(ctx, request: GenerateRequest):
     _vae_tiling(pipe, request.width * request.height)
     per_image = steps_per_image(pipe, request.steps, strength)
     total = per_image * request.count
-    sampler = request.scheduler and canonical_name(request.scheduler)
-    sampler = sampler or scheduler_label(pipe.scheduler)
+    sampler = scheduler_label(pipe.scheduler)  # what runs, not what was asked for
     device = pipe.device
     images, metadata = [], []
     ctx.progress(0, total)
     for k in range(request.count):
         seed = request.seed + k
+        seed_noise(pipe.scheduler, [seed])
         out = denoise(
             ctx,
             pipe,

@@ -241,6 +241,7 @@ def _diffuse(
     from PIL import Image
 
     from studio.engine.diffusion.sampling import control_kwargs, denoise
+    from studio.engine.diffusion.schedulers import seed_noise
     from studio.engine.jobs.device import generator_for
 
     target = model_target(pipe)
@@ -258,6 +259,7 @@ def _diffuse(
         box_controls = [replace(c, image=masks.crop(c.image, box)) for c in fitted]
         model_img = Image.fromarray(masks.resize(crop_rgb, size))
         model_mask = Image.fromarray(masks.binary(masks.resize(crop_mask, size), 0))
+        seed_noise(pipe.scheduler, [seed])
         result = denoise(
             ctx,
             pipe,
@@ -290,7 +292,7 @@ def _diffusion_job(ctx, request: InpaintRequest, image: np.ndarray, mask: np.nda
     from studio.engine.diffusion.pipeline import load_pipeline
     from studio.engine.diffusion.prompts import prompt_kwargs
     from studio.engine.diffusion.sampling import steps_per_image
-    from studio.engine.diffusion.schedulers import canonical_name, scheduler_label
+    from studio.engine.diffusion.schedulers import scheduler_label
 
     boxes = plan(mask, request.padding)
     feather = effective_feather(request.feather, request.padding)
@@ -332,9 +334,7 @@ def _diffusion_job(ctx, request: InpaintRequest, image: np.ndarray, mask: np.nda
         per_region=per_region,
         kwargs=kwargs,
     )
-    sampler = (request.scheduler and canonical_name(request.scheduler)) or scheduler_label(
-        pipe.scheduler
-    )
+    sampler = scheduler_label(pipe.scheduler)  # what runs, not what was asked for
     meta = _metadata(
         request,
         image,
@@ -356,7 +356,7 @@ def diffusion_inpaint(ctx, request: GenerateRequest):
     from studio.engine.diffusion.pipeline import load_pipeline
     from studio.engine.diffusion.prompts import prompt_kwargs
     from studio.engine.diffusion.sampling import steps_per_image, validate_request
-    from studio.engine.diffusion.schedulers import canonical_name, scheduler_label
+    from studio.engine.diffusion.schedulers import scheduler_label
 
     if request.init_image is None or request.mask is None:
         raise BadInput("inpainting needs an init image and a mask")
@@ -390,9 +390,7 @@ def diffusion_inpaint(ctx, request: GenerateRequest):
         guidance_scale=request.guidance,
         strength=request.strength,
     )
-    sampler = (request.scheduler and canonical_name(request.scheduler)) or scheduler_label(
-        pipe.scheduler
-    )
+    sampler = scheduler_label(pipe.scheduler)  # what runs, not what was asked for
     images, metadata = [], []
     ctx.progress(0, total)
     for k in range(request.count):

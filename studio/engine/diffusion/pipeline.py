@@ -20,6 +20,7 @@ from studio.engine.diffusion.loader import (
     load_controlnet,
     load_folder,
     load_single_file,
+    recommended_settings,
     resolve_model,
 )
 from studio.engine.diffusion.schedulers import canonical_name, is_turbo, make_scheduler
@@ -133,7 +134,13 @@ def load_pipeline(
                 raise ModelError(f"{resolved.name}: cannot build {cls.__name__} ({e})") from e
         pipe.set_progress_bar_config(disable=True)
         entry.pipes[pipe_key] = pipe
-    pipe.scheduler = make_scheduler(scheduler, entry.scheduler_config, turbo=is_turbo(resolved.ref))
+    spacing = recommended_settings(model).get("timestep_spacing")
+    pipe.scheduler = make_scheduler(
+        scheduler,
+        entry.scheduler_config,
+        turbo=is_turbo(resolved.ref) or is_turbo(resolved.name),
+        spacing=str(spacing) if spacing else None,
+    )
     apply_loras(pipe, entry, loras)
     pipe.studio_model = resolved
     return pipe

@@ -43,7 +43,12 @@ SCHEDULERS: dict[str, SamplerSpec] = {
         "DPMSolverMultistepScheduler",
         {"algorithm_type": "sde-dpmsolver++", "solver_order": 2, "use_karras_sigmas": True},
     ),
-    "DPM++ 2S a": SamplerSpec("DPMSolverSinglestepScheduler", {"solver_order": 2}),
+    # k-diffusion's sample_dpmpp_2s_ancestral has no diffusers twin; the closest is the
+    # second-order singlestep DPM-Solver++ in its SDE form (fresh noise every step, drawn
+    # from the job's generator), which is what "ancestral" means to users.
+    "DPM++ 2S a": SamplerSpec(
+        "DPMSolverSinglestepScheduler", {"solver_order": 2, "algorithm_type": "sde-dpmsolver++"}
+    ),
     "DPM++ SDE": SamplerSpec("DPMSolverSDEScheduler"),
     "DPM++ SDE Karras": SamplerSpec("DPMSolverSDEScheduler", {"use_karras_sigmas": True}),
     "DDIM": SamplerSpec("DDIMScheduler", {"set_alpha_to_one": False}),
@@ -65,7 +70,7 @@ _DEFAULT_LABEL = {
     "KDPM2DiscreteScheduler": "DPM2",
     "KDPM2AncestralDiscreteScheduler": "DPM2 a",
     "DPMSolverMultistepScheduler": "DPM++ 2M",
-    "DPMSolverSinglestepScheduler": "DPM++ 2S a",
+    "DPMSolverSinglestepScheduler": "DPM++ 2S",
     "DPMSolverSDEScheduler": "DPM++ SDE",
     "DDIMScheduler": "DDIM",
     "DDPMScheduler": "DDPM",
@@ -127,16 +132,42 @@ def canonical_name(name: str, schedule_type: str | None = None) -> str:
     return found
 
 
+# Noise-schedule options a sampler name decides (a name without "Karras" resets them).
+_SIGMA_OPTIONS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas")
+# Solver options of one class that must not leak into another.
+_SOLVER_OPTIONS = ("algorithm_type", "solver_order", "skip_prk_steps", "solver_type")
+
+
 def is_turbo(model_name: str) -> bool:
-    """SD-Turbo / SDXL-Turbo (adversarial diffusion distillation): 1-4 steps, guidance 0,
-    Euler with trailing timestep spacing (Sauer et al. 2023)."""
-    return "turbo" in model_name.lower()
+    """Distilled few-step models by name: SD-Turbo / SDXL-Turbo (adversarial diffusion
+    distillation, Sauer et al. 2023) and LCMs (latent consistency models, Luo et al. 2023):
+    1-8 steps that must start at the last training timestep (trailing spacing)."""
+    name = model_name.lower()
+    return "turbo" in name or "lcm" in name
 
 
-def make_scheduler(name: str | None, base_config: dict, turbo: bool = False):
+def _accepts(cls, option: str) -> bool:
+    import inspect
+
+    try:
+        return option in inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def make_scheduler(
+    name: str | None, base_config: dict, turbo: bool = False, spacing: str | None = None
+):
     """A fresh scheduler for one job: ``name`` (None = the model's default class) built from
-    the model's ``base_config`` plus the sampler's overrides. For turbo models, Euler-type
-    samplers use trailing timestep spacing so 1 step starts at the last training timestep."""
+    the model's ``base_config`` plus the sampler's overrides.
+
+    - A named sampler decides the noise schedule: "DPM++ 2M" resets a model config's
+      ``use_karras_sigmas`` (Karras et al. 2022 sigmas only with a "Karras" name).
+    - ``spacing`` (the catalog's ``recommended.timestep_spacing``), or "trailing" for turbo and
+      LCM models, is applied to every sampler class that has the option (Lin et al. 2024,
+      "Common Diffusion Noise Schedules and Sample Steps are Flawed": trailing spacing makes
+      the first step start at t = T-1; with "leading" a 1-step PNDM/DDIM starts at t=1 and
+      UniPC at t=501)."""
     import diffusers
 
     cfg = {k: v for k, v in dict(base_config).items() if not k.startswith("_")}
@@ -146,26 +177,51 @@ def make_scheduler(name: str | None, base_config: dict, turbo: bool = False):
     else:
         spec = SCHEDULERS[canonical_name(name)]
         cls_name, overrides = spec.cls, dict(spec.overrides)
+        for k in _SIGMA_OPTIONS:
+            cfg.pop(k, None)
         if cls_name != base_config.get("_class_name"):
             # Options of the model's own class don't carry over to another solver.
-            for k in ("use_karras_sigmas", "algorithm_type", "solver_order", "skip_prk_steps"):
+            for k in _SOLVER_OPTIONS:
                 cfg.pop(k, None)
     cfg.update(overrides)
-    if turbo and cls_name in ("EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler"):
-        cfg["timestep_spacing"] = "trailing"
     cls = getattr(diffusers, cls_name, None)
     if cls is None:
         raise BadInput(f"Scheduler {cls_name} is not available in this diffusers version")
-    return cls.from_config(cfg)
+    spacing = spacing or ("trailing" if turbo else None)
+    if spacing and _accepts(cls, "timestep_spacing"):
+        cfg["timestep_spacing"] = spacing
+    try:
+        return cls.from_config(cfg)
+    except ImportError as e:  # a class whose optional dependency is missing
+        raise BadInput(f"Sampler {name or cls_name} is not available here ({_first(e)})") from e
+
+
+def _first(e: BaseException) -> str:
+    lines = [x for x in str(e).strip().splitlines() if x.strip()]
+    return (lines[0] if lines else type(e).__name__)[:200]
+
+
+def seed_noise(scheduler, seeds: list[int]) -> None:
+    """Seed the noise of samplers that don't draw from the pipeline's generator: diffusers'
+    DPMSolverSDEScheduler (DPM++ SDE) samples a Brownian tree (torchsde) from
+    ``noise_sampler_seed``, which is None (fresh entropy every run) unless set, so without this
+    the same seed gave different images. One seed per image of the batch."""
+    if hasattr(scheduler, "noise_sampler_seed"):
+        scheduler.noise_sampler_seed = seeds[0] if len(seeds) == 1 else list(seeds)
+        scheduler.noise_sampler = None
 
 
 def scheduler_label(scheduler) -> str:
-    """The user-facing name of a scheduler instance (for metadata)."""
+    """The user-facing name of the scheduler that actually runs (for metadata): its class, its
+    solver variant and its sigma schedule ("DPM++ 2M SDE Karras", "DPM++ 2S a", ...)."""
     cls_name = type(scheduler).__name__
     cfg = getattr(scheduler, "config", {})
     label = _DEFAULT_LABEL.get(cls_name, cls_name)
-    if cls_name == "DPMSolverMultistepScheduler" and "sde" in str(cfg.get("algorithm_type", "")):
+    algorithm = str(cfg.get("algorithm_type", ""))
+    if cls_name == "DPMSolverMultistepScheduler" and "sde" in algorithm:
         label = "DPM++ 2M SDE"
+    if cls_name == "DPMSolverSinglestepScheduler" and "sde" in algorithm:
+        label = "DPM++ 2S a"
     if cfg.get("use_karras_sigmas") and _key(label + " karras") in _LOOKUP:
         label += " Karras"
     return label
