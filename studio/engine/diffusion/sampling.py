@@ -21,6 +21,7 @@ from studio.engine.diffusion.loader import load_taesd
 from studio.engine.diffusion.pipeline import MAX_STEPS
 from studio.engine.diffusion.previews import PreviewDecoder, StepTap, find_taesd, latent_for_xt
 from studio.engine.diffusion.schedulers import canonical_name
+from studio.engine.jobs.device import is_oom
 from studio.engine.jobs.requests import (
     MAX_SIZE,
     MIN_SIZE,
@@ -118,6 +119,7 @@ def denoise(
         nonlocal spent
         ctx.check()
         final["latents"] = kwargs["latents"]
+        final["steps"], final["of"] = i + 1, getattr(p, "num_timesteps", None) or i + 1
         step = min(step_offset + i + 1, total_steps)
         ctx.progress(step, total_steps)
         if decoder is not None:
@@ -136,6 +138,7 @@ def denoise(
         return kwargs
 
     ctx.check()
+    vae_dtype = pipe.vae.dtype
     try:
         with torch.inference_mode():
             out = pipe(
@@ -144,10 +147,21 @@ def denoise(
                 callback_on_step_end=on_step_end,
                 callback_on_step_end_tensor_inputs=["latents"],
             )
+        images = np.asarray(out.images)
+    except Exception as e:
+        done = final.get("steps") is not None and final.get("steps") >= final.get("of", 1 << 30)
+        if not (is_oom(e) and done):
+            raise
+        # Out of memory in the VAE decode after the last step: the latents are good.
+        _restore_vae(pipe, vae_dtype)
+        images = decode_fallback(ctx, pipe, final["latents"], total_steps)
     finally:
         if tap is not None:
             tap.remove()
-    images = np.asarray(out.images)
+        # diffusers' SDXL pipelines upcast an fp16 VAE to fp32 for the decode and cast it
+        # back only when the decode succeeds: after a failure the cached VAE would stay fp32
+        # and every later job would fail or run at twice the memory.
+        _restore_vae(pipe, vae_dtype)
     if _bad_decode(images, final.get("latents")) and pipe.vae.dtype != torch.float32:
         msg = f"The VAE overflowed in {str(pipe.vae.dtype).removeprefix('torch.')}; decoding again in float32"
         log.warning(msg)
@@ -173,13 +187,31 @@ def _bad_decode(images: np.ndarray, latents) -> bool:
     return bool(torch.isfinite(latents).all() and latents.float().std() > 1e-3)
 
 
-def decode_fp32(pipe, latents: torch.Tensor) -> np.ndarray:
-    """Decode final latents with the pipeline's VAE temporarily in float32 (the retry for
-    fp16/bf16 overflow), undoing the latent scaling the pipeline would have undone."""
+def _restore_vae(pipe, dtype: torch.dtype) -> None:
+    vae = getattr(pipe, "vae", None)
+    if vae is not None and vae.dtype != dtype:
+        vae.to(dtype)
+
+
+def _free_cache(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps" and hasattr(torch, "mps"):
+        torch.mps.empty_cache()
+
+
+def decode_latents(
+    pipe, latents: torch.Tensor, dtype: torch.dtype | None = None, device=None
+) -> np.ndarray:
+    """Decode final latents with the pipeline's VAE (temporarily in ``dtype`` and on
+    ``device`` when given), undoing the latent scaling the pipeline would have undone; the VAE
+    is put back where it was whatever happens."""
     vae = pipe.vae
-    dtype = vae.dtype
+    old_dtype, old_device = vae.dtype, vae.device
+    dtype = dtype or old_dtype
+    device = torch.device(device) if device is not None else old_device
     cfg = vae.config
-    lat = latents.to(torch.float32)
+    lat = latents.to(device=device, dtype=torch.float32)
     mean, std = getattr(cfg, "latents_mean", None), getattr(cfg, "latents_std", None)
     if mean is not None and std is not None:  # SDXL-style normalised latents
         mean_t = torch.tensor(mean, dtype=lat.dtype, device=lat.device).view(1, -1, 1, 1)
@@ -187,13 +219,50 @@ def decode_fp32(pipe, latents: torch.Tensor) -> np.ndarray:
         lat = lat * std_t / cfg.scaling_factor + mean_t
     else:
         lat = lat / cfg.scaling_factor
-    vae.to(torch.float32)
+    vae.to(device=device, dtype=dtype)
     try:
         with torch.inference_mode():
-            image = vae.decode(lat, return_dict=False)[0]
-        return np.asarray(pipe.image_processor.postprocess(image, output_type="np"))
+            image = vae.decode(lat.to(dtype), return_dict=False)[0]
+        return np.asarray(pipe.image_processor.postprocess(image.float(), output_type="np"))
     finally:
-        vae.to(dtype)
+        vae.to(device=old_device, dtype=old_dtype)
+
+
+def decode_fp32(pipe, latents: torch.Tensor) -> np.ndarray:
+    """Decode final latents with the VAE temporarily in float32 (the retry for fp16/bf16
+    overflow)."""
+    return decode_latents(pipe, latents, torch.float32)
+
+
+def decode_fallback(ctx, pipe, latents: torch.Tensor, total_steps: int) -> np.ndarray:
+    """The decode after an out-of-memory error: first in overlapping tiles on the same device
+    (bounded memory, diffusers' ``enable_tiling``), then on the CPU in float32. Each fallback
+    is reported as a progress message."""
+    vae = pipe.vae
+    device = vae.device
+    upcast = bool(getattr(vae.config, "force_upcast", False)) and vae.dtype == torch.float16
+    dtype = torch.float32 if upcast else vae.dtype
+    was_tiled = bool(getattr(vae, "use_tiling", False))
+    _free_cache(device)
+    msg = "Out of memory while decoding; decoding again in tiles"
+    log.warning(msg)
+    ctx.progress(total_steps, total_steps, msg)
+    try:
+        if hasattr(vae, "enable_tiling"):
+            vae.enable_tiling()
+        try:
+            return decode_latents(pipe, latents, dtype)
+        except Exception as e:
+            if not is_oom(e):
+                raise
+        _free_cache(device)
+        msg = "Out of memory while decoding in tiles; decoding on the CPU (slow)"
+        log.warning(msg)
+        ctx.progress(total_steps, total_steps, msg)
+        return decode_latents(pipe, latents, torch.float32, "cpu")
+    finally:
+        if hasattr(vae, "disable_tiling") and not was_tiled:
+            vae.disable_tiling()
 
 
 def _pil(image: np.ndarray, size: tuple[int, int]):
