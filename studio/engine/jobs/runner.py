@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,9 +31,13 @@ from studio.core.cancel import CancelToken
 from studio.core.errors import JobCancelled, StudioError
 from studio.engine.jobs.events import Cancelled, Event, Failed, Finished, Preview, Progress, Started
 from studio.engine.jobs.requests import (
+    DownloadRequest,
     GenerateRequest,
+    ImportModelRequest,
     InpaintRequest,
     PreprocessRequest,
+    RemoveModelRequest,
+    ScanModelsRequest,
     UpscaleRequest,
 )
 
@@ -46,7 +51,16 @@ HANDLERS: dict[type, str] = {
     InpaintRequest: "studio.engine.diffusion.inpaint:run_inpaint",
     UpscaleRequest: "studio.engine.restore.upscale:run_upscale",
     PreprocessRequest: "studio.engine.vision.control:run_preprocess",
+    DownloadRequest: "studio.engine.models.jobs:run_download",
+    ImportModelRequest: "studio.engine.models.jobs:run_import",
+    ScanModelsRequest: "studio.engine.models.jobs:run_scan",
+    RemoveModelRequest: "studio.engine.models.jobs:run_remove",
 }
+
+# Runner.cache key prefixes of models that take most of an accelerator's memory.
+HEAVY_PREFIXES = frozenset({"pipe", "flow", "upscaler", "lama", "pose"})
+# Memory is short when less than this share of the accelerator (or of RAM on the CPU) is free.
+SHORT_FRACTION = 0.25
 
 _job_ids = itertools.count(1)
 
@@ -107,23 +121,40 @@ class Runner:
         self.dtype = dtype
         self._lock = threading.Lock()  # one job at a time
         self._current: tuple[int, CancelToken] | None = None
-        self._cache: dict[str, object] = {}  # handler-owned caches (e.g. loaded pipelines)
+        # handler-owned caches (e.g. loaded pipelines), least recently used first
+        self._cache: OrderedDict[str, object] = OrderedDict()
 
     # -- caches shared by handlers ------------------------------------------------------------
     def cache(self, key: str, factory: Callable[[], object], keep: int = 1) -> object:
         """Return the cached object for ``key`` or build it, keeping at most ``keep`` objects
-        whose key shares the prefix before the first ':' (e.g. one pipeline at a time)."""
+        whose key shares the prefix before the first ':' (e.g. one pipeline at a time).
+
+        Heavy models (prefixes in :data:`HEAVY_PREFIXES`: pipelines, upscalers, LaMa, pose
+        detectors) share one more rule: when memory is short (:func:`memory_short`), building
+        one first frees every other heavy model, so only one is resident at a time across
+        job kinds (an LRU over the heavy entries; light ones such as TAESD stay)."""
         if key in self._cache:
+            self._cache.move_to_end(key)
             return self._cache[key]
-        prefix = key.split(":", 1)[0] + ":"
-        same_kind = [k for k in self._cache if k.startswith(prefix)]
-        for k in same_kind[: max(0, len(same_kind) - keep + 1)]:
+        prefix = key.split(":", 1)[0]
+        same_kind = [k for k in self._cache if k.split(":", 1)[0] == prefix]
+        drop = same_kind[: max(0, len(same_kind) - keep + 1)]
+        if prefix in HEAVY_PREFIXES:
+            others = [k for k in self._cache if k.split(":", 1)[0] in HEAVY_PREFIXES]
+            if others and memory_short():
+                drop += [k for k in others if k not in drop]
+        for k in drop:
             del self._cache[k]
-        if same_kind:
+        if drop:
             free_memory()
         value = factory()
         self._cache[key] = value
         return value
+
+    @property
+    def cached_keys(self) -> list[str]:
+        """The cache's keys, least recently used first."""
+        return list(self._cache)
 
     def clear_cache(self) -> None:
         self._cache.clear()
@@ -197,6 +228,31 @@ def _one_line(e: BaseException) -> str:
     if "out of memory" in msg.lower():
         return "The accelerator ran out of memory. Try a smaller size, fewer images, or CPU."
     return f"{name}: {msg}" if msg else name
+
+
+def memory_short(fraction: float = SHORT_FRACTION) -> bool:
+    """Whether less than ``fraction`` of the job device's memory is free: the CUDA card's
+    (counting what PyTorch's allocator caches but does not use), else the machine's RAM
+    (Linux ``sysconf``; False where it cannot be read). Torch is not imported for this:
+    without it loaded no model is resident."""
+    import os
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    try:
+        if torch.cuda.is_available():
+            from studio.engine.jobs.device import free_bytes
+
+            free, total = free_bytes(torch.device("cuda")) or (0, 0)
+        else:
+            page = os.sysconf("SC_PAGE_SIZE")
+            free = os.sysconf("SC_AVPHYS_PAGES") * page
+            total = os.sysconf("SC_PHYS_PAGES") * page
+    except (AttributeError, ValueError, OSError, RuntimeError):
+        return False
+    return total > 0 and free < fraction * total
 
 
 def free_memory() -> None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from studio.core.cancel import CancelToken
 from studio.core.errors import BadInput, ModelError
 from studio.engine.models.folders import check_disk_space, kind_dir
 from studio.engine.models.identify import SUFFIXES, Identified, identify
@@ -27,6 +28,8 @@ from studio.engine.models.registry import (
     save_registry,
 )
 from studio.engine.models.scan import find_local, local_models
+
+COPY_CHUNK = 4 << 20  # cancel and progress stay prompt while copying a multi-GB checkpoint
 
 __all__ = [
     "REGISTRY",
@@ -46,12 +49,16 @@ def import_file(
     link: bool = False,
     name: str | None = None,
     overwrite: bool = False,
+    token: CancelToken | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportedModel:
     """Identify ``src`` and put it into Studio's models folder under its kind.
 
     ``link=True`` hard-links (same disk) or else symlinks instead of copying. ``name`` renames
     it (the suffix is kept). Importing the same file twice returns the existing record; a
-    different file with the same name needs ``overwrite=True``.
+    different file with the same name needs ``overwrite=True``. A copy reports
+    ``progress(bytes_done, bytes_total)`` and stops at ``token``'s cancel (JobCancelled; the
+    partial copy is removed).
     """
     src_path = Path(src).expanduser()
     if not src_path.is_file():
@@ -80,7 +87,7 @@ def import_file(
             )
     folder.mkdir(parents=True, exist_ok=True)
     if not dest.exists() or not _same_file(src_path, dest):
-        _place(src_path, dest, size, link)
+        _place(src_path, dest, size, link, token, progress)
 
     record = ImportedModel(
         name=dest.name,
@@ -125,7 +132,34 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _place(src: Path, dest: Path, size: int, link: bool) -> None:
+def _copy(
+    src: Path,
+    dst: Path,
+    size: int,
+    token: CancelToken | None,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    done = 0
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        while chunk := fin.read(COPY_CHUNK):
+            if token is not None:
+                token.raise_if_cancelled()
+            fout.write(chunk)
+            done += len(chunk)
+            if progress is not None:
+                progress(done, size)
+        fout.flush()
+        os.fsync(fout.fileno())
+
+
+def _place(
+    src: Path,
+    dest: Path,
+    size: int,
+    link: bool,
+    token: CancelToken | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
     tmp = dest.with_name(f".{dest.name}.importing")
     with contextlib.suppress(OSError):
         tmp.unlink()
@@ -137,9 +171,7 @@ def _place(src: Path, dest: Path, size: int, link: bool) -> None:
                 os.symlink(src.resolve(), tmp)
         else:
             check_disk_space(dest.parent, size)
-            shutil.copyfile(src, tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
+            _copy(src, tmp, size, token, progress)
         os.replace(tmp, dest)
     except OSError as e:
         with contextlib.suppress(OSError):

@@ -33,12 +33,17 @@ def run_preprocess(ctx: JobContext, req: PreprocessRequest) -> Finished:
         high = _number(req, "high", DEFAULT_HIGH)
         blur = int(_number(req, "blur", 0))
         ctx.progress(0, 1)
+        ctx.check()  # a cancel while the event was delivered: no work after it
         out = canny(image, low, high, blur=blur)
+        ctx.check()
         ctx.progress(1, 1)
         meta = {"control": "canny", "low": low, "high": high, "blur": blur}
         return ctx.finished([out], [meta])
     if kind == "scribble":
+        ctx.progress(0, 1)
+        ctx.check()
         out = scribble_from_layer(image, int(_number(req, "threshold", 32)))
+        ctx.progress(1, 1)
         return ctx.finished([out], [{"control": "scribble"}])
     if kind == "pose":
         return _run_pose(ctx, req)
@@ -64,6 +69,7 @@ def _run_pose(ctx: JobContext, req: PreprocessRequest) -> Finished:
         face=bool(req.param("face", True)),
     )
     ctx.progress(2, 3, "rendering")
+    ctx.check()
     image = pose.render()
     ctx.progress(3, 3)
     meta = {
