@@ -72,3 +72,23 @@ def is_oom(error: BaseException) -> bool:
     if oom and isinstance(error, oom):
         return True
     return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+def free_bytes(device: torch.device) -> tuple[int, int] | None:
+    """(free, total) bytes of an accelerator, counting the memory PyTorch's caching allocator
+    holds but does not use as free (``mem_get_info`` + ``memory_reserved`` -
+    ``memory_allocated``): that memory is reused by the next allocation without asking the
+    driver. None for the CPU and devices that do not report it."""
+    if device.type != "cuda":
+        return None
+    free, total = torch.cuda.mem_get_info(device)
+    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return int(free + max(0, cached)), int(total)
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively. CUDA before Ampere "supports" bf16 only by
+    emulation, slower than fp32 (``is_bf16_supported(including_emulation=False)``)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    return device.type == "cpu"

@@ -37,7 +37,8 @@ import numpy as np
 
 from studio.core.errors import OutOfMemory
 
-Infer = Callable[[np.ndarray], np.ndarray]
+# a tile -> its output, or a callable that waits for the output (see blend_tiles)
+Infer = Callable[[np.ndarray], "np.ndarray | Callable[[], np.ndarray]"]
 Write = Callable[[int, int, np.ndarray], None]
 
 FEATHER_MARGIN = 0.25
@@ -106,6 +107,11 @@ def feather(length: int, before: int, after: int, margin: float = FEATHER_MARGIN
     return w
 
 
+def resolve_output(value: np.ndarray | Callable[[], np.ndarray]) -> np.ndarray:
+    """A tile output, or a pending one (a callable that waits for it): the array."""
+    return value() if callable(value) else value
+
+
 def blend_tiles(
     image: np.ndarray,
     infer: Infer,
@@ -120,49 +126,63 @@ def blend_tiles(
     """Run ``infer`` over overlapping tiles of ``image`` (H, W, C float32) and stream the
     feather-blended result to ``write(y, x, block)`` in output coordinates (``scale`` x).
     Every output pixel is written exactly once. ``infer(tile)`` must return
-    (h*scale, w*scale, C_out) float32. ``check()`` runs before each tile (cancel),
-    ``on_tile(done, total)`` after each."""
+    (h*scale, w*scale, C_out) float32, or a callable returning it once the result is ready
+    (an accelerator still computing): then the next tile is handed to ``infer`` *before* this
+    one is waited for and blended, so the device computes tile k+1 while the CPU blends tile
+    k. A synchronous ``infer`` (an array) runs one tile after the other, nothing ahead.
+    ``check()`` runs before each tile (cancel), ``on_tile(done, total)`` after each."""
     h, w = image.shape[:2]
     ys = spans(h, tile, overlap, align)
     xs = spans(w, tile, overlap, align)
-    total = len(xs) * len(ys)
-    done = 0
+    order = [(sy, sx) for sy in ys for sx in xs]
+    total = len(order)
     s = int(scale)
+
+    def submit(k: int):
+        if check is not None:
+            check()
+        sy, sx = order[k]
+        return infer(image[sy.start : sy.end, sx.start : sx.end])
+
     carry: np.ndarray | None = None  # previous tile row's bottom overlap band, full width
-    for sy in ys:
+    new_carry: np.ndarray | None = None
+    col_carry: np.ndarray | None = None
+    pending = submit(0)
+    for k, (sy, sx) in enumerate(order):
+        following = None
+        if callable(pending) and k + 1 < total:
+            following = submit(k + 1)  # queue the next tile before waiting for this one
+        out = resolve_output(pending)
+        if sx is xs[0]:  # a new tile row
+            carry, new_carry, col_carry = (new_carry if k else None), None, None
         wy = feather(sy.length * s, sy.before * s, sy.after * s)[:, None, None]
         top, bottom = sy.before * s, sy.after * s
-        new_carry: np.ndarray | None = None
-        col_carry: np.ndarray | None = None
-        for sx in xs:
-            if check is not None:
-                check()
-            out = infer(image[sy.start : sy.end, sx.start : sx.end])
-            want = (sy.length * s, sx.length * s)
-            if out.shape[:2] != want:
-                raise RuntimeError(f"model returned {out.shape[:2]} for a tile, expected {want}")
-            out = out.astype(np.float32, copy=True)
-            out *= feather(want[1], sx.before * s, sx.after * s)[None, :, None]
-            left, right = sx.before * s, sx.after * s
-            if col_carry is not None:
-                out[:, :left] += col_carry
-            col_carry = out[:, want[1] - right :].copy() if right else None
-            chunk = out[:, : want[1] - right]
-            chunk *= wy
-            x0 = sx.start * s
-            cw = chunk.shape[1]
-            if top:
-                assert carry is not None
-                chunk[:top] += carry[:, x0 : x0 + cw]
-            if bottom:
-                if new_carry is None:
-                    new_carry = np.zeros((bottom, w * s, out.shape[2]), dtype=np.float32)
-                new_carry[:, x0 : x0 + cw] = chunk[want[0] - bottom :]
-            write(sy.start * s, x0, chunk[: want[0] - bottom])
-            done += 1
-            if on_tile is not None:
-                on_tile(done, total)
-        carry = new_carry
+        want = (sy.length * s, sx.length * s)
+        if out.shape[:2] != want:
+            raise RuntimeError(f"model returned {out.shape[:2]} for a tile, expected {want}")
+        out = out.astype(np.float32, copy=True)
+        out *= feather(want[1], sx.before * s, sx.after * s)[None, :, None]
+        left, right = sx.before * s, sx.after * s
+        if col_carry is not None:
+            out[:, :left] += col_carry
+        col_carry = out[:, want[1] - right :].copy() if right else None
+        chunk = out[:, : want[1] - right]
+        chunk *= wy
+        x0 = sx.start * s
+        cw = chunk.shape[1]
+        if top:
+            assert carry is not None
+            chunk[:top] += carry[:, x0 : x0 + cw]
+        if bottom:
+            if new_carry is None:
+                new_carry = np.zeros((bottom, w * s, out.shape[2]), dtype=np.float32)
+            new_carry[:, x0 : x0 + cw] = chunk[want[0] - bottom :]
+        write(sy.start * s, x0, chunk[: want[0] - bottom])
+        if on_tile is not None:
+            on_tile(k + 1, total)
+        if following is None and k + 1 < total:
+            following = submit(k + 1)  # synchronous: nothing runs ahead of the blend
+        pending = following
 
 
 def pad_to_requirements(
@@ -258,7 +278,10 @@ class AdaptiveTiler:
         padded = pad_to_requirements(tile, self.multiple_of, self.minimum, self.square)
         self.calls += 1
         out = self.model(padded)
-        return out[: h * self.scale, : w * self.scale]
+        hs, ws = h * self.scale, w * self.scale
+        if callable(out):
+            return lambda: resolve_output(out)[:hs, :ws]
+        return out[:hs, :ws]
 
     def _infer(self, tile: np.ndarray) -> np.ndarray:
         while True:

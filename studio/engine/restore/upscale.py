@@ -38,7 +38,7 @@ import torch
 
 from studio.core import resample
 from studio.core.errors import BadInput, ModelError
-from studio.engine.jobs.device import DeviceChoice, is_oom, pick_device
+from studio.engine.jobs.device import DeviceChoice, free_bytes, is_oom, native_bf16, pick_device
 from studio.engine.jobs.events import Finished
 from studio.engine.jobs.requests import UpscaleRequest
 from studio.engine.restore.tiling import AdaptiveTiler, spans
@@ -169,7 +169,9 @@ def describe_upscaler(path: str | os.PathLike) -> dict:
 # -- device, dtype, tile size -----------------------------------------------------------------
 def choose_dtype(descriptor: Any, choice: DeviceChoice) -> torch.dtype:
     """The requested/default dtype if the model supports it on this device, else the next
-    best: fp16 -> bf16 -> fp32. CPUs run fp32 unless bf16 was asked for explicitly."""
+    best: fp16 -> bf16 -> fp32. CPUs run fp32 unless bf16 was asked for explicitly. bf16 on a
+    CUDA card only where it is native (Ampere and later): emulated bf16 is slower than fp32,
+    so older cards run fp32 instead."""
     dtype = choice.dtype
     if choice.device.type == "cpu" and dtype == torch.float16:
         dtype = torch.float32  # fp16 convolutions on CPU are slow or missing
@@ -177,7 +179,7 @@ def choose_dtype(descriptor: Any, choice: DeviceChoice) -> torch.dtype:
         dtype = torch.bfloat16
     if dtype == torch.bfloat16:
         bf16_ok = descriptor.supports_bfloat16 and (
-            choice.device.type != "cuda" or torch.cuda.is_bf16_supported()
+            choice.device.type != "cuda" or native_bf16(choice.device)
         )
         if not bf16_ok:
             dtype = torch.float32
@@ -200,10 +202,12 @@ def auto_tile(descriptor: Any, device: torch.device, dtype: torch.dtype) -> int:
     feature channels held a few times over at low resolution (dense blocks concatenate up
     to ~4-6 C) and ~6 copies at the s^2 upsampled resolution. The estimate is deliberately
     rough: 60 % of the free memory is the budget, and an out-of-memory error halves the tile
-    anyway."""
+    anyway. Free memory counts what PyTorch's allocator caches but does not use
+    (:func:`~studio.engine.jobs.device.free_bytes`): after a diffusion job most of the card is
+    cached, not taken."""
     align = max(1, descriptor.size_requirements.multiple_of)
     if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
+        free, _total = free_bytes(device) or (0, 0)
         elem = torch.finfo(dtype).bits // 8
         per_px = (
             elem * _feature_channels(descriptor.model) * (6 * max(descriptor.scale, 1) ** 2 + 24)
@@ -242,11 +246,16 @@ class UpscaleStats:
     notes: list[str] = field(default_factory=list)
 
 
-def _to_tensor(tile: np.ndarray, device: torch.device, dtype: torch.dtype, gray: bool):
+def _to_tensor(
+    tile: np.ndarray, device: torch.device, dtype: torch.dtype, gray: bool, pinned: bool = False
+):
+    """An (1, C, H, W) tensor of ``dtype`` on ``device``. ``pinned``: upload from page-locked
+    memory without waiting (CUDA), so the CPU can go on while the copy is queued."""
     arr = np.ascontiguousarray(tile)
     if not arr.flags.writeable:
         arr = arr.copy()
-    t = torch.from_numpy(arr).to(device)
+    t = torch.from_numpy(arr)
+    t = t.pin_memory().to(device, non_blocking=True) if pinned else t.to(device)
     t = t.permute(2, 0, 1).unsqueeze(0)
     t = t.to(dtype) / 255.0 if arr.dtype == np.uint8 else t.to(dtype)
     if gray:
@@ -276,7 +285,7 @@ def model_pass(
     gray_in = descriptor.input_channels == 1
     state = {"dtype": dtype}
 
-    def infer(tile_img: np.ndarray) -> np.ndarray:
+    def run_sync(tile_img: np.ndarray) -> np.ndarray:
         while True:
             x = _to_tensor(tile_img, device, state["dtype"], gray_in)
             with torch.inference_mode():
@@ -286,15 +295,46 @@ def model_pass(
                 break
             # fp16 overflow (NaN/inf): redo this tile and the rest of the job in fp32
             del y
-            state["dtype"] = torch.float32
-            descriptor.to(dtype=torch.float32)
-            stats.fp32_fallback = True
-            stats.notes.append("half precision overflowed; switched to fp32")
-        out = y[0].float().permute(1, 2, 0).cpu().numpy()
-        del y
+            _to_fp32()
+        return _host(y[0].float().permute(1, 2, 0).cpu().numpy())
+
+    def _to_fp32() -> None:
+        state["dtype"] = torch.float32
+        descriptor.to(dtype=torch.float32)
+        stats.fp32_fallback = True
+        stats.notes.append("half precision overflowed; switched to fp32")
+
+    def run_async(tile_img: np.ndarray):
+        """CUDA: queue upload, model and download without waiting (pinned buffers, one
+        event) and return a callable that waits; blend_tiles blends the previous tile
+        meanwhile, so the GPU does not idle while the CPU blends."""
+        dtype_used = state["dtype"]
+        x = _to_tensor(tile_img, device, dtype_used, gray_in, pinned=True)
+        with torch.inference_mode():
+            y = descriptor(x)
+            finite = torch.isfinite(y).all() if dtype_used != torch.float32 else None
+            host = torch.empty(y.shape[1:], dtype=torch.float32, pin_memory=True)
+            host.copy_(y[0].float(), non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        del x, y
+
+        def wait() -> np.ndarray:
+            done.synchronize()
+            if finite is not None and not bool(finite):
+                if state["dtype"] != torch.float32:
+                    _to_fp32()
+                return run_sync(tile_img)
+            return _host(host.permute(1, 2, 0).numpy())
+
+        return wait
+
+    def _host(out: np.ndarray) -> np.ndarray:
         if out.shape[2] == 1:
             out = np.repeat(out, 3, axis=2)
         return out
+
+    infer = run_async if device.type == "cuda" else run_sync
 
     def on_oom(new_tile: int) -> None:
         from studio.engine.jobs.runner import free_memory
