@@ -273,7 +273,13 @@ def _diffuse(
             width=size[0],
             height=size[1],
             generator=generator_for(seed, pipe.device),
-            **control_kwargs("inpaint", box_controls, size[0], size[1]),
+            **control_kwargs(
+                "inpaint",
+                box_controls,
+                size[0],
+                size[1],
+                inpaint_source=(np.asarray(model_img), np.asarray(model_mask)),
+            ),
             **kwargs,
         )[0]
         patch = masks.resize(result, (box[2], box[3]))

@@ -121,6 +121,7 @@ def load_pipeline(
             models = []
             for ref in cn_refs:
                 if ref not in entry.controlnets:
+                    check_controlnet_family(ref, family, resolved.name)
                     cn = load_controlnet(ref, choice.dtype).to(choice.device)
                     entry.controlnets[ref] = cn
                 models.append(entry.controlnets[ref])
@@ -144,6 +145,40 @@ def load_pipeline(
     apply_loras(pipe, entry, loras)
     pipe.studio_model = resolved
     return pipe
+
+
+def controlnet_family_of(ref: str) -> Family | None:
+    """The family a ControlNet was trained for, read before its weights load: a folder's
+    config.json or a single file's tensor names/shapes. None when it can't be told."""
+    import json
+
+    from studio.engine.diffusion.families import controlnet_family, probe_file
+
+    resolved = resolve_model(ref)
+    if resolved.kind == "file":
+        return controlnet_family(probe=probe_file(resolved.path))
+    folder = resolved.path
+    for cfg in (folder / "config.json", folder / "controlnet" / "config.json"):
+        if cfg.exists():
+            try:
+                return controlnet_family(json.loads(cfg.read_text()))
+            except (ValueError, ModelError):
+                return None
+    return None
+
+
+def check_controlnet_family(ref: str, family: Family, model_name: str) -> None:
+    """BadInput in one line when the ControlNet ``ref`` was made for another family (an SD1.5
+    ControlNet on an SDXL model fails deep inside the UNet with a shape error otherwise)."""
+    cn_family = controlnet_family_of(ref)
+    if cn_family is None or family.accepts_controlnet(cn_family.name):
+        return
+    example = next(iter(family.controlnet_defaults.values()), None)
+    hint = f" (e.g. {example})" if example else ""
+    raise BadInput(
+        f"ControlNet {Path(ref).name} is for {cn_family.label} but {model_name} is "
+        f"{family.label}: use an {family.label} ControlNet{hint}"
+    )
 
 
 def _adapter_name(i: int, path: str) -> str:

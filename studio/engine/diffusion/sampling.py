@@ -275,13 +275,36 @@ def _pil(image: np.ndarray, size: tuple[int, int]):
     return im
 
 
-def control_kwargs(task: str, controls, width: int, height: int) -> dict:
+def inpaint_condition(image: np.ndarray, mask: np.ndarray) -> torch.Tensor:
+    """The conditioning image of an inpainting ControlNet (lllyasviel control_v11p_sd15_inpaint):
+    the init image in [0, 1] with the masked pixels set to -1, as a (1, 3, H, W) tensor (the
+    ``make_inpaint_condition`` of diffusers' ControlNet inpainting docs). ``mask``: > 127 =
+    regenerate."""
+    rgb = np.asarray(image[..., :3], dtype=np.float32) / 255.0
+    rgb[np.asarray(mask) > 127] = -1.0
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None]
+
+
+def control_kwargs(
+    task: str,
+    controls,
+    width: int,
+    height: int,
+    inpaint_source: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict:
     """Pipeline keyword arguments for ``controls`` (ControlInput): the control images resized to
     the generation size, with per-ControlNet conditioning scale and guidance start/end. The
-    txt2img ControlNet pipelines take them as ``image``, img2img/inpaint as ``control_image``."""
+    txt2img ControlNet pipelines take them as ``image``, img2img/inpaint as ``control_image``.
+    An "inpaint" control gets its conditioning built from ``inpaint_source`` (the init image
+    and mask at the generation size, see :func:`inpaint_condition`) instead of its image."""
     if not controls:
         return {}
-    images = [_pil(c.image, (width, height)) for c in controls]
+    images = []
+    for c in controls:
+        if c.kind == "inpaint" and inpaint_source is not None:
+            images.append(inpaint_condition(*inpaint_source))
+        else:
+            images.append(_pil(c.image, (width, height)))
     one = len(controls) == 1
 
     def pick(values):
