@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
+    from PySide6.QtCore import SignalInstance
     from PySide6.QtGui import QUndoCommand
     from PySide6.QtWidgets import QWidget
 
@@ -32,6 +33,9 @@ class Host(Protocol):
     settings: Settings
     #: The docked panels by title ("Generate", "Models", ...).
     panels: dict[str, QWidget]
+    #: Signal, emitted (by ``models_changed``) when installed models changed: model pickers
+    #: connect to it and list them again, so downloads and imports show at once.
+    models_updated: SignalInstance
 
     # The background worker: ``submit(request) -> job_id``, ``cancel(job_id)``, and Qt
     # signals started(int), progress(int, int, int), preview(int, QImage, object region),

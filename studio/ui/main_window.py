@@ -21,11 +21,9 @@ from PySide6.QtGui import QCloseEvent, QColor, QUndoCommand
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
-    QFrame,
     QLabel,
     QMainWindow,
     QMessageBox,
-    QScrollArea,
     QUndoView,
     QWidget,
 )
@@ -34,6 +32,7 @@ from studio.ui import documents
 from studio.ui.actions import SHORTCUTS, ActionsMixin
 from studio.ui.documents import EXTENSION, DocumentsMixin
 from studio.ui.jobs import JobsMixin
+from studio.ui.panels.fit import VScrollArea
 from studio.ui.settings import Settings
 from studio.ui.theme import app_icon, apply_theme
 
@@ -251,12 +250,9 @@ class MainWindow(DocumentsMixin, ActionsMixin, JobsMixin, QMainWindow):
     def add_panel(self, title: str, widget: QWidget) -> None:
         dock = QDockWidget(title, self)
         dock.setObjectName(f"panel-{title}")
-        # In a scroll area so no panel's minimum height can push the window past the screen.
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(widget)
+        # In a scroll area so no panel's minimum height can push the window past the screen;
+        # never narrower than the panel needs, so every control is whole.
+        scroll = VScrollArea(widget)
         dock.setWidget(scroll)
         dock.setFeatures(
             QDockWidget.DockWidgetFeature.DockWidgetMovable
@@ -328,8 +324,12 @@ class MainWindow(DocumentsMixin, ActionsMixin, JobsMixin, QMainWindow):
                 log.exception("panel %s failed to load", title)
                 self.panel_errors[title] = f"{type(e).__name__}: {e}"
         if self._panel_docks:
-            self.resizeDocks(self._panel_docks[:1], [360], Qt.Orientation.Horizontal)
+            # Qt keeps it at least as wide as the widest panel needs (VScrollArea).
+            self.resizeDocks(self._panel_docks[:1], [380], Qt.Orientation.Horizontal)
         self.resizeDocks([self.layers_dock], [220], Qt.Orientation.Horizontal)
+        state = self.settings.window_state  # dock sizes the user chose last time
+        if isinstance(state, QByteArray) and not state.isEmpty():
+            self.restoreState(state)
 
     # == tools ===================================================================================
 
@@ -480,6 +480,7 @@ class MainWindow(DocumentsMixin, ActionsMixin, JobsMixin, QMainWindow):
                     log.exception("panel %s failed to shut down", title)
         self._clear_recovery()
         self.settings.geometry = self.saveGeometry()
+        self.settings.window_state = self.saveState()
         self.settings.sync()
         for box in list(self._errors):
             box.close()

@@ -65,3 +65,47 @@ def test_adding_control_and_pose_layers_keeps_painting_on_the_mask(qtbot, window
     control.add_scribble_layer()  # asked for to paint on: the brush moves, and says so
     assert window.model.doc.active_layer.name == "Scribble"
     assert "Scribble" in window.target_label.text()
+
+
+# -- 3. Generate works the first time / 4. imported models appear everywhere ------------------
+def _tiny_upscaler(path):
+    import torch
+    from safetensors.torch import save_file
+    from spandrel.architectures.ESRGAN import ESRGAN as RRDBNet
+
+    torch.manual_seed(0)
+    net = RRDBNet(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=4)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+
+
+def test_picker_offers_downloads_then_lists_added_models_at_once(
+    qtbot, window, tiny_models, tmp_path
+):
+    import shutil
+
+    gen = window.panels["Generate"]
+    up = window.panels["Upscale"]
+    models = window.panels["Models"]
+    # nothing installed: every catalog model is marked "download" with its size
+    labels = [gen.model_combo.itemText(i) for i in range(gen.model_combo.count())]
+    assert labels and all("— download" in t for t in labels)
+    assert gen.state.model == gen.model_combo.currentData()
+    assert not gen.download_button.isHidden() and "Download" in gen.download_button.text()
+    assert "GB" in gen.download_button.text() or "MB" in gen.download_button.text()
+    assert gen.generate() is None  # a clear message, no job, no CLI command
+    assert "not installed" in window._errors[-1].text()
+    assert "studio " not in window._errors[-1].text()
+
+    # the user adds a folder of models in the Models panel: a checkpoint and an upscaler
+    lib = tmp_path / "my-models"
+    shutil.copytree(tiny_models.sd, lib / "diffusers" / "tiny-sd")
+    (lib / "upscale_models").mkdir()
+    _tiny_upscaler(lib / "upscale_models" / "tiny-x4.safetensors")
+    with qtbot.waitSignal(window.models_updated, timeout=20000):
+        models.add_folder(str(lib))
+    first = gen.model_combo.itemText(0)
+    assert "download" not in first and "tiny-sd" in gen.model_combo.itemData(0)
+    assert gen.state.model == gen.model_combo.itemData(0)  # an installed model, picked
+    assert gen.download_button.isHidden()
+    ups = [up.model_combo.itemData(i) for i in range(up.model_combo.count())]
+    assert any("tiny-x4" in str(u) for u in ups)  # in the Upscale list, no restart

@@ -8,6 +8,8 @@ generation region (one undo step each) and in the document's history.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from PySide6.QtCore import QSize, Qt, Slot
 from PySide6.QtGui import QIcon, QImage, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
@@ -26,14 +28,15 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QSpinBox,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from studio.core.catalog import format_size
 from studio.engine.jobs import PREVIEW_MODES, GenerateRequest
+from studio.ui.panels.fit import VScrollArea
 from studio.ui.panels.generate_model import (
     MAX_SEED,
     GenerateModel,
@@ -82,14 +85,37 @@ def local_models() -> list[str]:
         return []
 
 
-def model_choices(recent: list[str], catalog: dict[str, dict] | None = None) -> list[str]:
-    """Recent models first, then catalog ids (txt2img/inpaint), then local model folders."""
-    out: list[str] = []
-    out += [m for m in recent if m]
-    out += list(catalog if catalog is not None else catalog_models())
-    out += local_models()
+@dataclass(frozen=True)
+class PickerItem:
+    """One row of the model picker: ``ref`` goes into the request; ``size`` (bytes) is
+    what a not-installed catalog model downloads."""
+
+    ref: str
+    label: str
+    installed: bool
+    size: int = 0
+
+
+def model_choices(recent: list[str]) -> list[PickerItem]:
+    """Installed generation models first (catalog, imported, the model folders), then other
+    recently used references (Hugging Face ids, paths), then the catalog models not
+    installed, marked "download" with their size."""
+    try:
+        from studio.engine.models import list_models  # torch-free, reads the disk each call
+
+        choices = list_models(("txt2img", "inpaint"), include_missing=True)
+    except Exception:  # noqa: BLE001 - a broken models folder must not break the picker
+        choices = []
+    installed = [PickerItem(c.ref, c.label, True) for c in choices if c.installed]
+    missing = [
+        PickerItem(c.ref, f"{c.label} — download {format_size(c.size)}", False, c.size)
+        for c in choices
+        if not c.installed
+    ]
+    known = {c.ref for c in choices}
+    others = [PickerItem(m, m, True) for m in recent if m and m not in known]
     seen: set[str] = set()
-    return [m for m in out if not (m in seen or seen.add(m))]
+    return [i for i in installed + others + missing if not (i.ref in seen or seen.add(i.ref))]
 
 
 class GeneratePanel(QWidget):
@@ -106,12 +132,17 @@ class GeneratePanel(QWidget):
         self.model_combo.setEditable(True)
         self.model_combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
         self.model_combo.setToolTip("Catalog id, Hugging Face repo id, local folder or file")
-        recent = list(self.settings.recent_models) if self.settings else []
         self.recommended = catalog_models()
-        self.model_combo.addItems(model_choices(recent, self.recommended))
-        if not self.state.model:
-            self.state.model = self.model_combo.currentText()
+        self.picker: list[PickerItem] = []
+        self.download_button = QToolButton()
+        self.download_button.setObjectName("download")
+        self.download_button.setToolTip("Download the picked model (Models panel shows progress)")
+        self.download_button.clicked.connect(self.download_model)
+        self.fill_models()
+        self.model_combo.activated.connect(self._model_activated)
+        self.model_combo.editTextChanged.connect(self._model_typed)
         self.model_combo.textActivated.connect(self.apply_recommended)
+        self.state.changed.connect(self._on_state_changed)
         browse = QToolButton()
         browse.setText("…")
         browse.setToolTip("Choose a local model folder")
@@ -169,7 +200,6 @@ class GeneratePanel(QWidget):
         for m in PREVIEW_MODES:
             self.preview_mode.addItem(m, m)
         for name, widget in (
-            ("model", self.model_combo),
             ("prompt", self.prompt),
             ("negative_prompt", self.negative),
             ("steps", self.steps),
@@ -191,8 +221,9 @@ class GeneratePanel(QWidget):
             bind(self.state, name, combo, data=True)
         self.seed.setEnabled(not self.state.random_seed)
         self.random_seed.toggled.connect(self._sync_seed_enabled)
+        self._show_model()
         if not (self.settings and self.settings.model):
-            self.apply_recommended(self.model_combo.currentText())  # first run
+            self.apply_recommended(self.state.model)  # first run
 
         self.generate_button = QPushButton("Generate")
         self.generate_button.setObjectName("primary")
@@ -235,6 +266,7 @@ class GeneratePanel(QWidget):
         model_row.addWidget(self.model_combo, 1)
         model_row.addWidget(browse)
         form.addRow("Model", model_row)
+        form.addRow("", self.download_button)
         form.addRow("Source", self.source)
         form.addRow("Strength", self.strength)
         settings_box = QGroupBox("Sampling")
@@ -268,10 +300,15 @@ class GeneratePanel(QWidget):
         v.addWidget(self.negative)
         v.addWidget(settings_box)
         v.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(inner)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll = VScrollArea(inner)
+        # Long model names and 16-digit seeds must not widen the dock: combos elide, the
+        # seed box scrolls its digits.
+        for combo in (self.model_combo, self.source, self.scheduler, self.preview_mode):
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+            )
+            combo.setMinimumContentsLength(10)
+        self.seed.setMinimumWidth(96)
 
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 4)
@@ -309,6 +346,7 @@ class GeneratePanel(QWidget):
         model.history_changed.connect(self._refresh_history)
         model.selection_changed.connect(self._sync_size)
         model.document_replaced.connect(self._sync_size)
+        host.models_updated.connect(self.fill_models)  # downloaded or imported: at once
         self._sync_strength_enabled()
         self._sync_size_enabled()
         self._refresh_queue()
@@ -336,6 +374,86 @@ class GeneratePanel(QWidget):
             self.state.match(self.host.selection_rect())
         self.width_spin.setEnabled(not (self.match_region.isChecked() and not self._doc_empty()))
         self.height_spin.setEnabled(self.width_spin.isEnabled())
+
+    # -- the model picker ------------------------------------------------------------------
+    @Slot()
+    def fill_models(self) -> None:
+        """(Re)list the models: installed first, the rest marked "download". The first run,
+        or a remembered model that is no longer there, picks the first installed one."""
+        recent = list(self.settings.recent_models) if self.settings else []
+        self.picker = model_choices(recent)
+        combo = self.model_combo
+        combo.blockSignals(True)
+        combo.clear()
+        for item in self.picker:
+            combo.addItem(item.label, item.ref)
+            if not item.installed:
+                combo.setItemData(
+                    combo.count() - 1,
+                    f"Not installed: pick it and press Download ({format_size(item.size)})",
+                    Qt.ItemDataRole.ToolTipRole,
+                )
+        combo.blockSignals(False)
+        installed = [i for i in self.picker if i.installed]
+        current = self._item(self.state.model)
+        if installed and (not self.state.model or (current is not None and not current.installed)):
+            self.state.model = installed[0].ref
+        elif not self.state.model and self.picker:
+            self.state.model = self.picker[0].ref  # nothing installed: the Download offer
+        self._show_model()
+
+    def _item(self, ref: str) -> PickerItem | None:
+        return next((i for i in self.picker if i.ref == ref), None)
+
+    def _show_model(self) -> None:
+        """The combo and the Download button show ``state.model``."""
+        combo, ref = self.model_combo, self.state.model
+        i = combo.findData(ref)
+        combo.blockSignals(True)
+        if i >= 0:
+            combo.setCurrentIndex(i)
+        else:
+            combo.setCurrentIndex(-1)
+            combo.setEditText(ref)
+        combo.blockSignals(False)
+        item = self._item(ref)
+        missing = item is not None and not item.installed
+        self.download_button.setVisible(missing)
+        if missing:
+            self.download_button.setText(
+                f"⤓ Download {item.label.split(' — ')[0]} ({format_size(item.size)})"
+            )
+
+    @Slot(str, object)
+    def _on_state_changed(self, name: str, value: object) -> None:
+        if name == "model":
+            self._show_model()
+
+    @Slot(int)
+    def _model_activated(self, index: int) -> None:
+        ref = self.model_combo.itemData(index)
+        if ref:
+            self.state.model = ref
+            self.apply_recommended(ref)
+
+    @Slot(str)
+    def _model_typed(self, text: str) -> None:
+        i = self.model_combo.currentIndex()
+        if i >= 0 and text == self.model_combo.itemText(i):
+            return  # the edit shows a picked row's label
+        self.state.model = text.strip()
+
+    @Slot()
+    def download_model(self) -> None:
+        """One click: the Models panel downloads the picked catalog model."""
+        item = self._item(self.state.model)
+        models = self.host.panels.get("Models")
+        if item is None or item.installed or models is None:
+            return
+        entry = next((e for e in models.catalog if e.id == item.ref), None)
+        if entry is not None:
+            models.download([entry])
+            self.host.show_status(f"Downloading {entry.name} ({format_size(entry.size)})…")
 
     def _schedulers(self) -> list[str]:
         return [self.scheduler.itemData(i) for i in range(self.scheduler.count())]
@@ -391,6 +509,14 @@ class GeneratePanel(QWidget):
     @Slot()
     def generate(self) -> int | None:
         """Submit a job (queued behind a running one). Returns its id, or None."""
+        item = self._item(self.state.model)
+        if item is not None and not item.installed:
+            self.host.show_error(
+                f"{item.label.split(' — ')[0]} is not installed yet: press "
+                f"“Download” under the model ({format_size(item.size)}), or pick an "
+                "installed model."
+            )
+            return None
         try:
             request, region = self.build_request()
         except ValueError as e:

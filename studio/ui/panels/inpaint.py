@@ -41,6 +41,7 @@ from studio.core.errors import StudioError
 from studio.core.outpaint import Extension, extend, parse_aspect, to_aspect
 from studio.engine.jobs import InpaintRequest
 from studio.ui.commands import ExtendCanvasCommand
+from studio.ui.panels.fit import VScrollArea
 
 ERASE_METHODS = (
     ("auto", "Auto (LaMa if installed, else Telea)"),
@@ -165,6 +166,7 @@ class InpaintPanel(QWidget):
         self.model_combo = QComboBox()
         self.model_combo.setEditable(True)
         self.model_combo.addItems(inpaint_models())
+        host.models_updated.connect(self._refill_models)
         self.model_combo.setToolTip(
             "An SD inpainting model (best) or any SD/SDXL model: catalog id, repo id, folder "
             "or file"
@@ -245,15 +247,26 @@ class InpaintPanel(QWidget):
         bar.addWidget(self.progress, 1)
         bar.addWidget(self.cancel_button)
 
-        layout = QVBoxLayout(self)
+        # The tools scroll; progress, Cancel and the status stay in view below them (at
+        # 800 px the tools are taller than the dock).
+        inner = QWidget()
+        layout = QVBoxLayout(inner)
+        layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(tools)
         layout.addLayout(common)
         layout.addWidget(erase)
         layout.addWidget(fill)
         layout.addWidget(out)
-        layout.addLayout(bar)
-        layout.addWidget(self.status)
         layout.addStretch(1)
+        scroll = VScrollArea(inner)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 4)
+        outer.addWidget(scroll, 1)
+        bottom = QVBoxLayout()
+        bottom.setContentsMargins(6, 0, 6, 0)
+        bottom.addLayout(bar)
+        bottom.addWidget(self.status)
+        outer.addLayout(bottom)
 
         worker = host.worker
         worker.progress.connect(self._on_progress)
@@ -360,6 +373,16 @@ class InpaintPanel(QWidget):
             strength=self.strength_spin.value(),
             seed=self.seed_spin.value(),
         )
+
+    @Slot()
+    def _refill_models(self) -> None:
+        """Models were downloaded or imported: list them, keeping what is typed."""
+        text = self.model_combo.currentText()
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        self.model_combo.addItems(inpaint_models())
+        self.model_combo.setEditText(text)
+        self.model_combo.blockSignals(False)
 
     def _submit(self, request: InpaintRequest, kind: str, label: str, region=None) -> None:
         ext = self._outpaint_ext if kind == "outpaint" else None

@@ -236,11 +236,21 @@ class ModelsPanel(QWidget):
         self.tree.setHeaderLabels(["Model", "Kind", "Base", "Size", "Licence", "Status"])
         self.tree.setRootIsDecorated(True)
         self.tree.setAlternatingRowColors(True)
-        # The name column stays readable in a narrow dock; the others scroll sideways.
-        self.tree.header().setStretchLastSection(True)
-        self.tree.header().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        self.tree.setColumnWidth(0, 190)
-        self.tree.setColumnWidth(1, 110)
+        # Fits the dock without sideways scrolling: the name stretches (elided, the full
+        # name, id, kind, base and licence are in the tooltip); Kind and Base are hidden
+        # (the View > columns of a wider dock can show them); Licence is elided.
+        header = self.tree.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for col in (3, 5):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(4, QHeaderView.ResizeMode.Interactive)
+        header.resizeSection(4, 84)
+        header.setMinimumSectionSize(40)
+        self.tree.setColumnHidden(1, True)
+        self.tree.setColumnHidden(2, True)
+        self.tree.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideRight)
         self.tree.itemSelectionChanged.connect(self.update_buttons)
         layout.addWidget(self.tree, 1)
 
@@ -367,9 +377,14 @@ class ModelsPanel(QWidget):
 
     @Slot(object, object)
     def _on_scanned(self, installed: dict, imported: list) -> None:
+        # A rescan follows a download, import, removal or an added folder (which changes no
+        # catalog or import record): tell every picker.
+        changed = self._first_scan_done
         self.installed = dict(installed)
         self.imported = list(imported)
         self.populate()
+        if changed:  # downloaded, imported, removed or a folder added: every picker follows
+            self.host.models_changed()
         if not self._first_scan_done:
             self._first_scan_done = True
             self.maybe_offer_starter()
@@ -412,12 +427,16 @@ class ModelsPanel(QWidget):
                 ],
             )
             item.setData(0, ROLE_ID, entry.id)
-            tip = f"{entry.id}\n{entry.source}"
+            tip = (
+                f"{entry.name} ({entry.id})\n{entry.kind}, {'/'.join(entry.bases) or '-'}, "
+                f"{entry.license}\n{entry.source}"
+            )
             if entry.description:
                 tip += f"\n{entry.description}"
             if is_installed:
                 tip += f"\n{self.installed[entry.id]}"
             item.setToolTip(0, tip)
+            item.setToolTip(4, entry.license)
             if entry.id in selected:
                 item.setSelected(True)
         if mode in ("All", "Installed"):

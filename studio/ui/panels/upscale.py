@@ -165,19 +165,18 @@ class BeforeAfterView(QWidget):
 
 
 def installed_upscalers() -> list[tuple[str, str, float | None]]:
-    """[(label, catalog id, recommended scale)] of the installed catalog upscalers."""
+    """[(label, ref, recommended scale)] of the installed upscalers: catalog models, then
+    imported files and files in the model folders (``studio.engine.models.list_models``,
+    read from disk on every call)."""
     try:
-        from studio.core.catalog import load_catalog
-        from studio.engine.models import find_installed
+        from studio.engine.models import list_models
 
         out = []
-        for entry in load_catalog().by_kind("upscaler"):
-            path = find_installed(entry)
-            if path is not None:
-                scale = entry.recommended.get("scale") if entry.recommended else None
-                out.append((entry.name, entry.id, float(scale) if scale else None))
+        for choice in list_models("upscaler"):
+            scale = choice.recommended.get("scale") if choice.recommended else None
+            out.append((choice.label, choice.ref, float(scale) if scale else None))
         return out
-    except Exception:  # noqa: BLE001 - a broken catalog must not break the panel
+    except Exception:  # noqa: BLE001 - a broken models folder must not break the panel
         log.exception("listing installed upscalers failed")
         return []
 
@@ -273,6 +272,7 @@ class UpscalePanel(QWidget):
         worker = host.worker
         worker.progress.connect(self._on_progress)
         worker.finished.connect(self._on_finished)
+        host.models_updated.connect(self.models_updated)
         worker.failed.connect(self._on_failed)
         worker.cancelled.connect(self._on_cancelled)
         self._model_changed()
@@ -298,13 +298,17 @@ class UpscalePanel(QWidget):
             self.model_combo.setCurrentIndex(1)  # an installed model beats Lanczos
         self.model_combo.blockSignals(False)
 
-    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
-        # models may have been downloaded (Models panel) since the panel was last shown
+    @Slot()
+    def models_updated(self) -> None:
+        """Models were downloaded, imported or found in a folder: list them at once."""
         if not self.running:
             before = self.model_choice
             self.refresh_models()
             if self.model_choice != before:
                 self._model_changed()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
+        self.models_updated()
         super().showEvent(event)
 
     def add_model_file(self, path: str, select: bool = True) -> None:
