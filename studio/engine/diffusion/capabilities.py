@@ -1,0 +1,108 @@
+"""The capability table (family x feature) for the README and ``studio info``, generated from
+the family descriptors (families/*.py): nothing here is written by hand per family.
+
+A feature is "yes" when the descriptor names a diffusers pipeline for it (and, for LoRA, the
+pipeline class has ``load_lora_weights``); previews list what the descriptor gives (linear
+latent factors, a tiny decoder); single files list the descriptor's config names, starred
+(``name*``) while ``models/configs/<name>`` is not shipped; GGUF is offered
+for the transformer families whose transformer class diffusers can load from a GGUF file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from studio.engine.diffusion.families.base import Family
+
+# Transformer classes with GGUF single-file support in diffusers (FromOriginalModelMixin).
+GGUF_TRANSFORMERS = {
+    "flux1": "FluxTransformer2DModel",
+    "flux1-fill": "FluxTransformer2DModel",
+    "flux1-kontext": "FluxTransformer2DModel",
+    "flux2": "Flux2Transformer2DModel",
+    "zimage": "ZImageTransformer2DModel",
+    "sd3": "SD3Transformer2DModel",
+    "qwen": "QwenImageTransformer2DModel",
+    "qwen-edit": "QwenImageTransformer2DModel",
+}
+COLUMNS = (
+    "txt2img",
+    "img2img",
+    "inpaint",
+    "ControlNet",
+    "LoRA",
+    "previews",
+    "single files",
+    "GGUF",
+)
+
+
+def all_families() -> tuple[Family, ...]:
+    """The SD families of the registry and the flow families, in that order."""
+    from studio.engine.diffusion.families.registry import families
+    from studio.engine.diffusion.flow_generate import flow_families
+
+    seen, out = set(), []
+    for fam in (*families(), *flow_families()):
+        if fam.name not in seen:
+            seen.add(fam.name)
+            out.append(fam)
+    return tuple(out)
+
+
+def _has_lora(fam: Family) -> bool:
+    import diffusers
+
+    for cls in fam.pipelines.values():
+        if hasattr(getattr(diffusers, cls, None), "load_lora_weights"):
+            return True
+    return False
+
+
+def _config_label(name: str) -> str:
+    """The config name, starred when its folder is not shipped in models/configs yet."""
+    from studio.core.paths import configs_dir
+
+    return name if (configs_dir() / name / "model_index.json").exists() else name + "*"
+
+
+def capability_row(fam: Family) -> dict[str, str]:
+    yes = "yes"
+    cn = [t for t in ("txt2img", "img2img", "inpaint") if fam.supports(t, controlnet=True)]
+    previews = []
+    if fam.latent_rgb:
+        previews.append("latent")
+    if fam.preview_decoder:
+        previews.append(fam.preview_decoder)
+    gguf = GGUF_TRANSFORMERS.get(fam.name)
+    if gguf:
+        try:
+            import diffusers
+
+            gguf_ok = hasattr(getattr(diffusers, gguf, None), "from_single_file")
+        except ImportError:  # pragma: no cover
+            gguf_ok = False
+    else:
+        gguf_ok = False
+    return {
+        "txt2img": yes if fam.supports("txt2img") else "-",
+        "img2img": ("edit" if fam.name in ("flux1-kontext", "qwen-edit") else yes)
+        if fam.supports("img2img")
+        else "-",
+        "inpaint": yes if fam.supports("inpaint") else "-",
+        "ControlNet": ", ".join(cn) if cn else "-",
+        "LoRA": yes if _has_lora(fam) else "-",
+        "previews": ", ".join(previews) or "-",
+        "single files": ", ".join(_config_label(c) for c in fam.configs) or "-",
+        "GGUF": yes if gguf_ok else "-",
+    }
+
+
+def render_capabilities(fams: Iterable[Family] | None = None) -> str:
+    """The Markdown table: one row per family."""
+    fams = tuple(fams) if fams is not None else all_families()
+    rows = ["| family | " + " | ".join(COLUMNS) + " |", "|" + "---|" * (len(COLUMNS) + 1)]
+    for fam in fams:
+        row = capability_row(fam)
+        rows.append(f"| {fam.label} | " + " | ".join(row[c] for c in COLUMNS) + " |")
+    return "\n".join(rows)

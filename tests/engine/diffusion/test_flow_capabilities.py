@@ -1,0 +1,33 @@
+"""The capability table is generated from the descriptors (no hand-written rows)."""
+
+from __future__ import annotations
+
+from studio.engine.diffusion.capabilities import all_families, capability_row, render_capabilities
+
+
+def test_every_family_has_a_row():
+    fams = all_families()
+    names = [f.name for f in fams]
+    assert {"sd1", "sd2", "sdxl", "flux1", "flux1-fill", "flux2", "zimage", "sd3", "qwen"} <= set(
+        names
+    )
+    table = render_capabilities(fams).splitlines()
+    assert len(table) == 2 + len(fams)
+    assert table[0].startswith("| family | txt2img | img2img | inpaint | ControlNet | LoRA |")
+
+
+def test_rows_follow_the_descriptors():
+    fams = {f.name: f for f in all_families()}
+    fill = capability_row(fams["flux1-fill"])
+    assert (fill["txt2img"], fill["img2img"], fill["inpaint"]) == ("-", "-", "yes")
+    assert capability_row(fams["flux1-kontext"])["img2img"] == "edit"
+    assert capability_row(fams["flux2"])["img2img"] == "-"  # klein edits via image=, no strength
+    assert capability_row(fams["zimage"])["ControlNet"] == "txt2img, inpaint"
+    assert capability_row(fams["flux1"])["previews"] == "latent, taef1"
+    assert (
+        capability_row(fams["sd3"])["GGUF"] == "yes" and capability_row(fams["sd1"])["GGUF"] == "-"
+    )
+    assert capability_row(fams["sd1"])["single files"] == "sd15, sd15-inpaint"  # shipped
+    assert capability_row(fams["zimage"])["single files"] == "z-image-turbo*"  # not yet
+    for name in ("flux1", "sd3", "zimage", "qwen", "flux2", "sd1", "sdxl"):
+        assert capability_row(fams[name])["LoRA"] == "yes", name
