@@ -109,3 +109,71 @@ def test_picker_offers_downloads_then_lists_added_models_at_once(
     assert gen.download_button.isHidden()
     ups = [up.model_combo.itemData(i) for i in range(up.model_combo.count())]
     assert any("tiny-x4" in str(u) for u in ups)  # in the Upscale list, no restart
+
+
+# -- 2. docks fit ----------------------------------------------------------------------------
+def _clipped_controls(window, title):
+    """Controls of panel ``title`` cut off at the left/right edge of what its dock shows."""
+    from PySide6.QtCore import QPoint
+    from PySide6.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QDockWidget
+
+    dock = window.findChild(QDockWidget, f"panel-{title}")
+    viewport = dock.widget().viewport()
+    out = []
+    panel = window.panels[title]
+    controls = [
+        w for k in (QAbstractSpinBox, QComboBox, QAbstractButton) for w in panel.findChildren(k)
+    ]
+    for w in controls:
+        if not w.isVisibleTo(window.panels[title]) or w.width() <= 0:
+            continue
+        left = w.mapTo(viewport, QPoint(0, 0)).x()
+        # inside an inner scroll area, its viewport is the visible box
+        box = w.parentWidget()
+        while box is not None and box.objectName() != "qt_scrollarea_viewport":
+            box = box.parentWidget()
+        right_edge = box.width() if box is not None else viewport.width()
+        inner_left = w.mapTo(box, QPoint(0, 0)).x() if box is not None else left
+        if inner_left < 0 or inner_left + w.width() > right_edge:
+            out.append(f"{type(w).__name__} {w.objectName() or getattr(w, 'text', str)()}")
+    return out
+
+
+def test_every_control_is_whole_at_1280x800_and_1920x1080(qtbot, window, photos):
+    window.open_paths([str(photos.chelsea)])
+    for size in ((1280, 800), (1920, 1080)):
+        window.resize(*size)
+        for title in ("Generate", "Inpaint", "Control", "Upscale", "Models"):
+            window.show_panel(title)
+            qtbot.wait(50)
+            assert _clipped_controls(window, title) == [], (size, title)
+    window.resize(1280, 800)
+    window.show_panel("Inpaint")  # progress and Cancel are in view without scrolling
+    qtbot.wait(50)
+    inpaint = window.panels["Inpaint"]
+    for w in (inpaint.progress, inpaint.cancel_button):
+        bottom = w.mapTo(window, w.rect().bottomLeft()).y()
+        assert w.isVisible() and bottom < window.height(), w
+    models = window.panels["Models"].tree
+    assert models.header().length() <= models.viewport().width()  # no sideways scrolling
+
+
+def test_docks_can_be_widened_and_remember_it(qtbot, window, studio_home):
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QDockWidget
+
+    from studio.ui.main_window import MainWindow
+
+    dock = window.findChild(QDockWidget, "panel-Generate")
+    before = dock.width()
+    window.resizeDocks([dock], [before + 120], Qt.Orientation.Horizontal)
+    qtbot.waitUntil(lambda: dock.width() >= before + 100)
+    wide = dock.width()
+    window.close()
+    again = MainWindow()
+    qtbot.addWidget(again)
+    again.resize(1280, 800)
+    again.show()
+    qtbot.waitExposed(again)
+    qtbot.waitUntil(lambda: again.findChild(QDockWidget, "panel-Generate").width() == wide)
+    again.close()
