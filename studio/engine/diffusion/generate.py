@@ -7,8 +7,11 @@ sampling -> pipeline -> loader (no circle).
 img2img is SDEdit (Meng et al. 2022): start the reverse process at t = strength * T from a
 noised copy of the init image.
 
-Seeds: image k of a batch uses ``seed + k`` with its own ``torch.Generator`` and its own
-pipeline call (AUTOMATIC1111's convention), so any image of a batch reproduces alone.
+Seeds: image k of a batch uses ``seed + k`` with its own ``torch.Generator`` (AUTOMATIC1111's
+convention), so any image of a batch reproduces alone. ``count`` images run as batches of up to
+:data:`MAX_BATCH` in one pipeline call (one generator per image: diffusers draws each image's
+initial noise, and an ancestral sampler's step noise, from its own generator); a batch that
+runs out of memory continues one image at a time.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from studio.engine.diffusion.pipeline import (  # noqa: F401 - the public names 
 from studio.engine.diffusion.prompts import prompt_kwargs
 from studio.engine.diffusion.sampling import (  # noqa: F401
     VAE_TILING_PIXELS,
+    _free_cache,
     _pil,
     _vae_tiling,
     control_kwargs,
@@ -36,8 +40,11 @@ from studio.engine.diffusion.sampling import (  # noqa: F401
     validate_request,
 )
 from studio.engine.diffusion.schedulers import scheduler_label, seed_noise
-from studio.engine.jobs.device import generator_for
+from studio.engine.jobs.device import generator_for, is_oom
 from studio.engine.jobs.requests import GenerateRequest
+
+# Images per pipeline call for ``count`` > 1 (memory grows with it; an OOM falls back to 1).
+MAX_BATCH = 8
 
 
 def run_generate(ctx, request: GenerateRequest):
@@ -83,28 +90,44 @@ def run_generate(ctx, request: GenerateRequest):
     device = pipe.device
     images, metadata = [], []
     ctx.progress(0, total)
-    for k in range(request.count):
-        seed = request.seed + k
-        seed_noise(pipe.scheduler, [seed])
-        out = denoise(
-            ctx,
-            pipe,
-            preview=request.preview,
-            preview_of=request.preview_of,
-            total_steps=total,
-            step_offset=k * per_image,
-            generator=generator_for(seed, device),
-            **kwargs,
-        )
-        images.append(out[0])
-        metadata.append(
-            request_metadata(
-                request,
-                seed,
-                pipe.studio_model.name,
-                sampler=sampler,
-                model_hash=(pipe.studio_model.sha256 or "")[:10] or None,
+    batch = max(1, min(request.count, MAX_BATCH))
+    k = 0
+    while k < request.count:
+        n = min(batch, request.count - k)
+        seeds = [request.seed + k + j for j in range(n)]
+        seed_noise(pipe.scheduler, seeds)
+        generators = [generator_for(s, device) for s in seeds]
+        try:
+            out = denoise(
+                ctx,
+                pipe,
+                preview=request.preview,
+                preview_of=request.preview_of,
+                total_steps=total,
+                step_offset=k * per_image,
+                step_weight=n,
+                generator=generators if n > 1 else generators[0],
+                num_images_per_prompt=n,
+                **kwargs,
             )
-        )
-        ctx.progress((k + 1) * per_image, total)
+        except Exception as e:
+            if n == 1 or not is_oom(e):
+                raise
+            batch = 1  # the batch didn't fit: the rest one image at a time
+            _free_cache(device)
+            ctx.progress(k * per_image, total, f"Out of memory with {n} images at once; one by one")
+            continue
+        for j, image in enumerate(out):
+            images.append(image)
+            metadata.append(
+                request_metadata(
+                    request,
+                    seeds[j],
+                    pipe.studio_model.name,
+                    sampler=sampler,
+                    model_hash=(pipe.studio_model.sha256 or "")[:10] or None,
+                )
+            )
+        k += n
+        ctx.progress(k * per_image, total)
     return ctx.finished(images, metadata)

@@ -94,6 +94,7 @@ def denoise(
     total_steps: int,
     region: tuple[int, int, int, int] | None = None,
     step_offset: int = 0,
+    step_weight: int = 1,
     **pipe_kwargs,
 ) -> list[np.ndarray]:
     """Run ``pipe(**pipe_kwargs)`` with progress, previews and cancel; return RGB uint8 images.
@@ -104,7 +105,8 @@ def denoise(
     Then it reports ``Progress(step_offset + i + 1, total_steps)`` and, unless ``preview`` is
     "off", one preview of x0_hat (``preview_of="x0"``) or x_t, emitted synchronously: at most
     one exists at a time; the consumer keeps only the latest. With "taesd" a preview is skipped
-    while previews have used more than their budget (see ``preview_budget``). ``region`` is passed through to
+    while previews have used more than their budget (see ``preview_budget``). A batch of n
+    images counts each step as ``step_weight`` = n steps (progress stays in image-steps). ``region`` is passed through to
     the Preview events (where on the full image the preview belongs)."""
     if preview_of not in PREVIEW_OF:
         raise BadInput(f"Unknown preview target {preview_of!r} (use x0 or xt)")
@@ -120,7 +122,7 @@ def denoise(
         ctx.check()
         final["latents"] = kwargs["latents"]
         final["steps"], final["of"] = i + 1, getattr(p, "num_timesteps", None) or i + 1
-        step = min(step_offset + i + 1, total_steps)
+        step = min(step_offset + (i + 1) * step_weight, total_steps)
         ctx.progress(step, total_steps)
         if decoder is not None:
             t0 = time.perf_counter()
