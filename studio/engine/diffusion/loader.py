@@ -18,13 +18,12 @@ the error says what to download.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from studio.core.errors import BadInput, ModelError
-from studio.core.paths import configs_dir, studio_home
+from studio.core.paths import configs_dir
 
 CONFIGS = configs_dir()
 
@@ -40,7 +39,6 @@ SINGLE_FILE_CONFIGS = _single_file_configs()
 # The slow-tokenizer pair (every CLIP repo has it) or the fast tokenizer.json.
 _TOKENIZER_FILE_SETS = (("vocab.json", "merges.txt"), ("tokenizer.json",))
 
-_REPO_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 
 
 @dataclass(frozen=True)
@@ -60,46 +58,20 @@ class ResolvedModel:
         return str(self.path)
 
 
-def _how_to_get(ref: str) -> str:
-    return (
-        f"get it with `studio models download {ref}` or `huggingface-cli download {ref}`"
-        if "/" in ref
-        else f"get it with `studio models download {ref}`"
-    )
-
-
-def _hf_cache_dir() -> str | None:
-    env = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
-    if env:
-        return env
-    home = os.environ.get("HF_HOME")
-    return str(Path(home) / "hub") if home else None
-
-
 def _from_hf_cache(repo_id: str, filename: str | None = None) -> Path | None:
-    """A repo snapshot folder (or one file) from the HF cache, never the network."""
-    try:
-        from huggingface_hub import hf_hub_download, snapshot_download
-    except ImportError:  # pragma: no cover
-        return None
-    cache = _hf_cache_dir()
-    try:
-        if filename:
-            return Path(hf_hub_download(repo_id, filename, cache_dir=cache, local_files_only=True))
-        return Path(snapshot_download(repo_id, cache_dir=cache, local_files_only=True))
-    except Exception:  # noqa: BLE001 - not cached / malformed id: both mean "not here"
-        return None
+    from studio.engine.models.resolver import hf_cached
+
+    return hf_cached(repo_id, filename)
 
 
 def _catalog_entry(ref: str):
-    try:
-        from studio.core.catalog import load_catalog
-    except ImportError:
-        return None
-    try:
-        return load_catalog().get(ref)
-    except Exception:  # noqa: BLE001 - a broken catalog must not break explicit paths
-        return None
+    from studio.engine.models.resolver import catalog_entry
+
+    return catalog_entry(ref)
+
+
+# What a diffusion model reference may name (studio.engine.models.resolve's kinds).
+DIFFUSION_KINDS = ("checkpoint", "edit", "controlnet", "preview-decoder", "vae")
 
 
 def resolve_model(ref: str) -> ResolvedModel:
@@ -116,40 +88,18 @@ def resolve_model(ref: str) -> ResolvedModel:
         if path.suffix.lower() in (".safetensors", ".ckpt", ".pt", ".pth", ".bin"):
             return ResolvedModel(ref, "file", path.resolve(), path.stem)
         raise ModelError(f"{path.name}: not a model file (expected .safetensors)")
+    from studio.engine.models.resolver import REPO_RE, resolve
+
+    local = resolve(ref, DIFFUSION_KINDS)  # BadInput / ModelError ("not installed: ...")
+    r = resolve_model(str(local))
     entry = _catalog_entry(ref)
     if entry is not None:
-        local = None
-        try:
-            from studio.engine.models.store import find_installed
-
-            local = find_installed(entry)
-        except ImportError:
-            pass
-        except Exception:  # noqa: BLE001 - treat a broken install as "not installed"
-            local = None
-        shas = dict(getattr(entry, "sha256", None) or {})
+        shas = dict(entry.sha256 or {})
         sha = next(iter(shas.values()), None) if len(shas) == 1 else None
-        if local is not None and Path(local).exists():
-            r = resolve_model(str(local))
-            return ResolvedModel(ref, r.kind, r.path, ref, getattr(entry, "repo", None), sha)
-        raise ModelError(
-            f"Model {ref!r} is in the catalog but not downloaded; get it with "
-            f"`studio models download {ref}`"
-        )
-    local_models = studio_home() / "models" / ref
-    if local_models.exists():
-        return resolve_model(str(local_models))
-    if looks_like_path(ref):
-        # A model that isn't there is "model missing" (exit 3), like an uncached repo id.
-        raise ModelError(f"{ref}: no such model file or folder")
-    if _REPO_RE.match(ref):
-        found = _from_hf_cache(ref)
-        if found is not None:
-            return ResolvedModel(ref, "folder", found, ref, ref)
-        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
-        why = " (HF_HUB_OFFLINE is set)" if offline else ""
-        raise ModelError(f"Model {ref!r} is not in the Hugging Face cache{why}; {_how_to_get(ref)}")
-    raise ModelError(f"Unknown model {ref!r}: not a file, folder, catalog id or repo id")
+        return ResolvedModel(ref, r.kind, r.path, ref, entry.repo, sha)
+    if REPO_RE.match(ref):
+        return ResolvedModel(ref, "folder", r.path, ref, ref)
+    return r
 
 
 def recommended_settings(ref: str) -> dict:

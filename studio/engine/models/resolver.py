@@ -60,10 +60,8 @@ def not_installed(entry: Entry) -> ModelError:
 def hf_cached(repo: str, filename: str | None = None, revision: str | None = None) -> Path | None:
     """A repo's snapshot folder (or one of its files) from the Hugging Face cache, or None.
     Never touches the network (``local_files_only``)."""
-    try:
-        from huggingface_hub import hf_hub_download, snapshot_download
-    except ImportError:  # pragma: no cover - a declared dependency
-        return None
+    from huggingface_hub import hf_hub_download, snapshot_download
+
     cache = str(hf_cache_dir())
     try:
         if filename:

@@ -2,13 +2,13 @@
 Multi-Person 2D Pose Estimation using Part Affinity Fields", arXiv:1611.08050).
 
 The network is the 6-stage, two-branch CNN used by ControlNet's annotator and controlnet_aux
-(``open_pose/model.py``: a VGG-19 front end, then per stage branch L1 = 38 part-affinity-field
+(controlnet_aux's ``controlnet_aux/open_pose/model.py``, not part of Studio: a VGG-19 front end, then per stage branch L1 = 38 part-affinity-field
 channels (19 limbs x (x, y)) and branch L2 = 19 confidence maps (18 parts + background)). It
 loads the same weight file, ``body_pose_model.pth`` from ``lllyasviel/Annotators``, through
 ``torch.load(weights_only=True)`` (no pickle code runs), with the layer-name mapping of
 controlnet_aux's ``util.transfer`` (the file's keys have no ``model0.`` style prefix).
 
-Post-processing follows the paper (and ``open_pose/body.py``): non-maximum suppression on the
+Post-processing follows the paper (and controlnet_aux's ``open_pose/body.py``): non-maximum suppression on the
 Gaussian-smoothed confidence maps gives part candidates (Sec. 2.2); each candidate limb is
 scored by the line integral of the PAF along it, E = mean_u L_c(p(u)) . d / |d| (Eq. 10,
 sampled at 10 points), plus a length prior; limbs are matched greedily per limb type (Sec.
