@@ -1,6 +1,11 @@
-"""``python -m studio``: the CLI (no arguments: the desktop app)."""
+"""``python -m studio``: the CLI; with no arguments, the desktop app (straight to
+``studio.app`` so the window's first paint does not wait for the CLI's imports)."""
 
-from studio.cli import main
+import sys
 
 if __name__ == "__main__":
+    if len(sys.argv) <= 1:
+        from studio.app import main
+    else:
+        from studio.cli import main
     raise SystemExit(main())

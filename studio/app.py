@@ -1,7 +1,7 @@
 """Start the desktop app: QApplication and the main window first, the engine (torch,
 diffusers) afterwards in the worker thread, so the window is on screen at once.
 
-``STUDIO_STARTUP_PROBE=1`` makes the app print ``STUDIO_SHOWN <seconds> torch=<bool>`` once
+``STUDIO_STARTUP_PROBE=1`` makes the app print ``STUDIO_SHOWN <seconds> torch=<bool> cpu=<s>`` once
 the window is on screen, ``STUDIO_READY ...`` once canvas, docks and panels are built, and
 quit (used by benchmarks/bench_startup.py and the tests).
 """
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def report(what: str) -> None:
         t = time.perf_counter() - _T0
-        print(f"STUDIO_{what} {t:.4f} torch={'torch' in sys.modules}", flush=True)
+        cpu = time.process_time()  # CPU seconds of the whole process (robust to a busy machine)
+        print(f"STUDIO_{what} {t:.4f} torch={'torch' in sys.modules} cpu={cpu:.4f}", flush=True)
 
     def build() -> None:
         if probe:

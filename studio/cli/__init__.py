@@ -8,11 +8,10 @@ one line on stderr (set ``STUDIO_DEBUG=1`` to see the traceback).
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import os
 import sys
-import traceback
+from functools import cache
 
 from studio import __version__
 from studio.core.errors import StudioError
@@ -28,16 +27,24 @@ COMMANDS = (
 )
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that exits 2 with one line (not the whole usage) on bad arguments."""
+@cache
+def _parser_class():
+    """argparse that exits 2 with one line (not the whole usage) on bad arguments. Made on
+    first use: `studio` without arguments starts the app without importing argparse."""
+    import argparse
 
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"studio: error: {message} (see `{self.prog} --help`)\n")
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # type: ignore[override]
+            self.exit(2, f"studio: error: {message} (see `{self.prog} --help`)\n")
+
+    return _Parser
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    """The CLI parser; with ``only`` (a command name) just that subcommand is imported, so
-    `studio open` does not pay for importing every other command's module."""
+def build_parser(only: str | None = None):
+    """The CLI parser (an ``argparse.ArgumentParser``); with ``only`` (a command name) just
+    that subcommand is imported, so `studio open` does not pay for importing every other
+    command's module."""
+    _Parser = _parser_class()
     parser = _Parser(prog="studio", description="Studio: generative image editor.")
     parser.add_argument("--version", action="version", version=f"studio {__version__}")
     parser.add_argument(
@@ -97,5 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - never a traceback for the user
         error(f"unexpected error: {type(e).__name__}: {e}")
         if os.environ.get("STUDIO_DEBUG"):
+            import traceback
+
             traceback.print_exc()
         return 1
