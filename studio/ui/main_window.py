@@ -324,12 +324,18 @@ class MainWindow(DocumentsMixin, ActionsMixin, JobsMixin, QMainWindow):
                 log.exception("panel %s failed to load", title)
                 self.panel_errors[title] = f"{type(e).__name__}: {e}"
         if self._panel_docks:
-            # Qt keeps it at least as wide as the widest panel needs (VScrollArea).
             self.resizeDocks(self._panel_docks[:1], [380], Qt.Orientation.Horizontal)
         self.resizeDocks([self.layers_dock], [220], Qt.Orientation.Horizontal)
         state = self.settings.window_state  # dock sizes the user chose last time
         if isinstance(state, QByteArray) and not state.isEmpty():
             self.restoreState(state)
+        elif self._panel_docks:  # once the panels are polished (sizes final): the default
+            QTimer.singleShot(0, self._default_dock_width)
+
+    @Slot()
+    def _default_dock_width(self) -> None:
+        """380 px, or what the widest panel needs (VScrollArea keeps every control whole)."""
+        self.resizeDocks(self._panel_docks[:1], [380], Qt.Orientation.Horizontal)
 
     # == tools ===================================================================================
 

@@ -177,3 +177,36 @@ def test_docks_can_be_widened_and_remember_it(qtbot, window, studio_home):
     qtbot.waitExposed(again)
     qtbot.waitUntil(lambda: again.findChild(QDockWidget, "panel-Generate").width() == wide)
     again.close()
+
+
+# -- 11. shared PNGs name the model, not its local path ---------------------------------------
+def test_exported_png_names_the_model_not_its_path(window, photos, tmp_path):
+    from studio.core.metadata import format_parameters, read_metadata
+
+    window.open_paths([str(photos.chelsea)])
+    folder = str(tmp_path / "secret-user" / "models" / "dreamshaper-8")
+    lora = str(tmp_path / "secret-user" / "loras" / "ink.safetensors")
+    meta = {
+        "prompt": "/imagine a red fox",  # the user's words are kept as written
+        "steps": 3,
+        "cfg_scale": 7.0,
+        "seed": 42,
+        "width": 64,
+        "height": 64,
+        "sampler": "Euler",
+        "model": folder,
+        "loras": [{"name": "ink", "weight": 0.8}],
+        "request": {"model": folder, "loras": [{"path": lora, "weight": 0.8}]},
+    }
+    meta["parameters"] = format_parameters(meta)
+    assert folder in meta["parameters"]
+    window.add_layer(np.zeros((64, 64, 3), np.uint8), "gen", metadata=meta)
+    out = tmp_path / "shared.png"
+    assert window.export(str(out))
+    raw = out.read_bytes()
+    assert b"secret-user" not in raw  # no local path anywhere in the file
+    assert "secret-user" not in str(got := read_metadata(out))  # (text chunks may be zipped)
+
+    assert got["model"] == "dreamshaper-8" and got["prompt"] == "/imagine a red fox"
+    assert "Model: dreamshaper-8" in got.get("parameters", "")
+    assert window.model.doc.layers[-2].metadata["model"] == folder  # the project keeps it
