@@ -24,6 +24,8 @@ from functools import cache
 from pathlib import Path
 
 # The portable models folder: one subfolder per kind, named as AUTOMATIC1111 and ComfyUI do.
+# Which catalog kinds each holds (and the A1111/ComfyUI names also accepted in the user's
+# folders): studio.engine.models.folders.KIND_FOLDERS.
 MODEL_FOLDERS: dict[str, str] = {
     "checkpoints": "Stable Diffusion and other generation checkpoints (.safetensors, diffusers folders)",
     "loras": "LoRA files (.safetensors)",
