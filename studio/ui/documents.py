@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Slot
+from PySide6.QtCore import QPoint, Qt, Slot
 from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
@@ -251,14 +251,29 @@ class DocumentsMixin:
             return
 
     def open_image_document(self, image, name: str, metadata: dict | None = None) -> bool:
-        """Open ``image`` as the document (asking about unsaved changes first)."""
-        if not self.maybe_save():
-            return False
+        """Open ``image`` as a new, unsaved document in a window of its own: the working
+        document is never replaced."""
+        from studio.ui.main_window import MainWindow
+
+        window = MainWindow(self.settings, secondary=True)
         doc = Document.from_image(image, name)
         doc.layers[0].metadata = dict(metadata or {})
-        self.model.replace(doc)
-        self._clear_recovery()
+        window.model.replace(doc)
+        window.model.undo.resetClean()  # unsaved: closing it asks
+        window._update_title()
+        window.ask = self.ask  # the same prompts (tests script them)
+        window.resize(self.size())
+        window.move(self.pos() + QPoint(40, 40))
+        window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        window.destroyed.connect(lambda *_: self._forget_window(window))
+        self.windows.append(window)
+        window.show()
+        self.show_status(f"Opened “{name}” in a new window")
         return True
+
+    def _forget_window(self, window) -> None:
+        if window in self.windows:
+            self.windows.remove(window)
 
     @Slot()
     def save(self) -> bool:

@@ -97,11 +97,16 @@ class MainWindow(DocumentsMixin, ActionsMixin, JobsMixin, QMainWindow):
         settings: Settings | None = None,
         start_engine: bool = False,
         deferred: bool = False,
+        secondary: bool = False,
     ) -> None:
         """``deferred``: show a bare frame now and build the rest in ``finish_startup`` (the
         app does this so the window is on screen before numpy & co. load)."""
         super().__init__()
         self.settings = settings or Settings()
+        # A window opened for a new document (Upscale's "New document"): no autosave of its
+        # own (the recovery file is the first window's) and it leaves the saved layout alone.
+        self.secondary = secondary
+        self.windows: list[MainWindow] = []  # the secondary windows opened from this one
         self.built = False
         self._start_engine_when_built = start_engine
         self.setWindowIcon(app_icon())
@@ -173,7 +178,8 @@ class MainWindow(DocumentsMixin, ActionsMixin, JobsMixin, QMainWindow):
         seconds = int(os.environ.get("STUDIO_AUTOSAVE_SECONDS") or self.settings.autosave_seconds)
         self.autosave_timer.setInterval(max(1, seconds) * 1000)
         self.autosave_timer.timeout.connect(self.autosave)
-        self.autosave_timer.start()
+        if not self.secondary:
+            self.autosave_timer.start()
 
     # == Host ====================================================================================
     @property
@@ -484,10 +490,11 @@ class MainWindow(DocumentsMixin, ActionsMixin, JobsMixin, QMainWindow):
                     shutdown()
                 except Exception:  # noqa: BLE001 - closing must go on
                     log.exception("panel %s failed to shut down", title)
-        self._clear_recovery()
-        self.settings.geometry = self.saveGeometry()
-        self.settings.window_state = self.saveState()
-        self.settings.sync()
+        if not self.secondary:
+            self._clear_recovery()
+            self.settings.geometry = self.saveGeometry()
+            self.settings.window_state = self.saveState()
+            self.settings.sync()
         for box in list(self._errors):
             box.close()
         event.accept()

@@ -62,9 +62,18 @@ def test_lanczos_to_new_document(qtbot, window, panel):
     assert panel.running and not panel.run_button.isEnabled()
     _wait_done(qtbot, panel)
     assert panel.result is not None and panel.result.shape == (32, 48, 3)
-    doc = window.model.doc
+    # issue 14.9: the working document stays; the result opens in a window of its own
+    assert (window.model.doc.width, window.model.doc.height) == (24, 16)
+    assert not window.model.dirty
+    (new,) = window.windows
+    qtbot.waitExposed(new)
+    doc = new.model.doc
     assert (doc.width, doc.height) == (48, 32)
     assert doc.layers[0].metadata["upscale"]["upscaler"] == "Lanczos"
+    assert new.model.dirty and new.windowTitle().startswith("Untitled")
+    new.model.undo.setClean()
+    new.close()
+    qtbot.waitUntil(lambda: not window.windows)
     assert panel.view.has_images
     assert "48×32" in panel.status.text()
 
