@@ -93,11 +93,12 @@ def bench_render(n: int) -> list[tuple[str, float, float]]:
 def bench_detect() -> list[tuple[str, float, float]]:
     import torch
 
+    from studio.engine.fixtures import write_random_openpose
     from studio.engine.vision import pose_detect
 
     torch.manual_seed(0)
     folder = Path(tempfile.mkdtemp(prefix="studio-bench-pose-"))
-    path = pose_detect.write_random_weights(folder)
+    path = write_random_openpose(folder)
     det = pose_detect.PoseDetector(pose_detect.load_body_model(path))
     bgr = _photo(512)[:, :, ::-1].copy()
     pose_detect.body_maps(det.body, bgr)  # warm-up

@@ -7,13 +7,13 @@ from studio.cli import main
 from studio.core.canny import canny
 from studio.core.imageio import load_image, read_text_chunks
 from studio.core.pose import Pose, default_pose
-from studio.engine.vision.pose_detect import write_random_weights
+from studio.engine.fixtures import write_random_openpose
 
 
 @pytest.fixture(scope="module")
 def pose_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("openpose-cli")
-    write_random_weights(folder)
+    write_random_openpose(folder)
     return folder
 
 
@@ -121,9 +121,9 @@ def test_missing_kind_is_a_usage_error(capsys):
 def test_pose_with_dwpose_models(photos, tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from studio.engine.vision.dwpose import write_random_models
+    from studio.engine.fixtures import write_random_dwpose
 
-    folder = write_random_models(tmp_path / "dwpose")
+    folder = write_random_dwpose(tmp_path / "dwpose")
     out, js = tmp_path / "dw.png", tmp_path / "dw.json"
     rc = main(["control", "pose", "--image", str(photos.chelsea), "--model", str(folder), "--out", str(out), "--json", str(js)])  # fmt: skip
     assert rc == 0

@@ -226,9 +226,9 @@ def test_detected_pose_lands_in_document_coordinates(window, panel, qtbot, monke
 
 
 def test_detect_with_random_weights_and_without_a_model(window, panel, qtbot, tmp_path):
-    from studio.engine.vision.pose_detect import write_random_weights
+    from studio.engine.fixtures import write_random_openpose
 
-    panel.pose_model.setText(str(write_random_weights(tmp_path / "w").parent))
+    panel.pose_model.setText(str(write_random_openpose(tmp_path / "w").parent))
     window.model.set_selection((0, 0, 96, 96))
     panel.invalidate_source()
     panel.detect_pose()

@@ -804,21 +804,3 @@ def _scaled(pose: Pose, width: int, height: int) -> Pose:
         for p in pose.people
     ]
     return Pose(width, height, people)
-
-
-def write_random_weights(
-    folder: str | os.PathLike, seed: int = 0, hands: bool = False, face: bool = False
-) -> Path:
-    """``body_pose_model.pth`` (and optionally ``hand_pose_model.pth``/``facenet.pth``) with
-    random weights in the real file formats, for tests and benchmarks: the detector then runs
-    end to end, though it finds nobody real. Returns the body file."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    path = folder / BODY_FILE
-    torch.save(file_state_dict(BodyPoseModel()), path)
-    if hands:
-        torch.save(file_state_dict(HandPoseModel()), folder / HAND_FILE)
-    if face:
-        torch.save(FaceNet().state_dict(), folder / FACE_FILE)
-    return path

@@ -271,15 +271,9 @@ class TestInpaintOpenCV(JobContract):
 # -- restoration and vision -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def esrgan_file(tmp_path_factory) -> Path:
-    import torch
-    from safetensors.torch import save_file
-    from spandrel.architectures.ESRGAN import ESRGAN as RRDBNet
+    from studio.engine.fixtures import write_random_esrgan
 
-    torch.manual_seed(0)
-    net = RRDBNet(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=4)
-    path = tmp_path_factory.mktemp("esrgan") / "tiny-x4.safetensors"
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
-    return path
+    return write_random_esrgan(tmp_path_factory.mktemp("esrgan") / "tiny-x4.safetensors")
 
 
 class TestUpscale(JobContract):

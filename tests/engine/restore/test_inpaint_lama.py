@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from studio.core import masks
 from studio.core.errors import ModelError
 from studio.core.imageio import load_image
+from studio.engine.fixtures import write_random_esrgan, write_random_lama
 from studio.engine.jobs.events import Failed, Finished
 from studio.engine.jobs.requests import InpaintRequest
 from studio.engine.jobs.runner import Runner
@@ -25,32 +25,11 @@ from studio.engine.restore.lama import (
 )
 
 
-class _Scripted(torch.nn.Module):
-    """The shape of big-lama.pt: a module whose generator sits at ``.generator``."""
-
-    def __init__(self, generator: torch.nn.Module) -> None:
-        super().__init__()
-        self.generator = generator
-
-    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.generator(image * (1 - mask), mask)
-
-
 @pytest.fixture(scope="module")
 def lama_files(tmp_path_factory):
-    from safetensors.torch import save_file
-    from spandrel.architectures.LaMa import LaMa
-
     folder = tmp_path_factory.mktemp("lama")
-    torch.manual_seed(0)
-    net = LaMa(in_nc=4, out_nc=3).eval()
-    st = folder / "lama-random.safetensors"
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(st))
-    example = (torch.rand(1, 3, 64, 64), torch.zeros(1, 1, 64, 64))
-    with torch.no_grad():
-        scripted = torch.jit.trace(_Scripted(net.model).eval(), example, check_trace=False)
-    pt = folder / "big-lama.pt"
-    scripted.save(str(pt))
+    st = write_random_lama(folder / "lama-random.safetensors")
+    pt = write_random_lama(folder / "big-lama.pt")  # TorchScript, the big-lama.pt layout
     return {"safetensors": st, "torchscript": pt}
 
 
@@ -135,12 +114,7 @@ def test_missing_and_wrong_files(tmp_path, monkeypatch, small):
     final = Runner(device="cpu").run(InpaintRequest(image=img, mask=mask, method="lama"))
     assert isinstance(final, Failed) and final.exit_code == 3 and final.message == NOT_INSTALLED
     # an ESRGAN file is a model, but not LaMa
-    from safetensors.torch import save_file
-    from spandrel.architectures.ESRGAN import ESRGAN as RRDBNet
-
-    net = RRDBNet(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=4)
-    esr = tmp_path / "esrgan.safetensors"
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(esr))
+    esr = write_random_esrgan(tmp_path / "esrgan.safetensors")
     with pytest.raises(ModelError, match="not LaMa"):
         load_lama(esr, "cpu")
     junk = tmp_path / "junk.pt"

@@ -11,10 +11,10 @@ import pytest
 import spandrel
 import torch
 from safetensors.torch import save_file
-from spandrel.architectures.ESRGAN import ESRGAN as RRDBNet  # spandrel's RRDBNet
 
 from studio.core import resample
 from studio.core.errors import ModelError
+from studio.engine.fixtures import write_random_esrgan
 from studio.engine.jobs.device import DeviceChoice
 from studio.engine.jobs.events import Cancelled, Failed, Finished, Progress
 from studio.engine.jobs.requests import UpscaleRequest
@@ -22,24 +22,13 @@ from studio.engine.jobs.runner import Runner
 from studio.engine.restore import upscale as U
 
 
-def _save(net: torch.nn.Module, folder: Path, name: str) -> tuple[Path, Path]:
-    sd = {k: v.contiguous() for k, v in net.state_dict().items()}
-    st = folder / f"{name}.safetensors"
-    pth = folder / f"{name}.pth"
-    save_file(sd, str(st))
-    torch.save(sd, pth)
-    return st, pth
-
-
 @pytest.fixture(scope="module")
 def esrgan(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("upscalers")
-    torch.manual_seed(0)
-    x4 = RRDBNet(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=4)
+    st4 = write_random_esrgan(folder / "tiny-x4.safetensors")
+    pth4 = write_random_esrgan(folder / "tiny-x4.pth")  # the same weights (same seed)
     # Real-ESRGAN x2plus layout: pixel-unshuffle by 2, then a x4 RRDBNet -> x2 overall.
-    x2 = RRDBNet(in_nc=12, out_nc=3, num_filters=8, num_blocks=1, scale=4, shuffle_factor=2)
-    st4, pth4 = _save(x4, folder, "tiny-x4")
-    st2, _ = _save(x2, folder, "tiny-x2")
+    st2 = write_random_esrgan(folder / "tiny-x2.safetensors", scale=2)
     return {"x4": st4, "x4_pth": pth4, "x2": st2, "folder": folder}
 
 

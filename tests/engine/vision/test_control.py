@@ -4,16 +4,16 @@ import pytest
 from studio.core.canny import canny
 from studio.core.imageio import load_image
 from studio.core.pose import N_BODY, Pose
+from studio.engine.fixtures import write_random_openpose
 from studio.engine.jobs.events import Failed, Finished, Progress
 from studio.engine.jobs.requests import PreprocessRequest
 from studio.engine.jobs.runner import Runner
-from studio.engine.vision.pose_detect import write_random_weights
 
 
 @pytest.fixture(scope="module")
 def pose_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("openpose-weights")
-    write_random_weights(folder)
+    write_random_openpose(folder)
     return folder
 
 

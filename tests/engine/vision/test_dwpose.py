@@ -9,6 +9,7 @@ pytest.importorskip("onnx")
 
 from studio.core.errors import ModelError  # noqa: E402
 from studio.core.pose import N_BODY, N_FACE, N_HAND, Pose  # noqa: E402
+from studio.engine.fixtures import write_random_dwpose  # noqa: E402
 from studio.engine.jobs.events import Finished  # noqa: E402
 from studio.engine.jobs.requests import PreprocessRequest  # noqa: E402
 from studio.engine.jobs.runner import Runner  # noqa: E402
@@ -20,7 +21,7 @@ from studio.engine.vision import (
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    return dwpose.write_random_models(tmp_path_factory.mktemp("dwpose"))
+    return write_random_dwpose(tmp_path_factory.mktemp("dwpose"))
 
 
 def test_random_models_run_end_to_end(models, photos):

@@ -7,6 +7,7 @@ import torch
 
 from studio.core.errors import ModelError
 from studio.core.pose import N_BODY, Person, default_pose
+from studio.engine.fixtures import write_random_openpose
 from studio.engine.vision import pose_detect
 from studio.engine.vision.pose_detect import (
     BODY_FILE,
@@ -15,13 +16,12 @@ from studio.engine.vision.pose_detect import (
     find_body_weights,
     find_peaks,
     load_body_model,
-    write_random_weights,
 )
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    return write_random_weights(tmp_path_factory.mktemp("openpose"))
+    return write_random_openpose(tmp_path_factory.mktemp("openpose"))
 
 
 def test_weight_file_has_the_real_layer_names(weights):
@@ -184,7 +184,7 @@ def test_hand_and_face_boxes_follow_openpose_geometry():
 
 @pytest.fixture(scope="module")
 def all_weights(tmp_path_factory):
-    return write_random_weights(tmp_path_factory.mktemp("openpose-all"), hands=True, face=True)
+    return write_random_openpose(tmp_path_factory.mktemp("openpose-all"), hands=True, face=True)
 
 
 @pytest.fixture(scope="module")
