@@ -90,7 +90,7 @@ def load_pipeline(
     The model's ResolvedModel is at ``pipe.studio_model``."""
     import diffusers
 
-    choice = pick_device(device or ctx.runner.device, dtype or ctx.runner.dtype)
+    choice = pick_dtype(model, device or ctx.runner.device, dtype or ctx.runner.dtype)
     resolved = resolve_model(model)
     if scheduler is not None:
         scheduler = canonical_name(scheduler)
@@ -146,6 +146,23 @@ def load_pipeline(
     apply_loras(pipe, entry, loras)
     pipe.studio_model = resolved
     return pipe
+
+
+def pick_dtype(model: str, device: str | None, dtype: str | None):
+    """The device and weight dtype for ``model``: the user's dtype (argument or
+    ``STUDIO_DTYPE``) when given, else the family's preference on this device
+    (``defaults.family_dtype``: fp16 on GPUs, bf16 where fp16 is unsupported, fp32 on CPU)."""
+    import os
+
+    from studio.engine.diffusion.defaults import device_support, family_dtype, model_family
+
+    requested = dtype or os.environ.get("STUDIO_DTYPE") or None
+    choice = pick_device(device, requested)
+    if requested:
+        return choice
+    fp16_ok, bf16_ok = device_support(choice.device)
+    name = family_dtype(choice.device.type, model_family(model), fp16_ok, bf16_ok)
+    return pick_device(str(choice.device), name)
 
 
 def controlnet_family_of(ref: str) -> Family | None:

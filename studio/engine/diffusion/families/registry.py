@@ -112,6 +112,26 @@ def _short(e: BaseException) -> str:
     return (lines[0] if lines else type(e).__name__)[:300]
 
 
+def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes from a .safetensors header (an 8-byte little-endian length, then
+    that many bytes of JSON), read without torch."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) != 8:
+            raise ValueError("file too short")
+        n = int.from_bytes(head, "little")
+        if not 2 <= n <= 100_000_000:
+            raise ValueError("bad header length")
+        header = json.loads(f.read(n))
+    if not isinstance(header, dict):
+        raise ValueError("bad header")
+    return {
+        k: tuple(int(x) for x in v["shape"])
+        for k, v in header.items()
+        if k != "__metadata__" and isinstance(v, dict) and "shape" in v
+    }
+
+
 def probe_file(path: Path | str) -> TensorProbe:
     """A TensorProbe of a .safetensors (header only; tensors read on demand) or a .ckpt/.pt
     (torch's weights_only loader, never pickled code). ModelError when unreadable."""
@@ -125,10 +145,7 @@ def probe_file(path: Path | str) -> TensorProbe:
             sidecar = ""
     if path.suffix.lower() == ".safetensors":
         try:
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as f:
-                shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            shapes = safetensors_shapes(path)
         except Exception as e:  # noqa: BLE001
             raise ModelError(f"{path.name}: not a readable .safetensors file ({e})") from e
 

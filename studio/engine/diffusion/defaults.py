@@ -1,0 +1,112 @@
+"""Generation defaults per model, from its family descriptor, without loading it (torch-free
+for folders and .safetensors files, so the CLI and the UI can ask before a job):
+
+- :func:`model_family`: the family of a model reference (folder: model_index/configs; single
+  file: tensor names and shapes);
+- :func:`recommended_settings`: the catalog's ``recommended`` table (or the turbo rule), with
+  whatever it leaves out filled from the family: the model's native size (UNet sample size x
+  the VAE's downsampling: 512 SD1, 768 SD2-768, 512 SD2-base, 1024 SDXL), steps, guidance and
+  the family's sampler;
+- :func:`family_dtype`: the weight dtype for a device when the user chose none: the family's
+  preference order (``Family.dtypes``), skipping what the device can't run (bf16 where fp16
+  is unsupported, fp32 on the CPU).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from studio.core.errors import StudioError
+from studio.engine.diffusion.families import Family, config_family, recognise_file
+from studio.engine.diffusion.families import recognise_folder as _recognise_folder
+from studio.engine.diffusion.loader import CONFIGS, resolve_model
+from studio.engine.diffusion.loader import recommended_settings as catalog_settings
+from studio.engine.diffusion.schedulers import is_turbo
+
+
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _native(folder: Path) -> int | None:
+    """UNet sample size x 2^(VAE blocks - 1) of a diffusers (or shipped config) folder."""
+    unet = _read(folder / "unet" / "config.json")
+    vae = _read(folder / "vae" / "config.json")
+    sample = unet.get("sample_size")
+    if isinstance(sample, list | tuple):
+        sample = sample[0] if sample else None
+    blocks = vae.get("block_out_channels") or [0, 0, 0, 0]
+    if not sample:
+        return None
+    return int(sample) * 2 ** (len(blocks) - 1)
+
+
+def model_info(ref: str) -> tuple[Family, int | None] | None:
+    """(family, native size) of a model reference, or None when it can't be told without
+    loading it (not found, a .ckpt, unknown layout)."""
+    try:
+        resolved = resolve_model(ref)
+        if resolved.kind == "folder":
+            return _recognise_folder(resolved.path), _native(resolved.path)
+        if resolved.path.suffix.lower() != ".safetensors":
+            return None  # reading a .ckpt needs torch
+        match = recognise_file(resolved.path)
+        return config_family(match.config), _native(CONFIGS / match.config)
+    except StudioError:
+        return None
+
+
+def model_family(ref: str) -> Family | None:
+    info = model_info(ref)
+    return info[0] if info else None
+
+
+def recommended_settings(ref: str) -> dict:
+    """Defaults for ``ref``: the catalog's ``recommended`` values first, then the family's
+    (``width``/``height`` = the native size, ``steps``, ``guidance``, ``scheduler``; turbo and
+    LCM models keep their own scheduler). {} when nothing is known."""
+    rec = dict(catalog_settings(ref))
+    info = model_info(ref)
+    if info is None:
+        return rec
+    fam, native = info
+    width, height = (native, native) if native else fam.default_size
+    rec.setdefault("width", width)
+    rec.setdefault("height", height)
+    rec.setdefault("steps", fam.default_steps)
+    rec.setdefault("guidance", fam.default_guidance)
+    if fam.default_sampler and not is_turbo(Path(ref).name) and "scheduler" not in rec:
+        rec["scheduler"] = fam.default_sampler
+    rec.setdefault("family", fam.name)
+    return rec
+
+
+def family_dtype(
+    device_type: str, family: Family | None, fp16_ok: bool = True, bf16_ok: bool = False
+) -> str:
+    """The weight dtype name for ``device_type`` ("cuda", "mps", "cpu", ...) when the user gave
+    none: the first of the family's ``dtypes`` the device runs (``fp16_ok``/``bf16_ok`` say
+    what it supports), float32 on the CPU (half precision is emulated and slow there)."""
+    if device_type == "cpu":
+        return "float32"
+    order = family.dtypes if family is not None else ("float16", "bfloat16", "float32")
+    usable = {"float16": fp16_ok, "bfloat16": bf16_ok, "float32": True}
+    return next((d for d in order if usable.get(d)), "float32")
+
+
+def device_support(device) -> tuple[bool, bool]:
+    """(fp16 usable, bf16 usable) on a torch device: CUDA fp16 from compute capability 5.3 on
+    (native half arithmetic), bf16 where ``torch.cuda.is_bf16_supported()``; MPS fp16 yes,
+    bf16 no (not on every macOS)."""
+    import torch
+
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        return (major, minor) >= (5, 3), bool(torch.cuda.is_bf16_supported())
+    if device.type == "mps":
+        return True, False
+    return False, True
