@@ -1,5 +1,14 @@
-"""Start the desktop app: QApplication and the main window first, the engine (torch,
-diffusers) afterwards in the worker thread, so the window is on screen at once.
+"""Start the desktop app: a start-up frame on screen first, then the main window, then the
+engine (torch, diffusers) in the worker thread, so Studio is on screen at once.
+
+What the first paint used to wait for (measured with ``python -X importtime`` and
+``time.process_time()`` per phase, see benchmarks/RESULTS.md): importing
+``studio.ui.main_window`` and its rooms, most of it PySide6 building Python enum classes for
+the ``Qt`` namespace (~150 enums, about 40 ms of CPU: 20% of a bare PySide6 window) and for the
+other Qt classes the window module imports at its top, then the CLI's argparse. So the first
+frame is painted by a plain ``QMainWindow`` made here from the classes a bare window needs
+(themed, titled, with the icon and the saved geometry, "Starting Studio…"); the real window
+is imported, built and shown in its place on the next turn of the event loop.
 
 ``STUDIO_STARTUP_PROBE=1`` makes the app print ``STUDIO_SHOWN <seconds> torch=<bool> cpu=<s>`` once
 the window is on screen, ``STUDIO_READY ...`` once canvas, docks and panels are built, and
@@ -27,17 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationDisplayName("Studio")
     app.setDesktopFileName("studio")
 
-    from studio.ui.main_window import MainWindow
     from studio.ui.settings import Settings
     from studio.ui.theme import app_icon, apply_theme
 
     settings = Settings()
     apply_theme(app, settings.theme)
     app.setWindowIcon(app_icon())
-    # On screen first (a frame with menus-to-come), then numpy, the canvas and the panels.
-    window = MainWindow(settings, deferred=True)
-    window.show()
+    frame = _startup_frame(settings)
+    frame.show()
     probe = os.environ.get("STUDIO_STARTUP_PROBE")
+    window = None
 
     def report(what: str) -> None:
         t = time.perf_counter() - _T0
@@ -45,9 +53,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"STUDIO_{what} {t:.4f} torch={'torch' in sys.modules} cpu={cpu:.4f}", flush=True)
 
     def build() -> None:
+        nonlocal window
         if probe:
             report("SHOWN")
+        from studio.ui.main_window import MainWindow
+
+        window = MainWindow(settings, deferred=True)
         window.finish_startup()
+        if frame.isMaximized():
+            window.showMaximized()
+        else:
+            window.setGeometry(frame.geometry())
+            window.show()
+        frame.close()
+        frame.deleteLater()
         QTimer.singleShot(0, after_build)
 
     def after_build() -> None:
@@ -63,13 +82,31 @@ def main(argv: list[str] | None = None) -> int:
 
     QTimer.singleShot(0, build)
     code = app.exec()
-    if window.built and window.worker.thread_running():
+    if window is not None and window.built and window.worker.thread_running():
         # A job stuck in native code did not stop within the shutdown timeout: exit without
         # destroying the running QThread (which would abort the process).
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def _startup_frame(settings):
+    """The first frame: a bare QMainWindow (no ``Qt`` namespace, no window module), with the
+    main window's title, icon, theme and saved geometry."""
+    from PySide6.QtCore import QByteArray
+    from PySide6.QtWidgets import QLabel, QMainWindow
+
+    frame = QMainWindow()
+    frame.setWindowTitle("Studio")
+    frame.resize(1280, 800)
+    geometry = settings.geometry
+    if isinstance(geometry, QByteArray) and not geometry.isEmpty():
+        frame.restoreGeometry(geometry)
+    label = QLabel("Starting Studio…")
+    label.setStyleSheet("qproperty-alignment: AlignCenter;")  # no Qt.AlignmentFlag import
+    frame.setCentralWidget(label)
+    return frame
 
 
 if __name__ == "__main__":
