@@ -39,7 +39,11 @@ RAM_RESERVE_GIB = 4.0
 
 OFFLOADS = ("none", "model", "group", "sequential")
 WEIGHT_FORMATS = ("bf16", "fp8", "q8_0", "nf4", "q4_k")
-TEXT_FORMATS = ("bf16", "fp8", "nf4")
+# Text encoders: no fp8. Layerwise casting changes a transformers model's ``dtype`` (the
+# pipelines take their latent dtype from ``text_encoder.dtype``) and T5 casts activations to
+# its ``wo`` weight dtype; both break (found on the tiny FLUX.1). NF4 goes through
+# transformers' bitsandbytes integration instead.
+TEXT_FORMATS = ("bf16", "nf4")
 
 # Bytes per weight relative to bf16 for the quantized part, and the share that stays in
 # bf16 (norms, embeddings, biases). GGUF Q8_0 is 8.5 bits/weight, Q4_K ~4.5-4.8, NF4 4 bits
@@ -50,7 +54,7 @@ _UNQUANTIZED_SHARE = 0.03
 # cost = speed and quality penalty; the cheapest candidate that fits wins.
 _OFFLOAD_COST = {"none": 0.0, "model": 1.0, "group": 1.0, "sequential": 3.0}
 _WEIGHT_COST = {"bf16": 0.0, "fp8": 1.5, "q8_0": 1.5, "nf4": 3.5, "q4_k": 3.5}
-_TEXT_COST = {"bf16": 0.0, "fp8": 0.5, "nf4": 1.0}
+_TEXT_COST = {"bf16": 0.0, "nf4": 1.0}
 
 # Which package provides a weight format (None: built into diffusers >= 0.33).
 _BACKEND = {"bf16": None, "fp8": None, "q8_0": "gguf", "q4_k": "gguf", "nf4": "bitsandbytes"}
@@ -264,7 +268,7 @@ class Plan:
         )
 
     def short(self) -> str:
-        """e.g. ``model offload, fp8 / text fp8, 10.2 GiB``."""
+        """e.g. ``model offload, fp8 / text nf4, 10.2 GiB``."""
         where = {"none": "GPU", "model": "model offload", "group": "group offload"}.get(
             self.offload, "sequential offload"
         )
@@ -302,9 +306,7 @@ class Plan:
             calls.append(
                 "from_pretrained(quantization_config=PipelineQuantizationConfig('bitsandbytes_4bit'))"
             )
-        if self.text_weights == "fp8":
-            calls.append("apply_layerwise_casting(text_encoder, float8_e4m3fn, bfloat16)")
-        elif self.text_weights == "nf4" and self.weights != "nf4":
+        if self.text_weights == "nf4" and self.weights != "nf4":
             calls.append(
                 "text_encoder from_pretrained(quantization_config=BitsAndBytesConfig(load_in_4bit))"
             )
@@ -501,7 +503,7 @@ def render_table(
 
 def apply_plan(pipe, plan: Plan, device="cuda") -> None:
     """Realise the runtime part of ``plan`` on a loaded pipeline: fp8 layerwise casting of the
-    transformer / text encoders, then offload or ``.to(device)``, then VAE tiling. Weight
+    transformer (or UNet), then offload or ``.to(device)``, then VAE tiling. Weight
     formats chosen at load time (GGUF, NF4) are :func:`load_kwargs`' part. On a CPU device
     offloading means nothing: the pipeline just moves there."""
     import torch
@@ -510,14 +512,8 @@ def apply_plan(pipe, plan: Plan, device="cuda") -> None:
     fp8 = getattr(torch, "float8_e4m3fn", None)
     main = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
     if plan.weights == "fp8" and fp8 is not None and main is not None:
-        main.enable_layerwise_casting(storage_dtype=fp8, compute_dtype=torch.bfloat16)
-    if plan.text_weights == "fp8" and fp8 is not None:
-        from diffusers.hooks import apply_layerwise_casting
-
-        for name in ("text_encoder", "text_encoder_2", "text_encoder_3"):
-            te = getattr(pipe, name, None)
-            if te is not None:
-                apply_layerwise_casting(te, storage_dtype=fp8, compute_dtype=torch.bfloat16)
+        # Compute in the dtype the pipeline was loaded in (bf16 on a GPU).
+        main.enable_layerwise_casting(storage_dtype=fp8, compute_dtype=main.dtype)
     if dev.type == "cpu" or plan.offload == "none":
         pipe.to(dev)
     elif plan.offload == "model":

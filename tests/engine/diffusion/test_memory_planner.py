@@ -40,6 +40,11 @@ BUILTIN = ("bf16", "fp8")  # no optional package installed
 @pytest.mark.parametrize("model", FAMILIES)
 def test_table_every_plan_fits(model, card, formats):
     plan = plan_memory(model, card, ram_gib=32, formats=formats)
+    if model == "qwen-image" and formats == BUILTIN:
+        # 57 GB of weights: without GGUF/NF4 the text encoder stays bf16 (16.6 GB) and even
+        # an fp8 transformer (20 GB) leaves too little of 32 GB RAM. With 64 GB it runs.
+        assert not plan.fits and "RAM" in plan.describe()
+        plan = plan_memory(model, card, ram_gib=64, formats=formats)
     assert plan.fits, plan.describe()
     assert plan.peak_gib <= plan.budget_gib == pytest.approx(card - memory.RESERVE_GIB)
     assert plan.ram_budget_gib is not None and plan.ram_gib <= plan.ram_budget_gib
