@@ -25,7 +25,7 @@ from studio.engine.diffusion.pipeline import (  # noqa: F401 - the public names 
     family_of,
     load_pipeline,
 )
-from studio.engine.diffusion.prompts import prompt_kwargs
+from studio.engine.diffusion.prompts import prompt_kwargs, prompt_loras
 from studio.engine.diffusion.sampling import (  # noqa: F401
     VAE_TILING_PIXELS,
     _free_cache,
@@ -58,21 +58,21 @@ def run_generate(ctx, request: GenerateRequest):
     from studio.core.metadata import request_metadata
 
     task = "img2img" if request.init_image is not None else "txt2img"
+    prompt, loras = prompt_loras(request.prompt, request.loras)
     pipe = load_pipeline(
         ctx,
         request.model,
         task,
         controlnets=tuple(c.model for c in request.controls),
         scheduler=request.scheduler,
-        loras=request.loras,
+        loras=loras,
         device=request.device,
         dtype=request.dtype,
+        vae=request.vae,
     )
     size = (request.width, request.height)
     kwargs: dict = dict(
-        **prompt_kwargs(
-            pipe, family_of(pipe), request.prompt, request.negative_prompt, request.clip_skip
-        ),
+        **prompt_kwargs(pipe, family_of(pipe), prompt, request.negative_prompt, request.clip_skip),
         num_inference_steps=request.steps,
         guidance_scale=request.guidance,
     )

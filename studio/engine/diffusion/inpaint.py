@@ -296,19 +296,22 @@ def _rgb(image: np.ndarray) -> np.ndarray:
 def _diffusion_job(ctx, request: InpaintRequest, image: np.ndarray, mask: np.ndarray):
     from studio.engine.diffusion.families import recognise_pipe
     from studio.engine.diffusion.pipeline import load_pipeline
-    from studio.engine.diffusion.prompts import prompt_kwargs
+    from studio.engine.diffusion.prompts import prompt_kwargs, prompt_loras
     from studio.engine.diffusion.sampling import steps_per_image
     from studio.engine.diffusion.schedulers import scheduler_label
 
     boxes = plan(mask, request.padding)
     feather = effective_feather(request.feather, request.padding)
+    prompt, loras = prompt_loras(request.prompt)
     pipe = load_pipeline(
         ctx,
         request.model,
         task="inpaint",
         scheduler=request.scheduler,
+        loras=loras,
         device=request.device,
         dtype=request.dtype,
+        vae=request.vae,
     )
     per_region = steps_per_image(pipe, request.steps, request.strength)
     total = per_region * len(boxes)
@@ -317,7 +320,7 @@ def _diffusion_job(ctx, request: InpaintRequest, image: np.ndarray, mask: np.nda
         **prompt_kwargs(
             pipe,
             recognise_pipe(pipe),
-            request.prompt,
+            prompt,
             request.negative_prompt,
             request.clip_skip,
         ),
@@ -360,7 +363,7 @@ def diffusion_inpaint(ctx, request: GenerateRequest):
     output is the init image's size."""
     from studio.engine.diffusion.families import recognise_pipe
     from studio.engine.diffusion.pipeline import load_pipeline
-    from studio.engine.diffusion.prompts import prompt_kwargs
+    from studio.engine.diffusion.prompts import prompt_kwargs, prompt_loras
     from studio.engine.diffusion.sampling import steps_per_image, validate_request
     from studio.engine.diffusion.schedulers import scheduler_label
 
@@ -371,15 +374,17 @@ def diffusion_inpaint(ctx, request: GenerateRequest):
     mask = masks.check_mask(request.mask, image.shape)
     boxes = plan(mask, request.mask_padding)
     feather = effective_feather(8, request.mask_padding)
+    prompt, loras = prompt_loras(request.prompt, request.loras)
     pipe = load_pipeline(
         ctx,
         request.model,
         task="inpaint",
         controlnets=tuple(c.model for c in request.controls),
         scheduler=request.scheduler,
-        loras=request.loras,
+        loras=loras,
         device=request.device,
         dtype=request.dtype,
+        vae=request.vae,
     )
     per_region = steps_per_image(pipe, request.steps, request.strength)
     per_image = per_region * len(boxes)
@@ -388,7 +393,7 @@ def diffusion_inpaint(ctx, request: GenerateRequest):
         **prompt_kwargs(
             pipe,
             recognise_pipe(pipe),
-            request.prompt,
+            prompt,
             request.negative_prompt,
             request.clip_skip,
         ),

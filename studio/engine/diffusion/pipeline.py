@@ -49,6 +49,8 @@ class LoadedModel:
     loras: tuple = ()  # ((resolved path, weight), ...) currently applied
     lora_names: tuple = ()
     fused: bool = False  # the applied LoRAs are merged into the weights (fuse_lora)
+    own_vae: object = None  # the model's own VAE while an external one is in use
+    vaes: dict = field(default_factory=dict)  # external VAE ref -> AutoencoderKL (one kept)
 
 
 def _load_base(resolved: ResolvedModel, task: str, device: torch.device, dtype: torch.dtype):
@@ -79,6 +81,7 @@ def load_pipeline(
     loras=(),
     device: str | None = None,
     dtype: str | None = None,
+    vae: str | None = None,
 ):
     """A ready pipeline for ``task`` ("txt2img" | "img2img" | "inpaint") on the chosen device.
 
@@ -86,7 +89,8 @@ def load_pipeline(
     ControlNets reuses its modules through ``Pipeline.from_pipe``. Every call installs a fresh
     scheduler (``scheduler`` by user-facing name, None = the model's default; Euler with
     trailing spacing for turbo models) and applies ``loras`` (LoraSpec-like objects with
-    ``path`` and ``weight``), unloading the previous job's LoRAs when they differ.
+    ``path`` and ``weight``), unloading the previous job's LoRAs when they differ, and
+    ``vae`` (an external VAE: catalog id, folder or file; None = the model's own).
     The model's ResolvedModel is at ``pipe.studio_model``."""
     import diffusers
 
@@ -143,9 +147,63 @@ def load_pipeline(
         turbo=is_turbo(resolved.ref) or is_turbo(resolved.name),
         spacing=str(spacing) if spacing else None,
     )
+    apply_vae(pipe, entry, vae, family)
     apply_loras(pipe, entry, loras)
     pipe.studio_model = resolved
     return pipe
+
+
+def load_vae(ref: str, family: Family, dtype, device):
+    """An external AutoencoderKL (``vae`` kind: a catalog id, a diffusers folder or a single
+    file, which loads with the family's shipped VAE config, offline). BadInput when its latent
+    space doesn't fit the family."""
+    from diffusers import AutoencoderKL
+
+    from studio.engine.diffusion.loader import CONFIGS, quiet_loading
+    from studio.engine.models import resolve
+
+    quiet_loading()
+    path = resolve(ref, "vae")
+    try:
+        if path.is_dir():
+            folder = path / "vae" if (path / "vae" / "config.json").exists() else path
+            module = AutoencoderKL.from_pretrained(folder, torch_dtype=dtype, local_files_only=True)
+        else:
+            config = CONFIGS / family.configs[0] / "vae" if family.configs else None
+            module = AutoencoderKL.from_single_file(
+                str(path),
+                config=str(config) if config else None,
+                torch_dtype=dtype,
+                local_files_only=True,
+            )
+    except (ModelError, BadInput):
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(f"VAE {Path(ref).name}: cannot load ({_short(e)})") from e
+    channels = int(module.config.latent_channels)
+    if channels != family.latent_channels:
+        raise BadInput(
+            f"VAE {Path(ref).name} has {channels} latent channels; {family.label} models need "
+            f"{family.latent_channels}"
+        )
+    return module.to(device)
+
+
+def apply_vae(pipe, entry: LoadedModel, ref: str | None, family: Family) -> None:
+    """Use the external VAE ``ref`` for this job (loaded once and kept while jobs ask for it),
+    or the model's own VAE when ``ref`` is None: the cached model is never left with another
+    job's VAE."""
+    if entry.own_vae is None:
+        entry.own_vae = entry.base.vae
+    if ref:
+        module = entry.vaes.get(ref)
+        if module is None:
+            module = load_vae(ref, family, entry.dtype, entry.device)
+            entry.vaes = {ref: module}
+    else:
+        module = entry.own_vae
+    if pipe.vae is not module:
+        pipe.register_modules(vae=module)
 
 
 def pick_dtype(model: str, device: str | None, dtype: str | None):

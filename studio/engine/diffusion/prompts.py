@@ -25,6 +25,7 @@ With no weights and one chunk this is exactly diffusers' own encoding, so ``(wor
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -192,3 +193,32 @@ def prompt_kwargs(
             torch.zeros_like(pooled[0]).to(dtype) if zero_negative else pooled[1].to(dtype)
         )
     return out
+
+
+def prompt_loras(prompt: str, explicit=()) -> tuple[str, tuple]:
+    """Resolve the ``<lora:name:weight>`` tags of ``prompt`` (A1111's extra-network syntax) by
+    name through the model folders and imports (``studio.engine.models.find_lora``): (the
+    prompt without the tags, ``explicit`` + one LoraSpec per tag whose file isn't already in
+    ``explicit``). BadInput in one line for a name that isn't installed."""
+    from studio.core.errors import BadInput
+    from studio.core.prompt_syntax import extract_loras
+    from studio.engine.jobs.requests import LoraSpec
+    from studio.engine.models import find_lora
+
+    clean, tags = extract_loras(prompt or "")
+    if not tags:
+        return prompt, tuple(explicit)
+    specs = list(explicit)
+    have = {str(Path(s.path).expanduser().resolve()) for s in specs}
+    for tag in tags:
+        path = find_lora(tag.name)
+        if path is None:
+            raise BadInput(
+                f"LoRA {tag.name!r} (from <lora:{tag.name}:...> in the prompt) is not installed: "
+                "put it in the models' loras folder or import it (studio models import FILE)"
+            )
+        key = str(Path(path).resolve())
+        if key not in have:
+            have.add(key)
+            specs.append(LoraSpec(str(path), float(tag.weight)))
+    return clean, tuple(specs)

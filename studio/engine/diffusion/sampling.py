@@ -338,6 +338,9 @@ def validate_request(request: GenerateRequest) -> None:
         raise BadInput("seed must be >= 0")
     if not 1 <= request.clip_skip <= 12:
         raise BadInput(f"clip skip {request.clip_skip} must be between 1 and 12")
+    from studio.engine.diffusion.prompts import prompt_loras
+
+    prompt_loras(request.prompt)  # a <lora:name> tag that isn't installed: say so now
     if request.init_image is not None:
         if not 0.0 < request.strength <= 1.0:
             raise BadInput(f"strength {request.strength} must be in (0, 1]")
