@@ -41,6 +41,7 @@ SHORTCUTS = [
     ("Delete", "Clear the mask"),
     ("Ctrl+I", "Invert the mask"),
     ("Q", "Paint on the mask / back on the layer"),
+    ("Shift+M", "Show / hide the mask (hidden over a new result)"),
     ("Ctrl+J", "Duplicate layer"),
     ("Ctrl+] / Ctrl+[", "Move layer up / down"),
     ("Ctrl+Enter", "Generate (queues when busy)"),
@@ -122,6 +123,27 @@ class ActionsMixin:
         self.act_cancel = self._action("Cancel job", self.cancel_job, "Esc")
         self.act_shortcuts = self._action("&Keyboard shortcuts", self.show_shortcuts, "F1")
         self.act_about = self._action("&About Studio", self.show_about)
+        self.act_show_mask = self._action(
+            "Show &mask",
+            self._show_mask_toggled,
+            "Shift+M",
+            "Show or hide the mask's tint and outline (hidden over a new result)",
+            checkable=True,
+        )
+        self.act_show_mask.setChecked(True)
+        self.canvas.mask_shown_changed.connect(self.act_show_mask.setChecked)
+        self.act_mask_color = self._action("Mask &colour…", self.pick_mask_color)
+        self.mask_opacity_actions: dict[int, QAction] = {}
+        self.mask_opacity_group = QActionGroup(self)
+        for pct in (25, 50, 75, 100):
+            a = self._action(
+                f"Mask opacity {pct} %",
+                lambda *_, p=pct: self.set_mask_style(opacity=p / 100),
+                checkable=True,
+            )
+            a.setChecked(round(self.settings.mask_opacity * 100) == pct)
+            self.mask_opacity_group.addAction(a)
+            self.mask_opacity_actions[pct] = a
         self.act_mask_toggle = self._action(
             "Paint on &mask / layer",
             self.toggle_mask_target,
@@ -265,6 +287,12 @@ class ActionsMixin:
         for a in self.theme_actions.values():
             self.view_menu.addAction(a)
         self.view_menu.addSeparator()
+        self.view_menu.addAction(self.act_show_mask)
+        self.view_menu.addAction(self.act_mask_color)
+        opacity = self.view_menu.addMenu("Mask &opacity")
+        for a in self.mask_opacity_actions.values():
+            opacity.addAction(a)
+        self.view_menu.addSeparator()
         h = mb.addMenu("&Help")
         h.addAction(self.act_shortcuts)
         h.addAction(self.act_about)
@@ -310,6 +338,24 @@ class ActionsMixin:
     @Slot()
     def brush_harder(self) -> None:
         self.canvas.set_brush(hardness=self.canvas.brush_hardness + 0.1)
+
+    @Slot(bool)
+    def _show_mask_toggled(self, shown: bool) -> None:
+        self.canvas.set_mask_shown(shown)
+
+    @Slot()
+    def pick_mask_color(self) -> None:
+        c = QColorDialog.getColor(self.canvas.mask_color, self, "Mask colour")
+        if c.isValid():
+            self.set_mask_style(color=c.name())
+
+    def set_mask_style(self, color: str | None = None, opacity: float | None = None) -> None:
+        """The mask's tint colour and opacity (0..1), saved in the settings."""
+        if color is not None:
+            self.settings.mask_color = color
+        if opacity is not None:
+            self.settings.mask_opacity = float(opacity)
+        self.canvas.set_mask_style(self.settings.mask_color, self.settings.mask_opacity)
 
     @Slot()
     def pick_color(self) -> None:

@@ -35,20 +35,11 @@ from studio.core.document import SNAP, Layer, snap_rect
 from studio.ui import brush
 from studio.ui.commands import PaintCommand
 from studio.ui.document_model import DocumentModel
+from studio.ui.mask_view import DEFAULT_COLOR, DEFAULT_OPACITY, MaskOutlineItem, mask_overlay
 from studio.ui.qimage import qimage_from_array
 
-MASK_TINT = (255, 40, 90)
-MASK_ALPHA = 0.5
 TOOLS = ("brush", "eraser", "select", "pan")
 MIN_ZOOM, MAX_ZOOM = 0.02, 64.0
-
-
-def mask_overlay(mask: np.ndarray) -> np.ndarray:
-    """(H, W) mask -> RGBA tint, alpha proportional to the mask."""
-    out = np.empty(mask.shape + (4,), np.uint8)
-    out[..., 0], out[..., 1], out[..., 2] = MASK_TINT
-    out[..., 3] = (mask.astype(np.uint16) * int(255 * MASK_ALPHA) // 255).astype(np.uint8)
-    return out
 
 
 _CHECKER: QImage | None = None
@@ -66,14 +57,19 @@ def _checker(cell: int = 8) -> QImage:
 
 
 class LayerItem(QGraphicsItem):
-    def __init__(self, layer: Layer) -> None:
+    def __init__(self, layer: Layer, view: CanvasView | None = None) -> None:
         super().__init__()
         self.layer = layer
+        self.view = view
         self.image = QImage()
         self.refresh(None)
 
     def _rgba(self, pixels: np.ndarray) -> np.ndarray:
-        return mask_overlay(pixels) if self.layer.is_mask else pixels
+        if not self.layer.is_mask:
+            return pixels
+        if self.view is None:
+            return mask_overlay(pixels)
+        return mask_overlay(pixels, self.view.mask_color, self.view.mask_opacity)
 
     def refresh(self, rect: tuple[int, int, int, int] | None) -> None:
         pixels = self.layer.pixels
@@ -128,6 +124,7 @@ class CanvasView(QGraphicsView):
     zoom_changed = Signal(float)
     cursor_moved = Signal(int, int)  # document pixel under the mouse
     tool_changed = Signal(str)
+    mask_shown_changed = Signal(bool)
     brush_changed = Signal()
     files_dropped = Signal(list)  # local paths
     image_dropped = Signal(QImage)  # image data without a file (e.g. from a browser)
@@ -148,6 +145,9 @@ class CanvasView(QGraphicsView):
         self._pan_from: QPointF | None = None
         self._space = False
         self._fit_on_resize = True
+        self.mask_color = QColor(DEFAULT_COLOR)  # tint and opacity: set_mask_style
+        self.mask_opacity = DEFAULT_OPACITY
+        self.mask_shown = True  # view only: hidden over a new result (set_mask_shown)
 
         self.setAcceptDrops(True)
         self.setMouseTracking(True)
@@ -190,6 +190,9 @@ class CanvasView(QGraphicsView):
         self.cursor_item.setZValue(1e6 + 3)
         self.cursor_item.setVisible(False)
         self.scene_.addItem(self.cursor_item)
+        self.mask_outline = MaskOutlineItem()  # marching ants around the mask
+        self.mask_outline.setZValue(1e6 - 2)
+        self.scene_.addItem(self.mask_outline)
 
         model.structure_changed.connect(self.sync_layers)
         model.pixels_changed.connect(self.on_pixels_changed)
@@ -208,6 +211,8 @@ class CanvasView(QGraphicsView):
         w, h = doc.width, doc.height
         margin = max(w, h, 256)
         self.scene_.setSceneRect(QRectF(-margin, -margin, w + 2 * margin, h + 2 * margin))
+        self.mask_shown = True
+        self.mask_outline.set_mask(doc.mask_layer.pixels if doc.layers else None, now=True)
         self.sync_layers()
         self.sync_selection()
         self._fit_on_resize = True
@@ -225,21 +230,41 @@ class CanvasView(QGraphicsView):
             if item is None or item.layer is not layer:
                 if item is not None:
                     self.scene_.removeItem(item)
-                item = LayerItem(layer)
+                item = LayerItem(layer, self)
                 self.items_[layer.uid] = item
                 self.scene_.addItem(item)
             elif item.image.width() != layer.size[0] or item.image.height() != layer.size[1]:
                 item.refresh(None)
             item.setZValue(z)
-            item.setVisible(layer.visible)
+            item.setVisible(layer.visible and (self.mask_shown or not layer.is_mask))
             item.setOpacity(layer.opacity)
             item.setPos(*layer.offset)
+        mask = doc.mask_layer if doc.layers else None
+        self.mask_outline.setVisible(bool(mask and mask.visible and self.mask_shown))
         self.viewport().update()
 
     def on_pixels_changed(self, uid: int, rect: object) -> None:
         item = self.items_.get(uid)
         if item is not None:
             item.refresh(rect)  # type: ignore[arg-type]
+            if item.layer.is_mask:
+                self.mask_outline.set_mask(item.layer.pixels)
+
+    # -- the mask's look ---------------------------------------------------------------------
+    def set_mask_style(self, color: QColor | str, opacity: float) -> None:
+        """Tint colour and opacity (0..1) of the mask, like a quick mask's."""
+        self.mask_color = QColor(color)
+        self.mask_opacity = max(0.0, min(1.0, float(opacity)))
+        for item in self.items_.values():
+            if item.layer.is_mask:
+                item.refresh(None)
+
+    def set_mask_shown(self, shown: bool) -> None:
+        """Show or hide the mask's tint and outline (the view only: the mask is kept)."""
+        if shown != self.mask_shown:
+            self.mask_shown = shown
+            self.sync_layers()
+            self.mask_shown_changed.emit(shown)
 
     def sync_selection(self) -> None:
         sel = self.model.doc.selection
@@ -466,6 +491,14 @@ class CanvasView(QGraphicsView):
 
     def _begin_stroke(self, pos: QPointF) -> None:
         layer = self.paint_target()
+        if layer.is_mask and not self.mask_shown:
+            self.set_mask_shown(True)  # painting the mask: see it
+        if layer.kind == "pose":  # drawn from its keypoints: pixels painted in would lie
+            self.status.emit(
+                "A pose layer is drawn from its skeleton: drag its keypoints in the Control "
+                "panel (Q paints on the mask)."
+            )
+            return
         if not layer.visible:
             self.status.emit(f"“{layer.name}” is hidden: show it to paint on it.")
             return

@@ -54,6 +54,16 @@ class JobsMixin:
     def _on_job_ended(self, job_id: int, event: object = None) -> None:
         if not self._worker.busy:
             self.canvas.clear_preview()
+        job = self._worker.job(job_id)
+        placed = job is not None and job.owner in (
+            self.panels.get("Generate"),
+            self.panels.get("Inpaint"),
+        )
+        if placed and getattr(event, "images", None) and self.mask() is not None:
+            # A new result: see it without the mask over it (Shift+M shows the mask again).
+            if self.canvas.mask_shown:
+                self.canvas.set_mask_shown(False)
+            self.show_status("Mask hidden over the new result: Shift+M shows it")
 
     @Slot(int, str, str)
     def _on_job_failed(self, job_id: int, message: str, detail: str) -> None:

@@ -18,8 +18,8 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.document import Layer
-from studio.ui.canvas import mask_overlay
 from studio.ui.document_model import DocumentModel
+from studio.ui.mask_view import mask_overlay
 from studio.ui.qimage import qimage_from_array
 
 KIND_LABEL = {"image": "Image", "control": "Control", "pose": "Pose", "mask": "Mask"}

@@ -149,6 +149,7 @@ class MainWindow(DocumentsMixin, ActionsMixin, JobsMixin, QMainWindow):
         light = self.settings.theme == "light"
         self.canvas.setBackgroundBrush(QColor("#bcbcc2" if light else "#28282c"))
         self.canvas.brush_color = QColor(self.settings.brush_color)
+        self.canvas.set_mask_style(self.settings.mask_color, self.settings.mask_opacity)
         self.canvas.files_dropped.connect(self.on_files_dropped)
         self.canvas.image_dropped.connect(self.on_image_dropped)
         self.canvas.status.connect(self.show_status)

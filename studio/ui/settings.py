@@ -72,6 +72,8 @@ class Settings:
     brush_size = _Setting("tools/brush_size", 40)
     brush_hardness = _Setting("tools/brush_hardness", 0.7)
     brush_color = _Setting("tools/brush_color", "#000000")
+    mask_color = _Setting("view/mask_color", "#ff285a")
+    mask_opacity = _Setting("view/mask_opacity", 0.5)
     model = _Setting("generate/model", "")
     recent_models = _Setting("generate/recent_models", [], list)
     steps = _Setting("generate/steps", 20)

@@ -210,3 +210,25 @@ def test_exported_png_names_the_model_not_its_path(window, photos, tmp_path):
     assert got["model"] == "dreamshaper-8" and got["prompt"] == "/imagine a red fox"
     assert "Model: dreamshaper-8" in got.get("parameters", "")
     assert window.model.doc.layers[-2].metadata["model"] == folder  # the project keeps it
+
+
+# -- 5. (part) the brush cannot paint pixels into a pose layer -------------------------------
+def test_brush_does_not_paint_into_a_pose_layer(qtbot, window, photos):
+    from test_ui_canvas import stroke
+
+    window.open_paths([str(photos.astronaut)])
+    control = window.panels["Control"]
+    control.default_skeleton()
+    pose = next(la for la in window.model.doc.layers if la.kind == "pose")
+    window.model.set_active(pose.uid)
+    before = pose.pixels.copy()
+    steps = window.model.undo.count()
+    messages = []
+    window.canvas.status.connect(messages.append)
+    window.canvas.actual_size()
+    window.canvas.centerOn(256, 256)
+    window.canvas.set_tool("brush")
+    stroke(window.canvas, [(100, 100), (300, 300)])
+    assert np.array_equal(pose.pixels, before)  # what Generate uses is the skeleton
+    assert window.model.undo.count() == steps
+    assert messages and "keypoints" in messages[-1]

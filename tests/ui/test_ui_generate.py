@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMessageBox, QToolButton
+from PySide6.QtWidgets import QApplication, QMessageBox, QToolButton
 
-from studio.core.imageio import save_image
+from studio.core.imageio import load_image, save_image
 from studio.engine.jobs import runner as runner_mod
 from studio.engine.jobs.requests import GenerateRequest
 
@@ -282,3 +282,47 @@ def test_idle_progress_and_eta_from_denoising_steps_only(qtbot, window, panel, p
     assert eta is not None and eta < 5.0  # from the step rate, not the loading time
     qtbot.waitUntil(lambda: not window.worker.busy, timeout=10000)
     assert panel.progress.format() == "Done"
+
+
+# -- issue 14.6: the mask is visible and out of the way ----------------------------------------
+def test_mask_outline_tint_settings_and_hidden_over_a_new_result(qtbot, window, panel, photos):
+    from PySide6.QtGui import QColor
+    from PySide6.QtTest import QTest
+    from test_ui_canvas import stroke, view_point
+
+    window.open_paths([photos.astronaut])
+    canvas = window.canvas
+    canvas.actual_size()
+    canvas.centerOn(256, 256)
+    canvas.set_brush(size=40, hardness=1.0)
+    stroke(canvas, [(200, 256), (260, 256), (300, 256)])
+    outline = canvas.mask_outline
+    qtbot.waitUntil(lambda: not outline.path.isEmpty(), timeout=3000)
+    assert outline.isVisible() and outline.ants.isActive()  # marching ants
+    box = outline.path.boundingRect()
+    assert 175 <= box.left() <= 185 and 315 <= box.right() <= 325  # around the stroke
+    offset = outline.offset
+    qtbot.waitUntil(lambda: outline.offset != offset, timeout=2000)  # the dashes move
+    canvas.cursor_item.setVisible(False)
+
+    def pixel(x, y):
+        QApplication.processEvents()
+        return canvas.viewport().grab().toImage().pixelColor(view_point(canvas, x, y))
+
+    plain = QColor(*load_image(photos.astronaut)[256, 250, :3])
+    default = pixel(250, 256)
+    assert default.red() > plain.red() + 20  # the default tint is red
+    window.set_mask_style(color="#00ff00", opacity=0.75)  # quick-mask style settings
+    green = pixel(250, 256)
+    assert green.green() > plain.green() + 60 and green.red() < default.red()
+    assert window.settings.mask_color == "#00ff00" and window.settings.mask_opacity == 0.75
+
+    panel.steps.setValue(1)
+    with qtbot.waitSignal(window.worker.finished, timeout=10000):
+        panel.generate()
+    assert not canvas.mask_shown and not window.act_show_mask.isChecked()
+    assert window.mask() is not None  # hidden, not cleared
+    shown = pixel(250, 256)
+    assert (shown.red(), shown.green(), shown.blue()) == (40, 40, 40)  # the result, untinted
+    QTest.keyClick(window, Qt.Key.Key_M, Qt.KeyboardModifier.ShiftModifier)
+    assert canvas.mask_shown and pixel(250, 256).green() > 100  # one key shows it again

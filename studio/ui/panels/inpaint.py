@@ -330,8 +330,7 @@ class InpaintPanel(QWidget):
             self.erase_info.setText(f"Auto uses LaMa ({lama.name}).")
         else:
             self.erase_info.setText(
-                "Auto uses Telea: LaMa is not installed (Models panel, or "
-                "`studio models download big-lama`)."
+                "Auto uses Telea. For better results download “Big LaMa” in the Models panel."
             )
 
     @property
