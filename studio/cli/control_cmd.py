@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from studio.cli import args as shared
 from studio.cli.jobs import ctrl_c_cancels, finished_or_raise
 from studio.core.errors import BadInput
 
@@ -61,7 +62,7 @@ def register(subparsers) -> None:
     q.add_argument("--from-json", metavar="FILE", help="render OpenPose JSON instead")
     q.add_argument("--no-hands", action="store_true", help="skip hands (detection and drawing)")
     q.add_argument("--no-face", action="store_true", help="skip the face (detection and drawing)")
-    q.add_argument("--device", default=None)
+    shared.add_device(q, dtype=False)
     q.set_defaults(func=run_pose)
 
 

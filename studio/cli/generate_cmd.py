@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import secrets
 import sys
 from pathlib import Path
 
+from studio.cli import args as shared
 from studio.cli.jobs import ctrl_c_cancels, finished_or_raise
 from studio.core.errors import BadInput, ModelError
 
@@ -146,13 +146,9 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("--model", required=True, help="catalog id, HF repo id, folder or file")
-    p.add_argument("--prompt", required=True)
-    p.add_argument("--negative", default="", help="negative prompt")
-    p.add_argument("--steps", type=int, help="sampling steps (default: model's, else 20)")
-    p.add_argument("--guidance", type=float, help="CFG scale (default: model's, else 7)")
-    p.add_argument("--seed", type=int, help="seed (default: random, recorded in metadata)")
+    shared.add_prompt(p)
+    shared.add_sampling(p)
     p.add_argument("--size", help="WIDTHxHEIGHT (default: init image size or 512x512)")
-    p.add_argument("--scheduler", help="sampler name, e.g. 'Euler a', 'DPM++ 2M Karras'")
     p.add_argument("--count", type=int, default=1, help="number of images (seeds S, S+1, ...)")
     p.add_argument("--init", help="init image for img2img")
     p.add_argument("--strength", type=float, default=0.75, help="img2img denoising strength")
@@ -170,15 +166,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--lora", action="append", default=[], metavar="FILE[:WEIGHT]", help="LoRA (repeatable)"
     )
-    p.add_argument(
-        "--preview",
-        choices=["latent", "taesd", "full", "off"],
-        help="preview decoder (default: latent with --preview-dir, else off)",
-    )
-    p.add_argument("--preview-of", choices=["x0", "xt"], default="x0")
-    p.add_argument("--preview-dir", help="write every preview as step_NNN.png here")
-    p.add_argument("--device", help="cuda, mps or cpu (default: best available)")
-    p.add_argument("--dtype", help="float16, bfloat16 or float32 (default: best for device)")
+    shared.add_preview(p)
+    shared.add_device(p)
     p.add_argument("--out", required=True, help="output image (.png, .jpg or .webp)")
     p.set_defaults(func=run)
 
@@ -191,7 +180,7 @@ def build_request(args: argparse.Namespace):
     """Validate every argument and input file and build the GenerateRequest (BadInput on any
     problem, before a model is loaded)."""
     from studio.core.imageio import SAVE_FORMATS, load_image, load_mask
-    from studio.engine.diffusion import canonical_name, recommended_settings
+    from studio.engine.diffusion import recommended_settings
     from studio.engine.jobs import GenerateRequest
 
     out = Path(args.out).expanduser()
@@ -221,33 +210,24 @@ def build_request(args: argparse.Namespace):
         parse_control(c, m) for c, m in zip(args.control, args.controlnet, strict=True)
     )
     loras = tuple(parse_lora(x) for x in args.lora)
-    scheduler = args.scheduler
-    if scheduler is not None:
-        scheduler = canonical_name(scheduler)
-    elif rec.get("scheduler"):
-        try:
-            scheduler = canonical_name(str(rec["scheduler"]))
-        except BadInput:
-            scheduler = None
-    preview = args.preview or ("latent" if args.preview_dir else "off")
-    seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
+    sampling = shared.resolve_sampling(args, args.model, rec)
     request = GenerateRequest(
         model=args.model,
         prompt=args.prompt,
         negative_prompt=args.negative or "",
-        steps=args.steps if args.steps is not None else int(rec.get("steps", 20)),
-        guidance=args.guidance if args.guidance is not None else float(rec.get("guidance", 7.0)),
-        seed=seed,
+        steps=sampling["steps"],
+        guidance=sampling["guidance"],
+        seed=sampling["seed"],
         width=size[0],
         height=size[1],
-        scheduler=scheduler,
+        scheduler=sampling["scheduler"],
         count=args.count,
         init_image=init,
         strength=args.strength,
         mask=mask,
         controls=controls,
         loras=loras,
-        preview=preview,
+        preview=shared.resolve_preview(args),
         preview_of=args.preview_of,
         device=args.device,
         dtype=args.dtype,

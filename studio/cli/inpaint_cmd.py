@@ -18,6 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from studio.cli import args as shared
 from studio.cli.jobs import ctrl_c_cancels, finished_or_raise
 from studio.core.errors import BadInput
 
@@ -42,13 +43,9 @@ def register(subparsers) -> None:
         "(catalog id, repo id, folder or file) to fill from --prompt",
     )
     p.add_argument("--lama", metavar="FILE", help="LaMa model file (implies --method lama)")
-    p.add_argument("--prompt", default="", help="what to paint (SD models)")
-    p.add_argument("--negative", default="", help="negative prompt (SD models)")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--guidance", type=float, default=7.0)
+    shared.add_prompt(p, required=False, what="SD models")
+    shared.add_sampling(p)
     p.add_argument("--strength", type=float, default=1.0, help="1.0 = repaint fully (SD)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--scheduler", default=None)
     p.add_argument(
         "--padding", type=int, default=32, help="context px around the mask (default 32)"
     )
@@ -62,11 +59,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--overlap", type=int, default=32, help="outpaint: px of the old image redrawn at the seam"
     )
-    p.add_argument("--preview", default="latent", choices=("latent", "taesd", "full", "off"))
-    p.add_argument("--preview-of", default="x0", choices=("x0", "xt"))
-    p.add_argument("--preview-dir", help="write every preview as step_NNN.png here")
-    p.add_argument("--device", default=None)
-    p.add_argument("--dtype", default=None)
+    shared.add_preview(p)
+    shared.add_device(p)
     p.add_argument("--out", required=True, help="output image (.png, .jpg, .webp)")
     p.set_defaults(func=run)
 
@@ -84,6 +78,7 @@ def build_request(args: argparse.Namespace, image, mask):
         method = method.lower()
     else:
         method, model = "diffusion", method
+    sampling = shared.resolve_sampling(args, model if method == "diffusion" else None)
     return InpaintRequest(
         image=image,
         mask=mask,
@@ -91,14 +86,14 @@ def build_request(args: argparse.Namespace, image, mask):
         model=model,
         prompt=args.prompt,
         negative_prompt=args.negative,
-        steps=args.steps,
-        guidance=args.guidance,
+        steps=sampling["steps"],
+        guidance=sampling["guidance"],
         strength=args.strength,
-        seed=args.seed,
+        seed=sampling["seed"],
         padding=args.padding,
         feather=args.feather,
-        scheduler=args.scheduler,
-        preview=args.preview,
+        scheduler=sampling["scheduler"],
+        preview=shared.resolve_preview(args),
         preview_of=args.preview_of,
         device=args.device,
         dtype=args.dtype,

@@ -20,6 +20,7 @@ import re
 import sys
 from pathlib import Path
 
+from studio.cli import args as shared
 from studio.cli.jobs import ctrl_c_cancels, finished_or_raise
 from studio.core.errors import BadInput, StudioError
 
@@ -84,8 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--sharpen", type=float, default=0.0, help="lanczos: unsharp-mask amount (e.g. 0.5)"
     )
-    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: best)")
-    p.add_argument("--dtype", default=None, help="float16, bfloat16 or float32")
+    shared.add_device(p)
     p.add_argument("--info", action="store_true", help="describe --model as JSON and exit")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
     p.add_argument("--out", help="output image (.png, .jpg, .webp)")

@@ -1,0 +1,121 @@
+"""The argument groups the CLI commands share, defined once so that the same option has the
+same meaning and the same default in every command (issue 13):
+
+- sampling: ``--steps``/``--guidance``/``--scheduler`` default to the model's recommended
+  values (the catalog's ``recommended`` table; turbo models 1 step, guidance 0), else 20
+  steps, guidance 7 and the model's own scheduler; ``--seed`` defaults to a random 32-bit seed,
+  recorded in the output's metadata;
+- prompt: ``--prompt``, ``--negative``;
+- preview: ``--preview`` (default: latent with ``--preview-dir``, else off), ``--preview-of``,
+  ``--preview-dir``;
+- device: ``--device``, ``--dtype`` (default: the best for the machine; ``STUDIO_DEVICE`` /
+  ``STUDIO_DTYPE`` override it).
+
+Each ``add_*`` adds a group to a parser; each ``resolve_*`` turns the parsed values into what
+the request needs (after parsing, so a default that depends on the model is computed once the
+model is known).
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+
+DEFAULT_STEPS = 20
+DEFAULT_GUIDANCE = 7.0
+PREVIEW_MODES = ("latent", "taesd", "full", "off")
+
+
+def add_prompt(p: argparse.ArgumentParser, required: bool = True, what: str = "") -> None:
+    suffix = f" ({what})" if what else ""
+    if required:
+        p.add_argument("--prompt", required=True, help="what to generate")
+    else:
+        p.add_argument("--prompt", default="", help="what to paint" + suffix)
+    p.add_argument("--negative", default="", help="negative prompt" + suffix)
+
+
+def add_sampling(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sampling")
+    g.add_argument(
+        "--steps", type=int, default=None,
+        help=f"sampling steps (default: the model's recommended, else {DEFAULT_STEPS})",
+    )  # fmt: skip
+    g.add_argument(
+        "--guidance", type=float, default=None,
+        help=f"CFG scale (default: the model's recommended, else {DEFAULT_GUIDANCE:g})",
+    )  # fmt: skip
+    g.add_argument(
+        "--seed", type=int, default=None,
+        help="seed (default: random; recorded in the output's metadata)",
+    )  # fmt: skip
+    g.add_argument(
+        "--scheduler", default=None,
+        help="sampler name, e.g. 'Euler a', 'DPM++ 2M Karras' (default: the model's)",
+    )  # fmt: skip
+
+
+def add_preview(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("previews")
+    g.add_argument(
+        "--preview", choices=PREVIEW_MODES, default=None,
+        help="preview decoder (default: latent with --preview-dir, else off)",
+    )  # fmt: skip
+    g.add_argument(
+        "--preview-of", choices=("x0", "xt"), default="x0",
+        help="preview the predicted clean image x0 (default) or the noisy x_t",
+    )  # fmt: skip
+    g.add_argument("--preview-dir", help="write every preview as step_NNN.png here")
+
+
+def add_device(p: argparse.ArgumentParser, dtype: bool = True) -> None:
+    g = p.add_argument_group("device")
+    g.add_argument("--device", default=None, help="cuda, mps or cpu (default: best available)")
+    if dtype:
+        g.add_argument(
+            "--dtype", default=None,
+            help="float16, bfloat16 or float32 (default: best for the device)",
+        )  # fmt: skip
+
+
+def random_seed() -> int:
+    return secrets.randbelow(2**32)
+
+
+def resolve_sampling(args: argparse.Namespace, model: str | None, rec: dict | None = None) -> dict:
+    """steps, guidance, seed and scheduler (canonical name or None) for ``model`` (None: no
+    diffusion model, the fallbacks apply); ``rec``: the model's recommended settings when the
+    caller has them already. Raises BadInput for an unknown scheduler name."""
+    canonical = None
+    if model:
+        from studio.engine.diffusion import canonical_name, recommended_settings
+
+        rec = recommended_settings(model) if rec is None else rec
+        canonical = canonical_name
+    rec = rec or {}
+    scheduler = args.scheduler
+    if scheduler is not None:
+        if canonical is None:
+            from studio.engine.diffusion import canonical_name as canonical
+        scheduler = canonical(scheduler)
+    elif rec.get("scheduler") and canonical is not None:
+        from studio.core.errors import BadInput
+
+        try:
+            scheduler = canonical(str(rec["scheduler"]))
+        except BadInput:
+            scheduler = None
+    return {
+        "steps": args.steps if args.steps is not None else int(rec.get("steps", DEFAULT_STEPS)),
+        "guidance": (
+            args.guidance
+            if args.guidance is not None
+            else float(rec.get("guidance", DEFAULT_GUIDANCE))
+        ),
+        "seed": args.seed if args.seed is not None else random_seed(),
+        "scheduler": scheduler,
+    }
+
+
+def resolve_preview(args: argparse.Namespace) -> str:
+    return args.preview or ("latent" if args.preview_dir else "off")
