@@ -152,7 +152,7 @@ def run_list(args: argparse.Namespace) -> int:
     if dropped:
         print("\nIn the model folders:")
         for m in dropped:
-            print(f"  {m.name}  [{m.kind}]  {m.path}")
+            print(f"  {m.name}  [{m.kind}{'/' + m.base if m.base else ''}]  {m.path}")
     return 0
 
 

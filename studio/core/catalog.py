@@ -36,6 +36,7 @@ KINDS: tuple[str, ...] = (
     "lama",
     "pose-detector",
     "lora",
+    "embedding",  # textual inversion (A1111's embeddings/ folder)
     "vae",
     "edit",  # edit by instruction from an input image (Flux Kontext, Qwen-Image-Edit)
 )

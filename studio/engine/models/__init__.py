@@ -6,27 +6,33 @@ For the UI: ``list_models(kind)`` lists what a picker offers (catalog-installed,
 dropped files; read from disk on every call); ``resolve(ref, kind)`` turns a reference into a
 path. Downloads, imports and scans run as Runner jobs (``DownloadRequest``,
 ``ImportModelRequest``, ``ScanModelsRequest`` in :mod:`studio.engine.jobs`).
+
+``identify_file`` is :func:`studio.engine.models.identify.identify` (a face name cannot be a
+submodule's name: importing the submodule would replace it with the module).
 """
 
 from studio.engine._lazy import lazy_face
 
 __all__ = [
     "KIND_FOLDERS",
+    "Embedding",
     "Identified",
     "ImportedModel",
     "ModelChoice",
     "ModelFile",
     "UnsafePickle",
+    "embeddings_in_prompt",
     "find_installed",
     "find_local",
     "find_lora",
     "folder_models",
     "hf_cache_dir",
     "hf_cached",
-    "identify",
+    "identify_file",
     "import_file",
     "installed",
     "kind_folders",
+    "list_embeddings",
     "list_imported",
     "list_loras",
     "list_models",
@@ -34,14 +40,21 @@ __all__ = [
     "local_pipelines",
     "models_dir",
     "offline_mode",
+    "read_embedding",
     "read_tensors",
     "remove_imported",
     "resolve",
     "search_roots",
+    "spell_triggers",
     "user_folders",
 ]
 
 _EXPORTS = {
+    "Embedding": "embeddings",
+    "embeddings_in_prompt": "embeddings",
+    "list_embeddings": "embeddings",
+    "read_embedding": "embeddings",
+    "spell_triggers": "embeddings",
     "KIND_FOLDERS": "folders",
     "hf_cache_dir": "folders",
     "kind_folders": "folders",
@@ -51,7 +64,7 @@ _EXPORTS = {
     "user_folders": "folders",
     "Identified": "identify",
     "UnsafePickle": "identify",
-    "identify": "identify",
+    "identify_file": "identify",
     "read_tensors": "identify",
     "find_lora": "importer",
     "import_file": "importer",

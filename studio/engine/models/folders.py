@@ -30,6 +30,7 @@ from studio.core.catalog import KINDS, format_size
 from studio.core.errors import ModelError
 
 WEIGHT_SUFFIXES = (".safetensors", ".sft", ".bin", ".pth", ".pt", ".ckpt", ".onnx")
+EMBEDDING_SUFFIXES = (".safetensors", ".pt", ".bin")  # textual inversion (A1111, diffusers)
 DISK_MARGIN = 64 * 1024 * 1024  # keep this much free after a download or an import
 
 CONTROLNET_KINDS: tuple[str, ...] = tuple(k for k in KINDS if k.startswith("controlnet-"))
@@ -48,6 +49,7 @@ KIND_FOLDERS: dict[str, tuple[str, ...]] = {
     "lama": ("inpaint", "lama", "LaMa"),
     "pose-detector": ("pose", "openpose", "dwpose"),
     "lora": ("loras", "Lora", "LyCORIS", "lora"),
+    "embedding": ("embeddings",),  # A1111 keeps it in the install root: see kind_folders
     "vae": ("vae", "VAE"),
 }
 # Groups a caller may ask for instead of one kind.
@@ -132,12 +134,16 @@ def search_roots() -> list[Path]:
 
 def kind_folders(kind: str) -> list[Path]:
     """Existing folders that may hold models of ``kind``, in search order. In a user folder,
-    ``<root>/models/<name>`` is looked at too (an A1111/ComfyUI install's root)."""
+    ``<root>/models/<name>`` is looked at too (an A1111/ComfyUI install's root), and for
+    embeddings ``<root>/../embeddings`` when the folder is an install's ``models/`` (A1111
+    keeps ``embeddings/`` beside ``models/``, ComfyUI inside it)."""
     own = models_dir()
     out: list[Path] = []
     for root in search_roots():
         names = own_folder_names(kind) if root == own else folder_names(kind)
         bases = [root] if root == own or root == portable_dir() else [root, root / "models"]
+        if kind == "embedding" and root != own and root.name.lower() == "models":
+            bases.append(root.parent)
         for base in bases:
             for name in names:
                 folder = base / name

@@ -11,7 +11,9 @@
 
 Kinds: SD 1.x / 2.x / SDXL single-file checkpoints (txt2img or 9-channel inpaint), ControlNet
 (original or diffusers layout), LoRA (kohya ``lora_unet_``/``lora_te_`` keys, diffusers/peft
-``lora_A``/``lora_B`` keys, LyCORIS), VAE, TAESD, and anything spandrel's architecture registry
+``lora_A``/``lora_B`` keys, LyCORIS), textual-inversion embeddings (A1111 ``string_to_param``
+/ ``emb_params``, SDXL ``clip_l``/``clip_g``, diffusers; :mod:`studio.engine.models.embeddings`),
+VAE, TAESD, and anything spandrel's architecture registry
 detects (upscalers and LaMa; detection runs on shape-only meta tensors). Anything else is
 refused with a clear BadInput.
 """
@@ -43,8 +45,8 @@ class TensorInfo:
 
 @dataclass(frozen=True)
 class Identified:
-    """What a model file is. ``kind``: txt2img, inpaint, controlnet, lora, vae, preview-decoder,
-    upscaler or lama. ``base``: sd1, sd2, sdxl or None."""
+    """What a model file is. ``kind``: txt2img, inpaint, controlnet, lora, embedding, vae,
+    preview-decoder, upscaler or lama. ``base``: sd1, sd2, sdxl or None."""
 
     path: Path
     kind: str
@@ -306,6 +308,9 @@ def _flatten(obj: Any) -> dict[str, TensorInfo]:
         return out
     if not isinstance(obj, dict):
         raise BadInput("the file does not hold a dictionary of tensors")
+    ti = obj.get("string_to_param")  # an A1111 textual-inversion .pt: {"*": vectors}
+    if isinstance(ti, dict) and any(isinstance(v, TensorInfo) for v in ti.values()):
+        return {f"string_to_param.{k}": v for k, v in ti.items() if isinstance(v, TensorInfo)}
     for key in _UNWRAP:
         inner = obj.get(key)
         if isinstance(inner, dict) and any(isinstance(v, TensorInfo) for v in inner.values()):
@@ -395,6 +400,56 @@ def _lora_context_dim(tensors: dict[str, TensorInfo]) -> int | None:
     return None
 
 
+# ------------------------------------------------------------------------------------------
+# Textual-inversion embeddings (formats: studio.engine.models.embeddings)
+
+_TI_WIDTH_BASE = {768: "sd1", 1024: "sd2"}  # CLIP ViT-L/14 (SD 1.x), OpenCLIP ViT-H/14 (SD 2.x)
+
+
+def _rows(info: TensorInfo) -> tuple[int, int] | None:
+    """(vectors, width) of a (d,) or (n, d) tensor."""
+    if len(info.shape) == 1:
+        return 1, info.shape[0]
+    if len(info.shape) == 2:
+        return info.shape[0], info.shape[1]
+    return None
+
+
+def classify_embedding(tensors: dict[str, TensorInfo]) -> tuple[str | None, int, str] | None:
+    """(base, vectors, layout) if these tensors are a textual-inversion embedding, else None.
+    ``tensors`` as :func:`~studio.engine.models.identify.read_tensors` returns them (an A1111
+    ``.pt``'s vectors under ``string_to_param.*``)."""
+    keys = set(tensors)
+    if keys and keys <= {"clip_l", "clip_g"}:
+        rows = [_rows(tensors[k]) for k in ("clip_l", "clip_g") if k in keys]
+        if None in rows:
+            return None
+        widths = {k: r[1] for k, r in zip(("clip_l", "clip_g"), rows, strict=False) if r}
+        ok = widths.get("clip_l", 768) == 768 and widths.get("clip_g", 1280) == 1280
+        return ("sdxl" if ok else None), rows[0][0], "sdxl"
+    a1111 = [k for k in keys if k.startswith("string_to_param.")]
+    if a1111:
+        key, layout = sorted(a1111)[0], "a1111-pt"
+    elif "emb_params" in keys:
+        key, layout = "emb_params", "emb_params"
+    elif len(keys) == 1:
+        key, layout = next(iter(keys)), "diffusers"
+    else:
+        return None
+    rows = _rows(tensors[key])
+    if rows is None:
+        return None
+    vectors, width = rows
+    if layout == "diffusers" and (width not in _TI_WIDTH_BASE or vectors > 75):
+        return None  # a lone tensor of another width is not a recognisable embedding
+    return _TI_WIDTH_BASE.get(width), vectors, layout
+
+
+def describe_embedding(base: str | None, vectors: int) -> str:
+    s = "" if vectors == 1 else "s"
+    return f"textual-inversion embedding for {_family(base)} ({vectors} vector{s})"
+
+
 def identify(path: str | Path) -> Identified:
     """Identify a model file (see module docstring). Raises BadInput if it can't."""
     path = Path(path)
@@ -445,9 +500,12 @@ def identify(path: str | Path) -> Identified:
     if any(k.startswith(tuple(p + "joint_blocks." for p in prefixes)) for k in keys):
         raise BadInput(f"{name} is a Stable Diffusion 3 model, which Studio does not support")
 
-    # --- Textual inversion (not supported, but say what it is) ---------------------------------
-    if "emb_params" in keys or set(keys) <= {"clip_l", "clip_g"}:
-        raise BadInput(f"{name} is a textual-inversion embedding; Studio does not use those yet")
+    # --- Textual-inversion embeddings -----------------------------------------------------------
+    emb = classify_embedding(tensors)
+    if emb is not None:
+        base, vectors, layout = emb
+        described = describe_embedding(base, vectors)
+        return result("embedding", base, described, vectors=vectors, layout=layout, token=path.stem)
 
     # --- Single-file SD checkpoints -------------------------------------------------------------
     conv_in = tensors.get("model.diffusion_model.input_blocks.0.0.weight")
@@ -571,9 +629,12 @@ def identify(path: str | Path) -> Identified:
 
     sample = ", ".join(keys[:3])
     raise BadInput(
-        f"Could not identify {name}: not a Stable Diffusion checkpoint, ControlNet, LoRA, VAE, "
-        f"TAESD, upscaler or LaMa model ({len(keys)} tensors, e.g. {sample})"
+        f"Could not identify {name}: not a Stable Diffusion checkpoint, ControlNet, LoRA, "
+        f"embedding, VAE, TAESD, upscaler or LaMa model ({len(keys)} tensors, e.g. {sample})"
     )
+
+
+identify_file = identify  # the name studio.engine.models offers (see its docstring)
 
 
 def _family(base: str | None) -> str:

@@ -13,7 +13,9 @@ reading weights:
 - ``controlnet/``: the condition in the name (canny, openpose, scribble, inpaint; as the
   identifier guesses it); a name without one fits every ControlNet kind;
 - ``vae/``: TAESD (``tae*`` names, ``AutoencoderTiny`` folders) is a preview decoder;
-- ``pose/``: ``body_pose_model.pth`` (OpenPose) or a folder with the DWPose ONNX pair.
+- ``pose/``: ``body_pose_model.pth`` (OpenPose) or a folder with the DWPose ONNX pair;
+- ``embeddings/``: .safetensors/.pt/.bin files (textual inversion); their family is read from
+  the tensor shapes (a header, no weights) so the lists can say which model they fit.
 
 Nothing is cached: a file dropped while the app runs is listed by the next call. Torch-free.
 """
@@ -27,13 +29,19 @@ from pathlib import Path
 
 from studio.engine.models.folders import (
     CONTROLNET_KINDS,
+    EMBEDDING_SUFFIXES,
     WEIGHT_SUFFIXES,
     kind_folders,
     kinds_of,
     models_dir,
     user_folders,
 )
-from studio.engine.models.identify import guess_condition
+from studio.engine.models.identify import (
+    classify_embedding,
+    describe_embedding,
+    guess_condition,
+    read_tensors,
+)
 from studio.engine.models.registry import list_imported
 
 MAX_DEPTH = 3  # sub-folders users sort their files into (A1111/ComfyUI allow them too)
@@ -156,6 +164,8 @@ def fits(entry: Path, kind: str, folder: Path) -> bool:
         return name.startswith("tae")
     if kind == "vae":
         return not name.startswith("tae")
+    if kind == "embedding":
+        return entry.suffix.lower() in EMBEDDING_SUFFIXES
     return True  # upscaler, lora: any weights file in their folders
 
 
@@ -197,8 +207,25 @@ def folder_models(kind: str | tuple[str, ...] = ()) -> list[ModelFile]:
             for entry in _walk(folder):
                 if entry not in seen and fits(entry, k, folder):
                     seen.add(entry)
-                    out.append(ModelFile(entry, k, "folder"))
+                    out.append(_described(ModelFile(entry, k, "folder")))
     return out
+
+
+def _described(m: ModelFile) -> ModelFile:
+    """An embedding with its family and vector count (read from its header); other kinds as
+    they are (their names decide, nothing is read)."""
+    if m.kind != "embedding":
+        return m
+    from studio.core.errors import StudioError
+
+    try:
+        found = classify_embedding(read_tensors(m.path)[0])
+    except StudioError as e:
+        return ModelFile(m.path, m.kind, m.source, None, f"unreadable: {e}")
+    if found is None:
+        return ModelFile(m.path, m.kind, m.source, None, "not a textual-inversion embedding")
+    base, vectors, _layout = found
+    return ModelFile(m.path, m.kind, m.source, base, describe_embedding(base, vectors))
 
 
 def imported_models(kind: str | tuple[str, ...] = ()) -> list[ModelFile]:

@@ -1,0 +1,127 @@
+"""Textual-inversion embeddings: recognising the files, and finding the ones a prompt names.
+
+Textual inversion (Gal et al., "An Image is Worth One Word: Personalizing Text-to-Image
+Generation using Textual Inversion", ICLR 2023) learns a few token vectors of the text
+encoder's input embedding; the file holds only those vectors. The formats in use:
+
+- AUTOMATIC1111 (A1111) ``.pt``: a pickled dict ``{"string_to_param": {"*": (n, d)},
+  "string_to_token": ..., "name": ..., "step": ...}``;
+- A1111 / kohya ``.safetensors``: ``{"emb_params": (n, d)}``;
+- SDXL embeddings: ``{"clip_l": (n, 768), "clip_g": (n, 1280)}`` (one set of vectors per text
+  encoder);
+- diffusers ``learned_embeds.bin``/``.safetensors``: one tensor, ``{"<token>": (d,) or (n, d)}``.
+
+The width ``d`` is the text encoder's: 768 is SD 1.x (CLIP ViT-L/14), 1024 SD 2.x (OpenCLIP
+ViT-H/14); ``n`` is the number of prompt tokens the embedding takes. Files are read through
+:func:`studio.engine.models.identify.read_tensors` (a .safetensors header, or a pickle through
+the restricted unpickler: nothing in the file runs, no tensor data is read).
+
+A1111 semantics for prompts: the file stem is the trigger word; an embedding applies wherever
+its name appears in the prompt as a word (case-insensitive, as A1111 matches CLIP's lowercased
+tokens). :func:`embeddings_in_prompt` returns those files. Torch-free.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio.engine.models.folders import EMBEDDING_SUFFIXES
+from studio.engine.models.identify import classify_embedding, describe_embedding
+
+__all__ = [
+    "EMBEDDING_SUFFIXES",
+    "Embedding",
+    "classify_embedding",
+    "embeddings_in_prompt",
+    "list_embeddings",
+    "read_embedding",
+    "spell_triggers",
+]
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """A textual-inversion file. ``token``: its trigger word (the file stem). ``base``: sd1,
+    sd2, sdxl or None (an unusual width). ``vectors``: tokens it takes in a prompt.
+    ``layout``: a1111-pt, emb_params, sdxl or diffusers."""
+
+    path: Path
+    token: str
+    base: str | None
+    vectors: int
+    layout: str
+
+    @property
+    def description(self) -> str:
+        return describe_embedding(self.base, self.vectors)
+
+
+def read_embedding(path: str | Path) -> Embedding:
+    """The embedding in ``path``; BadInput if it is not one (or unreadable)."""
+    from studio.core.errors import BadInput
+    from studio.engine.models.identify import read_tensors
+
+    path = Path(path)
+    tensors, _fmt, _meta = read_tensors(path)
+    found = classify_embedding(tensors)
+    if found is None:
+        raise BadInput(f"{path.name} is not a textual-inversion embedding")
+    base, vectors, layout = found
+    return Embedding(path, path.stem, base, vectors, layout)
+
+
+def list_embeddings(base: str | None = None) -> list[Embedding]:
+    """Embeddings Studio knows (imported, then dropped into every root's ``embeddings``
+    folders), one per trigger word (the first found wins, as for LoRAs); with ``base``, only
+    those for that family. Unreadable files and files that are not embeddings are skipped.
+    Read from disk on every call."""
+    from studio.core.errors import StudioError
+    from studio.engine.models.scan import local_models
+
+    out: dict[str, Embedding] = {}
+    for m in local_models("embedding"):
+        if not m.path.is_file() or m.name.lower() in out:
+            continue
+        try:
+            emb = read_embedding(m.path)
+        except StudioError:
+            continue
+        if base is None or emb.base == base:
+            out[emb.token.lower()] = emb
+    return list(out.values())
+
+
+def _trigger_pattern(token: str) -> re.Pattern[str]:
+    # A word: not glued to letters, digits, "_" or "-" on either side ("(name:1.2)", "name,"
+    # and "name." match; "names" and "my-name" do not).
+    return re.compile(rf"(?<![\w-]){re.escape(token)}(?![\w-])", re.IGNORECASE)
+
+
+def embeddings_in_prompt(
+    prompt: str, base: str | None = None, available: list[Embedding] | None = None
+) -> list[Embedding]:
+    """The embeddings whose trigger word (file stem) appears as a word in ``prompt``, in the
+    order of their first appearance; with ``base``, only those made for that family (A1111
+    skips the others too). ``available`` defaults to :func:`list_embeddings`."""
+    if not prompt:
+        return []
+    pool = list_embeddings(base) if available is None else available
+    hits: list[tuple[int, Embedding]] = []
+    for emb in pool:
+        if base is not None and emb.base != base:
+            continue
+        m = _trigger_pattern(emb.token).search(prompt)
+        if m is not None:
+            hits.append((m.start(), emb))
+    return [e for _, e in sorted(hits, key=lambda h: h[0])]
+
+
+def spell_triggers(prompt: str, embeddings: list[Embedding]) -> str:
+    """``prompt`` with every trigger of ``embeddings`` written exactly as its token (the file
+    stem), since the tokens added to a tokenizer match case-sensitively while A1111 matches
+    regardless of case (``easynegative`` for ``EasyNegative.safetensors``)."""
+    for emb in embeddings:
+        prompt = _trigger_pattern(emb.token).sub(lambda _m, t=emb.token: t, prompt)
+    return prompt
