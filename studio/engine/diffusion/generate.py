@@ -47,6 +47,14 @@ from studio.engine.jobs.requests import GenerateRequest
 MAX_BATCH = 8
 
 
+def with_placement(meta: dict, pipe) -> dict:
+    """Add where the model ran ("GPU", "model offload", ...) to an image's metadata."""
+    placement = getattr(pipe, "studio_placement", None)
+    if placement:
+        meta["offload"] = placement
+    return meta
+
+
 def run_generate(ctx, request: GenerateRequest):
     """Job handler for GenerateRequest (txt2img / img2img / ControlNet / LoRA). Requests with a
     mask are SD inpainting and go to ``studio.engine.diffusion.inpaint.diffusion_inpaint``."""
@@ -120,12 +128,15 @@ def run_generate(ctx, request: GenerateRequest):
         for j, image in enumerate(out):
             images.append(image)
             metadata.append(
-                request_metadata(
-                    request,
-                    seeds[j],
-                    pipe.studio_model.name,
-                    sampler=sampler,
-                    model_hash=(pipe.studio_model.sha256 or "")[:10] or None,
+                with_placement(
+                    request_metadata(
+                        request,
+                        seeds[j],
+                        pipe.studio_model.name,
+                        sampler=sampler,
+                        model_hash=(pipe.studio_model.sha256 or "")[:10] or None,
+                    ),
+                    pipe,
                 )
             )
         k += n

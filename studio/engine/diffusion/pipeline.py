@@ -6,6 +6,7 @@ and the job's LoRAs."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,10 +51,19 @@ class LoadedModel:
     lora_names: tuple = ()
     fused: bool = False  # the applied LoRAs are merged into the weights (fuse_lora)
     own_vae: object = None  # the model's own VAE while an external one is in use
+    placement: str | None = None  # "GPU", "model offload", ... (None on the CPU)
     vaes: dict = field(default_factory=dict)  # external VAE ref -> AutoencoderKL (one kept)
 
 
-def _load_base(resolved: ResolvedModel, task: str, device: torch.device, dtype: torch.dtype):
+def _load_base(
+    resolved: ResolvedModel,
+    task: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    free_gib: float | None = None,
+):
+    """Load the model on the CPU, then place it on ``device`` whole or offloaded, as the free
+    memory allows (``placement.plan_placement``); returns (pipeline, plan or None)."""
     if resolved.kind == "file":
         base = load_single_file(resolved.path, task, dtype)
     else:
@@ -62,14 +72,21 @@ def _load_base(resolved: ResolvedModel, task: str, device: torch.device, dtype: 
         raise ModelError(
             f"{resolved.name}: not a Stable Diffusion pipeline ({type(base).__name__})"
         )
+    from studio.engine.diffusion.memory import apply_plan
+    from studio.engine.diffusion.placement import plan_placement
+
+    plan = plan_placement(base, recognise_pipe(base), device, resolved.name, free_gib)
     try:
-        base.to(device)
+        if plan is None or plan.offload == "none":
+            base.to(device)
+        else:
+            apply_plan(base, plan, device)
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"{resolved.name}: cannot move to {device} ({e})") from e
-    if device.type == "cuda":
+    if device.type == "cuda" and (plan is None or plan.offload == "none"):
         base.unet.to(memory_format=torch.channels_last)
     base.set_progress_bar_config(disable=True)
-    return base
+    return base, plan
 
 
 def load_pipeline(
@@ -101,8 +118,19 @@ def load_pipeline(
     key = f"pipe:{resolved.key}|{choice.device}|{choice.dtype}"
 
     def factory() -> LoadedModel:
-        base = _load_base(resolved, task, choice.device, choice.dtype)
-        return LoadedModel(resolved, base, choice.device, choice.dtype, dict(base.scheduler.config))
+        from studio.engine.diffusion.placement import placement_label
+
+        free = os.environ.get("STUDIO_FREE_VRAM_GIB")  # the memory a test or a user asserts
+        base, plan = _load_base(
+            resolved, task, choice.device, choice.dtype, float(free) if free else None
+        )
+        entry = LoadedModel(
+            resolved, base, choice.device, choice.dtype, dict(base.scheduler.config)
+        )
+        entry.placement = placement_label(plan)
+        if plan is not None:
+            ctx.progress(0, 1, f"Loaded {resolved.name}: {plan.describe()}")
+        return entry
 
     entry: LoadedModel = ctx.runner.cache(key, factory)
     ctx.check()
@@ -150,6 +178,7 @@ def load_pipeline(
     apply_vae(pipe, entry, vae, family)
     apply_loras(pipe, entry, loras)
     pipe.studio_model = resolved
+    pipe.studio_placement = entry.placement
     return pipe
 
 
