@@ -21,6 +21,7 @@ __all__ = [
     "ModelChoice",
     "ModelFile",
     "UnsafePickle",
+    "embedding_vectors",
     "embeddings_in_prompt",
     "find_installed",
     "find_local",
@@ -51,6 +52,7 @@ __all__ = [
 
 _EXPORTS = {
     "Embedding": "embeddings",
+    "embedding_vectors": "embeddings",
     "embeddings_in_prompt": "embeddings",
     "list_embeddings": "embeddings",
     "read_embedding": "embeddings",

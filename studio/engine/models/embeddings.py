@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from studio.engine.models.folders import EMBEDDING_SUFFIXES
 from studio.engine.models.identify import classify_embedding, describe_embedding
@@ -34,6 +35,7 @@ __all__ = [
     "EMBEDDING_SUFFIXES",
     "Embedding",
     "classify_embedding",
+    "embedding_vectors",
     "embeddings_in_prompt",
     "list_embeddings",
     "read_embedding",
@@ -52,6 +54,14 @@ class Embedding:
     base: str | None
     vectors: int
     layout: str
+
+    @property
+    def prompt_token(self) -> str:
+        """The token to load it under (``load_textual_inversion(..., token=)``) and to write in
+        the prompt (:func:`spell_triggers`): the stem in lower case, spaces as "_". CLIP's
+        tokenizer lowercases the prompt before it looks for added tokens, so a token with
+        capitals would never match."""
+        return re.sub(r"\s+", "_", self.token.lower())
 
     @property
     def description(self) -> str:
@@ -119,9 +129,35 @@ def embeddings_in_prompt(
 
 
 def spell_triggers(prompt: str, embeddings: list[Embedding]) -> str:
-    """``prompt`` with every trigger of ``embeddings`` written exactly as its token (the file
-    stem), since the tokens added to a tokenizer match case-sensitively while A1111 matches
-    regardless of case (``easynegative`` for ``EasyNegative.safetensors``)."""
+    """``prompt`` with every trigger word of ``embeddings`` (any case, as A1111 matches them)
+    written as its :attr:`Embedding.prompt_token`, the token it was loaded under
+    (``EasyNegative``/``easynegative`` -> ``easynegative``; ``bad hands`` -> ``bad_hands``)."""
     for emb in embeddings:
-        prompt = _trigger_pattern(emb.token).sub(lambda _m, t=emb.token: t, prompt)
+        prompt = _trigger_pattern(emb.token).sub(lambda _m, t=emb.prompt_token: t, prompt)
     return prompt
+
+
+def embedding_vectors(emb: Embedding) -> dict[str, Any]:
+    """The vectors of ``emb`` as CPU tensors: ``{"clip_l": (n, 768 or 1024)}``, and for SDXL
+    also ``{"clip_g": (n, 1280)}`` (the second text encoder's). Read with safetensors or
+    ``torch.load(weights_only=True)``: nothing in the file runs. For diffusers'
+    ``pipe.load_textual_inversion(vectors, token=emb.prompt_token, text_encoder=...,
+    tokenizer=...)``."""
+    import torch
+
+    if emb.path.suffix.lower() == ".safetensors":
+        from safetensors.torch import load_file
+
+        data = load_file(str(emb.path), device="cpu")
+    else:
+        data = torch.load(emb.path, map_location="cpu", weights_only=True)
+    if emb.layout == "sdxl":
+        return {k: data[k].detach() for k in ("clip_l", "clip_g") if k in data}
+    if emb.layout == "a1111-pt":
+        vectors = next(iter(data["string_to_param"].values()))
+    elif emb.layout == "emb_params":
+        vectors = data["emb_params"]
+    else:
+        vectors = next(iter(data.values()))
+    vectors = vectors.detach()
+    return {"clip_l": vectors[None] if vectors.ndim == 1 else vectors}

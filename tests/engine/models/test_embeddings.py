@@ -149,6 +149,37 @@ def test_trigger_words_follow_a1111(roots):
     assert [e.token for e in embeddings_in_prompt("neg, blurry", "sdxl")] == ["neg"]
     assert [e.token for e in embeddings_in_prompt("neg EasyNegative")] == ["neg", "EasyNegative"]
     assert embeddings_in_prompt("", "sd1") == []
-    assert spell_triggers("(easynegative:1.2), EASYNEGATIVE.", found) == (
-        "(EasyNegative:1.2), EasyNegative."
+    assert spell_triggers("(EasyNegative:1.2), EASYNEGATIVE.", found) == (
+        "(easynegative:1.2), easynegative."
     )
+    spaced = emb_params(roots.portable / "embeddings" / "Bad Hands.safetensors")
+    [hit] = embeddings_in_prompt("a hand, (bad hands:0.8)", "sd1")
+    assert hit.path == spaced and hit.prompt_token == "bad_hands"
+    assert spell_triggers("(Bad Hands:0.8)", [hit]) == "(bad_hands:0.8)"
+
+
+def test_vectors_load_into_a_pipeline_with_diffusers_load_textual_inversion(tiny_models, roots):
+    """The tiny SD's text encoder is 32 wide, so the files here are too (base None); the path
+    is the one the diffusion engine takes for a real 768-wide SD1 embedding."""
+    from diffusers import StableDiffusionPipeline
+
+    from studio.engine.models import embedding_vectors
+
+    folder = roots.portable / "embeddings"
+    a = a1111_pt(folder / "MyStyle.pt", vectors=2, width=32)
+    emb_params(folder / "mytoy.safetensors", vectors=1, width=32)
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_models.sd, safety_checker=None)
+    found = embeddings_in_prompt("a mystyle photo of a mytoy")
+    assert [e.token for e in found] == ["MyStyle", "mytoy"]
+    for e in found:
+        [vectors] = embedding_vectors(e).values()
+        pipe.load_textual_inversion(vectors, token=e.prompt_token)
+    prompt = pipe.maybe_convert_prompt(
+        spell_triggers("a mystyle photo of a mytoy", found), pipe.tokenizer
+    )
+    assert prompt == "a mystyle mystyle_1 photo of a mytoy"
+    ids = pipe.tokenizer(prompt).input_ids
+    new = pipe.tokenizer.convert_tokens_to_ids(["mystyle", "mystyle_1", "mytoy"])
+    assert all(i in ids for i in new)
+    table = pipe.text_encoder.get_input_embeddings().weight
+    assert torch.equal(table[new[0]], torch.load(a)["string_to_param"]["*"][0].detach())
