@@ -121,17 +121,45 @@ def task_pipe(entry: LoadedFlow, task: str):
 
 
 def _apply_loras(pipe, entry: LoadedFlow, loras) -> None:
-    """The SD path's LoRA handling (load, weight, unload when the set changes): diffusers'
-    Flux/SD3/Z-Image/Qwen/Flux2 pipelines all have ``load_lora_weights``."""
-    if not loras and not entry.loras:
+    """Load LoRA adapters (``pipe.load_lora_weights``: the FLUX/SD3/Z-Image/Qwen/FLUX.2
+    pipelines have it) and weight them with ``set_adapters``; the previous job's adapters are
+    unloaded when the set changes, also after a failure, so none leaks into the next job. (The
+    SD path's ``apply_loras`` also fuses; its ledger is its own, so this one stays separate.)"""
+    import re
+    from pathlib import Path
+
+    wanted = []
+    for spec in loras:
+        p = Path(spec.path).expanduser()
+        if not p.is_file():
+            raise ModelError(f"{spec.path}: LoRA file not found")
+        wanted.append((str(p.resolve()), float(spec.weight)))
+    if tuple(wanted) == entry.loras:
         return
     if not hasattr(pipe, "load_lora_weights"):
         raise BadInput(f"{entry.family.label} pipelines take no LoRA in this diffusers version")
-    try:
-        from studio.engine.diffusion.pipeline import apply_loras
-    except ImportError:
-        from studio.engine.diffusion.generate import apply_loras
-    apply_loras(pipe, entry, loras)
+    if tuple(p for p, _ in wanted) != tuple(p for p, _ in entry.loras):
+        if entry.loras:
+            pipe.unload_lora_weights()
+            entry.loras, entry.lora_names = (), ()
+        names = []
+        try:
+            for i, (path, _w) in enumerate(wanted):
+                name = f"l{i}_" + re.sub(r"\W", "_", Path(path).stem)[:40]
+                pipe.load_lora_weights(path, adapter_name=name)
+                names.append(name)
+        except Exception as e:  # noqa: BLE001
+            try:
+                pipe.unload_lora_weights()
+            except Exception:  # noqa: BLE001
+                pass
+            entry.loras, entry.lora_names = (), ()
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise ModelError(f"{Path(path).name}: cannot apply LoRA to this model ({first})") from e
+        entry.lora_names = tuple(names)
+    if wanted:
+        pipe.set_adapters(list(entry.lora_names), adapter_weights=[w for _, w in wanted])
+    entry.loras = tuple(wanted)
 
 
 def flow_kwargs(
