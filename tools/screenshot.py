@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         pump(0.02)
     while window.worker.busy and time.monotonic() < deadline:
         pump(0.05)
+    while panel.staging.items:  # accept the staged results: they become layers
+        panel.staging.accept_button.click()
     pump(0.5)
     view.fit()
     pump(0.3)

@@ -164,6 +164,10 @@ class CanvasView(QGraphicsView):
         self.job_preview_item = PreviewItem()  # job previews (latest frame wins)
         self.job_preview_item.setVisible(False)
         self.scene_.addItem(self.job_preview_item)
+        self.staged_item = PreviewItem()  # a finished result waiting for Accept/Discard
+        self.staged_item.setZValue(1e6 - 3)
+        self.staged_item.setVisible(False)
+        self.scene_.addItem(self.staged_item)
         self.preview_item = PreviewItem()  # panels' live overlays (Host.show_preview)
         self.preview_item.setZValue(1e6 - 1)
         self.preview_item.setVisible(False)
@@ -240,6 +244,8 @@ class CanvasView(QGraphicsView):
             item.setOpacity(layer.opacity)
             item.setPos(*layer.offset)
         mask = doc.mask_layer if doc.layers else None
+        if mask is not None:  # a staged result is under the mask (Shift+M shows it over it)
+            self.staged_item.setZValue(doc.index_of(mask.uid) - 0.5)
         self.mask_outline.setVisible(bool(mask and mask.visible and self.mask_shown))
         self.viewport().update()
 

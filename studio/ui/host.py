@@ -13,7 +13,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from PySide6.QtCore import SignalInstance
-    from PySide6.QtGui import QUndoCommand
+    from PySide6.QtGui import QImage, QUndoCommand
     from PySide6.QtWidgets import QWidget
 
     from studio.ui.document_model import DocumentModel
@@ -83,6 +83,11 @@ class Host(Protocol):
         removes it."""
 
     def clear_preview(self) -> None: ...
+
+    def show_staged(self, image: QImage, region: tuple[int, int, int, int]) -> None:
+        """Show a staged result (not yet a layer) in place; clear_staged() removes it."""
+
+    def clear_staged(self) -> None: ...
 
     def add_panel(self, title: str, widget: QWidget) -> None:
         """Dock a panel (tabbed with the others on the right side)."""

@@ -16,8 +16,8 @@ import logging
 import os
 from typing import Any
 
-from PySide6.QtCore import QByteArray, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QCloseEvent, QColor, QUndoCommand
+from PySide6.QtCore import QByteArray, QRectF, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QCloseEvent, QColor, QImage, QUndoCommand
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
@@ -253,6 +253,14 @@ class MainWindow(DocumentsMixin, ActionsMixin, JobsMixin, QMainWindow):
 
     def clear_preview(self) -> None:
         self.canvas.clear_overlay()
+
+    def show_staged(self, image, region: tuple[int, int, int, int]) -> None:
+        self.canvas.staged_item.set(image, QRectF(*region))
+        if self.model.doc.is_empty:
+            self.canvas.fitInView(QRectF(*region), Qt.AspectRatioMode.KeepAspectRatio)
+
+    def clear_staged(self) -> None:
+        self.canvas.staged_item.set(QImage(), QRectF())
 
     def add_panel(self, title: str, widget: QWidget) -> None:
         dock = QDockWidget(title, self)

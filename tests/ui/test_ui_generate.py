@@ -63,6 +63,12 @@ def panel(window, fake_engine):
     return p
 
 
+def accept_all(panel):
+    """Accept every staged result (each becomes a layer)."""
+    while panel.staging.items:
+        panel.staging.accept_button.click()
+
+
 def queue_buttons(panel):
     out = []
     for i in range(panel.queue_list.count()):
@@ -92,6 +98,7 @@ def test_generate_queues_and_each_job_is_cancellable(qtbot, window, panel, photo
     )
     qtbot.waitUntil(lambda: not window.worker.busy, timeout=20000)
     assert len(SEEN) == 2  # the cancelled queued job never ran
+    accept_all(panel)
     gen = [la for la in window.model.doc.layers if la.kind == "image" and la.metadata]
     assert len(gen) == 1
     assert gen[0].offset == (0, 0) and gen[0].size == (451, 300)  # the whole image
@@ -108,6 +115,14 @@ def test_results_land_in_region_as_one_undo_step_each(qtbot, window, panel, phot
     n = window.model.undo.count()
     with qtbot.waitSignal(window.worker.finished, timeout=10000):
         panel.generate()
+    # issue 14.9: staged in place first; only accepted images become layers
+    assert not [la for la in window.model.doc.layers if la.metadata]
+    assert window.model.undo.count() == n
+    staged = window.canvas.staged_item
+    assert staged.isVisible() and staged.rect.getRect() == (128, 64, 96, 80)
+    assert panel.staging.label.text() == "Result 2 of 2" or "of 2" in panel.staging.label.text()
+    accept_all(panel)
+    assert not staged.isVisible() and panel.staging.isHidden()
     layers = [la for la in window.model.doc.layers if la.metadata]
     assert [la.offset for la in layers] == [(128, 64), (128, 64)]
     assert window.model.undo.count() == n + 2
@@ -123,6 +138,7 @@ def test_txt2img_on_empty_document_creates_it(qtbot, window, panel):
     panel.steps.setValue(2)
     with qtbot.waitSignal(window.worker.finished, timeout=10000):
         panel.generate()
+    accept_all(panel)
     assert window.image_size() == (96, 64)
     assert SEEN[-1].init_image is None and SEEN[-1].mask is None
 
@@ -245,6 +261,7 @@ def test_result_covers_a_region_that_is_no_multiple_of_8(qtbot, window, panel, p
     with qtbot.waitSignal(window.worker.finished, timeout=10000):
         panel.generate()
     assert (SEEN[-1].width, SEEN[-1].height) == (448, 304)  # the model gets multiples of 8
+    accept_all(panel)
     rgb = window.composite()[..., :3]
     assert rgb.shape == (300, 451, 3) and (rgb == 40).all()  # no strip of the photo left
 
@@ -261,6 +278,7 @@ def test_a_selection_dragged_to_the_edge_reaches_it(qtbot, window, panel, photos
     panel.steps.setValue(1)
     with qtbot.waitSignal(window.worker.finished, timeout=10000):
         panel.generate()
+    accept_all(panel)
     layer = window.model.doc.layers[-2]
     assert layer.offset == (x, y) and layer.size == (w, h)
     assert (window.composite()[y:, x:, :3] == 40).all()
@@ -326,3 +344,43 @@ def test_mask_outline_tint_settings_and_hidden_over_a_new_result(qtbot, window, 
     assert (shown.red(), shown.green(), shown.blue()) == (40, 40, 40)  # the result, untinted
     QTest.keyClick(window, Qt.Key.Key_M, Qt.KeyboardModifier.ShiftModifier)
     assert canvas.mask_shown and pixel(250, 256).green() > 100  # one key shows it again
+
+
+def test_results_are_staged_accept_discard_previous_next(qtbot, window, panel, photos):
+    from PySide6.QtTest import QTest
+
+    window.open_paths([photos.astronaut])
+    window.model.set_selection((128, 64, 96, 80))
+    panel.count.setValue(3)
+    panel.steps.setValue(1)
+    with qtbot.waitSignal(window.worker.finished, timeout=10000):
+        panel.generate()
+    staging = panel.staging
+    assert staging.isVisible() and staging.label.text() == "Result 1 of 3"
+    window.canvas.cursor_item.setVisible(False)
+
+    def shown():  # the staged image's grey level, as painted on the canvas
+        QApplication.processEvents()
+        from test_ui_canvas import view_point
+
+        img = window.canvas.viewport().grab().toImage()
+        return img.pixelColor(view_point(window.canvas, 170, 100)).red()
+
+    assert shown() == 40  # the first result (40, 90, 140 grey) is in place
+    window.canvas.setFocus()
+    QTest.keyClick(window.canvas, Qt.Key.Key_Right)
+    assert staging.label.text() == "Result 2 of 3" and shown() == 90
+    QTest.keyClick(window.canvas, Qt.Key.Key_X)  # discard the 90 one
+    assert staging.label.text() == "Result 2 of 2" and shown() == 140
+    staging.prev_button.click()
+    assert shown() == 40
+    n = window.model.undo.count()
+    QTest.keyClick(window.canvas, Qt.Key.Key_Return)  # accept: one layer, one undo step
+    assert window.model.undo.count() == n + 1
+    assert tuple(window.composite()[100, 170, :3]) == (40, 40, 40)
+    assert staging.label.text() == "Result 1 of 1" and shown() == 140  # still staged, on top
+    staging.discard_button.click()
+    assert staging.isHidden() and not window.canvas.staged_item.isVisible()
+    assert tuple(window.composite()[100, 170, :3]) == (40, 40, 40)
+    window.act_undo.trigger()
+    assert not [la for la in window.model.doc.layers if la.metadata]

@@ -235,6 +235,8 @@ def test_generate_with_tiny_model_lands_on_canvas(qtbot, window, photos, tiny_mo
         job = panel.generate()
         assert job is not None
     assert panel.previews_received >= 1
+    assert window.canvas.staged_item.isVisible()  # staged in place, then accepted
+    panel.staging.accept_button.click()
     layer = window.model.doc.layers[-2]
     assert layer.offset == (64, 32) and layer.size == (64, 64)
     assert layer.metadata.get("prompt") == "a tiny test"

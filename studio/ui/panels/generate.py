@@ -42,6 +42,7 @@ from studio.ui.panels.generate_model import (
     GenerateModel,
     resize,
 )
+from studio.ui.panels.staging import Staged, StagingBar
 from studio.ui.properties import bind
 from studio.ui.qimage import qimage_from_array
 
@@ -234,6 +235,7 @@ class GeneratePanel(QWidget):
         self.cancel_button.setToolTip("Cancel the running job (Esc)")
         self.cancel_button.clicked.connect(self.cancel_current)
         self.cancel_button.setEnabled(False)
+        self.staging = StagingBar(host, self)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -317,6 +319,7 @@ class GeneratePanel(QWidget):
         bottom.setContentsMargins(6, 0, 6, 0)
         bottom.addLayout(buttons)
         bottom.addWidget(self.progress)
+        bottom.addWidget(self.staging)
         self.queue_label = QLabel("Queue")
         self.queue_label.setObjectName("hint")
         bottom.addWidget(self.queue_label)
@@ -346,6 +349,7 @@ class GeneratePanel(QWidget):
         model.history_changed.connect(self._refresh_history)
         model.selection_changed.connect(self._sync_size)
         model.document_replaced.connect(self._sync_size)
+        model.document_replaced.connect(self.staging.on_document_replaced)
         host.models_updated.connect(self.fill_models)  # downloaded or imported: at once
         self._sync_strength_enabled()
         self._sync_size_enabled()
@@ -577,6 +581,7 @@ class GeneratePanel(QWidget):
         images = list(getattr(event, "images", ()))
         metas = list(getattr(event, "metadata", ()))
         model = self.host.model
+        staged: list[Staged] = []
         for i, image in enumerate(images):
             meta = dict(metas[i]) if i < len(metas) else {}
             seed = meta.get("seed", request.seed + i)
@@ -585,10 +590,11 @@ class GeneratePanel(QWidget):
             meta.setdefault("model", request.model)
             placed = image if self._doc_empty() else resize(image, (w, h))
             name = f"#{seed} {request.prompt[:24] or 'generated'}".strip()
-            self.host.add_layer(placed, name, "image", (x, y), meta)
+            staged.append(Staged(placed, name, (x, y), meta))
             model.add_history(image, meta)
             self.last_seed = int(seed) if isinstance(seed, int) else self.last_seed
             self.results_received += 1
+        self.staging.add(staged)  # shown in place: Accept makes a layer
 
     @Slot(int, str, str)
     def _on_failed(self, job_id: int, message: str, detail: str) -> None:
