@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,25 @@ pytestmark = [
 ]
 
 
+def _run_group(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in its own process group; on timeout kill the whole group (build.py's
+    PyInstaller child would otherwise be left running, orphaned, after the test failed)."""
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        if hasattr(os, "killpg"):
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:  # Windows: no process groups here
+            proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"bundle build still running after {timeout:.0f} s: {err[-2000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 @pytest.mark.timeout(3000)
 def test_bundle_builds_and_selftest_passes(tmp_path):
     pytest.importorskip("PyInstaller", reason="pip install -e '.[test]' installs PyInstaller")
@@ -29,7 +49,7 @@ def test_bundle_builds_and_selftest_passes(tmp_path):
     if shutil.disk_usage(tmp_path).free < need:
         pytest.skip("needs ~12 GiB free disk for the bundle")
     dist, work = tmp_path / "dist", tmp_path / "work"
-    build = subprocess.run(
+    build = _run_group(
         [
             sys.executable,
             str(ROOT / "installer" / "build.py"),
@@ -40,10 +60,7 @@ def test_bundle_builds_and_selftest_passes(tmp_path):
             "--work",
             str(work),
         ],
-        capture_output=True,
-        text=True,
         timeout=2400,
-        cwd=ROOT,
     )
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     size_line = next(ln for ln in build.stdout.splitlines() if ln.startswith("bundle:"))
