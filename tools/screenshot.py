@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         pump(0.05)
     while panel.staging.items:  # accept the staged results: they become layers
         panel.staging.accept_button.click()
+    window.act_show_mask.trigger()  # Shift+M: the mask (hidden over new results) again
     pump(0.5)
     view.fit()
     pump(0.3)

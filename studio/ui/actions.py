@@ -342,6 +342,8 @@ class ActionsMixin:
     @Slot(bool)
     def _show_mask_toggled(self, shown: bool) -> None:
         self.canvas.set_mask_shown(shown)
+        if shown:
+            self.statusBar().clearMessage()  # "Mask hidden over the new result" is over
 
     @Slot()
     def pick_mask_color(self) -> None:
