@@ -39,7 +39,7 @@ from studio.engine.diffusion.sampling import (  # noqa: F401
     steps_per_image,
     validate_request,
 )
-from studio.engine.diffusion.schedulers import scheduler_label, seed_noise
+from studio.engine.diffusion.schedulers import ran_label, seed_noise
 from studio.engine.jobs.device import generator_for, is_oom
 from studio.engine.jobs.requests import GenerateRequest
 
@@ -94,7 +94,7 @@ def run_generate(ctx, request: GenerateRequest):
     _vae_tiling(pipe, request.width * request.height)
     per_image = steps_per_image(pipe, request.steps, strength)
     total = per_image * request.count
-    sampler = scheduler_label(pipe.scheduler)  # what runs, not what was asked for
+    sampler = ran_label(request.scheduler, pipe.scheduler)  # what ran
     device = pipe.device
     images, metadata = [], []
     ctx.progress(0, total)

@@ -298,7 +298,7 @@ def _diffusion_job(ctx, request: InpaintRequest, image: np.ndarray, mask: np.nda
     from studio.engine.diffusion.pipeline import load_pipeline
     from studio.engine.diffusion.prompts import prompt_kwargs, prompt_loras
     from studio.engine.diffusion.sampling import steps_per_image
-    from studio.engine.diffusion.schedulers import scheduler_label
+    from studio.engine.diffusion.schedulers import ran_label
 
     boxes = plan(mask, request.padding)
     feather = effective_feather(request.feather, request.padding)
@@ -343,7 +343,7 @@ def _diffusion_job(ctx, request: InpaintRequest, image: np.ndarray, mask: np.nda
         per_region=per_region,
         kwargs=kwargs,
     )
-    sampler = scheduler_label(pipe.scheduler)  # what runs, not what was asked for
+    sampler = ran_label(request.scheduler, pipe.scheduler)  # what ran
     meta = _metadata(
         request,
         image,
@@ -365,7 +365,7 @@ def diffusion_inpaint(ctx, request: GenerateRequest):
     from studio.engine.diffusion.pipeline import load_pipeline
     from studio.engine.diffusion.prompts import prompt_kwargs, prompt_loras
     from studio.engine.diffusion.sampling import steps_per_image, validate_request
-    from studio.engine.diffusion.schedulers import scheduler_label
+    from studio.engine.diffusion.schedulers import ran_label
 
     if request.init_image is None or request.mask is None:
         raise BadInput("inpainting needs an init image and a mask")
@@ -401,7 +401,7 @@ def diffusion_inpaint(ctx, request: GenerateRequest):
         guidance_scale=request.guidance,
         strength=request.strength,
     )
-    sampler = scheduler_label(pipe.scheduler)  # what runs, not what was asked for
+    sampler = ran_label(request.scheduler, pipe.scheduler)  # what ran
     images, metadata = [], []
     ctx.progress(0, total)
     for k in range(request.count):

@@ -306,9 +306,10 @@ def apply_loras(pipe, entry: LoadedModel, loras, fuse: bool = True) -> None:
             raise ModelError(f"{spec.path}: LoRA file not found")
         wanted.append((str(p.resolve()), float(spec.weight)))
     wanted_t = tuple(wanted)
-    if wanted_t == entry.loras and entry.fused == (fuse and bool(wanted)):
+    fused = bool(getattr(entry, "fused", False))  # entries of other loaders may lack it
+    if wanted_t == entry.loras and fused == (fuse and bool(wanted)):
         return
-    if entry.fused:
+    if fused:
         pipe.unfuse_lora()
         entry.fused = False
     if tuple(p for p, _ in wanted) != tuple(p for p, _ in entry.loras):

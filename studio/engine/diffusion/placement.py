@@ -50,7 +50,10 @@ def _bytes(module) -> int:
 def pipeline_needs(pipe, family: Family, name: str) -> ModelNeeds:
     """ModelNeeds of a loaded pipeline: its real weight sizes (GB, as loaded) and the family's
     working memory from the planner's table."""
-    row = next((n for n in MODEL_NEEDS.values() if n.family == family.name), None)
+    by_family: dict[str, ModelNeeds] = {}
+    for n in MODEL_NEEDS.values():
+        by_family.setdefault(n.family, n)
+    row = by_family.get(family.name)
     text = sum(_bytes(getattr(pipe, n, None)) for n in family.text_encoders)
     return ModelNeeds(
         key=name,

@@ -225,3 +225,14 @@ def scheduler_label(scheduler) -> str:
     if cfg.get("use_karras_sigmas") and _key(label + " karras") in _LOOKUP:
         label += " Karras"
     return label
+
+
+def ran_label(requested: str | None, scheduler) -> str:
+    """The sampler name metadata records for a job: the canonical form of the name asked for
+    (A1111's spelling: "PLMS", "DPM++ 2M Karras") when that is what was built, else the name of
+    the scheduler that actually ran (the model's default, or a fallback)."""
+    if requested:
+        name = canonical_name(requested)
+        if type(scheduler).__name__ == SCHEDULERS[name].cls:
+            return name
+    return scheduler_label(scheduler)

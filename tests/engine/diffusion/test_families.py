@@ -38,6 +38,11 @@ KNOWN = {
     # File identification for imports (model-files helper's module): reads a LoRA's
     # ss_base_model_version and guesses TAESD vs TAESDXL from a name; reported to the lead.
     "engine/models/identify.py": "identification of imported files, not engine dispatch",
+    # The new-families helper's flow previews decode Qwen / FLUX.2 latents by family name:
+    # to become a descriptor hook (e.g. Family.decode_latents); reported to the lead.
+    "engine/diffusion/flow.py": "flow-family full-VAE preview decode, to move into a hook",
+    # A textual-inversion file layout called "sdxl" (clip_l/clip_g keys), not a family branch.
+    "engine/models/embeddings.py": "embedding file layout name",
 }
 
 

@@ -78,8 +78,9 @@ def test_a_name_without_karras_resets_the_models_karras_sigmas():
 
 
 def test_metadata_names_what_ran(runner, tiny_models):
-    # "PLMS" is PNDM in diffusers; an alias runs under its canonical name.
-    assert _image(runner, tiny_models.sd, scheduler="PLMS").metadata[0]["sampler"] == "PNDM"
+    # A name is recorded in A1111's spelling; the model's default by what it is.
+    assert _image(runner, tiny_models.sd, scheduler="PLMS").metadata[0]["sampler"] == "PLMS"
+    assert _image(runner, tiny_models.sd).metadata[0]["sampler"] == "PNDM"
     final = _image(runner, tiny_models.sd, scheduler="dpmpp_2m_karras")
     assert final.metadata[0]["sampler"] == "DPM++ 2M Karras"
 
