@@ -148,6 +148,9 @@ class CanvasView(QGraphicsView):
         self.mask_color = QColor(DEFAULT_COLOR)  # tint and opacity: set_mask_style
         self.mask_opacity = DEFAULT_OPACITY
         self.mask_shown = True  # view only: hidden over a new result (set_mask_shown)
+        self.pose_handler = None  # begin/drag/end_keypoint_drag (the Control panel)
+        self._pose_dragging = False
+        self._pose_offset = (0, 0)
 
         self.setAcceptDrops(True)
         self.setMouseTracking(True)
@@ -429,6 +432,8 @@ class CanvasView(QGraphicsView):
             self._select_from = pos
             self.rubber_item.setRect(QRectF(pos, pos))
             self.rubber_item.setVisible(True)
+        elif self._pose_press(pos):
+            pass  # dragging a keypoint of the active pose layer
         elif self.tool in ("brush", "eraser"):
             self._begin_stroke(pos)
         event.accept()
@@ -448,6 +453,9 @@ class CanvasView(QGraphicsView):
             return
         if self._select_from is not None:
             self.rubber_item.setRect(QRectF(self._select_from, pos).normalized())
+        elif self._pose_dragging:
+            ox, oy = self._pose_offset
+            self.pose_handler.drag_keypoint(pos.x() - ox, pos.y() - oy)
         elif self._stroke is not None:
             self._continue_stroke(pos)
         event.accept()
@@ -467,10 +475,28 @@ class CanvasView(QGraphicsView):
             return
         if self._select_from is not None:
             self._finish_selection(pos)
+        elif self._pose_dragging:
+            self._pose_dragging = False
+            ox, oy = self._pose_offset
+            self.pose_handler.end_keypoint_drag(pos.x() - ox, pos.y() - oy)
         elif self._stroke is not None:
             self._continue_stroke(pos)
             self._end_stroke()
         event.accept()
+
+    # -- pose keypoints on the canvas --------------------------------------------------------
+    def _pose_press(self, pos: QPointF) -> bool:
+        """On the active pose layer, a press near a keypoint starts dragging it (the
+        ``pose_handler``, the Control panel, pushes one undo step on release)."""
+        layer = self.model.doc.active_layer
+        if layer.kind != "pose" or self.pose_handler is None or self.tool == "pan":
+            return False
+        ox, oy = self._pose_offset = layer.offset
+        radius = 12 / max(self.zoom, 1e-6)  # 12 screen pixels
+        self._pose_dragging = self.pose_handler.begin_keypoint_drag(
+            pos.x() - ox, pos.y() - oy, radius
+        )
+        return self._pose_dragging
 
     # -- selection ---------------------------------------------------------------------------
     def _finish_selection(self, pos: QPointF) -> None:

@@ -164,6 +164,7 @@ class MainWindow(DocumentsMixin, ActionsMixin, JobsMixin, QMainWindow):
         self._build_menus()
         self._build_docks()
 
+        self.canvas.pose_handler = self.panels.get("Control")  # keypoints dragged on the canvas
         self.model.undo.indexChanged.connect(self._bump_revision)
         self.model.document_replaced.connect(self._bump_revision)
         self.model.undo.cleanChanged.connect(self._update_title)

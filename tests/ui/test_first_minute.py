@@ -232,3 +232,30 @@ def test_brush_does_not_paint_into_a_pose_layer(qtbot, window, photos):
     assert np.array_equal(pose.pixels, before)  # what Generate uses is the skeleton
     assert window.model.undo.count() == steps
     assert messages and "keypoints" in messages[-1]
+
+
+def test_pose_keypoints_are_dragged_on_the_main_canvas_with_undo(qtbot, window, photos):
+    from test_ui_canvas import stroke
+
+    window.open_paths([str(photos.astronaut)])
+    control = window.panels["Control"]
+    control.default_skeleton()
+    layer = next(la for la in window.model.doc.layers if la.kind == "pose")
+    window.model.set_active(layer.uid)
+    nose = control.editor.pose.people[0].body[0]
+    before_pixels = layer.pixels.copy()
+    steps = window.model.undo.count()
+    window.canvas.actual_size()
+    window.canvas.centerOn(*nose[:2])
+    window.canvas.set_tool("brush")
+    target = (nose[0] + 40, nose[1] + 30)
+    stroke(window.canvas, [nose[:2], (nose[0] + 20, nose[1] + 15), target])
+    moved = control.editor.pose.people[0].body[0]
+    assert abs(moved[0] - target[0]) <= 1 and abs(moved[1] - target[1]) <= 1
+    assert layer.metadata["pose"]["people"][0]["pose_keypoints_2d"][0] == moved[0]
+    assert not np.array_equal(layer.pixels, before_pixels)  # the layer shows the new pose
+    assert window.model.undo.count() == steps + 1  # one step, as in the side editor
+    assert window.model.undo.text(steps).startswith("Move nose")
+    window.model.undo.undo()
+    assert control.editor.pose.people[0].body[0][:2] == nose[:2]
+    assert np.array_equal(layer.pixels, before_pixels)

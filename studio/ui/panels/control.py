@@ -117,6 +117,7 @@ class ControlPanel(QWidget):
         self.host = host
         _panels.append(weakref.ref(self))
         self.shown = True  # a docked panel: only while its dock is the one shown (set_shown)
+        self._drag: tuple | None = None  # (person, keypoint, pose before) of a canvas drag
         self._source: tuple[np.ndarray, tuple[int, int, int, int]] | None = None
         self._gray_cache: tuple[tuple[int, int], np.ndarray] | None = None
         self._source_serial = 0
@@ -585,6 +586,39 @@ class ControlPanel(QWidget):
             layer.metadata["pose"] = pose.to_dict()
             if layer.pixels.shape == rgba.shape:
                 model.apply_pixels(layer.uid, rgba)
+
+    # -- keypoints dragged on the main canvas (CanvasView.pose_handler) -------------------------
+    def begin_keypoint_drag(self, x: float, y: float, radius: float) -> bool:
+        """Start dragging the visible body keypoint nearest (x, y) (layer pixels) of the
+        editor's pose, if one is within ``radius``."""
+        pose = self.editor.pose
+        best = None
+        for pi, person in enumerate(pose.people):
+            for ki, (kx, ky, c) in enumerate(person.body):
+                d = (kx - x) ** 2 + (ky - y) ** 2
+                if c > 0 and d <= radius**2 and (best is None or d < best[0]):
+                    best = (d, pi, ki)
+        if best is None:
+            return False
+        self._drag = (best[1], best[2], pose.copy())
+        return True
+
+    def drag_keypoint(self, x: float, y: float) -> None:
+        """Follow the mouse live (the pose layer is redrawn; no undo step yet)."""
+        if self._drag is not None:
+            person, index, before = self._drag
+            moved = before.copy()
+            moved.move_keypoint(person, index, x, y)
+            self.editor.set_pose(moved)
+
+    def end_keypoint_drag(self, x: float, y: float) -> None:
+        """One undo step for the whole drag, as the side editor makes."""
+        if self._drag is None:
+            return
+        person, index, before = self._drag
+        self._drag = None
+        self.editor.set_pose(before)
+        self.editor.move_keypoint(person, index, x, y)
 
     def _remove_person(self) -> None:
         self.editor.remove_person()
