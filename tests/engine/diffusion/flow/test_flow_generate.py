@@ -116,3 +116,23 @@ def test_full_vae_preview_matches_the_final_decode_at_the_last_step(flow_models,
     last = j.previews[-1].image.astype(int)
     assert last.shape == fin.images[0].shape
     assert np.abs(last - fin.images[0].astype(int)).max() <= 2
+
+
+def test_kontext_edit_takes_the_image_without_strength(flow_models, job, tmp_path):
+    """A Kontext folder (the dev-shaped transformer under FluxKontextPipeline) runs the
+    image-conditioned edit: the whole schedule, whatever strength the request carries."""
+    import json
+    import shutil
+
+    kontext = tmp_path / "tiny-kontext"
+    shutil.copytree(flow_models.flux1, kontext)
+    index = json.loads((kontext / "model_index.json").read_text())
+    index["_class_name"] = "FluxKontextPipeline"
+    (kontext / "model_index.json").write_text(json.dumps(index))
+    init = np.random.default_rng(2).integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)
+    j = job()
+    fin = run_flow_generate(j.ctx, request(kontext, init_image=init, strength=0.3, steps=3))
+    assert fin.extra["family"] == "flux1-kontext" and fin.images[0].shape == (SIZE, SIZE, 3)
+    assert j.steps[-1] == 3  # no strength cut
+    with pytest.raises(BadInput, match="FLUX.1 Kontext models can't do txt2img"):
+        run_flow_generate(job().ctx, request(kontext))
