@@ -317,6 +317,9 @@ def run_flow_generate(ctx, request):
             kw["strength"] = strength
     if task == "inpaint":
         kw["mask_image"] = _pil(request.mask, size, "L")
+    if fam.name == "flux1-kontext":
+        # Kontext otherwise resizes to its ~1 MP preferred sizes: keep the canvas region's.
+        kw.update(max_area=request.width * request.height, _auto_resize=False)
     per_image = steps_for(request.steps, strength)
     total = per_image * request.count
     tiny = _tiny_decoder(ctx, fam, pipe) if request.preview == "taesd" else None
