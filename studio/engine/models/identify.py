@@ -507,6 +507,15 @@ def identify(path: str | Path) -> Identified:
         described = describe_embedding(base, vectors)
         return result("embedding", base, described, vectors=vectors, layout=layout, token=path.stem)
 
+    # --- OpenPose (Cao et al., CVPR 2017; lllyasviel/Annotators' .pth files) -----------------------
+    if "conv1_1.weight" in tensors:
+        last = tensors.get("Mconv7_stage6.weight")
+        part = "body" if "Mconv7_stage6_L2.weight" in tensors else None
+        if part is None and last is not None and last.shape:
+            part = {22: "hand", 71: "face"}.get(last.shape[0])  # 21 keypoints + background; 70+1
+        if part is not None:
+            return result("pose-detector", None, f"OpenPose {part} model", part=part)
+
     # --- Single-file SD checkpoints -------------------------------------------------------------
     conv_in = tensors.get("model.diffusion_model.input_blocks.0.0.weight")
     if conv_in is not None:
@@ -630,7 +639,7 @@ def identify(path: str | Path) -> Identified:
     sample = ", ".join(keys[:3])
     raise BadInput(
         f"Could not identify {name}: not a Stable Diffusion checkpoint, ControlNet, LoRA, "
-        f"embedding, VAE, TAESD, upscaler or LaMa model ({len(keys)} tensors, e.g. {sample})"
+        f"embedding, VAE, TAESD, OpenPose, upscaler or LaMa model ({len(keys)} tensors, e.g. {sample})"
     )
 
 

@@ -61,6 +61,11 @@ def import_file(
     partial copy is removed).
     """
     src_path = Path(src).expanduser()
+    if src_path.is_dir():
+        raise BadInput(
+            f"{src_path} is a folder; import takes one model file. Use a diffusers folder as it "
+            "is (--model FOLDER) or put it in a models folder (checkpoints/, controlnet/, ...)"
+        )
     if not src_path.is_file():
         raise BadInput(f"No such file: {src_path}")
     found: Identified = identify(src_path)

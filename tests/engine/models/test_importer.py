@@ -99,3 +99,23 @@ def test_refused_files_are_not_copied(home, tmp_path):
     with pytest.raises(BadInput):
         importer.import_file(tmp_path / "x.pth")
     assert not (home / "models").exists() or not any((home / "models").rglob("x.pth"))
+
+
+def test_openpose_files_import_as_pose_detectors_and_a_folder_is_refused_clearly(home, tmp_path):
+    from studio.engine.fixtures import write_random_openpose
+    from studio.engine.models.identify import identify
+
+    body = write_random_openpose(tmp_path / "op", hands=True, face=True)
+    parts = {
+        f: identify(body.parent / f) for f in (body.name, "hand_pose_model.pth", "facenet.pth")
+    }
+    assert {f: (i.kind, i.details["part"]) for f, i in parts.items()} == {
+        "body_pose_model.pth": ("pose-detector", "body"),
+        "hand_pose_model.pth": ("pose-detector", "hand"),
+        "facenet.pth": ("pose-detector", "face"),
+    }
+    rec = importer.import_file(body)
+    assert rec.kind == "pose-detector"
+    assert rec.path == str(home / "models" / "pose-detector" / "body_pose_model.pth")
+    with pytest.raises(BadInput, match="is a folder; import takes one model file"):
+        importer.import_file(tmp_path / "op")
