@@ -83,6 +83,10 @@ class Settings:
     scheduler = _Setting("generate/scheduler", "")
     preview = _Setting("generate/preview", "latent")
     strength = _Setting("generate/strength", 0.75)
+    vae = _Setting("generate/vae", "")  # "" = the model's own VAE
+    clip_skip = _Setting("generate/clip_skip", 1)
+    dtype = _Setting("generate/dtype", "")  # "" = the best for the device and family
+    loras = _Setting("generate/loras", "")  # JSON [[path, weight], ...]
     torch_threads = _Setting("engine/torch_threads", 0)  # 0 = all cores but one
 
     def __init__(self, path: str | os.PathLike | None = None) -> None:

@@ -55,8 +55,9 @@ def fake_engine(monkeypatch):
 
 
 @pytest.fixture
-def panel(window, fake_engine):
+def panel(qtbot, window, fake_engine):
     window.worker.start(warm_up=False)
+    qtbot.waitUntil(lambda: not window.worker.jobs(), timeout=10000)  # e.g. a models scan
     p = window.panels["Generate"]
     p.model_combo.setCurrentText("fake-model")
     p.prompt.setPlainText("a lighthouse")

@@ -4,6 +4,10 @@ progress and ETA, the job queue (each job cancellable) and a history strip of re
 txt2img, img2img (the composite inside the generation region as init image) and SD inpainting
 (plus the mask) all go through one ``GenerateRequest``. Results land as new layers at the
 generation region (one undo step each) and in the document's history.
+
+The "Advanced" group (collapsed until used) holds the LoRAs (add from the installed ones,
+weight, remove; pasted A1111 parameters fill it from their ``<lora:name:w>`` tags), the
+external VAE, clip skip and the weights' precision.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QToolButton,
     QVBoxLayout,
@@ -38,8 +43,10 @@ from studio.core.catalog import format_size
 from studio.engine.jobs import PREVIEW_MODES, GenerateRequest
 from studio.ui.panels.fit import VScrollArea
 from studio.ui.panels.generate_model import (
+    DTYPES,
     MAX_SEED,
     GenerateModel,
+    lora_name,
     resize,
 )
 from studio.ui.panels.staging import Staged, StagingBar
@@ -84,6 +91,28 @@ def local_models() -> list[str]:
         return [str(p) for p in local_pipelines()]
     except Exception:  # noqa: BLE001 - a broken models folder must not break the picker
         return []
+
+
+def installed_choices(kind: str) -> list[tuple[str, str]]:
+    """(label, path) of the installed models of ``kind`` ("lora", "vae"), read from disk on
+    each call, so imported or dropped files appear without a restart."""
+    try:
+        from studio.engine.models import list_models  # torch-free
+
+        return [(c.label, str(c.path)) for c in list_models(kind) if c.path is not None]
+    except Exception:  # noqa: BLE001 - a broken models folder must not break the panel
+        return []
+
+
+def family_defaults(ref: str) -> dict:
+    """A model's defaults: the catalog's recommended values, the rest from its family
+    descriptor (size, steps, guidance, sampler), torch-free; {} when unknown."""
+    try:
+        from studio.engine.diffusion import recommended_settings  # torch-free (layering test)
+
+        return dict(recommended_settings(ref)) if ref else {}
+    except Exception:  # noqa: BLE001 - an unreadable file: keep the current settings
+        return {}
 
 
 @dataclass(frozen=True)
@@ -200,6 +229,7 @@ class GeneratePanel(QWidget):
         self.preview_mode = QComboBox()
         for m in PREVIEW_MODES:
             self.preview_mode.addItem(m, m)
+        self._build_advanced()
         for name, widget in (
             ("prompt", self.prompt),
             ("negative_prompt", self.negative),
@@ -212,12 +242,15 @@ class GeneratePanel(QWidget):
             ("match_region", self.match_region),
             ("count", self.count),
             ("strength", self.strength),
+            ("clip_skip", self.clip_skip),
         ):
             bind(self.state, name, widget)
         for name, combo in (
             ("scheduler", self.scheduler),
             ("source", self.source),
             ("preview", self.preview_mode),
+            ("vae", self.vae_combo),
+            ("dtype", self.dtype_combo),
         ):
             bind(self.state, name, combo, data=True)
         self.seed.setEnabled(not self.state.random_seed)
@@ -301,11 +334,21 @@ class GeneratePanel(QWidget):
         v.addWidget(self.prompt)
         v.addWidget(self.negative)
         v.addWidget(settings_box)
+        v.addWidget(self.advanced_toggle)
+        v.addWidget(self.advanced)
         v.addStretch(1)
         scroll = VScrollArea(inner)
         # Long model names and 16-digit seeds must not widen the dock: combos elide, the
         # seed box scrolls its digits.
-        for combo in (self.model_combo, self.source, self.scheduler, self.preview_mode):
+        for combo in (
+            self.model_combo,
+            self.source,
+            self.scheduler,
+            self.preview_mode,
+            self.vae_combo,
+            self.lora_combo,
+            self.dtype_combo,
+        ):
             combo.setSizeAdjustPolicy(
                 QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
             )
@@ -432,6 +475,8 @@ class GeneratePanel(QWidget):
     def _on_state_changed(self, name: str, value: object) -> None:
         if name == "model":
             self._show_model()
+        elif name == "loras":
+            self._show_loras()
 
     @Slot(int)
     def _model_activated(self, index: int) -> None:
@@ -466,7 +511,8 @@ class GeneratePanel(QWidget):
     def apply_recommended(self, model: str) -> None:
         """Use the catalog's recommended steps, guidance and sampler for ``model`` (e.g. 1
         step and guidance 0 for the Turbo models)."""
-        self.state.apply_recommended(self.recommended.get(model) or {}, self._schedulers())
+        rec = family_defaults(model) or self.recommended.get(model) or {}
+        self.state.apply_recommended(rec, self._schedulers())
 
     @Slot()
     def browse_model(self) -> None:
@@ -483,6 +529,161 @@ class GeneratePanel(QWidget):
     def apply_parameters(self, meta: dict) -> None:
         """Fill the form from a metadata dict (``GenerateModel.apply_parameters``)."""
         self.state.apply_parameters(meta, self._schedulers())
+
+    # -- advanced: LoRAs, VAE, clip skip, precision -----------------------------------------
+    def _build_advanced(self) -> None:
+        self.advanced_toggle = QToolButton()
+        self.advanced_toggle.setObjectName("advanced-toggle")
+        self.advanced_toggle.setCheckable(True)
+        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_toggle.setArrowType(Qt.ArrowType.RightArrow)
+        self.advanced_toggle.setToolTip("LoRAs, external VAE, clip skip, precision")
+        self.advanced_toggle.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.advanced_toggle.toggled.connect(self._show_advanced)
+        self.advanced = QGroupBox()
+        self.advanced.setObjectName("advanced")
+        af = QFormLayout(self.advanced)
+        af.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        self.lora_combo = QComboBox()
+        self.lora_combo.setToolTip("Installed LoRAs (the models' loras folder and imports)")
+        self.lora_add = QToolButton()
+        self.lora_add.setText("Add")
+        self.lora_add.setObjectName("lora-add")
+        self.lora_add.setToolTip("Add the chosen LoRA at weight 1")
+        self.lora_add.clicked.connect(self.add_lora)
+        add_row = QHBoxLayout()
+        add_row.addWidget(self.lora_combo, 1)
+        add_row.addWidget(self.lora_add)
+        af.addRow("LoRA", add_row)
+        self.lora_rows = QVBoxLayout()
+        self.lora_rows.setContentsMargins(0, 0, 0, 0)
+        self.lora_rows.setSpacing(2)
+        self.lora_widgets: list[tuple[QLabel, QDoubleSpinBox, QToolButton, QWidget]] = []
+        rows = QWidget()
+        rows.setLayout(self.lora_rows)
+        af.addRow(rows)
+        self.vae_combo = QComboBox()
+        self.vae_combo.setToolTip("External VAE for this job; Model's own: the one it ships")
+        self.clip_skip = QSpinBox()
+        self.clip_skip.setRange(1, 12)
+        self.clip_skip.setToolTip("A1111's Clip skip: 2 uses the text encoder's next-to-last layer")
+        self.dtype_combo = QComboBox()
+        for d in DTYPES:
+            self.dtype_combo.addItem(d or "Auto", d)
+        self.dtype_combo.setToolTip(
+            "Weights' precision; Auto: float16 on GPUs that have it, bfloat16 where float16 "
+            "is unsupported, float32 on the CPU"
+        )
+        af.addRow("VAE", self.vae_combo)
+        af.addRow("Clip skip", self.clip_skip)
+        af.addRow("Precision", self.dtype_combo)
+        self.fill_extras()
+        self.host.models_updated.connect(self.fill_extras)
+        self._show_loras()
+        self._show_advanced(bool(self.state.loras) or bool(self.state.vae))
+
+    @Slot(bool)
+    def _show_advanced(self, shown: bool) -> None:
+        self.advanced_toggle.blockSignals(True)
+        self.advanced_toggle.setChecked(shown)
+        self.advanced_toggle.blockSignals(False)
+        self.advanced_toggle.setArrowType(
+            Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow
+        )
+        self._label_advanced()
+        self.advanced.setVisible(shown)
+
+    def _label_advanced(self) -> None:
+        n = len(self.state.loras)
+        extra = f" · {n} LoRA" + ("s" if n != 1 else "") if n else ""
+        self.advanced_toggle.setText(f"Advanced: LoRA, VAE, clip skip{extra}")
+
+    @Slot()
+    def fill_extras(self) -> None:
+        """(Re)list the installed LoRAs and VAEs (read from disk each time)."""
+        combo = self.lora_combo
+        combo.clear()
+        for label, path in installed_choices("lora"):
+            combo.addItem(label, path)
+        if not combo.count():
+            combo.addItem("No LoRAs installed (import in Models)", "")
+        self.lora_add.setEnabled(bool(combo.currentData()))
+        vae = self.vae_combo
+        vae.blockSignals(True)
+        vae.clear()
+        vae.addItem("Model's own", "")
+        for label, path in installed_choices("vae"):
+            vae.addItem(label, path)
+        if self.state.vae and vae.findData(self.state.vae) < 0:
+            vae.addItem(lora_name(self.state.vae) + " (not found)", self.state.vae)
+        vae.setCurrentIndex(max(0, vae.findData(self.state.vae)))
+        vae.blockSignals(False)
+
+    def showEvent(self, event) -> None:  # noqa: N802 - re-read the folders when shown
+        self.fill_extras()
+        super().showEvent(event)
+
+    @Slot()
+    def add_lora(self) -> None:
+        path = self.lora_combo.currentData()
+        if path:
+            self.state.add_lora(path, 1.0)
+
+    def _show_loras(self) -> None:
+        """One row per LoRA: its name, a weight spin box, a remove button. Rows are rebuilt
+        only when the list's files change, so editing a weight keeps its spin box."""
+        rows = self.state.loras
+        if [w[0].property("ref") for w in self.lora_widgets] != [r for r, _ in rows]:
+            for *_, row in self.lora_widgets:
+                row.setParent(None)
+                row.deleteLater()
+            self.lora_widgets = []
+            for i, (ref, _weight) in enumerate(rows):
+                row = QWidget()
+                h = QHBoxLayout(row)
+                h.setContentsMargins(0, 0, 0, 0)
+                label = QLabel(lora_name(ref))
+                label.setProperty("ref", ref)
+                label.setToolTip(ref)
+                label.setMinimumWidth(40)
+                label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+                spin = QDoubleSpinBox()
+                spin.setObjectName("lora-weight")
+                spin.setRange(-4.0, 4.0)
+                spin.setSingleStep(0.05)
+                spin.setDecimals(2)
+                spin.setToolTip("LoRA weight (A1111's <lora:name:weight>)")
+                spin.setProperty("index", i)
+                spin.valueChanged.connect(self._lora_weight_changed)
+                remove = QToolButton()
+                remove.setText("✕")
+                remove.setObjectName("lora-remove")
+                remove.setToolTip("Remove this LoRA")
+                remove.setProperty("index", i)
+                remove.clicked.connect(self._lora_remove_clicked)
+                h.addWidget(label, 1)
+                h.addWidget(spin)
+                h.addWidget(remove)
+                self.lora_rows.addWidget(row)
+                self.lora_widgets.append((label, spin, remove, row))
+        for (_label, spin, _remove, _row), (_ref, weight) in zip(
+            self.lora_widgets, rows, strict=True
+        ):
+            if spin.value() != weight:
+                spin.blockSignals(True)
+                spin.setValue(weight)
+                spin.blockSignals(False)
+        if rows and not self.advanced_toggle.isChecked():
+            self._show_advanced(True)
+        self._label_advanced()
+
+    @Slot(float)
+    def _lora_weight_changed(self, value: float) -> None:
+        self.state.set_lora_weight(int(self.sender().property("index")), value)
+
+    @Slot()
+    def _lora_remove_clicked(self) -> None:
+        self.state.remove_lora(int(self.sender().property("index")))
 
     # -- generate --------------------------------------------------------------------------
     def build_request(self) -> tuple[GenerateRequest, tuple[int, int, int, int]]:

@@ -1,20 +1,40 @@
 """The Generate panel's state, without widgets: model, prompts, sampling settings, source
-and size. Properties persist themselves through the typed settings (``studio.ui.properties``)
+and size, LoRAs (file, weight), the external VAE, clip skip and the weights' dtype. Properties persist themselves through the typed settings (``studio.ui.properties``)
 and ``request()`` turns the state plus the document's inputs into a ``GenerateRequest``, so
 what Generate sends is testable without a window.
 """
 
 from __future__ import annotations
 
+import json
 import random
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
-from studio.engine.jobs import GenerateRequest
+from studio.engine.jobs import GenerateRequest, LoraSpec
 from studio.ui.properties import PanelModel, Property
 
 MAX_SEED = 2**53 - 1  # seeds are exact integers in a double spin box up to here
 RANDOM_SEEDS = 2**32  # random seeds are 32-bit, as AUTOMATIC1111 and `studio generate` draw them
+DTYPES = ("", "float16", "bfloat16", "float32")  # "" = auto (the family's, for the device)
+
+
+def lora_name(ref: str) -> str:
+    """What a LoRA row shows and A1111's ``<lora:name:w>`` calls it: the file's stem."""
+    return Path(ref).stem if Path(ref).suffix else ref
+
+
+def find_lora(name: str) -> str | None:
+    """An installed LoRA's path by name (the model folders and imports), or None."""
+    try:
+        from studio.engine.models import find_lora as find  # torch-free
+
+        path = find(name)
+    except Exception:  # noqa: BLE001 - a broken models folder: treated as not installed
+        return None
+    return str(path) if path is not None else None
 
 
 def generation_size(side: int) -> int:
@@ -52,11 +72,53 @@ class GenerateModel(PanelModel):
     source = Property("txt2img")  # "txt2img" | "img2img" | "inpaint"
     strength = Property(0.75, setting="strength")
     preview = Property("latent", setting="preview")
+    vae = Property("", setting="vae")  # "" = the model's own
+    clip_skip = Property(1, setting="clip_skip")
+    dtype = Property("", setting="dtype")  # one of DTYPES
+    # ((path or name, weight), ...): a name is a LoRA not installed (from pasted parameters)
+    loras = Property((), kind=tuple)
 
-    def __init__(self, settings=None, parent=None) -> None:
+    def __init__(self, settings=None, parent=None, lookup: Callable | None = None) -> None:
         super().__init__(settings, parent)
+        self.lookup = lookup or find_lora  # LoRA name -> path (None: not installed)
         if settings is not None and settings.model:
             self.model = settings.model
+        if settings is not None and settings.loras:
+            try:
+                self.loras = tuple((str(r), float(w)) for r, w in json.loads(settings.loras))
+            except (ValueError, TypeError):
+                pass  # a damaged setting: no LoRAs
+        self.changed.connect(self._save_loras)
+
+    def _save_loras(self, name: str, value: object) -> None:
+        if name == "loras" and self.settings is not None:
+            self.settings.loras = json.dumps([[r, w] for r, w in self.loras])
+
+    # -- LoRAs -------------------------------------------------------------------------------
+    def add_lora(self, ref: str, weight: float = 1.0) -> None:
+        """Add a LoRA (its path; a name when not installed); one already there takes the
+        new weight instead of being added twice."""
+        key = lora_name(ref).lower()
+        rows = list(self.loras)
+        for i, (r, _w) in enumerate(rows):
+            if lora_name(r).lower() == key:
+                rows[i] = (ref if Path(ref).suffix else r, float(weight))
+                break
+        else:
+            rows.append((ref, float(weight)))
+        self.loras = tuple(rows)
+
+    def set_lora_weight(self, index: int, weight: float) -> None:
+        rows = list(self.loras)
+        if 0 <= index < len(rows):
+            rows[index] = (rows[index][0], float(weight))
+            self.loras = tuple(rows)
+
+    def remove_lora(self, index: int) -> None:
+        rows = list(self.loras)
+        if 0 <= index < len(rows):
+            del rows[index]
+            self.loras = tuple(rows)
 
     def remember_model(self) -> None:
         s = self.settings
@@ -70,10 +132,14 @@ class GenerateModel(PanelModel):
             self.width, self.height = generation_size(region[2]), generation_size(region[3])
 
     def apply_recommended(self, rec: dict, schedulers: list[str]) -> None:
-        """A catalog entry's recommended steps, guidance, sampler and strength (e.g. 1 step
-        and guidance 0 for the Turbo models); an empty ``rec`` changes nothing."""
+        """A model's defaults (``studio.engine.diffusion.recommended_settings``: the catalog's
+        recommended values, the rest from the family: native size, steps, guidance, sampler;
+        e.g. 1 step and guidance 0 for the Turbo models, 1024 px for SDXL); an empty ``rec``
+        changes nothing."""
         if not rec:
             return
+        if isinstance(rec.get("width"), int) and isinstance(rec.get("height"), int):
+            self.width, self.height = rec["width"], rec["height"]
         if "steps" in rec:
             self.steps = int(rec["steps"])
         if "guidance" in rec:
@@ -86,9 +152,27 @@ class GenerateModel(PanelModel):
     def apply_parameters(self, meta: dict, schedulers: list[str]) -> None:
         """Take a metadata dict's parameters (studio.core.metadata: prompt, negative_prompt,
         steps, cfg_scale, seed, width, height, sampler, model, denoising_strength); a sampler
-        not in ``schedulers`` is left as it is."""
+        not in ``schedulers`` is left as it is. ``loras`` (the ``<lora:name:w>`` tags, already
+        taken out of the prompt by the metadata reader) replace the LoRA list; ``clip_skip``
+        ("Clip skip: 2") is taken too."""
+        if isinstance(meta.get("loras"), list | tuple):
+            rows = []
+            for lo in meta["loras"]:
+                if isinstance(lo, dict) and lo.get("name"):
+                    name = str(lo["name"])
+                    rows.append((self.lookup(name) or name, float(lo.get("weight", 1.0))))
+            self.loras = ()
+            for ref, weight in rows:
+                self.add_lora(ref, weight)
+        if isinstance(meta.get("clip_skip"), int | float):
+            self.clip_skip = max(1, int(meta["clip_skip"]))
         if "prompt" in meta:
-            self.prompt = str(meta["prompt"])
+            from studio.core.prompt_syntax import extract_loras
+
+            prompt, tags = extract_loras(str(meta["prompt"]))  # tags the reader left in
+            self.prompt = prompt if tags else str(meta["prompt"])
+            for tag in tags:
+                self.add_lora(self.lookup(tag.name) or tag.name, float(tag.weight))
         if "negative_prompt" in meta:
             self.negative_prompt = str(meta["negative_prompt"])
         if isinstance(meta.get("steps"), int | float):
@@ -109,6 +193,21 @@ class GenerateModel(PanelModel):
             self.model = model
         if isinstance(meta.get("denoising_strength"), int | float):
             self.strength = float(meta["denoising_strength"])
+
+    def lora_specs(self) -> tuple[LoraSpec, ...]:
+        """The LoRA list as the request's specs; a LoRA not installed (a name from pasted
+        parameters) is looked up again, else ValueError with a message for the user."""
+        specs = []
+        for ref, weight in self.loras:
+            path = ref if Path(ref).suffix and Path(ref).expanduser().is_file() else None
+            path = path or self.lookup(lora_name(ref))
+            if path is None:
+                raise ValueError(
+                    f"LoRA “{lora_name(ref)}” is not installed: import it in the Models panel "
+                    "or put it in the models' loras folder, or remove it from the LoRA list."
+                )
+            specs.append(LoraSpec(str(path), float(weight)))
+        return tuple(specs)
 
     def next_seed(self) -> int:
         return random.randrange(RANDOM_SEEDS) if self.random_seed else int(self.seed)
@@ -147,6 +246,10 @@ class GenerateModel(PanelModel):
 
                     crop_mask = np.asarray(Image.fromarray(crop_mask, "L").resize((width, height)))
         request = GenerateRequest(
+            loras=self.lora_specs(),
+            vae=self.vae.strip() or None,
+            clip_skip=max(1, int(self.clip_skip)),
+            dtype=self.dtype if self.dtype in DTYPES[1:] else None,
             model=model,
             prompt=self.prompt.strip(),
             negative_prompt=self.negative_prompt.strip(),
