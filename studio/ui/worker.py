@@ -57,6 +57,7 @@ class Job:
     total: int = 0
     submitted: float = field(default_factory=time.monotonic)
     started: float = 0.0
+    message: str = ""  # the last Progress event's status line (e.g. a download's speed)
     first_step: int = 0  # the first step reported, and when: loading is over by then
     first_step_at: float = 0.0
 
@@ -339,6 +340,7 @@ class Worker(QObject):
             if not job.first_step_at or event.total != job.total:  # a new phase restarts
                 job.first_step, job.first_step_at = event.step, time.monotonic()
             job.step, job.total = event.step, event.total
+            job.message = event.message or job.message
             self.progress.emit(job.job_id, event.step, event.total)
         elif isinstance(event, (Finished, Failed, Cancelled)):
             self._mailbox.take()

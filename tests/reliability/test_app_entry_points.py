@@ -89,7 +89,7 @@ def drop(win, qtbot, paths: list[str]) -> None:
     if models:
         qtbot.waitUntil(lambda: len(win._errors) >= errors + len(models), timeout=30000)
         panel = win.panels["Models"]
-        qtbot.waitUntil(lambda: not panel._threads, timeout=30000)
+        qtbot.waitUntil(lambda: not panel.jobs, timeout=30000)
     qtbot.wait(1)
 
 
@@ -222,7 +222,7 @@ def test_bad_model_import_through_the_app(window, qtbot, studio_home, name):
         import_model_file(window, BAD / name)
         qtbot.waitUntil(lambda: len(window._errors) > errors, timeout=30000)
         panel = window.panels["Models"]
-        qtbot.waitUntil(lambda: not panel._threads, timeout=30000)
+        qtbot.waitUntil(lambda: not panel.jobs, timeout=30000)
     assert exceptions == []
     text = one_new_error(window, errors)
     assert name in text
@@ -240,7 +240,7 @@ def test_model_file_dropped_on_window_is_imported(window, qtbot, tmp_path, studi
     errors = len(window._errors)
     window.canvas.files_dropped.emit([str(lora)])
     qtbot.waitUntil(lambda: _stored_models(studio_home) != [], timeout=30000)
-    qtbot.waitUntil(lambda: not window.panels["Models"]._threads, timeout=30000)
+    qtbot.waitUntil(lambda: not window.panels["Models"].jobs, timeout=30000)
     assert len(window._errors) == errors
     assert window.model.doc.is_empty  # a model is not an image to open
 

@@ -1,6 +1,7 @@
-"""The model manager panel: listing, downloads in a thread with progress and cancel (from a
-server on 127.0.0.1), remove, import (incl. a dropped file), the first-run starter offer,
-offline mode, and no torch at import time."""
+"""The model manager panel: listing, downloads queued in the worker with progress and cancel
+(from a server on 127.0.0.1), remove, import (incl. a dropped file), the first-run starter
+offer, offline mode, and no torch at import time. Every job goes through the host's Worker
+(the engine's model-manager requests), not threads of the panel's own."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import threading
 import time
 
 import pytest
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QTimer, Slot
 from PySide6.QtWidgets import QWidget
 from studio_model_files import kohya_lora_spec, write_sparse_safetensors  # noqa: E402
 
@@ -48,13 +49,37 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             pass
 
 
+_WORKERS: list = []
+
+
 class FakeHost(QWidget):
+    """The parts of the window the panel uses: a real Worker (engine thread, no warm-up) whose
+    failures are shown as the window shows them (JobsMixin: every failed job's message)."""
+
     def __init__(self) -> None:
         super().__init__()
+        from studio.ui.worker import Worker
+
         self.errors: list[tuple[str, str]] = []
         self.statuses: list[str] = []
         self.panels: dict = {}
         self.settings = None
+        self.worker = Worker()
+        self.worker.start(warm_up=False)
+        self.worker.failed.connect(self._on_failed)
+        self.submitted: list = []
+        self.worker.queue_changed.connect(self._on_queue)
+        _WORKERS.append(self.worker)
+
+    @Slot(int, str, str)
+    def _on_failed(self, job_id: int, message: str, detail: str) -> None:
+        self.show_error(message, detail)
+
+    @Slot()
+    def _on_queue(self) -> None:
+        for job in self.worker.jobs():
+            if job.job_id not in {j for j, _ in self.submitted}:
+                self.submitted.append((job.job_id, job.request))
 
     def models_changed(self) -> None:
         self.statuses.append("models changed")
@@ -96,6 +121,8 @@ license = "MIT"
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no first-run offer unless a test asks for it
     monkeypatch.delenv("STUDIO_OFFLINE", raising=False)
     yield type("Env", (), {"home": home, "server": srv})
+    while _WORKERS:
+        _WORKERS.pop().shutdown()
     srv.shutdown()
     srv.server_close()
 
@@ -124,7 +151,8 @@ def _item(panel, model_id):
 
 
 def _wait_threads(qtbot, panel, timeout=20000):
-    qtbot.waitUntil(lambda: not panel._threads and panel._scan is None, timeout=timeout)
+    """Until the panel's jobs in the worker have all ended."""
+    qtbot.waitUntil(lambda: not panel.jobs and panel._scan is None, timeout=timeout)
 
 
 def test_lists_catalog_with_sizes_licences_and_installed(qtbot, env):
@@ -155,18 +183,26 @@ def test_download_with_progress_then_remove(qtbot, env, monkeypatch):
     assert panel.download_button.isEnabled()
     panel.confirm = lambda title, text: True
     panel.download_button.click()
-    assert panel.download_thread is not None
-    panel.download_thread.progress.connect(lambda p: progress_lines.append(p.line()))
+    from studio.engine.jobs import DownloadRequest, RemoveModelRequest
+
+    [(job_id, request)] = [(j, r) for j, r in host.submitted if not hasattr(r, "kinds")]
+    assert request == DownloadRequest("tiny-up") and panel.jobs[job_id][0] == "download"
+    host.worker.progress.connect(
+        lambda j, step, total: progress_lines.append(host.worker.job(j).message)
+    )
     qtbot.waitUntil(lambda: "tiny-up" in panel.installed, timeout=20000)
     _wait_threads(qtbot, panel)
     assert (env.home / "models" / "upscaler" / "tiny.pth").read_bytes() == PAYLOAD
     assert _item(panel, "tiny-up")[0] == "Installed"
     assert host.errors == []
-    # Remove.
+    assert any("tiny-up" in line for line in progress_lines), progress_lines
+    # Remove: a RemoveModelRequest in the worker.
     _, item = _item(panel, "tiny-up")
     item.setSelected(True)
     panel.remove_button.click()
+    assert RemoveModelRequest("tiny-up") in [r for _, r in host.submitted]
     _wait_threads(qtbot, panel)
+    assert "freed" in panel.status_label.text()
     assert not (env.home / "models" / "upscaler" / "tiny.pth").exists()
     assert _item(panel, "tiny-up")[0] == "Available"
 
@@ -183,17 +219,21 @@ def test_cancel_download_keeps_gui_responsive(qtbot, env, monkeypatch):
     timer.timeout.connect(lambda: ticks.append(1))
     timer.start(10)
     from studio.core.catalog import load_catalog
+    from studio.engine.jobs import DownloadRequest
 
     panel.download([load_catalog().get("tiny-up")])
-    # download() returned at once: the transfer runs in its own thread while the GUI event
-    # loop (the timer) keeps going.
-    assert panel.download_thread is not None and panel.download_thread.isRunning()
+    # download() returned at once: the transfer runs as a job in the worker's engine thread
+    # while the GUI event loop (the timer) keeps going.
+    [job_id] = panel._jobs_of("download")
+    assert host.worker.job(job_id).request == DownloadRequest("tiny-up")
     part = env.home / "models" / "upscaler" / "tiny.pth.part"
     qtbot.waitUntil(lambda: part.exists() and part.stat().st_size > 64 * 1024, timeout=20000)
-    assert ticks and panel.download_thread.isRunning()
-    assert "tiny-up:" in panel.progress_label.text()
+    assert ticks and host.worker.running_job == job_id
+    qtbot.waitUntil(lambda: "tiny-up:" in panel.progress_label.text(), timeout=10000)
+    assert panel.progress_bar.value() > 0 and panel.cancel_button.isVisible() is not None
     panel.cancel_button.click()
     _wait_threads(qtbot, panel)
+    assert host.worker.job(job_id) is None and not host.worker.busy
     timer.stop()
     assert "cancelled" in panel.status_label.text()
     assert "tiny-up" not in panel.installed and part.exists()
@@ -216,7 +256,7 @@ def test_first_run_offer_decline_is_remembered(qtbot, env, monkeypatch):
     assert format_size(total) in dialog.total_label.text()
     dialog.later_button.click()
     assert store.load_settings()["starter_offered"] is True
-    assert panel.download_thread is None and calls == []
+    assert panel._jobs_of("download") == [] and calls == []
     panel2, _ = _panel(qtbot)
     assert panel2.starter_dialog is None  # shown once
 
@@ -253,7 +293,7 @@ def test_offline_mode(qtbot, env, monkeypatch):
     from studio.core.catalog import load_catalog
 
     panel.download([load_catalog().get("tiny-up")])
-    assert panel.download_thread is None
+    assert panel._jobs_of("download") == []
     assert host.errors and "Offline" in host.errors[0][0]
     assert env.server.hits == 0
 
@@ -293,12 +333,14 @@ def test_import_without_panel_reports_to_host(qtbot, env, tmp_path):
     host = FakeHost()
     qtbot.addWidget(host)
     (tmp_path / "x.pth").write_bytes(pickle.dumps({"w": 1}))
-    from studio.ui.panels.models import keeper
+    from studio.engine.jobs import ImportModelRequest
 
-    import_model_file(host, tmp_path / "x.pth")
+    job_id = import_model_file(host, tmp_path / "x.pth")
+    assert host.worker.job(job_id).request == ImportModelRequest(str(tmp_path / "x.pth"))
     qtbot.waitUntil(lambda: bool(host.errors), timeout=20000)
-    qtbot.waitUntil(lambda: not keeper().threads, timeout=20000)
+    qtbot.waitUntil(lambda: not host.worker.busy, timeout=20000)
     assert "Could not identify x.pth" in host.errors[0][0]
+    assert len(host.errors) == 1
 
 
 def test_panel_module_does_not_import_torch():
@@ -312,10 +354,13 @@ def test_panel_module_does_not_import_torch():
 
 
 def test_main_window_docks_the_panel(window, qtbot):
-    """The shell finds the panel by its module; offline (the test default) nothing is offered."""
+    """The shell finds the panel by its module; offline (the test default) nothing is offered.
+    Its first scan is a job in the window's worker, so it runs after the engine warm-up
+    (torch is imported first in the engine thread)."""
     assert "Models" in window.panels, window.panel_errors
     panel = window.panels["Models"]
-    qtbot.waitUntil(lambda: panel._first_scan_done, timeout=10000)
+    assert panel.host.worker is window.worker
+    qtbot.waitUntil(lambda: panel._first_scan_done, timeout=90000)
     assert panel.starter_dialog is None
     _wait_threads(qtbot, panel)
 
@@ -356,3 +401,42 @@ def test_first_run_dialog_ticks_names_licences_and_fitting_combinations(qtbot, e
     dialog.set_ticked("sd15-inpaint", True)
     assert dialog.is_offered("sd15-canny") and "sd15-canny" in {e.id for e in dialog.entries}
     dialog.later_button.click()
+
+
+def test_import_goes_through_the_worker_and_cancels(qtbot, env, tmp_path, monkeypatch):
+    """An import is an ImportModelRequest job in the worker: it waits behind the running job
+    (here a slow download: the one queue), and Cancel stops both, the running download (its
+    .part kept for resume) and the queued import (never started, nothing stored). An import
+    not cancelled then runs and lands."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    env.server.delay = 0.05
+    from studio.core.catalog import load_catalog
+    from studio.engine.jobs import ImportModelRequest
+    from studio.engine.models import store
+
+    store.update_settings(starter_offered=True)
+    panel, host = _panel(qtbot)
+    lora = write_sparse_safetensors(tmp_path / "ink.safetensors", kohya_lora_spec(768))
+    panel.download([load_catalog().get("tiny-up")])
+    [download_id] = panel._jobs_of("download")
+    part = env.home / "models" / "upscaler" / "tiny.pth.part"
+    qtbot.waitUntil(lambda: part.exists() and part.stat().st_size > 0, timeout=20000)
+    assert host.worker.running_job == download_id
+    [job_id] = panel.import_files([str(lora)])
+    job = host.worker.job(job_id)
+    assert job.request == ImportModelRequest(str(lora)) and job.owner is panel
+    assert job.state == "queued" and panel.jobs[job_id] == ("import", str(lora))
+    assert [j.job_id for j in host.worker.jobs()] == [download_id, job_id]
+    panel.cancel_button.click()
+    _wait_threads(qtbot, panel)
+    assert host.worker.job(job_id) is None and not host.worker.busy
+    assert not (env.home / "models" / "lora" / "ink.safetensors").exists()
+    assert part.exists()
+    assert "tiny-up" not in panel.installed and host.errors == []
+    # Not cancelled: it runs and lands.
+    env.server.delay = 0.0
+    panel.import_files([str(lora)])
+    qtbot.waitUntil(lambda: any(r.name == "ink.safetensors" for r in panel.imported), timeout=20000)
+    _wait_threads(qtbot, panel)
+    assert (env.home / "models" / "lora" / "ink.safetensors").is_file()
+    assert host.errors == []

@@ -2,10 +2,11 @@
 progress (bytes, speed, ETA) and cancel, remove, import of model files, and a first-run offer
 of the starter set that downloads only after the user agrees.
 
-Downloads, scans and imports run in their own QThreads (never on the GUI thread and never in
-the generation worker, which runs one job at a time). No torch here: the catalog, store,
-downloader and importer are torch-free at import time (identifying an upscaler file imports
-spandrel inside the import thread).
+Downloads, scans, imports and removals are engine jobs (``studio.engine.jobs``
+DownloadRequest, ImportModelRequest, ScanModelsRequest, RemoveModelRequest) queued through
+the host's worker like every other job, so they show in the one job queue, report progress
+(bytes and a status line) and cancel through it; they wait for a running generation. No
+torch here: the catalog is torch-free and the engine runs in the worker thread.
 
 For the app shell: :func:`import_model_file(host, path)` imports a dropped model file and
 :func:`is_model_file(path)` tells model files from images.
@@ -13,13 +14,11 @@ For the app shell: :func:`import_model_file(host, path)` imports a dropped model
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QObject, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QTimer, Slot
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -35,9 +34,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.cancel import CancelToken
 from studio.core.catalog import Catalog, Entry, format_size, load_catalog
-from studio.core.errors import JobCancelled, StudioError
+from studio.core.errors import StudioError
+from studio.engine.jobs import (
+    DownloadRequest,
+    ImportModelRequest,
+    RemoveModelRequest,
+    ScanModelsRequest,
+)
 from studio.ui.panels.starter_dialog import StarterDialog
 
 log = logging.getLogger(__name__)
@@ -51,141 +55,6 @@ ROLE_IMPORTED = Qt.ItemDataRole.UserRole + 1
 def is_model_file(path: str | Path) -> bool:
     """True for files the model importer handles (so a drop can be routed here)."""
     return Path(path).suffix.lower() in MODEL_SUFFIXES
-
-
-# ------------------------------------------------------------------------------------------
-# Background jobs (QThreads emitting queued signals to the GUI thread)
-
-
-class DownloadThread(QThread):
-    """Downloads entries one after another; cancel() stops at the next chunk."""
-
-    progress = Signal(object)  # studio.engine.models.download.DownloadProgress
-    entry_done = Signal(str, str)  # id, path
-    entry_failed = Signal(str, str, str)  # id, message, detail
-    entry_cancelled = Signal(str)
-
-    def __init__(self, entries: list[Entry], parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.entries = list(entries)
-        self.token = CancelToken()
-
-    def cancel(self) -> None:
-        self.token.cancel()
-
-    def run(self) -> None:
-        from studio.engine.models import download
-
-        for entry in self.entries:
-            if self.token.cancelled:
-                self.entry_cancelled.emit(entry.id)
-                continue
-            try:
-                path = download.download(entry, token=self.token, progress=self.progress.emit)
-            except JobCancelled:
-                self.entry_cancelled.emit(entry.id)
-            except StudioError as e:
-                self.entry_failed.emit(entry.id, e.message, e.detail)
-            except Exception as e:  # noqa: BLE001 - never kill the app from a thread
-                log.exception("download of %s failed", entry.id)
-                self.entry_failed.emit(entry.id, f"Download of {entry.id} failed: {e}", repr(e))
-            else:
-                self.entry_done.emit(entry.id, str(path))
-
-
-class ScanThread(QThread):
-    """Finds what is installed (file system only, no network)."""
-
-    scanned = Signal(object, object)  # {id: path}, [ImportedModel]
-
-    def __init__(self, catalog: Catalog, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.catalog = catalog
-
-    def run(self) -> None:
-        from studio.engine.models import importer, store
-
-        found: dict[str, str] = {}
-        for entry in self.catalog:
-            try:
-                path = store.find_installed(entry)
-            except Exception:  # noqa: BLE001 - a broken cache entry is "not installed"
-                path = None
-            if path is not None:
-                found[entry.id] = str(path)
-        self.scanned.emit(found, importer.list_imported())
-
-
-class ImportThread(QThread):
-    """Identifies and copies model files into Studio's models folder."""
-
-    imported = Signal(object)  # ImportedModel
-    import_failed = Signal(str, str, str)  # file, message, detail
-
-    def __init__(self, paths: list[str], parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.paths = list(paths)
-
-    def run(self) -> None:
-        from studio.engine.models import importer
-
-        for p in self.paths:
-            try:
-                self.imported.emit(importer.import_file(p))
-            except StudioError as e:
-                self.import_failed.emit(p, e.message, e.detail)
-            except Exception as e:  # noqa: BLE001
-                log.exception("import of %s failed", p)
-                self.import_failed.emit(p, f"Could not import {Path(p).name}: {e}", repr(e))
-
-
-class _ThreadKeeper(QObject):
-    """Holds running threads (unparented, so closing a panel never destroys a running
-    QThread) until they finish; on application quit cancels downloads and waits."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.threads: set[QThread] = set()
-        app = QCoreApplication.instance()
-        if app is not None:
-            app.aboutToQuit.connect(self.shutdown)
-        # Also at interpreter exit (scripts/tests that never run app.exec()): a QThread
-        # destroyed while running aborts the process.
-        atexit.register(self._shutdown_at_exit)
-
-    def _shutdown_at_exit(self) -> None:
-        with contextlib.suppress(RuntimeError):  # C++ objects already gone
-            self.shutdown()
-
-    def keep(self, thread: QThread) -> None:
-        self.threads.add(thread)
-        thread.finished.connect(self.release)
-
-    @Slot()
-    def release(self) -> None:
-        thread = self.sender()
-        if thread in self.threads:
-            self.threads.discard(thread)
-            thread.wait()  # finished() is emitted just before run() has fully returned
-            thread.deleteLater()
-
-    @Slot()
-    def shutdown(self, timeout_ms: int = 10000) -> None:
-        for t in list(self.threads):
-            if isinstance(t, DownloadThread):
-                t.cancel()
-        for t in list(self.threads):
-            t.wait(timeout_ms)
-
-
-_keeper: _ThreadKeeper | None = None
-
-
-def keeper() -> _ThreadKeeper:
-    global _keeper
-    if _keeper is None:
-        _keeper = _ThreadKeeper()
-    return _keeper
 
 
 # ------------------------------------------------------------------------------------------
@@ -212,10 +81,10 @@ class ModelsPanel(QWidget):
             catalog_error = e.message
         self.installed: dict[str, str] = {}
         self.imported: list = []
-        self.download_thread: DownloadThread | None = None
-        self.queue: list[Entry] = []
-        self._threads: set[QThread] = set()
-        self._scan: ScanThread | None = None
+        # This panel's jobs in the worker: job id -> (kind, subject); kind is "download"
+        # (subject: the Entry), "import" (the file path), "remove" (the name) or "scan".
+        self.jobs: dict[int, tuple[str, Any]] = {}
+        self._scan: int | None = None
         self._rescan = False
         self._first_scan_done = False
         self.starter_dialog: StarterDialog | None = None
@@ -292,6 +161,13 @@ class ModelsPanel(QWidget):
         self.status_label.setWordWrap(True)
         layout.addWidget(self.status_label)
 
+        worker = host.worker
+        worker.started.connect(self._on_started)
+        worker.progress.connect(self._on_progress)
+        worker.finished.connect(self._on_finished)
+        worker.failed.connect(self._on_failed)
+        worker.cancelled.connect(self._on_cancelled)
+
         self._show_progress(False)
         self.populate()
         self.update_buttons()
@@ -312,26 +188,13 @@ class ModelsPanel(QWidget):
         self.host.show_error(message, detail)
         self.status_label.setText(message)
 
-    def _keep(self, thread: QThread) -> None:
-        self._threads.add(thread)
-        thread.finished.connect(self._thread_finished)
-        keeper().keep(thread)
+    def _submit(self, kind: str, subject: Any, request: object, label: str) -> int:
+        job_id = self.host.worker.submit(request, label=label, owner=self)
+        self.jobs[job_id] = (kind, subject)
+        return job_id
 
-    @Slot()
-    def _thread_finished(self) -> None:
-        thread = self.sender()
-        self._threads.discard(thread)
-        if thread is self._scan:
-            self._scan = None
-            if self._rescan:
-                self._rescan = False
-                self.refresh()
-        if isinstance(thread, DownloadThread) and thread is self.download_thread:
-            self.download_thread = None
-            self._show_progress(False)
-            if self.queue:
-                self._start_next_download()
-            self.update_buttons()
+    def _jobs_of(self, *kinds: str) -> list[int]:
+        return [j for j, (k, _) in self.jobs.items() if k in kinds]
 
     def _show_progress(self, on: bool) -> None:
         self.progress_bar.setVisible(on)
@@ -358,24 +221,18 @@ class ModelsPanel(QWidget):
         ]
 
     def busy_ids(self) -> set[str]:
-        ids = {e.id for e in self.queue}
-        if self.download_thread is not None:
-            ids |= {e.id for e in self.download_thread.entries}
-        return ids
+        """Catalog ids with a download queued or running in the worker."""
+        return {self.jobs[j][1].id for j in self._jobs_of("download")}
 
     # -- listing ---------------------------------------------------------------------------
     @Slot()
     def refresh(self) -> None:
-        """Rescan what is installed (in a thread)."""
+        """Rescan what is installed (a ScanModelsRequest in the worker)."""
         if self._scan is not None:
             self._rescan = True
             return
-        self._scan = ScanThread(self.catalog)
-        self._scan.scanned.connect(self._on_scanned)
-        self._keep(self._scan)
-        self._scan.start()
+        self._scan = self._submit("scan", None, ScanModelsRequest(), "Scan models")
 
-    @Slot(object, object)
     def _on_scanned(self, installed: dict, imported: list) -> None:
         # A rescan follows a download, import, removal or an added folder (which changes no
         # catalog or import record): tell every picker.
@@ -469,8 +326,9 @@ class ModelsPanel(QWidget):
         )
 
     def _current_id(self) -> str | None:
-        t = self.download_thread
-        return getattr(t, "current_id", None) if t is not None else None
+        """The catalog id being downloaded now (the worker's running job), if any."""
+        kind, subject = self.jobs.get(self.host.worker.running_job, (None, None))
+        return subject.id if kind == "download" else None
 
     # -- downloads -------------------------------------------------------------------------
     @Slot()
@@ -483,85 +341,118 @@ class ModelsPanel(QWidget):
                 self.download(entries)
 
     def download(self, entries: list[Entry]) -> None:
-        """Queue downloads (the user already agreed). Runs in a DownloadThread."""
+        """Queue downloads (the user already agreed): one DownloadRequest per model in the
+        worker."""
         if self.offline():
             self._error(
                 "Offline mode is on (STUDIO_OFFLINE/HF_HUB_OFFLINE): downloads are disabled"
             )
             return
         busy = self.busy_ids()
-        self.queue += [e for e in entries if e.id not in busy and e.id not in self.installed]
-        if self.download_thread is None and self.queue:
-            self._start_next_download()
-        self.populate()
-
-    def _start_next_download(self) -> None:
-        entry = self.queue.pop(0)
-        thread = DownloadThread([entry])
-        thread.current_id = entry.id
-        thread.progress.connect(self._on_progress)
-        thread.entry_done.connect(self._on_download_done)
-        thread.entry_failed.connect(self._on_download_failed)
-        thread.entry_cancelled.connect(self._on_download_cancelled)
-        self.download_thread = thread
-        self._keep(thread)
-        self._show_progress(True)
-        self.progress_label.setText(f"{entry.name}: starting…")
-        thread.start()
-
-    @Slot(object)
-    def _on_progress(self, p) -> None:
-        self.progress_bar.setValue(int(p.fraction * 1000))
-        self.progress_label.setText(p.line())
-
-    @Slot(str, str)
-    def _on_download_done(self, model_id: str, path: str) -> None:
-        self.installed[model_id] = path
-        self.status_label.setText(f"{model_id} installed")
-        self.populate()
-        self.refresh()
-
-    @Slot(str, str, str)
-    def _on_download_failed(self, model_id: str, message: str, detail: str) -> None:
-        self._error(message, detail)
-        self.populate()
-
-    @Slot(str)
-    def _on_download_cancelled(self, model_id: str) -> None:
-        self.status_label.setText(f"{model_id}: download cancelled (it resumes next time)")
+        for e in entries:
+            if e.id not in busy and e.id not in self.installed:
+                busy.add(e.id)
+                self._submit("download", e, DownloadRequest(e.id), f"Download {e.name}")
         self.populate()
 
     @Slot()
     def cancel_downloads(self) -> None:
-        self.queue.clear()
-        if self.download_thread is not None:
-            self.download_thread.cancel()
+        """Cancel this panel's downloads and imports, queued and running."""
+        for job_id in self._jobs_of("download", "import"):
+            self.host.worker.cancel(job_id)
         self.populate()
+
+    # -- worker events (only this panel's jobs) ----------------------------------------------
+    @Slot(int)
+    def _on_started(self, job_id: int) -> None:
+        kind, subject = self.jobs.get(job_id, (None, None))
+        if kind in ("download", "import"):
+            name = subject.name if kind == "download" else Path(subject).name
+            self._show_progress(True)
+            self.progress_bar.setValue(0)
+            self.progress_label.setText(f"{name}: starting…")
+            self.populate()
+
+    @Slot(int, int, int)
+    def _on_progress(self, job_id: int, step: int, total: int) -> None:
+        kind, _ = self.jobs.get(job_id, (None, None))
+        if kind not in ("download", "import"):
+            return
+        job = self.host.worker.job(job_id)
+        self.progress_bar.setValue(int(1000 * step / total) if total > 0 else 0)
+        if job is not None and job.message:
+            self.progress_label.setText(job.message)
+
+    @Slot(int, object)
+    def _on_finished(self, job_id: int, event: object) -> None:
+        if job_id not in self.jobs:
+            return
+        kind, subject = self.jobs.pop(job_id)
+        extra = getattr(event, "extra", None) or {}
+        if kind == "scan":
+            self._scan = None
+            self._on_scanned(extra.get("installed", {}), extra.get("imported", []))
+        elif kind == "download":
+            self.installed[subject.id] = str(extra.get("path", ""))
+            self.status_label.setText(f"{subject.id} installed")
+        elif kind == "import":
+            rec = extra["imported"]
+            self.status_label.setText(f"Imported {rec.name}: {rec.description}")
+            self.host.show_status(f"Imported {rec.name}: {rec.description}")
+        elif kind == "remove":
+            self.installed.pop(subject, None)
+            name = Path(subject).name
+            freed = int(extra.get("freed", 0))
+            self.status_label.setText(f"Removed {name} ({format_size(freed)} freed)")
+        self._job_ended(kind)
+
+    @Slot(int, str, str)
+    def _on_failed(self, job_id: int, message: str, detail: str) -> None:
+        # The window shows the error of every failed job (JobsMixin): only note it here.
+        if job_id not in self.jobs:
+            return
+        kind, _ = self.jobs.pop(job_id)
+        if kind == "scan":
+            self._scan = None
+        self.status_label.setText(message)
+        self._job_ended(kind)
+
+    @Slot(int)
+    def _on_cancelled(self, job_id: int) -> None:
+        if job_id not in self.jobs:
+            return
+        kind, subject = self.jobs.pop(job_id)
+        if kind == "scan":
+            self._scan = None
+        elif kind == "download":
+            self.status_label.setText(f"{subject.id}: download cancelled (it resumes next time)")
+        elif kind == "import":
+            self.status_label.setText(f"Import of {Path(subject).name} cancelled")
+        self._job_ended(kind)
+
+    def _job_ended(self, kind: str) -> None:
+        if not self._jobs_of("download", "import"):
+            self._show_progress(False)
+        if kind == "scan":
+            if self._rescan:
+                self._rescan = False
+                self.refresh()
+        elif kind in ("download", "import", "remove"):
+            self.populate()
+            self.refresh()
+        self.update_buttons()
 
     # -- remove ----------------------------------------------------------------------------
     @Slot()
     def remove_selected(self) -> None:
-        from studio.engine.models import importer, store
-
+        """Delete the selected downloads and imported files (RemoveModelRequests)."""
         entries = [e for e in self.selected_entries() if e.id in self.installed]
         files = self.selected_imported()
         names = [e.name for e in entries] + [Path(f).name for f in files]
         if not names or not self.confirm("Remove models", f"Delete {', '.join(names)}?"):
             return
-        freed = 0
-        for e in entries:
-            try:
-                freed += store.remove(e)
-            except StudioError as err:
-                self._error(err.message, err.detail)
-            self.installed.pop(e.id, None)
-        for f in files:
-            try:
-                freed += importer.remove_imported(f)
-            except StudioError as err:
-                self._error(err.message, err.detail)
-        self.status_label.setText(f"Removed {', '.join(names)} ({format_size(freed)} freed)")
-        self.refresh()
+        for name in [e.id for e in entries] + files:
+            self._submit("remove", name, RemoveModelRequest(name), f"Remove {Path(name).name}")
 
     # -- import ----------------------------------------------------------------------------
     @Slot()
@@ -570,24 +461,13 @@ class ModelsPanel(QWidget):
         if paths:
             self.import_files(paths)
 
-    def import_files(self, paths: list[str]) -> ImportThread:
-        thread = ImportThread([str(p) for p in paths])
-        thread.imported.connect(self._on_imported)
-        thread.import_failed.connect(self._on_import_failed)
-        self._keep(thread)
+    def import_files(self, paths: list[str]) -> list[int]:
+        """Queue an ImportModelRequest per file; returns the job ids."""
         self.status_label.setText(f"Importing {', '.join(Path(p).name for p in paths)}…")
-        thread.start()
-        return thread
-
-    @Slot(object)
-    def _on_imported(self, rec) -> None:
-        self.status_label.setText(f"Imported {rec.name}: {rec.description}")
-        self.host.show_status(f"Imported {rec.name}: {rec.description}")
-        self.refresh()
-
-    @Slot(str, str, str)
-    def _on_import_failed(self, path: str, message: str, detail: str) -> None:
-        self._error(message, detail)
+        return [
+            self._submit("import", str(p), ImportModelRequest(str(p)), f"Import {Path(p).name}")
+            for p in paths
+        ]
 
     # -- user folders ----------------------------------------------------------------------
     @Slot()
@@ -648,49 +528,56 @@ class ModelsPanel(QWidget):
             dialog.deleteLater()
 
     # -- shutdown --------------------------------------------------------------------------
-    def shutdown(self, timeout_ms: int = 5000) -> None:
-        """Cancel downloads and wait for this panel's threads (call before the app quits)."""
-        self.queue.clear()
-        if self.download_thread is not None:
-            self.download_thread.cancel()
-        for t in list(self._threads):
-            t.wait(timeout_ms)
+    def shutdown(self) -> None:
+        """Cancel this panel's jobs (the window shuts the worker down)."""
+        for job_id in list(self.jobs):
+            self.host.worker.cancel(job_id)
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
         self.shutdown()
         super().closeEvent(event)
 
 
-def import_model_file(host: Any, path: str | Path) -> ImportThread:
+def import_model_file(host: Any, path: str | Path) -> int:
     """Import a model file dropped on the window: identify it (nothing in it runs) and copy it
-    into Studio's models folder, in a background thread. Errors go to ``host.show_error``.
+    into Studio's models folder, as an ImportModelRequest in the worker. Returns the job id.
+    A failure is shown by the window (as for every job).
 
-    Uses the docked Models panel when there is one (its list updates), else a standalone
-    thread."""
+    Uses the docked Models panel when there is one (its list updates), else reports the
+    result to ``host.show_status``."""
     panel = host.panels.get("Models")
     if isinstance(panel, ModelsPanel):
-        return panel.import_files([str(path)])
-    thread = ImportThread([str(path)])
+        return panel.import_files([str(path)])[0]
     reporter = _HostReporter(host)
-    thread.reporter = reporter  # lives as long as the thread
-    thread.imported.connect(reporter.on_imported)
-    thread.import_failed.connect(reporter.on_failed)
-    keeper().keep(thread)
-    thread.start()
-    return thread
+    job_id = host.worker.submit(
+        ImportModelRequest(str(path)), label=f"Import {Path(path).name}", owner=reporter
+    )
+    reporter.job_id = job_id
+    return job_id
 
 
 class _HostReporter(QObject):
-    """GUI-thread receiver for a standalone import (slots must be QObject methods)."""
+    """GUI-thread receiver for a standalone import (slots must be QObject methods); it
+    lives, parented to the worker, until its job ends."""
 
     def __init__(self, host: Any) -> None:
-        super().__init__()
+        super().__init__(host.worker)
         self.host = host
+        self.job_id: int | None = None
+        host.worker.finished.connect(self.on_finished)
+        host.worker.failed.connect(self.on_ended)
+        host.worker.cancelled.connect(self.on_ended)
 
-    @Slot(object)
-    def on_imported(self, rec) -> None:
+    @Slot(int, object)
+    def on_finished(self, job_id: int, event: object) -> None:
+        if job_id != self.job_id:
+            return
+        rec = event.extra["imported"]
         self.host.show_status(f"Imported {rec.name}: {rec.description}")
+        self.deleteLater()
 
-    @Slot(str, str, str)
-    def on_failed(self, path: str, message: str, detail: str) -> None:
-        self.host.show_error(message, detail)
+    @Slot(int)
+    @Slot(int, str, str)
+    def on_ended(self, job_id: int, *_: object) -> None:
+        if job_id == self.job_id:
+            self.deleteLater()
