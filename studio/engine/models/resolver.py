@@ -99,10 +99,13 @@ def resolve(
     the catalog, a name or the HF cache must hold exactly one weights file, which is returned.
     Raises BadInput or ModelError (see the module docstring)."""
     kinds = kinds_of(kind)
-    what = " or ".join(kinds)
+    # Name two kinds at most ("upscaler", "txt2img or inpaint"); a longer list reads as noise.
+    what = " or ".join(kinds) if len(kinds) <= 2 else ""
     ref = (ref or "").strip()
     if not ref:
-        raise BadInput(f"no {what} model given (a catalog id, a file, a folder or a name)")
+        raise BadInput(
+            f"no {what + ' ' if what else ''}model given (a catalog id, a file, a folder or a name)"
+        )
     path = Path(ref).expanduser()
     if path.exists():
         return path.resolve()
@@ -112,7 +115,8 @@ def resolve(
         entry = cat.get(ref)
         if entry is not None:
             if entry.kind not in kinds:  # a model, but not one this job can load: exit 3
-                raise ModelError(f"{ref}: is a {entry.kind} model, not {_a(what)} model")
+                wanted = f"not {_a(what)} model" if what else "which this command cannot use"
+                raise ModelError(f"{ref}: is {_a(entry.kind)} model, {wanted}")
             found = find_installed(entry)
             if found is None:
                 raise not_installed(entry)
@@ -137,7 +141,7 @@ def resolve(
     close = difflib.get_close_matches(ref, ids + names, n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     raise ModelError(
-        f"{ref}: no such {what} model: not a file, folder, catalog id, Hugging Face repo id "
+        f"{ref}: no such {what + ' ' if what else ''}model: not a file, folder, catalog id, Hugging Face repo id "
         f"or a name in the model folders{hint}; see `studio models list`"
     )
 

@@ -88,7 +88,8 @@ def load_lama(path: str | Path, device: str | None = None):
         raise ModelError(f"{path.name}: cannot load as a LaMa model ({msg[:160]})") from e
     if not isinstance(desc, MaskedImageModelDescriptor) or desc.architecture.id != "LaMa":
         raise ModelError(
-            f"{path.name}: is a {desc.architecture.name} model, not LaMa (an inpainting model)"
+            f"{path.name}: is {_article(desc.architecture.name)} model, not LaMa (an inpainting "
+            "model)"
         )
     # fp32 always: LaMa's FFT layers do not support fp16 (spandrel: supports_half=False), and
     # cuFFT's reduced-precision paths only take power-of-two sizes.
@@ -124,3 +125,8 @@ def lama_inpaint(desc, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     if (ow, oh) != (w, h):
         out = masks.resize(out, (w, h))
     return np.ascontiguousarray(out)
+
+
+def _article(word: str) -> str:
+    """ "an ESRGAN", "a SwinIR"."""
+    return ("an " if word[:1].lower() in "aeiou" else "a ") + word
