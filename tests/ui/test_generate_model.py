@@ -101,3 +101,81 @@ def test_widgets_bind_two_way(qtbot):
     spin.setValue(33)
     combo.setCurrentIndex(1)
     assert m.steps == 33 and m.source == "img2img"
+
+
+# -- issue 15.3/15.11: LoRAs, external VAE, clip skip, precision ---------------------------
+
+
+def lookup_of(installed: dict[str, str]):
+    return lambda name: installed.get(name)
+
+
+def test_loras_add_weight_remove_persist_and_reach_the_request(qapp, settings, tmp_path):
+    ink, detail = tmp_path / "ink.safetensors", tmp_path / "detail.safetensors"
+    ink.write_bytes(b"x")
+    detail.write_bytes(b"x")
+    m = GenerateModel(settings, lookup=lookup_of({}))
+    m.model = "tiny"
+    m.add_lora(str(ink))
+    m.add_lora(str(detail), 0.5)
+    m.add_lora(str(ink), 0.8)  # already there: takes the weight, not a second row
+    assert m.loras == ((str(ink), 0.8), (str(detail), 0.5))
+    m.set_lora_weight(1, -0.25)
+    again = GenerateModel(settings, lookup=lookup_of({}))  # persisted
+    assert again.loras == ((str(ink), 0.8), (str(detail), -0.25))
+    request, _ = m.request(None)
+    assert [(s.path, s.weight) for s in request.loras] == [(str(ink), 0.8), (str(detail), -0.25)]
+    m.remove_lora(0)
+    assert m.loras == ((str(detail), -0.25),)
+    assert GenerateModel(settings).loras == ((str(detail), -0.25),)
+    m.remove_lora(5)  # out of range: nothing
+    assert len(m.loras) == 1
+
+
+def test_a1111_parameters_fill_loras_and_clip_skip_without_the_tags_in_the_prompt(qapp, tmp_path):
+    from studio.core.metadata import parse_parameters
+
+    ink = tmp_path / "ink.safetensors"
+    ink.write_bytes(b"x")
+    m = GenerateModel(lookup=lookup_of({"ink": str(ink)}))
+    meta = parse_parameters(
+        "a cat, <lora:ink:0.6> sitting\nNegative prompt: blurry\n"
+        "Steps: 12, Sampler: Euler a, CFG scale: 5.5, Seed: 77, Size: 512x768, Clip skip: 2"
+    )
+    m.apply_parameters(meta, ["Euler a"])
+    assert m.prompt == "a cat, sitting" and "<lora" not in m.prompt
+    assert m.loras == ((str(ink), 0.6),) and m.clip_skip == 2
+    m.model = "tiny"
+    request, _ = m.request(None)
+    assert request.clip_skip == 2 and request.loras[0].path == str(ink)
+    assert request.loras[0].weight == 0.6 and "<lora" not in request.prompt
+    # tags left in a prompt (a Studio history entry, say) move to the list as well
+    m.apply_parameters({"prompt": "a dog <lora:ink:0.3>"}, [])
+    assert m.prompt == "a dog" and m.loras == ((str(ink), 0.3),)
+    # a LoRA that is not installed stays listed by name and Generate says so in one line
+    m.apply_parameters({"prompt": "x", "loras": [{"name": "missing", "weight": 1.0}]}, [])
+    assert m.loras == (("missing", 1.0),)
+    with pytest.raises(ValueError, match="“missing” is not installed"):
+        m.request(None)
+
+
+def test_vae_clip_skip_and_dtype_reach_the_request_and_persist(qapp, settings):
+    m = GenerateModel(settings)
+    m.model = "tiny"
+    request, _ = m.request(None)
+    assert request.vae is None and request.dtype is None and request.clip_skip == 1
+    m.vae, m.dtype, m.clip_skip = "/models/vae/sdxl-fp16-fix.safetensors", "bfloat16", 2
+    request, _ = m.request(None)
+    assert request.vae == "/models/vae/sdxl-fp16-fix.safetensors"
+    assert request.dtype == "bfloat16" and request.clip_skip == 2
+    again = GenerateModel(settings)
+    assert (again.vae, again.dtype, again.clip_skip) == (m.vae, "bfloat16", 2)
+
+
+def test_family_defaults_set_the_size_too(qapp):
+    m = GenerateModel()
+    m.apply_recommended(
+        {"width": 1024, "height": 1024, "steps": 30, "guidance": 5.0, "scheduler": "Euler"},
+        ["Euler"],
+    )
+    assert (m.width, m.height, m.steps, m.guidance, m.scheduler) == (1024, 1024, 30, 5.0, "Euler")

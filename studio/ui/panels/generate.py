@@ -181,6 +181,14 @@ class GeneratePanel(QWidget):
         self.prompt = QPlainTextEdit()
         self.prompt.setPlaceholderText("Prompt: what to make")
         self.prompt.setFixedHeight(64)
+        self.paste_params = QToolButton()
+        self.paste_params.setObjectName("paste-parameters")
+        self.paste_params.setText("Paste parameters")
+        self.paste_params.setToolTip(
+            "Load AUTOMATIC1111 / Studio generation parameters from the clipboard (prompt, "
+            "<lora:name:weight> tags into the LoRA list, steps, sampler, seed, size, clip skip)"
+        )
+        self.paste_params.clicked.connect(self.paste_clipboard_parameters)
         self.negative = QPlainTextEdit()
         self.negative.setPlaceholderText("Negative prompt: what to avoid")
         self.negative.setFixedHeight(40)
@@ -302,6 +310,7 @@ class GeneratePanel(QWidget):
         model_row.addWidget(browse)
         form.addRow("Model", model_row)
         form.addRow("", self.download_button)
+        form.addRow("", self.paste_params)
         form.addRow("Source", self.source)
         form.addRow("Strength", self.strength)
         settings_box = QGroupBox("Sampling")
@@ -684,6 +693,28 @@ class GeneratePanel(QWidget):
     @Slot()
     def _lora_remove_clicked(self) -> None:
         self.state.remove_lora(int(self.sender().property("index")))
+
+    @Slot()
+    def paste_clipboard_parameters(self) -> None:
+        self.paste_parameters()
+
+    def paste_parameters(self, text: str | None = None) -> bool:
+        """Fill the form from A1111 parameters text (the clipboard's when ``text`` is None):
+        what A1111 shows under an image, or a PNG's ``parameters`` chunk."""
+        from studio.core.metadata import parse_parameters
+
+        if text is None:
+            from PySide6.QtGui import QGuiApplication
+
+            text = QGuiApplication.clipboard().text()
+        meta = parse_parameters(text or "")
+        if not (meta.get("prompt") or meta.get("loras") or "steps" in meta):
+            self.host.show_status("The clipboard holds no generation parameters")
+            return False
+        self.apply_parameters(meta)
+        n = len(meta.get("loras") or ())
+        self.host.show_status("Parameters loaded" + (f" with {n} LoRA(s)" if n else ""))
+        return True
 
     # -- generate --------------------------------------------------------------------------
     def build_request(self) -> tuple[GenerateRequest, tuple[int, int, int, int]]:
