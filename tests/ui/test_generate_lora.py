@@ -104,3 +104,18 @@ def test_external_vae_from_the_models_folder(qtbot, window, panel, studio_home):
     assert request.vae == str(vae)
     panel.vae_combo.setCurrentIndex(0)
     assert panel.build_request()[0].vae is None
+
+
+@pytest.mark.parametrize("size", [(1280, 800), (1920, 1080)])
+def test_advanced_group_with_two_loras_fits_the_dock(qtbot, window, panel, size):
+    from test_first_minute import _clipped_controls
+
+    window.resize(*size)
+    for name in ("ink", "detail_tweaker"):
+        panel.lora_combo.setCurrentIndex(panel.lora_combo.findText(name))
+        panel.lora_add.click()
+    qtbot.wait(50)
+    assert panel.advanced.isVisible() and len(panel.lora_widgets) == 2
+    assert _clipped_controls(window, "Generate") == []
+    for label, spin, remove, _row in panel.lora_widgets:
+        assert label.width() >= 40 and spin.width() > 40 and remove.isVisible()
