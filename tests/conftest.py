@@ -112,6 +112,9 @@ def window(qtbot, studio_home):
     win.resize(1280, 800)
     win.show()
     qtbot.waitExposed(win)
+    models = win.panels.get("Models")
+    if models is not None:  # its first scan is a worker job: let it end before a test's jobs
+        qtbot.waitUntil(lambda: models._first_scan_done and not models.jobs, timeout=30000)
     yield win
     win.model.undo.setClean()  # nothing to prompt about
     win.close()

@@ -207,16 +207,19 @@ class Worker(QObject):
         self._engine.preview_posted.connect(self._on_preview_posted)
         self._engine.state.connect(self._on_state)
         self._started = False
+        self._warming = False
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, warm_up: bool = True) -> None:
-        """Start the engine thread and (by default) import the engine in it."""
-        if self._started:
-            return
-        self._started = True
-        self._thread.start()
-        if warm_up:
+        """Start the engine thread and (by default) import the engine in it. A thread started
+        without the warm-up (e.g. for a model scan, which needs no torch) still warms up at
+        a later ``start(warm_up=True)``."""
+        if not self._started:
+            self._started = True
+            self._thread.start()
+        if warm_up and not self._warming:
+            self._warming = True
             self._warm.emit()
 
     def shutdown(self, timeout_ms: int = 15000) -> bool:

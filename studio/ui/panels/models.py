@@ -189,6 +189,9 @@ class ModelsPanel(QWidget):
         self.status_label.setText(message)
 
     def _submit(self, kind: str, subject: Any, request: object, label: str) -> int:
+        # Model jobs need no torch: start the engine thread without importing the engine
+        # (the window's start_engine still warms it up), so a scan never waits for torch.
+        self.host.worker.start(warm_up=False)
         job_id = self.host.worker.submit(request, label=label, owner=self)
         self.jobs[job_id] = (kind, subject)
         return job_id
@@ -549,6 +552,7 @@ def import_model_file(host: Any, path: str | Path) -> int:
     if isinstance(panel, ModelsPanel):
         return panel.import_files([str(path)])[0]
     reporter = _HostReporter(host)
+    host.worker.start(warm_up=False)  # no torch needed (see ModelsPanel._submit)
     job_id = host.worker.submit(
         ImportModelRequest(str(path)), label=f"Import {Path(path).name}", owner=reporter
     )
