@@ -77,13 +77,24 @@ def test_registry_and_descriptor_contract():
     import diffusers
 
     names = [f.name for f in families()]
-    assert names == ["sdxl", "sd2", "sd1"]  # most specific first
+    assert names[-2:] == ["sd2", "sd1"]
+    assert names.index("sdxl") < names.index("sd2")  # most specific first
+    flow = {"flux1", "flux1-fill", "flux1-kontext", "flux2", "zimage", "sd3", "qwen", "qwen-edit"}
+    assert flow <= set(names)  # the flow-matching families and their variants
+    assert names.index("flux1-kontext") < names.index("flux1")
+    assert [f.priority for f in families()] == sorted(
+        (f.priority for f in families()), reverse=True
+    )
     for fam in families():
         assert isinstance(fam, Family) and family(fam.name) is fam
         assert set(fam.pipelines) <= set(TASK_KEYS)
         for cls in fam.pipelines.values():
             assert hasattr(diffusers, cls), cls
         assert len(fam.latent_rgb) == fam.latent_channels
+        if fam.prediction == "flow":
+            # variants (Fill, Kontext, Edit) take their base's ControlNets or none
+            assert set(fam.controlnet_bases) <= {fam.name, fam.name.split("-")[0]}
+            continue  # flow single-file configs: flow_files (tested in flow/)
         assert fam.name in fam.controlnet_bases
         for config in fam.configs:
             assert (ROOT.parent / "models" / "configs" / config / "model_index.json").exists()

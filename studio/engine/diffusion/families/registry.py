@@ -14,16 +14,18 @@ from typing import Any
 from studio.core.errors import BadInput, ModelError
 from studio.engine.diffusion.families.base import Family, ModelInfo, TensorProbe
 
-# One module per family in this package, each with a module-level FAMILY.
-_MODULES: tuple[str, ...] = ("sd1", "sd2", "sdxl")
+# One module per family in this package, each with a module-level FAMILY (and, for a family
+# with variants, FILL / KONTEXT / EDIT descriptors beside it).
+_MODULES: tuple[str, ...] = ("sd1", "sd2", "sdxl", "flux", "flux2", "zimage", "sd3", "qwen")
+_VARIANTS: tuple[str, ...] = ("FAMILY", "FILL", "KONTEXT", "EDIT")
 
 
 @cache
 def _registry() -> tuple[Family, ...]:
     found = []
     for mod in _MODULES:
-        fam = importlib.import_module(f"studio.engine.diffusion.families.{mod}").FAMILY
-        found.append(fam)
+        m = importlib.import_module(f"studio.engine.diffusion.families.{mod}")
+        found += [getattr(m, n) for n in _VARIANTS if hasattr(m, n)]
     return tuple(sorted(found, key=lambda f: -f.priority))
 
 
@@ -182,6 +184,12 @@ def recognise_file(source: Path | str | TensorProbe) -> FileMatch:
     probe = source if isinstance(source, TensorProbe) else probe_file(source)
     name = probe.name or "checkpoint"
     if probe.unet_in_channels() is None:
+        for fam in _registry():
+            if fam.prediction != "flow":
+                continue
+            config = fam.match_file(probe)
+            if config is not None:
+                return FileMatch(fam, config)
         if probe.has_prefix("down_blocks.", "unet."):
             raise ModelError(
                 f"{name}: a diffusers-format weight file, not a full checkpoint; "

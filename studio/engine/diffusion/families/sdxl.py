@@ -10,6 +10,8 @@ from studio.engine.diffusion.families.base import Family, ModelInfo, TensorProbe
 
 def _matches(info: ModelInfo) -> bool:
     unet = info.config("unet")
+    if "transformer" in info.components:
+        return False  # FLUX.1 / SD3 also have a text_encoder_2, but a transformer, no UNet
     return "text_encoder_2" in info.components or unet.get("addition_embed_type") == "text_time"
 
 

@@ -1,0 +1,74 @@
+"""The flow families on the normal job path: the registry knows them, and a GenerateRequest
+through the Runner (as the CLI and the UI send it) reaches ``run_flow_generate``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from studio.engine.diffusion.families.registry import families, recognise_folder
+from studio.engine.jobs.events import Cancelled, Finished, Progress
+from studio.engine.jobs.requests import GenerateRequest
+from studio.engine.jobs.runner import Runner
+
+
+def _req(model, **kw) -> GenerateRequest:
+    base = dict(
+        prompt="a cat",
+        model=str(model),
+        width=64,
+        height=64,
+        steps=2,
+        guidance=0.0,
+        seed=5,
+        preview="off",
+        device="cpu",
+        dtype="float32",
+    )
+    base.update(kw)
+    return GenerateRequest(**base)
+
+
+def test_registry_recognises_the_flow_folders(flow_models):
+    names = {f.name for f in families()}
+    assert {"flux1", "flux1-fill", "flux1-kontext", "flux2", "zimage", "sd3", "qwen"} <= names
+    for name in ("flux1", "flux2", "zimage", "sd3", "qwen"):
+        fam = recognise_folder(getattr(flow_models, name))
+        assert fam.name == name and fam.prediction == "flow"
+    assert recognise_folder(flow_models.fill).name == "flux1-fill"
+
+
+def test_generate_request_through_the_runner_runs_flux(flow_models):
+    runner = Runner(device="cpu", dtype="float32")
+    events: list = []
+    final = runner.run(_req(flow_models.flux1), emit=events.append)
+    assert isinstance(final, Finished), getattr(final, "detail", final)
+    (img,) = final.images
+    assert img.shape == (64, 64, 3) and img.dtype == np.uint8 and img.std() > 0
+    assert final.metadata[0]["family"] == "flux1"
+    assert [e.step for e in events if isinstance(e, Progress)][-1] == 2
+
+
+def test_cancel_through_the_runner_at_step_k_never_decodes(flow_models, monkeypatch):
+    import diffusers
+
+    runner = Runner(device="cpu", dtype="float32")
+    decoded = []
+    real = diffusers.AutoencoderKL.decode
+
+    def counting(self, *a, **k):
+        decoded.append(1)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(diffusers.AutoencoderKL, "decode", counting)
+    k = 2
+
+    def emit(ev):
+        if isinstance(ev, Progress) and ev.step == k:
+            runner.cancel()
+
+    final = runner.run(_req(flow_models.flux1, steps=5, preview="latent"), emit=emit)
+    assert isinstance(final, Cancelled), final
+    assert final.step == k
+    assert decoded == []
+    after = runner.run(_req(flow_models.flux1))  # the runner still works
+    assert isinstance(after, Finished) and decoded == [1]
