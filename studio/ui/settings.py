@@ -88,6 +88,12 @@ class Settings:
     dtype = _Setting("generate/dtype", "")  # "" = the best for the device and family
     loras = _Setting("generate/loras", "")  # JSON [[path, weight], ...]
     torch_threads = _Setting("engine/torch_threads", 0)  # 0 = all cores but one
+    upscale_source = _Setting("upscale/source", "composite")  # or "layer"
+    upscale_scale = _Setting("upscale/scale", 4.0)
+    upscale_tile = _Setting("upscale/tile", 0)  # 0 = auto
+    upscale_overlap = _Setting("upscale/overlap", 16)
+    upscale_sharpen = _Setting("upscale/sharpen", 0.0)
+    upscale_output = _Setting("upscale/output", "document")  # or "layer"
 
     def __init__(self, path: str | os.PathLike | None = None) -> None:
         self.path = Path(path) if path else settings_path()

@@ -171,3 +171,17 @@ def test_panel_module_does_not_import_torch():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_panel_widgets_are_views_of_its_state(window, panel):
+    """The widgets bind to the panel's UpscaleModel: edits reach it (and the settings),
+    and the request the panel sends is the model's."""
+    panel.scale_spin.setValue(2.0)
+    panel.sharpen_spin.setValue(0.4)
+    panel.output_combo.setCurrentIndex(panel.output_combo.findData("layer"))
+    assert (panel.state.scale, panel.state.sharpen, panel.state.output) == (2.0, 0.4, "layer")
+    assert window.settings.upscale_scale == 2.0
+    panel.state.tile = 256
+    assert panel.tile_spin.value() == 256
+    r = panel.build_request(_image())
+    assert (r.method, r.scale, r.sharpen) == ("lanczos", 2.0, 0.4)

@@ -46,11 +46,13 @@ from PySide6.QtWidgets import (
 )
 
 from studio.engine.jobs import UpscaleRequest
+from studio.ui.panels.upscale_model import LANCZOS, UpscaleModel
+from studio.ui.properties import bind
 from studio.ui.qimage import qimage_from_array
 
 log = logging.getLogger(__name__)
 
-LANCZOS = "lanczos"
+__all__ = ["LANCZOS", "BeforeAfterView", "UpscaleModel", "UpscalePanel"]
 MODEL_FILTER = "Upscaler models (*.safetensors *.pth *.pt *.ckpt);;All files (*)"
 
 
@@ -187,6 +189,7 @@ class UpscalePanel(QWidget):
     def __init__(self, host, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.host = host
+        self.state = UpscaleModel(host.settings, self)  # the panel's settings (no widgets)
         self.job_id: int | None = None
         self._tiled = False
         self._source: np.ndarray | None = None
@@ -269,6 +272,14 @@ class UpscalePanel(QWidget):
         layout.addWidget(self.status)
         layout.addWidget(self.view, 1)
 
+        bind(self.state, "source", self.source_combo, data=True)
+        bind(self.state, "scale", self.scale_spin)
+        bind(self.state, "tile", self.tile_spin)
+        bind(self.state, "overlap", self.overlap_spin)
+        bind(self.state, "sharpen", self.sharpen_spin)
+        bind(self.state, "output", self.output_combo, data=True)
+        self.state.model = self.model_choice
+
         worker = host.worker
         worker.progress.connect(self._on_progress)
         worker.finished.connect(self._on_finished)
@@ -332,6 +343,7 @@ class UpscalePanel(QWidget):
 
     @Slot()
     def _model_changed(self) -> None:
+        self.state.model = self.model_choice
         lanczos = self.model_choice == LANCZOS
         self.sharpen_spin.setEnabled(lanczos)
         self.tile_spin.setEnabled(not lanczos)
@@ -342,27 +354,14 @@ class UpscalePanel(QWidget):
 
     # -- running -----------------------------------------------------------------------------
     def source_image(self) -> np.ndarray | None:
-        if self.source_combo.currentData() == "layer":
+        if self.state.source == "layer":
             return self.host.active_layer_image()
         return self.host.composite()
 
     def build_request(self, image: np.ndarray) -> UpscaleRequest:
-        model = self.model_choice
-        if model == LANCZOS:
-            return UpscaleRequest(
-                image=image,
-                method="lanczos",
-                scale=self.scale_spin.value(),
-                sharpen=self.sharpen_spin.value(),
-            )
-        return UpscaleRequest(
-            image=image,
-            model=model,
-            method="model",
-            scale=self.scale_spin.value(),
-            tile=self.tile_spin.value(),
-            overlap=self.overlap_spin.value(),
-        )
+        """The request for ``image`` from the panel's state (``UpscaleModel.request``)."""
+        self.state.model = self.model_choice
+        return self.state.request(image)
 
     @property
     def running(self) -> bool:
@@ -373,22 +372,13 @@ class UpscalePanel(QWidget):
         if self.running:
             return
         image = self.source_image()
-        if image is None:
-            self.host.show_error("Nothing to upscale: open an image first.")
+        problem = self.state.check(image)
+        if problem:
+            self.host.show_error(problem)
             return
-        w, h = image.shape[1], image.shape[0]
-        scale = self.scale_spin.value()
-        if max(w, h) * scale > 16384:
-            self.host.show_error(
-                f"{w}x{h} at {scale:g}x is larger than 16384 px a side; lower the scale."
-            )
-            return
-        # an opaque RGBA composite upscales faster (and identically) as RGB
-        if image.ndim == 3 and image.shape[2] == 4 and int(image[..., 3].min()) == 255:
-            image = np.ascontiguousarray(image[..., :3])
-        self._source = image
-        self._source_name = self.model_combo.currentText()
         request = self.build_request(image)
+        self._source = request.image  # as sent (an opaque RGBA image goes as RGB)
+        self._source_name = self.model_combo.currentText()
         self.result, self.result_info = None, {}
         self.job_id = self.host.worker.submit(request, label="Upscale", owner=self)
         self.run_button.setEnabled(False)
@@ -480,12 +470,12 @@ class UpscalePanel(QWidget):
         return {"upscale": dict(self.result_info)}
 
     def _name(self) -> str:
-        scale = self.result_info.get("scale", self.scale_spin.value())
+        scale = self.result_info.get("scale", self.state.scale)
         return f"Upscaled {scale:g}x ({self.result_info.get('upscaler', self._source_name)})"
 
     def deliver(self, image: np.ndarray) -> None:
         """Put the result where the user asked: a new document or a new layer."""
-        if self.output_combo.currentData() == "layer":
+        if self.state.output == "layer":
             self.add_as_layer(image)
         else:
             self.open_as_document(image)
