@@ -78,6 +78,20 @@ def add_device(p: argparse.ArgumentParser, dtype: bool = True) -> None:
         )  # fmt: skip
 
 
+def add_model_extras(p: argparse.ArgumentParser) -> None:
+    """``--vae`` (an external VAE) and ``--clip-skip`` (A1111's "Clip skip"), both SD options;
+    they map to the requests' ``vae`` and ``clip_skip``."""
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--vae", metavar="MODEL", default=None,
+        help="external VAE: catalog id, folder or file (default: the model's own)",
+    )  # fmt: skip
+    g.add_argument(
+        "--clip-skip", type=int, default=1, metavar="N",
+        help="CLIP layers to skip, A1111 style: 1 = the last layer (default), 2 = one before",
+    )  # fmt: skip
+
+
 def random_seed() -> int:
     return secrets.randbelow(2**32)
 

@@ -166,6 +166,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--lora", action="append", default=[], metavar="FILE[:WEIGHT]", help="LoRA (repeatable)"
     )
+    shared.add_model_extras(p)
     shared.add_preview(p)
     shared.add_device(p)
     p.add_argument("--out", required=True, help="output image (.png, .jpg or .webp)")
@@ -231,6 +232,8 @@ def build_request(args: argparse.Namespace):
         preview_of=args.preview_of,
         device=args.device,
         dtype=args.dtype,
+        vae=args.vae,
+        clip_skip=args.clip_skip,
     )
     from studio.engine.diffusion import validate_request
 

@@ -59,6 +59,7 @@ def register(subparsers) -> None:
     p.add_argument(
         "--overlap", type=int, default=32, help="outpaint: px of the old image redrawn at the seam"
     )
+    shared.add_model_extras(p)
     shared.add_preview(p)
     shared.add_device(p)
     p.add_argument("--out", required=True, help="output image (.png, .jpg, .webp)")
@@ -97,6 +98,8 @@ def build_request(args: argparse.Namespace, image, mask):
         preview_of=args.preview_of,
         device=args.device,
         dtype=args.dtype,
+        vae=args.vae,
+        clip_skip=args.clip_skip,
     )
 
 
