@@ -78,10 +78,13 @@ def run_generate(ctx, request: GenerateRequest):
     fam = model_family(request.model)
     if fam is not None and fam.prediction == "flow":
         from studio.engine.diffusion.flow_generate import run_flow_generate
+        from studio.engine.diffusion.flow_inpaint import flow_inpaint
 
-        if request.mask is not None and request.init_image is None:
+        if request.mask is None:
+            return run_flow_generate(ctx, request)
+        if request.init_image is None:
             raise BadInput("A mask needs an init image (--init)")
-        return run_flow_generate(ctx, request)
+        return flow_inpaint(ctx, request)  # crop to the mask, paste back
     if request.mask is not None:
         if request.init_image is None:
             raise BadInput("A mask needs an init image (--init)")

@@ -72,3 +72,30 @@ def test_cancel_through_the_runner_at_step_k_never_decodes(flow_models, monkeypa
     assert decoded == []
     after = runner.run(_req(flow_models.flux1))  # the runner still works
     assert isinstance(after, Finished) and decoded == [1]
+
+
+def test_inpaint_through_the_runner_keeps_pixels_outside_the_padded_box(flow_models, monkeypatch):
+    from studio.core import masks
+    from studio.engine.diffusion import flow_inpaint
+
+    # the crop runs at 64x64 (the family's native 1024^2 is slow on a CPU test)
+    monkeypatch.setattr(flow_inpaint, "flow_target", lambda fam: 64)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    mask = np.zeros((96, 128), np.uint8)
+    mask[40:56, 50:70] = 255
+    runner = Runner(device="cpu", dtype="float32")
+    req = _req(flow_models.flux1, init_image=image, mask=mask, mask_padding=8, strength=1.0)
+    final = runner.run(req)
+    assert isinstance(final, Finished), getattr(final, "detail", final)
+    (out,) = final.images
+    assert out.shape == image.shape
+    (box,) = final.extra["regions"]
+    x, y, w, h = box
+    outside = np.ones((96, 128), bool)
+    outside[y : y + h, x : x + w] = False
+    assert np.array_equal(out[outside], image[outside])  # bit-identical outside the box
+    assert not np.array_equal(out[40:56, 50:70], image[40:56, 50:70])  # the hole was redrawn
+    assert w < 128 and h < 96 and masks.crop(mask, box).any()
+    assert final.metadata[0]["family"] == "flux1"
+    assert (final.metadata[0]["width"], final.metadata[0]["height"]) == (128, 96)
