@@ -14,6 +14,7 @@ events into Qt signals.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
 import os
@@ -33,6 +34,24 @@ from studio.ui.qimage import qimage_from_array
 log = logging.getLogger(__name__)
 
 _job_ids = itertools.count(1)
+
+# Started engine threads (with their engine objects) that were not shut down: kept here so a
+# Worker dropped without ``shutdown()`` (a test's window, a panel's own) never destroys a
+# running QThread (Qt aborts the process), and stopped at interpreter exit.
+_LIVE: dict[int, tuple[QThread, QObject]] = {}
+
+
+def _stop_live_threads() -> None:
+    for thread, _engine in list(_LIVE.values()):
+        try:
+            thread.quit()
+            thread.wait(5000)
+        except RuntimeError:  # the C++ object is already gone
+            pass
+    _LIVE.clear()
+
+
+atexit.register(_stop_live_threads)
 
 QUEUED, RUNNING = "queued", "running"
 
@@ -217,6 +236,7 @@ class Worker(QObject):
         a later ``start(warm_up=True)``."""
         if not self._started:
             self._started = True
+            _LIVE[id(self._thread)] = (self._thread, self._engine)
             self._thread.start()
         if warm_up and not self._warming:
             self._warming = True
@@ -238,7 +258,14 @@ class Worker(QObject):
         ok = self._thread.wait(timeout_ms)
         if not ok:
             log.warning("engine thread did not stop within %d ms", timeout_ms)
+        else:
+            _LIVE.pop(id(self._thread), None)
         return bool(ok)
+
+    @property
+    def closed(self) -> bool:
+        """True once ``shutdown()`` ran: ``submit`` refuses new jobs."""
+        return self._closed
 
     # -- jobs --------------------------------------------------------------------------------
     def submit(

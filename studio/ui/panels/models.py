@@ -188,7 +188,9 @@ class ModelsPanel(QWidget):
         self.host.show_error(message, detail)
         self.status_label.setText(message)
 
-    def _submit(self, kind: str, subject: Any, request: object, label: str) -> int:
+    def _submit(self, kind: str, subject: Any, request: object, label: str) -> int | None:
+        if self.host.worker.closed:  # the window is closing: nothing more to run
+            return None
         # Model jobs need no torch: start the engine thread without importing the engine
         # (the window's start_engine still warms it up), so a scan never waits for torch.
         self.host.worker.start(warm_up=False)
@@ -464,7 +466,7 @@ class ModelsPanel(QWidget):
         if paths:
             self.import_files(paths)
 
-    def import_files(self, paths: list[str]) -> list[int]:
+    def import_files(self, paths: list[str]) -> list[int | None]:
         """Queue an ImportModelRequest per file; returns the job ids."""
         self.status_label.setText(f"Importing {', '.join(Path(p).name for p in paths)}…")
         return [
@@ -541,7 +543,7 @@ class ModelsPanel(QWidget):
         super().closeEvent(event)
 
 
-def import_model_file(host: Any, path: str | Path) -> int:
+def import_model_file(host: Any, path: str | Path) -> int | None:
     """Import a model file dropped on the window: identify it (nothing in it runs) and copy it
     into Studio's models folder, as an ImportModelRequest in the worker. Returns the job id.
     A failure is shown by the window (as for every job).
@@ -551,6 +553,8 @@ def import_model_file(host: Any, path: str | Path) -> int:
     panel = host.panels.get("Models")
     if isinstance(panel, ModelsPanel):
         return panel.import_files([str(path)])[0]
+    if host.worker.closed:
+        return None
     reporter = _HostReporter(host)
     host.worker.start(warm_up=False)  # no torch needed (see ModelsPanel._submit)
     job_id = host.worker.submit(
