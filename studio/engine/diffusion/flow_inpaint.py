@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
+
 from studio.core import masks
 from studio.core.errors import BadInput
 from studio.engine.jobs.requests import GenerateRequest
@@ -17,13 +19,29 @@ from studio.engine.jobs.requests import GenerateRequest
 SIDE_MULTIPLE = 16
 
 
+def model_family(ref: str):
+    """The family descriptor of a model reference (folder: its JSON; single file: its tensor
+    header), without loading weights; None when it can't be told here (the loader then gives
+    its own one-line refusal)."""
+    from studio.engine.diffusion.families.registry import recognise_file, recognise_folder
+    from studio.engine.diffusion.loader import resolve_model
+
+    try:
+        resolved = resolve_model(ref)
+        if resolved.kind == "folder":
+            return recognise_folder(resolved.path)
+        return recognise_file(resolved.path).family
+    except Exception:  # noqa: BLE001 - unknown or unreadable: the loader says why
+        return None
+
+
 def flow_target(family) -> int:
     """The side of the square the family was trained on (its ``default_size``)."""
     w, h = family.default_size
     return int(round((w * h) ** 0.5))
 
 
-def flow_inpaint(ctx, request: GenerateRequest):
+def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
     """A GenerateRequest with ``init_image`` and ``mask`` on a flow model: ``count`` images
     (seeds ``seed + k``), each the init image's size, inpainted crop by crop."""
     from studio.core.metadata import request_metadata
@@ -37,15 +55,19 @@ def flow_inpaint(ctx, request: GenerateRequest):
         steps_for,
         task_pipe,
     )
-    from studio.engine.diffusion.inpaint import _check_image, effective_feather, plan
     from studio.engine.jobs.device import generator_for
 
     if request.init_image is None or request.mask is None:
         raise BadInput("inpainting needs an init image and a mask")
-    image = _check_image(request.init_image)
+    image = request.init_image
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3:
+        raise BadInput("the image must be an RGB or RGBA uint8 array")
     mask = masks.check_mask(request.mask, image.shape)
-    boxes = plan(mask, request.mask_padding)
-    feather = effective_feather(8, request.mask_padding)
+    # inpaint.plan / effective_feather, repeated here (inpaint imports this module)
+    boxes = masks.regions(mask, request.mask_padding)
+    if not boxes:
+        raise BadInput("the mask is empty: paint over the area to change first")
+    feather = max(0, min(int(feather), int(request.mask_padding) // 2))
     entry = load_flow(ctx, request.model, request.device, request.dtype)
     fam = entry.family
     if not fam.supports("inpaint"):
@@ -108,3 +130,25 @@ def _call_params(pipe) -> set[str]:
     import inspect
 
     return set(inspect.signature(type(pipe).__call__).parameters)
+
+
+def flow_inpaint_request(ctx, request):
+    """An InpaintRequest (``studio inpaint --method MODEL``, the canvas' inpaint tool) on a flow
+    model: the same crop / paste-back job as :func:`flow_inpaint`."""
+    greq = GenerateRequest(
+        model=request.model,
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        steps=request.steps,
+        guidance=request.guidance,
+        seed=request.seed,
+        init_image=request.image,
+        mask=request.mask,
+        strength=request.strength,
+        mask_padding=request.padding,
+        preview=request.preview,
+        preview_of=request.preview_of,
+        device=request.device,
+        dtype=request.dtype,
+    )
+    return flow_inpaint(ctx, greq, feather=request.feather)

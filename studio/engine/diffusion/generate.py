@@ -55,30 +55,15 @@ def with_placement(meta: dict, pipe) -> dict:
     return meta
 
 
-def model_family(ref: str):
-    """The family descriptor of a model reference (folder: its JSON; single file: its tensor
-    header), without loading weights; None when it can't be told here (the loader then gives
-    its own one-line refusal)."""
-    from studio.engine.diffusion.families.registry import recognise_file, recognise_folder
-    from studio.engine.diffusion.loader import resolve_model
-
-    try:
-        resolved = resolve_model(ref)
-        if resolved.kind == "folder":
-            return recognise_folder(resolved.path)
-        return recognise_file(resolved.path).family
-    except Exception:  # noqa: BLE001 - unknown or unreadable: the loader says why
-        return None
-
-
 def run_generate(ctx, request: GenerateRequest):
     """Job handler for GenerateRequest (txt2img / img2img / ControlNet / LoRA). Flow-matching
     models (the descriptor's ``prediction == "flow"``) go to ``flow_generate.run_flow_generate``;
     SD requests with a mask are SD inpainting (``inpaint.diffusion_inpaint``)."""
+    from studio.engine.diffusion.flow_inpaint import flow_inpaint, model_family
+
     fam = model_family(request.model)
     if fam is not None and fam.prediction == "flow":
         from studio.engine.diffusion.flow_generate import run_flow_generate
-        from studio.engine.diffusion.flow_inpaint import flow_inpaint
 
         if request.mask is None:
             return run_flow_generate(ctx, request)

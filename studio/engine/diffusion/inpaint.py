@@ -295,11 +295,15 @@ def _rgb(image: np.ndarray) -> np.ndarray:
 
 def _diffusion_job(ctx, request: InpaintRequest, image: np.ndarray, mask: np.ndarray):
     from studio.engine.diffusion.families import recognise_pipe
+    from studio.engine.diffusion.flow_inpaint import flow_inpaint_request, model_family
     from studio.engine.diffusion.pipeline import load_pipeline
     from studio.engine.diffusion.prompts import prompt_kwargs, prompt_loras
     from studio.engine.diffusion.sampling import steps_per_image
     from studio.engine.diffusion.schedulers import ran_label
 
+    fam = model_family(request.model)
+    if fam is not None and fam.prediction == "flow":
+        return flow_inpaint_request(ctx, request)
     boxes = plan(mask, request.padding)
     feather = effective_feather(request.feather, request.padding)
     prompt, loras = prompt_loras(request.prompt)

@@ -99,3 +99,27 @@ def test_inpaint_through_the_runner_keeps_pixels_outside_the_padded_box(flow_mod
     assert w < 128 and h < 96 and masks.crop(mask, box).any()
     assert final.metadata[0]["family"] == "flux1"
     assert (final.metadata[0]["width"], final.metadata[0]["height"]) == (128, 96)
+
+
+def test_inpaint_request_through_the_runner_on_a_flow_model(flow_models, monkeypatch):
+    from studio.engine.diffusion import flow_inpaint
+    from studio.engine.jobs.requests import InpaintRequest
+
+    monkeypatch.setattr(flow_inpaint, "flow_target", lambda fam: 64)
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    mask = np.zeros((64, 96), np.uint8)
+    mask[20:36, 30:50] = 255
+    req = InpaintRequest(
+        image=image, mask=mask, method="diffusion", model=str(flow_models.flux1), prompt="x",
+        steps=2, guidance=0.0, padding=8, preview="off", device="cpu", dtype="float32",
+    )  # fmt: skip
+    final = Runner(device="cpu", dtype="float32").run(req)
+    assert isinstance(final, Finished), getattr(final, "detail", final)
+    (out,) = final.images
+    x, y, w, h = final.extra["regions"][0]
+    outside = np.ones((64, 96), bool)
+    outside[y : y + h, x : x + w] = False
+    assert np.array_equal(out[outside], image[outside])
+    assert not np.array_equal(out[20:36, 30:50], image[20:36, 30:50])
+    assert final.metadata[0]["family"] == "flux1"
