@@ -805,9 +805,9 @@ class GeneratePanel(QWidget):
     @Slot(int, object)
     def _on_finished(self, job_id: int, event: object) -> None:
         job = self._job(job_id)
-        self._reset_progress("Done")
         if job is None:
-            return
+            return  # another panel's job: this panel's progress is not about it
+        self._reset_progress("Done")
         x, y, w, h = job.region
         request = job.request
         images = list(getattr(event, "images", ()))
