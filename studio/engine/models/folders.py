@@ -43,6 +43,7 @@ CONTROLNET_KINDS: tuple[str, ...] = tuple(k for k in KINDS if k.startswith("cont
 KIND_FOLDERS: dict[str, tuple[str, ...]] = {
     "txt2img": ("checkpoints", "Stable-diffusion", "diffusers"),
     "inpaint": ("checkpoints", "inpaint", "Stable-diffusion", "diffusers"),
+    "edit": ("checkpoints", "diffusers"),  # Kontext / Qwen-Image-Edit diffusers folders
     **{k: ("controlnet", "ControlNet") for k in CONTROLNET_KINDS},
     "preview-decoder": ("vae", "vae_approx", "VAE-approx"),
     "upscaler": ("upscale_models", "ESRGAN", "RealESRGAN", "SwinIR", "HAT", "DAT"),

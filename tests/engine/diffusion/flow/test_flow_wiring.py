@@ -123,3 +123,14 @@ def test_inpaint_request_through_the_runner_on_a_flow_model(flow_models, monkeyp
     assert np.array_equal(out[outside], image[outside])
     assert not np.array_equal(out[20:36, 30:50], image[20:36, 30:50])
     assert final.metadata[0]["family"] == "flux1"
+
+
+def test_the_face_exports_the_flow_names_and_edit_models_have_folders():
+    import studio.engine.diffusion as face
+    from studio.engine.diffusion.flow_generate import run_flow_generate
+    from studio.engine.models.folders import folder_names
+
+    assert face.run_flow_generate is run_flow_generate
+    assert "FLUX.1" in face.render_capabilities()
+    assert {"run_flow_generate", "render_capabilities", "render_table"} <= set(face.__all__)
+    assert "checkpoints" in folder_names("edit")
