@@ -76,6 +76,34 @@ class LoadedFlow:
     lora_names: tuple = ()
 
 
+def flow_plan(family: Family, device, free_gib: float | None = None):
+    """The memory plan (``memory.plan_memory``) for a flow family on ``device`` from the
+    planner's table row for the family (bf16 weights; load-time formats, GGUF / NF4, are not
+    chosen here): None on the CPU or when the free memory is unknown. ``free_gib`` overrides
+    the measurement (tests); ``STUDIO_OFFLOAD`` forces an offload mode."""
+    import os
+
+    from studio.engine.diffusion.memory import MODEL_NEEDS, plan_memory
+    from studio.engine.diffusion.placement import free_memory_gib
+
+    device = torch.device(device)
+    if free_gib is None:
+        if device.type == "cpu":
+            return None
+        free_gib = free_memory_gib(device)
+        if free_gib is None:
+            return None
+    by_family: dict = {}
+    for n in MODEL_NEEDS.values():
+        by_family.setdefault(n.family, n)
+    # a variant (flux1-fill, qwen-edit) uses its base family's row
+    row = by_family.get(family.name) or by_family.get(family.name.split("-")[0])
+    if row is None:
+        return None
+    forced = os.environ.get("STUDIO_OFFLOAD", "").strip().lower() or None
+    return plan_memory(row, free_gib, formats=("bf16",), offload=forced)
+
+
 def load_flow(ctx, model: str, device: str | None = None, dtype: str | None = None) -> LoadedFlow:
     """The flow pipeline for ``model`` (folder, repo id in the HF cache, catalog id), offline,
     cached in the runner like the SD pipelines."""
@@ -100,7 +128,13 @@ def load_flow(ctx, model: str, device: str | None = None, dtype: str | None = No
             else torch.bfloat16
         )
         base = load_folder(resolved.path, dt)
-        base.to(choice.device)
+        plan = flow_plan(fam, choice.device)
+        if plan is None:
+            base.to(choice.device)
+        else:
+            from studio.engine.diffusion.memory import apply_plan
+
+            apply_plan(base, plan, choice.device)  # GPU whole, or model/group/sequential offload
         base.set_progress_bar_config(disable=True)
         return LoadedFlow(base, fam, choice.device, dt, resolved.name)
 

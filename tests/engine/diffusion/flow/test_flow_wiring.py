@@ -134,3 +134,16 @@ def test_the_face_exports_the_flow_names_and_edit_models_have_folders():
     assert "FLUX.1" in face.render_capabilities()
     assert {"run_flow_generate", "render_capabilities", "render_table"} <= set(face.__all__)
     assert "checkpoints" in folder_names("edit")
+
+
+def test_load_flow_plans_memory_from_the_free_memory(monkeypatch):
+    from studio.engine.diffusion.families.registry import family
+    from studio.engine.diffusion.flow_generate import flow_plan
+
+    flux = family("flux1")
+    assert flow_plan(flux, "cpu") is None  # the CPU: nothing to plan
+    assert flow_plan(flux, "cuda", free_gib=80).offload == "none"  # fits whole
+    assert flow_plan(flux, "cuda", free_gib=12).offload != "none"  # 12B in bf16 doesn't
+    assert flow_plan(family("flux1-fill"), "cuda", free_gib=80).offload == "none"
+    monkeypatch.setenv("STUDIO_OFFLOAD", "sequential")
+    assert flow_plan(flux, "cuda", free_gib=80).offload == "sequential"
