@@ -4,7 +4,6 @@ user additions from $STUDIO_HOME."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 

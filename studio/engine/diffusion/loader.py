@@ -40,7 +40,6 @@ SINGLE_FILE_CONFIGS = _single_file_configs()
 _TOKENIZER_FILE_SETS = (("vocab.json", "merges.txt"), ("tokenizer.json",))
 
 
-
 @dataclass(frozen=True)
 class ResolvedModel:
     """Where a model reference points. ``kind``: "folder" (diffusers folder, ``path``) or
