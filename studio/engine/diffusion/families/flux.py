@@ -9,7 +9,7 @@ transformer shape as dev, told apart by its pipeline class or, for single files,
 from __future__ import annotations
 
 from studio.engine.diffusion.families.base import Family, ModelInfo, TensorProbe
-from studio.engine.diffusion.flow import FLUX1_BIAS, FLUX1_RGB
+from studio.engine.diffusion.families.latent_factors import FLUX1_BIAS, FLUX1_RGB
 
 TRANSFORMER_CLASS = "FluxTransformer2DModel"
 # BFL/ComfyUI names (with or without "model.diffusion_model.") and diffusers names.

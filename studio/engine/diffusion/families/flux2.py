@@ -6,7 +6,7 @@ Only klein is supported: FLUX.2 [dev] (Mistral text encoder) is not matched."""
 from __future__ import annotations
 
 from studio.engine.diffusion.families.base import Family, ModelInfo, TensorProbe
-from studio.engine.diffusion.flow import FLUX2_BIAS, FLUX2_RGB
+from studio.engine.diffusion.families.latent_factors import FLUX2_BIAS, FLUX2_RGB
 
 TRANSFORMER_CLASS = "Flux2Transformer2DModel"
 _KEYS = ("single_stream_modulation.lin.weight", "single_stream_modulation.linear.weight")

@@ -7,7 +7,7 @@ transformer shape driven by QwenImageEditPlusPipeline: edit by instruction."""
 from __future__ import annotations
 
 from studio.engine.diffusion.families.base import Family, ModelInfo, TensorProbe
-from studio.engine.diffusion.flow import QWEN_BIAS, QWEN_RGB
+from studio.engine.diffusion.families.latent_factors import QWEN_BIAS, QWEN_RGB
 
 TRANSFORMER_CLASS = "QwenImageTransformer2DModel"
 GUIDANCE_PARAM = "true_cfg_scale"

@@ -6,7 +6,7 @@ Large distilled to 4 steps without guidance)."""
 from __future__ import annotations
 
 from studio.engine.diffusion.families.base import Family, ModelInfo, TensorProbe
-from studio.engine.diffusion.flow import SD3_BIAS, SD3_RGB
+from studio.engine.diffusion.families.latent_factors import SD3_BIAS, SD3_RGB
 
 TRANSFORMER_CLASS = "SD3Transformer2DModel"
 _BFL_KEY = "joint_blocks.0.context_block.adaLN_modulation.1.bias"

@@ -6,7 +6,7 @@ guidance > 0 (pred = pos + g (pos - neg)), so "no guidance" is 0 here."""
 from __future__ import annotations
 
 from studio.engine.diffusion.families.base import Family, ModelInfo, TensorProbe
-from studio.engine.diffusion.flow import FLUX1_BIAS, FLUX1_RGB
+from studio.engine.diffusion.families.latent_factors import FLUX1_BIAS, FLUX1_RGB
 
 TRANSFORMER_CLASS = "ZImageTransformer2DModel"
 _KEY = "layers.0.adaLN_modulation.0.weight"
