@@ -293,11 +293,38 @@ def _rgb(image: np.ndarray) -> np.ndarray:
     return image[..., :3]
 
 
-def _diffusion_job(ctx, request: InpaintRequest, image: np.ndarray, mask: np.ndarray):
+def _load_inpaint_pipe(ctx, request, prompt: str, loras, controlnets: tuple = ()):
+    """The inpaint pipeline and the call arguments both request kinds share (InpaintRequest and
+    GenerateRequest name these fields alike)."""
     from studio.engine.diffusion.families import recognise_pipe
-    from studio.engine.diffusion.flow_inpaint import flow_inpaint_request, model_family
     from studio.engine.diffusion.pipeline import load_pipeline
-    from studio.engine.diffusion.prompts import prompt_kwargs, prompt_loras
+    from studio.engine.diffusion.prompts import prompt_kwargs
+
+    pipe = load_pipeline(
+        ctx,
+        request.model,
+        task="inpaint",
+        controlnets=controlnets,
+        scheduler=request.scheduler,
+        loras=loras,
+        device=request.device,
+        dtype=request.dtype,
+        vae=request.vae,
+    )
+    kwargs = dict(
+        **prompt_kwargs(
+            pipe, recognise_pipe(pipe), prompt, request.negative_prompt, request.clip_skip
+        ),
+        num_inference_steps=request.steps,
+        guidance_scale=request.guidance,
+        strength=request.strength,
+    )
+    return pipe, kwargs
+
+
+def _diffusion_job(ctx, request: InpaintRequest, image: np.ndarray, mask: np.ndarray):
+    from studio.engine.diffusion.flow_inpaint import flow_inpaint_request, model_family
+    from studio.engine.diffusion.prompts import prompt_loras
     from studio.engine.diffusion.sampling import steps_per_image
     from studio.engine.diffusion.schedulers import ran_label
 
@@ -307,31 +334,10 @@ def _diffusion_job(ctx, request: InpaintRequest, image: np.ndarray, mask: np.nda
     boxes = plan(mask, request.padding)
     feather = effective_feather(request.feather, request.padding)
     prompt, loras = prompt_loras(request.prompt)
-    pipe = load_pipeline(
-        ctx,
-        request.model,
-        task="inpaint",
-        scheduler=request.scheduler,
-        loras=loras,
-        device=request.device,
-        dtype=request.dtype,
-        vae=request.vae,
-    )
+    pipe, kwargs = _load_inpaint_pipe(ctx, request, prompt, loras)
     per_region = steps_per_image(pipe, request.steps, request.strength)
     total = per_region * len(boxes)
     ctx.progress(0, total)
-    kwargs = dict(
-        **prompt_kwargs(
-            pipe,
-            recognise_pipe(pipe),
-            prompt,
-            request.negative_prompt,
-            request.clip_skip,
-        ),
-        num_inference_steps=request.steps,
-        guidance_scale=request.guidance,
-        strength=request.strength,
-    )
     out = _diffuse(
         ctx,
         pipe,
@@ -365,9 +371,7 @@ def diffusion_inpaint(ctx, request: GenerateRequest):
     --init I --mask M``): the same crop / model-size / paste-back flow as :func:`run_inpaint`,
     ``request.count`` images with seeds ``seed + k``. ``width``/``height`` are ignored: the
     output is the init image's size."""
-    from studio.engine.diffusion.families import recognise_pipe
-    from studio.engine.diffusion.pipeline import load_pipeline
-    from studio.engine.diffusion.prompts import prompt_kwargs, prompt_loras
+    from studio.engine.diffusion.prompts import prompt_loras
     from studio.engine.diffusion.sampling import steps_per_image, validate_request
     from studio.engine.diffusion.schedulers import ran_label
 
@@ -379,32 +383,11 @@ def diffusion_inpaint(ctx, request: GenerateRequest):
     boxes = plan(mask, request.mask_padding)
     feather = effective_feather(8, request.mask_padding)
     prompt, loras = prompt_loras(request.prompt, request.loras)
-    pipe = load_pipeline(
-        ctx,
-        request.model,
-        task="inpaint",
-        controlnets=tuple(c.model for c in request.controls),
-        scheduler=request.scheduler,
-        loras=loras,
-        device=request.device,
-        dtype=request.dtype,
-        vae=request.vae,
-    )
+    controlnets = tuple(c.model for c in request.controls)
+    pipe, kwargs = _load_inpaint_pipe(ctx, request, prompt, loras, controlnets)
     per_region = steps_per_image(pipe, request.steps, request.strength)
     per_image = per_region * len(boxes)
     total = per_image * request.count
-    kwargs = dict(
-        **prompt_kwargs(
-            pipe,
-            recognise_pipe(pipe),
-            prompt,
-            request.negative_prompt,
-            request.clip_skip,
-        ),
-        num_inference_steps=request.steps,
-        guidance_scale=request.guidance,
-        strength=request.strength,
-    )
     sampler = ran_label(request.scheduler, pipe.scheduler)  # what ran
     images, metadata = [], []
     ctx.progress(0, total)
