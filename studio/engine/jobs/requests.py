@@ -77,6 +77,11 @@ class GenerateRequest:
     dtype: str | None = None  # "float16", "bfloat16", "float32"; None = best for device
     clip_skip: int = 1  # A1111 "Clip skip": 1 = the text encoder's last layer, 2 = one before
     vae: str | None = None  # external VAE (catalog id, folder or file); None = the model's own
+    # Memory plan overrides for the flow families (None = the planner decides; see
+    # engine.diffusion.memory): quant in WEIGHT_FORMATS (bf16, fp8, q8_0, nf4, q4_k), offload
+    # in OFFLOADS (none, model, group, sequential).
+    quant: str | None = None
+    offload: str | None = None
 
 
 @dataclass(frozen=True)
