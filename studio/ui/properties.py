@@ -23,6 +23,7 @@ from typing import Any, Generic, TypeVar
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import (
     QAbstractButton,
+    QAbstractSlider,
     QAbstractSpinBox,
     QComboBox,
     QLineEdit,
@@ -91,8 +92,8 @@ class PanelModel(QObject):
 
 
 def bind(model: PanelModel, name: str, widget: QWidget, data: bool = False) -> None:
-    """Two-way binding of ``model.<name>`` and a widget: spin boxes (value), check boxes and
-    buttons (checked), combo boxes (``data=True``: the item data, else the text of an
+    """Two-way binding of ``model.<name>`` and a widget: spin boxes and sliders (value),
+    check boxes and buttons (checked), combo boxes (``data=True``: the item data, else the text of an
     editable combo), line and plain-text edits (text). The widget takes the model's value
     at once."""
     to_widget, signal, from_widget = _accessors(widget, data)
@@ -107,7 +108,7 @@ def bind(model: PanelModel, name: str, widget: QWidget, data: bool = False) -> N
 
 
 def _accessors(widget: QWidget, data: bool):
-    if isinstance(widget, QAbstractSpinBox):
+    if isinstance(widget, QAbstractSpinBox | QAbstractSlider):
         return widget.setValue, widget.valueChanged, widget.value
     if isinstance(widget, QAbstractButton):
         return widget.setChecked, widget.toggled, widget.isChecked

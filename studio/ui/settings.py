@@ -94,6 +94,24 @@ class Settings:
     upscale_overlap = _Setting("upscale/overlap", 16)
     upscale_sharpen = _Setting("upscale/sharpen", 0.0)
     upscale_output = _Setting("upscale/output", "document")  # or "layer"
+    inpaint_model = _Setting("inpaint/model", "")  # saved when a Fill job is submitted
+    inpaint_grow = _Setting("inpaint/grow", 8)
+    inpaint_feather = _Setting("inpaint/feather", 8)
+    inpaint_padding = _Setting("inpaint/padding", 32)
+    inpaint_blend = _Setting("inpaint/blend", 8)
+    inpaint_erase_method = _Setting("inpaint/erase_method", "auto")
+    inpaint_steps = _Setting("inpaint/steps", 25)
+    inpaint_guidance = _Setting("inpaint/guidance", 7.0)
+    inpaint_strength = _Setting("inpaint/strength", 1.0)
+    inpaint_overlap = _Setting("inpaint/outpaint_overlap", 32)
+    inpaint_outpaint_with = _Setting("inpaint/outpaint_with", "diffusion")  # or "erase"
+    control_source = _Setting("control/source", "layer")  # or "composite"
+    control_low = _Setting("control/canny_low", 100)
+    control_high = _Setting("control/canny_high", 200)
+    control_blur = _Setting("control/canny_blur", 0)
+    control_live = _Setting("control/live_preview", True)
+    control_pose_model = _Setting("control/pose_model", "")  # "" = the installed detector
+    control_hands = _Setting("control/hands_and_face", True)
 
     def __init__(self, path: str | os.PathLike | None = None) -> None:
         self.path = Path(path) if path else settings_path()

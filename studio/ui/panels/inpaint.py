@@ -9,6 +9,9 @@ the mask's padded crop (previews are painted inside it) and the result lands as 
 (``host.add_layer``) holding just the changed box, so undo removes it in one step. An
 outpaint grows the document and adds the result in one undo step too.
 
+The settings live in an ``InpaintModel`` (``studio.ui.panels.inpaint_model``: persisted, and
+the requests are built there); the widgets are bound to it and hold no state of their own.
+
 Torch-free: only numpy, Qt, studio.core and the torch-free engine modules (requests, lama's
 ``find_lama``).
 """
@@ -37,19 +40,21 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core import masks as mask_ops
-from studio.core.errors import StudioError
-from studio.core.outpaint import Extension, extend, parse_aspect, to_aspect
+from studio.core.outpaint import Extension
 from studio.engine.jobs import InpaintRequest
 from studio.ui.commands import ExtendCanvasCommand
 from studio.ui.panels.fit import VScrollArea
-
-ERASE_METHODS = (
-    ("auto", "Auto (LaMa if installed, else Telea)"),
-    ("lama", "LaMa"),
-    ("telea", "Telea (OpenCV)"),
-    ("ns", "Navier-Stokes (OpenCV)"),
+from studio.ui.panels.inpaint_model import (
+    ASPECTS,
+    ERASE_METHODS,
+    OUTPAINT_WITH,
+    RANGES,
+    SIDES,
+    InpaintModel,
 )
-ASPECTS = ("1:1", "4:3", "3:2", "16:9", "9:16", "2:3", "3:4")
+from studio.ui.properties import bind
+
+__all__ = ["ASPECTS", "ERASE_METHODS", "InpaintModel", "InpaintPanel"]
 
 
 def installed_lama() -> Path | None:
@@ -80,12 +85,24 @@ def inpaint_models() -> list[str]:
     return [m for m in out if not (m in seen or seen.add(m))]
 
 
+def _spin(name: str, suffix: str = "") -> QSpinBox | QDoubleSpinBox:
+    """A spin box with the range of ``RANGES[name]`` (float ranges: a double spin box)."""
+    _label, lo, hi = RANGES[name]
+    spin = QDoubleSpinBox() if isinstance(lo, float) else QSpinBox()
+    spin.setRange(lo, hi)
+    if suffix:
+        spin.setSuffix(suffix)
+    return spin
+
+
 class InpaintPanel(QWidget):
-    """Mask tools, Erase object, Fill from prompt and Outpaint (see the module doc)."""
+    """Mask tools, Erase object, Fill from prompt and Outpaint (see the module doc). The
+    settings live in ``self.state`` (an ``InpaintModel``); the widgets are bound to it."""
 
     def __init__(self, host, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.host = host
+        self.state = InpaintModel(host.settings, self)  # the panel's settings (no widgets)
         self.job_id: int | None = None
         self._outpaint_ext: Extension | None = None
         self._outpaint_passes: list[Extension] = []
@@ -101,16 +118,10 @@ class InpaintPanel(QWidget):
         self.fill_button = QPushButton("Select all")
         self.invert_button = QPushButton("Invert")
         self.clear_button = QPushButton("Clear")
-        self.grow_spin = QSpinBox()
-        self.grow_spin.setRange(1, 256)
-        self.grow_spin.setValue(8)
-        self.grow_spin.setSuffix(" px")
+        self.grow_spin = _spin("grow", " px")
         self.grow_button = QPushButton("Grow")
         self.shrink_button = QPushButton("Shrink")
-        self.feather_spin = QSpinBox()
-        self.feather_spin.setRange(1, 256)
-        self.feather_spin.setValue(8)
-        self.feather_spin.setSuffix(" px")
+        self.feather_spin = _spin("feather", " px")
         self.feather_button = QPushButton("Feather")
         # Three columns, so the panel fits the dock's default width.
         grid.addWidget(self.fill_holes_button, 0, 0)
@@ -132,15 +143,9 @@ class InpaintPanel(QWidget):
 
         # -- shared settings ----------------------------------------------------------------
         common = QFormLayout()
-        self.padding_spin = QSpinBox()
-        self.padding_spin.setRange(0, 512)
-        self.padding_spin.setValue(32)
-        self.padding_spin.setSuffix(" px")
+        self.padding_spin = _spin("padding", " px")
         self.padding_spin.setToolTip("Context around the mask the model sees")
-        self.blend_spin = QSpinBox()
-        self.blend_spin.setRange(0, 128)
-        self.blend_spin.setValue(8)
-        self.blend_spin.setSuffix(" px")
+        self.blend_spin = _spin("blend", " px")
         self.blend_spin.setToolTip("Soft edge where the result meets the original")
         common.addRow("Padding", self.padding_spin)
         common.addRow("Blend edge", self.blend_spin)
@@ -176,19 +181,12 @@ class InpaintPanel(QWidget):
         self.prompt_edit.setFixedHeight(60)
         self.negative_edit = QLineEdit()
         self.negative_edit.setPlaceholderText("Negative prompt")
-        self.steps_spin = QSpinBox()
-        self.steps_spin.setRange(1, 150)
-        self.steps_spin.setValue(25)
-        self.guidance_spin = QDoubleSpinBox()
-        self.guidance_spin.setRange(0.0, 30.0)
+        self.steps_spin = _spin("steps")
+        self.guidance_spin = _spin("guidance")
         self.guidance_spin.setSingleStep(0.5)
-        self.guidance_spin.setValue(7.0)
-        self.strength_spin = QDoubleSpinBox()
-        self.strength_spin.setRange(0.05, 1.0)
+        self.strength_spin = _spin("strength")
         self.strength_spin.setSingleStep(0.05)
-        self.strength_spin.setValue(1.0)
-        self.seed_spin = QSpinBox()
-        self.seed_spin.setRange(0, 2**31 - 1)
+        self.seed_spin = _spin("seed")
         self.fill_button_run = QPushButton("Fill from prompt")
         ff.addRow("Model", self.model_combo)
         ff.addRow("Prompt", self.prompt_edit)
@@ -205,9 +203,8 @@ class InpaintPanel(QWidget):
         of = QFormLayout(out)
         sides = QGridLayout()
         self.side_spins: dict[str, QSpinBox] = {}
-        for i, side in enumerate(("left", "right", "top", "bottom")):
-            spin = QSpinBox()
-            spin.setRange(0, 2048)
+        for i, side in enumerate(SIDES):
+            spin = _spin(side)
             spin.setSingleStep(64)
             spin.setPrefix(f"{side[0].upper()} ")
             spin.setToolTip(f"Pixels to add on the {side}")
@@ -217,14 +214,11 @@ class InpaintPanel(QWidget):
         self.aspect_combo.addItem("Sides as set", "")
         for a in ASPECTS:
             self.aspect_combo.addItem(f"Extend to {a}", a)
-        self.overlap_spin = QSpinBox()
-        self.overlap_spin.setRange(0, 256)
-        self.overlap_spin.setValue(32)
-        self.overlap_spin.setSuffix(" px")
+        self.overlap_spin = _spin("overlap", " px")
         self.overlap_spin.setToolTip("How much of the old image is redrawn so no seam shows")
         self.outpaint_with = QComboBox()
-        self.outpaint_with.addItem("Prompt model", "diffusion")
-        self.outpaint_with.addItem("Erase method", "erase")
+        for key, label in OUTPAINT_WITH:
+            self.outpaint_with.addItem(label, key)
         self.outpaint_button = QPushButton("Outpaint")
         of.addRow("Add", sides)
         of.addRow("Or", self.aspect_combo)
@@ -268,12 +262,38 @@ class InpaintPanel(QWidget):
         bottom.addWidget(self.status)
         outer.addLayout(bottom)
 
+        self._bind()
         worker = host.worker
         worker.progress.connect(self._on_progress)
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
         worker.cancelled.connect(self._on_cancelled)
         self.refresh_erase_info()
+
+    def _bind(self) -> None:
+        """Every setting widget shows ``self.state`` and edits it."""
+        s = self.state
+        if not s.model and self.model_combo.count():
+            s.model = self.model_combo.itemText(0)  # the first listed model, as before
+        for name, widget in (
+            ("grow", self.grow_spin),
+            ("feather", self.feather_spin),
+            ("padding", self.padding_spin),
+            ("blend", self.blend_spin),
+            ("model", self.model_combo),
+            ("prompt", self.prompt_edit),
+            ("negative_prompt", self.negative_edit),
+            ("steps", self.steps_spin),
+            ("guidance", self.guidance_spin),
+            ("strength", self.strength_spin),
+            ("seed", self.seed_spin),
+            ("overlap", self.overlap_spin),
+            *((side, spin) for side, spin in self.side_spins.items()),
+        ):
+            bind(s, name, widget)
+        bind(s, "erase_method", self.erase_method, data=True)
+        bind(s, "aspect", self.aspect_combo, data=True)
+        bind(s, "outpaint_with", self.outpaint_with, data=True)
 
     # -- mask tools ---------------------------------------------------------------------------
     def _current_mask(self) -> np.ndarray | None:
@@ -310,17 +330,17 @@ class InpaintPanel(QWidget):
 
     @Slot()
     def grow(self) -> None:
-        px = self.grow_spin.value()
+        px = int(self.state.grow)
         self._edit_mask(lambda m: mask_ops.grow(m, px), f"Grow mask {px} px")
 
     @Slot()
     def shrink(self) -> None:
-        px = self.grow_spin.value()
+        px = int(self.state.grow)
         self._edit_mask(lambda m: mask_ops.shrink(m, px), f"Shrink mask {px} px")
 
     @Slot()
     def feather(self) -> None:
-        px = self.feather_spin.value()
+        px = int(self.state.feather)
         self._edit_mask(lambda m: mask_ops.feather(m, px), f"Feather mask {px} px")
 
     # -- jobs ---------------------------------------------------------------------------------
@@ -342,36 +362,13 @@ class InpaintPanel(QWidget):
             b.setEnabled(not running)
         self.cancel_button.setEnabled(running)
 
-    def _source(self) -> tuple[np.ndarray, np.ndarray] | None:
-        image = self.host.composite()
-        if image is None:
-            self.host.show_error("Open an image first.")
+    def _request(self, action: str, image, mask, fields: dict | None = None):
+        """``self.state.request(...)``, or None after telling the user why not."""
+        try:
+            return self.state.request(action, image, mask, fields)
+        except ValueError as e:
+            self.host.show_error(str(e))
             return None
-        mask = self.host.mask()
-        if mask is None:
-            self.host.show_error("Paint a mask over the area first (the brush paints the mask).")
-            return None
-        return image, mask
-
-    def _erase_method(self) -> tuple[str, str]:
-        """(method, model) for the erase backend: LaMa/auto use the installed big-lama."""
-        return str(self.erase_method.currentData()), ""
-
-    def _diffusion_fields(self) -> dict | None:
-        model = self.model_combo.currentText().strip()
-        if not model:
-            self.host.show_error("Choose a model for Fill from prompt.")
-            return None
-        return dict(
-            method="diffusion",
-            model=model,
-            prompt=self.prompt_edit.toPlainText().strip(),
-            negative_prompt=self.negative_edit.text().strip(),
-            steps=self.steps_spin.value(),
-            guidance=self.guidance_spin.value(),
-            strength=self.strength_spin.value(),
-            seed=self.seed_spin.value(),
-        )
 
     @Slot()
     def _refill_models(self) -> None:
@@ -384,6 +381,8 @@ class InpaintPanel(QWidget):
         self.model_combo.blockSignals(False)
 
     def _submit(self, request: InpaintRequest, kind: str, label: str, region=None) -> None:
+        if request.method == "diffusion":
+            self.state.remember_model()
         ext = self._outpaint_ext if kind == "outpaint" else None
         target = {"kind": kind, "source": request.image, "extension": ext}
         self.job_id = self.host.worker.submit(
@@ -398,46 +397,21 @@ class InpaintPanel(QWidget):
     def erase(self) -> None:
         if self.running:
             return
-        src = self._source()
-        if src is None:
-            return
-        method, model = self._erase_method()
-        request = InpaintRequest(
-            image=src[0],
-            mask=src[1],
-            method=method,
-            model=model,
-            padding=self.padding_spin.value(),
-            feather=self.blend_spin.value(),
-        )
-        self._submit(request, "erase", "Erase object")
+        request = self._request("erase", self.host.composite(), self.host.mask())
+        if request is not None:
+            self._submit(request, "erase", "Erase object")
 
     @Slot()
     def fill_from_prompt(self) -> None:
         if self.running:
             return
-        src = self._source()
-        fields = self._diffusion_fields() if src is not None else None
-        if src is None or fields is None:
-            return
-        request = InpaintRequest(
-            image=src[0],
-            mask=src[1],
-            padding=self.padding_spin.value(),
-            feather=self.blend_spin.value(),
-            **fields,
-        )
-        self._submit(request, "fill", "Fill from prompt")
+        request = self._request("fill", self.host.composite(), self.host.mask())
+        if request is not None:
+            self._submit(request, "fill", "Fill from prompt")
 
     def extension(self) -> Extension | None:
         """The outpaint extension the panel is set to (None if it adds nothing)."""
-        w, h = self.host.image_size()
-        aspect = self.aspect_combo.currentData()
-        if aspect:
-            ext = to_aspect((w, h), parse_aspect(aspect))
-        else:
-            ext = Extension(**{s: spin.value() for s, spin in self.side_spins.items()})
-        return None if ext.empty else ext
+        return self.state.extension(self.host.image_size())
 
     @Slot()
     def outpaint(self) -> None:
@@ -451,26 +425,11 @@ class InpaintPanel(QWidget):
             self.host.show_error("This window cannot resize the canvas for an outpaint.")
             return
         try:
-            ext = self.extension()
-            if ext is None:
-                self.host.show_error(
-                    "Set how many pixels to add on a side, or an aspect ratio, first."
-                )
-                return
-            W, H = ext.new_size((image.shape[1], image.shape[0]))
-            if W > 16384 or H > 16384:
-                self.host.show_error(f"The outpainted image would be {W}x{H}: too large.")
-                return
-        except StudioError as e:
-            self.host.show_error(e.message, e.detail)
+            ext = self.state.outpaint_extension((image.shape[1], image.shape[0]))
+            fields = self.state.fields("outpaint")
+        except ValueError as e:
+            self.host.show_error(str(e))
             return
-        if self.outpaint_with.currentData() == "diffusion":
-            fields = self._diffusion_fields()
-            if fields is None:
-                return
-        else:
-            method, model = self._erase_method()
-            fields = dict(method=method, model=model)
         self._outpaint_ext = ext
         self._outpaint_passes = ext.passes()
         self._outpaint_fields = fields
@@ -490,16 +449,11 @@ class InpaintPanel(QWidget):
             bottom=done.bottom + step.bottom,
         )
         self._outpaint_done = total
-        canvas, mask = extend(
-            image, step, overlap=self.overlap_spin.value(), seed=self.seed_spin.value()
-        )
-        request = InpaintRequest(
-            image=canvas,
-            mask=mask,
-            padding=self.padding_spin.value(),
-            feather=self.blend_spin.value(),
-            **self._outpaint_fields,
-        )
+        canvas, mask = self.state.extend(image, step)
+        request = self._request("outpaint", canvas, mask, self._outpaint_fields)
+        if request is None:
+            self._outpaint_passes = []
+            return
         region = (-total.left, -total.top, canvas.shape[1], canvas.shape[0])
         self._submit(request, "outpaint", "Outpaint", region=region)
 
