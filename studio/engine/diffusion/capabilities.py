@@ -15,16 +15,6 @@ from collections.abc import Iterable
 from studio.engine.diffusion.families.base import Family
 
 # Transformer classes with GGUF single-file support in diffusers (FromOriginalModelMixin).
-GGUF_TRANSFORMERS = {
-    "flux1": "FluxTransformer2DModel",
-    "flux1-fill": "FluxTransformer2DModel",
-    "flux1-kontext": "FluxTransformer2DModel",
-    "flux2": "Flux2Transformer2DModel",
-    "zimage": "ZImageTransformer2DModel",
-    "sd3": "SD3Transformer2DModel",
-    "qwen": "QwenImageTransformer2DModel",
-    "qwen-edit": "QwenImageTransformer2DModel",
-}
 COLUMNS = (
     "txt2img",
     "img2img",
@@ -40,7 +30,7 @@ COLUMNS = (
 def all_families() -> tuple[Family, ...]:
     """The SD families of the registry and the flow families, in that order."""
     from studio.engine.diffusion.families.registry import families
-    from studio.engine.diffusion.flow_generate import flow_families
+    from studio.engine.diffusion.flow_load import flow_families
 
     seen, out = set(), []
     for fam in (*families(), *flow_families()):
@@ -89,7 +79,7 @@ def _descriptor_row(fam: Family) -> dict[str, str]:
         previews.append("latent")
     if fam.preview_decoder:
         previews.append(fam.preview_decoder)
-    gguf = GGUF_TRANSFORMERS.get(fam.name)
+    gguf = fam.transformer_class  # GGUF files load per transformer (from_single_file)
     if gguf:
         try:
             import diffusers
@@ -101,9 +91,7 @@ def _descriptor_row(fam: Family) -> dict[str, str]:
         gguf_ok = False
     return {
         "txt2img": yes if fam.supports("txt2img") else "-",
-        "img2img": ("edit" if fam.name in ("flux1-kontext", "qwen-edit") else yes)
-        if fam.supports("img2img")
-        else "-",
+        "img2img": ("edit" if fam.edit else yes) if fam.supports("img2img") else "-",
         "inpaint": yes if fam.supports("inpaint") else "-",
         "ControlNet": ", ".join(cn) if cn else "-",
         "LoRA": yes if _has_lora(fam) else "-",

@@ -31,26 +31,14 @@ import math
 import numpy as np
 import torch
 
-from studio.engine.diffusion.families.latent_factors import (  # noqa: F401 - re-exported
-    FLUX1_BIAS,
-    FLUX1_RGB,
-    FLUX2_BIAS,
-    FLUX2_RGB,
-    QWEN_BIAS,
-    QWEN_RGB,
-    SD3_BIAS,
-    SD3_RGB,
-)
+from studio.engine.diffusion.families.base import Family
 from studio.engine.diffusion.previews import to_uint8
 
-# family -> (factors, bias, packed 2x2?)
-FLOW_LATENTS: dict[str, tuple[tuple, tuple, bool]] = {
-    "flux1": (FLUX1_RGB, FLUX1_BIAS, True),
-    "flux2": (FLUX2_RGB, FLUX2_BIAS, True),
-    "zimage": (FLUX1_RGB, FLUX1_BIAS, False),  # Z-Image uses the FLUX.1 VAE
-    "sd3": (SD3_RGB, SD3_BIAS, False),
-    "qwen": (QWEN_RGB, QWEN_BIAS, True),
-}
+
+def _family(family: Family | str) -> Family:
+    from studio.engine.diffusion.families.registry import family as by_name
+
+    return family if isinstance(family, Family) else by_name(family)
 
 
 def flow_x0(sample: torch.Tensor, velocity: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -113,23 +101,23 @@ def unpack_2x2(
 
 
 def spatial_latents(
-    family: str, latents: torch.Tensor, height: int, width: int, vae_scale_factor: int
+    family: Family | str, latents: torch.Tensor, height: int, width: int, vae_scale_factor: int
 ):
-    """The preview latent as (B, C, h, w) for ``family``: unpacked for the packed families,
-    Qwen's 5-D (B, C, 1, h, w) squeezed, else as is."""
-    packed = FLOW_LATENTS.get(family, (None, None, False))[2]
-    if packed and latents.ndim == 3:
+    """The preview latent as (B, C, h, w) for ``family``: unpacked for the packed families
+    (``latent_packing`` "2x2"), Qwen's 5-D (B, C, 1, h, w) squeezed, else as is."""
+    if _family(family).latent_packing == "2x2" and latents.ndim == 3:
         return unpack_2x2(latents, height, width, vae_scale_factor)
     if latents.ndim == 5:
         return latents[:, :, 0]
     return latents
 
 
-def latent_rgb(latents: torch.Tensor, family: str) -> np.ndarray:
-    """The linear latent->RGB map of the first image, at latent resolution, (h, w, 3) uint8.
-    With fewer channels than the table has rows (the tiny test models), the first rows are
-    used; extra channels are ignored."""
-    rows, bias, _ = FLOW_LATENTS[family]
+def latent_rgb(latents: torch.Tensor, family: Family | str) -> np.ndarray:
+    """The family's linear latent->RGB map (``latent_rgb`` / ``latent_rgb_bias``) of the first
+    image, at latent resolution, (h, w, 3) uint8. With fewer channels than the table has rows
+    (the tiny test models), the first rows are used; extra channels are ignored."""
+    fam = _family(family)
+    rows, bias = fam.latent_rgb, fam.latent_rgb_bias
     lat = latents[0].float()
     n = min(lat.shape[0], len(rows))
     w = torch.tensor(rows[:n], dtype=lat.dtype, device=lat.device)
@@ -143,8 +131,10 @@ class FlowPreview:
     ``latent`` (the linear map), ``taesd`` (an AutoencoderTiny such as TAEF1/TAESD3, on the
     transformer-space latents) or ``full`` (the pipeline's VAE with its scaling undone)."""
 
-    def __init__(self, pipe, family: str, mode: str, height: int, width: int, tiny=None) -> None:
-        self.pipe, self.family, self.mode = pipe, family, mode
+    def __init__(
+        self, pipe, family: Family | str, mode: str, height: int, width: int, tiny=None
+    ) -> None:
+        self.pipe, self.family, self.mode = pipe, _family(family), mode
         self.height, self.width = height, width
         self.tiny = tiny
         self.vsf = int(getattr(pipe, "vae_scale_factor", 8) or 8)
@@ -162,30 +152,8 @@ class FlowPreview:
 
     def _full(self, lat: torch.Tensor) -> torch.Tensor:
         vae = self.pipe.vae
+        if self.family.decode_latents is not None:  # Qwen's mean/std, FLUX.2's batch norm
+            return self.family.decode_latents(vae, lat)
         cfg = vae.config
-        if self.family == "qwen":
-            mean = torch.tensor(cfg.latents_mean).view(1, -1, 1, 1).to(lat)
-            std = torch.tensor(cfg.latents_std).view(1, -1, 1, 1).to(lat)
-            x = (lat * std + mean).unsqueeze(2)
-            return vae.decode(x.to(vae.device, vae.dtype), return_dict=False)[0][0, :, 0]
-        if self.family == "flux2":
-            bn = vae.bn
-            packed = _patchify(lat)
-            mean = bn.running_mean.view(1, -1, 1, 1).to(packed)
-            std = torch.sqrt(bn.running_var.view(1, -1, 1, 1) + cfg.batch_norm_eps).to(packed)
-            x = _unpatchify(packed * std + mean)
-            return vae.decode(x.to(vae.device, vae.dtype), return_dict=False)[0][0]
         x = lat / cfg.scaling_factor + (getattr(cfg, "shift_factor", None) or 0.0)
         return vae.decode(x.to(vae.device, vae.dtype), return_dict=False)[0][0]
-
-
-def _unpatchify(lat: torch.Tensor) -> torch.Tensor:
-    b, c4, h, w = lat.shape
-    x = lat.reshape(b, c4 // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)
-    return x.reshape(b, c4 // 4, h * 2, w * 2)
-
-
-def _patchify(lat: torch.Tensor) -> torch.Tensor:
-    b, c, h, w = lat.shape
-    x = lat.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4)
-    return x.reshape(b, c * 4, h // 2, w // 2)

@@ -51,10 +51,10 @@ def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
         _pil,
         denoise_flow,
         flow_kwargs,
-        load_flow,
         steps_for,
         task_pipe,
     )
+    from studio.engine.diffusion.flow_load import load_flow
     from studio.engine.jobs.device import generator_for
 
     if request.init_image is None or request.mask is None:
@@ -111,6 +111,7 @@ def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
                 mask_image=_pil(masks.binary(masks.resize(crop_mask, size), 0), size, "L"),
                 generator=generator_for(seed, pipe.device),
                 **kw,
+                **fam.call_kwargs(pipe, size[0], size[1]),
             )[0]
             patch = masks.resize(result, (box[2], box[3]))
             alpha = masks.blend_alpha(crop_mask, feather)

@@ -23,7 +23,7 @@ from studio.engine.diffusion.families import (
 )
 
 ROOT = Path(studio.__file__).parent
-NAMES = r"(?:sd1|sd2|sdxl|sd15|sd21|xl)"
+NAMES = r"(?:sd1|sd2|sdxl|sd15|sd21|xl|sd3|sd35|flux|zimage|z-image|qwen)"
 # A quoted family (or family config) name on either side of a comparison.
 COMPARE = re.compile(
     rf"""(?:==|!=|\bin\b|startswith\(|endswith\()\s*\(?\s*["']{NAMES}[\w-]*["']"""
@@ -38,9 +38,6 @@ KNOWN = {
     # File identification for imports (model-files helper's module): reads a LoRA's
     # ss_base_model_version and guesses TAESD vs TAESDXL from a name; reported to the lead.
     "engine/models/identify.py": "identification of imported files, not engine dispatch",
-    # The new-families helper's flow previews decode Qwen / FLUX.2 latents by family name:
-    # to become a descriptor hook (e.g. Family.decode_latents); reported to the lead.
-    "engine/diffusion/flow.py": "flow-family full-VAE preview decode, to move into a hook",
     # A textual-inversion file layout called "sdxl" (clip_l/clip_g keys), not a family branch.
     "engine/models/embeddings.py": "embedding file layout name",
 }
@@ -68,7 +65,9 @@ def test_no_module_outside_families_compares_a_family_name():
 
 def test_the_grep_pattern_catches_the_usual_branches():
     for bad in ('if family == "sdxl":', 'xl = "sdxl" in name', 'if base != "sd2":',
-                'fam.startswith("sd15")', 'if family == other:'):  # fmt: skip
+                'fam.startswith("sd15")', 'if family == other:',
+                'if fam.name.startswith("qwen"):', 'fam.name != "flux1-fill"',
+                'edit = fam.name in ("flux1-kontext", "qwen-edit")'):  # fmt: skip
         assert COMPARE.search(bad), bad
     assert not COMPARE.search('name = "sdxl"')
 
@@ -160,3 +159,31 @@ def test_controlnet_family_from_config_and_tensors():
     assert controlnet_family({"addition_embed_type": "text_time"}).name == "sdxl"
     probe = _probe({"control_model.label_emb.0.0.weight": (4, 4)})
     assert controlnet_family(probe=probe).name == "sdxl"
+
+
+def test_flow_descriptor_fields_name_real_diffusers_pieces():
+    """What the flow job path reads from a descriptor exists in diffusers: the transformer
+    class (single files, GGUF), the guidance argument of every pipeline of the family, and
+    no ``strength`` where the descriptor says the image is not denoised from (Fill, edit)."""
+    import inspect
+
+    import diffusers
+
+    flow = [f for f in families() if f.prediction == "flow"]
+    assert flow
+    for fam in flow:
+        assert hasattr(diffusers, fam.transformer_class), fam.name
+        assert family(fam.root).prediction == "flow" and family(fam.root).base is None
+        for task, cls in fam.pipelines.items():
+            params = inspect.signature(getattr(diffusers, cls).__call__).parameters
+            assert fam.guidance_param in params, (fam.name, cls)
+            if task == "img2img" and fam.image_strength:
+                assert "strength" in params, (fam.name, cls)
+        if fam.edit:
+            assert not fam.image_strength and fam.supports("img2img"), fam.name
+    assert family("qwen").guidance_param == "true_cfg_scale"
+    assert family("flux1-fill").root == "flux1" and not family("flux1-fill").image_strength
+    assert family("flux1-kontext").call_kwargs(None, 640, 512) == {
+        "max_area": 640 * 512,
+        "_auto_resize": False,
+    }

@@ -42,7 +42,20 @@ How to add a family
    - memory: ``vae_upcast`` (the VAE overflows in fp16 and must decode in fp32, SDXL's does),
      ``vae_fp16_fix`` (catalog id of a VAE that does not), ``dtypes`` (preferred order on a GPU).
    - single files: ``single_file_configs`` (config folder -> base HF repo, for the tokenizer),
-     ``tokenizer_fallbacks`` ((config, tokenizer folder) -> other repos with the same vocab).
+     ``tokenizer_fallbacks`` ((config, tokenizer folder) -> other repos with the same vocab),
+     ``transformer_class`` (the diffusers class of a flow family's denoiser, for
+     transformer-only files).
+   - flow pipelines (read by ``flow_generate`` / ``flow``): ``base`` (the family a variant
+     belongs to: its memory-planner row and latent format, flux1 for flux1-fill),
+     ``guidance_param`` (the pipeline argument that takes the guidance scale:
+     ``true_cfg_scale`` for Qwen-Image's true CFG), ``cfg_negative`` (the negative prompt used
+     when guidance is on and the user gave none; Qwen's card uses " "), ``edit`` (the input
+     image conditions the model by instruction, Kontext / Qwen-Image-Edit: no strength),
+     ``image_strength`` (whether its img2img/inpaint pipelines take a strength; FLUX.1 Fill
+     does not), ``call_kwargs(pipe, width, height)`` (extra pipeline arguments: FLUX.1
+     schnell's 256-token T5 limit, Kontext's size), ``decode_latents(vae, latents)`` (the
+     full-VAE preview decode of spatial latents, when the VAE needs more than undoing
+     ``scaling_factor``/``shift_factor``: Qwen's per-channel mean/std, FLUX.2's batch norm).
 2. Add its name to ``_MODULES`` in ``families/__init__.py``.
 3. Add a test in ``tests/engine/diffusion/test_families.py`` (recognition from a folder and from
    a file's tensors, the pipeline classes exist in diffusers).
@@ -169,6 +182,15 @@ class Family:
     # single-file checkpoints
     single_file_configs: Mapping[str, str] = field(default_factory=dict)
     tokenizer_fallbacks: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    transformer_class: str | None = None
+    # flow pipelines
+    base: str | None = None
+    guidance_param: str = "guidance_scale"
+    cfg_negative: str | None = None
+    edit: bool = False
+    image_strength: bool = True
+    call_kwargs: Callable[[Any, int, int], Mapping[str, Any]] = lambda pipe, width, height: {}
+    decode_latents: Callable[[Any, Any], Any] | None = None
 
     def __post_init__(self) -> None:
         for name in ("pipelines", "controlnet_defaults", "single_file_configs"):
@@ -188,6 +210,11 @@ class Family:
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def root(self) -> str:
+        """The family a variant belongs to (``base``), else its own name."""
+        return self.base or self.name
 
     # -- capabilities ---------------------------------------------------------------------------
     @property

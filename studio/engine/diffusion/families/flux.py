@@ -72,6 +72,17 @@ def _match_file(probe: TensorProbe) -> str | None:
     return {"schnell": "flux1-schnell", "dev": "flux1-dev"}.get(v or "")
 
 
+def _schnell_kwargs(pipe, width: int, height: int) -> dict:
+    """FLUX.1 schnell (no guidance embedding) was trained with 256 T5 tokens, dev with 512."""
+    cfg = getattr(getattr(pipe, "transformer", None), "config", {})
+    return {} if cfg.get("guidance_embeds", False) else {"max_sequence_length": 256}
+
+
+def _kontext_kwargs(pipe, width: int, height: int) -> dict:
+    """Kontext otherwise resizes its input to its ~1 MP preferred sizes: keep the region's."""
+    return {"max_area": width * height, "_auto_resize": False}
+
+
 _COMMON = dict(
     prediction="flow",
     guidance_kind="distilled",
@@ -89,6 +100,7 @@ _COMMON = dict(
     controlnet_bases=("flux1",),
     dtypes=("bfloat16", "float32"),
     default_size=(1024, 1024),
+    transformer_class=TRANSFORMER_CLASS,
 )
 
 FAMILY = Family(
@@ -107,6 +119,7 @@ FAMILY = Family(
     priority=20,
     default_steps=28,
     default_guidance=3.5,
+    call_kwargs=_schnell_kwargs,
     single_file_configs={
         "flux1-schnell": "black-forest-labs/FLUX.1-schnell",
         "flux1-dev": "black-forest-labs/FLUX.1-dev",
@@ -123,6 +136,8 @@ FILL = Family(
     priority=21,
     default_steps=50,
     default_guidance=30.0,
+    base="flux1",
+    image_strength=False,  # the masked image and mask are inputs of the model
     single_file_configs={"flux1-fill": "black-forest-labs/FLUX.1-Fill-dev"},
     **_COMMON,
 )
@@ -138,6 +153,10 @@ KONTEXT = Family(
     priority=22,
     default_steps=28,
     default_guidance=2.5,
+    base="flux1",
+    edit=True,
+    image_strength=False,
+    call_kwargs=_kontext_kwargs,
     single_file_configs={"flux1-kontext": "black-forest-labs/FLUX.1-Kontext-dev"},
     **_COMMON,
 )

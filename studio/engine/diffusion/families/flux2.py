@@ -39,6 +39,21 @@ def _match_file(probe: TensorProbe) -> str | None:
     return f"flux2-{v}" if v else None
 
 
+def decode_latents(vae, lat):
+    """Full-VAE preview of (B, 32, h, w) latents: FLUX.2 normalises the 2x2-patchified latents
+    with the VAE's batch-norm statistics (diffusers' Flux2KleinPipeline), so undo that in the
+    patchified layout, then decode. Returns the first image, (3, H, W) in [-1, 1]."""
+    b, c, h, w = lat.shape
+    packed = lat.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4)
+    packed = packed.reshape(b, c * 4, h // 2, w // 2)
+    bn = vae.bn
+    mean = bn.running_mean.view(1, -1, 1, 1).to(packed)
+    std = (bn.running_var.view(1, -1, 1, 1) + vae.config.batch_norm_eps).sqrt().to(packed)
+    x = packed * std + mean
+    x = x.reshape(b, c, 2, 2, h // 2, w // 2).permute(0, 1, 4, 2, 5, 3).reshape(b, c, h, w)
+    return vae.decode(x.to(vae.device, vae.dtype), return_dict=False)[0][0]
+
+
 FAMILY = Family(
     name="flux2",
     label="FLUX.2 klein",
@@ -64,4 +79,6 @@ FAMILY = Family(
         "flux2-klein-4b": "black-forest-labs/FLUX.2-klein-4B",
         "flux2-klein-9b": "black-forest-labs/FLUX.2-klein-9B",
     },
+    transformer_class=TRANSFORMER_CLASS,
+    decode_latents=decode_latents,
 )

@@ -25,6 +25,19 @@ def _match_file(probe: TensorProbe) -> str | None:
     return None
 
 
+def decode_latents(vae, lat):
+    """Full-VAE preview of (B, 16, h, w) latents: Qwen-Image normalises the Wan 2.1 VAE's
+    latents by per-channel mean/std and the VAE is a video VAE (B, C, T, h, w). Returns the
+    first image, (3, H, W) in [-1, 1]."""
+    import torch
+
+    cfg = vae.config
+    mean = torch.tensor(cfg.latents_mean).view(1, -1, 1, 1).to(lat)
+    std = torch.tensor(cfg.latents_std).view(1, -1, 1, 1).to(lat)
+    x = (lat * std + mean).unsqueeze(2)
+    return vae.decode(x.to(vae.device, vae.dtype), return_dict=False)[0][0, :, 0]
+
+
 _COMMON = dict(
     prediction="flow",
     guidance_kind="cfg",
@@ -37,6 +50,10 @@ _COMMON = dict(
     dtypes=("bfloat16", "float32"),
     default_size=(1328, 1328),
     default_guidance=4.0,
+    transformer_class=TRANSFORMER_CLASS,
+    guidance_param=GUIDANCE_PARAM,
+    cfg_negative=" ",
+    decode_latents=decode_latents,
 )
 
 FAMILY = Family(
@@ -65,6 +82,9 @@ EDIT = Family(
     match_file=lambda probe: "qwen-image-edit" if _match_file(probe) == "qwen-image-edit" else None,
     priority=21,
     default_steps=40,
+    base="qwen",
+    edit=True,
+    image_strength=False,
     single_file_configs={"qwen-image-edit": "Qwen/Qwen-Image-Edit-2511"},
     **_COMMON,
 )

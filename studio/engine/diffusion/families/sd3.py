@@ -73,4 +73,5 @@ FAMILY = Family(
         "sd35-medium": "stabilityai/stable-diffusion-3.5-medium",
         "sd35-large": "stabilityai/stable-diffusion-3.5-large",
     },
+    transformer_class=TRANSFORMER_CLASS,
 )

@@ -56,4 +56,5 @@ FAMILY = Family(
     controlnet_bases=("zimage",),
     dtypes=("bfloat16", "float32"),
     single_file_configs={"z-image-turbo": "Tongyi-MAI/Z-Image-Turbo"},
+    transformer_class=TRANSFORMER_CLASS,
 )

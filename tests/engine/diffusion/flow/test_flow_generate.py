@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from studio.core.errors import BadInput, JobCancelled
-from studio.engine.diffusion.flow_generate import load_flow, run_flow_generate, steps_for
+from studio.engine.diffusion.flow_generate import run_flow_generate, steps_for
+from studio.engine.diffusion.flow_load import load_flow
 from studio.engine.jobs.requests import GenerateRequest
 
 FAMILIES = ("flux1", "flux2", "zimage", "sd3", "qwen")

@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from studio.engine.diffusion.flow_generate import load_flow, run_flow_generate
+from studio.engine.diffusion.flow_generate import run_flow_generate
+from studio.engine.diffusion.flow_load import load_flow
 from studio.engine.jobs.requests import GenerateRequest, LoraSpec
 
 

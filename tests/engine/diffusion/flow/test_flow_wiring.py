@@ -138,7 +138,7 @@ def test_the_face_exports_the_flow_names_and_edit_models_have_folders():
 
 def test_load_flow_plans_memory_from_the_free_memory(monkeypatch):
     from studio.engine.diffusion.families.registry import family
-    from studio.engine.diffusion.flow_generate import flow_plan
+    from studio.engine.diffusion.flow_load import flow_plan
 
     flux = family("flux1")
     assert flow_plan(flux, "cpu") is None  # the CPU: nothing to plan
