@@ -13,6 +13,11 @@
   ControlNet model for each; :func:`control_inputs` turns it into ``ControlInput`` objects for
   ``GenerateRequest.controls``.
 
+The panel's settings live in a ``ControlModel`` (``studio.ui.panels.control_model``:
+persisted; it also builds the Canny guide, the pose job and the ControlInputs); the widgets
+are bound to it and hold no state of their own. Each control layer's ControlNet settings are
+its metadata, which the list edits.
+
 Layer access beyond the Host protocol (finding layers, following a pose layer's pixels) uses
 the host's ``model`` (``studio.ui.document_model.DocumentModel``) when it has one; without it
 the panel keeps its own list of the controls it made.
@@ -23,7 +28,6 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -49,30 +53,49 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.canny import (
-    DEFAULT_HIGH,
-    DEFAULT_LOW,
-    canny,
-    canny_edges,
-    scribble_from_layer,
-    to_gray,
-)
+from studio.core.canny import canny_edges, to_gray
 from studio.core.errors import StudioError
 from studio.core.pose import Pose, render
-from studio.engine.jobs import ControlInput, PreprocessRequest
-from studio.ui.pose_editor import PoseEditor, control_rgba, rgba_to_control
+from studio.engine.jobs import ControlInput
+from studio.ui.panels.control_model import (
+    CONTROL_KINDS,
+    DEFAULT_CONTROLNETS,
+    LAYER_RANGES,
+    RANGES,
+    SOURCES,
+    THRESHOLD_MAX,
+    ControlEntry,
+    ControlModel,
+    control_image,
+    control_input,
+    entries,
+    new_layer_metadata,
+    place,
+)
+from studio.ui.pose_editor import PoseEditor, control_rgba
+from studio.ui.properties import bind
 
 log = logging.getLogger(__name__)
 
-CONTROL_KINDS = ("control", "pose")  # layer kinds that guide generation
-# The ControlNet a new guide of each kind uses (catalog ids; editable per layer).
-DEFAULT_CONTROLNETS = {
-    "canny": "sd15-canny",
-    "pose": "sd15-openpose",
-    "scribble": "sd15-scribble",
-}
+__all__ = [
+    "CONTROL_KINDS",
+    "DEFAULT_CONTROLNETS",
+    "PREVIEW_DEBOUNCE_MS",
+    "THRESHOLD_MAX",
+    "ControlEntry",
+    "ControlModel",
+    "ControlPanel",
+    "control_inputs",
+]
+
 PREVIEW_DEBOUNCE_MS = 15
-THRESHOLD_MAX = 500
+# What the pose detector field's tooltip tells a GUI user.
+POSE_MODEL_TIP = (
+    "Empty: the installed pose detector. Download “DWPose (ONNX)” (needs onnxruntime) or "
+    "“OpenPose body/hand/face detector” in the Models panel. Or press “…” and choose a "
+    "folder holding yolox_l.onnx + dw-ll_ucoco_384.onnx (DWPose) or body_pose_model.pth "
+    "(OpenPose)."
+)
 
 _panels: list[weakref.ReferenceType[ControlPanel]] = []
 
@@ -85,7 +108,8 @@ def control_inputs(
     """The enabled control layers of ``host``'s document as ControlInputs, for
     ``GenerateRequest.controls``. Images are RGB uint8 at the document size, or cropped to
     ``region`` (x, y, w, h) and resized to ``size`` (w, h) when given (pass the generation
-    region and output size). Empty when the host has no Control panel."""
+    region and output size). Empty when the host has no Control panel. Raises ValueError
+    (one message) for a control layer setting the engine would refuse."""
     for ref in list(_panels):
         panel = ref()
         if panel is None:
@@ -95,26 +119,14 @@ def control_inputs(
     return ()
 
 
-@dataclass
-class ControlEntry:
-    """One guide: a layer of the document (``uid``) or, for hosts without layer access, an
-    image the panel keeps (document-sized RGBA, black/transparent = nothing)."""
-
-    kind: str  # "canny" | "scribble" | "pose" | other ControlNet kinds
-    name: str
-    uid: int | None = None
-    image: np.ndarray | None = field(default=None, repr=False)
-    offset: tuple[int, int] = (0, 0)
-    settings: dict = field(default_factory=dict)
-
-    def get(self, key: str, default):
-        return self.settings.get(key, default)
-
-
 class ControlPanel(QWidget):
+    """Canny, scribble and pose guides and the list of control layers (see the module doc).
+    The settings live in ``self.state`` (a ``ControlModel``); the widgets are bound to it."""
+
     def __init__(self, host, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.host = host
+        self.state = ControlModel(host.settings, self)  # the panel's settings (no widgets)
         _panels.append(weakref.ref(self))
         self.shown = True  # a docked panel: only while its dock is the one shown (set_shown)
         self._drag: tuple | None = None  # (person, keypoint, pose before) of a canvas drag
@@ -139,9 +151,8 @@ class ControlPanel(QWidget):
         # -- source ----------------------------------------------------------------------------
         src = QFormLayout()
         self.source_combo = QComboBox()
-        self.source_combo.addItem("Active layer", "layer")
-        self.source_combo.addItem("Visible image", "composite")
-        self.source_combo.currentIndexChanged.connect(self.invalidate_source)
+        for key, label in SOURCES:
+            self.source_combo.addItem(label, key)
         src.addRow("Source", self.source_combo)
         self.region_label = QLabel("")
         src.addRow("Region", self.region_label)
@@ -150,19 +161,18 @@ class ControlPanel(QWidget):
         # -- canny -----------------------------------------------------------------------------
         edges = QGroupBox("Edges (Canny)")
         grid = QGridLayout(edges)
-        self.low_slider, self.low_spin = self._threshold_row(grid, 0, "Low", DEFAULT_LOW)
-        self.high_slider, self.high_spin = self._threshold_row(grid, 1, "High", DEFAULT_HIGH)
+        self.low_slider, self.low_spin = self._threshold_row(grid, 0, "Low", "low")
+        self.high_slider, self.high_spin = self._threshold_row(grid, 1, "High", "high")
         grid.addWidget(QLabel("Blur"), 2, 0)
         self.blur_spin = QSpinBox()
-        self.blur_spin.setRange(0, 15)
+        self.blur_spin.setRange(*RANGES["blur"][1:])
         self.blur_spin.setSingleStep(2)
         self.blur_spin.setToolTip("Gaussian blur (kernel px) before edge detection: fewer, "
                                   "cleaner edges")  # fmt: skip
-        self.blur_spin.valueChanged.connect(self.schedule_preview)
+        bind(self.state, "blur", self.blur_spin)
         grid.addWidget(self.blur_spin, 2, 1, 1, 2)
         self.live_check = QCheckBox("Live preview on canvas")
-        self.live_check.setChecked(True)
-        self.live_check.toggled.connect(self._live_toggled)
+        bind(self.state, "live", self.live_check)
         grid.addWidget(self.live_check, 3, 0, 1, 3)
         self.add_canny_button = QPushButton("Add as control layer")
         self.add_canny_button.clicked.connect(self.add_canny_layer)
@@ -190,13 +200,11 @@ class ControlPanel(QWidget):
         row = QHBoxLayout()
         self.pose_model = QLineEdit()
         self.pose_model.setPlaceholderText("installed detector, or a folder")
-        self.pose_model.setToolTip(
-            "Empty: the installed DWPose (needs onnxruntime) or OpenPose model (Models panel, "
-            "or `studio models download dwpose|openpose`). Or a folder holding "
-            "yolox_l.onnx + dw-ll_ucoco_384.onnx (DWPose) or body_pose_model.pth (OpenPose)."
-        )
+        self.pose_model.setToolTip(POSE_MODEL_TIP)
+        bind(self.state, "pose_model", self.pose_model)
         row.addWidget(self.pose_model, 1)
         browse = QPushButton("…")
+        browse.setToolTip("Choose a pose detector folder")
         browse.setFixedWidth(28)
         browse.clicked.connect(self._browse_pose_model)
         row.addWidget(browse)
@@ -210,7 +218,7 @@ class ControlPanel(QWidget):
         row.addWidget(self.template_button)
         pl.addLayout(row)
         self.hands_check = QCheckBox("Hands and face (when their models are installed)")
-        self.hands_check.setChecked(True)
+        bind(self.state, "hands", self.hands_check)
         pl.addWidget(self.hands_check)
         self.pose_status = QLabel("")
         self.pose_status.setWordWrap(True)
@@ -259,6 +267,8 @@ class ControlPanel(QWidget):
         layout.addWidget(box)
         layout.addStretch(1)
 
+        bind(self.state, "source", self.source_combo, data=True)
+        self.state.changed.connect(self._on_state_changed)
         worker = host.worker
         worker.finished.connect(self._on_job_finished)
         worker.failed.connect(self._on_job_failed)
@@ -273,21 +283,28 @@ class ControlPanel(QWidget):
         self._update_region_label()
 
     # == helpers =================================================================================
-    def _threshold_row(self, grid: QGridLayout, row: int, text: str, value: int):
+    def _threshold_row(self, grid: QGridLayout, row: int, text: str, name: str):
+        """A slider and a spin box, both bound to ``self.state.<name>``."""
         grid.addWidget(QLabel(text), row, 0)
         slider = QSlider(Qt.Orientation.Horizontal)
-        slider.setRange(0, THRESHOLD_MAX)
-        slider.setValue(int(value))
+        slider.setRange(*RANGES[name][1:])
         spin = QSpinBox()
-        spin.setRange(0, THRESHOLD_MAX)
-        spin.setValue(int(value))
-        slider.valueChanged.connect(spin.setValue)
-        spin.valueChanged.connect(slider.setValue)
-        slider.valueChanged.connect(self.schedule_preview)
+        spin.setRange(*RANGES[name][1:])
+        bind(self.state, name, slider)
+        bind(self.state, name, spin)
         slider.sliderPressed.connect(self.source_image)  # fetch the source before it moves
         grid.addWidget(slider, row, 1)
         grid.addWidget(spin, row, 2)
         return slider, spin
+
+    @Slot(str, object)
+    def _on_state_changed(self, name: str, value: object) -> None:
+        if name == "source":
+            self.invalidate_source()
+        elif name in ("low", "high", "blur"):
+            self.schedule_preview()
+        elif name == "live":
+            self._live_toggled(bool(value))
 
     def _model(self):
         """The host's DocumentModel."""
@@ -316,7 +333,7 @@ class ControlPanel(QWidget):
     def invalidate_source(self) -> None:
         self._source = None
         self._update_region_label()
-        if self.live_check.isChecked() and self.shown:
+        if self.state.live and self.shown:
             self.schedule_preview()
 
     def _update_region_label(self) -> None:
@@ -348,14 +365,14 @@ class ControlPanel(QWidget):
         return self._source
 
     def _full_source(self, w: int, h: int) -> np.ndarray | None:
-        if self.source_combo.currentData() == "layer":
+        if self.state.source == "layer":
             layer = self._active_layer()
             # A control/pose layer is not a source: fall back to the visible image.
             if layer is None or layer.kind == "image":
                 pixels = self.host.active_layer_image()
                 if pixels is not None:
                     offset = tuple(layer.offset) if layer is not None else (0, 0)
-                    return _place(pixels, offset, (w, h))
+                    return place(pixels, offset, (w, h))
         return self.host.composite()
 
     def _active_layer(self):
@@ -366,11 +383,11 @@ class ControlPanel(QWidget):
 
     # == canny ===================================================================================
     def thresholds(self) -> tuple[int, int]:
-        return self.low_spin.value(), self.high_spin.value()
+        return self.state.thresholds()
 
     @Slot()
     def schedule_preview(self) -> None:
-        if self.live_check.isChecked() and self.shown:
+        if self.state.live and self.shown:
             self._preview_timer.start()
 
     @Slot(bool)
@@ -387,8 +404,7 @@ class ControlPanel(QWidget):
         if src is None:
             return None
         crop, region = src
-        low, high = self.thresholds()
-        return canny(crop, low, high, blur=self.blur_spin.value()), region
+        return self.state.edges(crop), region
 
     @Slot()
     def update_preview(self) -> None:
@@ -409,10 +425,10 @@ class ControlPanel(QWidget):
     def _gray(self, crop: np.ndarray) -> np.ndarray:
         """The (blurred) luma of the source crop, kept while only the thresholds change:
         a slider move then costs one cv2.Canny."""
-        key = (self._source_serial, self.blur_spin.value())
+        key = (self._source_serial, int(self.state.blur))
         if self._gray_cache is None or self._gray_cache[0] != key:
             gray = to_gray(crop)
-            blur = self.blur_spin.value()
+            blur = int(self.state.blur)
             if blur > 0:
                 gray = cv2.GaussianBlur(gray, (blur | 1, blur | 1), 0)
             self._gray_cache = (key, gray)
@@ -420,14 +436,16 @@ class ControlPanel(QWidget):
 
     @Slot()
     def add_canny_layer(self) -> None:
-        result = self.canny_result()
-        if result is None:
-            self._error("Open an image first: edges are found in the active layer or image.")
+        try:
+            result = self.canny_result()
+            if result is None:
+                self.state.edges(None)  # raises the message
+        except ValueError as e:
+            self._error(str(e))
             return
         edges, (x, y, _, _) = result
-        low, high = self.thresholds()
-        meta = {"control": "canny", "low": low, "high": high, "blur": self.blur_spin.value()}
-        self._add_control_layer(control_rgba(edges), f"Canny {low}/{high}", "control", (x, y), meta)
+        name, meta = self.state.canny_name(), self.state.canny_metadata()
+        self._add_control_layer(control_rgba(edges), name, "control", (x, y), meta)
         self._preview_timer.stop()
         self.host.clear_preview()
 
@@ -447,15 +465,7 @@ class ControlPanel(QWidget):
     def _add_control_layer(
         self, rgba: np.ndarray, name: str, kind: str, offset: tuple[int, int], meta: dict
     ) -> int | None:
-        control = meta["control"]
-        meta = {
-            **meta,
-            "weight": 1.0,
-            "start": 0.0,
-            "end": 1.0,
-            "model": DEFAULT_CONTROLNETS.get(control, ""),
-            "enabled": True,
-        }
+        meta = new_layer_metadata(meta)
         self.host.add_layer(rgba, name, kind=kind, offset=offset, metadata=meta)
         uid = self._find_added(kind, name)
         self.refresh_layers()
@@ -471,22 +481,17 @@ class ControlPanel(QWidget):
     def _browse_pose_model(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Pose detector folder (DWPose or OpenPose)")
         if path:
-            self.pose_model.setText(path)
+            self.state.pose_model = path
 
     @Slot()
     def detect_pose(self) -> int | None:
         src = self.source_image()
-        if src is None:
-            self._error("Open an image first: poses are detected in the active layer or image.")
+        crop, region = src if src is not None else (None, None)
+        try:
+            request = self.state.pose_request(crop)
+        except ValueError as e:
+            self._error(str(e))
             return None
-        crop, region = src
-        a = crop[..., 3:4].astype(np.float32) / 255.0
-        rgb = (crop[..., :3] * a + 255.0 * (1.0 - a)).astype(np.uint8)
-        extras = self.hands_check.isChecked()
-        params: tuple = (("hands", extras), ("face", extras))
-        if self.pose_model.text().strip():
-            params += (("model", self.pose_model.text().strip()),)
-        request = PreprocessRequest("pose", np.ascontiguousarray(rgb), params)
         self._pose_region = region
         self._pose_job = self.host.worker.submit(
             request, region=None, label="Detect pose", owner=self
@@ -682,34 +687,20 @@ class ControlPanel(QWidget):
 
     # == the list of controls ====================================================================
     def entries(self) -> list[ControlEntry]:
-        model = self._model()
-        out = []
-        for layer in model.doc.layers:
-            if layer.kind not in CONTROL_KINDS:
-                continue
-            kind = str(
-                layer.metadata.get("control") or ("pose" if layer.kind == "pose" else "scribble")
-            )
-            out.append(
-                ControlEntry(kind, layer.name, layer.uid, None, tuple(layer.offset), layer.metadata)
-            )
-        return out
+        return entries(self._model().doc.layers)
 
     @Slot()
     def refresh_layers(self) -> None:
-        entries = self.entries()
-        self.table.setRowCount(len(entries))
-        for row, e in enumerate(entries):
+        rows = self.entries()
+        self.table.setRowCount(len(rows))
+        for row, e in enumerate(rows):
             on = QCheckBox()
             on.setChecked(bool(e.get("enabled", True)))
             on.toggled.connect(lambda v, s=e.settings: s.__setitem__("enabled", bool(v)))
             self.table.setCellWidget(row, 0, _centered(on))
             self.table.setCellWidget(row, 1, QLabel(f"{e.name} ({e.kind})"))
-            for col, key, default, lo, hi in (
-                (2, "weight", 1.0, 0.0, 2.0),
-                (3, "start", 0.0, 0.0, 1.0),
-                (4, "end", 1.0, 0.0, 1.0),
-            ):
+            for col, key in ((2, "weight"), (3, "start"), (4, "end")):
+                _label, default, lo, hi = LAYER_RANGES[key]
                 spin = QDoubleSpinBox()
                 spin.setRange(lo, hi)
                 spin.setSingleStep(0.05)
@@ -717,7 +708,7 @@ class ControlPanel(QWidget):
                 spin.setValue(float(e.get(key, default)))
                 spin.valueChanged.connect(lambda v, s=e.settings, k=key: s.__setitem__(k, float(v)))
                 self.table.setCellWidget(row, col, spin)
-            model_edit = QLineEdit(str(e.get("model", DEFAULT_CONTROLNETS.get(e.kind, ""))))
+            model_edit = QLineEdit(e.model)
             model_edit.setPlaceholderText("ControlNet (catalog id, repo, folder)")
             model_edit.textChanged.connect(
                 lambda t, s=e.settings: s.__setitem__("model", t.strip())
@@ -738,49 +729,21 @@ class ControlPanel(QWidget):
             if pixels is None:
                 return None
             w, h = w or pixels.shape[1], h or pixels.shape[0]
-        if entry.kind == "pose" and isinstance(entry.settings.get("pose"), dict):
-            try:
-                pose = Pose.from_dict(entry.settings["pose"])
-                if (pose.width, pose.height) == (w, h):
-                    return render(pose)
-            except StudioError:
-                pass
-        if entry.kind == "scribble" and _has_transparency(pixels):
-            # strokes on a transparent layer: every stroke is white, whatever its colour
-            control = scribble_from_layer(pixels)
-        else:
-            # an opaque layer (e.g. Layer > New control layer: black to paint white on) or
-            # edges: the pixels over black are the guide, as drawn
-            control = rgba_to_control(pixels)
-        return _place(control, offset, (w, h))[..., :3]
+        return control_image(entry, pixels, offset, (w, h))
 
     def control_inputs(
         self,
         region: tuple[int, int, int, int] | None = None,
         size: tuple[int, int] | None = None,
     ) -> tuple[ControlInput, ...]:
+        """The enabled guides as ControlInputs (``control_model.control_input``)."""
         out = []
         for e in self.entries():
             if not e.get("enabled", True):
                 continue
             image = self.control_image(e)
-            if image is None:
-                continue
-            if region is not None:
-                x, y, rw, rh = region
-                image = image[y : y + rh, x : x + rw]
-            if size is not None and (image.shape[1], image.shape[0]) != tuple(size):
-                image = cv2.resize(image, tuple(size), interpolation=cv2.INTER_LINEAR)
-            out.append(
-                ControlInput(
-                    kind=e.kind,
-                    image=np.ascontiguousarray(image),
-                    model=str(e.get("model", DEFAULT_CONTROLNETS.get(e.kind, ""))),
-                    weight=float(e.get("weight", 1.0)),
-                    start=float(e.get("start", 0.0)),
-                    end=float(e.get("end", 1.0)),
-                )
-            )
+            if image is not None:
+                out.append(control_input(e, image, region, size))
         return tuple(out)
 
     # == Qt ======================================================================================
@@ -807,26 +770,6 @@ class ControlPanel(QWidget):
     def hideEvent(self, event) -> None:  # noqa: N802 - Qt API
         super().hideEvent(event)
         self.set_shown(False)
-
-
-def _has_transparency(pixels: np.ndarray) -> bool:
-    return pixels.ndim == 3 and pixels.shape[2] == 4 and bool((pixels[..., 3] < 255).any())
-
-
-def _place(image: np.ndarray, offset: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
-    """``image`` pasted at ``offset`` into a transparent/black canvas of ``size`` (w, h)."""
-    w, h = size
-    ox, oy = int(offset[0]), int(offset[1])
-    ih, iw = image.shape[:2]
-    if (ox, oy) == (0, 0) and (iw, ih) == (w, h):
-        return image
-    channels = image.shape[2] if image.ndim == 3 else 1
-    out = np.zeros((h, w, channels) if image.ndim == 3 else (h, w), np.uint8)
-    x0, y0 = max(0, ox), max(0, oy)
-    x1, y1 = min(w, ox + iw), min(h, oy + ih)
-    if x1 > x0 and y1 > y0:
-        out[y0:y1, x0:x1] = image[y0 - oy : y1 - oy, x0 - ox : x1 - ox]
-    return out
 
 
 def _centered(widget: QWidget) -> QWidget:
