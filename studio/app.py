@@ -75,10 +75,10 @@ def main(argv: list[str] | None = None) -> int:
             window.close()
             app.quit()
             return
-        window.start_engine()
-        window.offer_recovery()
+        window.jobs.start_engine()
+        window.documents.offer_recovery()
         if files:
-            window.open_paths(files)
+            window.documents.open_paths(files)
 
     QTimer.singleShot(0, build)
     code = app.exec()

@@ -1,24 +1,39 @@
-"""Actions, the tool bar and the menus of ``MainWindow``, with the tool and brush controls
-they drive, the keyboard-shortcut list and the About box.
+"""Actions, the tool bar and the menus of the window, with the tool and brush controls they
+drive, the "Paints on" label, the theme, the keyboard-shortcut list and the About box.
 
-``ActionsMixin`` is one room of ``MainWindow``: actions call the window's document, layer
-and job slots (``DocumentsMixin``, ``JobsMixin``, the layers panel) and drive its ``canvas``
-(tool, brush, zoom) and ``settings``.
+``Actions`` is one room of the window shell (``main_window.MainWindow``). It owns every
+``QAction``, the tool bar and the menu bar; an action calls a slot of the room that does the
+work, given to it explicitly: ``documents.Documents`` (files), ``edits.Edits`` (selection,
+mask, layers), ``jobs.Jobs`` (cancel), the ``canvas`` (tools, brush, zoom). The shell docks
+panels into ``view_menu``.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Slot
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject, Qt, Slot
+from PySide6.QtGui import QAction, QActionGroup, QColor, QKeySequence
 from PySide6.QtWidgets import (
+    QApplication,
     QColorDialog,
     QLabel,
+    QMainWindow,
     QMessageBox,
     QSizePolicy,
     QSpinBox,
     QToolButton,
     QWidget,
 )
+
+from studio.ui.theme import apply_theme
+
+if TYPE_CHECKING:
+    from studio.ui.canvas import CanvasView
+    from studio.ui.documents import Documents
+    from studio.ui.edits import Edits
+    from studio.ui.jobs import Jobs
+    from studio.ui.settings import Settings
 
 SHORTCUTS = [
     ("B", "Brush (paints the active layer; the mask layer by default)"),
@@ -49,8 +64,35 @@ SHORTCUTS = [
 ]
 
 
-class ActionsMixin:
-    """Actions, tool bar, menus, tools and brush of ``MainWindow``."""
+class Actions(QObject):
+    """Actions, tool bar, menus, tools and brush of the window."""
+
+    def __init__(
+        self,
+        window: QMainWindow,
+        settings: Settings,
+        canvas: CanvasView,
+        documents: Documents,
+        edits: Edits,
+        jobs: Jobs,
+    ) -> None:
+        """Build the actions, the tool bar and the menus on ``window``."""
+        super().__init__(window)
+        self._window = window
+        self.settings = settings
+        self.canvas = canvas
+        self.model = canvas.model
+        self._documents = documents
+        self._edits = edits
+        self._jobs = jobs
+        self._build_actions()
+        self._build_toolbar()
+        self._build_menus()
+        canvas.tool_changed.connect(self._on_tool_changed)
+        canvas.brush_changed.connect(self._on_brush_changed)
+        self.model.active_changed.connect(self.update_target)
+        self.model.structure_changed.connect(self.update_target)
+        self._on_tool_changed(canvas.tool)
 
     @Slot(str)
     def _undo_text(self, text: str) -> None:
@@ -65,7 +107,7 @@ class ActionsMixin:
     def _action(
         self, text: str, slot, shortcut=None, tip: str = "", checkable: bool = False
     ) -> QAction:
-        a = QAction(text, self)
+        a = QAction(text, self._window)
         if shortcut is not None:
             keys = shortcut if isinstance(shortcut, list) else [shortcut]
             a.setShortcuts([QKeySequence(k) for k in keys])
@@ -74,22 +116,29 @@ class ActionsMixin:
             a.setToolTip(f"{tip} ({a.shortcut().toString()})" if a.shortcut() else tip)
         a.setCheckable(checkable)
         a.triggered.connect(slot)
-        self.addAction(a)  # shortcuts work even when the menu bar is hidden
+        self._window.addAction(a)  # shortcuts work even when the menu bar is hidden
         return a
 
     def _build_actions(self) -> None:
         S = QKeySequence.StandardKey
-        self.act_open = self._action("&Open…", self.open_dialog, S.Open, "Open an image or project")
+        self.act_open = self._action(
+            "&Open…", self._documents.open_dialog, S.Open, "Open an image or project"
+        )
         self.act_import = self._action(
-            "&Import as layers…", self.import_dialog, "Ctrl+Shift+O", "Add images as new layers"
+            "&Import as layers…",
+            self._documents.import_dialog,
+            "Ctrl+Shift+O",
+            "Add images as new layers",
         )
-        self.act_save = self._action("&Save", self.save, S.Save, "Save the project")
-        self.act_save_as = self._action("Save &as…", self.save_as, "Ctrl+Shift+S")
+        self.act_save = self._action("&Save", self._documents.save, S.Save, "Save the project")
+        self.act_save_as = self._action("Save &as…", self._documents.save_as, "Ctrl+Shift+S")
         self.act_export = self._action(
-            "&Export image…", self.export_dialog, "Ctrl+Shift+E", "Export PNG/JPEG/WebP"
+            "&Export image…", self._documents.export_dialog, "Ctrl+Shift+E", "Export PNG/JPEG/WebP"
         )
-        self.act_new = self._action("&New", self.new_document, S.New, "Close the document")
-        self.act_quit = self._action("&Quit", self.close, S.Quit)
+        self.act_new = self._action(
+            "&New", self._documents.new_document, S.New, "Close the document"
+        )
+        self.act_quit = self._action("&Quit", self._window.close, S.Quit)
         undo = self.model.undo
         self.act_undo = self._action("&Undo", undo.undo, "Ctrl+Z")
         self.act_redo = self._action("&Redo", undo.redo, ["Ctrl+Shift+Z", "Ctrl+Y"])
@@ -99,14 +148,14 @@ class ActionsMixin:
         undo.canRedoChanged.connect(self.act_redo.setEnabled)
         undo.undoTextChanged.connect(self._undo_text)
         undo.redoTextChanged.connect(self._redo_text)
-        self.act_copy = self._action("&Copy image", self.copy_image, S.Copy)
-        self.act_paste = self._action("&Paste as layer", self.paste, S.Paste)
-        self.act_select_all = self._action("Select &all", self.select_all, "Ctrl+A")
-        self.act_deselect = self._action("&Deselect", self.deselect, "Ctrl+D")
+        self.act_copy = self._action("&Copy image", self._documents.copy_image, S.Copy)
+        self.act_paste = self._action("&Paste as layer", self._documents.paste, S.Paste)
+        self.act_select_all = self._action("Select &all", self._edits.select_all, "Ctrl+A")
+        self.act_deselect = self._action("&Deselect", self._edits.deselect, "Ctrl+D")
         self.act_clear_mask = self._action(
-            "C&lear mask", self.clear_mask, [QKeySequence.StandardKey.Delete, "Backspace"]
+            "C&lear mask", self._edits.clear_mask, [QKeySequence.StandardKey.Delete, "Backspace"]
         )
-        self.act_invert_mask = self._action("&Invert mask", self.invert_mask, "Ctrl+I")
+        self.act_invert_mask = self._action("&Invert mask", self._edits.invert_mask, "Ctrl+I")
         self.act_zoom_in = self._action(
             "Zoom &in", self.canvas.zoom_in, ["Ctrl+=", "Ctrl++"], "Zoom in"
         )
@@ -120,7 +169,7 @@ class ActionsMixin:
         self.act_larger = self._action("Larger brush", self.brush_larger, "]")
         self.act_softer = self._action("Softer brush", self.brush_softer, ["Shift+[", "{"])
         self.act_harder = self._action("Harder brush", self.brush_harder, ["Shift+]", "}"])
-        self.act_cancel = self._action("Cancel job", self.cancel_job, "Esc")
+        self.act_cancel = self._action("Cancel job", self._jobs.cancel_job, "Esc")
         self.act_shortcuts = self._action("&Keyboard shortcuts", self.show_shortcuts, "F1")
         self.act_about = self._action("&About Studio", self.show_about)
         self.act_show_mask = self._action(
@@ -134,7 +183,7 @@ class ActionsMixin:
         self.canvas.mask_shown_changed.connect(self.act_show_mask.setChecked)
         self.act_mask_color = self._action("Mask &colour…", self.pick_mask_color)
         self.mask_opacity_actions: dict[int, QAction] = {}
-        self.mask_opacity_group = QActionGroup(self)
+        self.mask_opacity_group = QActionGroup(self._window)
         for pct in (25, 50, 75, 100):
             a = self._action(
                 f"Mask opacity {pct} %",
@@ -146,17 +195,17 @@ class ActionsMixin:
             self.mask_opacity_actions[pct] = a
         self.act_mask_toggle = self._action(
             "Paint on &mask / layer",
-            self.toggle_mask_target,
+            self._edits.toggle_mask_target,
             "Q",
             "Switch the brush between the mask and the last image/control layer",
         )
-        self.act_new_control = self._action("New &control layer", self._new_control_layer)
-        self.act_duplicate = self._action("&Duplicate layer", self.duplicate_layer, "Ctrl+J")
-        self.act_delete_layer = self._action("De&lete layer", self._delete_layer)
-        self.act_layer_up = self._action("Move layer &up", self._layer_up, "Ctrl+]")
-        self.act_layer_down = self._action("Move layer do&wn", self._layer_down, "Ctrl+[")
+        self.act_new_control = self._action("New &control layer", self._edits.new_control_layer)
+        self.act_duplicate = self._action("&Duplicate layer", self._edits.duplicate_layer, "Ctrl+J")
+        self.act_delete_layer = self._action("De&lete layer", self._edits.delete_layer)
+        self.act_layer_up = self._action("Move layer &up", self._edits.layer_up, "Ctrl+]")
+        self.act_layer_down = self._action("Move layer do&wn", self._edits.layer_down, "Ctrl+[")
 
-        self.tool_group = QActionGroup(self)
+        self.tool_group = QActionGroup(self._window)
         self.tool_actions: dict[str, QAction] = {}
         for tool, text, key in (
             ("brush", "Brush", "B"),
@@ -176,7 +225,7 @@ class ActionsMixin:
             self.tool_actions[tool] = a
         self.tool_actions["brush"].setChecked(True)
 
-        self.theme_group = QActionGroup(self)
+        self.theme_group = QActionGroup(self._window)
         self.theme_actions = {}
         for theme in ("dark", "light"):
             a = self._action(
@@ -188,7 +237,7 @@ class ActionsMixin:
             self.theme_actions[theme] = a
 
     def _build_toolbar(self) -> None:
-        tb = self.addToolBar("Tools")
+        tb = self._window.addToolBar("Tools")
         tb.setObjectName("tools")
         tb.setMovable(False)
         for a in self.tool_actions.values():
@@ -236,7 +285,7 @@ class ActionsMixin:
         tb.addAction(self.act_100)
 
     def _build_menus(self) -> None:
-        mb = self.menuBar()
+        mb = self._window.menuBar()
         f = mb.addMenu("&File")
         for a in (self.act_new, self.act_open, self.act_import):
             f.addAction(a)
@@ -297,10 +346,40 @@ class ActionsMixin:
         h.addAction(self.act_shortcuts)
         h.addAction(self.act_about)
 
+    @Slot()
+    def _fill_recent(self) -> None:
+        self._documents.fill_recent(self.recent_menu)
+
+    @Slot()
+    def update_target(self) -> None:
+        """The "Paints on" label: the brush's layer (and whether it erases)."""
+        layer = self.model.doc.active_layer
+        if layer.is_mask:
+            text = "Mask (inpaint)"
+        else:
+            text = f"{layer.kind.capitalize()}: {layer.name}"
+        if self.canvas.tool == "eraser":
+            text = "Erasing " + text
+        self.target_label.setText(text)
+        self.target_label.setProperty("layerKind", layer.kind)
+        self.target_label.style().unpolish(self.target_label)
+        self.target_label.style().polish(self.target_label)
+        self.color_button.setEnabled(not layer.is_mask)
+
+    def set_theme(self, theme: str) -> None:
+        """Switch the app to the "dark" or "light" theme (saved in the settings)."""
+        self.settings.theme = theme
+        app = QApplication.instance()
+        if app is not None:
+            apply_theme(app, theme)
+        self.canvas.setBackgroundBrush(QColor("#bcbcc2" if theme == "light" else "#28282c"))
+        if theme in self.theme_actions:
+            self.theme_actions[theme].setChecked(True)
+
     @Slot(str)
     def _on_tool_changed(self, tool: str) -> None:
         self.tool_actions[tool].setChecked(True)
-        self._update_target()
+        self.update_target()
 
     @Slot()
     def _on_brush_changed(self) -> None:
@@ -343,11 +422,11 @@ class ActionsMixin:
     def _show_mask_toggled(self, shown: bool) -> None:
         self.canvas.set_mask_shown(shown)
         if shown:
-            self.statusBar().clearMessage()  # "Mask hidden over the new result" is over
+            self._window.statusBar().clearMessage()  # "Mask hidden over the new result" is over
 
     @Slot()
     def pick_mask_color(self) -> None:
-        c = QColorDialog.getColor(self.canvas.mask_color, self, "Mask colour")
+        c = QColorDialog.getColor(self.canvas.mask_color, self._window, "Mask colour")
         if c.isValid():
             self.set_mask_style(color=c.name())
 
@@ -361,7 +440,7 @@ class ActionsMixin:
 
     @Slot()
     def pick_color(self) -> None:
-        c = QColorDialog.getColor(self.canvas.brush_color, self, "Brush colour")
+        c = QColorDialog.getColor(self.canvas.brush_color, self._window, "Brush colour")
         if c.isValid():
             self.canvas.brush_color = c
             self.settings.brush_color = c.name()
@@ -377,7 +456,7 @@ class ActionsMixin:
     @Slot()
     def show_shortcuts(self) -> None:
         rows = "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in SHORTCUTS)
-        box = QMessageBox(self)
+        box = QMessageBox(self._window)
         box.setWindowTitle("Keyboard shortcuts")
         box.setText(f"<table cellspacing=4>{rows}</table>")
         box.setWindowModality(Qt.WindowModality.NonModal)
@@ -388,7 +467,7 @@ class ActionsMixin:
         from studio import __version__
 
         QMessageBox.about(
-            self,
+            self._window,
             "About Studio",
             f"<b>Studio {__version__}</b><br>Generative image editing on your own machine.",
         )

@@ -1,9 +1,12 @@
 """Documents: new, open (images and projects), import as layers, drop and paste, save,
 export, the recent-files menu, and autosave with crash recovery.
 
-``DocumentsMixin`` is one room of ``MainWindow``: it works on the window's ``model``
-(DocumentModel), ``settings``, ``ask`` (replaceable in tests), ``show_error`` /
-``show_status`` and ``panels`` and nothing else of it.
+``Documents`` is one room of the window shell (``main_window.MainWindow``). It owns the
+autosave timer, the change counter, the recovery file and the secondary windows it opens; it
+talks to the rest through the ``Host`` contract only (``model``, ``settings``, ``panels``,
+``composite``, ``show_error``, ``show_status``, ``worker`` for dropped model files), asks its
+questions through the ``ask`` callable it is given (tests script the answers), and shows the
+document's name in the title of the window it is given. ``title_changed`` tells the shell.
 
 Autosave keeps a change counter (``_revision``), not the undo index: the index stands still
 once the stack is at its limit, and undo-then-edit or a new document land on an index
@@ -13,13 +16,21 @@ already seen. The recovery file is written from a snapshot in a background threa
 from __future__ import annotations
 
 import logging
+import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QPoint, Qt, Slot
+from PySide6.QtCore import QObject, QPoint, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QGuiApplication, QImage
-from PySide6.QtWidgets import QFileDialog, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox, QWidget
+
+if TYPE_CHECKING:
+    from studio.ui.host import Host
+
+#: (title, text, buttons, default) -> the button chosen; QMessageBox.question by default.
+Ask = Callable[[str, str, Any, Any], Any]
 
 log = logging.getLogger(__name__)
 
@@ -59,26 +70,68 @@ def import_heavy() -> None:
     array_from_qimage, qimage_from_array = _qimage.array_from_qimage, _qimage.qimage_from_array
 
 
-class DocumentsMixin:
-    """Open, save, export, autosave and recovery for ``MainWindow``."""
+class Documents(QObject):
+    """Open, save, export, autosave and recovery of one window's document."""
 
-    def _init_documents(self) -> None:
-        self._revision = 0
+    #: The window title was updated (the document was replaced, saved or changed).
+    title_changed = Signal()
+
+    def __init__(
+        self,
+        window: QWidget,
+        host: Host,
+        ask: Ask | None = None,
+        new_window: Callable[[], Any] | None = None,
+        autosave: bool = True,
+    ) -> None:
+        """``window``: parent of the dialogs, shows the title. ``new_window``: makes the
+        window ``open_image_document`` fills (a shell with a ``documents`` room and ``ask``).
+        ``autosave``: write the recovery file (a secondary window leaves it to the first)."""
+        super().__init__(window)
+        self._window = window
+        self.host = host
+        self.model = host.model
+        self.settings = host.settings
+        self.ask: Ask = ask or self.question
+        self._new_window = new_window
+        self.windows: list[Any] = []  # the secondary windows opened from this one
+        self._revision = 0  # changes made (see the module docstring)
         self._autosaved_revision = 0
         self._autosave_thread: threading.Thread | None = None
+        self.model.undo.indexChanged.connect(self._bump_revision)
+        self.model.document_replaced.connect(self._bump_revision)
+        self.model.undo.cleanChanged.connect(self.update_title)
+        self.model.document_replaced.connect(self.update_title)
+        self.autosave_timer = QTimer(self)
+        seconds = int(os.environ.get("STUDIO_AUTOSAVE_SECONDS") or self.settings.autosave_seconds)
+        self.autosave_timer.setInterval(max(1, seconds) * 1000)
+        self.autosave_timer.timeout.connect(self.autosave)
+        self._autosaves = autosave
+        if autosave:
+            self.autosave_timer.start()
 
-    def _update_title(self) -> None:
+    @Slot()
+    def update_title(self) -> None:
+        """The window title: the document's name, ``*`` while it has unsaved changes."""
+        window = self._window
         name = Path(self.model.path).name if self.model.path else "Untitled"
         if self.model.doc.is_empty and not self.model.path:
             name = "Studio"
-            self.setWindowTitle("Studio")
+            window.setWindowTitle("Studio")
         else:
-            self.setWindowTitle(f"{name}[*] — Studio")
-        self.setWindowModified(self.model.dirty)
-        self._update_size_label()
+            window.setWindowTitle(f"{name}[*] — Studio")
+        window.setWindowModified(self.model.dirty)
+        self.title_changed.emit()
 
-    def _ask(self, title: str, text: str, buttons, default) -> QMessageBox.StandardButton:
-        return QMessageBox.question(self, title, text, buttons, default)
+    def question(self, title: str, text: str, buttons, default) -> QMessageBox.StandardButton:
+        """The default ``ask``: a modal question box over the window."""
+        return QMessageBox.question(self._window, title, text, buttons, default)
+
+    def close(self) -> None:
+        """The window closes: no more autosaves; the first window's recovery file goes."""
+        self.autosave_timer.stop()
+        if self._autosaves:
+            self._clear_recovery()
 
     def maybe_save(self) -> bool:
         """Prompt about unsaved changes. True: go on (saved or discarded); False: stay."""
@@ -111,7 +164,7 @@ class DocumentsMixin:
     @Slot()
     def open_dialog(self) -> None:
         paths, _ = QFileDialog.getOpenFileNames(
-            self,
+            self._window,
             "Open",
             self._start_dir(),
             f"Images and projects (*{EXTENSION} *.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff "
@@ -122,7 +175,9 @@ class DocumentsMixin:
 
     @Slot()
     def import_dialog(self) -> None:
-        paths, _ = QFileDialog.getOpenFileNames(self, "Import", self._start_dir(), IMAGE_FILTER)
+        paths, _ = QFileDialog.getOpenFileNames(
+            self._window, "Import", self._start_dir(), IMAGE_FILTER
+        )
         if paths:
             self.import_images(paths)
 
@@ -153,13 +208,13 @@ class DocumentsMixin:
         try:
             doc = load_project(path)
         except StudioError as e:
-            self.show_error(e.message, e.detail)
+            self.host.show_error(e.message, e.detail)
             return False
         if not self.maybe_save():
             return False
         self.model.replace(doc, path=str(path))
         self._remember(path)
-        self.show_status(f"Opened {Path(path).name}")
+        self.host.show_status(f"Opened {Path(path).name}")
         return True
 
     def import_images(self, paths: list[str]) -> int:
@@ -193,7 +248,7 @@ class DocumentsMixin:
     def _report_load_errors(self, errors: list[str]) -> None:
         if errors:
             head = errors[0] if len(errors) == 1 else f"{len(errors)} files could not be opened."
-            self.show_error(head, "\n".join(errors))
+            self.host.show_error(head, "\n".join(errors))
 
     @Slot(list)
     def on_files_dropped(self, paths: list[str]) -> None:
@@ -201,7 +256,7 @@ class DocumentsMixin:
 
         models = [p for p in paths if is_model_file(p)]
         for p in models:  # checkpoints, LoRAs, upscalers...: identified and imported
-            import_model_file(self, p)
+            import_model_file(self.host, p)
         paths = [p for p in paths if not is_model_file(p)]
         if not paths:
             return
@@ -223,7 +278,7 @@ class DocumentsMixin:
 
     def _offer_parameters(self, paths: list[str]) -> None:
         """A PNG made by Studio or AUTOMATIC1111: offer to load its generation parameters."""
-        panel = self.panels.get("Generate")
+        panel = self.host.panels.get("Generate")
         if panel is None or not hasattr(panel, "apply_parameters"):
             return
         try:
@@ -252,24 +307,29 @@ class DocumentsMixin:
 
     def open_image_document(self, image, name: str, metadata: dict | None = None) -> bool:
         """Open ``image`` as a new, unsaved document in a window of its own: the working
-        document is never replaced."""
-        from studio.ui.main_window import MainWindow
-
-        window = MainWindow(self.settings, secondary=True)
+        document is never replaced. The window comes from ``new_window``."""
+        if self._new_window is None:
+            self.host.show_status("This window cannot open another one")
+            return False
+        window = self._new_window()
         doc = Document.from_image(image, name)
         doc.layers[0].metadata = dict(metadata or {})
-        window.model.replace(doc)
-        window.model.undo.resetClean()  # unsaved: closing it asks
-        window._update_title()
+        window.documents.adopt(doc)
         window.ask = self.ask  # the same prompts (tests script them)
-        window.resize(self.size())
-        window.move(self.pos() + QPoint(40, 40))
+        window.resize(self._window.size())
+        window.move(self._window.pos() + QPoint(40, 40))
         window.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         window.destroyed.connect(lambda *_: self._forget_window(window))
         self.windows.append(window)
         window.show()
-        self.show_status(f"Opened “{name}” in a new window")
+        self.host.show_status(f"Opened “{name}” in a new window")
         return True
+
+    def adopt(self, doc) -> None:
+        """Show ``doc`` (a Document) as this window's new, unsaved document: closing asks."""
+        self.model.replace(doc)
+        self.model.undo.resetClean()
+        self.update_title()
 
     def _forget_window(self, window) -> None:
         if window in self.windows:
@@ -279,43 +339,47 @@ class DocumentsMixin:
     def save(self) -> bool:
         if not self.model.path:
             return self.save_as()
-        return self._save_to(self.model.path)
+        return self.save_to(self.model.path)
 
     @Slot()
     def save_as(self) -> bool:
         if self.model.doc.is_empty:
-            self.show_status("Nothing to save")
+            self.host.show_status("Nothing to save")
             return False
         start = self.model.path or str(Path(self._start_dir()) / f"untitled{EXTENSION}")
-        path, _ = QFileDialog.getSaveFileName(self, "Save project", start, PROJECT_FILTER)
+        path, _ = QFileDialog.getSaveFileName(self._window, "Save project", start, PROJECT_FILTER)
         if not path:
             return False
         if not path.lower().endswith(EXTENSION):
             path += EXTENSION
-        return self._save_to(path)
+        return self.save_to(path)
 
-    def _save_to(self, path: str) -> bool:
+    def save_to(self, path: str) -> bool:
+        """Save the project to ``path`` (atomically); the document is clean after it."""
         try:
             save_project(self.model.doc, path)
         except StudioError as e:
-            self.show_error(e.message, e.detail)
+            self.host.show_error(e.message, e.detail)
             return False
         self.model.path = str(path)
         self.model.undo.setClean()
         self._clear_recovery()
         self._remember(path)
-        self._update_title()
-        self.show_status(f"Saved {Path(path).name}")
+        self.update_title()
+        self.host.show_status(f"Saved {Path(path).name}")
         return True
 
     @Slot()
     def export_dialog(self) -> None:
-        if self.composite() is None:
-            self.show_status("Nothing to export")
+        if self.host.composite() is None:
+            self.host.show_status("Nothing to export")
             return
         stem = Path(self.model.path).stem if self.model.path else "image"
         path, chosen = QFileDialog.getSaveFileName(
-            self, "Export image", str(Path(self._start_dir()) / f"{stem}.png"), EXPORT_FILTER
+            self._window,
+            "Export image",
+            str(Path(self._start_dir()) / f"{stem}.png"),
+            EXPORT_FILTER,
         )
         if path:
             if Path(path).suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
@@ -330,7 +394,7 @@ class DocumentsMixin:
         return None
 
     def export(self, path: str) -> bool:
-        image = self.composite()
+        image = self.host.composite()
         if image is None:
             return False
         meta = shareable(self.export_metadata())
@@ -349,20 +413,20 @@ class DocumentsMixin:
         try:
             _imageio().save_image(path, image, parameters=text, studio=meta)
         except StudioError as e:
-            self.show_error(e.message, e.detail)
+            self.host.show_error(e.message, e.detail)
             return False
         self.settings.last_dir = str(Path(path).parent)
-        self.show_status(f"Exported {Path(path).name}")
+        self.host.show_status(f"Exported {Path(path).name}")
         return True
 
     @Slot()
     def copy_image(self) -> None:
-        image = self.composite()
+        image = self.host.composite()
         if image is None:
             return
         x, y, w, h = self.model.doc.selection or (0, 0, image.shape[1], image.shape[0])
         QGuiApplication.clipboard().setImage(qimage_from_array(image[y : y + h, x : x + w]))
-        self.show_status("Copied")
+        self.host.show_status("Copied")
 
     @Slot()
     def paste(self) -> None:
@@ -374,18 +438,19 @@ class DocumentsMixin:
                 return
         image = QGuiApplication.clipboard().image()
         if image.isNull():
-            self.show_status("The clipboard holds no image")
+            self.host.show_status("The clipboard holds no image")
             return
         self._add_qimage(image, "Pasted")
 
-    def _fill_recent(self) -> None:
-        self.recent_menu.clear()
+    def fill_recent(self, menu: QMenu) -> None:
+        """List the recent files in ``menu`` (File > Open recent, as it opens)."""
+        menu.clear()
         for p in self.settings.recent_files:
-            a = self.recent_menu.addAction(p)
+            a = menu.addAction(p)
             a.setData(p)
             a.triggered.connect(lambda *_, p=p: self.open_paths([p]))
-        if self.recent_menu.isEmpty():
-            self.recent_menu.addAction("(none)").setEnabled(False)
+        if menu.isEmpty():
+            menu.addAction("(none)").setEnabled(False)
 
     @Slot()
     def _bump_revision(self, *_: object) -> None:
@@ -450,7 +515,7 @@ class DocumentsMixin:
                 doc = load_project(path)
             except StudioError as e:
                 kept = recovery.set_aside(path)  # not offered again, but not deleted either
-                self.show_error(
+                self.host.show_error(
                     f"The recovery file could not be read: {e.message} (kept as {kept})",
                     e.detail,
                 )
@@ -459,7 +524,7 @@ class DocumentsMixin:
                 self.model.replace(doc, path=None)
                 # Unsaved by definition: mark dirty so closing prompts to save.
                 self.model.undo.resetClean()
-                self._update_title()
+                self.update_title()
                 restored = True
         # Only the file the user answered about: other crashed sessions are offered next time.
         recovery.discard(path)

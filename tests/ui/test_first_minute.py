@@ -17,7 +17,7 @@ def _canvas_pixels(window) -> np.ndarray:
 
 # -- 1. no stray overlay ------------------------------------------------------------------------
 def test_no_canny_overlay_while_the_control_tab_is_not_shown(qtbot, window, photos):
-    window.open_paths([str(photos.astronaut)])
+    window.documents.open_paths([str(photos.astronaut)])
     window.show_panel("Generate")
     control = window.panels["Control"]
     assert control.live_check.isChecked()
@@ -44,7 +44,7 @@ def test_no_canny_overlay_while_the_control_tab_is_not_shown(qtbot, window, phot
 def test_adding_control_and_pose_layers_keeps_painting_on_the_mask(qtbot, window, photos):
     from test_ui_canvas import stroke
 
-    window.open_paths([str(photos.astronaut)])
+    window.documents.open_paths([str(photos.astronaut)])
     window.show_panel("Control")
     control = window.panels["Control"]
     control.add_canny_layer()
@@ -52,7 +52,7 @@ def test_adding_control_and_pose_layers_keeps_painting_on_the_mask(qtbot, window
     kinds = [la.kind for la in window.model.doc.layers]
     assert "control" in kinds and "pose" in kinds
     assert window.model.doc.active_layer.is_mask
-    assert window.target_label.text() == "Mask (inpaint)"  # the badge says so
+    assert window.menus.target_label.text() == "Mask (inpaint)"  # the badge says so
     guides = {la.uid: la.pixels.copy() for la in window.model.doc.layers if not la.is_mask}
     window.canvas.actual_size()
     window.canvas.centerOn(256, 256)
@@ -64,7 +64,7 @@ def test_adding_control_and_pose_layers_keeps_painting_on_the_mask(qtbot, window
             assert np.array_equal(la.pixels, guides[la.uid]), la.name
     control.add_scribble_layer()  # asked for to paint on: the brush moves, and says so
     assert window.model.doc.active_layer.name == "Scribble"
-    assert "Scribble" in window.target_label.text()
+    assert "Scribble" in window.menus.target_label.text()
 
 
 # -- 3. Generate works the first time / 4. imported models appear everywhere ------------------
@@ -140,7 +140,7 @@ def _clipped_controls(window, title):
 
 
 def test_every_control_is_whole_at_1280x800_and_1920x1080(qtbot, window, photos):
-    window.open_paths([str(photos.chelsea)])
+    window.documents.open_paths([str(photos.chelsea)])
     for size in ((1280, 800), (1920, 1080)):
         window.resize(*size)
         for title in ("Generate", "Inpaint", "Control", "Upscale", "Models"):
@@ -183,7 +183,7 @@ def test_docks_can_be_widened_and_remember_it(qtbot, window, studio_home):
 def test_exported_png_names_the_model_not_its_path(window, photos, tmp_path):
     from studio.core.metadata import format_parameters, read_metadata
 
-    window.open_paths([str(photos.chelsea)])
+    window.documents.open_paths([str(photos.chelsea)])
     folder = str(tmp_path / "secret-user" / "models" / "dreamshaper-8")
     lora = str(tmp_path / "secret-user" / "loras" / "ink.safetensors")
     meta = {
@@ -202,7 +202,7 @@ def test_exported_png_names_the_model_not_its_path(window, photos, tmp_path):
     assert folder in meta["parameters"]
     window.add_layer(np.zeros((64, 64, 3), np.uint8), "gen", metadata=meta)
     out = tmp_path / "shared.png"
-    assert window.export(str(out))
+    assert window.documents.export(str(out))
     raw = out.read_bytes()
     assert b"secret-user" not in raw  # no local path anywhere in the file
     assert "secret-user" not in str(got := read_metadata(out))  # (text chunks may be zipped)
@@ -216,7 +216,7 @@ def test_exported_png_names_the_model_not_its_path(window, photos, tmp_path):
 def test_brush_does_not_paint_into_a_pose_layer(qtbot, window, photos):
     from test_ui_canvas import stroke
 
-    window.open_paths([str(photos.astronaut)])
+    window.documents.open_paths([str(photos.astronaut)])
     control = window.panels["Control"]
     control.default_skeleton()
     pose = next(la for la in window.model.doc.layers if la.kind == "pose")
@@ -237,7 +237,7 @@ def test_brush_does_not_paint_into_a_pose_layer(qtbot, window, photos):
 def test_pose_keypoints_are_dragged_on_the_main_canvas_with_undo(qtbot, window, photos):
     from test_ui_canvas import stroke
 
-    window.open_paths([str(photos.astronaut)])
+    window.documents.open_paths([str(photos.astronaut)])
     control = window.panels["Control"]
     control.default_skeleton()
     layer = next(la for la in window.model.doc.layers if la.kind == "pose")

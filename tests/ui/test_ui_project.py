@@ -27,22 +27,22 @@ def _env(home: Path, **extra) -> dict:
 
 
 def test_save_and_reopen_project(window, photos, tmp_path):
-    window.open_paths([photos.chelsea])
-    window.import_images([photos.coffee])
+    window.documents.open_paths([photos.chelsea])
+    window.documents.import_images([photos.coffee])
     mask = np.zeros((300, 451), np.uint8)
     mask[50:100, 60:200] = 255
     window.set_mask(mask)
     window.model.set_selection((16, 16, 64, 64))
     assert window.model.dirty and window.windowTitle().startswith("Untitled")
     path = tmp_path / "work.studio"
-    assert window._save_to(str(path))
+    assert window.documents.save_to(str(path))
     assert not window.model.dirty
     assert "work.studio" in window.windowTitle()
     composite = window.composite().copy()
 
-    window.new_document()
+    window.documents.new_document()
     assert window.model.doc.is_empty
-    assert window.open_project(str(path))
+    assert window.documents.open_project(str(path))
     assert np.array_equal(window.composite(), composite)
     assert np.array_equal(window.mask(), mask)
     assert window.selection_rect() == (16, 16, 64, 64)
@@ -52,28 +52,28 @@ def test_save_and_reopen_project(window, photos, tmp_path):
 
 
 def test_unsaved_changes_are_never_discarded_without_a_prompt(window, photos, tmp_path):
-    window.open_paths([photos.chelsea])
-    window.invert_mask()
+    window.documents.open_paths([photos.chelsea])
+    window.edits.invert_mask()
     window.answers.queue = [SB.Cancel]
-    assert not window.open_paths([photos.coffee])
+    assert not window.documents.open_paths([photos.coffee])
     assert window.answers.asked and window.answers.asked[-1][0] == "Unsaved changes"
     assert window.image_size() == (451, 300)  # still the old document
     window.answers.queue = [SB.Cancel]
     assert not window.close()  # the window stays open
     assert window.isVisible()
     window.answers.queue = [SB.Cancel]
-    window.new_document()
+    window.documents.new_document()
     assert not window.model.doc.is_empty
     window.answers.queue = [SB.Discard]
-    assert window.open_paths([photos.coffee])
+    assert window.documents.open_paths([photos.coffee])
     assert window.image_size() == (600, 400)
 
 
 def test_damaged_project_shows_error_and_keeps_document(window, photos, tmp_path):
-    window.open_paths([photos.chelsea])
+    window.documents.open_paths([photos.chelsea])
     bad = tmp_path / "bad.studio"
     bad.write_bytes(b"PK\x03\x04garbage")
-    assert not window.open_project(str(bad))
+    assert not window.documents.open_project(str(bad))
     assert "bad.studio" in window._errors[-1].text()
     assert window.image_size() == (451, 300)
 
@@ -84,11 +84,11 @@ def test_autosave_timer_writes_recovery_file_when_dirty(qtbot, studio_home, phot
     monkeypatch.setenv("STUDIO_AUTOSAVE_SECONDS", "1")
     win = MainWindow()
     qtbot.addWidget(win)
-    win.open_paths([photos.chelsea])
+    win.documents.open_paths([photos.chelsea])
     target = recovery.recovery_path()
     qtbot.wait(1300)
     assert not target.exists()  # clean: nothing to autosave
-    win.invert_mask()
+    win.edits.invert_mask()
     qtbot.waitUntil(target.exists, timeout=5000)
     assert load_project(target).mask_layer.pixels.min() == 255
     win.model.undo.setClean()
@@ -107,10 +107,10 @@ def test_recovery_after_a_crash(window, photos, studio_home):
         from studio.ui.main_window import MainWindow
         w = MainWindow()
         w.show()
-        w.open_paths([{str(photos.chelsea)!r}])
+        w.documents.open_paths([{str(photos.chelsea)!r}])
         m = np.zeros((300, 451), np.uint8); m[10:60, 20:90] = 255
         w.set_mask(m)
-        assert w.autosave(background=False)
+        assert w.documents.autosave(background=False)
         os._exit(9)  # crash: no cleanup
         """
     )
@@ -118,7 +118,7 @@ def test_recovery_after_a_crash(window, photos, studio_home):
     assert r.returncode == 9
     assert len(recovery.orphaned_recoveries()) == 1
     window.answers.queue = [SB.Yes]
-    assert window.offer_recovery()
+    assert window.documents.offer_recovery()
     assert window.answers.asked[-1][0] == "Recover unsaved work"
     assert window.image_size() == (451, 300)
     assert window.mask()[30, 50] == 255 and window.mask()[100, 200] == 0
@@ -132,7 +132,7 @@ def test_declining_recovery_discards_it(window, photos, studio_home):
 
     recovery.write_recovery(Document.from_image(np.zeros((8, 8, 3), np.uint8)), pid=2**22 + 7)
     window.answers.queue = [SB.No]
-    assert not window.offer_recovery()
+    assert not window.documents.offer_recovery()
     assert window.model.doc.is_empty
     assert recovery.orphaned_recoveries() == []
 
@@ -226,16 +226,16 @@ def test_autosave_keeps_working_past_the_undo_limit_and_after_undo_then_edit(win
     limit = window.model.undo.undoLimit()
     for i in range(limit + 3):  # the undo index stops moving at the limit
         _edit(window, i)
-    assert window.autosave(background=False)
-    assert not window.autosave(background=False)  # nothing new
+    assert window.documents.autosave(background=False)
+    assert not window.documents.autosave(background=False)  # nothing new
     _edit(window, 7)  # the index is still at the limit, but this is a new state
     assert window.model.undo.index() == limit
-    assert window.autosave(background=False)
+    assert window.documents.autosave(background=False)
     saved = load_project(recovery.recovery_path())
     assert np.array_equal(saved.mask_layer.pixels, window.mask())
     window.model.undo.undo()
     _edit(window, 3)  # same index as before the undo, different content
-    assert window.autosave(background=False)
+    assert window.documents.autosave(background=False)
     assert np.array_equal(load_project(recovery.recovery_path()).mask_layer.pixels, window.mask())
     window.model.undo.setClean()
 
@@ -243,10 +243,10 @@ def test_autosave_keeps_working_past_the_undo_limit_and_after_undo_then_edit(win
 def test_a_freshly_opened_document_drops_the_old_recovery_file(window, photos):
     _small_doc(window)
     _edit(window, 4)
-    assert window.autosave(background=False) and recovery.recovery_path().exists()
+    assert window.documents.autosave(background=False) and recovery.recovery_path().exists()
     window.answers.default = SB.Discard
-    window.open_paths([str(photos.chelsea)])  # the user discards the edited document
-    window.autosave(background=False)
+    window.documents.open_paths([str(photos.chelsea)])  # the user discards the edited document
+    window.documents.autosave(background=False)
     assert not recovery.recovery_path().exists()  # a crash now must not offer the old one
 
 
@@ -261,7 +261,7 @@ def test_own_pid_file_at_startup_is_offered_and_other_crashes_are_kept(window, s
     os.utime(older, (1, 1))
     recovery.write_recovery(Document.from_image(np.zeros((10, 12, 3), np.uint8)), pid=os.getpid())
     window.answers.queue = [SB.Yes]
-    assert window.offer_recovery()
+    assert window.documents.offer_recovery()
     assert window.image_size() == (12, 10)  # the newest one, although it has our PID
     left = [p for p, _ in recovery.orphaned_recoveries()]
     assert left == [older]
@@ -273,7 +273,7 @@ def test_unreadable_recovery_is_set_aside_not_deleted(window, studio_home):
     bad.parent.mkdir(parents=True, exist_ok=True)
     bad.write_bytes(b"not a project")
     window.answers.queue = [SB.Yes]
-    assert not window.offer_recovery()
+    assert not window.documents.offer_recovery()
     assert window._errors and "could not be read" in window._errors[-1].text()
     assert recovery.orphaned_recoveries() == []
     assert bad.with_name(bad.name + ".unreadable").exists()
