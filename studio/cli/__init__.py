@@ -23,6 +23,7 @@ COMMANDS = (
     "studio.cli.upscale_cmd",
     "studio.cli.control_cmd",
     "studio.cli.info_cmd",
+    "studio.cli.plan_cmd",
     "studio.cli.models_cmd",
 )
 

@@ -9,7 +9,10 @@ same meaning and the same default in every command (issue 13):
 - preview: ``--preview`` (default: latent with ``--preview-dir``, else off), ``--preview-of``,
   ``--preview-dir``;
 - device: ``--device``, ``--dtype`` (default: the best for the machine; ``STUDIO_DEVICE`` /
-  ``STUDIO_DTYPE`` override it).
+  ``STUDIO_DTYPE`` override it);
+- memory: ``--quant`` (auto, bf16, fp8, q8_0, nf4, q4_k) and ``--offload`` (auto, none, model,
+  group, sequential), the memory planner's overrides for the flow families (``auto``: the
+  planner decides from the free VRAM; ``studio plan MODEL`` shows what it picks).
 
 Each ``add_*`` adds a group to a parser; each ``resolve_*`` turns the parsed values into what
 the request needs (after parsing, so a default that depends on the model is computed once the
@@ -21,9 +24,14 @@ from __future__ import annotations
 import argparse
 import secrets
 
+from studio.core.errors import BadInput
+from studio.engine.diffusion.memory import OFFLOADS, WEIGHT_FORMATS
+
 DEFAULT_STEPS = 20
 DEFAULT_GUIDANCE = 7.0
 PREVIEW_MODES = ("latent", "taesd", "full", "off")
+QUANTS = ("auto", *WEIGHT_FORMATS)
+OFFLOAD_MODES = ("auto", *OFFLOADS)
 
 
 def add_prompt(p: argparse.ArgumentParser, required: bool = True, what: str = "") -> None:
@@ -92,6 +100,42 @@ def add_model_extras(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def add_memory(p: argparse.ArgumentParser) -> None:
+    """``--quant`` and ``--offload``: the memory plan's overrides (GenerateRequest.quant /
+    .offload; ``auto`` -> None, the planner decides). Case-insensitive; a bad value is one
+    line and exit 2 (argparse's choices)."""
+    g = p.add_argument_group("memory (FLUX.1, FLUX.2, Z-Image, SD 3.5, Qwen-Image)")
+    g.add_argument(
+        "--quant", type=str.lower, choices=QUANTS, default="auto",
+        help="weights: bf16, fp8 (layerwise casting), q8_0/q4_k (a GGUF file), nf4 "
+        "(bitsandbytes); default auto: what fits the free VRAM (see `studio plan`)",
+    )  # fmt: skip
+    g.add_argument(
+        "--offload", type=str.lower, choices=OFFLOAD_MODES, default="auto",
+        help="none (all on the GPU), model, group or sequential CPU offload (slowest); "
+        "default auto: what fits",
+    )  # fmt: skip
+
+
+def resolve_memory(args: argparse.Namespace, family: str | None = None) -> dict:
+    """``{"quant": ..., "offload": ...}`` for the request (``auto`` -> None). ``family``: the
+    model's family name when known; the overrides are for the flow families, so giving one
+    for an SD 1.x/2.x/SDXL model is refused (BadInput) instead of silently ignored."""
+    quant = None if args.quant in (None, "auto") else args.quant
+    offload = None if args.offload in (None, "auto") else args.offload
+    if family and (quant or offload):
+        from studio.engine.diffusion.memory_models import family_label, is_flow_family
+
+        if not is_flow_family(family):
+            opt = f"--quant {quant}" if quant else f"--offload {offload}"
+            raise BadInput(
+                f"{opt}: {family_label(family)} models run in fp16 with the offload Studio "
+                "picks; --quant/--offload are for FLUX.1, FLUX.2, Z-Image, SD 3.5 and "
+                "Qwen-Image (STUDIO_OFFLOAD=model forces offload for SD models)"
+            )
+    return {"quant": quant, "offload": offload}
+
+
 def random_seed() -> int:
     return secrets.randbelow(2**32)
 
@@ -113,8 +157,6 @@ def resolve_sampling(args: argparse.Namespace, model: str | None, rec: dict | No
             from studio.engine.diffusion import canonical_name as canonical
         scheduler = canonical(scheduler)
     elif rec.get("scheduler") and canonical is not None:
-        from studio.core.errors import BadInput
-
         try:
             scheduler = canonical(str(rec["scheduler"]))
         except BadInput:

@@ -169,6 +169,7 @@ def register(subparsers) -> None:
     shared.add_model_extras(p)
     shared.add_preview(p)
     shared.add_device(p)
+    shared.add_memory(p)
     p.add_argument("--out", required=True, help="output image (.png, .jpg or .webp)")
     p.set_defaults(func=run)
 
@@ -212,6 +213,7 @@ def build_request(args: argparse.Namespace):
     )
     loras = tuple(parse_lora(x) for x in args.lora)
     sampling = shared.resolve_sampling(args, args.model, rec)
+    memory = shared.resolve_memory(args, rec.get("family"))
     request = GenerateRequest(
         model=args.model,
         prompt=args.prompt,
@@ -234,6 +236,8 @@ def build_request(args: argparse.Namespace):
         dtype=args.dtype,
         vae=args.vae,
         clip_skip=args.clip_skip,
+        quant=memory["quant"],
+        offload=memory["offload"],
     )
     from studio.engine.diffusion import validate_request
 

@@ -99,6 +99,8 @@ MODEL_NEEDS: dict[str, ModelNeeds] = {
     n.key: n
     for n in (
         ModelNeeds("sd15", "SD 1.5", "sd1", 1.72, 0.25, 0.17, 8, 12, 0.8, 1.2, 512, 0.08, False),
+        # SD 2.1: UNet 865M, OpenCLIP ViT-H/14 text tower 354M params (fp16).
+        ModelNeeds("sd21", "SD 2.1", "sd2", 1.73, 0.68, 0.17, 8, 23, 1.0, 2.0, 768, 0.1, False),
         ModelNeeds("sdxl", "SDXL", "sdxl", 5.14, 1.64, 0.17, 7, 32, 1.5, 3.0, 1024, 0.13, False),
         ModelNeeds(
             "flux1-schnell",
@@ -211,14 +213,14 @@ MODEL_NEEDS: dict[str, ModelNeeds] = {
     )
 }
 # Same weights as their base model.
-for _alias, _base in (
-    ("flux1-fill", "flux1-dev"),
-    ("flux1-kontext", "flux1-dev"),
-    ("sd35-large-turbo", "sd35-large"),
-    ("qwen-image-edit", "qwen-image"),
+for _alias, _label, _base in (
+    ("flux1-fill", "FLUX.1 Fill", "flux1-dev"),
+    ("flux1-kontext", "FLUX.1 Kontext", "flux1-dev"),
+    ("sd35-large-turbo", "SD 3.5 Large Turbo", "sd35-large"),
+    ("qwen-image-edit", "Qwen-Image-Edit", "qwen-image"),
 ):
     _b = MODEL_NEEDS[_base]
-    MODEL_NEEDS[_alias] = ModelNeeds(**{**_b.__dict__, "key": _alias, "label": _alias})
+    MODEL_NEEDS[_alias] = ModelNeeds(**{**_b.__dict__, "key": _alias, "label": _label})
 
 
 def available_formats() -> frozenset[str]:
@@ -281,6 +283,11 @@ class Plan:
             wt = "fp16"
         tiled = ", tiled VAE" if self.vae_tiling else ""
         return f"{where}, {wt}{tiled}, {self.peak_gib:.1f} GiB"
+
+    def summary(self) -> str:
+        """e.g. ``model offload, fp8, 10.2 GiB of 11.2 GiB, fits`` (the UI's plan line)."""
+        state = "fits" if self.fits else "does NOT fit"
+        return f"{self.short()} of {self.budget_gib:.1f} GiB, {state}"
 
     def describe(self) -> str:
         """One line for the UI / ``studio info``: the plan and why."""
@@ -555,3 +562,30 @@ def load_kwargs(plan: Plan, components: Mapping[str, str] | None = None) -> dict
             components_to_quantize=comps,
         )
     }
+
+
+# The per-model side (family rows, folder sizes, overrides, the device probe) lives in
+# memory_models; its functions are reachable from here too (memory.plan_for_family).
+_MODEL_SIDE = (
+    "AUTO_FORMATS",
+    "FAMILY_ROWS",
+    "FLOW_FAMILIES",
+    "device_memory",
+    "folder_sizes",
+    "is_flow_family",
+    "model_needs",
+    "needs_for",
+    "plan_for_family",
+    "plan_for_model",
+    "plan_for_needs",
+    "plan_line",
+    "row_for",
+)
+
+
+def __getattr__(name: str):
+    if name in _MODEL_SIDE:
+        from studio.engine.diffusion import memory_models
+
+        return getattr(memory_models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
