@@ -18,9 +18,8 @@ persisted; it also builds the Canny guide, the pose job and the ControlInputs); 
 are bound to it and hold no state of their own. Each control layer's ControlNet settings are
 its metadata, which the list edits.
 
-Layer access beyond the Host protocol (finding layers, following a pose layer's pixels) uses
-the host's ``model`` (``studio.ui.document_model.DocumentModel``) when it has one; without it
-the panel keeps its own list of the controls it made.
+Layers are found, added and followed through the host's ``model``
+(``studio.ui.document_model.DocumentModel``, declared by ``studio.ui.host.Host``).
 """
 
 from __future__ import annotations
@@ -718,18 +717,13 @@ class ControlPanel(QWidget):
         # the pose edits redone after it must reach it again.
 
     def control_image(self, entry: ControlEntry) -> np.ndarray | None:
-        """The document-sized RGB control image of ``entry``."""
-        w, h = self._doc_size()
+        """The document-sized RGB control image of ``entry`` (None if its layer is gone)."""
         layer = self._layer(entry.uid)
-        if layer is not None:
-            pixels, offset = layer.pixels, tuple(layer.offset)
-            w, h = w or layer.size[0], h or layer.size[1]
-        else:
-            pixels, offset = entry.image, entry.offset
-            if pixels is None:
-                return None
-            w, h = w or pixels.shape[1], h or pixels.shape[0]
-        return control_image(entry, pixels, offset, (w, h))
+        if layer is None:
+            return None
+        w, h = self._doc_size()
+        size = (w or layer.size[0], h or layer.size[1])
+        return control_image(entry, layer.pixels, tuple(layer.offset), size)
 
     def control_inputs(
         self,

@@ -57,14 +57,12 @@ LAYER_RANGES: dict[str, tuple[str, float, float, float]] = {  # label, default, 
 
 @dataclass
 class ControlEntry:
-    """One guide: a layer of the document (``uid``) or, for hosts without layer access, an
-    image the panel keeps (document-sized RGBA, black/transparent = nothing). ``settings``
-    is the layer's metadata (the table edits it in place)."""
+    """One guide: a control or pose layer of the document (``uid``). ``settings`` is the
+    layer's metadata (the Control panel's list edits it in place)."""
 
     kind: str  # "canny" | "scribble" | "pose" | other ControlNet kinds
     name: str
     uid: int | None = None
-    image: np.ndarray | None = field(default=None, repr=False)
     offset: tuple[int, int] = (0, 0)
     settings: dict = field(default_factory=dict)
 
@@ -100,9 +98,7 @@ def entries(layers: Iterable) -> list[ControlEntry]:
         kind = str(
             layer.metadata.get("control") or ("pose" if layer.kind == "pose" else "scribble")
         )
-        out.append(
-            ControlEntry(kind, layer.name, layer.uid, None, tuple(layer.offset), layer.metadata)
-        )
+        out.append(ControlEntry(kind, layer.name, layer.uid, tuple(layer.offset), layer.metadata))
     return out
 
 

@@ -421,9 +421,6 @@ class InpaintPanel(QWidget):
         if image is None:
             self.host.show_error("Open an image first.")
             return
-        if not hasattr(self.host, "model"):
-            self.host.show_error("This window cannot resize the canvas for an outpaint.")
-            return
         try:
             ext = self.state.outpaint_extension((image.shape[1], image.shape[0]))
             fields = self.state.fields("outpaint")
