@@ -1,17 +1,27 @@
 """Loading the flow-matching families (FLUX.1, FLUX.2 klein, Z-Image, SD 3.5, Qwen-Image):
 recognition of folders and single files by the descriptors in ``families/``, the memory
 plan (``memory.plan_memory``) and :func:`load_flow`, which caches the pipeline in the runner
-like the SD pipelines."""
+like the SD pipelines.
+
+A model is a diffusers folder (a path, a repo id in the HF cache, a catalog id) or a single
+file (``.safetensors`` / ``.sft`` / ``.gguf``; ``flow_files``): a transformer-only file is
+joined to the rest of its base repo's pipeline, a full checkpoint loads with the pipeline's
+``from_single_file``. The user's overrides (``quant``: ``memory.WEIGHT_FORMATS``,
+``offload``: ``memory.OFFLOADS``; None = the planner decides) force the plan: fp8 is
+diffusers' layerwise casting (float8_e4m3fn storage, upcast per layer; on the CPU too), nf4
+is bitsandbytes at load time, q8_0 / q4_k are GGUF files (forcing them on another model is
+refused in one line)."""
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
+from pathlib import Path
 
 import torch
 
-from studio.core.errors import ModelError
+from studio.core.errors import BadInput, ModelError
 from studio.engine.diffusion.families.base import Family, ModelInfo
 
 FLOW_MODULES = ("flux", "flux2", "zimage", "sd3", "qwen")
@@ -63,68 +73,320 @@ class LoadedFlow:
     pipes: dict = field(default_factory=dict)
     loras: tuple = ()  # ((resolved path, weight), ...) applied now (generate.apply_loras' ledger)
     lora_names: tuple = ()
+    plan: object | None = None  # the memory.Plan it was loaded with (None: the CPU, no plan)
+    source: str = "folder"  # "folder" | "transformer file" | "gguf file" | "checkpoint"
+
+    @property
+    def plan_line(self) -> str:
+        """How it runs, for metadata and ``studio info``: the plan's one line, or the CPU."""
+        if self.plan is None:
+            return f"{self.device.type.upper()}, {str(self.dtype).removeprefix('torch.')}"
+        return self.plan.describe()
 
 
-def flow_plan(family: Family, device, free_gib: float | None = None):
-    """The memory plan (``memory.plan_memory``) for a flow family on ``device`` from the
-    planner's table row for the family (bf16 weights; load-time formats, GGUF / NF4, are not
-    chosen here): None on the CPU or when the free memory is unknown. ``free_gib`` overrides
-    the measurement (tests); ``STUDIO_OFFLOAD`` forces an offload mode."""
-    import os
+# Load-time formats that need a file or a package of their own.
+GGUF_FORMATS = ("q8_0", "q4_k")
 
-    from studio.engine.diffusion.memory import MODEL_NEEDS, plan_memory
-    from studio.engine.diffusion.placement import free_memory_gib
 
-    device = torch.device(device)
-    if free_gib is None:
-        if device.type == "cpu":
-            return None
-        free_gib = free_memory_gib(device)
-        if free_gib is None:
-            return None
+def _row(family: Family, hint: str | None):
+    """The planner row: ``hint`` when it is a row key of the family (a single file's config
+    name: flux2-klein-9b), else the family's (a variant's: its base family's) first row."""
+    from studio.engine.diffusion.memory import MODEL_NEEDS
+
+    fams = (family.name, family.root)
+    if hint in MODEL_NEEDS and MODEL_NEEDS[hint].family in fams:
+        return MODEL_NEEDS[hint]
     by_family: dict = {}
     for n in MODEL_NEEDS.values():
         by_family.setdefault(n.family, n)
-    # a variant (flux1-fill, qwen-edit) uses its base family's row
-    row = by_family.get(family.name) or by_family.get(family.root)
+    return by_family.get(family.name) or by_family.get(family.root)
+
+
+def _auto_formats() -> tuple[str, ...]:
+    """What the planner may pick by itself: formats made from the bf16 weights at load time
+    (bf16, fp8 layerwise casting, NF4 with bitsandbytes installed); GGUF needs a file."""
+    from studio.engine.diffusion.memory import available_formats
+
+    have = available_formats()
+    return tuple(f for f in ("bf16", "fp8", "nf4") if f in have)
+
+
+def _check_overrides(
+    family: Family, quant: str | None, offload: str | None, gguf: str | None, name: str
+):
+    """BadInput in one line for a quant/offload the model cannot take."""
+    from studio.engine.diffusion.memory import OFFLOADS, WEIGHT_FORMATS
+
+    if quant is not None and quant not in WEIGHT_FORMATS:
+        raise BadInput(f"Unknown quant {quant!r} (use {', '.join(WEIGHT_FORMATS)} or auto)")
+    if offload is not None and offload not in OFFLOADS:
+        raise BadInput(f"Unknown offload {offload!r} (use {', '.join(OFFLOADS)} or auto)")
+    if gguf is not None:
+        if quant is not None and quant != gguf:
+            raise BadInput(
+                f"{name} is a {gguf.upper()} GGUF file: its weights are already quantized "
+                f"(drop the quant setting or use {gguf})"
+            )
+    elif quant in GGUF_FORMATS:
+        row = _row(family, None)
+        repo = getattr(row, "gguf_repo", None)
+        where = f", e.g. from {repo}" if repo else ""
+        raise BadInput(
+            f"quant {quant} means a {quant.upper()} GGUF file: choose a .gguf file of "
+            f"{family.label} as the model{where} (or use fp8 / nf4 for this one)"
+        )
+
+
+def _cpu_ram_gib() -> float:
+    import os
+
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return 16.0
+
+
+def flow_plan(
+    family: Family,
+    device,
+    free_gib: float | None = None,
+    *,
+    quant: str | None = None,
+    offload: str | None = None,
+    hint: str | None = None,
+    gguf: str | None = None,
+):
+    """The memory plan (``memory.plan_memory``) for a flow family on ``device`` from the
+    planner's row for the family (``hint``: a single file's config name picks its row), or
+    None when nothing is forced and the device is the CPU or its free memory is unknown.
+    ``quant`` / ``offload`` force the weights / offload (the request's overrides);
+    ``STUDIO_OFFLOAD`` forces an offload mode too. ``gguf``: the format of a GGUF file (its
+    weights are that, whatever else). On the CPU a forced plan is made against the free RAM
+    (fp8 layerwise casting applies there; offloading means nothing: a note says so).
+    ``free_gib`` overrides the measurement (tests). Bad overrides: BadInput."""
+    import os
+
+    from studio.engine.diffusion.memory import plan_memory
+    from studio.engine.diffusion.placement import free_memory_gib
+
+    _check_overrides(family, quant, offload, gguf, hint or family.label)
+    device = torch.device(device)
+    offload = offload or os.environ.get("STUDIO_OFFLOAD", "").strip().lower() or None
+    weights = gguf or quant
+    forced = weights is not None or offload is not None
+    if free_gib is None:
+        if device.type == "cpu":
+            if not forced:
+                return None
+            free_gib = _cpu_ram_gib()
+        else:
+            free_gib = free_memory_gib(device)
+            if free_gib is None:
+                if not forced:
+                    return None
+                free_gib = 0.0  # unknown: the forced plan is shown as not fitting
+    row = _row(family, hint)
     if row is None:
         return None
-    forced = os.environ.get("STUDIO_OFFLOAD", "").strip().lower() or None
-    return plan_memory(row, free_gib, formats=("bf16",), offload=forced)
+    formats = (weights, "bf16") if weights else _auto_formats()  # bf16: the text encoders
+    plan = plan_memory(row, free_gib, formats=formats, offload=offload, weights=weights)
+    if device.type == "cpu" and plan.offload != "none":
+        plan = replace(plan, notes=(*plan.notes, "on the CPU offloading does nothing"))
+    return plan
 
 
-def load_flow(ctx, model: str, device: str | None = None, dtype: str | None = None) -> LoadedFlow:
-    """The flow pipeline for ``model`` (folder, repo id in the HF cache, catalog id), offline,
-    cached in the runner like the SD pipelines."""
-    from studio.engine.diffusion.families.registry import folder_info
-    from studio.engine.diffusion.loader import load_folder, resolve_model
+def _nf4_ready(device: torch.device) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise BadInput("NF4 weights need the bitsandbytes package: pip install bitsandbytes")
+    if device.type != "cuda":
+        raise BadInput(
+            f"NF4 weights (bitsandbytes) run on a CUDA GPU, not the {device.type.upper()}: "
+            "use quant fp8 or bf16 here"
+        )
+
+
+def _local_file(model: str) -> Path | None:
+    """The single file ``model`` names (a path, a catalog id or a dropped file's name, through
+    the one resolver), or None when it is a folder."""
+    from studio.engine.diffusion.flow_files import FLOW_FILE_SUFFIXES
+    from studio.engine.diffusion.loader import DIFFUSION_KINDS
+    from studio.engine.models.resolver import resolve
+
+    path = Path((model or "").strip()).expanduser()
+    if not path.exists():
+        try:
+            path = resolve(model, DIFFUSION_KINDS)
+        except (BadInput, ModelError):
+            return None  # resolve_model gives the one-line refusal
+    if path.is_file() and path.suffix.lower() in FLOW_FILE_SUFFIXES:
+        return path.resolve()
+    return None
+
+
+def _final_dtype(family: Family, dtype: torch.dtype) -> torch.dtype:
+    return dtype if dtype != torch.float16 or "float16" in family.dtypes else torch.bfloat16
+
+
+def _place(base, plan, device: torch.device) -> None:
+    if plan is None:
+        base.to(device)
+    else:
+        from studio.engine.diffusion.memory import apply_plan
+
+        apply_plan(base, plan, device)  # fp8 casting; GPU whole, or model/group/sequential
+    base.set_progress_bar_config(disable=True)
+
+
+def _nf4_kwargs(plan, family: Family) -> dict:
+    from studio.engine.diffusion.memory import load_kwargs
+
+    return load_kwargs(plan, {"text_encoders": ",".join(family.text_encoders)})
+
+
+def _load_folder(folder: Path, family: Family, dtype, plan):
+    """A diffusers folder; NF4 plans quantize at load time (bitsandbytes)."""
+    from studio.engine.diffusion.loader import load_folder, quiet_loading
+
+    extra = _nf4_kwargs(plan, family) if plan is not None else {}
+    if not extra:
+        return load_folder(folder, dtype)
+    from diffusers import DiffusionPipeline
+
+    quiet_loading()
+    try:
+        return DiffusionPipeline.from_pretrained(
+            folder, torch_dtype=dtype, local_files_only=True, **extra
+        )
+    except Exception as e:  # noqa: BLE001
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise ModelError(f"{folder.name}: cannot load model with NF4 weights ({first})") from e
+
+
+def _load_file(path: Path, family: Family, config: str, probe, dtype, plan):
+    """(pipeline, source) of a single file: a full checkpoint through the pipeline's
+    ``from_single_file`` where diffusers has one, else the transformer joined to the base."""
+    import diffusers
+
+    from studio.engine.diffusion import flow_files
+    from studio.engine.diffusion.loader import quiet_loading
+
+    quiet_loading()
+    base = flow_files.base_folder(family, config, path.name)
+    gguf = path.suffix.lower() == ".gguf"
+    task = family.tasks[0]
+    cls_name = family.pipeline_class(task)
+    full = flow_files.is_full_checkpoint(probe)
+    weights = getattr(plan, "weights", None)
+    if (
+        full
+        and not gguf
+        and weights != "nf4"
+        and hasattr(getattr(diffusers, cls_name), "from_single_file")
+    ):
+        pipe = flow_files.load_full_checkpoint(path, cls_name, base, dtype)
+        return pipe, "checkpoint"
+    qcfg = None
+    text_kwargs: dict = {}
+    if weights == "nf4" and not gguf:
+        qcfg = diffusers.BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype
+        )
+        if plan.text_weights == "nf4":
+            from diffusers.quantizers import PipelineQuantizationConfig
+
+            text_kwargs["quantization_config"] = PipelineQuantizationConfig(
+                quant_backend="bitsandbytes_4bit",
+                quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
+                              "bnb_4bit_compute_dtype": dtype},
+                components_to_quantize=list(family.text_encoders),
+            )  # fmt: skip
+    cfg = flow_files.transformer_config(config, base)
+    tr = flow_files.load_transformer_file(path, family.transformer_class, cfg, dtype, qcfg)
+    pipe = flow_files.pipeline_with_transformer(base, tr, dtype, **text_kwargs)
+    return pipe, "gguf file" if gguf else "transformer file"
+
+
+def load_flow(
+    ctx,
+    model: str,
+    device: str | None = None,
+    dtype: str | None = None,
+    quant: str | None = None,
+    offload: str | None = None,
+) -> LoadedFlow:
+    """The flow pipeline for ``model`` (folder, repo id in the HF cache, catalog id, or a
+    single .safetensors / .sft / .gguf file), offline, cached in the runner like the SD
+    pipelines. ``quant`` / ``offload``: the request's overrides (None = the planner). The
+    cache key holds the model (a file with its size and mtime), the device, the dtype and
+    the overrides, so changing any of them loads again."""
     from studio.engine.jobs.device import pick_device
 
     choice = pick_device(device or ctx.runner.device, dtype or ctx.runner.dtype)
+    file = _local_file(model)
+    if file is not None:
+        return _load_flow_file(ctx, file, choice, quant, offload)
+    from studio.engine.diffusion.families.registry import folder_info
+    from studio.engine.diffusion.loader import resolve_model
+
     resolved = resolve_model(model)
     if resolved.kind != "folder":
-        raise ModelError(
-            f"{resolved.name}: single-file flow models are not wired yet; use the folder"
-        )
+        raise ModelError(f"{resolved.name}: not a flow-matching model file Studio knows")
     fam = recognise_flow(folder_info(resolved.path))
     if fam is None:
         raise ModelError(f"{resolved.name}: not a flow-matching model Studio knows")
+    hint = resolved.name if resolved.name in fam.single_file_configs else None
+    plan = flow_plan(fam, choice.device, quant=quant, offload=offload, hint=hint)
+    if plan is not None and plan.weights == "nf4":
+        _nf4_ready(choice.device)
 
     def factory() -> LoadedFlow:
-        dt = (
-            choice.dtype
-            if choice.dtype != torch.float16 or "float16" in fam.dtypes
-            else torch.bfloat16
+        dt = _final_dtype(fam, choice.dtype)
+        base = _load_folder(resolved.path, fam, dt, plan)
+        _place(base, plan, choice.device)
+        return LoadedFlow(base, fam, choice.device, dt, resolved.name, plan=plan)
+
+    key = f"flow:{resolved.key}|{choice.device}|{choice.dtype}|{_overrides(quant, offload)}"
+    return ctx.runner.cache(key, factory)
+
+
+def _overrides(quant: str | None, offload: str | None) -> str:
+    import os
+
+    offload = offload or os.environ.get("STUDIO_OFFLOAD", "").strip().lower() or None
+    return f"quant={quant or 'auto'},offload={offload or 'auto'}"
+
+
+def _load_flow_file(ctx, path: Path, choice, quant: str | None, offload: str | None):
+    from studio.engine.diffusion import flow_files
+
+    probe = flow_files.probe_flow_file(path)
+    found = recognise_flow_file(probe)
+    if found is None:
+        raise ModelError(
+            f"{path.name}: not a flow-matching model file Studio knows (FLUX.1, FLUX.2 klein, "
+            "Z-Image, SD 3.5, Qwen-Image transformers or checkpoints)"
         )
-        base = load_folder(resolved.path, dt)
-        plan = flow_plan(fam, choice.device)
-        if plan is None:
-            base.to(choice.device)
-        else:
-            from studio.engine.diffusion.memory import apply_plan
+    fam, config = found
+    gguf = flow_files.gguf_weights(path) if path.suffix.lower() == ".gguf" else None
+    if gguf == "bf16":
+        gguf = None  # an unquantized GGUF: planned as bf16, any load-time format refused
+        if quant not in (None, "bf16"):
+            raise BadInput(f"{path.name} is an unquantized GGUF file: drop the quant setting")
+    plan = flow_plan(fam, choice.device, quant=quant, offload=offload, hint=config, gguf=gguf)
+    if plan is not None and plan.weights == "nf4":
+        _nf4_ready(choice.device)
+    st = path.stat()
 
-            apply_plan(base, plan, choice.device)  # GPU whole, or model/group/sequential offload
-        base.set_progress_bar_config(disable=True)
-        return LoadedFlow(base, fam, choice.device, dt, resolved.name)
+    def factory() -> LoadedFlow:
+        dt = _final_dtype(fam, choice.dtype)
+        pipe, source = _load_file(path, fam, config, probe, dt, plan)
+        _place(pipe, plan, choice.device)
+        return LoadedFlow(pipe, fam, choice.device, dt, path.stem, plan=plan, source=source)
 
-    return ctx.runner.cache(f"flow:{resolved.key}|{choice.device}|{choice.dtype}", factory)
+    key = (
+        f"flow:{path}|{st.st_size}|{st.st_mtime_ns}|{choice.device}|{choice.dtype}|"
+        f"{_overrides(quant, offload)}"
+    )
+    return ctx.runner.cache(key, factory)

@@ -1,0 +1,178 @@
+"""Single files of the flow families through load_flow: transformer-only .safetensors / .sft
+and GGUF Q8_0 files joined to the base repo's pipeline found locally (here the tiny pipeline
+put in a per-test Hugging Face cache under the descriptor's base repo id), the one error when
+the base is missing, and the request's quant / offload overrides (fp8 layerwise casting on
+the CPU, refusals in one line, the cache key)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from studio.core.errors import BadInput, ModelError
+from studio.engine.diffusion.flow_generate import run_flow_generate
+from studio.engine.diffusion.flow_load import load_flow
+from studio.engine.fixtures.tiny_flow_models import (
+    put_in_hf_cache,
+    write_gguf_transformer,
+    write_transformer_file,
+)
+from studio.engine.jobs.events import Failed, Finished
+from studio.engine.jobs.requests import GenerateRequest
+from studio.engine.jobs.runner import Runner
+
+BASES = {"flux1": "black-forest-labs/FLUX.1-schnell", "zimage": "Tongyi-MAI/Z-Image-Turbo"}
+
+
+def _req(model, **kw) -> GenerateRequest:
+    base = dict(
+        prompt="a cat",
+        model=str(model),
+        width=64,
+        height=64,
+        steps=2,
+        guidance=0.0,
+        seed=3,
+        preview="off",
+        device="cpu",
+        dtype="float32",
+    )
+    return GenerateRequest(**{**base, **kw})
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """An empty Hugging Face cache of this test's own (nothing leaks into other tests)."""
+    home = tmp_path / "hf-home"
+    (home / "hub").mkdir(parents=True)
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    return home / "hub"
+
+
+def _run(runner, req):
+    final = runner.run(req, emit=lambda ev: None)
+    assert isinstance(final, Finished), getattr(final, "message", final)
+    return final
+
+
+@pytest.mark.parametrize("name", ["flux1", "zimage"])
+def test_transformer_file_through_the_runner(flow_models, hub, tmp_path, name):
+    folder = getattr(flow_models, name)
+    put_in_hf_cache(folder, BASES[name], hub)
+    path = write_transformer_file(folder, tmp_path / "models" / f"{name}-transformer.safetensors")
+    runner = Runner(device="cpu", dtype="float32")
+    from_file = _run(runner, _req(path))
+    assert from_file.metadata[0]["family"] == name
+    (img,) = from_file.images
+    assert img.shape == (64, 64, 3) and img.std() > 0
+    # The file holds the folder's own transformer: the same seed gives the same image.
+    from_folder = _run(runner, _req(folder))
+    assert np.array_equal(img, from_folder.images[0])
+
+
+def test_sft_file_and_entry(flow_models, hub, tmp_path, job):
+    put_in_hf_cache(flow_models.zimage, BASES["zimage"], hub)
+    path = write_transformer_file(flow_models.zimage, tmp_path / "z_image_turbo.sft")
+    entry = load_flow(job().ctx, str(path), "cpu", "float32")
+    assert entry.family.name == "zimage" and entry.source == "transformer file"
+    assert type(entry.base).__name__ == "ZImagePipeline" and entry.plan is None
+    assert entry.plan_line == "CPU, float32"
+    out = run_flow_generate(job().ctx, _req(path)).images[0]
+    assert out.shape == (64, 64, 3) and out.std() > 0
+
+
+def test_gguf_q8_0_file(flow_models, hub, tmp_path, job):
+    pytest.importorskip("gguf")
+    from diffusers.quantizers.gguf.utils import GGUFParameter
+
+    put_in_hf_cache(flow_models.flux1, BASES["flux1"], hub)
+    path = write_gguf_transformer(flow_models.flux1, tmp_path / "flux1-schnell-Q8_0.gguf")
+    ref = run_flow_generate(job().ctx, _req(flow_models.flux1)).images[0]
+    ctx = job().ctx
+    quant = run_flow_generate(ctx, _req(path)).images[0]
+    entry = load_flow(ctx, str(path), "cpu", "float32")
+    assert entry.source == "gguf file" and entry.family.name == "flux1"
+    assert any(isinstance(p, GGUFParameter) for p in entry.base.transformer.parameters())
+    assert entry.plan.weights == "q8_0" and entry.plan.needs.key == "flux1-schnell"
+    # Q8_0 keeps ~8 bits per weight: close to the float image, not identical.
+    diff = np.abs(ref.astype(int) - quant.astype(int))
+    assert 0 < diff.mean() < 8 and quant.std() > 0
+    with pytest.raises(BadInput, match="Q8_0 GGUF file"):
+        load_flow(job().ctx, str(path), "cpu", "float32", quant="fp8")
+
+
+def test_missing_base_is_one_clear_error_and_the_runner_goes_on(flow_models, hub, tmp_path):
+    path = write_transformer_file(flow_models.flux1, tmp_path / "flux1-schnell.safetensors")
+    runner = Runner(device="cpu", dtype="float32")
+    failed = runner.run(_req(path), emit=lambda ev: None)
+    assert isinstance(failed, Failed) and failed.exit_code == 3
+    msg = failed.message
+    assert "flux1-schnell.safetensors" in msg and "black-forest-labs/FLUX.1-schnell" in msg
+    assert "studio models download flux1-schnell" in msg
+    assert "\n" not in msg and "Traceback" not in msg
+    assert not any("flux1-schnell.safetensors" in k for k in runner.cached_keys)  # nothing cached
+    _run(runner, _req(flow_models.flux1))  # the next job runs
+    put_in_hf_cache(flow_models.flux1, BASES["flux1"], hub)
+    _run(runner, _req(path))  # and the file once the base is there
+
+
+def test_fp8_on_the_cpu_and_the_cache_key(flow_models, job):
+    ctx = job().ctx
+    plain = run_flow_generate(ctx, _req(flow_models.flux1)).images[0]
+    keys_plain = set(ctx.runner.cached_keys)
+    fp8 = run_flow_generate(ctx, _req(flow_models.flux1, quant="fp8")).images[0]
+    entry = load_flow(ctx, str(flow_models.flux1), "cpu", "float32", quant="fp8")
+    assert set(ctx.runner.cached_keys) != keys_plain  # another key: loaded again
+    assert any("quant=fp8" in k for k in ctx.runner.cached_keys)
+    assert entry.plan.weights == "fp8" and entry.plan.forced
+    linear = entry.base.transformer.single_transformer_blocks[0].attn.to_q
+    assert linear.weight.dtype == torch.float8_e4m3fn  # stored in fp8, computed in float32
+    diff = np.abs(plain.astype(int) - fp8.astype(int))
+    assert 0 < diff.mean() < 12 and fp8.std() > 0
+    assert "fp8" in entry.plan_line
+    again = run_flow_generate(ctx, _req(flow_models.flux1)).images[0]
+    assert np.array_equal(plain, again)  # back to the plain weights
+
+
+def test_offload_on_the_cpu_is_recorded_not_refused(flow_models, job):
+    entry = load_flow(job().ctx, str(flow_models.flux1), "cpu", "float32", offload="model")
+    assert entry.plan.offload == "model"
+    assert "on the CPU offloading does nothing" in entry.plan.notes
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"quant": "int3"}, "Unknown quant 'int3'"),
+        ({"offload": "disk"}, "Unknown offload 'disk'"),
+        ({"quant": "q8_0"}, "q8_0 means a Q8_0 GGUF file"),
+        ({"quant": "q4_k"}, "city96/FLUX.1-schnell-gguf"),
+    ],
+)
+def test_bad_overrides_are_one_line(flow_models, kw, match):
+    runner = Runner(device="cpu", dtype="float32")
+    failed = runner.run(_req(flow_models.flux1, **kw), emit=lambda ev: None)
+    assert isinstance(failed, Failed) and failed.exit_code == 2, failed
+    assert match in failed.message and "\n" not in failed.message
+
+
+def test_nf4_says_what_is_missing(flow_models, job):
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        match = "pip install bitsandbytes"
+    else:
+        match = "run on a CUDA GPU"
+    with pytest.raises(BadInput, match=match):
+        load_flow(job().ctx, str(flow_models.flux1), "cpu", "float32", quant="nf4")
+
+
+def test_unknown_file_is_one_model_error(tmp_path, job):
+    from safetensors.torch import save_file
+
+    bad = tmp_path / "mystery.safetensors"
+    save_file({"w": torch.zeros(2)}, str(bad))
+    with pytest.raises(ModelError, match="mystery.safetensors: not a flow-matching model file"):
+        load_flow(job().ctx, str(bad), "cpu", "float32")
