@@ -47,8 +47,8 @@ RANGES: dict[str, tuple[str, int, int]] = {
     "high": ("Canny high threshold", 0, THRESHOLD_MAX),
     "blur": ("Blur", 0, 15),
 }
-# (label, lowest, highest) of a control layer's settings (the table's spin boxes).
-LAYER_RANGES: dict[str, tuple[str, float, float, float]] = {  # label, default, lo, hi
+# (label, default, lowest, highest) of a control layer's settings (the list's spin boxes).
+LAYER_RANGES: dict[str, tuple[str, float, float, float]] = {
     "weight": ("weight", 1.0, 0.0, 2.0),
     "start": ("start", 0.0, 0.0, 1.0),
     "end": ("end", 1.0, 0.0, 1.0),
