@@ -203,7 +203,9 @@ def run_flow_generate(ctx, request):
     from studio.core.metadata import request_metadata
     from studio.engine.jobs.device import generator_for
 
-    entry = load_flow(ctx, request.model, request.device, request.dtype)
+    entry = load_flow(
+        ctx, request.model, request.device, request.dtype, request.quant, request.offload
+    )
     fam = entry.family
     ctx.check()
     task = (

@@ -68,7 +68,9 @@ def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
     if not boxes:
         raise BadInput("the mask is empty: paint over the area to change first")
     feather = max(0, min(int(feather), int(request.mask_padding) // 2))
-    entry = load_flow(ctx, request.model, request.device, request.dtype)
+    entry = load_flow(
+        ctx, request.model, request.device, request.dtype, request.quant, request.offload
+    )
     fam = entry.family
     if not fam.supports("inpaint"):
         raise BadInput(f"{fam.label} models can't inpaint in Studio")
