@@ -86,6 +86,8 @@ class Settings:
     vae = _Setting("generate/vae", "")  # "" = the model's own VAE
     clip_skip = _Setting("generate/clip_skip", 1)
     dtype = _Setting("generate/dtype", "")  # "" = the best for the device and family
+    quant = _Setting("generate/quant", "")  # "" = the memory planner decides (flow families)
+    offload = _Setting("generate/offload", "")  # "" = the memory planner decides
     loras = _Setting("generate/loras", "")  # JSON [[path, weight], ...]
     torch_threads = _Setting("engine/torch_threads", 0)  # 0 = all cores but one
     upscale_source = _Setting("upscale/source", "composite")  # or "layer"

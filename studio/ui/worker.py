@@ -134,6 +134,7 @@ class _Engine(QObject):
     event = Signal(object)
     preview_posted = Signal()
     state = Signal(str, str)
+    device = Signal(object)  # the start-up probe: memory_models.device_memory()'s dict
 
     def __init__(self, mailbox: _Mailbox, threads: int) -> None:
         super().__init__()
@@ -159,7 +160,17 @@ class _Engine(QObject):
             log.exception("engine warm-up failed")
             self.state.emit("error", f"Engine unavailable: {type(e).__name__}: {e}")
             return
+        self._probe_device()
         self.state.emit("ready", "Engine ready")
+
+    def _probe_device(self) -> None:
+        """The job device and its free memory, for the Generate panel's memory plan."""
+        try:
+            from studio.engine.diffusion import device_memory
+
+            self.device.emit(device_memory())
+        except Exception:  # noqa: BLE001 - no plan shown is better than no engine
+            log.warning("device probe failed", exc_info=True)
 
     def _set_threads(self) -> None:
         # Leave a core to the GUI thread so the canvas stays responsive while torch computes.
@@ -204,6 +215,9 @@ class Worker(QObject):
     cancelled = Signal(int)
     queue_changed = Signal()
     engine_state = Signal(str, str)  # "loading" | "ready" | "error", message
+    # The engine's start-up probe of the job device: {"device", "name", "free_gib",
+    # "total_gib"} (memory_models.device_memory); also kept in ``device_info``.
+    device_changed = Signal(object)
 
     _warm = Signal()
     _run = Signal(int, object, object)
@@ -225,6 +239,8 @@ class Worker(QObject):
         self._engine.event.connect(self._on_event)
         self._engine.preview_posted.connect(self._on_preview_posted)
         self._engine.state.connect(self._on_state)
+        self._engine.device.connect(self._on_device)
+        self.device_info: dict | None = None
         self._started = False
         self._warming = False
         self._closed = False
@@ -347,6 +363,11 @@ class Worker(QObject):
     def _on_state(self, state: str, message: str) -> None:
         self.state, self.state_message = state, message
         self.engine_state.emit(state, message)
+
+    @Slot(object)
+    def _on_device(self, info: object) -> None:
+        self.device_info = dict(info) if isinstance(info, dict) else None
+        self.device_changed.emit(self.device_info)
 
     @Slot()
     def _on_preview_posted(self) -> None:

@@ -179,3 +179,61 @@ def test_family_defaults_set_the_size_too(qapp):
         ["Euler"],
     )
     assert (m.width, m.height, m.steps, m.guidance, m.scheduler) == (1024, 1024, 30, 5.0, "Euler")
+
+
+# -- memory plan: quant/offload overrides and the plan line ----------------------------------
+GPU12 = {"device": "cuda", "name": "Test GPU", "free_gib": 12.0, "total_gib": 12.0}
+
+
+def test_quant_and_offload_persist_and_go_into_flow_requests(qapp, settings):
+    m = GenerateModel(settings)
+    assert (m.quant, m.offload) == ("", "")
+    m.model, m.prompt = "flux1-schnell", "a fox"  # a catalog FLUX.1 (no files needed here)
+    assert m.is_flow() and m.family() == "flux1"
+    request, _ = m.request(None)
+    assert (request.quant, request.offload) == (None, None)  # Auto: the planner decides
+    m.quant, m.offload = "fp8", "model"
+    request, _ = m.request(None)
+    assert (request.quant, request.offload) == ("fp8", "model")
+    assert (settings.quant, settings.offload) == ("fp8", "model")
+    again = GenerateModel(settings)
+    assert (again.quant, again.offload) == ("fp8", "model")
+    # an SD model takes no overrides: the request leaves them to the planner
+    again.model, again.prompt = "sd15", "a fox"
+    assert not again.is_flow()
+    request, _ = again.request(None)
+    assert (request.quant, request.offload) == (None, None)
+    again.quant = "bogus"  # a damaged setting is never sent
+    again.model = "flux1-schnell"
+    assert again.request(None)[0].quant is None
+
+
+def test_plan_text_follows_device_model_size_and_overrides(qapp):
+    m = GenerateModel()
+    m.model = "flux1-schnell"
+    assert m.plan_text()[0] == "Plan: shown once the engine has started"
+    m.set_device({"device": "cpu", "name": "CPU", "free_gib": None})
+    assert m.plan_text()[0] == "CPU: no memory plan, runs in float32 on the CPU"
+    m.set_device(GPU12)
+    m.width = m.height = 1024
+    auto, tip = m.plan_text()
+    assert auto.startswith("Plan: ") and auto.endswith(", fits") and "of 11.2 GiB" in auto
+    assert "Test GPU, 12.0 GiB free" in tip and "pipe." in tip
+    m.quant, m.offload = "bf16", "none"
+    forced = m.plan_text()[0]
+    assert forced.startswith("Plan: GPU, bf16") and forced.endswith("does NOT fit")
+    m.offload = "sequential"
+    assert m.plan_text()[0].startswith("Plan: sequential offload, bf16")
+    m.quant = m.offload = ""
+    m.width = m.height = 512
+    small = m.plan()
+    m.width = m.height = 2048  # sixteen times the pixels: more working memory
+    assert m.plan().peak_gib > small.peak_gib
+    m.model, m.width, m.height = "sdxl", 1024, 1024  # SD: a plan, read-only (no overrides)
+    m.quant = "fp8"
+    assert m.plan_text()[0].startswith("Plan: GPU, fp16") and m.overrides() == (None, None)
+    m.model = "no-such-model-anywhere"
+    assert m.plan_text()[0] == "Plan: decided when the model loads (its family is not known here)"
+    m.model = "/x/flux1-dev-Q8_0.gguf"
+    m.quant = "fp8"  # a GGUF file fixes its format: the line says so instead of a plan
+    assert "Q8_0 GGUF file" in m.plan_text()[0]

@@ -4,6 +4,16 @@ outpainting, step previews and samplers. Imports torch and diffusers on first us
 from studio.engine._lazy import lazy_face
 
 __all__ = [
+    "OFFLOADS",
+    "WEIGHT_FORMATS",
+    "available_formats",
+    "device_memory",
+    "family_label",
+    "is_flow_family",
+    "model_needs",
+    "plan_for_family",
+    "plan_for_model",
+    "plan_line",
     "StepTap",
     "canonical_name",
     "detect_checkpoint",
@@ -30,6 +40,16 @@ _EXPORTS = {
     "run_flow_generate": "flow_generate",
     "render_capabilities": "capabilities",
     "render_table": "memory",
+    "OFFLOADS": "memory",
+    "WEIGHT_FORMATS": "memory",
+    "available_formats": "memory",
+    "device_memory": "memory_models",  # the memory plan per model (torch-free but this one)
+    "family_label": "memory_models",
+    "is_flow_family": "memory_models",
+    "model_needs": "memory_models",
+    "plan_for_family": "memory_models",
+    "plan_for_model": "memory_models",
+    "plan_line": "memory_models",
     "validate_request": "generate",
     "outpaint": "inpaint",
     "outpaint_request": "inpaint",

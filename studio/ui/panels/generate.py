@@ -7,14 +7,20 @@ generation region (one undo step each) and in the document's history.
 
 The "Advanced" group (collapsed until used) holds the LoRAs (add from the installed ones,
 weight, remove; pasted A1111 parameters fill it from their ``<lora:name:w>`` tags), the
-external VAE, clip skip and the weights' precision.
+external VAE, clip skip, the weights' precision and, for the flow families (FLUX.1, FLUX.2,
+Z-Image, SD 3.5, Qwen-Image), the memory plan's overrides: Weights (bf16, fp8, GGUF, NF4)
+and Offload (none, model, group, sequential), "Auto" letting the planner decide.
+
+Under the model, one line shows the memory plan for the chosen model at the current size on
+the device the engine probed at start-up ("Plan: model offload, fp8, 10.2 GiB of 11.2 GiB,
+fits"; "CPU: ..." without a GPU); its tooltip gives the reasons and the diffusers calls.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtCore import QSize, Qt, Slot
+from PySide6.QtCore import QSize, Qt, QTimer, Slot
 from PySide6.QtGui import QIcon, QImage, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -49,6 +55,7 @@ from studio.ui.panels.generate_model import (
     lora_name,
     resize,
 )
+from studio.ui.panels.generate_plan import PLAN_NAMES, fill_offload_combo, fill_quant_combo
 from studio.ui.panels.staging import Staged, StagingBar
 from studio.ui.properties import bind
 from studio.ui.qimage import qimage_from_array
@@ -154,6 +161,15 @@ class GeneratePanel(QWidget):
         self.host = host
         self.settings = host.settings
         self.state = GenerateModel(self.settings, self)  # what the widgets show and edit
+        self.state.set_device(getattr(host.worker, "device_info", None))
+        self.plan_label = QLabel()
+        self.plan_label.setObjectName("memory-plan")
+        self.plan_label.setWordWrap(True)
+        self.plan_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self._plan_timer = QTimer(self)  # typing a model name: look it up once typing pauses
+        self._plan_timer.setSingleShot(True)
+        self._plan_timer.setInterval(150)
+        self._plan_timer.timeout.connect(self._show_plan)
         self.last_seed: int | None = None
         self.previews_received = 0
         self.results_received = 0
@@ -259,6 +275,8 @@ class GeneratePanel(QWidget):
             ("preview", self.preview_mode),
             ("vae", self.vae_combo),
             ("dtype", self.dtype_combo),
+            ("quant", self.quant_combo),
+            ("offload", self.offload_combo),
         ):
             bind(self.state, name, combo, data=True)
         self.seed.setEnabled(not self.state.random_seed)
@@ -310,6 +328,7 @@ class GeneratePanel(QWidget):
         model_row.addWidget(browse)
         form.addRow("Model", model_row)
         form.addRow("", self.download_button)
+        form.addRow("Memory", self.plan_label)
         form.addRow("", self.paste_params)
         form.addRow("Source", self.source)
         form.addRow("Strength", self.strength)
@@ -357,6 +376,8 @@ class GeneratePanel(QWidget):
             self.vae_combo,
             self.lora_combo,
             self.dtype_combo,
+            self.quant_combo,
+            self.offload_combo,
         ):
             combo.setSizeAdjustPolicy(
                 QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
@@ -397,15 +418,19 @@ class GeneratePanel(QWidget):
         w.failed.connect(self._on_failed)
         w.cancelled.connect(self._on_cancelled)
         w.queue_changed.connect(self._refresh_queue)
+        if hasattr(w, "device_changed"):
+            w.device_changed.connect(self._on_device)
         model = host.model
         model.history_changed.connect(self._refresh_history)
         model.selection_changed.connect(self._sync_size)
         model.document_replaced.connect(self._sync_size)
         model.document_replaced.connect(self.staging.on_document_replaced)
         host.models_updated.connect(self.fill_models)  # downloaded or imported: at once
+        host.models_updated.connect(self.state.forget_models)
         self._sync_strength_enabled()
         self._sync_size_enabled()
         self._refresh_queue()
+        self._show_plan()
 
     # -- helpers ---------------------------------------------------------------------------
     @Slot(bool)
@@ -486,6 +511,25 @@ class GeneratePanel(QWidget):
             self._show_model()
         elif name == "loras":
             self._show_loras()
+        if name in PLAN_NAMES:
+            self._plan_timer.start()
+
+    @Slot(object)
+    def _on_device(self, info: object) -> None:
+        self.state.set_device(info if isinstance(info, dict) else None)
+
+    @Slot()
+    def _show_plan(self) -> None:
+        """The plan line, and the Weights/Offload rows only where they apply (flow models)."""
+        self._plan_timer.stop()
+        text, tip = self.state.plan_text()
+        self.plan_label.setText(text)
+        self.plan_label.setToolTip(tip)
+        self.plan_label.setProperty("fits", "does NOT fit" not in text)
+        flow = self.state.is_flow()
+        self.advanced_form.setRowVisible(self.quant_combo, flow)
+        self.advanced_form.setRowVisible(self.offload_combo, flow)
+        self._label_advanced()
 
     @Slot(int)
     def _model_activated(self, index: int) -> None:
@@ -551,7 +595,7 @@ class GeneratePanel(QWidget):
         self.advanced_toggle.toggled.connect(self._show_advanced)
         self.advanced = QGroupBox()
         self.advanced.setObjectName("advanced")
-        af = QFormLayout(self.advanced)
+        af = self.advanced_form = QFormLayout(self.advanced)
         af.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         self.lora_combo = QComboBox()
         self.lora_combo.setToolTip("Installed LoRAs (the models' loras folder and imports)")
@@ -583,13 +627,23 @@ class GeneratePanel(QWidget):
             "Weights' precision; Auto: float16 on GPUs that have it, bfloat16 where float16 "
             "is unsupported, float32 on the CPU"
         )
+        self.quant_combo = QComboBox()
+        self.quant_combo.setObjectName("quant")
+        fill_quant_combo(self.quant_combo)
+        self.offload_combo = QComboBox()
+        self.offload_combo.setObjectName("offload")
+        fill_offload_combo(self.offload_combo)
         af.addRow("VAE", self.vae_combo)
         af.addRow("Clip skip", self.clip_skip)
         af.addRow("Precision", self.dtype_combo)
+        af.addRow("Weights", self.quant_combo)
+        af.addRow("Offload", self.offload_combo)
         self.fill_extras()
         self.host.models_updated.connect(self.fill_extras)
         self._show_loras()
-        self._show_advanced(bool(self.state.loras) or bool(self.state.vae))
+        self._show_advanced(
+            bool(self.state.loras) or bool(self.state.vae) or any(self.state.overrides())
+        )
 
     @Slot(bool)
     def _show_advanced(self, shown: bool) -> None:
@@ -605,7 +659,11 @@ class GeneratePanel(QWidget):
     def _label_advanced(self) -> None:
         n = len(self.state.loras)
         extra = f" · {n} LoRA" + ("s" if n != 1 else "") if n else ""
-        self.advanced_toggle.setText(f"Advanced: LoRA, VAE, clip skip{extra}")
+        quant, offload = self.state.overrides()
+        forced = [x for x in (quant, offload and f"{offload} offload") if x]
+        extra += f" · {', '.join(forced)}" if forced else ""
+        memory = ", memory" if self.state.is_flow() else ""
+        self.advanced_toggle.setText(f"Advanced: LoRA, VAE, clip skip{memory}{extra}")
 
     @Slot()
     def fill_extras(self) -> None:

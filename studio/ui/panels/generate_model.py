@@ -1,7 +1,14 @@
 """The Generate panel's state, without widgets: model, prompts, sampling settings, source
-and size, LoRAs (file, weight), the external VAE, clip skip and the weights' dtype. Properties persist themselves through the typed settings (``studio.ui.properties``)
-and ``request()`` turns the state plus the document's inputs into a ``GenerateRequest``, so
-what Generate sends is testable without a window.
+and size, LoRAs (file, weight), the external VAE, clip skip, the weights' dtype and the
+memory plan's overrides (``quant``, ``offload``; "" = the planner decides). Properties
+persist themselves through the typed settings (``studio.ui.properties``) and ``request()``
+turns the state plus the document's inputs into a ``GenerateRequest``, so what Generate sends
+is testable without a window.
+
+The memory plan shown for the chosen model (``plan_text``) comes from the torch-free planner
+(``studio.engine.diffusion.memory_models``) and the device the engine thread probed at
+start-up (``set_device``: ``Worker.device_info``); the overrides apply to the flow families
+(FLUX.1, FLUX.2, Z-Image, SD 3.5, Qwen-Image) only.
 """
 
 from __future__ import annotations
@@ -10,15 +17,23 @@ import json
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from studio.engine import diffusion as planner
+
+if TYPE_CHECKING:
+    from studio.engine.diffusion.memory import Plan
+    from studio.engine.diffusion.memory_models import ModelPlanInput
 from studio.engine.jobs import GenerateRequest, LoraSpec
 from studio.ui.properties import PanelModel, Property
 
 MAX_SEED = 2**53 - 1  # seeds are exact integers in a double spin box up to here
 RANDOM_SEEDS = 2**32  # random seeds are 32-bit, as AUTOMATIC1111 and `studio generate` draw them
 DTYPES = ("", "float16", "bfloat16", "float32")  # "" = auto (the family's, for the device)
+QUANTS = ("", *planner.WEIGHT_FORMATS)  # "" = auto (the memory planner decides)
+OFFLOADS = ("", *planner.OFFLOADS)
 
 
 def lora_name(ref: str) -> str:
@@ -75,6 +90,8 @@ class GenerateModel(PanelModel):
     vae = Property("", setting="vae")  # "" = the model's own
     clip_skip = Property(1, setting="clip_skip")
     dtype = Property("", setting="dtype")  # one of DTYPES
+    quant = Property("", setting="quant")  # one of QUANTS (flow families)
+    offload = Property("", setting="offload")  # one of OFFLOADS (flow families)
     # ((path or name, weight), ...): a name is a LoRA not installed (from pasted parameters)
     loras = Property((), kind=tuple)
 
@@ -89,6 +106,83 @@ class GenerateModel(PanelModel):
             except (ValueError, TypeError):
                 pass  # a damaged setting: no LoRAs
         self.changed.connect(self._save_loras)
+        self.device_info: dict | None = None  # the engine's device probe (None: not yet)
+        self._needs: dict[str, ModelPlanInput | None] = {}
+
+    # -- memory plan -------------------------------------------------------------------------
+    def set_device(self, info: dict | None) -> None:
+        """The job device and its free memory (``Worker.device_info``); the plan follows."""
+        self.device_info = dict(info) if info else None
+        self.changed.emit("device", self.device_info)
+
+    def forget_models(self) -> None:
+        """Models were installed or removed: look their families and sizes up again."""
+        self._needs.clear()
+        self.changed.emit("device", self.device_info)
+
+    def model_needs(self) -> ModelPlanInput | None:
+        """What the planner knows of ``model`` (family, sizes), read once per reference."""
+        ref = self.model.strip()
+        if ref not in self._needs:
+            try:
+                self._needs[ref] = planner.model_needs(ref)
+            except Exception:  # noqa: BLE001 - an unreadable model: no plan, not a crash
+                self._needs[ref] = None
+        return self._needs[ref]
+
+    def family(self) -> str | None:
+        found = self.model_needs()
+        return found.family if found else None
+
+    def is_flow(self) -> bool:
+        """Whether the model takes the quant/offload overrides (a flow family)."""
+        return planner.is_flow_family(self.family())
+
+    def overrides(self) -> tuple[str | None, str | None]:
+        """(quant, offload) for the request and the plan: None = the planner decides; always
+        None for the SD families."""
+        if not self.is_flow():
+            return None, None
+        quant = self.quant if self.quant in QUANTS[1:] else None
+        offload = self.offload if self.offload in OFFLOADS[1:] else None
+        return quant, offload
+
+    def plan(self) -> Plan | None:
+        """The plan for the model at the current size on the probed device (None: the CPU, the
+        device not probed yet, the model's family unknown). Raises BadInput for an override
+        the model can't take (a different quant than its GGUF file's)."""
+        info = self.device_info
+        if not info or info.get("device") == "cpu" or info.get("free_gib") is None:
+            return None
+        if self.model_needs() is None:
+            return None
+        quant, offload = self.overrides()
+        pixels = int(self.width) * int(self.height)
+        return planner.plan_for_model(self.model.strip(), float(info["free_gib"]), pixels, quant, offload)  # fmt: skip
+
+    def plan_text(self) -> tuple[str, str]:
+        """(the plan line, its tooltip): "Plan: model offload, fp8, 10.2 GiB of 11.2 GiB,
+        fits", "CPU: no memory plan, runs in float32 on the CPU", ..."""
+        info = self.device_info
+        if info is None:
+            return "Plan: shown once the engine has started", ""
+        if info.get("device") == "cpu":
+            return planner.plan_line(None, "cpu"), "No GPU was found: jobs run on the CPU."
+        where = f"{info.get('name', info.get('device'))}"
+        if info.get("free_gib") is not None:
+            where += f", {float(info['free_gib']):.1f} GiB free at start-up"
+        if not self.model.strip():
+            return "Plan: choose a model", where
+        if self.model_needs() is None:
+            return "Plan: decided when the model loads (its family is not known here)", where
+        try:
+            plan = self.plan()
+        except Exception as e:  # noqa: BLE001 - BadInput: the override does not apply
+            return f"Plan: {getattr(e, 'message', str(e))}", where
+        if plan is None:
+            return "Plan: decided when the model loads (free memory unknown)", where
+        tip = "\n".join([plan.describe(), f"Planned for {where}.", *plan.pipeline_calls()])
+        return planner.plan_line(plan), tip
 
     def _save_loras(self, name: str, value: object) -> None:
         if name == "loras" and self.settings is not None:
@@ -245,7 +339,10 @@ class GenerateModel(PanelModel):
                     from PIL import Image
 
                     crop_mask = np.asarray(Image.fromarray(crop_mask, "L").resize((width, height)))
+        quant, offload = self.overrides()
         request = GenerateRequest(
+            quant=quant,
+            offload=offload,
             loras=self.lora_specs(),
             vae=self.vae.strip() or None,
             clip_skip=max(1, int(self.clip_skip)),
