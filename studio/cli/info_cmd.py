@@ -29,6 +29,11 @@ def run(args: argparse.Namespace) -> int:
     from studio.core.metadata import format_parameters, read_metadata
 
     path = Path(args.image).expanduser()
+    if _is_model(args.image, path):
+        raise BadInput(
+            f"{args.image}: a model, not an image; `studio plan {args.image}` shows how it "
+            "fits the GPU (add --vram GIB for another card)"
+        )
     if not path.exists():
         raise BadInput(f"{args.image}: no such file")
     if path.is_dir():
@@ -42,3 +47,19 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(json.dumps(info, indent=2, ensure_ascii=False, default=str))
     return 0
+
+
+def _is_model(ref: str, path: Path) -> bool:
+    """A model folder or file, or a model Studio knows by name (catalog id, planner key)."""
+    if path.is_dir():
+        return (path / "model_index.json").exists()
+    if path.suffix.lower() in (".safetensors", ".gguf", ".ckpt"):
+        return True
+    if path.exists():
+        return False
+    try:
+        from studio.engine.diffusion import model_needs
+
+        return model_needs(ref) is not None
+    except Exception:  # noqa: BLE001 - not a model either: the image messages apply
+        return False

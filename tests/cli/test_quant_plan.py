@@ -147,3 +147,10 @@ def test_plan_json_and_table(capsys):
     table = _plan(capsys, "--table", "--vram", "8,24")
     assert table[0] == "| model | 8 GiB | 24 GiB |"
     assert any(line.startswith("| Qwen-Image |") for line in table)
+
+
+def test_info_on_a_model_points_to_plan(tiny_flux, capsys):
+    for ref in ("flux1-schnell", str(tiny_flux)):
+        assert main(["info", ref]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"`studio plan {ref}`" in err

@@ -571,6 +571,7 @@ _MODEL_SIDE = (
     "FAMILY_ROWS",
     "FLOW_FAMILIES",
     "device_memory",
+    "env_offload",
     "folder_sizes",
     "is_flow_family",
     "model_needs",

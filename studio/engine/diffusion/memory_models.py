@@ -209,6 +209,14 @@ def needs_for(
     return replace(row, transformer_gb=t, text_encoder_gb=te, vae_gb=vae)
 
 
+def env_offload() -> str | None:
+    """``STUDIO_OFFLOAD`` (none | model | group | sequential): forces the offload wherever
+    the user gave none (the engine's loaders read it too)."""
+    import os
+
+    return os.environ.get("STUDIO_OFFLOAD", "").strip().lower() or None
+
+
 def _check(quant: str | None, offload: str | None) -> None:
     if quant is not None and quant not in WEIGHT_FORMATS:
         raise BadInput(f"Unknown quant {quant!r} (use auto, {', '.join(WEIGHT_FORMATS)})")
@@ -228,8 +236,9 @@ def plan_for_needs(
 ) -> Plan | None:
     """:func:`memory.plan_memory` for ``needs`` with the user's overrides; None when the free
     memory is unknown (the CPU). ``formats`` defaults to :data:`AUTO_FORMATS` that this
-    installation can load. A UNet family (SD 1.x/2.x/SDXL) runs in fp16 only: a quant other
-    than bf16 is refused there (BadInput)."""
+    installation can load; ``offload`` None takes ``STUDIO_OFFLOAD`` when set. A UNet family
+    (SD 1.x/2.x/SDXL) runs in fp16 only: a quant other than bf16 is refused there (BadInput)."""
+    offload = offload or env_offload()
     _check(quant, offload)
     if free_gib is None:
         return None

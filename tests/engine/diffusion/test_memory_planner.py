@@ -276,3 +276,12 @@ def test_model_side_without_torch():
         "sys.exit(1 if 'torch' in sys.modules or p is None else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_studio_offload_env_applies_where_no_override(monkeypatch):
+    monkeypatch.setenv("STUDIO_OFFLOAD", "Sequential")
+    assert memory.plan_for_family("flux1", 24).offload == "sequential"
+    assert memory.plan_for_family("flux1", 24, offload="model").offload == "model"
+    monkeypatch.setenv("STUDIO_OFFLOAD", "disk")
+    with pytest.raises(BadInput, match="Unknown offload 'disk'"):
+        memory.plan_for_family("flux1", 24)
