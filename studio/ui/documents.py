@@ -1,30 +1,30 @@
 """Documents: new, open (images and projects), import as layers, drop and paste, save,
 export, the recent-files menu, and autosave with crash recovery.
 
-``Documents`` is one room of the window shell (``main_window.MainWindow``). It owns the
-autosave timer, the change counter, the recovery file and the secondary windows it opens; it
+``Documents`` is one room of the window shell (``main_window.MainWindow``). It owns its
+``Autosave`` (timer, change counter, recovery file) and the secondary windows it opens; it
 talks to the rest through the ``Host`` contract only (``model``, ``settings``, ``panels``,
 ``composite``, ``show_error``, ``show_status``, ``worker`` for dropped model files), asks its
 questions through the ``ask`` callable it is given (tests script the answers), and shows the
 document's name in the title of the window it is given. ``title_changed`` tells the shell.
 
-Autosave keeps a change counter (``_revision``), not the undo index: the index stands still
-once the stack is at its limit, and undo-then-edit or a new document land on an index
-already seen. The recovery file is written from a snapshot in a background thread.
+Autosave (``autosave.Autosave``) writes the recovery file in the background while the
+document has unsaved changes; ``offer_recovery`` offers it back after a crash.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, QPoint, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QPoint, Qt, Signal, Slot
 from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox, QWidget
+
+from studio.ui.autosave import Autosave
+from studio.ui.shareable import shareable
 
 if TYPE_CHECKING:
     from studio.ui.host import Host
@@ -95,20 +95,11 @@ class Documents(QObject):
         self.ask: Ask = ask or self.question
         self._new_window = new_window
         self.windows: list[Any] = []  # the secondary windows opened from this one
-        self._revision = 0  # changes made (see the module docstring)
-        self._autosaved_revision = 0
-        self._autosave_thread: threading.Thread | None = None
-        self.model.undo.indexChanged.connect(self._bump_revision)
-        self.model.document_replaced.connect(self._bump_revision)
+        #: The recovery file, written on a timer (``autosave.Autosave``).
+        self.autosaver = Autosave(self.model, self.settings.autosave_seconds, self, autosave)
         self.model.undo.cleanChanged.connect(self.update_title)
         self.model.document_replaced.connect(self.update_title)
-        self.autosave_timer = QTimer(self)
-        seconds = int(os.environ.get("STUDIO_AUTOSAVE_SECONDS") or self.settings.autosave_seconds)
-        self.autosave_timer.setInterval(max(1, seconds) * 1000)
-        self.autosave_timer.timeout.connect(self.autosave)
         self._autosaves = autosave
-        if autosave:
-            self.autosave_timer.start()
 
     @Slot()
     def update_title(self) -> None:
@@ -129,9 +120,9 @@ class Documents(QObject):
 
     def close(self) -> None:
         """The window closes: no more autosaves; the first window's recovery file goes."""
-        self.autosave_timer.stop()
+        self.autosaver.stop()
         if self._autosaves:
-            self._clear_recovery()
+            self.autosaver.clear()
 
     def maybe_save(self) -> bool:
         """Prompt about unsaved changes. True: go on (saved or discarded); False: stay."""
@@ -159,7 +150,7 @@ class Documents(QObject):
     def new_document(self) -> None:
         if self.maybe_save():
             self.model.replace(Document())
-            self._clear_recovery()
+            self.autosaver.clear()
 
     @Slot()
     def open_dialog(self) -> None:
@@ -363,7 +354,7 @@ class Documents(QObject):
             return False
         self.model.path = str(path)
         self.model.undo.setClean()
-        self._clear_recovery()
+        self.autosaver.clear()
         self._remember(path)
         self.update_title()
         self.host.show_status(f"Saved {Path(path).name}")
@@ -452,46 +443,9 @@ class Documents(QObject):
         if menu.isEmpty():
             menu.addAction("(none)").setEnabled(False)
 
-    @Slot()
-    def _bump_revision(self, *_: object) -> None:
-        self._revision += 1
-
-    def _clear_recovery(self) -> None:
-        """Delete this session's recovery file (after a save, or when the document it held is
-        gone), first letting a running autosave finish so it can't put the file back."""
-        if self._autosave_thread is not None:
-            self._autosave_thread.join(timeout=30)
-        recovery.clear_recovery()
-        self._autosaved_revision = self._revision
-
-    @Slot()
     def autosave(self, background: bool = True) -> bool:
-        """Write the recovery file if the document changed since the last autosave; drop it
-        once the document has nothing unsaved (saved, or replaced by a freshly opened one)."""
-        if self._autosave_thread is not None and self._autosave_thread.is_alive():
-            return False
-        if not self.model.dirty or self.model.doc.is_empty:
-            if self._autosaved_revision != self._revision:
-                self._clear_recovery()
-            return False
-        if self._revision == self._autosaved_revision:
-            return False
-        self._autosaved_revision = self._revision
-        snapshot = self.model.doc.snapshot()
-        source = self.model.path
-
-        def write() -> None:
-            try:
-                recovery.write_recovery(snapshot, source)
-            except Exception:  # noqa: BLE001 - autosave must never disturb the user
-                log.exception("autosave failed")
-
-        if background:
-            self._autosave_thread = threading.Thread(target=write, name="autosave", daemon=True)
-            self._autosave_thread.start()
-        else:
-            write()
-        return True
+        """Write the recovery file now if the document changed (``autosave.Autosave``)."""
+        return self.autosaver.autosave(background)
 
     def offer_recovery(self) -> bool:
         """After a crash: offer to restore the autosave of the session that died."""
@@ -531,48 +485,6 @@ class Documents(QObject):
         if restored:
             recovery.write_recovery(self.model.doc, source)
         return restored
-
-
-def shareable(meta: dict | None) -> dict | None:
-    """Metadata fit for a shared image: every absolute local path (the model folder, LoRA
-    and ControlNet files, in the fields and in the A1111 text) becomes the model's name, so
-    an exported PNG names the model and tells nothing about the user's disk."""
-    if not meta:
-        return meta
-    paths: dict[str, str] = {}
-
-    def name_of(value: str) -> str:
-        p = Path(value)
-        name = p.stem if p.suffix.lower() in MODEL_SUFFIXES else p.name
-        paths[value] = name
-        return name
-
-    def clean(v, key: str = ""):
-        if isinstance(v, dict):
-            return {k: clean(x, k) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x, key) for x in v]
-        if isinstance(v, str) and key not in _TEXT_KEYS and _is_local_path(v):
-            return name_of(v)
-        return v
-
-    out = clean(meta)
-    text = out.get("parameters")
-    if isinstance(text, str):
-        for path in sorted(paths, key=len, reverse=True):
-            text = text.replace(path, paths[path])
-        out["parameters"] = text
-    return out
-
-
-_TEXT_KEYS = {"prompt", "negative_prompt", "parameters"}  # the user's words stay as written
-MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".onnx")
-
-
-def _is_local_path(value: str) -> bool:
-    if "\n" in value or len(value) > 1000:
-        return False
-    return value.startswith(("/", "~")) or (len(value) > 2 and value[1:3] in (":\\", ":/"))
 
 
 def _layer(image, name: str):

@@ -324,7 +324,7 @@ class MainWindow(QMainWindow):
         if not self.documents.maybe_save():
             event.ignore()
             return
-        self.documents.autosave_timer.stop()
+        self.documents.autosaver.stop()
         self.hide()  # gone from the screen at once, even while a job winds down
         self.jobs.shutdown()
         for title, panel in self.panels.items():  # optional panel hook: stop its threads
