@@ -590,7 +590,10 @@ class GeneratePanel(QWidget):
         self.advanced_toggle.setCheckable(True)
         self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.advanced_toggle.setArrowType(Qt.ArrowType.RightArrow)
-        self.advanced_toggle.setToolTip("LoRAs, external VAE, clip skip, precision")
+        self.advanced_toggle.setToolTip(
+            "LoRAs, external VAE, clip skip, precision; for FLUX, Z-Image, SD 3.5 and Qwen "
+            "models the memory plan's weights and offload"
+        )
         self.advanced_toggle.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.advanced_toggle.toggled.connect(self._show_advanced)
         self.advanced = QGroupBox()
