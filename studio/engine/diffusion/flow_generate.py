@@ -38,6 +38,59 @@ def task_pipe(entry: LoadedFlow, task: str):
     return pipe
 
 
+def job_pipe(ctx, entry: LoadedFlow, task: str, controls=()):
+    """The pipeline a job runs: the family's ControlNet pipeline when the request has
+    controls (``flow_control.control_pipe``), else the plain task pipeline."""
+    if not controls:
+        return task_pipe(entry, task)
+    from studio.engine.diffusion.flow_control import control_pipe
+
+    return control_pipe(ctx, entry, task, controls)
+
+
+def clip_skip_note(family: Family, clip_skip: int) -> str:
+    """The progress message for a non-default clip skip on a flow family: clip skip picks an
+    earlier CLIP layer (A1111), which means nothing to these T5/LLM-conditioned models, so it
+    is ignored and said so (the UI sends its clip-skip setting with every request)."""
+    if int(clip_skip) == 1:
+        return ""
+    return (
+        f"Clip skip {clip_skip} ignored: {family.label} models are not conditioned by CLIP layers"
+    )
+
+
+def apply_flow_vae(ctx, pipe, entry: LoadedFlow, ref: str | None) -> None:
+    """Use the external VAE ``ref`` for this job, or the model's own when None (the cached
+    model is never left with another job's VAE). Only families whose own VAE is an
+    AutoencoderKL (FLUX.1, SD 3.5, Z-Image: ``ae.safetensors``-style files) take one; a single
+    file needs the family's shipped VAE config (``models/configs/<config>/vae``)."""
+    own = entry.__dict__.setdefault("own_vae", entry.base.vae)
+    module = own
+    if ref:
+        from studio.engine.diffusion.loader import CONFIGS
+        from studio.engine.diffusion.pipeline import load_vae
+        from studio.engine.models import resolve
+
+        fam = entry.family
+        if type(own).__name__ != "AutoencoderKL":
+            raise BadInput(
+                f"{fam.label} models use their own {type(own).__name__}; an external VAE "
+                "does not fit them"
+            )
+        path = resolve(ref, "vae")
+        if path.is_file():
+            cfg = CONFIGS / fam.configs[0] / "vae" if fam.configs else None
+            if cfg is None or not (cfg / "config.json").exists():
+                raise ModelError(
+                    f"VAE {path.name}: a {fam.label} VAE single file can't be loaded offline "
+                    "yet; use a diffusers VAE folder"
+                )
+        key = f"flowvae:{path.resolve()}|{entry.device}|{entry.dtype}"
+        module = ctx.runner.cache(key, lambda: load_vae(ref, fam, entry.dtype, entry.device))
+    if pipe.vae is not module:
+        pipe.register_modules(vae=module)
+
+
 def _apply_loras(pipe, entry: LoadedFlow, loras) -> None:
     """Load LoRA adapters (``pipe.load_lora_weights``: the FLUX/SD3/Z-Image/Qwen/FLUX.2
     pipelines have it) and weight them with ``set_adapters``; the previous job's adapters are
@@ -217,8 +270,9 @@ def run_flow_generate(ctx, request):
     )
     if not fam.supports(task):
         raise BadInput(f"{fam.label} models can't do {task} in Studio")
-    pipe = task_pipe(entry, task)
+    pipe = job_pipe(ctx, entry, task, request.controls)
     _apply_loras(pipe, entry, request.loras)
+    apply_flow_vae(ctx, pipe, entry, request.vae)
     size = (request.width, request.height)
     kw = flow_kwargs(
         fam, pipe, request.prompt, request.negative_prompt, request.steps, request.guidance
@@ -232,11 +286,15 @@ def run_flow_generate(ctx, request):
             kw["strength"] = strength
     if task == "inpaint":
         kw["mask_image"] = _pil(request.mask, size, "L")
+    if request.controls:
+        from studio.engine.diffusion.flow_control import control_kwargs
+
+        kw.update(control_kwargs(pipe, request.controls, request.width, request.height))
     per_image = steps_for(request.steps, strength)
     total = per_image * request.count
     tiny = _tiny_decoder(ctx, fam, pipe) if request.preview == "taesd" else None
     images, metadata = [], []
-    ctx.progress(0, total)
+    ctx.progress(0, total, clip_skip_note(fam, request.clip_skip))
     t0 = time.perf_counter()
     for k in range(request.count):
         seed = request.seed + k
@@ -257,6 +315,7 @@ def run_flow_generate(ctx, request):
         images.append(out[0])
         meta = request_metadata(request, seed, entry.name, sampler=SAMPLER)
         meta["family"] = fam.name
+        meta.pop("clip_skip", None)  # not applied (clip_skip_note)
         metadata.append(meta)
         ctx.progress((k + 1) * per_image, total)
     return ctx.finished(images, metadata, {"family": fam.name, "seconds": time.perf_counter() - t0})

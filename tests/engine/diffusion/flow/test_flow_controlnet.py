@@ -1,0 +1,195 @@
+"""ControlNet on the flow families (FLUX.1, SD 3.5, Z-Image, Qwen-Image) through the Runner, as
+the CLI and the canvas send it (GenerateRequest.controls), on tiny random ControlNets of each
+architecture (studio.engine.fixtures.tiny_flow_control) loaded from diffusers folders."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from studio.core.errors import BadInput
+from studio.engine.jobs.events import Cancelled, Failed, Finished, Progress
+from studio.engine.jobs.requests import ControlInput, GenerateRequest
+from studio.engine.jobs.runner import Runner
+
+FAMILIES = ("flux1", "sd3", "zimage", "qwen")
+SIZE = 64
+
+
+@pytest.fixture(scope="session")
+def flow_cn(flow_models, session_tmp) -> SimpleNamespace:
+    """The tiny ControlNets and, per family, the base they fit (SD3: the two-block variant,
+    see ``build_tiny_sd3_two_blocks``)."""
+    from studio.engine.fixtures import tiny_flow_control as tc
+
+    root = session_tmp / "tiny-flow-control"
+    cns = tc.build_all(root)
+    sd3 = root / "tiny-sd3-2blocks"
+    if not (sd3 / "model_index.json").exists():
+        tc.build_tiny_sd3_two_blocks(flow_models.sd3, sd3)
+    bases = {n: getattr(flow_models, n) for n in FAMILIES} | {"sd3": sd3}
+    return SimpleNamespace(cn=cns, base=bases)
+
+
+def control_image(seed: int = 0) -> np.ndarray:
+    """A canny-like guide: white edges of a few rectangles on black."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((SIZE, SIZE, 3), np.uint8)
+    for _ in range(4):
+        x, y = rng.integers(4, SIZE - 20, 2)
+        img[y : y + 16, x] = img[y : y + 16, x + 15] = 255
+        img[y, x : x + 16] = img[y + 15, x : x + 16] = 255
+    return img
+
+
+def req(model, controls=(), **kw) -> GenerateRequest:
+    base = dict(
+        prompt="a cat",
+        model=str(model),
+        width=SIZE,
+        height=SIZE,
+        steps=2,
+        guidance=1.0,
+        seed=11,
+        preview="off",
+        device="cpu",
+        dtype="float32",
+        controls=tuple(controls),
+    )
+    base.update(kw)
+    return GenerateRequest(**base)
+
+
+def ctl(model, **kw) -> ControlInput:
+    return ControlInput(kind="canny", image=control_image(), model=str(model), **kw)
+
+
+def finished(final) -> Finished:
+    assert isinstance(final, Finished), getattr(final, "message", final)
+    return final
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_control_image_steers_txt2img(flow_cn, name):
+    runner = Runner(device="cpu", dtype="float32")
+    base = flow_cn.base[name]
+    events: list = []
+    with_cn = finished(runner.run(req(base, [ctl(flow_cn.cn[name])]), emit=events.append))
+    without = finished(runner.run(req(base)))
+    (img,) = with_cn.images
+    assert img.shape == (SIZE, SIZE, 3) and img.dtype == np.uint8
+    assert not np.array_equal(img, without.images[0])  # same seed, the control changed it
+    assert [e.step for e in events if isinstance(e, Progress)][-1] == 2
+    meta = with_cn.metadata[0]
+    assert meta["family"] == name and meta["controlnets"][0]["kind"] == "canny"
+    again = finished(runner.run(req(base, [ctl(flow_cn.cn[name])])))
+    assert np.array_equal(again.images[0], img)  # reproducible
+    weaker = finished(runner.run(req(base, [ctl(flow_cn.cn[name], weight=0.3)])))
+    assert not np.array_equal(weaker.images[0], img)  # the weight is the conditioning scale
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_a_controlnet_of_another_family_is_one_clear_refusal(flow_cn, tiny_models, name):
+    runner = Runner(device="cpu", dtype="float32")
+    base = flow_cn.base[name]
+    final = runner.run(req(base, [ctl(tiny_models.controlnet)]))
+    assert isinstance(final, Failed), final
+    assert final.exit_code == BadInput("x").exit_code
+    assert "\n" not in final.message and "is for SD 1" in final.message
+    other = "qwen" if name != "qwen" else "flux1"
+    final = runner.run(req(base, [ctl(flow_cn.cn[other])]))
+    assert isinstance(final, Failed) and "ControlNet" in final.message
+    assert "\n" not in final.message
+    finished(runner.run(req(base, [ctl(flow_cn.cn[name])])))  # the runner is still usable
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_cancel_at_step_k_with_controlnet_never_decodes(flow_cn, monkeypatch, name):
+    import diffusers
+
+    runner = Runner(device="cpu", dtype="float32")
+    base = flow_cn.base[name]
+    finished(runner.run(req(base, [ctl(flow_cn.cn[name])])))  # loaded
+    vae_cls = type(runner._cache[next(k for k in runner.cached_keys if k.startswith("flow:"))]
+                   .base.vae)  # fmt: skip
+    assert vae_cls in (diffusers.AutoencoderKL, diffusers.AutoencoderKLQwenImage)
+    decoded = []
+    real = vae_cls.decode
+    monkeypatch.setattr(vae_cls, "decode", lambda s, *a, **k: decoded.append(1) or real(s, *a, **k))
+    k = 2
+
+    def emit(ev):
+        if isinstance(ev, Progress) and ev.step == k:
+            runner.cancel()
+
+    final = runner.run(req(base, [ctl(flow_cn.cn[name])], steps=5, preview="latent"), emit=emit)
+    assert isinstance(final, Cancelled), final
+    assert final.step == k and decoded == []
+    finished(runner.run(req(base, [ctl(flow_cn.cn[name])])))
+    assert decoded == [1]
+
+
+@pytest.mark.parametrize("name", ("flux1", "zimage"))
+def test_a_second_job_reuses_the_cached_controlnet(flow_cn, monkeypatch, name):
+    from studio.engine.diffusion import flow_control
+
+    loads = []
+    real = flow_control.load_controlnet_module
+
+    def counting(*a, **k):
+        loads.append(a[1])
+        return real(*a, **k)
+
+    monkeypatch.setattr(flow_control, "load_controlnet_module", counting)
+    runner = Runner(device="cpu", dtype="float32")
+    base = flow_cn.base[name]
+    a = finished(runner.run(req(base, [ctl(flow_cn.cn[name])])))
+    b = finished(runner.run(req(base, [ctl(flow_cn.cn[name], weight=0.5)], seed=3)))
+    c = finished(runner.run(req(base, [ctl(flow_cn.cn[name])])))
+    assert len(loads) == 1  # loaded once, three jobs
+    assert any(key.startswith("flowcn:") for key in runner.cached_keys)
+    assert np.array_equal(a.images[0], c.images[0])  # the same request reproduces
+    assert not np.array_equal(a.images[0], b.images[0])
+
+
+def test_two_controlnets_on_flux_use_the_multi_controlnet(flow_cn):
+    runner = Runner(device="cpu", dtype="float32")
+    base = flow_cn.base["flux1"]
+    cn = flow_cn.cn["flux1"]
+    two = finished(runner.run(req(base, [ctl(cn), ctl(cn, weight=0.5, end=0.5)])))
+    one = finished(runner.run(req(base, [ctl(cn)])))
+    assert two.images[0].shape == (SIZE, SIZE, 3)
+    assert not np.array_equal(two.images[0], one.images[0])
+    assert len(two.metadata[0]["controlnets"]) == 2
+
+
+def test_refusals_where_the_family_cannot(flow_cn, flow_models):
+    runner = Runner(device="cpu", dtype="float32")
+    zi, zcn = flow_cn.base["zimage"], flow_cn.cn["zimage"]
+    final = runner.run(req(zi, [ctl(zcn), ctl(zcn)]))
+    assert isinstance(final, Failed) and "one ControlNet at a time" in final.message
+    final = runner.run(req(zi, [ctl(zcn, start=0.2)]))
+    assert isinstance(final, Failed) and "start/end" in final.message
+    final = runner.run(req(zi, [ctl(zcn, start=0.5, end=0.2)]))
+    assert isinstance(final, Failed) and "0 <= start < end <= 1" in final.message
+    init = np.full((SIZE, SIZE, 3), 128, np.uint8)
+    sd3, scn = flow_cn.base["sd3"], flow_cn.cn["sd3"]
+    final = runner.run(req(sd3, [ctl(scn)], init_image=init, strength=0.5))
+    assert isinstance(final, Failed)
+    assert final.message == "SD 3.5 models can't do img2img with ControlNet in Studio"
+    final = runner.run(req(flow_models.flux2, [ctl(flow_cn.cn["flux1"])]))
+    assert isinstance(final, Failed) and "\n" not in final.message
+
+
+def test_flux_img2img_with_controlnet(flow_cn):
+    runner = Runner(device="cpu", dtype="float32")
+    base, cn = flow_cn.base["flux1"], flow_cn.cn["flux1"]
+    init = np.random.default_rng(3).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+    events: list = []
+    fin = finished(
+        runner.run(req(base, [ctl(cn)], init_image=init, strength=0.5, steps=4), emit=events.append)
+    )
+    assert fin.images[0].shape == (SIZE, SIZE, 3)
+    assert [e.step for e in events if isinstance(e, Progress)][-1] == 2  # 4 x 0.5
