@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QObject, QPoint, Qt, Signal, Slot
 from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox, QWidget
+from shiboken6 import isValid
 
 from studio.ui.autosave import Autosave
 from studio.ui.shareable import shareable
@@ -39,8 +40,8 @@ IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff *.gif)"
 PROJECT_FILTER = f"Studio project (*{EXTENSION})"
 EXPORT_FILTER = "PNG (*.png);;JPEG (*.jpg *.jpeg);;WebP (*.webp)"
 
-# Imported by import_heavy() (called when the window is built) so the window frame can be
-# on screen before numpy & co. load.
+# Imported by import_heavy() (when the room is made, as the window is built) so the window
+# frame can be on screen before numpy & co. load.
 np: Any = None
 recovery: Any = None
 Document: Any = None
@@ -88,6 +89,7 @@ class Documents(QObject):
         window ``open_image_document`` fills (a shell with a ``documents`` room and ``ask``).
         ``autosave``: write the recovery file (a secondary window leaves it to the first)."""
         super().__init__(window)
+        import_heavy()
         self._window = window
         self.host = host
         self.model = host.model
@@ -105,6 +107,8 @@ class Documents(QObject):
     def update_title(self) -> None:
         """The window title: the document's name, ``*`` while it has unsaved changes."""
         window = self._window
+        if not isValid(window):  # the window is being deleted (its undo stack clears itself)
+            return
         name = Path(self.model.path).name if self.model.path else "Untitled"
         if self.model.doc.is_empty and not self.model.path:
             name = "Studio"

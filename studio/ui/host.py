@@ -3,6 +3,14 @@ model manager, ...). A panel is a QWidget in ``studio/ui/panels/<name>.py`` whos
 takes a ``Host``; the main window implements Host and docks the panel. Panels never import
 torch: they build engine requests (studio.engine.jobs.requests) and submit them through the host's
 worker, and put results on the canvas through undoable host calls.
+
+The window's own rooms (``documents.Documents``, ``jobs.Jobs``) are given the window as their
+Host too, so what they use of it is declared here as well.
+
+A panel may also define these optional hooks, which the window calls when present:
+``set_shown(bool)`` (its dock became the visible tab or stopped being it: live previews),
+``shutdown()`` (the window closes: stop its threads) and, on the Generate panel,
+``apply_parameters(meta: dict)`` (an opened PNG's generation parameters, when the user agrees).
 """
 
 from __future__ import annotations
@@ -22,9 +30,12 @@ if TYPE_CHECKING:
 
 
 class Host(Protocol):
-    """Everything a panel may use. Implemented by ``studio.ui.main_window.MainWindow``;
-    panels call these directly (no ``getattr`` probing), so a test host implements them all
-    (``tests/ui/fake_host.py``)."""
+    """Everything a panel may use. Implemented by ``studio.ui.main_window.MainWindow`` (the
+    shell answers each call itself or from the room that holds it: ``worker`` is the jobs
+    room's, ``maybe_save`` and ``open_image_document`` the documents room's, ``add_panel``
+    the docks'). Panels call these directly (no ``getattr`` probing), so a test host
+    implements what its panel uses (``FakeHost`` in tests/ui/test_models_panel.py and
+    tests/ui/test_control_panel.py); tests/ui/test_ui_host.py checks the window has all."""
 
     #: The document and its undo stack (signals: structure_changed, pixels_changed,
     #: selection_changed, active_changed, document_replaced, history_changed).

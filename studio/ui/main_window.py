@@ -25,7 +25,6 @@ from PySide6.QtCore import QByteArray, QRectF, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QCloseEvent, QColor, QImage, QUndoCommand
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QWidget
 
-from studio.ui import documents
 from studio.ui.actions import SHORTCUTS, Actions
 from studio.ui.docks import Docks
 from studio.ui.documents import EXTENSION, Documents
@@ -56,7 +55,6 @@ def _import_heavy() -> None:
     from studio.ui.document_model import DocumentModel as _DocumentModel
     from studio.ui.layers_panel import LayersPanel as _LayersPanel
 
-    documents.import_heavy()
     np, qimage_from_array = numpy, _qimage.qimage_from_array
     CanvasView, DocumentModel, LayersPanel = _CanvasView, _DocumentModel, _LayersPanel
 
