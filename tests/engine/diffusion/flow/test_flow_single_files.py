@@ -176,3 +176,73 @@ def test_unknown_file_is_one_model_error(tmp_path, job):
     save_file({"w": torch.zeros(2)}, str(bad))
     with pytest.raises(ModelError, match="mystery.safetensors: not a flow-matching model file"):
         load_flow(job().ctx, str(bad), "cpu", "float32")
+
+
+# -- shipped configs ------------------------------------------------------------------------
+# Published sizes of the transformers: the model cards' parameter counts and the bf16 weight
+# files of the repos (memory.MODEL_NEEDS[...].transformer_gb, from shared/MODELS.md).
+PUBLISHED = {
+    # black-forest-labs/FLUX.1-schnell and FLUX.1-dev cards: "a 12 billion parameter
+    # rectified flow transformer"; transformer/ 23.8 GB in bf16.
+    "flux1-schnell": (12.0e9, 0.015),
+    "flux1-dev": (12.0e9, 0.015),
+    # stabilityai/stable-diffusion-3.5-large card: 8.1 billion parameters; 16.3 GB.
+    "sd35-large": (8.1e9, 0.015),
+    # Qwen/Qwen-Image card: a 20B MMDiT; transformer/ 40.9 GB in bf16.
+    "qwen-image": (20.0e9, 0.03),
+}
+
+
+def _shipped_flow_configs():
+    from studio.core.paths import configs_dir
+    from studio.engine.diffusion.flow_load import flow_families
+
+    out = []
+    for fam in flow_families():
+        for name in fam.configs:
+            if (configs_dir() / name / "transformer" / "config.json").exists():
+                out.append((fam, name))
+    return out
+
+
+def test_every_shipped_flow_config_has_a_published_size():
+    shipped = {name for _, name in _shipped_flow_configs()}
+    assert shipped == set(PUBLISHED)  # a new config folder needs its published size here
+
+
+@pytest.mark.parametrize("fam,name", _shipped_flow_configs(), ids=lambda v: str(v))
+def test_shipped_config_builds_the_published_size_on_meta(fam, name):
+    import json
+
+    import diffusers
+    from accelerate import init_empty_weights
+
+    from studio.core.paths import configs_dir
+    from studio.engine.diffusion.memory import MODEL_NEEDS
+
+    cfg = json.loads((configs_dir() / name / "transformer" / "config.json").read_text())
+    assert cfg["_class_name"] == fam.transformer_class
+    with init_empty_weights():
+        model = getattr(diffusers, fam.transformer_class).from_config(cfg)
+    assert all(p.device.type == "meta" for p in model.parameters())  # no weights allocated
+    n = sum(p.numel() for p in model.parameters())
+    card, tol = PUBLISHED[name]
+    assert abs(n - card) / card < tol, f"{name}: {n:,} parameters vs the card's {card:,.0f}"
+    size_gb = MODEL_NEEDS[name].transformer_gb  # the repo's bf16 files
+    assert abs(n * 2 / 1e9 - size_gb) / size_gb < 0.02, f"{name}: {n * 2 / 1e9:.2f} GB"
+    if fam.name == "flux1":
+        assert cfg["guidance_embeds"] is (name != "flux1-schnell")  # dev: guidance input
+
+
+def test_shipped_config_is_used_when_the_base_has_no_transformer_config(tmp_path):
+    from studio.core.paths import configs_dir
+    from studio.engine.diffusion.flow_files import transformer_config
+
+    base = tmp_path / "base"
+    (base / "vae").mkdir(parents=True)
+    assert transformer_config("flux1-schnell", base) == configs_dir() / "flux1-schnell"
+    (base / "transformer").mkdir()
+    (base / "transformer" / "config.json").write_text("{}")
+    assert transformer_config("flux1-schnell", base) == base  # the local repo's own first
+    with pytest.raises(ModelError, match="No transformer config for qwen-image-edit"):
+        transformer_config("qwen-image-edit", tmp_path / "nothing")
