@@ -246,3 +246,35 @@ def test_shipped_config_is_used_when_the_base_has_no_transformer_config(tmp_path
     assert transformer_config("flux1-schnell", base) == base  # the local repo's own first
     with pytest.raises(ModelError, match="No transformer config for qwen-image-edit"):
         transformer_config("qwen-image-edit", tmp_path / "nothing")
+
+
+def test_full_checkpoint_goes_to_the_pipelines_from_single_file(
+    flow_models, hub, tmp_path, job, monkeypatch
+):
+    """A file that also holds the VAE / text encoders is a full checkpoint: the pipeline's
+    own from_single_file with the local base repo as config= (recorded here; diffusers'
+    conversion of a real all-in-one file is not exercised by the tiny models)."""
+    from safetensors.torch import load_file, save_file
+
+    from studio.engine.diffusion import flow_files
+
+    base = put_in_hf_cache(flow_models.flux1, BASES["flux1"], hub)
+    src = write_transformer_file(flow_models.flux1, tmp_path / "t.safetensors")
+    tensors = {f"model.diffusion_model.{k}": v for k, v in load_file(src).items()}
+    tensors["vae.decoder.conv_in.weight"] = torch.zeros(4, 4, 3, 3)
+    full = tmp_path / "flux1-schnell-aio.safetensors"
+    save_file(tensors, str(full))
+    assert flow_files.is_full_checkpoint(flow_files.probe_flow_file(full))
+    assert not flow_files.is_full_checkpoint(flow_files.probe_flow_file(src))
+    calls = []
+
+    def fake(path, pipeline_class, config, dtype):
+        from diffusers import DiffusionPipeline
+
+        calls.append((path.name, pipeline_class, str(config)))
+        return DiffusionPipeline.from_pretrained(config, torch_dtype=dtype, local_files_only=True)
+
+    monkeypatch.setattr(flow_files, "load_full_checkpoint", fake)
+    entry = load_flow(job().ctx, str(full), "cpu", "float32")
+    assert entry.source == "checkpoint" and entry.family.name == "flux1"
+    assert calls == [(full.name, "FluxPipeline", str(base))]
