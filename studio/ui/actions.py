@@ -4,8 +4,9 @@ drive, the "Paints on" label, the theme, the keyboard-shortcut list and the Abou
 ``Actions`` is one room of the window shell (``main_window.MainWindow``). It owns every
 ``QAction``, the tool bar and the menu bar; an action calls a slot of the room that does the
 work, given to it explicitly: ``documents.Documents`` (files), ``edits.Edits`` (selection,
-mask, layers), ``jobs.Jobs`` (cancel), the ``canvas`` (tools, brush, zoom). The shell docks
-panels into ``view_menu``.
+mask, layers), ``jobs.Jobs`` (cancel), the ``canvas`` (tools, brush, zoom). The docks room
+lists its docks in ``view_menu``. The shell keeps this room as ``window.menus`` (the name
+``actions`` would hide ``QWidget.actions()``).
 """
 
 from __future__ import annotations
