@@ -211,6 +211,13 @@ def control_pipe(ctx, entry, task: str, controls):
 
     fam = entry.family
     cls = getattr(diffusers, fam.pipeline_class(task, controlnet=True))
+    if task == "inpaint" and "mask_image" not in call_params(cls):
+        # SD3 / Qwen-Image: an inpainting ControlNet drives the fill (control_image +
+        # control_mask), not a guide on top of mask-guided denoising
+        raise BadInput(
+            f"{fam.label} inpainting with a ControlNet needs an inpainting ControlNet "
+            "(not wired in Studio yet); inpaint without the ControlNet"
+        )
     if len(controls) > 1 and _diffusers_class(controlnet_class(fam, multi=True)) is None:
         raise BadInput(f"{fam.label} takes one ControlNet at a time in this diffusers version")
     validate_controls(controls)
@@ -244,9 +251,11 @@ def _pil_rgb(image: np.ndarray, size: tuple[int, int]):
 
 
 def call_params(pipe) -> set[str]:
+    """The ``__call__`` argument names of a pipeline (instance or class)."""
     import inspect
 
-    return set(inspect.signature(type(pipe).__call__).parameters)
+    cls = pipe if isinstance(pipe, type) else type(pipe)
+    return set(inspect.signature(cls.__call__).parameters)
 
 
 def control_kwargs(pipe, controls, width: int, height: int) -> dict:

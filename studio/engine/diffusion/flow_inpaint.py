@@ -8,6 +8,7 @@ pixels outside the boxes stay bit-identical to the input."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -45,14 +46,17 @@ def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
     """A GenerateRequest with ``init_image`` and ``mask`` on a flow model: ``count`` images
     (seeds ``seed + k``), each the init image's size, inpainted crop by crop."""
     from studio.core.metadata import request_metadata
+    from studio.engine.diffusion.flow_control import control_kwargs
     from studio.engine.diffusion.flow_generate import (
         SAMPLER,
         _apply_loras,
         _pil,
+        apply_flow_vae,
+        clip_skip_note,
         denoise_flow,
         flow_kwargs,
+        job_pipe,
         steps_for,
-        task_pipe,
     )
     from studio.engine.diffusion.flow_load import load_flow
     from studio.engine.jobs.device import generator_for
@@ -74,21 +78,28 @@ def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
     fam = entry.family
     if not fam.supports("inpaint"):
         raise BadInput(f"{fam.label} models can't inpaint in Studio")
-    pipe = task_pipe(entry, "inpaint")
+    pipe = job_pipe(ctx, entry, "inpaint", request.controls)
     _apply_loras(pipe, entry, request.loras)
+    apply_flow_vae(ctx, pipe, entry, request.vae)
     kw = flow_kwargs(
         fam, pipe, request.prompt, request.negative_prompt, request.steps, request.guidance
     )
     strength = None
-    if "strength" in _call_params(pipe):
+    # FLUX.1 Fill / Kontext: the image is a model input (image_strength False): full schedule
+    if fam.image_strength and "strength" in _call_params(pipe):
         strength = float(request.strength)
         kw["strength"] = strength
     per_region = steps_for(request.steps, strength)
     per_image = per_region * len(boxes)
     total = per_image * request.count
     target = flow_target(fam)
+    h, w = image.shape[:2]
+    fitted = [  # control images of any size: fitted to the image, then cropped per box
+        replace(c, image=masks.resize(np.ascontiguousarray(_rgb(c.image)), (w, h)))
+        for c in request.controls
+    ]
     images, metadata = [], []
-    ctx.progress(0, total)
+    ctx.progress(0, total, clip_skip_note(fam, request.clip_skip))
     t0 = time.perf_counter()
     for k in range(request.count):
         seed = request.seed + k
@@ -98,6 +109,7 @@ def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
             crop_rgb = masks.crop(out[..., :3], box)
             crop_mask = masks.crop(mask, box)
             size = masks.model_size((box[2], box[3]), target=target, multiple=SIDE_MULTIPLE)
+            box_controls = [replace(c, image=masks.crop(c.image, box)) for c in fitted]
             result = denoise_flow(
                 ctx,
                 pipe,
@@ -114,6 +126,7 @@ def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
                 generator=generator_for(seed, pipe.device),
                 **kw,
                 **fam.call_kwargs(pipe, size[0], size[1]),
+                **control_kwargs(pipe, box_controls, size[0], size[1]),
             )[0]
             patch = masks.resize(result, (box[2], box[3]))
             alpha = masks.blend_alpha(crop_mask, feather)
@@ -122,11 +135,18 @@ def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
         meta = request_metadata(request, seed, entry.name, sampler=SAMPLER)
         meta["width"], meta["height"] = image.shape[1], image.shape[0]
         meta.update(family=fam.name, inpaint_method="diffusion", mask_padding=request.mask_padding)
+        meta.pop("clip_skip", None)  # not applied (clip_skip_note)
         metadata.append(meta)
         ctx.progress((k + 1) * per_image, total)
     extra = {"regions": boxes, "method": "diffusion", "family": fam.name}
     extra["seconds"] = time.perf_counter() - t0
     return ctx.finished(images, metadata, extra)
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return np.repeat(image[..., None], 3, axis=2)
+    return image[..., :3]
 
 
 def _call_params(pipe) -> set[str]:

@@ -193,3 +193,38 @@ def test_flux_img2img_with_controlnet(flow_cn):
     )
     assert fin.images[0].shape == (SIZE, SIZE, 3)
     assert [e.step for e in events if isinstance(e, Progress)][-1] == 2  # 4 x 0.5
+
+
+@pytest.mark.parametrize("name", ("flux1", "zimage"))
+def test_crop_inpaint_with_controlnet(flow_cn, monkeypatch, name):
+    """The canvas' inpaint with a guide: the control image is fitted to the image and cropped
+    to each box like the init image; pixels outside the box stay the input's."""
+    from studio.engine.diffusion import flow_inpaint
+
+    monkeypatch.setattr(flow_inpaint, "flow_target", lambda fam: 64)
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)
+    mask = np.zeros((80, 96), np.uint8)
+    mask[30:50, 30:60] = 255
+    runner = Runner(device="cpu", dtype="float32")
+    base, cn = flow_cn.base[name], flow_cn.cn[name]
+    kw = dict(init_image=image, mask=mask, mask_padding=8, strength=1.0, width=96, height=80)
+    with_cn = finished(runner.run(req(base, [ctl(cn)], **kw)))
+    without = finished(runner.run(req(base, **kw)))
+    out = with_cn.images[0]
+    assert out.shape == image.shape
+    x, y, w, h = with_cn.extra["regions"][0]
+    outside = np.ones(mask.shape, bool)
+    outside[y : y + h, x : x + w] = False
+    assert np.array_equal(out[outside], image[outside])
+    assert not np.array_equal(out, without.images[0])  # the guide reached the crop
+
+
+def test_sd3_inpaint_with_a_guide_controlnet_is_refused(flow_cn):
+    image = np.full((SIZE, SIZE, 3), 100, np.uint8)
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    mask[20:40, 20:40] = 255
+    final = Runner(device="cpu", dtype="float32").run(
+        req(flow_cn.base["sd3"], [ctl(flow_cn.cn["sd3"])], init_image=image, mask=mask)
+    )
+    assert isinstance(final, Failed) and "needs an inpainting ControlNet" in final.message
