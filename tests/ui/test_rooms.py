@@ -47,7 +47,9 @@ def _bare_documents(qtbot):
         return answers.pop(0)
 
     docs = Documents(window, host, ask=ask, autosave=False)
-    return SimpleNamespace(window=window, model=model, host=host, docs=docs, asked=asked, answers=answers)  # fmt: skip
+    return SimpleNamespace(
+        window=window, model=model, host=host, docs=docs, asked=asked, answers=answers
+    )
 
 
 def test_documents_room_opens_saves_and_autosaves_on_its_own(qtbot, studio_home, photos, tmp_path):
