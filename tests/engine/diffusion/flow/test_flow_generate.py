@@ -137,3 +137,66 @@ def test_kontext_edit_takes_the_image_without_strength(flow_models, job, tmp_pat
     assert j.steps[-1] == 3  # no strength cut
     with pytest.raises(BadInput, match="FLUX.1 Kontext models can't do txt2img"):
         run_flow_generate(job().ctx, request(kontext))
+
+
+def test_clip_skip_is_ignored_and_said_so(flow_models, job):
+    """Clip skip picks an earlier CLIP layer; the flow families are conditioned by T5/LLM
+    states, and the UI sends its clip-skip setting with every request: the job runs, says it
+    ignored it, and the metadata does not claim it."""
+    j = job()
+    fin = run_flow_generate(j.ctx, request(flow_models.sd3, clip_skip=2))
+    plain = run_flow_generate(job().ctx, request(flow_models.sd3))
+    assert np.array_equal(fin.images[0], plain.images[0])
+    notes = [e.message for e in j.events if isinstance(e, j.Progress) and e.message]
+    assert notes == ["Clip skip 2 ignored: SD 3.5 models are not conditioned by CLIP layers"]
+    assert "clip_skip" not in fin.metadata[0]
+
+
+def _external_vae(src, out, seed):
+    import torch
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(src / "vae")
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in vae.decoder.parameters():
+            p.add_(torch.randn_like(p) * 0.2)
+    vae.save_pretrained(out)
+    return vae
+
+
+def test_external_vae_on_a_flow_family_is_used_for_that_job_only(
+    flow_models, job, tmp_path, monkeypatch
+):
+    from studio.core.errors import ModelError
+
+    ext = tmp_path / "flux-vae"
+    vae = _external_vae(flow_models.flux1, ext, 5)
+    own = run_flow_generate(job().ctx, request(flow_models.flux1)).images[0]
+    other = run_flow_generate(job().ctx, request(flow_models.flux1, vae=str(ext))).images[0]
+    assert other.shape == own.shape and not np.array_equal(own, other)
+    again = run_flow_generate(job().ctx, request(flow_models.flux1)).images[0]
+    assert np.array_equal(again, own)  # the model's own VAE is back
+    with pytest.raises(BadInput, match="use their own AutoencoderKLQwenImage"):
+        run_flow_generate(job().ctx, request(flow_models.qwen, vae=str(ext)))
+    from safetensors.torch import save_file
+
+    single = tmp_path / "ae.safetensors"
+    save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, str(single))
+    import shutil
+
+    from studio.engine.diffusion import loader
+
+    configs = tmp_path / "configs"
+    monkeypatch.setattr(loader, "CONFIGS", configs)  # no FLUX.1 VAE config shipped
+    with pytest.raises(ModelError, match="single file can't be loaded offline yet"):
+        run_flow_generate(job().ctx, request(flow_models.flux1, vae=str(single)))
+    (configs / "flux1-schnell").mkdir(parents=True)  # the family's shipped VAE config
+    shutil.copytree(flow_models.flux1 / "vae", configs / "flux1-schnell" / "vae")
+    from_file = run_flow_generate(job().ctx, request(flow_models.flux1, vae=str(single)))
+    assert np.array_equal(from_file.images[0], other)  # the same weights as the folder
+
+
+def test_an_sd_vae_on_flux_is_one_clear_refusal(flow_models, tiny_models, job):
+    with pytest.raises(BadInput, match="has 4 latent channels; FLUX.1 models need 16"):
+        run_flow_generate(job().ctx, request(flow_models.flux1, vae=str(tiny_models.sd)))
