@@ -42,6 +42,7 @@ _LABELS = {
     "model": "Model",
     "denoising_strength": "Denoising strength",
     "clip_skip": "Clip skip",
+    "ti_hashes": "TI hashes",  # textual inversions: "name: sha256[:12], ..."
 }
 _INT_KEYS = {"steps", "seed", "clip_skip", "width", "height", "hires_steps", "batch_size"}
 _FLOAT_KEYS = {"cfg_scale", "denoising_strength", "hires_upscale", "mask_blur"}

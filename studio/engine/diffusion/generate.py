@@ -40,6 +40,7 @@ from studio.engine.diffusion.sampling import (  # noqa: F401
     validate_request,
 )
 from studio.engine.diffusion.schedulers import ran_label, seed_noise
+from studio.engine.diffusion.textual_inversion import ti_metadata
 from studio.engine.jobs.device import generator_for, is_oom
 from studio.engine.jobs.requests import GenerateRequest
 
@@ -52,7 +53,7 @@ def with_placement(meta: dict, pipe) -> dict:
     placement = getattr(pipe, "studio_placement", None)
     if placement:
         meta["offload"] = placement
-    return meta
+    return ti_metadata(meta, pipe)  # the textual inversions the prompt used
 
 
 def run_generate(ctx, request: GenerateRequest):
@@ -92,7 +93,14 @@ def run_generate(ctx, request: GenerateRequest):
     )
     size = (request.width, request.height)
     kwargs: dict = dict(
-        **prompt_kwargs(pipe, family_of(pipe), prompt, request.negative_prompt, request.clip_skip),
+        **prompt_kwargs(
+            pipe,
+            family_of(pipe),
+            prompt,
+            request.negative_prompt,
+            request.clip_skip,
+            notify=lambda msg: ctx.progress(ctx.step, ctx.total, msg),
+        ),
         num_inference_steps=request.steps,
         guidance_scale=request.guidance,
     )

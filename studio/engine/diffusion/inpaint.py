@@ -313,7 +313,12 @@ def _load_inpaint_pipe(ctx, request, prompt: str, loras, controlnets: tuple = ()
     )
     kwargs = dict(
         **prompt_kwargs(
-            pipe, recognise_pipe(pipe), prompt, request.negative_prompt, request.clip_skip
+            pipe,
+            recognise_pipe(pipe),
+            prompt,
+            request.negative_prompt,
+            request.clip_skip,
+            notify=lambda msg: ctx.progress(ctx.step, ctx.total, msg),
         ),
         num_inference_steps=request.steps,
         guidance_scale=request.guidance,
@@ -363,6 +368,9 @@ def _diffusion_job(ctx, request: InpaintRequest, image: np.ndarray, mask: np.nda
         sampler=sampler,
         model_hash=(pipe.studio_model.sha256 or "")[:10] or None,
     )
+    from studio.engine.diffusion.textual_inversion import ti_metadata
+
+    ti_metadata(meta, pipe)
     return ctx.finished([out], [meta], {"regions": boxes, "method": "diffusion"})
 
 
@@ -461,4 +469,6 @@ def _generate_metadata(request: GenerateRequest, seed: int, pipe, sampler: str) 
     # The output has the init image's size, not the request's width/height.
     meta["width"], meta["height"] = request.init_image.shape[1], request.init_image.shape[0]
     meta.update(inpaint_method="diffusion", mask_padding=request.mask_padding)
-    return meta
+    from studio.engine.diffusion.textual_inversion import ti_metadata
+
+    return ti_metadata(meta, pipe)

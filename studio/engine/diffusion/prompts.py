@@ -20,10 +20,18 @@ Following A1111 ``modules/sd_hijack_clip.py`` (``FrozenCLIPEmbedderWithCustomWor
 
 With no weights and one chunk this is exactly diffusers' own encoding, so ``(word:1.0)`` and
 ``word`` give identical pixels (tested).
+
+Textual-inversion embeddings the prompt names (``easynegative``, ``(easynegative:1.2)``,
+``<name>``) are loaded for the encoding and unloaded after it
+(:mod:`studio.engine.diffusion.textual_inversion`): before the parse each trigger word becomes
+a private added token, and in step 1 that token stands for all ``n`` of the embedding's
+vectors, which carry the piece's multiplier and never straddle two chunks (A1111's
+``PromptChunkFix``: an embedding that doesn't fit starts a new chunk).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,9 +58,13 @@ def _ids(tokenizer) -> tuple[int, int, int, int | None]:
     return bos, eos, pad, vocab.get(",</w>")
 
 
-def tokenize_chunks(tokenizer, text: str) -> list[Chunk]:
+def tokenize_chunks(
+    tokenizer, text: str, embeddings: dict[int, list[int]] | None = None
+) -> list[Chunk]:
     """A1111's ``tokenize_line``: the prompt as chunks of 75 (token, multiplier) pairs, each
-    framed to 77 with BOS/EOS and padded (see the module docstring)."""
+    framed to 77 with BOS/EOS and padded (see the module docstring). ``embeddings``: {token id
+    of a loaded textual inversion: the ids of all its vectors}."""
+    embeddings = embeddings or {}
     bos, eos, pad, comma = _ids(tokenizer)
     pieces = parse_attention(text)
     tokenized = tokenizer([p[0] for p in pieces], truncation=False, add_special_tokens=False)[
@@ -95,6 +107,13 @@ def tokenize_chunks(tokenizer, text: str) -> list[Chunk]:
                 chunk.tokens, chunk.multipliers = moved_t, moved_m
             if len(chunk.tokens) == CHUNK:
                 next_chunk()
+            vectors = embeddings.get(token)
+            if vectors is not None:
+                if len(chunk.tokens) + len(vectors) > CHUNK:
+                    next_chunk()
+                chunk.tokens += vectors
+                chunk.multipliers += [weight] * len(vectors)
+                continue
             chunk.tokens.append(token)
             chunk.multipliers.append(weight)
     if chunk.tokens or not chunks:
@@ -114,7 +133,9 @@ def emphasis(z: torch.Tensor, multipliers: torch.Tensor) -> torch.Tensor:
     zf = z.float()
     original_mean = zf.mean()
     zf = zf * multipliers.to(zf.device, zf.dtype).reshape(1, -1, 1)
-    zf = zf * (original_mean / zf.mean())
+    new_mean = zf.mean()
+    if new_mean != 0:  # 0/0 would be NaN (a final layer norm without bias can give mean 0)
+        zf = zf * (original_mean / new_mean)
     return zf.to(z.dtype)
 
 
@@ -146,11 +167,22 @@ def _tokenizer_for(pipe, encoder_name: str):
 
 
 def prompt_kwargs(
-    pipe, family: Family, prompt: str, negative: str | None, clip_skip: int = 1
+    pipe,
+    family: Family,
+    prompt: str,
+    negative: str | None,
+    clip_skip: int = 1,
+    notify: Callable[[str], None] | None = None,
 ) -> dict:
     """The pipeline keyword arguments for ``prompt``/``negative`` (see the module docstring):
     ``prompt_embeds`` and ``negative_prompt_embeds`` (plus the pooled pair for families with
-    ``pooled_from``), or the raw strings for families without ``prompt_weighting``."""
+    ``pooled_from``), or the raw strings for families without ``prompt_weighting``.
+    Textual-inversion embeddings named in either text are applied; ``notify`` gets a note for
+    each one skipped, and ``pipe.studio_ti_hashes`` is set to A1111's ``TI hashes`` value of
+    those applied (None when none)."""
+    from studio.engine.diffusion.textual_inversion import textual_inversions
+
+    pipe.studio_ti_hashes = None
     if not family.prompt_weighting:
         return {"prompt": prompt, "negative_prompt": negative or None}
     encoders = [(n, getattr(pipe, n, None)) for n in family.text_encoders]
@@ -159,13 +191,21 @@ def prompt_kwargs(
         return {"prompt": prompt, "negative_prompt": negative or None}
     zero_negative = not negative and bool(pipe.config.get("force_zeros_for_empty_prompt", False))
     texts = [prompt, negative or ""]
+    with textual_inversions(pipe, family, encoders, texts, notify) as ti:
+        out = _encode(pipe, family, encoders, texts, clip_skip, zero_negative, ti)
+    pipe.studio_ti_hashes = ti.ti_hashes()
+    return out
+
+
+def _encode(pipe, family: Family, encoders, texts, clip_skip, zero_negative, ti) -> dict:
     per_text: list[list[list[Chunk]]] = [[], []]  # text -> encoder -> chunks
     for name, _enc in encoders:
         tok = _tokenizer_for(pipe, name)
         for i, text in enumerate(texts):
-            per_text[i].append(tokenize_chunks(tok, text))
+            per_text[i].append(tokenize_chunks(tok, ti.spell(text, name), ti.expansions(name)))
     n_chunks = max(len(c) for text in per_text for c in text)
-    device = encoders[0][1].device
+    # Where the encoders run: under sequential offload their weights sit on the meta device.
+    device = getattr(pipe, "_execution_device", None) or encoders[0][1].device
     embeds, pooled = [], []
     with torch.inference_mode():
         for i in range(2):

@@ -18,7 +18,9 @@ the restricted unpickler: nothing in the file runs, no tensor data is read).
 
 A1111 semantics for prompts: the file stem is the trigger word; an embedding applies wherever
 its name appears in the prompt as a word (case-insensitive, as A1111 matches CLIP's lowercased
-tokens). :func:`embeddings_in_prompt` returns those files. Torch-free.
+tokens), also written ``<name>`` as diffusers' concept tokens are. :func:`embeddings_in_prompt`
+returns those files. Applying them to a pipeline's text encoders is
+:mod:`studio.engine.diffusion.textual_inversion`. Torch-free at import.
 """
 
 from __future__ import annotations
@@ -34,12 +36,14 @@ from studio.engine.models.identify import classify_embedding, describe_embedding
 __all__ = [
     "EMBEDDING_SUFFIXES",
     "Embedding",
+    "all_embeddings",
     "classify_embedding",
     "embedding_vectors",
     "embeddings_in_prompt",
     "list_embeddings",
     "read_embedding",
     "spell_triggers",
+    "trigger_pattern",
 ]
 
 
@@ -82,31 +86,44 @@ def read_embedding(path: str | Path) -> Embedding:
     return Embedding(path, path.stem, base, vectors, layout)
 
 
-def list_embeddings(base: str | None = None) -> list[Embedding]:
-    """Embeddings Studio knows (imported, then dropped into every root's ``embeddings``
-    folders), one per trigger word (the first found wins, as for LoRAs); with ``base``, only
-    those for that family. Unreadable files and files that are not embeddings are skipped.
-    Read from disk on every call."""
+def all_embeddings() -> list[Embedding]:
+    """Every embedding file Studio knows (imported, then dropped into every root's
+    ``embeddings`` folders), in that order, including several with the same trigger word (the
+    diffusion engine picks the first that fits the model, as A1111 keeps only the embeddings
+    that fit the loaded checkpoint). Unreadable files and files that are not embeddings are
+    skipped. Read from disk on every call."""
     from studio.core.errors import StudioError
     from studio.engine.models.scan import local_models
 
-    out: dict[str, Embedding] = {}
+    out: list[Embedding] = []
     for m in local_models("embedding"):
-        if not m.path.is_file() or m.name.lower() in out:
+        if not m.path.is_file():
             continue
         try:
-            emb = read_embedding(m.path)
+            out.append(read_embedding(m.path))
         except StudioError:
+            continue
+    return out
+
+
+def list_embeddings(base: str | None = None) -> list[Embedding]:
+    """Embeddings Studio knows (:func:`all_embeddings`), one per trigger word (the first found
+    wins, as for LoRAs); with ``base``, only those for that family."""
+    out: dict[str, Embedding] = {}
+    for emb in all_embeddings():
+        if emb.token.lower() in out:
             continue
         if base is None or emb.base == base:
             out[emb.token.lower()] = emb
     return list(out.values())
 
 
-def _trigger_pattern(token: str) -> re.Pattern[str]:
-    # A word: not glued to letters, digits, "_" or "-" on either side ("(name:1.2)", "name,"
-    # and "name." match; "names" and "my-name" do not).
-    return re.compile(rf"(?<![\w-]){re.escape(token)}(?![\w-])", re.IGNORECASE)
+def trigger_pattern(token: str) -> re.Pattern[str]:
+    """Where ``token`` (a trigger word) stands in a prompt: as a word, not glued to letters,
+    digits, "_" or "-" on either side ("(name:1.2)", "name," and "name." match; "names" and
+    "my-name" do not), or as ``<name>`` (the brackets are part of the match). Any case."""
+    t = re.escape(token)
+    return re.compile(rf"<{t}>|(?<![\w-]){t}(?![\w-])", re.IGNORECASE)
 
 
 def embeddings_in_prompt(
@@ -122,7 +139,7 @@ def embeddings_in_prompt(
     for emb in pool:
         if base is not None and emb.base != base:
             continue
-        m = _trigger_pattern(emb.token).search(prompt)
+        m = trigger_pattern(emb.token).search(prompt)
         if m is not None:
             hits.append((m.start(), emb))
     return [e for _, e in sorted(hits, key=lambda h: h[0])]
@@ -133,7 +150,7 @@ def spell_triggers(prompt: str, embeddings: list[Embedding]) -> str:
     written as its :attr:`Embedding.prompt_token`, the token it was loaded under
     (``EasyNegative``/``easynegative`` -> ``easynegative``; ``bad hands`` -> ``bad_hands``)."""
     for emb in embeddings:
-        prompt = _trigger_pattern(emb.token).sub(lambda _m, t=emb.prompt_token: t, prompt)
+        prompt = trigger_pattern(emb.token).sub(lambda _m, t=emb.prompt_token: t, prompt)
     return prompt
 
 
