@@ -321,3 +321,25 @@ def test_a_job_applies_it_and_records_ti_hashes(tiny_models, emb_dir):
     assert not np.array_equal(again.images[0], final.images[0])
     fresh = Runner().run(_request(tiny_models, negative_prompt="(easyneg:1.2), wrongbase"))
     assert np.array_equal(again.images[0], fresh.images[0])
+
+
+def test_inpainting_applies_it_and_records_ti_hashes(tiny_models, emb_dir):
+    from studio.engine.jobs.requests import InpaintRequest
+
+    path = emb_dir / "easyneg.pt"
+    a1111_pt(path, vectors=2)
+    short = f"easyneg: {hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+    img = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[20:40, 20:40] = 255
+    runner = Runner()
+    common = dict(model=str(tiny_models.sd_inpaint), prompt="a cat", steps=2, seed=1)
+    common.update(preview="off", negative_prompt="easyneg")
+    requests = (
+        InpaintRequest(image=img, mask=mask, method="diffusion", padding=8, **common),
+        GenerateRequest(init_image=img, mask=mask, width=64, height=64, **common),
+    )
+    for request in requests:
+        final = runner.run(request)
+        assert isinstance(final, Finished), getattr(final, "detail", final)
+        assert final.metadata[0]["ti_hashes"] == short

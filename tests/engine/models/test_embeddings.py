@@ -183,3 +183,20 @@ def test_vectors_load_into_a_pipeline_with_diffusers_load_textual_inversion(tiny
     assert all(i in ids for i in new)
     table = pipe.text_encoder.get_input_embeddings().weight
     assert torch.equal(table[new[0]], torch.load(a)["string_to_param"]["*"][0].detach())
+
+
+def test_angle_bracket_triggers_and_every_file_of_a_name(roots):
+    """``<name>`` (diffusers' concept-token spelling) names the embedding too, brackets and
+    all; all_embeddings keeps every file of a name (the engine picks the one that fits the
+    model), list_embeddings one per name."""
+    from studio.engine.models.embeddings import all_embeddings, trigger_pattern
+
+    toy = emb_params(roots.portable / "embeddings" / "cat-toy.safetensors")
+    twin = sdxl_st(roots.portable / "embeddings" / "xl" / "cat-toy.safetensors")
+    [hit] = embeddings_in_prompt("a <cat-toy> backpack", "sd1")
+    assert hit.path == toy
+    assert spell_triggers("a <Cat-Toy> backpack, cat-toy", [hit]) == "a cat-toy backpack, cat-toy"
+    assert trigger_pattern("cat-toy").search("<cat-toys>") is None
+    assert sorted(e.path for e in all_embeddings()) == sorted([toy, twin])
+    assert len(list_embeddings()) == 1  # one per trigger word
+    assert [e.path for e in list_embeddings("sdxl")] == [twin]
