@@ -86,6 +86,7 @@ class MainWindow(QMainWindow):
     import_images = _delegate("documents", "import_images")
     export = _delegate("documents", "export")
     on_files_dropped = _delegate("documents", "on_files_dropped")
+    open_project = _delegate("documents", "open_project")
     offer_recovery = _delegate("documents", "offer_recovery")
     windows = _delegate("documents", "windows")
     invert_mask = _delegate("edits", "invert_mask")
