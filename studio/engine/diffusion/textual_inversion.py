@@ -296,6 +296,7 @@ def textual_inversions(
         n: (int(e.get_input_embeddings().weight.shape[0]), len(t))
         for (n, e), t in zip(encoders, tokenizers, strict=True)
     }
+    legacy = _true_eos(encoders, tokenizers)
     try:
         with _rows_editable(encoders):
             for k, (emb, parts) in enumerate(chosen):
@@ -324,7 +325,28 @@ def textual_inversions(
                 session._spell.append((trigger_pattern(emb.token), tokens))
         yield session
     finally:
+        for module, eos in legacy:
+            module.eos_token_id = eos
         _unload(encoders, tokenizers, sizes)
+
+
+def _true_eos(encoders, tokenizers) -> list[tuple[object, int]]:
+    """Point CLIP's pooled output at the real end-of-text token while embeddings are loaded;
+    returns what to restore. The shipped SD/SDXL text encoder configs say ``eos_token_id: 2``
+    (from before transformers PR #24773), and then transformers pools at the largest token id,
+    which an added token outranks: SDXL's pooled embedding would be read at the embedding's
+    position instead of the end of text. With the real id it is read at the first end-of-text
+    token, the position the largest id had before any token was added (A1111 pools there
+    too), so prompts without embeddings are unaffected."""
+    changed = []
+    for (_name, enc), tok in zip(encoders, tokenizers, strict=True):
+        eos = tok.eos_token_id
+        for module in enc.modules():
+            old = getattr(module, "eos_token_id", None)
+            if old == 2 and eos is not None and eos != 2:
+                changed.append((module, old))
+                module.eos_token_id = eos
+    return changed
 
 
 def ti_metadata(meta: dict, pipe) -> dict:

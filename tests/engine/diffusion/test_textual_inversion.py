@@ -221,6 +221,25 @@ def test_sdxl_embedding_loads_clip_l_and_clip_g_into_the_two_encoders(xl, fresh_
     assert _same(_kw(xl, "a cat", "blurry"), _kw(fresh_xl, "a cat", "blurry"))
 
 
+def test_sdxl_pooled_embedding_is_read_at_the_end_of_text_with_legacy_configs(
+    tiny_models, xl, emb_dir
+):
+    """Real SD/SDXL text encoder configs say ``eos_token_id: 2``; transformers then pools at the
+    largest token id, which an added token outranks. Failed before: the pooled embedding was
+    read at the embedding's position."""
+    sdxl_st(emb_dir / "xlstyle.safetensors")
+    legacy = _load(tiny_models.sdxl)
+    flags = [m for e in (legacy.text_encoder, legacy.text_encoder_2) for m in e.modules()]
+    flags = [m for m in flags if hasattr(m, "eos_token_id")]
+    assert flags
+    for m in flags:
+        m.eos_token_id = 2
+    assert _same(_kw(legacy, "a cat"), _kw(xl, "a cat"))  # same pooling without added tokens
+    ours = _kw(legacy, "a xlstyle cat")["pooled_prompt_embeds"]
+    assert torch.allclose(ours, _kw(xl, "a xlstyle cat")["pooled_prompt_embeds"], atol=1e-6)
+    assert all(m.eos_token_id == 2 for m in flags)  # put back after the encoding
+
+
 def test_mismatched_embeddings_are_skipped_with_a_note(sd, xl, emb_dir):
     a1111_pt(emb_dir / "wide.pt", width=48)  # not the SD text encoder's 32
     sdxl_st(emb_dir / "xlonly.safetensors")  # two parts: not for SD 1.x
