@@ -155,6 +155,7 @@ def flow_plan(
     offload: str | None = None,
     hint: str | None = None,
     gguf: str | None = None,
+    label: str | None = None,
 ):
     """The memory plan (``memory.plan_memory``) for a flow family on ``device`` from the
     planner's row for the family (``hint``: a single file's config name picks its row), or
@@ -163,13 +164,14 @@ def flow_plan(
     ``STUDIO_OFFLOAD`` forces an offload mode too. ``gguf``: the format of a GGUF file (its
     weights are that, whatever else). On the CPU a forced plan is made against the free RAM
     (fp8 layerwise casting applies there; offloading means nothing: a note says so).
-    ``free_gib`` overrides the measurement (tests). Bad overrides: BadInput."""
+    ``free_gib`` overrides the measurement (tests); ``label`` names the model in messages.
+    Bad overrides: BadInput."""
     import os
 
     from studio.engine.diffusion.memory import plan_memory
     from studio.engine.diffusion.placement import free_memory_gib
 
-    _check_overrides(family, quant, offload, gguf, hint or family.label)
+    _check_overrides(family, quant, offload, gguf, label or hint or family.label)
     device = torch.device(device)
     offload = offload or os.environ.get("STUDIO_OFFLOAD", "").strip().lower() or None
     weights = gguf or quant
@@ -374,7 +376,9 @@ def _load_flow_file(ctx, path: Path, choice, quant: str | None, offload: str | N
         gguf = None  # an unquantized GGUF: planned as bf16, any load-time format refused
         if quant not in (None, "bf16"):
             raise BadInput(f"{path.name} is an unquantized GGUF file: drop the quant setting")
-    plan = flow_plan(fam, choice.device, quant=quant, offload=offload, hint=config, gguf=gguf)
+    plan = flow_plan(
+        fam, choice.device, quant=quant, offload=offload, hint=config, gguf=gguf, label=path.name
+    )
     if plan is not None and plan.weights == "nf4":
         _nf4_ready(choice.device)
     st = path.stat()

@@ -99,7 +99,7 @@ def test_gguf_q8_0_file(flow_models, hub, tmp_path, job):
     # Q8_0 keeps ~8 bits per weight: close to the float image, not identical.
     diff = np.abs(ref.astype(int) - quant.astype(int))
     assert 0 < diff.mean() < 8 and quant.std() > 0
-    with pytest.raises(BadInput, match="Q8_0 GGUF file"):
+    with pytest.raises(BadInput, match="flux1-schnell-Q8_0.gguf is a Q8_0 GGUF file"):
         load_flow(job().ctx, str(path), "cpu", "float32", quant="fp8")
 
 
