@@ -259,6 +259,12 @@ def test_mismatched_embeddings_are_skipped_with_a_note(sd, xl, emb_dir):
         assert out.keys() >= {"prompt_embeds"}
     _kw(sd, "wide", notes=(notes := []))
     assert "48-wide" in notes[0] and "take 32" in notes[0]
+    cut = emb_dir / "cut.safetensors"  # a whole header, cut-off data: found, then unreadable
+    emb_params(cut, vectors=4)
+    cut.write_bytes(cut.read_bytes()[:-64])
+    _kw(sd, "a cut cat", notes=(notes := []))
+    assert notes[0].startswith("Embedding cut skipped") and "cannot be read" in notes[0]
+    assert sd.studio_ti_hashes is None
     # skipped means plain text: the same embeds as with no such file at all
     for name in ("wide.pt", "xlonly.safetensors"):
         (emb_dir / name).unlink()
