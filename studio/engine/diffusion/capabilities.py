@@ -50,16 +50,21 @@ def _has_lora(fam: Family) -> bool:
 
 
 def _config_label(name: str) -> str:
-    """The config name, starred when its folder is not shipped in models/configs yet."""
+    """The config name, starred when its folder is not shipped in models/configs yet (a
+    pipeline's model_index.json, or a flow transformer's config: what a transformer-only file
+    needs besides its base model's download)."""
     from studio.core.paths import configs_dir
 
-    return name if (configs_dir() / name / "model_index.json").exists() else name + "*"
+    folder = configs_dir() / name
+    shipped = (folder / "model_index.json").exists() or (
+        folder / "transformer" / "config.json"
+    ).exists()
+    return name if shipped else name + "*"
 
 
 # What Studio's job path does not run yet for flow-matching families, although diffusers has
-# the pieces: ControlNet pipelines, and single-file / GGUF checkpoints (flow_files loads them
-# in tests, load_flow refuses files). The table says "not yet" rather than promise them.
-NOT_YET_FOR_FLOW = ("ControlNet", "single files", "GGUF")
+# the pieces. The table says "not yet" rather than promise them.
+NOT_YET_FOR_FLOW = ("ControlNet",)
 
 
 def capability_row(fam: Family) -> dict[str, str]:

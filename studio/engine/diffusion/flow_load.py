@@ -156,6 +156,7 @@ def flow_plan(
     hint: str | None = None,
     gguf: str | None = None,
     label: str | None = None,
+    folder=None,
 ):
     """The memory plan (``memory.plan_memory``) for a flow family on ``device`` from the
     planner's row for the family (``hint``: a single file's config name picks its row), or
@@ -164,8 +165,10 @@ def flow_plan(
     ``STUDIO_OFFLOAD`` forces an offload mode too. ``gguf``: the format of a GGUF file (its
     weights are that, whatever else). On the CPU a forced plan is made against the free RAM
     (fp8 layerwise casting applies there; offloading means nothing: a note says so).
-    ``free_gib`` overrides the measurement (tests); ``label`` names the model in messages.
-    Bad overrides: BadInput."""
+    ``free_gib`` overrides the measurement (tests); ``label`` names the model in messages;
+    ``folder``: a diffusers folder whose real component sizes replace the row's (the same
+    :func:`memory_models.needs_for` the UI's plan line and ``studio plan`` use, so what they
+    show is what loads). Bad overrides: BadInput."""
     import os
 
     from studio.engine.diffusion.memory import plan_memory
@@ -187,7 +190,9 @@ def flow_plan(
                 if not forced:
                     return None
                 free_gib = 0.0  # unknown: the forced plan is shown as not fitting
-    row = _row(family, hint)
+    from studio.engine.diffusion.memory_models import needs_for
+
+    row = needs_for(family.name, hint, folder) or _row(family, hint)
     if row is None:
         return None
     formats = (weights, "bf16") if weights else _auto_formats()  # bf16: the text encoders
@@ -338,8 +343,9 @@ def load_flow(
     fam = recognise_flow(folder_info(resolved.path))
     if fam is None:
         raise ModelError(f"{resolved.name}: not a flow-matching model Studio knows")
-    hint = resolved.name if resolved.name in fam.single_file_configs else None
-    plan = flow_plan(fam, choice.device, quant=quant, offload=offload, hint=hint)
+    plan = flow_plan(
+        fam, choice.device, quant=quant, offload=offload, hint=resolved.name, folder=resolved.path
+    )
     if plan is not None and plan.weights == "nf4":
         _nf4_ready(choice.device)
 

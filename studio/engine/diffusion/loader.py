@@ -84,9 +84,10 @@ def resolve_model(ref: str) -> ResolvedModel:
             if not any((path / n).exists() for n in ("model_index.json", "config.json")):
                 raise ModelError(f"{path}: not a diffusers model folder (no model_index.json)")
             return ResolvedModel(ref, "folder", path.resolve(), path.resolve().name)
-        if path.suffix.lower() in (".safetensors", ".ckpt", ".pt", ".pth", ".bin"):
+        # .sft (BFL's name for safetensors) and .gguf: flow-family transformer files
+        if path.suffix.lower() in (".safetensors", ".sft", ".gguf", ".ckpt", ".pt", ".pth", ".bin"):
             return ResolvedModel(ref, "file", path.resolve(), path.stem)
-        raise ModelError(f"{path.name}: not a model file (expected .safetensors)")
+        raise ModelError(f"{path.name}: not a model file (expected .safetensors or .gguf)")
     from studio.engine.models.resolver import REPO_RE, resolve
 
     local = resolve(ref, DIFFUSION_KINDS)  # BadInput / ModelError ("not installed: ...")

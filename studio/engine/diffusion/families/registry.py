@@ -136,8 +136,13 @@ def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 
 def probe_file(path: Path | str) -> TensorProbe:
     """A TensorProbe of a .safetensors (header only; tensors read on demand) or a .ckpt/.pt
-    (torch's weights_only loader, never pickled code). ModelError when unreadable."""
+    (torch's weights_only loader, never pickled code), a ``.gguf`` / ``.sft`` flow-family
+    transformer (``flow_files.probe_flow_file``). ModelError when unreadable."""
     path = Path(path)
+    if path.suffix.lower() in (".gguf", ".sft"):
+        from studio.engine.diffusion.flow_files import probe_flow_file
+
+        return probe_flow_file(path)
     sidecar = ""
     yaml = path.with_suffix(".yaml")
     if yaml.is_file():

@@ -103,6 +103,21 @@ def test_gguf_q8_0_file(flow_models, hub, tmp_path, job):
         load_flow(job().ctx, str(path), "cpu", "float32", quant="fp8")
 
 
+@pytest.mark.parametrize("suffix", [".gguf", ".sft"])
+def test_gguf_and_sft_files_through_the_runner(flow_models, hub, tmp_path, suffix):
+    """What the CLI and the canvas send: a GenerateRequest naming the file. The Runner's
+    family dispatch probes .gguf / .sft files too (not only .safetensors)."""
+    put_in_hf_cache(flow_models.flux1, BASES["flux1"], hub)
+    if suffix == ".gguf":
+        pytest.importorskip("gguf")
+        path = write_gguf_transformer(flow_models.flux1, tmp_path / "flux1-schnell-Q8_0.gguf")
+    else:
+        path = write_transformer_file(flow_models.flux1, tmp_path / "flux1-schnell.sft")
+    final = _run(Runner(device="cpu", dtype="float32"), _req(path))
+    assert final.metadata[0]["family"] == "flux1"
+    assert final.images[0].shape == (64, 64, 3) and final.images[0].std() > 0
+
+
 def test_missing_base_is_one_clear_error_and_the_runner_goes_on(flow_models, hub, tmp_path):
     path = write_transformer_file(flow_models.flux1, tmp_path / "flux1-schnell.safetensors")
     runner = Runner(device="cpu", dtype="float32")
