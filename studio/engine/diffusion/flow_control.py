@@ -139,6 +139,18 @@ def check_fit(ref: str, family: Family, model_name: str) -> tuple[str, Path]:
     return cls, path
 
 
+def single_file_loadable(cls_name: str) -> bool:
+    """Whether diffusers' single-file loader can convert this class (its
+    ``SINGLE_FILE_LOADABLE_CLASSES``; every model class has ``from_single_file`` through the
+    mixin, but only these convert: Z-Image's ControlNet does, FLUX.1's / SD3's / Qwen's do not
+    in diffusers 0.42)."""
+    try:
+        from diffusers.loaders.single_file_model import SINGLE_FILE_LOADABLE_CLASSES
+    except ImportError:  # pragma: no cover - another diffusers layout
+        return False
+    return cls_name in SINGLE_FILE_LOADABLE_CLASSES
+
+
 def load_controlnet_module(cls_name: str, path: Path, family: Family, dtype):
     """The ControlNet weights, offline: a diffusers folder, or a single file where diffusers
     can read that class from one (``from_single_file``) and Studio ships the config
@@ -152,7 +164,7 @@ def load_controlnet_module(cls_name: str, path: Path, family: Family, dtype):
     try:
         if path.is_file():
             config = CONFIGS / family.controlnet_config if family.controlnet_config else None
-            if not hasattr(cls, "from_single_file") or config is None or not config.exists():
+            if not single_file_loadable(cls_name) or config is None or not config.exists():
                 raise ModelError(
                     f"{path.name}: a {family.label} ControlNet single file can't be loaded "
                     "offline; use its diffusers folder (config.json + weights)"

@@ -5,9 +5,10 @@ one of them, and :func:`denoise_flow`, the loop with progress, x0 previews and c
 The same contract as ``generate.denoise``: the step callback checks the cancel token first and
 raises from inside the loop (no further step, no VAE decode); previews show
 x0_hat = x_t - sigma_t v (``flow.FlowTap``; Lipman et al. 2023, Esser et al. 2024) inside the
-job's region; image k of a batch uses seed + k with its own generator. Distilled models get
-their own settings from the caller (the catalog's ``recommended``): the pipelines' defaults are
-wrong for them. Families come from the descriptors in ``families/{flux,flux2,zimage,sd3,qwen}``.
+job's region; image k of a batch uses seed + k with its own generator. ControlNets
+(``flow_control``), an external VAE (:func:`apply_flow_vae`) and LoRAs apply per job.
+Distilled models get their own settings from the caller (the catalog's ``recommended``): the
+pipelines' defaults are wrong for them. Families come from the descriptors in ``families/{flux,flux2,zimage,sd3,qwen}``.
 """
 
 from __future__ import annotations
@@ -251,11 +252,16 @@ def _pil(image: np.ndarray, size: tuple[int, int], mode: str = "RGB"):
 def run_flow_generate(ctx, request):
     """Job handler for a GenerateRequest on a flow model: txt2img, img2img (or edit for
     Kontext / Qwen-Image-Edit: the image conditions the model, no strength), and whole-image
-    inpaint when a mask is given. Returns ``ctx.finished`` with A1111-style metadata that
-    records the family."""
+    inpaint when a mask is given, each with ControlNets when the request has controls
+    (``flow_control``). Returns ``ctx.finished`` with A1111-style metadata that records the
+    family."""
     from studio.core.metadata import request_metadata
     from studio.engine.jobs.device import generator_for
 
+    if request.controls:
+        from studio.engine.diffusion.flow_control import validate_controls
+
+        validate_controls(request.controls)  # before any model loads
     entry = load_flow(
         ctx, request.model, request.device, request.dtype, request.quant, request.offload
     )

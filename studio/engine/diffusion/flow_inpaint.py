@@ -72,6 +72,10 @@ def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
     if not boxes:
         raise BadInput("the mask is empty: paint over the area to change first")
     feather = max(0, min(int(feather), int(request.mask_padding) // 2))
+    if request.controls:
+        from studio.engine.diffusion.flow_control import validate_controls
+
+        validate_controls(request.controls)  # before any model loads
     entry = load_flow(
         ctx, request.model, request.device, request.dtype, request.quant, request.offload
     )

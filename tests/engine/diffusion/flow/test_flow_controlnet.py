@@ -228,3 +228,65 @@ def test_sd3_inpaint_with_a_guide_controlnet_is_refused(flow_cn):
         req(flow_cn.base["sd3"], [ctl(flow_cn.cn["sd3"])], init_image=image, mask=mask)
     )
     assert isinstance(final, Failed) and "needs an inpainting ControlNet" in final.message
+
+
+def _single_file(flow_cn, name, tmp_path):
+    import shutil
+
+    out = tmp_path / f"{name}-controlnet.safetensors"
+    shutil.copy(flow_cn.cn[name] / "diffusion_pytorch_model.safetensors", out)
+    return out
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_single_file_controlnets_are_recognised_by_their_tensors(flow_cn, tmp_path, name):
+    from studio.engine.diffusion.flow_control import controlnet_class, controlnet_info
+
+    fam, cls, _ = controlnet_info(str(_single_file(flow_cn, name, tmp_path)))
+    assert fam is not None and fam.name == name and cls == controlnet_class(fam)
+
+
+def test_a_single_file_without_a_shipped_config_is_one_clear_message(flow_cn, tmp_path):
+    runner = Runner(device="cpu", dtype="float32")
+    f = _single_file(flow_cn, "flux1", tmp_path)
+    final = runner.run(req(flow_cn.base["flux1"], [ctl(f)]))
+    assert isinstance(final, Failed) and "\n" not in final.message
+    assert "single file can't be loaded offline; use its diffusers folder" in final.message
+
+
+def test_zimage_single_file_loads_offline_with_a_local_config(flow_cn, tmp_path, monkeypatch):
+    """Z-Image's ControlNet is one diffusers' single-file loader converts: with the family's
+    config folder present (``controlnet_config``), the file loads offline to the same weights
+    as the folder."""
+    import dataclasses
+    import shutil
+
+    import diffusers
+    import torch
+
+    from studio.engine.diffusion import flow_control, loader
+    from studio.engine.diffusion.families.registry import family
+
+    f = _single_file(flow_cn, "zimage", tmp_path)
+    (tmp_path / "configs" / "zimage-controlnet").mkdir(parents=True)
+    shutil.copy(flow_cn.cn["zimage"] / "config.json", tmp_path / "configs" / "zimage-controlnet")
+    monkeypatch.setattr(loader, "CONFIGS", tmp_path / "configs")
+    fam = dataclasses.replace(family("zimage"), controlnet_config="zimage-controlnet")
+    cn = flow_control.load_controlnet_module("ZImageControlNetModel", f, fam, torch.float32)
+    ref = diffusers.ZImageControlNetModel.from_pretrained(flow_cn.cn["zimage"])
+    a, b = cn.state_dict(), ref.state_dict()
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in b)
+    with pytest.raises(flow_control.ModelError, match="use its diffusers folder"):
+        flow_control.load_controlnet_module("ZImageControlNetModel", f, family("zimage"), None)
+
+
+def test_an_sd15_controlnet_single_file_is_told_apart_too(tiny_models, tmp_path):
+    import shutil
+
+    from studio.engine.diffusion.families.registry import family
+    from studio.engine.diffusion.flow_control import check_fit
+
+    f = tmp_path / "control_sd15_canny.safetensors"
+    shutil.copy(tiny_models.controlnet / "diffusion_pytorch_model.safetensors", f)
+    with pytest.raises(BadInput, match="is for SD 1.* but my-flux is FLUX.1"):
+        check_fit(str(f), family("flux1"), "my-flux")
