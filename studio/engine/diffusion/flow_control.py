@@ -254,6 +254,46 @@ def control_pipe(ctx, entry, task: str, controls):
     return pipe
 
 
+# ControlNet-Union modes of FLUX.1 (InstantX / Shakker-Labs FLUX.1-dev-ControlNet-Union(-Pro)
+# model cards): the guide kind -> ``control_mode``. A scribble (white strokes on black) is fed
+# as an edge map (the canny mode); "lq" is the low-quality/upscale mode.
+UNION_MODES = {
+    "canny": 0,
+    "scribble": 0,
+    "lineart": 0,
+    "tile": 1,
+    "depth": 2,
+    "blur": 3,
+    "pose": 4,
+    "openpose": 4,
+    "gray": 5,
+    "lq": 6,
+}
+
+
+def _union_modes(pipe, controls) -> list | None:
+    """The ``control_mode`` of each control when the pipeline's ControlNet is a Union one
+    (``num_mode`` in its config), else None; BadInput for a kind the Union model has no mode
+    for."""
+    cn = getattr(pipe, "controlnet", None)
+    nets = list(getattr(cn, "nets", None) or [cn])
+    if len(nets) != len(controls):
+        nets = nets[:1] * len(controls)
+    if not any(getattr(getattr(n, "config", None), "num_mode", None) for n in nets):
+        return None
+    modes = []
+    for net, c in zip(nets, controls, strict=True):
+        if not getattr(net.config, "num_mode", None):
+            modes.append(None)  # a plain ControlNet next to a Union one
+            continue
+        mode = UNION_MODES.get(c.kind)
+        if mode is None or mode >= int(net.config.num_mode):
+            known = ", ".join(k for k, v in UNION_MODES.items() if v < int(net.config.num_mode))
+            raise BadInput(f"ControlNet-Union has no mode for {c.kind!r} (use one of: {known})")
+        modes.append(mode)
+    return modes
+
+
 def _pil_rgb(image: np.ndarray, size: tuple[int, int]):
     from PIL import Image
 
@@ -274,7 +314,8 @@ def control_kwargs(pipe, controls, width: int, height: int) -> dict:
     """The control arguments in ``pipe``'s own names: ``control_image`` (resized to
     ``width`` x ``height``), ``controlnet_conditioning_scale`` and, where the pipeline takes
     them, ``control_guidance_start`` / ``control_guidance_end`` (Z-Image's ControlNet
-    pipelines have no guidance window: a start/end other than 0/1 is refused there). One
+    pipelines have no guidance window: a start/end other than 0/1 is refused there) and, for a
+    FLUX.1 ControlNet-Union, ``control_mode`` from the guide kind (:data:`UNION_MODES`). One
     control: plain values; several: lists, one per ControlNet."""
     if not controls:
         return {}
@@ -288,6 +329,10 @@ def control_kwargs(pipe, controls, width: int, height: int) -> dict:
         "control_image": pick([_pil_rgb(c.image, (width, height)) for c in controls]),
         "controlnet_conditioning_scale": pick([float(c.weight) for c in controls]),
     }
+    if "control_mode" in params:
+        modes = _union_modes(pipe, controls)
+        if modes is not None:
+            kw["control_mode"] = pick(modes)
     if "control_guidance_start" in params:
         kw["control_guidance_start"] = pick([float(c.start) for c in controls])
         kw["control_guidance_end"] = pick([float(c.end) for c in controls])

@@ -290,3 +290,22 @@ def test_an_sd15_controlnet_single_file_is_told_apart_too(tiny_models, tmp_path)
     shutil.copy(tiny_models.controlnet / "diffusion_pytorch_model.safetensors", f)
     with pytest.raises(BadInput, match="is for SD 1.* but my-flux is FLUX.1"):
         check_fit(str(f), family("flux1"), "my-flux")
+
+
+def test_flux_controlnet_union_takes_its_mode_from_the_guide_kind(flow_cn, tmp_path):
+    from dataclasses import replace
+
+    from studio.engine.fixtures.tiny_flow_control import build_tiny_flux_controlnet
+
+    union = build_tiny_flux_controlnet(tmp_path / "tiny-flux1-union", union=True)
+    runner = Runner(device="cpu", dtype="float32")
+    base = flow_cn.base["flux1"]
+    canny = finished(runner.run(req(base, [ctl(union)])))
+    depth = finished(runner.run(req(base, [replace(ctl(union), kind="depth")])))
+    assert not np.array_equal(canny.images[0], depth.images[0])  # the mode embedding differs
+    final = runner.run(req(base, [replace(ctl(union), kind="inpaint")]))
+    assert isinstance(final, Failed) and "ControlNet-Union has no mode for 'inpaint'" in (
+        final.message
+    )
+    two = finished(runner.run(req(base, [ctl(union), ctl(flow_cn.cn["flux1"])])))
+    assert two.images[0].shape == (SIZE, SIZE, 3)  # a Union next to a plain ControlNet
