@@ -25,7 +25,7 @@ import argparse
 import secrets
 
 from studio.core.errors import BadInput
-from studio.engine.diffusion.memory import OFFLOADS, WEIGHT_FORMATS
+from studio.engine.diffusion import OFFLOADS, WEIGHT_FORMATS
 
 DEFAULT_STEPS = 20
 DEFAULT_GUIDANCE = 7.0
@@ -124,7 +124,7 @@ def resolve_memory(args: argparse.Namespace, family: str | None = None) -> dict:
     quant = None if args.quant in (None, "auto") else args.quant
     offload = None if args.offload in (None, "auto") else args.offload
     if family and (quant or offload):
-        from studio.engine.diffusion.memory_models import family_label, is_flow_family
+        from studio.engine.diffusion import family_label, is_flow_family
 
         if not is_flow_family(family):
             opt = f"--quant {quant}" if quant else f"--offload {offload}"

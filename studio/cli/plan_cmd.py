@@ -61,7 +61,7 @@ def _gib(text: str, what: str = "--vram") -> float:
 
 
 def _table(args: argparse.Namespace) -> int:
-    from studio.engine.diffusion.memory import render_table
+    from studio.engine.diffusion import render_table
 
     cards = [_gib(c.strip()) for c in (args.vram or "8,12,16,24").split(",") if c.strip()]
     print(render_table(cards_gib=cards, ram_gib=args.ram))
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         return _table(args)
     if not args.model:
         raise BadInput("give a MODEL (catalog id, repo id, folder or file), or --table")
-    from studio.engine.diffusion.memory_models import (
+    from studio.engine.diffusion import (
         device_memory,
         model_needs,
         plan_for_model,

@@ -10,7 +10,7 @@ default repo (gated FLUX.1-dev, or flux-2-dev for a klein file, which then fails
 mismatches). The config folders are ``models/configs/<config>`` (see :func:`export_config`,
 which makes one from a downloaded repo: every JSON and tokenizer file, no weights).
 
-What a file is: :func:`probe_flow_file` reads the tensor names and shapes (a ``.safetensors``
+What a file is: ``families.registry.probe_file`` reads the tensor names and shapes (a ``.safetensors``
 / ``.sft`` header, a ``.gguf`` file's tensor table through the ``gguf`` reader; GGUF stores
 dimensions innermost first, so they are reversed to torch order) for the family descriptors'
 ``match_file``. A *full* checkpoint also holds the VAE / text encoders (ComfyUI's all-in-one
@@ -119,43 +119,6 @@ def _need_gguf(path: Path) -> None:
 
     if importlib.util.find_spec("gguf") is None:
         raise ModelError(f"{path.name}: GGUF files need the gguf package (pip install gguf)")
-
-
-def probe_flow_file(path: str | Path):
-    """A :class:`~studio.engine.diffusion.families.base.TensorProbe` of a single file:
-    ``.safetensors`` / ``.sft`` from the header (tensors read on demand), ``.gguf`` from its
-    tensor table (shapes in torch order; no values: GGUF tensors are quantized blocks), other
-    suffixes through the registry's reader (``.ckpt`` with torch's weights-only loader).
-    ModelError when unreadable."""
-    from studio.engine.diffusion.families.base import TensorProbe
-    from studio.engine.diffusion.families.registry import probe_file, safetensors_shapes
-
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".gguf":
-        _need_gguf(path)
-        try:
-            from gguf import GGUFReader
-
-            reader = GGUFReader(str(path))
-            shapes = {t.name: tuple(int(d) for d in reversed(t.shape)) for t in reader.tensors}
-        except Exception as e:  # noqa: BLE001
-            raise ModelError(f"{path.name}: not a readable GGUF file ({_first(e)})") from e
-        return TensorProbe(shapes, None, "", path.name)
-    if suffix == ".sft":
-        try:
-            shapes = safetensors_shapes(path)
-        except Exception as e:  # noqa: BLE001
-            raise ModelError(f"{path.name}: not a readable safetensors file ({_first(e)})") from e
-
-        def load(name: str):
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as f:
-                return f.get_tensor(name)
-
-        return TensorProbe(shapes, load, "", path.name)
-    return probe_file(path)
 
 
 def gguf_weights(path: str | Path) -> str:

@@ -368,8 +368,9 @@ def _overrides(quant: str | None, offload: str | None) -> str:
 
 def _load_flow_file(ctx, path: Path, choice, quant: str | None, offload: str | None):
     from studio.engine.diffusion import flow_files
+    from studio.engine.diffusion.families.registry import probe_file
 
-    probe = flow_files.probe_flow_file(path)
+    probe = probe_file(path)
     found = recognise_flow_file(probe)
     if found is None:
         raise ModelError(

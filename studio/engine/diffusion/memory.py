@@ -564,29 +564,5 @@ def load_kwargs(plan: Plan, components: Mapping[str, str] | None = None) -> dict
     }
 
 
-# The per-model side (family rows, folder sizes, overrides, the device probe) lives in
-# memory_models; its functions are reachable from here too (memory.plan_for_family).
-_MODEL_SIDE = (
-    "AUTO_FORMATS",
-    "FAMILY_ROWS",
-    "FLOW_FAMILIES",
-    "device_memory",
-    "env_offload",
-    "folder_sizes",
-    "is_flow_family",
-    "model_needs",
-    "needs_for",
-    "plan_for_family",
-    "plan_for_model",
-    "plan_for_needs",
-    "plan_line",
-    "row_for",
-)
-
-
-def __getattr__(name: str):
-    if name in _MODEL_SIDE:
-        from studio.engine.diffusion import memory_models
-
-        return getattr(memory_models, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The per-model side (family rows, folder sizes, overrides, the device probe) is
+# memory_models (which imports this module, never the other way round).

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from studio.core.errors import BadInput
-from studio.engine.diffusion import memory
+from studio.engine.diffusion import memory, memory_models
 from studio.engine.diffusion.memory import (
     MODEL_NEEDS,
     WEIGHT_FORMATS,
@@ -180,13 +180,13 @@ def test_every_family_name_has_a_row_and_a_plan_per_card(family, key):
     from studio.engine.diffusion.families import families
 
     assert family in {f.name for f in families()}  # the names the engine uses
-    row = memory.row_for(family)
+    row = memory_models.row_for(family)
     assert row.key == key
     for card in CARDS:
-        plan = memory.plan_for_family(family, card, ram_gib=64)
+        plan = memory_models.plan_for_family(family, card, ram_gib=64)
         assert plan is not None and plan.fits, plan.describe()
         assert plan.weights not in ("q8_0", "q4_k")  # Auto never needs a GGUF file
-    assert memory.is_flow_family(family) == MODEL_NEEDS[key].quantizable
+    assert memory_models.is_flow_family(family) == MODEL_NEEDS[key].quantizable
 
 
 @pytest.mark.parametrize(
@@ -204,55 +204,57 @@ def test_every_family_name_has_a_row_and_a_plan_per_card(family, key):
     ],
 )
 def test_hints_pick_the_variant(family, hint, key):
-    assert memory.row_for(family, hint).key == key
+    assert memory_models.row_for(family, hint).key == key
 
 
 def test_unknown_family_and_cpu_have_no_plan():
-    assert memory.plan_for_family("nope", 12) is None
-    assert memory.plan_for_family("flux1", None) is None
-    assert memory.plan_line(None, "cpu") == "CPU: no memory plan, runs in float32 on the CPU"
+    assert memory_models.plan_for_family("nope", 12) is None
+    assert memory_models.plan_for_family("flux1", None) is None
+    assert memory_models.plan_line(None, "cpu") == "CPU: no memory plan, runs in float32 on the CPU"
 
 
 def test_overrides_per_family():
-    p = memory.plan_for_family("zimage", 24, quant="fp8", offload="none")
+    p = memory_models.plan_for_family("zimage", 24, quant="fp8", offload="none")
     assert (p.weights, p.offload, p.forced) == ("fp8", "none", True)
-    assert memory.plan_line(p) == f"Plan: {p.summary()}"
+    assert memory_models.plan_line(p) == f"Plan: {p.summary()}"
     assert p.summary().endswith(", fits") and "of 23.2 GiB" in p.summary()
-    tight = memory.plan_for_family("zimage", 12, quant="fp8", offload="none")
+    tight = memory_models.plan_for_family("zimage", 12, quant="fp8", offload="none")
     assert tight.summary().endswith(", does NOT fit") and not tight.fits
-    p = memory.plan_for_family("flux1", 8, quant="q4_k")
+    p = memory_models.plan_for_family("flux1", 8, quant="q4_k")
     assert p.weights == "q4_k" and any("GGUF" in n for n in p.notes)
     with pytest.raises(BadInput, match="SD 1.x runs in fp16"):
-        memory.plan_for_family("sd1", 8, quant="fp8")
+        memory_models.plan_for_family("sd1", 8, quant="fp8")
     with pytest.raises(BadInput, match="Unknown quant 'int8'"):
-        memory.plan_for_family("flux1", 8, quant="int8")
+        memory_models.plan_for_family("flux1", 8, quant="int8")
     with pytest.raises(BadInput, match="Unknown offload 'disk'"):
-        memory.plan_for_family("flux1", 8, offload="disk")
+        memory_models.plan_for_family("flux1", 8, offload="disk")
     # an SD family takes an offload override (the planner supports it) and bf16 (= fp16)
-    assert memory.plan_for_family("sdxl", 24, offload="model", quant="bf16").offload == "model"
+    assert (
+        memory_models.plan_for_family("sdxl", 24, offload="model", quant="bf16").offload == "model"
+    )
     # more pixels, more working memory
-    small = memory.plan_for_family("sdxl", 24, pixels=512 * 512)
-    assert small.peak_gib < memory.plan_for_family("sdxl", 24, pixels=2048 * 2048).peak_gib
+    small = memory_models.plan_for_family("sdxl", 24, pixels=512 * 512)
+    assert small.peak_gib < memory_models.plan_for_family("sdxl", 24, pixels=2048 * 2048).peak_gib
 
 
 def test_model_references():
-    n = memory.model_needs("qwen-image-edit")  # a catalog id not installed
+    n = memory_models.model_needs("qwen-image-edit")  # a catalog id not installed
     assert (n.family, n.needs.key) == ("qwen-edit", "qwen-image-edit")
-    assert memory.model_needs("dreamshaper-8").needs.family == "sd1"  # catalog, by its base
-    assert memory.model_needs("sd15-canny") is None  # a ControlNet is not planned alone
-    g = memory.model_needs("/x/flux1-dev-Q8_0.gguf")
+    assert memory_models.model_needs("dreamshaper-8").needs.family == "sd1"  # catalog, by its base
+    assert memory_models.model_needs("sd15-canny") is None  # a ControlNet is not planned alone
+    g = memory_models.model_needs("/x/flux1-dev-Q8_0.gguf")
     assert (g.needs.key, g.quant) == ("flux1-dev", "q8_0")
-    assert memory.model_needs("/x/z_image_turbo-Q4_K_M.gguf").quant == "q4_k"
-    assert memory.plan_for_model("/x/flux1-dev-Q8_0.gguf", 12).weights == "q8_0"
+    assert memory_models.model_needs("/x/z_image_turbo-Q4_K_M.gguf").quant == "q4_k"
+    assert memory_models.plan_for_model("/x/flux1-dev-Q8_0.gguf", 12).weights == "q8_0"
     with pytest.raises(BadInput, match="Q8_0 GGUF file"):
-        memory.plan_for_model("/x/flux1-dev-Q8_0.gguf", 12, quant="fp8")
-    assert memory.model_needs("") is None
+        memory_models.plan_for_model("/x/flux1-dev-Q8_0.gguf", 12, quant="fp8")
+    assert memory_models.model_needs("") is None
 
 
 def test_folder_sizes_read_the_headers(tiny_models):
     import json
 
-    t, te, vae = memory.folder_sizes(tiny_models.sd)
+    t, te, vae = memory_models.folder_sizes(tiny_models.sd)
     # parameter counts x 2 bytes: compare with the tensors' shapes read independently
     from studio.engine.diffusion.families.registry import safetensors_shapes
 
@@ -263,15 +265,15 @@ def test_folder_sizes_read_the_headers(tiny_models):
     assert t == pytest.approx(params(tiny_models.sd / "unet") * 2 / 1e9)
     assert vae == pytest.approx(params(tiny_models.sd / "vae") * 2 / 1e9)
     assert te > 0
-    needs = memory.needs_for("sd1", folder=tiny_models.sd)
+    needs = memory_models.needs_for("sd1", folder=tiny_models.sd)
     assert needs.transformer_gb == t and needs.work_gb == MODEL_NEEDS["sd15"].work_gb
-    assert memory.folder_sizes(tiny_models.root) is None  # no unet/transformer
+    assert memory_models.folder_sizes(tiny_models.root) is None  # no unet/transformer
     assert json.loads((tiny_models.sd / "model_index.json").read_text())  # a real folder
 
 
 def test_model_side_without_torch():
     code = (
-        "import sys, studio.engine.diffusion.memory as m; "
+        "import sys, studio.engine.diffusion.memory_models as m; "
         "p = m.plan_for_model('flux1-schnell', 12); m.plan_for_family('sd3', 8, 512*512); "
         "sys.exit(1 if 'torch' in sys.modules or p is None else 0)"
     )
@@ -280,8 +282,8 @@ def test_model_side_without_torch():
 
 def test_studio_offload_env_applies_where_no_override(monkeypatch):
     monkeypatch.setenv("STUDIO_OFFLOAD", "Sequential")
-    assert memory.plan_for_family("flux1", 24).offload == "sequential"
-    assert memory.plan_for_family("flux1", 24, offload="model").offload == "model"
+    assert memory_models.plan_for_family("flux1", 24).offload == "sequential"
+    assert memory_models.plan_for_family("flux1", 24, offload="model").offload == "model"
     monkeypatch.setenv("STUDIO_OFFLOAD", "disk")
     with pytest.raises(BadInput, match="Unknown offload 'disk'"):
-        memory.plan_for_family("flux1", 24)
+        memory_models.plan_for_family("flux1", 24)

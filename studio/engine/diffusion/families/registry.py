@@ -136,13 +136,12 @@ def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
 
 def probe_file(path: Path | str) -> TensorProbe:
     """A TensorProbe of a .safetensors (header only; tensors read on demand) or a .ckpt/.pt
-    (torch's weights_only loader, never pickled code), a ``.gguf`` / ``.sft`` flow-family
-    transformer (``flow_files.probe_flow_file``). ModelError when unreadable."""
+    (torch's weights_only loader, never pickled code); ``.sft`` (BFL's safetensors) like
+    .safetensors; a ``.gguf`` from its tensor table (shapes in torch order; no values: GGUF
+    tensors are quantized blocks). ModelError when unreadable."""
     path = Path(path)
-    if path.suffix.lower() in (".gguf", ".sft"):
-        from studio.engine.diffusion.flow_files import probe_flow_file
-
-        return probe_flow_file(path)
+    if path.suffix.lower() == ".gguf":
+        return _probe_gguf(path)
     sidecar = ""
     yaml = path.with_suffix(".yaml")
     if yaml.is_file():
@@ -150,7 +149,7 @@ def probe_file(path: Path | str) -> TensorProbe:
             sidecar = yaml.read_text(errors="replace")[:100_000]
         except OSError:
             sidecar = ""
-    if path.suffix.lower() == ".safetensors":
+    if path.suffix.lower() in (".safetensors", ".sft"):
         try:
             shapes = safetensors_shapes(path)
         except Exception as e:  # noqa: BLE001
@@ -180,6 +179,21 @@ def probe_file(path: Path | str) -> TensorProbe:
     return TensorProbe(
         {k: tuple(v.shape) for k, v in tensors.items()}, tensors.__getitem__, sidecar, path.name
     )
+
+
+def _probe_gguf(path: Path) -> TensorProbe:
+    import importlib.util
+
+    if importlib.util.find_spec("gguf") is None:
+        raise ModelError(f"{path.name}: GGUF files need the gguf package (pip install gguf)")
+    try:
+        from gguf import GGUFReader
+
+        reader = GGUFReader(str(path))
+        shapes = {t.name: tuple(int(d) for d in reversed(t.shape)) for t in reader.tensors}
+    except Exception as e:  # noqa: BLE001
+        raise ModelError(f"{path.name}: not a readable GGUF file ({_short(e)})") from e
+    return TensorProbe(shapes, None, "", path.name)
 
 
 def recognise_file(source: Path | str | TensorProbe) -> FileMatch:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from studio.core.errors import BadInput, ModelError
+from studio.engine.diffusion.families.registry import probe_file
 from studio.engine.diffusion.flow_generate import run_flow_generate
 from studio.engine.diffusion.flow_load import load_flow
 from studio.engine.fixtures.tiny_flow_models import (
@@ -279,8 +280,8 @@ def test_full_checkpoint_goes_to_the_pipelines_from_single_file(
     tensors["vae.decoder.conv_in.weight"] = torch.zeros(4, 4, 3, 3)
     full = tmp_path / "flux1-schnell-aio.safetensors"
     save_file(tensors, str(full))
-    assert flow_files.is_full_checkpoint(flow_files.probe_flow_file(full))
-    assert not flow_files.is_full_checkpoint(flow_files.probe_flow_file(src))
+    assert flow_files.is_full_checkpoint(probe_file(full))
+    assert not flow_files.is_full_checkpoint(probe_file(src))
     calls = []
 
     def fake(path, pipeline_class, config, dtype):
