@@ -29,7 +29,7 @@ from studio.core.atomic import atomic_write_bytes
 from studio.core.catalog import KINDS, format_size
 from studio.core.errors import ModelError
 
-WEIGHT_SUFFIXES = (".safetensors", ".sft", ".bin", ".pth", ".pt", ".ckpt", ".onnx")
+WEIGHT_SUFFIXES = (".safetensors", ".sft", ".gguf", ".bin", ".pth", ".pt", ".ckpt", ".onnx")
 EMBEDDING_SUFFIXES = (".safetensors", ".pt", ".bin")  # textual inversion (A1111, diffusers)
 DISK_MARGIN = 64 * 1024 * 1024  # keep this much free after a download or an import
 

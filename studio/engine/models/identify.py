@@ -32,7 +32,7 @@ from typing import Any
 
 from studio.core.errors import BadInput, StudioError
 
-SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".bin", ".sft")
+SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".bin", ".sft", ".gguf")
 MAX_HEADER = 100 * 1024 * 1024
 MAX_PICKLE = 256 * 1024 * 1024  # a torch zip's data.pkl holds names and shapes, not weights
 
@@ -46,13 +46,14 @@ class TensorInfo:
 @dataclass(frozen=True)
 class Identified:
     """What a model file is. ``kind``: txt2img, inpaint, controlnet, lora, embedding, vae,
-    preview-decoder, upscaler or lama. ``base``: sd1, sd2, sdxl or None."""
+    preview-decoder, upscaler or lama. ``base``: sd1, sd2, sdxl, a flow family (flux1, flux2,
+    zimage, sd3, qwen and their variants) or None."""
 
     path: Path
     kind: str
     base: str | None
     description: str
-    format: str  # "safetensors" | "pickle" | "torchscript"
+    format: str  # "safetensors" | "pickle" | "torchscript" | "gguf"
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -349,6 +350,11 @@ def read_tensors(path: str | Path) -> tuple[dict[str, TensorInfo], str, dict[str
             f"{path.name}: unsupported model file type {suffix or '(none)'} "
             f"(expected {', '.join(SUFFIXES)})"
         )
+    if suffix == ".gguf":  # a quantized flow transformer: its tensor table, no data
+        from studio.engine.diffusion.families.registry import probe_file
+
+        probe = probe_file(path)  # ModelError when unreadable
+        return {k: TensorInfo(s) for k, s in probe.shapes.items()}, "gguf", {}
     try:
         with open(path, "rb") as f:
             head = f.read(8)
@@ -493,12 +499,20 @@ def identify(path: str | Path) -> Identified:
             rank=rank,
         )
 
+    # --- Flow-matching families (FLUX.1, FLUX.2 klein, Z-Image, SD 3.5, Qwen-Image) -------------
+    flow = _flow_file(tensors, name)
+    if flow is not None:
+        kind, base, description, details = flow
+        return result(kind, base, description, **details)
+
     # --- Families Studio does not run: say so instead of "unknown" ------------------------------
     prefixes = ("", "model.diffusion_model.")
     if any(k.startswith(tuple(p + "double_blocks." for p in prefixes)) for k in keys):
-        raise BadInput(f"{name} is a Flux model, which Studio does not support")
+        raise BadInput(
+            f"{name} is a FLUX model Studio does not run (FLUX.2 dev or another variant)"
+        )
     if any(k.startswith(tuple(p + "joint_blocks." for p in prefixes)) for k in keys):
-        raise BadInput(f"{name} is a Stable Diffusion 3 model, which Studio does not support")
+        raise BadInput(f"{name} is a Stable Diffusion 3 variant Studio does not recognise")
 
     # --- Textual-inversion embeddings -----------------------------------------------------------
     emb = classify_embedding(tensors)
@@ -644,6 +658,33 @@ def identify(path: str | Path) -> Identified:
 
 
 identify_file = identify  # the name studio.engine.models offers (see its docstring)
+
+# Keys of the other components in a full flow checkpoint (ComfyUI / Stability layouts).
+_FULL_PREFIXES = ("first_stage_model.", "vae.", "text_encoders.", "cond_stage_model.")
+
+
+def _flow_file(tensors: dict[str, TensorInfo], name: str) -> tuple | None:
+    """(kind, base, description, details...) of a flow-family file by the family descriptors'
+    ``match_file`` (the same test the engine loads it by), else None."""
+    from studio.engine.diffusion.families.base import TensorProbe
+    from studio.engine.diffusion.families.registry import families
+
+    probe = TensorProbe({k: tuple(v.shape) for k, v in tensors.items()}, None, "", name)
+    for fam in families():
+        if fam.prediction != "flow":
+            continue
+        config = fam.match_file(probe)
+        if config is None:
+            continue
+        full = probe.has_prefix(*_FULL_PREFIXES)
+        kind = "txt2img" if fam.supports("txt2img") or fam.supports("img2img") else "inpaint"
+        what = "checkpoint" if full else "transformer"
+        need = "" if full else (
+            f"; text encoders and VAE come from {fam.single_file_configs.get(config, config)}"
+        )  # fmt: skip
+        details = {"config": config, "transformer_only": not full}
+        return (kind, fam.name, f"{fam.label} {what} ({config}){need}", details)
+    return None
 
 
 def _family(base: str | None) -> str:

@@ -174,11 +174,12 @@ def test_unidentifiable_files_are_refused(tmp_path):
         identify(tmp_path / "trunc.ckpt")
     with pytest.raises(BadInput, match="No such file"):
         identify(tmp_path / "missing.safetensors")
+    # FLUX-like / SD3-like keys that no family descriptor matches: named, not "unknown"
     flux = {"double_blocks.0.img_attn.qkv.weight": (9216, 3072), "img_in.weight": (3072, 64)}
-    with pytest.raises(BadInput, match="Flux model"):
-        identify(write_sparse_safetensors(tmp_path / "flux1-dev.safetensors", flux))
+    with pytest.raises(BadInput, match="FLUX model Studio does not run"):
+        identify(write_sparse_safetensors(tmp_path / "flux-odd.safetensors", flux))
     sd3 = {"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": (4608, 1536)}
-    with pytest.raises(BadInput, match="Stable Diffusion 3"):
+    with pytest.raises(BadInput, match="Stable Diffusion 3 variant"):
         identify(write_sparse_safetensors(tmp_path / "sd3.safetensors", sd3))
     write_sparse_safetensors(tmp_path / "emb.safetensors", {"emb_params": (4, 768)})
     assert identify(tmp_path / "emb.safetensors").kind == "embedding"  # tests/.../test_embeddings
@@ -238,3 +239,27 @@ def test_pickled_classes_are_refused_even_if_harmless(tmp_path):
     torch.save({"w": torch.zeros(2), "cfg": Path("/tmp")}, path)
     with pytest.raises(UnsafePickle, match="pathlib"):
         identify(path)
+
+
+@pytest.mark.parametrize(
+    "extra,config,full",
+    [
+        ({"guidance_in.in_layer.bias": (3072,)}, "flux1-dev", False),
+        ({}, "flux1-schnell", False),
+        ({"guidance_in.in_layer.bias": (3072,), "vae.decoder.conv_in.weight": (512, 16, 3, 3)},
+         "flux1-dev", True),
+    ],
+)  # fmt: skip
+def test_flow_family_files_are_identified_by_the_descriptors(tmp_path, extra, config, full):
+    """A FLUX.1 transformer (BFL key names, as BFL and ComfyUI ship it) or full checkpoint is a
+    txt2img model of family flux1, with the config the engine loads it by; a transformer-only
+    file says where its text encoders and VAE come from."""
+    keys = {
+        "double_blocks.0.img_attn.norm.key_norm.scale": (128,),
+        "img_in.weight": (3072, 64),
+        **extra,
+    }
+    found = identify(write_sparse_safetensors(tmp_path / f"{config}.safetensors", keys))
+    assert (found.kind, found.base) == ("txt2img", "flux1")
+    assert found.details["config"] == config and found.details["transformer_only"] is not full
+    assert ("come from black-forest-labs/" in found.description) is not full

@@ -119,6 +119,19 @@ def test_gguf_and_sft_files_through_the_runner(flow_models, hub, tmp_path, suffi
     assert final.images[0].shape == (64, 64, 3) and final.images[0].std() > 0
 
 
+def test_gguf_file_is_identified_for_import(flow_models, tmp_path):
+    """Dropped on the window or put in models/checkpoints, a GGUF transformer is identified
+    (its tensor table only) as a model of its family, and the folder scan lists it."""
+    pytest.importorskip("gguf")
+    from studio.engine.models.folders import WEIGHT_SUFFIXES
+    from studio.engine.models.identify import identify
+
+    path = write_gguf_transformer(flow_models.flux1, tmp_path / "flux1-schnell-Q8_0.gguf")
+    found = identify(path)
+    assert (found.kind, found.base, found.format) == ("txt2img", "flux1", "gguf")
+    assert found.details["transformer_only"] and ".gguf" in WEIGHT_SUFFIXES
+
+
 def test_missing_base_is_one_clear_error_and_the_runner_goes_on(flow_models, hub, tmp_path):
     path = write_transformer_file(flow_models.flux1, tmp_path / "flux1-schnell.safetensors")
     runner = Runner(device="cpu", dtype="float32")
