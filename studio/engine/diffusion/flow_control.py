@@ -27,6 +27,9 @@ import numpy as np
 from studio.core.errors import BadInput, ModelError
 from studio.engine.diffusion.families.base import Family
 
+# Multi-ControlNet classes that run every condition through a single net (several guides, one
+# Union ControlNet) and refuse more than one net.
+ONE_NET_MULTI = frozenset({"QwenImageMultiControlNetModel"})
 # Runner.cache prefix of flow ControlNet modules and how many stay loaded at once.
 CACHE_PREFIX = "flowcn"
 CACHE_KEEP = 4
@@ -216,7 +219,7 @@ def validate_controls(controls) -> None:
 def control_pipe(ctx, entry, task: str, controls):
     """The family's ControlNet pipeline for ``task`` with the ControlNets of ``controls``
     (one: the model itself; several: the family's Multi-ControlNet class, refused in one line
-    where diffusers has none), built from the loaded base with ``from_pipe`` and kept in
+    where diffusers has none; Qwen-Image's runs several guides through one Union net), built from the loaded base with ``from_pipe`` and kept in
     ``entry.pipes`` under (task, ControlNet keys); pipelines for other ControlNets are dropped
     so their modules can be freed."""
     import diffusers
@@ -243,7 +246,15 @@ def control_pipe(ctx, entry, task: str, controls):
     if len(modules) == 1:
         controlnet = modules[0]
     else:
-        controlnet = _diffusers_class(controlnet_class(fam, multi=True))(modules)
+        multi = _diffusers_class(controlnet_class(fam, multi=True))
+        if multi.__name__ in ONE_NET_MULTI:
+            if len(set(keys)) > 1:
+                raise BadInput(
+                    f"{fam.label} takes several guides through one ControlNet (a Union one) "
+                    "in this diffusers version, not different ControlNets"
+                )
+            modules = modules[:1]  # one net, one condition per control
+        controlnet = multi(modules)
     try:
         pipe = cls.from_pipe(entry.base, controlnet=controlnet)
     except Exception as e:  # noqa: BLE001

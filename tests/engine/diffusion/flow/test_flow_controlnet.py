@@ -154,10 +154,11 @@ def test_a_second_job_reuses_the_cached_controlnet(flow_cn, monkeypatch, name):
     assert not np.array_equal(a.images[0], b.images[0])
 
 
-def test_two_controlnets_on_flux_use_the_multi_controlnet(flow_cn):
+@pytest.mark.parametrize("name", ("flux1", "sd3", "qwen"))
+def test_two_controlnets_use_the_family_multi_controlnet(flow_cn, name):
     runner = Runner(device="cpu", dtype="float32")
-    base = flow_cn.base["flux1"]
-    cn = flow_cn.cn["flux1"]
+    base = flow_cn.base[name]
+    cn = flow_cn.cn[name]
     two = finished(runner.run(req(base, [ctl(cn), ctl(cn, weight=0.5, end=0.5)])))
     one = finished(runner.run(req(base, [ctl(cn)])))
     assert two.images[0].shape == (SIZE, SIZE, 3)
@@ -165,8 +166,13 @@ def test_two_controlnets_on_flux_use_the_multi_controlnet(flow_cn):
     assert len(two.metadata[0]["controlnets"]) == 2
 
 
-def test_refusals_where_the_family_cannot(flow_cn, flow_models):
+def test_refusals_where_the_family_cannot(flow_cn, flow_models, tmp_path):
+    from studio.engine.fixtures.tiny_flow_control import build_tiny_qwen_controlnet
+
     runner = Runner(device="cpu", dtype="float32")
+    qcn2 = build_tiny_qwen_controlnet(tmp_path / "qwen-cn-2", seed=1)
+    final = runner.run(req(flow_cn.base["qwen"], [ctl(flow_cn.cn["qwen"]), ctl(qcn2)]))
+    assert isinstance(final, Failed) and "not different ControlNets" in final.message
     zi, zcn = flow_cn.base["zimage"], flow_cn.cn["zimage"]
     final = runner.run(req(zi, [ctl(zcn), ctl(zcn)]))
     assert isinstance(final, Failed) and "one ControlNet at a time" in final.message
