@@ -62,23 +62,30 @@ def _config_label(name: str) -> str:
     return name if shipped else name + "*"
 
 
-# What Studio's job path does not run yet for flow-matching families, although diffusers has
-# the pieces. The table says "not yet" rather than promise them.
-NOT_YET_FOR_FLOW = ("ControlNet",)
-
-
 def capability_row(fam: Family) -> dict[str, str]:
     """What Studio runs for ``fam``, one string per column of the table."""
-    row = _descriptor_row(fam)
-    if fam.prediction == "flow":
-        for column in NOT_YET_FOR_FLOW:
-            row[column] = "not yet"
-    return row
+    return _descriptor_row(fam)
+
+
+def _controlnet_runs(fam: Family, task: str) -> bool:
+    """Whether Studio runs ``task`` with a ControlNet on ``fam``: diffusers has the pipeline,
+    and for inpainting it takes the mask (SD3 / Qwen-Image's inpaint pipelines with a
+    ControlNet need an inpainting ControlNet instead, which the job path refuses)."""
+    if not fam.supports(task, controlnet=True):
+        return False
+    if task != "inpaint" or fam.prediction != "flow":
+        return True
+    import inspect
+
+    import diffusers
+
+    cls = getattr(diffusers, fam.pipeline_class(task, controlnet=True), None)
+    return cls is not None and "mask_image" in inspect.signature(cls.__call__).parameters
 
 
 def _descriptor_row(fam: Family) -> dict[str, str]:
     yes = "yes"
-    cn = [t for t in ("txt2img", "img2img", "inpaint") if fam.supports(t, controlnet=True)]
+    cn = [t for t in ("txt2img", "img2img", "inpaint") if _controlnet_runs(fam, t)]
     previews = []
     if fam.latent_rgb:
         previews.append("latent")

@@ -28,7 +28,7 @@ NAMES = r"(?:sd1|sd2|sdxl|sd15|sd21|xl|sd3|sd35|flux|zimage|z-image|qwen)"
 COMPARE = re.compile(
     rf"""(?:==|!=|\bin\b|startswith\(|endswith\()\s*\(?\s*["']{NAMES}[\w-]*["']"""
     rf"""|["']{NAMES}[\w-]*["']\s*(?:==|!=|\bin\b|\bnot in\b)"""
-    r"""|\bfamily\s*(?:==|!=)"""
+    r"""|(?<!\.)\bfamily\s*(?:==|!=)"""  # a variable named family; not row.family == other.family
 )
 
 

@@ -31,22 +31,22 @@ def test_rows_follow_the_descriptors():
         assert capability_row(fams[name])["LoRA"] == "yes", name
 
 
-def test_flow_rows_do_not_promise_what_the_job_path_does_not_run():
+def test_flow_rows_say_what_the_job_path_runs():
     """Single files and GGUF run through load_flow for every flow family (tested in
     flow/test_flow_single_files.py); a config not shipped in models/configs is starred (the
-    file then takes its config from the base model's download). What is still "not yet" is
-    only NOT_YET_FOR_FLOW, and never on the SD rows."""
-    from studio.engine.diffusion.capabilities import NOT_YET_FOR_FLOW
-
+    file then takes its config from the base model's download). ControlNet lists the tasks
+    run_flow_generate wires (flow/test_flow_controlnet.py): SD3 / Qwen inpainting with a
+    ControlNet needs an inpainting ControlNet and is refused, so it is not listed."""
     fams = {f.name: f for f in all_families()}
     assert capability_row(fams["flux1"])["single files"] == "flux1-schnell, flux1-dev"
     assert capability_row(fams["flux1-fill"])["single files"] == "flux1-fill*"
     assert capability_row(fams["sd3"])["single files"] == "sd35-medium*, sd35-large"
+    cn = {name: capability_row(fams[name])["ControlNet"] for name in fams}
+    assert cn["flux1"] == "txt2img, img2img, inpaint"
+    assert (cn["zimage"], cn["sd3"], cn["qwen"]) == ("txt2img, inpaint", "txt2img", "txt2img")
+    assert cn["flux2"] == cn["flux1-fill"] == "-"  # diffusers has no ControlNet pipeline
     for fam in all_families():
         row = capability_row(fam)
+        assert "not yet" not in row.values()
         if fam.prediction == "flow":
-            assert row["GGUF"] == "yes", fam.name
-            assert row["single files"] not in ("-", "not yet"), fam.name
-            assert all(row[c] == "not yet" for c in NOT_YET_FOR_FLOW), fam.name
-        else:
-            assert "not yet" not in row.values()
+            assert row["GGUF"] == "yes" and row["single files"] != "-", fam.name

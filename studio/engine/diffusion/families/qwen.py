@@ -50,6 +50,7 @@ _COMMON = dict(
     dtypes=("bfloat16", "float32"),
     default_size=(1328, 1328),
     default_guidance=4.0,
+    controlnet_bases=("qwen",),
     transformer_class=TRANSFORMER_CLASS,
     guidance_param=GUIDANCE_PARAM,
     cfg_negative=" ",
