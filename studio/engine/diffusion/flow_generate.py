@@ -321,7 +321,9 @@ def run_flow_generate(ctx, request):
         images.append(out[0])
         meta = request_metadata(request, seed, entry.name, sampler=SAMPLER)
         meta["family"] = fam.name
+        meta["offload"] = entry.plan_line  # how it ran: the memory plan, or the CPU
         meta.pop("clip_skip", None)  # not applied (clip_skip_note)
         metadata.append(meta)
         ctx.progress((k + 1) * per_image, total)
-    return ctx.finished(images, metadata, {"family": fam.name, "seconds": time.perf_counter() - t0})
+    extra = {"family": fam.name, "plan": entry.plan_line}
+    return ctx.finished(images, metadata, {**extra, "seconds": time.perf_counter() - t0})

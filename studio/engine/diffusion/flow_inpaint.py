@@ -139,10 +139,11 @@ def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
         meta = request_metadata(request, seed, entry.name, sampler=SAMPLER)
         meta["width"], meta["height"] = image.shape[1], image.shape[0]
         meta.update(family=fam.name, inpaint_method="diffusion", mask_padding=request.mask_padding)
+        meta["offload"] = entry.plan_line
         meta.pop("clip_skip", None)  # not applied (clip_skip_note)
         metadata.append(meta)
         ctx.progress((k + 1) * per_image, total)
-    extra = {"regions": boxes, "method": "diffusion", "family": fam.name}
+    extra = {"regions": boxes, "method": "diffusion", "family": fam.name, "plan": entry.plan_line}
     extra["seconds"] = time.perf_counter() - t0
     return ctx.finished(images, metadata, extra)
 

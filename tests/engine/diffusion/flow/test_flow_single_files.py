@@ -116,6 +116,11 @@ def test_gguf_and_sft_files_through_the_runner(flow_models, hub, tmp_path, suffi
         path = write_transformer_file(flow_models.flux1, tmp_path / "flux1-schnell.sft")
     final = _run(Runner(device="cpu", dtype="float32"), _req(path))
     assert final.metadata[0]["family"] == "flux1"
+    assert final.metadata[0]["offload"] == final.extra["plan"]  # how it ran
+    if suffix == ".sft":
+        assert final.extra["plan"] == "CPU, float32"
+    else:  # the file fixes the weights' format
+        assert "q8_0" in final.extra["plan"]
     assert final.images[0].shape == (64, 64, 3) and final.images[0].std() > 0
 
 
