@@ -50,3 +50,12 @@ def test_flow_rows_say_what_the_job_path_runs():
         assert "not yet" not in row.values()
         if fam.prediction == "flow":
             assert row["GGUF"] == "yes" and row["single files"] != "-", fam.name
+
+
+def test_the_readme_table_is_the_generated_one():
+    """The README's capability table is render_capabilities()'s output (regenerate it when a
+    descriptor changes)."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    assert render_capabilities() in readme
