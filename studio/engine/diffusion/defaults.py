@@ -45,6 +45,45 @@ def _native(folder: Path) -> int | None:
     return int(sample) * 2 ** (len(blocks) - 1)
 
 
+def _flow_file(path: Path) -> tuple[Family, str] | None:
+    """(flow family, config name) of a single file by the descriptors' ``match_file`` (tensor
+    names and shapes only: a .safetensors/.sft header, a .gguf tensor table), else None."""
+    from studio.engine.diffusion.families import families, probe_file
+
+    probe = probe_file(path)
+    for fam in families():
+        if fam.prediction == "flow":
+            config = fam.match_file(probe)
+            if config is not None:
+                return fam, config
+    return None
+
+
+def flow_file_catalog_id(ref: str) -> str | None:
+    """The catalog id whose recommended settings fit a flow family's single file: its config
+    name (flux1-schnell, z-image-turbo, ...), or ``<config>-turbo`` when the file is named a
+    turbo and the catalog has one (SD 3.5 Large Turbo has SD 3.5 Large's shapes)."""
+    try:
+        resolved = resolve_model(ref)
+        if resolved.kind != "file" or resolved.path.suffix.lower() not in FLOW_SUFFIXES:
+            return None
+        found = _flow_file(resolved.path)
+    except StudioError:
+        return None
+    if found is None:
+        return None
+    config = found[1]
+    from studio.engine.models.resolver import catalog_entry
+
+    turbo = config + "-turbo"
+    if "turbo" in resolved.path.name.lower() and catalog_entry(turbo) is not None:
+        return turbo
+    return config
+
+
+FLOW_SUFFIXES = (".safetensors", ".sft", ".gguf")
+
+
 def model_info(ref: str) -> tuple[Family, int | None] | None:
     """(family, native size) of a model reference, or None when it can't be told without
     loading it (not found, a .ckpt, unknown layout)."""
@@ -52,8 +91,13 @@ def model_info(ref: str) -> tuple[Family, int | None] | None:
         resolved = resolve_model(ref)
         if resolved.kind == "folder":
             return _recognise_folder(resolved.path), _native(resolved.path)
-        if resolved.path.suffix.lower() != ".safetensors":
+        if resolved.path.suffix.lower() not in FLOW_SUFFIXES:
             return None  # reading a .ckpt needs torch
+        flow = _flow_file(resolved.path)
+        if flow is not None:
+            return flow[0], None
+        if resolved.path.suffix.lower() != ".safetensors":
+            return None
         match = recognise_file(resolved.path)
         return config_family(match.config), _native(CONFIGS / match.config)
     except StudioError:
@@ -69,7 +113,10 @@ def recommended_settings(ref: str) -> dict:
     """Defaults for ``ref``: the catalog's ``recommended`` values first, then the family's
     (``width``/``height`` = the native size, ``steps``, ``guidance``, ``scheduler``; turbo and
     LCM models keep their own scheduler). {} when nothing is known."""
-    rec = dict(catalog_settings(ref))
+    flow_id = flow_file_catalog_id(ref)
+    # A flow file's settings are its model's (the name-based turbo rule would give Z-Image
+    # Turbo 1 step).
+    rec = dict(catalog_settings(flow_id) if flow_id else catalog_settings(ref))
     info = model_info(ref)
     if info is None:
         return rec

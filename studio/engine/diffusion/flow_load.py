@@ -78,9 +78,12 @@ class LoadedFlow:
 
     @property
     def plan_line(self) -> str:
-        """How it runs, for metadata and ``studio info``: the plan's one line, or the CPU."""
-        if self.plan is None:
-            return f"{self.device.type.upper()}, {str(self.dtype).removeprefix('torch.')}"
+        """How it runs, for metadata and ``studio info``: the plan's one line on a GPU; on the
+        CPU the dtype and the weights' format when it is not plain (a GGUF file, fp8)."""
+        if self.device.type == "cpu" or self.plan is None:
+            line = f"{self.device.type.upper()}, {str(self.dtype).removeprefix('torch.')}"
+            weights = getattr(self.plan, "weights", "bf16")
+            return line if weights == "bf16" else f"{line}, {weights} weights"
         return self.plan.describe()
 
 

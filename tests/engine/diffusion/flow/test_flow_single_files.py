@@ -137,6 +137,22 @@ def test_gguf_file_is_identified_for_import(flow_models, tmp_path):
     assert found.details["transformer_only"] and ".gguf" in WEIGHT_SUFFIXES
 
 
+def test_single_files_get_their_models_recommended_settings(flow_models, tmp_path):
+    """A downloaded file's defaults are its model's catalog settings, found by its tensors:
+    FLUX.1 schnell 4 steps / guidance 0, Z-Image Turbo 8 steps (not the 1-step turbo rule the
+    file name alone would give)."""
+    pytest.importorskip("gguf")
+    from studio.engine.diffusion.defaults import model_family, recommended_settings
+
+    gguf = write_gguf_transformer(flow_models.flux1, tmp_path / "flux1-schnell-Q8_0.gguf")
+    rec = recommended_settings(str(gguf))
+    assert (rec["steps"], rec["guidance"], rec["family"]) == (4, 0.0, "flux1")
+    assert model_family(str(gguf)).name == "flux1"
+    z = write_transformer_file(flow_models.zimage, tmp_path / "z_image_turbo_bf16.safetensors")
+    rec = recommended_settings(str(z))
+    assert (rec["steps"], rec["guidance"], rec["family"]) == (8, 0.0, "zimage")
+
+
 def test_missing_base_is_one_clear_error_and_the_runner_goes_on(flow_models, hub, tmp_path):
     path = write_transformer_file(flow_models.flux1, tmp_path / "flux1-schnell.safetensors")
     runner = Runner(device="cpu", dtype="float32")
