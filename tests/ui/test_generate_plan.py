@@ -127,3 +127,12 @@ def test_the_engine_probe_reaches_the_panel(qtbot, window):
         assert _line(p) == "CPU: no memory plan, runs in float32 on the CPU"
     else:
         assert _line(p).startswith("Plan: ")
+
+
+def test_the_sampler_is_the_models_own_for_flow_families(qtbot, window):
+    """FLUX.1 & co. sample with their flow-matching Euler: the Sampler combo is disabled and
+    says so; an SD model enables it again."""
+    p = _panel(qtbot, window, "flux1-schnell")
+    assert not p.scheduler.isEnabled() and "flow-matching" in p.scheduler.toolTip()
+    p.state.model = "sdxl"
+    qtbot.waitUntil(lambda: p.scheduler.isEnabled(), timeout=3000)

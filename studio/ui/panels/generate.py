@@ -529,6 +529,13 @@ class GeneratePanel(QWidget):
         flow = self.state.is_flow()
         self.advanced_form.setRowVisible(self.quant_combo, flow)
         self.advanced_form.setRowVisible(self.offload_combo, flow)
+        # The flow families sample with their own flow-matching Euler scheduler.
+        self.scheduler.setEnabled(not flow)
+        self.scheduler.setToolTip(
+            "This model samples with its own flow-matching Euler scheduler"
+            if flow
+            else "The sampler (A1111 and ComfyUI names are accepted in pasted parameters)"
+        )
         self._label_advanced()
 
     @Slot(int)
