@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from flow_requests import flow_request
 
 from studio.core.errors import BadInput
 from studio.engine.jobs.events import Cancelled, Failed, Finished, Progress
@@ -45,21 +46,8 @@ def control_image(seed: int = 0) -> np.ndarray:
 
 
 def req(model, controls=(), **kw) -> GenerateRequest:
-    base = dict(
-        prompt="a cat",
-        model=str(model),
-        width=SIZE,
-        height=SIZE,
-        steps=2,
-        guidance=1.0,
-        seed=11,
-        preview="off",
-        device="cpu",
-        dtype="float32",
-        controls=tuple(controls),
-    )
-    base.update(kw)
-    return GenerateRequest(**base)
+    base = dict(width=SIZE, height=SIZE, guidance=1.0, seed=11, controls=tuple(controls))
+    return flow_request(model, **{**base, **kw})
 
 
 def ctl(model, **kw) -> ControlInput:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from flow_requests import flow_request
 
 from studio.core.errors import BadInput, JobCancelled
 from studio.engine.diffusion.flow_generate import run_flow_generate, steps_for
@@ -17,20 +18,7 @@ SIZE = 64
 
 
 def request(model, **kw) -> GenerateRequest:
-    base = dict(
-        prompt="a cat",
-        model=str(model),
-        width=SIZE,
-        height=SIZE,
-        steps=2,
-        guidance=0.0,
-        seed=7,
-        preview="off",
-        device="cpu",
-        dtype="float32",
-    )
-    base.update(kw)
-    return GenerateRequest(**base)
+    return flow_request(model, **{"width": SIZE, "height": SIZE, "seed": 7, **kw})
 
 
 @pytest.mark.parametrize("name", FAMILIES)

@@ -12,6 +12,7 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+from flow_requests import flow_request
 
 from studio.engine.jobs.events import Failed, Finished, Progress
 from studio.engine.jobs.requests import GenerateRequest
@@ -54,24 +55,8 @@ def _scene(seed: int = 0):
 
 
 def _req(model, image, mask, **kw) -> GenerateRequest:
-    base = dict(
-        prompt="a cat",
-        model=str(model),
-        width=W,
-        height=H,
-        steps=2,
-        guidance=1.0,
-        seed=9,
-        init_image=image,
-        mask=mask,
-        mask_padding=PADDING,
-        strength=1.0,
-        preview="off",
-        device="cpu",
-        dtype="float32",
-    )
-    base.update(kw)
-    return GenerateRequest(**base)
+    base = dict(width=W, height=H, guidance=1.0, seed=9, mask_padding=PADDING, strength=1.0)
+    return flow_request(model, **{**base, "init_image": image, "mask": mask, **kw})
 
 
 CASES = {

@@ -6,26 +6,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from flow_requests import flow_request
 
 from studio.engine.diffusion.flow_generate import run_flow_generate
 from studio.engine.diffusion.flow_load import load_flow
-from studio.engine.jobs.requests import GenerateRequest, LoraSpec
+from studio.engine.jobs.requests import LoraSpec
 
 
 def _req(model, **kw):
-    base = dict(
-        prompt="a cat",
-        model=str(model),
-        width=64,
-        height=64,
-        steps=2,
-        guidance=0.0,
-        seed=1,
-        preview="off",
-        device="cpu",
-        dtype="float32",
-    )
-    return GenerateRequest(**{**base, **kw})
+    return flow_request(model, **{"seed": 1, **kw})
 
 
 @pytest.mark.parametrize("name", ["flux1", "sd3"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from flow_requests import flow_request
 
 from studio.core.errors import BadInput, ModelError
 from studio.engine.diffusion.families.registry import probe_file
@@ -27,19 +28,7 @@ BASES = {"flux1": "black-forest-labs/FLUX.1-schnell", "zimage": "Tongyi-MAI/Z-Im
 
 
 def _req(model, **kw) -> GenerateRequest:
-    base = dict(
-        prompt="a cat",
-        model=str(model),
-        width=64,
-        height=64,
-        steps=2,
-        guidance=0.0,
-        seed=3,
-        preview="off",
-        device="cpu",
-        dtype="float32",
-    )
-    return GenerateRequest(**{**base, **kw})
+    return flow_request(model, **{"seed": 3, **kw})
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ through the Runner (as the CLI and the UI send it) reaches ``run_flow_generate``
 from __future__ import annotations
 
 import numpy as np
+from flow_requests import flow_request
 
 from studio.engine.diffusion.families.registry import families, recognise_folder
 from studio.engine.jobs.events import Cancelled, Finished, Progress
@@ -12,20 +13,7 @@ from studio.engine.jobs.runner import Runner
 
 
 def _req(model, **kw) -> GenerateRequest:
-    base = dict(
-        prompt="a cat",
-        model=str(model),
-        width=64,
-        height=64,
-        steps=2,
-        guidance=0.0,
-        seed=5,
-        preview="off",
-        device="cpu",
-        dtype="float32",
-    )
-    base.update(kw)
-    return GenerateRequest(**base)
+    return flow_request(model, **{"seed": 5, **kw})
 
 
 def test_registry_recognises_the_flow_folders(flow_models):
