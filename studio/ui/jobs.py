@@ -1,4 +1,4 @@
-"""Jobs as the window sees them: the background worker (the one engine thread), the engine's
+"""Jobs as the window sees them: the background worker (its engine threads), the engine's
 start and its state label in the status bar, where a job's previews are painted (the job's own
 target, ``worker.Job.region`` and its output size), and cancelling the running job. Panels
 place their own results; the ledger of what a job is for is the worker's ``Job`` (request,
@@ -53,7 +53,7 @@ class Jobs(QObject):
 
     @Slot()
     def cancel_job(self) -> None:
-        if self.worker.running_job is not None:
+        if self.worker.running_in("compute") is not None:  # never a download (files lane)
             self.worker.cancel(None)
             self._host.show_status("Cancelling…")
 
@@ -85,7 +85,7 @@ class Jobs(QObject):
     @Slot(int, object)
     def _on_job_ended(self, job_id: int, event: object = None) -> None:
         canvas = self._canvas
-        if not self.worker.busy:
+        if not self.worker.busy_in("compute"):  # previews only come from compute jobs
             canvas.clear_preview()
         job = self.worker.job(job_id)
         panels = self._host.panels

@@ -1,57 +1,49 @@
 """The one adapter between the Qt UI and the engine: a ``Worker`` (living on the GUI thread)
-owns an engine ``Runner`` that runs in a QThread, keeps the job queue, and turns engine
-events into Qt signals.
+keeps the job ledger and the queues, runs each job in one of two lanes (engine threads,
+:mod:`studio.ui.lanes`) and turns engine events into Qt signals.
 
-- The engine (torch, diffusers) is imported in the worker thread, never at UI import time:
-  ``start()`` warms it up in the background while the window is already on screen
-  (``engine_state`` goes "loading" -> "ready" or "error").
-- Every public signal is emitted on the GUI thread (the engine-thread object only talks to
+- Lanes: model-file jobs (downloads, imports, scans, removals) run in the ``"files"`` lane,
+  everything else (generation, inpaint, upscale, preprocessing) in the ``"compute"`` lane;
+  both run at the same time, each one job at a time from its own queue, so a multi-GB
+  download never holds up Generate. Job ids are unique across lanes and every signal carries
+  its job id, so consumers filter by id or owner as before.
+- Which lane an API call means: ``cancel(None)`` cancels the compute lane's running job (Esc,
+  Generate's Cancel: never a download); ``jobs()``, ``busy``, ``running_job`` and
+  ``cancel_all()`` cover both lanes unless given a lane (``jobs(lane)``, ``busy_in(lane)``,
+  ``running_in(lane)``, ``cancel_all(lane)``); the Generate panel's queue asks for
+  ``"compute"`` only.
+- The engine (torch, diffusers) is imported in the compute lane's thread, never at UI import
+  time: ``start()`` warms it up in the background while the window is already on screen
+  (``engine_state`` goes "loading" -> "ready" or "error"). The files lane never warms up.
+- Every public signal is emitted on the GUI thread (the engine-thread objects only talk to
   ``Worker`` slots through queued connections), so panels may connect anything to them.
-- Previews use a single-slot mailbox: the engine thread overwrites the slot and only posts a
-  wake-up when it was empty, so frames never queue up; the GUI shows the latest.
+- Previews use a single-slot mailbox per lane: the engine thread overwrites the slot and only
+  posts a wake-up when it was empty, so frames never queue up; the GUI shows the latest.
 - Images cross threads as QImage made with ``.copy()``, never views over numpy memory.
+- ``shutdown()`` cancels every job, quits both threads directly and then waits for them (a
+  queued ``finished -> quit`` would never run while the GUI thread blocks in ``wait``).
+  Started threads stay in ``lanes._LIVE`` until they stopped.
 """
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import logging
-import os
-import sys
-import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 from PySide6.QtGui import QImage
 
 from studio.core.cancel import CancelToken
-from studio.engine.jobs import Cancelled, Failed, Finished, Preview, Progress, Started
-from studio.ui.qimage import qimage_from_array
+from studio.engine.jobs import Cancelled, Failed, Finished, Progress, Started
+from studio.ui.lanes import COMPUTE, FILES, LANES, Lane, lane_of
+
+__all__ = ["COMPUTE", "FILES", "LANES", "Job", "Worker", "lane_of"]
 
 log = logging.getLogger(__name__)
 
 _job_ids = itertools.count(1)
-
-# Started engine threads (with their engine objects) that were not shut down: kept here so a
-# Worker dropped without ``shutdown()`` (a test's window, a panel's own) never destroys a
-# running QThread (Qt aborts the process), and stopped at interpreter exit.
-_LIVE: dict[int, tuple[QThread, QObject]] = {}
-
-
-def _stop_live_threads() -> None:
-    for thread, _engine in list(_LIVE.values()):
-        try:
-            thread.quit()
-            thread.wait(5000)
-        except RuntimeError:  # the C++ object is already gone
-            pass
-    _LIVE.clear()
-
-
-atexit.register(_stop_live_threads)
 
 QUEUED, RUNNING = "queued", "running"
 
@@ -79,6 +71,7 @@ class Job:
     message: str = ""  # the last Progress event's status line (e.g. a download's speed)
     first_step: int = 0  # the first step reported, and when: loading is over by then
     first_step_at: float = 0.0
+    lane: str = COMPUTE  # the lane (engine thread) it runs in: studio.ui.lanes.lane_of
 
     def preview_rect(
         self, region: tuple[int, int, int, int] | None, doc_size: tuple[int, int]
@@ -108,104 +101,9 @@ class Job:
         return max(0.0, per_step * (self.total - self.step))
 
 
-class _Mailbox:
-    """Holds at most one item; ``put`` reports whether the slot was empty (a wake-up is
-    needed), ``take`` empties it."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._item: tuple | None = None
-
-    def put(self, item: tuple) -> bool:
-        with self._lock:
-            was_empty = self._item is None
-            self._item = item
-            return was_empty
-
-    def take(self) -> tuple | None:
-        with self._lock:
-            item, self._item = self._item, None
-            return item
-
-
-class _Engine(QObject):
-    """Lives in the worker thread: owns the Runner and runs jobs synchronously there."""
-
-    event = Signal(object)
-    preview_posted = Signal()
-    state = Signal(str, str)
-    device = Signal(object)  # the start-up probe: memory_models.device_memory()'s dict
-
-    def __init__(self, mailbox: _Mailbox, threads: int) -> None:
-        super().__init__()
-        self.mailbox = mailbox
-        self.threads = threads
-        self.runner = None
-        self.torch_threads = 0  # intra-op threads torch uses in this thread (0: not loaded)
-
-    @Slot()
-    def warm_up(self) -> None:
-        self.state.emit("loading", "Loading engine…")
-        try:
-            from studio.engine.jobs import Runner
-
-            self.runner = Runner()
-            try:
-                import studio.engine.diffusion.generate  # noqa: F401 - loads torch + diffusers
-            except ModuleNotFoundError as e:
-                if e.name != "studio.engine.diffusion.generate":
-                    raise
-            self._set_threads()
-        except Exception as e:  # noqa: BLE001 - the app stays usable without an engine
-            log.exception("engine warm-up failed")
-            self.state.emit("error", f"Engine unavailable: {type(e).__name__}: {e}")
-            return
-        self._probe_device()
-        self.state.emit("ready", "Engine ready")
-
-    def _probe_device(self) -> None:
-        """The job device and its free memory, for the Generate panel's memory plan."""
-        try:
-            from studio.engine.diffusion import device_memory
-
-            self.device.emit(device_memory())
-        except Exception:  # noqa: BLE001 - no plan shown is better than no engine
-            log.warning("device probe failed", exc_info=True)
-
-    def _set_threads(self) -> None:
-        # Leave a core to the GUI thread so the canvas stays responsive while torch computes.
-        torch = sys.modules.get("torch")
-        if torch is None:
-            return
-        n = self.threads or max(1, (os.cpu_count() or 2) - 1)
-        torch.set_num_threads(n)
-        self.torch_threads = torch.get_num_threads()
-
-    @Slot(int, object, object)
-    def run_job(self, job_id: int, request: object, token: CancelToken) -> None:
-        if self.runner is None:
-            try:
-                from studio.engine.jobs import Runner
-
-                self.runner = Runner()
-            except Exception as e:  # noqa: BLE001
-                self.event.emit(Failed(job_id, f"Engine unavailable: {e}", traceback.format_exc()))
-                return
-        self.runner.run(request, self._emit, job_id, token)
-
-    def _emit(self, event: object) -> None:
-        if isinstance(event, Preview):
-            if event.image is None:
-                return
-            image = qimage_from_array(event.image)  # .copy(): owns its pixels
-            if self.mailbox.put((event.job_id, image, event.region, event.step, event.total)):
-                self.preview_posted.emit()
-        else:
-            self.event.emit(event)
-
-
 class Worker(QObject):
-    """Job queue + engine thread. ``submit(request) -> job_id``; ``cancel(job_id)``."""
+    """Job ledger + two lanes (engine threads). ``submit(request) -> job_id``;
+    ``cancel(job_id)``."""
 
     started = Signal(int)
     progress = Signal(int, int, int)  # job_id, step, total
@@ -219,64 +117,62 @@ class Worker(QObject):
     # "total_gib"} (memory_models.device_memory); also kept in ``device_info``.
     device_changed = Signal(object)
 
-    _warm = Signal()
-    _run = Signal(int, object, object)
-
     def __init__(self, parent: QObject | None = None, threads: int = 0) -> None:
         super().__init__(parent)
         self._jobs: dict[int, Job] = {}
-        self._order: list[int] = []
-        self._running: int | None = None
         self.state = "idle"
         self.state_message = ""
-        self._mailbox = _Mailbox()
-        self._thread = QThread()
-        self._thread.setObjectName("studio-engine")
-        self._engine = _Engine(self._mailbox, threads)
-        self._engine.moveToThread(self._thread)
-        self._warm.connect(self._engine.warm_up)
-        self._run.connect(self._engine.run_job)
-        self._engine.event.connect(self._on_event)
-        self._engine.preview_posted.connect(self._on_preview_posted)
-        self._engine.state.connect(self._on_state)
-        self._engine.device.connect(self._on_device)
+        self._lanes = {name: Lane(name, threads, self) for name in LANES}
+        for lane in self._lanes.values():
+            lane.engine.event.connect(self._on_event)
+            lane.engine.preview_posted.connect(self._on_preview_posted)
+        compute = self._lanes[COMPUTE].engine
+        compute.state.connect(self._on_state)
+        compute.device.connect(self._on_device)
         self.device_info: dict | None = None
         self._started = False
         self._warming = False
         self._closed = False
 
+    def _lane(self, name: str) -> Lane:
+        try:
+            return self._lanes[name]
+        except KeyError:
+            raise ValueError(f"unknown lane {name!r}: one of {', '.join(LANES)}") from None
+
+    def _selected(self, lane: str | None) -> list[Lane]:
+        return list(self._lanes.values()) if lane is None else [self._lane(lane)]
+
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, warm_up: bool = True) -> None:
-        """Start the engine thread and (by default) import the engine in it. A thread started
-        without the warm-up (e.g. for a model scan, which needs no torch) still warms up at
-        a later ``start(warm_up=True)``."""
+        """Start both lanes' threads and (by default) import the engine in the compute lane.
+        Started without the warm-up (e.g. for a model scan, which needs no torch) it still
+        warms up at a later ``start(warm_up=True)``."""
         if not self._started:
             self._started = True
-            _LIVE[id(self._thread)] = (self._thread, self._engine)
-            self._thread.start()
+            for lane in self._lanes.values():
+                lane.start()
         if warm_up and not self._warming:
             self._warming = True
-            self._warm.emit()
+            self._lanes[COMPUTE].warm.emit()
 
     def shutdown(self, timeout_ms: int = 15000) -> bool:
-        """Cancel every job, stop the thread and wait for it. Returns whether it stopped."""
+        """Cancel every job in both lanes, stop both threads and wait for them (together at
+        most ``timeout_ms``). Returns whether both stopped."""
         if self._closed:
             return True
         self._closed = True
         for job in self._jobs.values():
             job.token.cancel()
-        self._order.clear()
-        if not self._started:
-            return True
-        # Quit the thread directly (not via a queued finished->quit, which would never run
-        # while we block in wait()); quit takes effect once the running job returns.
-        self._thread.quit()
-        ok = self._thread.wait(timeout_ms)
-        if not ok:
-            log.warning("engine thread did not stop within %d ms", timeout_ms)
-        else:
-            _LIVE.pop(id(self._thread), None)
-        return bool(ok)
+        for lane in self._lanes.values():
+            lane.order.clear()
+            lane.quit()  # both asked first: each stops once its running job returns
+        deadline = time.monotonic() + timeout_ms / 1000
+        ok = True
+        for lane in self._lanes.values():
+            left = int((deadline - time.monotonic()) * 1000)
+            ok = lane.wait(max(left, 0)) and ok
+        return ok
 
     @property
     def closed(self) -> bool:
@@ -292,71 +188,95 @@ class Worker(QObject):
         owner: object = None,
         target: object = None,
     ) -> int:
-        """Queue ``request``; ``region`` (x, y, w, h) is where its output lands on the document
-        (previews are painted there); ``owner`` and ``target``: see ``Job``. Returns the job
-        id."""
+        """Queue ``request`` in its lane (:func:`lane_of`); ``region`` (x, y, w, h) is where
+        its output lands on the document (previews are painted there); ``owner`` and
+        ``target``: see ``Job``. Returns the job id."""
         if self._closed:
             raise RuntimeError("the worker is shut down")
-        if not self._started:
-            self.start()
+        name = lane_of(request)
+        if not self._started:  # a model-file job alone needs no engine warm-up
+            self.start(warm_up=name == COMPUTE)
         job_id = next(_job_ids)
         self._jobs[job_id] = Job(
-            job_id, request, label or type(request).__name__, region, owner, target
+            job_id, request, label or type(request).__name__, region, owner, target, lane=name
         )
-        self._order.append(job_id)
+        self._lanes[name].order.append(job_id)
         self.queue_changed.emit()
-        self._dispatch()
+        self._dispatch(self._lanes[name])
         return job_id
 
-    def cancel(self, job_id: int | None = None) -> bool:
-        """Cancel a queued or running job (``None``: the running one)."""
+    def cancel(self, job_id: int | None = None, lane: str = COMPUTE) -> bool:
+        """Cancel a queued or running job of either lane; ``None``: the running job of
+        ``lane`` (by default the compute lane's: Esc never cancels a download)."""
         if job_id is None:
-            job_id = self._running
+            job_id = self._lane(lane).running
         if job_id is None or job_id not in self._jobs:
             return False
         job = self._jobs[job_id]
         job.token.cancel()  # the Runner sees it at its next check, also before it starts
         if job.state == QUEUED:
-            self._order.remove(job_id)
+            self._lanes[job.lane].order.remove(job_id)
             self.queue_changed.emit()
             self.cancelled.emit(job_id)
             del self._jobs[job_id]
         return True
 
-    def cancel_all(self) -> None:
-        for job_id in list(self._order):
-            self.cancel(job_id)
-        self.cancel(None)
+    def cancel_all(self, lane: str | None = None) -> None:
+        """Cancel every queued and running job of ``lane`` (None: of both lanes)."""
+        for chosen in self._selected(lane):
+            for job_id in list(chosen.order):
+                self.cancel(job_id)
+            if chosen.running is not None:
+                self.cancel(chosen.running)
 
-    def jobs(self) -> list[Job]:
-        """The running job (first) and the queued ones, in order."""
-        out = [self._jobs[self._running]] if self._running in self._jobs else []
-        return out + [self._jobs[j] for j in self._order]
+    def jobs(self, lane: str | None = None) -> list[Job]:
+        """Lane by lane (compute, then files; or only ``lane``): its running job first, then
+        its queued ones in order."""
+        out: list[Job] = []
+        for chosen in self._selected(lane):
+            ids = ([chosen.running] if chosen.running in self._jobs else []) + chosen.order
+            out += [self._jobs[j] for j in ids]
+        return out
 
     def job(self, job_id: int) -> Job | None:
         return self._jobs.get(job_id)
 
     @property
     def running_job(self) -> int | None:
-        return self._running
+        """The compute lane's running job, else the files lane's (None: both idle); one
+        lane's: ``running_in(lane)``."""
+        for lane in self._lanes.values():
+            if lane.running is not None:
+                return lane.running
+        return None
+
+    def running_in(self, lane: str) -> int | None:
+        """The job ``lane`` ("compute" or "files") runs now, if any."""
+        return self._lane(lane).running
 
     def thread_running(self) -> bool:
-        return self._thread.isRunning()
+        """Whether any lane's thread still runs."""
+        return any(lane.thread.isRunning() for lane in self._lanes.values())
 
     @property
     def busy(self) -> bool:
-        return self._running is not None or bool(self._order)
+        """Whether any job is queued or running in either lane."""
+        return any(lane.busy for lane in self._lanes.values())
 
-    def _dispatch(self) -> None:
-        if self._running is not None or not self._order or self._closed:
+    def busy_in(self, lane: str) -> bool:
+        """Whether ``lane`` has a job queued or running."""
+        return self._lane(lane).busy
+
+    def _dispatch(self, lane: Lane) -> None:
+        if lane.running is not None or not lane.order or self._closed:
             return
-        job_id = self._order.pop(0)
+        job_id = lane.order.pop(0)
         job = self._jobs[job_id]
         job.state = RUNNING
         job.started = time.monotonic()
-        self._running = job_id
+        lane.running = job_id
         self.queue_changed.emit()
-        self._run.emit(job_id, job.request, job.token)
+        lane.run.emit(job_id, job.request, job.token)
 
     # -- engine -> GUI (these slots run on the GUI thread) -------------------------------------
     @Slot(str, str)
@@ -371,13 +291,13 @@ class Worker(QObject):
 
     @Slot()
     def _on_preview_posted(self) -> None:
-        item = self._mailbox.take()
-        if item is None:
-            return
-        job_id, image, region, step, total = item
-        if job_id != self._running:
-            return  # a late frame of a job that already ended
-        self.preview.emit(job_id, image, region)
+        for lane in self._lanes.values():
+            item = lane.mailbox.take()
+            if item is None:
+                continue
+            job_id, image, region, step, total = item
+            if job_id == lane.running:  # else a late frame of a job that already ended
+                self.preview.emit(job_id, image, region)
 
     @Slot(object)
     def _on_event(self, event: object) -> None:
@@ -394,9 +314,10 @@ class Worker(QObject):
             job.message = event.message or job.message
             self.progress.emit(job.job_id, event.step, event.total)
         elif isinstance(event, (Finished, Failed, Cancelled)):
-            self._mailbox.take()
-            if self._running == job.job_id:
-                self._running = None
+            lane = self._lanes[job.lane]
+            lane.mailbox.take()
+            if lane.running == job.job_id:
+                lane.running = None
             job.state = "done"
             try:  # the job stays readable (worker.job) while its end is delivered
                 if isinstance(event, Finished):
@@ -408,4 +329,4 @@ class Worker(QObject):
             finally:
                 self._jobs.pop(job.job_id, None)
             self.queue_changed.emit()
-            self._dispatch()
+            self._dispatch(lane)

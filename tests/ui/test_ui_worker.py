@@ -212,7 +212,7 @@ def test_close_window_during_job_cancels_and_exits(qtbot, studio_home, fake_jobs
     t0 = time.monotonic()
     assert win.close()
     assert time.monotonic() - t0 < 3.0
-    assert not win.worker._thread.isRunning()
+    assert not win.worker.thread_running()
 
 
 # -- a real (tiny) Stable Diffusion model through the Generate panel ------------------------

@@ -915,8 +915,8 @@ class GeneratePanel(QWidget):
     @Slot()
     def _refresh_queue(self) -> None:
         worker = self.host.worker
-        jobs = worker.jobs()
-        busy = worker.running_job is not None
+        jobs = worker.jobs("compute")  # not the model-file jobs (downloads, scans)
+        busy = worker.running_in("compute") is not None
         self.generate_button.setText(f"Queue ({len(jobs)})" if busy else "Generate")
         self.cancel_button.setEnabled(busy)
         self.queue_list.clear()

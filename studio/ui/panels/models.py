@@ -4,9 +4,10 @@ of the starter set that downloads only after the user agrees.
 
 Downloads, scans, imports and removals are engine jobs (``studio.engine.jobs``
 DownloadRequest, ImportModelRequest, ScanModelsRequest, RemoveModelRequest) queued through
-the host's worker like every other job, so they show in the one job queue, report progress
-(bytes and a status line) and cancel through it; they wait for a running generation. No
-torch here: the catalog is torch-free and the engine runs in the worker thread.
+the host's worker like every other job, in its files lane (their own engine thread and
+queue), report progress (bytes and a status line) and cancel through it; they run while a
+generation runs. No torch here: the catalog is torch-free and the engine runs in the
+worker's threads.
 
 For the app shell: :func:`import_model_file(host, path)` imports a dropped model file and
 :func:`is_model_file(path)` tells model files from images.
@@ -331,8 +332,8 @@ class ModelsPanel(QWidget):
         )
 
     def _current_id(self) -> str | None:
-        """The catalog id being downloaded now (the worker's running job), if any."""
-        kind, subject = self.jobs.get(self.host.worker.running_job, (None, None))
+        """The catalog id being downloaded now (the files lane's running job), if any."""
+        kind, subject = self.jobs.get(self.host.worker.running_in("files"), (None, None))
         return subject.id if kind == "download" else None
 
     # -- downloads -------------------------------------------------------------------------
