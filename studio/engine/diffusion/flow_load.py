@@ -91,39 +91,14 @@ class LoadedFlow:
 GGUF_FORMATS = ("q8_0", "q4_k")
 
 
-def _row(family: Family, hint: str | None):
-    """The planner row: ``hint`` when it is a row key of the family (a single file's config
-    name: flux2-klein-9b), else the family's (a variant's: its base family's) first row."""
-    from studio.engine.diffusion.memory import MODEL_NEEDS
-
-    fams = (family.name, family.root)
-    if hint in MODEL_NEEDS and MODEL_NEEDS[hint].family in fams:
-        return MODEL_NEEDS[hint]
-    by_family: dict = {}
-    for n in MODEL_NEEDS.values():
-        by_family.setdefault(n.family, n)
-    return by_family.get(family.name) or by_family.get(family.root)
-
-
-def _auto_formats() -> tuple[str, ...]:
-    """What the planner may pick by itself: formats made from the bf16 weights at load time
-    (bf16, fp8 layerwise casting, NF4 with bitsandbytes installed); GGUF needs a file."""
-    from studio.engine.diffusion.memory import available_formats
-
-    have = available_formats()
-    return tuple(f for f in ("bf16", "fp8", "nf4") if f in have)
-
-
 def _check_overrides(
     family: Family, quant: str | None, offload: str | None, gguf: str | None, name: str
 ):
     """BadInput in one line for a quant/offload the model cannot take."""
-    from studio.engine.diffusion.memory import OFFLOADS, WEIGHT_FORMATS
+    from studio.engine.diffusion.memory import MODEL_NEEDS
+    from studio.engine.diffusion.memory_models import check_overrides
 
-    if quant is not None and quant not in WEIGHT_FORMATS:
-        raise BadInput(f"Unknown quant {quant!r} (use {', '.join(WEIGHT_FORMATS)} or auto)")
-    if offload is not None and offload not in OFFLOADS:
-        raise BadInput(f"Unknown offload {offload!r} (use {', '.join(OFFLOADS)} or auto)")
+    check_overrides(quant, offload)
     if gguf is not None:
         if quant is not None and quant != gguf:
             raise BadInput(
@@ -131,7 +106,11 @@ def _check_overrides(
                 f"(drop the quant setting or use {gguf})"
             )
     elif quant in GGUF_FORMATS:
-        row = _row(family, None)
+        # the family's (else its base's) first planner row names a GGUF repo to get one from
+        rows = [
+            r for f in (family.name, family.root) for r in MODEL_NEEDS.values() if r.family == f
+        ]
+        row = rows[0] if rows else None
         repo = getattr(row, "gguf_repo", None)
         where = f", e.g. from {repo}" if repo else ""
         raise BadInput(
@@ -172,14 +151,13 @@ def flow_plan(
     ``folder``: a diffusers folder whose real component sizes replace the row's (the same
     :func:`memory_models.needs_for` the UI's plan line and ``studio plan`` use, so what they
     show is what loads). Bad overrides: BadInput."""
-    import os
-
     from studio.engine.diffusion.memory import plan_memory
+    from studio.engine.diffusion.memory_models import auto_formats, env_offload, needs_for
     from studio.engine.diffusion.placement import free_memory_gib
 
     _check_overrides(family, quant, offload, gguf, label or hint or family.label)
     device = torch.device(device)
-    offload = offload or os.environ.get("STUDIO_OFFLOAD", "").strip().lower() or None
+    offload = offload or env_offload()
     weights = gguf or quant
     forced = weights is not None or offload is not None
     if free_gib is None:
@@ -193,12 +171,10 @@ def flow_plan(
                 if not forced:
                     return None
                 free_gib = 0.0  # unknown: the forced plan is shown as not fitting
-    from studio.engine.diffusion.memory_models import needs_for
-
-    row = needs_for(family.name, hint, folder) or _row(family, hint)
+    row = needs_for(family.name, hint, folder)
     if row is None:
         return None
-    formats = (weights, "bf16") if weights else _auto_formats()  # bf16: the text encoders
+    formats = (weights, "bf16") if weights else auto_formats()  # bf16: the text encoders
     plan = plan_memory(row, free_gib, formats=formats, offload=offload, weights=weights)
     if device.type == "cpu" and plan.offload != "none":
         plan = replace(plan, notes=(*plan.notes, "on the CPU offloading does nothing"))
@@ -363,9 +339,9 @@ def load_flow(
 
 
 def _overrides(quant: str | None, offload: str | None) -> str:
-    import os
+    from studio.engine.diffusion.memory_models import env_offload
 
-    offload = offload or os.environ.get("STUDIO_OFFLOAD", "").strip().lower() or None
+    offload = offload or env_offload()
     return f"quant={quant or 'auto'},offload={offload or 'auto'}"
 
 

@@ -217,7 +217,14 @@ def env_offload() -> str | None:
     return os.environ.get("STUDIO_OFFLOAD", "").strip().lower() or None
 
 
-def _check(quant: str | None, offload: str | None) -> None:
+def auto_formats() -> tuple[str, ...]:
+    """:data:`AUTO_FORMATS` that this installation can load (NF4 needs bitsandbytes)."""
+    have = available_formats()
+    return tuple(f for f in AUTO_FORMATS if f in have)
+
+
+def check_overrides(quant: str | None, offload: str | None) -> None:
+    """BadInput in one line for a quant / offload value that is not one of the planner's."""
     if quant is not None and quant not in WEIGHT_FORMATS:
         raise BadInput(f"Unknown quant {quant!r} (use auto, {', '.join(WEIGHT_FORMATS)})")
     if offload is not None and offload not in OFFLOADS:
@@ -239,7 +246,7 @@ def plan_for_needs(
     installation can load; ``offload`` None takes ``STUDIO_OFFLOAD`` when set. A UNet family
     (SD 1.x/2.x/SDXL) runs in fp16 only: a quant other than bf16 is refused there (BadInput)."""
     offload = offload or env_offload()
-    _check(quant, offload)
+    check_overrides(quant, offload)
     if free_gib is None:
         return None
     if not needs.quantizable and quant not in (None, "bf16"):
@@ -248,7 +255,7 @@ def plan_for_needs(
             "flow families (FLUX.1, FLUX.2, Z-Image, SD 3.5, Qwen-Image)"
         )
     if formats is None:
-        formats = [f for f in AUTO_FORMATS if f in available_formats()]
+        formats = auto_formats()
     weights = quant if needs.quantizable else None
     return plan_memory(
         needs, free_gib, ram_gib=ram_gib, formats=formats, pixels=pixels, offload=offload,
@@ -272,7 +279,7 @@ def plan_for_family(
     memory (None: the CPU or unknown -> None). ``hint``/``folder``: see :func:`needs_for`;
     ``quant``/``offload``: the user's overrides (None = the planner decides); ``pixels``:
     width x height of the job (default the native size). None for a family with no row."""
-    _check(quant, offload)
+    check_overrides(quant, offload)
     needs = needs_for(family, hint, folder)
     if needs is None:
         return None
@@ -347,7 +354,7 @@ def plan_for_model(
     """The plan for a model reference (:func:`model_needs`); None when the free memory or the
     model is unknown. A .gguf file fixes the weights' format (a different ``quant`` is
     refused)."""
-    _check(quant, offload)
+    check_overrides(quant, offload)
     found = model_needs(ref)
     if found is None:
         return None
