@@ -1,8 +1,13 @@
 """`studio --selftest`: prove an installation (or a frozen bundle) works end to end, offline.
 
-Builds a tiny random Stable Diffusion pipeline and a tiny random ESRGAN in a temp folder, then
-runs, through the same Runner the app uses: a 2-step generation, a classical (Telea) inpaint
-and a model upscale. Prints one line, ``studio selftest: OK (...)``, or what failed; exit 0/1.
+Builds tiny random models in a temp folder (Stable Diffusion, an SD inpainting model, a
+full-size LaMa, an ESRGAN and a Z-Image flow pipeline), then runs, through the same Runner the
+app uses: a 2-step generation, a classical (Telea), a LaMa and a diffusion inpaint, a model
+upscale and a flow-family generation; then builds the main window offscreen and checks its
+first paint. Prints one line, ``studio selftest: OK (...)``, or what failed; exit 0/1.
+
+``STUDIO_SELFTEST_IMPORTS=FILE`` also writes the top-level packages the run imported, one a
+line: the bundle test checks that the frozen app carries each one's data and metadata.
 """
 
 from __future__ import annotations
@@ -67,7 +72,99 @@ def _checks(tmp: Path) -> list[str]:
     if up.images[0].shape[:2] != (256, 256):
         raise RuntimeError(f"upscale: unexpected output size {up.images[0].shape}")
     done.append("upscale")
+
+    from studio.engine.fixtures.restore_models import write_random_lama
+
+    lama = write_random_lama(tmp / "lama-random.safetensors")
+    inp = run("inpaint (LaMa)", InpaintRequest(image=photo_damaged, mask=mask, method="lama", model=str(lama)))  # fmt: skip
+    _check_outside_mask("inpaint (LaMa)", inp.images[0], photo_damaged, mask)
+    done.append("inpaint LaMa")
+
+    sd_inpaint = tiny.build_tiny_sd(tmp / "tiny-sd-inpaint", inpainting=True)
+    request = InpaintRequest(
+        image=photo_damaged, mask=mask, method="diffusion", model=str(sd_inpaint), prompt="a cat",
+        steps=2, padding=8, preview="off",
+    )  # fmt: skip
+    inp = run("inpaint (SD)", request)
+    # The diffusion result is blended in through a feathered mask: the promise is every
+    # pixel outside the mask grown by the feather.
+    import cv2
+
+    grown = cv2.dilate(mask, np.ones((2 * request.feather + 1,) * 2, np.uint8))
+    _check_outside_mask("inpaint (SD)", inp.images[0], photo_damaged, grown)
+    done.append("inpaint SD")
+
+    from studio.engine.fixtures.tiny_flow_models import build_tiny_zimage
+
+    zimage = build_tiny_zimage(tmp / "tiny-zimage")
+    flow = run(
+        "generate (Z-Image)",
+        GenerateRequest(model=str(zimage), prompt="a cat", steps=2, width=64, height=64, seed=1,
+                        guidance=0.0, preview="off"),
+    )  # fmt: skip
+    if flow.images[0].shape != (64, 64, 3):
+        raise RuntimeError(f"generate (Z-Image): unexpected output {flow.images[0].shape}")
+    done.append("flow")
+
+    _first_paint(tmp)
+    done.append("GUI")
     return done
+
+
+def _check_outside_mask(name: str, result: np.ndarray, image: np.ndarray, mask: np.ndarray) -> None:
+    if result.shape[:2] != image.shape[:2]:
+        raise RuntimeError(f"{name}: unexpected output size {result.shape}")
+    if not np.array_equal(result[..., :3][mask == 0], image[mask == 0]):
+        raise RuntimeError(f"{name}: pixels outside the mask changed")
+
+
+def _first_paint(tmp: Path) -> None:
+    """The main window, built and painted offscreen (its settings in a temp folder): the Qt
+    libraries, platform plugin, theme and every panel load and draw."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    saved_home = os.environ.get("STUDIO_HOME")
+    os.environ["STUDIO_HOME"] = str(tmp / "home")
+    try:
+        from PySide6.QtWidgets import QApplication
+
+        app = QApplication.instance() or QApplication(["studio"])
+        from studio.ui.main_window import MainWindow
+        from studio.ui.settings import Settings
+
+        window = MainWindow(Settings())
+        try:
+            window.resize(1280, 800)
+            window.show()
+            for _ in range(5):
+                app.processEvents()
+            image = window.grab().toImage()
+            if image.isNull() or image.width() < 640 or image.height() < 400:
+                raise RuntimeError(f"GUI: the window painted {image.width()}x{image.height()} px")
+            # A real first paint has the docks, the canvas and text: many distinct colours.
+            step = max(1, image.width() // 64)
+            colours = {image.pixel(x, y) for x in range(0, image.width(), step)
+                       for y in range(0, image.height(), step)}  # fmt: skip
+            if len(colours) < 8:
+                raise RuntimeError(f"GUI: the first paint has {len(colours)} colour(s)")
+            if set(window.panel_errors or {}):
+                raise RuntimeError(f"GUI: panels failed to load: {', '.join(window.panel_errors)}")
+        finally:
+            window.close()
+            window.deleteLater()
+            app.processEvents()
+    finally:
+        if saved_home is None:
+            os.environ.pop("STUDIO_HOME", None)
+        else:
+            os.environ["STUDIO_HOME"] = saved_home
+
+
+def _write_imports() -> None:
+    """The top-level packages this process imported, for the bundle test."""
+    target = os.environ.get("STUDIO_SELFTEST_IMPORTS")
+    if target:
+        names = sorted({n.split(".", 1)[0] for n in list(sys.modules)})
+        Path(target).write_text("\n".join(names) + "\n")
 
 
 def run_selftest() -> int:
@@ -85,6 +182,7 @@ def run_selftest() -> int:
         return 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    _write_imports()
     _print(f"studio selftest: OK ({', '.join(done)}; {time.perf_counter() - start:.1f} s)")
     return 0
 

@@ -106,7 +106,9 @@ class Worker(QObject):
     ``cancel(job_id)``."""
 
     started = Signal(int)
-    progress = Signal(int, int, int)  # job_id, step, total
+    # job_id, step, total: 64-bit, since a download's steps are bytes (an int argument is 32-bit
+    # in Qt and overflows past 2 GiB).
+    progress = Signal(int, "qint64", "qint64")
     preview = Signal(int, QImage, object)  # job_id, image, region (x, y, w, h) | None
     finished = Signal(int, object)  # job_id, studio.engine.jobs.events.Finished
     failed = Signal(int, str, str)  # job_id, message, detail

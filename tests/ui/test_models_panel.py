@@ -440,3 +440,46 @@ def test_import_goes_through_the_worker_and_cancels(qtbot, env, tmp_path, monkey
     _wait_threads(qtbot, panel)
     assert (env.home / "models" / "lora" / "ink.safetensors").is_file()
     assert host.errors == []
+
+
+class _BarRecorder(QWidget):
+    """GUI-thread receiver of the progress bar's values."""
+
+    def __init__(self, bar) -> None:
+        super().__init__()
+        self.values: list[int] = []
+        bar.valueChanged.connect(self.on_value)
+
+    @Slot(int)
+    def on_value(self, value: int) -> None:
+        self.values.append(value)
+
+
+def test_download_over_2_gib_shows_its_progress(qtbot, env, monkeypatch):
+    """Byte counts past 2**31 (every SDXL or FLUX download) cross the worker's progress signal
+    and reach the bar and the label: a 32-bit signal argument overflows there."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    from studio.engine.models import store
+    from studio.engine.models.download import DownloadProgress
+
+    store.update_settings(starter_offered=True)
+    done, total = 2_600_000_000, 5_200_000_000
+
+    def fake_download(entry, token=None, progress=None):
+        progress(DownloadProgress(entry.id, done, total, speed=50e6, eta=52.0))
+        time.sleep(0.3)  # the GUI thread handles the signal while the job still runs
+        return env.home / entry.id
+
+    monkeypatch.setattr("studio.engine.models.download.download", fake_download)
+    panel, host = _panel(qtbot)
+    bar = _BarRecorder(panel.progress_bar)
+    labels = []
+    _, item = _item(panel, "tiny-up")
+    item.setSelected(True)
+    panel.confirm = lambda title, text: True
+    panel.download_button.click()
+    qtbot.waitUntil(lambda: 500 in bar.values, timeout=20000)
+    labels.append(panel.progress_label.text())
+    _wait_threads(qtbot, panel)
+    assert "2.6 GB / 5.2 GB (50%)" in labels[0], labels
+    assert host.errors == []

@@ -852,7 +852,7 @@ class GeneratePanel(QWidget):
             self.progress.setFormat("Loading model…")
         self._refresh_queue()
 
-    @Slot(int, int, int)
+    @Slot(int, "qint64", "qint64")
     def _on_progress(self, job_id: int, step: int, total: int) -> None:
         job = self._job(job_id)
         if job is None or total <= 0:

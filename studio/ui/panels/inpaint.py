@@ -466,7 +466,7 @@ class InpaintPanel(QWidget):
         self._set_running(False)
         self.progress.setRange(0, 1)
 
-    @Slot(int, int, int)
+    @Slot(int, "qint64", "qint64")
     def _on_progress(self, job_id: int, step: int, total: int) -> None:
         if job_id != self.job_id or total <= 0:
             return

@@ -379,7 +379,7 @@ class ModelsPanel(QWidget):
             self.progress_label.setText(f"{name}: starting…")
             self.populate()
 
-    @Slot(int, int, int)
+    @Slot(int, "qint64", "qint64")
     def _on_progress(self, job_id: int, step: int, total: int) -> None:
         kind, _ = self.jobs.get(job_id, (None, None))
         if kind not in ("download", "import"):

@@ -399,7 +399,7 @@ class UpscalePanel(QWidget):
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
 
-    @Slot(int, int, int)
+    @Slot(int, "qint64", "qint64")
     def _on_progress(self, job_id: int, step: int, total: int) -> None:
         if job_id != self.job_id or total <= 0:
             return
