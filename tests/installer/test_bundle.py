@@ -138,8 +138,8 @@ def _check_packages_carried(imported: list[str], internal: Path) -> None:
     for dist, pkgs in sorted(dists.items()):
         lost = []
         meta = metadata_folder(dist)
-        if meta is not None and not (internal / meta / "METADATA").is_file():
-            lost.append(f"{meta}/METADATA")
+        if meta is not None and not any((internal / meta).glob("*")):
+            lost.append(f"{meta}/")
         for src, dest in data_files(dist, pkgs):
             if not (internal / dest / src.name).is_file():
                 lost.append(f"{dest}/{src.name}")
