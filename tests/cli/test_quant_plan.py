@@ -104,7 +104,7 @@ def test_plan_differs_by_card_size(capsys):
     first = {v: _plan(capsys, "flux1-schnell", "--vram", v)[0] for v in ("8", "12", "24")}
     assert first["8"].startswith("FLUX.1 schnell: group offload, bf16, ")
     assert "of 7.2 GiB (fits" in first["8"]
-    assert first["24"].startswith("FLUX.1 schnell: GPU, fp8 / text bf16, tiled VAE, ")
+    assert first["24"].startswith("FLUX.1 schnell: model offload, fp8 / text bf16, ")
     assert "of 23.2 GiB (fits" in first["24"]
     assert len(set(first.values())) == 3
     # Z-Image Turbo: 8 GiB group offload, 12 GiB model offload with fp8, 24 GiB all on the GPU

@@ -46,8 +46,9 @@ WEIGHT_FORMATS = ("bf16", "fp8", "q8_0", "nf4", "q4_k")
 TEXT_FORMATS = ("bf16", "nf4")
 
 # Bytes per weight relative to bf16 for the quantized part, and the share that stays in
-# bf16 (norms, embeddings, biases). GGUF Q8_0 is 8.5 bits/weight, Q4_K ~4.5-4.8, NF4 4 bits
-# plus one absmax per 64 weights (and a second-level quantized scale).
+# bf16 (norms, embeddings, biases) unless a row says otherwise (ModelNeeds.fp8_keep /
+# te_keep). GGUF Q8_0 is 8.5 bits/weight, Q4_K ~4.5-4.8, NF4 4 bits plus one fp32 absmax per
+# 64 weights (no double quantization: load_kwargs does not ask for it).
 _FACTOR = {"bf16": 1.0, "fp8": 0.5, "q8_0": 8.5 / 16, "nf4": 4.5 / 16, "q4_k": 4.8 / 16}
 _UNQUANTIZED_SHARE = 0.03
 
@@ -71,7 +72,17 @@ class ModelNeeds:
     ``work_gb``: activations of one denoising step at ``native_px`` (one image, the CFG batch
     included); ``decode_gb``: the untiled VAE decode at ``native_px``; ``blocks``: the
     transformer's (or UNet's) offloadable blocks; ``te_blocks``: the text encoder's layers;
-    ``te_layer_gb``: its largest single tensor (the token embedding)."""
+    ``te_layer_gb``: its largest single tensor (the token embedding), which no format
+    quantizes.
+
+    ``fp8_keep``: the share of the transformer's bf16 bytes that diffusers' fp8 layerwise
+    casting leaves in bf16: its skip patterns ("norm", "pos_embed") keep the AdaLN modulation
+    Linears (``norm1.linear``, ``norm1_context.linear``, ``norm.linear``), 27 % of FLUX.1
+    and 33 % of SD 3.5 Large. ``te_keep``: the share of the text encoders' bf16 bytes that
+    NF4 (transformers' bitsandbytes integration) leaves in bf16: the token embedding, a
+    causal LM's output head, and T5's ``wo`` layers (its ``_keep_in_fp32_modules``, 1.0B
+    of T5-XXL's 4.76B). Measured on the real architectures built on the meta device
+    (tests/engine/diffusion/test_memory_oracle.py)."""
 
     key: str
     label: str
@@ -88,6 +99,8 @@ class ModelNeeds:
     quantizable: bool = True
     gguf_repo: str | None = None
     note: str = ""
+    fp8_keep: float = _UNQUANTIZED_SHARE
+    te_keep: float = _UNQUANTIZED_SHARE
 
     @property
     def total_gb(self) -> float:
@@ -99,7 +112,7 @@ MODEL_NEEDS: dict[str, ModelNeeds] = {
     n.key: n
     for n in (
         ModelNeeds("sd15", "SD 1.5", "sd1", 1.72, 0.25, 0.17, 8, 12, 0.8, 1.2, 512, 0.08, False),
-        # SD 2.1: UNet 865M, OpenCLIP ViT-H/14 text tower 354M params (fp16).
+        # SD 2.1: UNet 865.9M, OpenCLIP ViT-H/14 text tower 340.4M params (fp16).
         ModelNeeds("sd21", "SD 2.1", "sd2", 1.73, 0.68, 0.17, 8, 23, 1.0, 2.0, 768, 0.1, False),
         ModelNeeds("sdxl", "SDXL", "sdxl", 5.14, 1.64, 0.17, 7, 32, 1.5, 3.0, 1024, 0.13, False),
         ModelNeeds(
@@ -113,7 +126,10 @@ MODEL_NEEDS: dict[str, ModelNeeds] = {
             24,
             2.0,
             3.0,
+            te_layer_gb=0.27,
             gguf_repo="city96/FLUX.1-schnell-gguf",
+            fp8_keep=0.28,
+            te_keep=0.25,
         ),
         ModelNeeds(
             "flux1-dev",
@@ -126,7 +142,10 @@ MODEL_NEEDS: dict[str, ModelNeeds] = {
             24,
             2.0,
             3.0,
+            te_layer_gb=0.27,
             gguf_repo="city96/FLUX.1-dev-gguf",
+            fp8_keep=0.28,
+            te_keep=0.25,
         ),
         ModelNeeds(
             "flux2-klein-4b",
@@ -141,6 +160,7 @@ MODEL_NEEDS: dict[str, ModelNeeds] = {
             3.0,
             te_layer_gb=0.78,
             gguf_repo="unsloth/FLUX.2-klein-4B-GGUF",
+            te_keep=0.10,
         ),
         ModelNeeds(
             "flux2-klein-9b",
@@ -154,6 +174,7 @@ MODEL_NEEDS: dict[str, ModelNeeds] = {
             1.8,
             3.0,
             te_layer_gb=1.24,
+            te_keep=0.16,
         ),
         ModelNeeds(
             "z-image-turbo",
@@ -168,6 +189,7 @@ MODEL_NEEDS: dict[str, ModelNeeds] = {
             3.0,
             te_layer_gb=0.78,
             gguf_repo="unsloth/Z-Image-Turbo-GGUF",
+            te_keep=0.10,
         ),
         ModelNeeds(
             "sd35-medium",
@@ -180,7 +202,11 @@ MODEL_NEEDS: dict[str, ModelNeeds] = {
             24,
             2.0,
             3.0,
+            te_layer_gb=0.27,
             gguf_repo="city96/stable-diffusion-3.5-medium-gguf",
+            # the SD3 transformer's AdaLN layout with Medium's dual-attention blocks
+            fp8_keep=0.35,
+            te_keep=0.23,
         ),
         ModelNeeds(
             "sd35-large",
@@ -193,7 +219,10 @@ MODEL_NEEDS: dict[str, ModelNeeds] = {
             24,
             2.5,
             3.0,
+            te_layer_gb=0.27,
             gguf_repo="city96/stable-diffusion-3.5-large-gguf",
+            fp8_keep=0.34,
+            te_keep=0.23,
         ),
         ModelNeeds(
             "qwen-image",
@@ -209,6 +238,7 @@ MODEL_NEEDS: dict[str, ModelNeeds] = {
             1328,
             te_layer_gb=1.09,
             gguf_repo="city96/Qwen-Image-gguf",
+            te_keep=0.14,
         ),
     )
 }
@@ -335,11 +365,13 @@ def _estimate(
 ) -> tuple[float, float]:
     """(peak GiB on the accelerator, GiB of weights held in RAM) for one candidate."""
 
-    def size(gb: float, fmt: str) -> float:
-        f = _FACTOR[fmt]
-        return _gib(gb) * (_UNQUANTIZED_SHARE + (1 - _UNQUANTIZED_SHARE) * f)
+    def size(gb: float, fmt: str, keep: float = _UNQUANTIZED_SHARE) -> float:
+        return _gib(gb) * (keep + (1 - keep) * _FACTOR[fmt])
 
-    t, te, vae = size(n.transformer_gb, weights), size(n.text_encoder_gb, text), _gib(n.vae_gb)
+    t = size(n.transformer_gb, weights, n.fp8_keep if weights == "fp8" else _UNQUANTIZED_SHARE)
+    te, vae = size(n.text_encoder_gb, text, n.te_keep), _gib(n.vae_gb)
+    # The token embedding is never quantized (NF4 replaces Linear layers only).
+    te_layer = _gib(n.te_layer_gb)
     work = _gib(n.work_gb) * scale
     decode = (min(_gib(n.decode_gb), 1.0) if tiling else _gib(n.decode_gb)) * scale
     te_work = 0.3
@@ -352,12 +384,10 @@ def _estimate(
         # Block-level groups with a prefetch stream: the resident non-block layers plus the
         # block running and the next one loading.
         t_res = t * (_UNQUANTIZED_SHARE + 2 / n.blocks)
-        te_res = (
-            max(te * _UNQUANTIZED_SHARE, _gib(n.te_layer_gb) * _FACTOR[text]) + te * 2 / n.te_blocks
-        )
+        te_res = max(te * _UNQUANTIZED_SHARE, te_layer) + te * 2 / n.te_blocks
         peak = max(te_res + te_work, t_res + work, vae + decode)
     else:  # sequential: one leaf module at a time
-        layer = max(0.1, _gib(n.te_layer_gb) * _FACTOR[text])
+        layer = max(0.1, te_layer)
         peak = max(layer + te_work, 0.1 + work, vae + decode)
     return peak, t + te + vae
 

@@ -41,6 +41,7 @@ from studio.engine.models.folders import DISK_MARGIN, check_disk_space  # noqa: 
 CHUNK = 1 << 20  # hashing block size
 READ_SIZE = 256 * 1024  # at most this much per network read: cancel and progress stay prompt
 USER_AGENT = "Studio-model-downloader/0.1"
+TIMEOUT_S = 30.0  # connect and per-read timeout of URL downloads: a stalled server is retried
 
 
 @dataclass(frozen=True)
@@ -202,14 +203,18 @@ def download_url(
     progress: ProgressCallback | None = None,
     model_id: str = "",
     retries: int = 3,
-    timeout: float = 30.0,
+    timeout: float | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` via ``dest.part`` with resume, cancel and verification.
 
-    A dropped connection is retried ``retries`` times, each time resuming where it stopped;
-    after that (or on cancel) the ``.part`` stays for the next attempt to resume.
+    A dropped connection, a stall longer than ``timeout`` (default :data:`TIMEOUT_S`) or a
+    5xx/429 answer is retried ``retries`` times, each time resuming where it stopped; after
+    that (or on cancel) the ``.part`` stays for the next attempt to resume. A part the server
+    refuses to resume (416 while it is shorter than the file) is dropped and the file fetched
+    again from the start.
     """
     token = token or CancelToken()
+    timeout = TIMEOUT_S if timeout is None else timeout
     model_id = model_id or dest.name
     ensure_online(model_id)
     dest = Path(dest)
@@ -239,10 +244,11 @@ def download_url(
         except _Retryable as e:
             attempt += 1
             if attempt > retries:
-                raise ModelError(
-                    f"Download of {model_id} was interrupted ({e}); run it again to resume",
-                    str(e),
-                ) from e
+                if part.exists() and part.stat().st_size > 0:
+                    msg = f"Download of {model_id} was interrupted ({e}); run it again to resume"
+                else:  # nothing to resume from
+                    msg = f"Download of {model_id} failed ({e}); try again later"
+                raise ModelError(msg, str(e)) from e
             token.wait(min(0.5 * 2**attempt, 5.0))
             continue
         if complete:
@@ -262,6 +268,8 @@ def download_url(
         with open(part, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(part, dest)
+    except FileNotFoundError as e:  # removed by another program after the checksum
+        raise _vanished(model_id, part) from e
     except OSError as e:
         raise ModelError(f"Could not store {dest}: {e.strerror or e}") from e
     meter.emit("done")
@@ -270,6 +278,34 @@ def download_url(
 
 class _Retryable(Exception):
     """A transient network failure: retry, resuming from the bytes on disk."""
+
+
+def _net_reason(e: BaseException, timeout: float) -> str:
+    """A network failure in a few words for the user's message, without the library's
+    exception names (``IncompleteRead(...)``, ``URLError(...)``)."""
+    reason = getattr(e, "reason", None)
+    if isinstance(reason, BaseException):  # URLError wraps the socket error
+        e = reason
+    elif isinstance(reason, str) and reason:
+        return reason
+    if isinstance(e, TimeoutError):
+        return f"no answer for {timeout:g} s"
+    if isinstance(e, http.client.IncompleteRead | ConnectionError) and not (
+        isinstance(e, OSError) and e.strerror
+    ):
+        return "the connection closed early"
+    if isinstance(e, http.client.HTTPException):
+        return "the server sent an invalid response"
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return "the connection failed"
+
+
+def _vanished(model_id: str, part: Path) -> ModelError:
+    return ModelError(
+        f"The partial download {part.name} of {model_id} was removed by another program "
+        "before it was stored; run the download again"
+    )
 
 
 def _fetch_into(
@@ -291,6 +327,15 @@ def _fetch_into(
     except urllib.error.HTTPError as e:
         if e.code == 416 and have and (size is None or have == size):
             return True, hasher  # the part is already complete
+        if e.code == 416 and have:
+            # The server refuses to resume a part shorter than the file (it changed there,
+            # or the part is not ours): useless for resume. Start over without a Range.
+            try:
+                part.unlink(missing_ok=True)
+            except OSError as err:
+                raise ModelError(f"Could not remove {part}: {err.strerror or err}") from err
+            meter.start_at(0)
+            return False, hashlib.sha256()
         if e.code in (401, 403):
             raise ModelError(
                 f"Access denied ({e.code}) for {url}: the file needs permission or a token"
@@ -300,9 +345,9 @@ def _fetch_into(
         if e.code >= 500 or e.code == 429:
             raise _Retryable(f"server error {e.code}") from e
         raise ModelError(f"Download failed: HTTP {e.code} for {url}") from e
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-        reason = getattr(e, "reason", e)
-        raise _Retryable(f"cannot reach {urllib.request.urlparse(url).netloc}: {reason}") from e
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+        netloc = urllib.request.urlparse(url).netloc
+        raise _Retryable(f"{netloc}: {_net_reason(e, timeout)}") from e
 
     with response:
         status = response.status
@@ -341,7 +386,7 @@ def _fetch_into(
                         TimeoutError,
                         OSError,
                     ) as e:
-                        raise _Retryable(f"connection lost: {e}") from e
+                        raise _Retryable(f"connection lost: {_net_reason(e, timeout)}") from e
                     if not chunk:
                         break
                     f.write(chunk)
@@ -355,7 +400,10 @@ def _fetch_into(
                     repr(e),
                 ) from e
             raise ModelError(f"Could not write {part}: {e.strerror or e}", repr(e)) from e
-    got = part.stat().st_size
+    try:
+        got = part.stat().st_size
+    except FileNotFoundError:  # removed while we wrote to it: the bytes went nowhere
+        raise _vanished(meter.model_id, part) from None
     total = expected_total or size
     if total is not None and got < total:
         raise _Retryable(f"connection closed after {got} of {total} bytes")

@@ -1,0 +1,571 @@
+"""Fault branches of URL downloads (studio.engine.models.download) against a local
+``ThreadingHTTPServer`` on 127.0.0.1 that misbehaves on purpose: it ignores ``Range``, cuts
+the body short, sends wrong bytes, answers 416 or 500, or stalls past the client's read
+timeout; plus a ``.part`` file removed before it is stored and a disk that fills mid-download.
+
+Whatever happens, a download ends either with the right file or in ONE clear error: a Studio
+error (studio.core.errors) whose message is one line, holds no traceback and names no raw
+library exception; nothing half-written is at the final path; a ``.part`` kept for resume is
+a prefix of the real file (so a later run can finish it), never stale or foreign bytes.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import http.server
+import os
+import threading
+import time
+from pathlib import Path
+from types import MappingProxyType, SimpleNamespace
+
+import pytest
+
+from studio.core.cancel import CancelToken
+from studio.core.catalog import Entry
+from studio.core.errors import ModelError, StudioError
+from studio.engine.models import download as dl
+from studio.engine.models import store
+
+# A few network reads long (READ_SIZE is 256 KiB), small enough to stay fast.
+PAYLOAD = os.urandom(3 * dl.READ_SIZE + 4321)
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+CUT = 100_003  # where a truncating / stalling server stops (4 attempts stay short of it all)
+STALL_S = 3.0  # longer than the patched client timeout below, shorter than any test budget
+CLIENT_TIMEOUT_S = 0.3
+
+# Names that must never reach the user's one-line message.
+RAW_NAMES = (
+    "Traceback",
+    "Error(",
+    "Exception",
+    "IncompleteRead",
+    "RemoteDisconnected",
+    "HTTPError",
+    "URLError",
+    "TimeoutError",
+    "socket.",
+    "OSError",
+    "FileNotFoundError",
+    "ConnectionResetError",
+    "BrokenPipe",
+    "http.client",
+    "urllib",
+    "_Retryable",
+    "errno",
+    "\n",
+)
+
+
+class _FaultServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _FaultHandler)
+        self.mode = "ok"
+        self.faults_left = 10**6  # how many responses misbehave before it serves normally
+        self.requests: list[str | None] = []  # the Range header of each request
+        self.release = threading.Event()  # ends any stall at teardown
+
+
+class _FaultHandler(http.server.BaseHTTPRequestHandler):
+    server: _FaultServer
+
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str], length: int) -> None:
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        srv = self.server
+        rng = self.headers.get("Range")
+        srv.requests.append(rng)
+        mode = srv.mode
+        if srv.faults_left <= 0:
+            mode = "ok"
+        else:
+            srv.faults_left -= 1
+        start = int(rng.removeprefix("bytes=").split("-")[0]) if rng else 0
+        if mode == "500":
+            self.send_error(500)
+            return
+        if mode == "416" or (mode == "416-on-range" and rng):
+            self.send_response(416)
+            self.send_header("Content-Range", f"bytes */{len(PAYLOAD)}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if mode == "stall-headers":
+            srv.release.wait(STALL_S)
+            return
+        if mode == "garbage":  # not an HTTP status line at all
+            self.wfile.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+            return
+        if mode == "truncate-chunked":  # chunked encoding, cut inside a chunk
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"%x\r\n" % len(PAYLOAD) + PAYLOAD[:CUT])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        data = PAYLOAD
+        if mode == "wrong-bytes":
+            data = bytes(b ^ 0x5A for b in PAYLOAD)  # same length, other content
+        if mode == "ignore-range" or not rng or start == 0:
+            status, headers, body = 200, {}, data
+        elif start >= len(data):
+            self._send(416, b"", {"Content-Range": f"bytes */{len(data)}"}, 0)
+            return
+        else:
+            status, body = 206, data[start:]
+            headers = {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"}
+        self._send(status, body, {"Accept-Ranges": "bytes", **headers}, len(body))
+        if mode == "truncate":  # Content-Length promises more than is sent, then close
+            self.wfile.write(body[:CUT])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        if mode == "stall-body":
+            self.wfile.write(body[:CUT])
+            self.wfile.flush()
+            srv.release.wait(STALL_S)
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+
+class _FastToken(CancelToken):
+    """A token whose back-off waits return at once (and are recorded)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def wait(self, timeout: float) -> bool:
+        self.waits.append(timeout)
+        return self.cancelled
+
+
+@pytest.fixture
+def server(monkeypatch, tmp_path):
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.delenv("STUDIO_OFFLINE", raising=False)
+    monkeypatch.delenv("STUDIO_MODEL_PATHS", raising=False)
+    monkeypatch.setenv("STUDIO_HOME", str(tmp_path / "home"))  # this test's own models folder
+    srv = _FaultServer()
+    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    srv.url = f"http://127.0.0.1:{srv.server_address[1]}/files/fault.pth"
+    yield srv
+    srv.release.set()
+    srv.shutdown()
+    srv.server_close()
+
+
+def _entry(url: str, sha: str = SHA) -> Entry:
+    return Entry(
+        id="fault-up",
+        name="Fault upscaler",
+        kind="upscaler",
+        license="MIT",
+        size=len(PAYLOAD),
+        url=url,
+        sha256=MappingProxyType({"fault.pth": sha}),
+    )
+
+
+def _paths() -> SimpleNamespace:
+    dest = store.kind_dir("upscaler") / "fault.pth"
+    return SimpleNamespace(dest=dest, part=dest.with_name("fault.pth.part"))
+
+
+def _one_clear_error(exc: BaseException) -> str:
+    """The error is a Studio error whose user message is one line without raw names."""
+    assert isinstance(exc, StudioError), f"{type(exc).__name__}: {exc}"
+    msg = exc.message
+    assert msg == str(exc) and msg.strip() and len(msg) < 300, msg
+    for raw in RAW_NAMES:
+        assert raw not in msg, f"{raw!r} in {msg!r}"
+    return msg
+
+
+def _nothing_half_written(paths: SimpleNamespace) -> int:
+    """Nothing at the final path; a kept .part is a prefix of the real file. Returns its size."""
+    assert not paths.dest.exists(), "a half-written file at the final path"
+    if not paths.part.exists():
+        return 0
+    kept = paths.part.read_bytes()
+    assert len(kept) < len(PAYLOAD)
+    assert kept == PAYLOAD[: len(kept)], "the .part is not a prefix of the file: resume breaks"
+    return len(kept)
+
+
+def _download(server, token: CancelToken | None = None) -> Path:
+    return dl.download(_entry(server.url), token=token or _FastToken())
+
+
+def _finish_later(server) -> None:
+    """A later run against a well-behaved server completes the file from what was kept."""
+    server.mode = "ok"
+    paths = _paths()
+    kept = paths.part.stat().st_size if paths.part.exists() else 0
+    server.requests.clear()
+    path = _download(server)
+    assert path == paths.dest and path.read_bytes() == PAYLOAD
+    assert not paths.part.exists()
+    assert server.requests == [f"bytes={kept}-" if kept else None]
+
+
+# -- (a) the server ignores Range ---------------------------------------------------------
+
+
+def test_a_server_ignoring_range_restarts_from_zero(server):
+    """A part from an earlier run exists; the server answers the Range request with 200 and
+    the whole body. Appending would corrupt the file: it must start over and come out right
+    (a foreign part that is not even a prefix of the file is no problem then)."""
+    server.mode = "ignore-range"
+    paths = _paths()
+    paths.part.parent.mkdir(parents=True, exist_ok=True)
+    paths.part.write_bytes(b"not the file's first bytes" * 100)
+    path = _download(server)
+    assert path.read_bytes() == PAYLOAD
+    assert not paths.part.exists()
+    assert server.requests == ["bytes=2600-"]
+    assert store.find_installed(_entry(server.url)) == paths.dest
+
+
+# -- (b) truncated body -------------------------------------------------------------------
+
+
+def test_b_truncated_body_once_is_resumed(server):
+    server.mode, server.faults_left = "truncate", 1
+    token = _FastToken()
+    path = _download(server, token)
+    assert path.read_bytes() == PAYLOAD
+    assert server.requests == [None, f"bytes={CUT}-"]
+    assert len(token.waits) == 1
+
+
+def test_b_body_always_truncated_ends_in_one_error_and_keeps_a_prefix(server):
+    server.mode = "truncate"
+    with pytest.raises(StudioError) as err:
+        _download(server)
+    msg = _one_clear_error(err.value)
+    assert "interrupted" in msg and "resume" in msg
+    kept = _nothing_half_written(_paths())
+    assert kept == 4 * CUT  # the first attempt and three retries each appended their part
+    assert len(server.requests) == 4
+    _finish_later(server)
+
+
+def test_b_chunked_body_cut_inside_a_chunk(server):
+    """The same cut in a chunked response: http.client raises IncompleteRead there, whose
+    repr must not reach the message."""
+    server.mode = "truncate-chunked"
+    with pytest.raises(StudioError) as err:
+        _download(server)
+    msg = _one_clear_error(err.value)
+    assert "interrupted (connection lost: the connection closed early)" in msg
+    _nothing_half_written(_paths())
+    _finish_later(server)
+
+
+def test_b_garbage_instead_of_http_is_one_error(server):
+    server.mode = "garbage"
+    with pytest.raises(StudioError) as err:
+        _download(server)
+    msg = _one_clear_error(err.value)
+    assert "the server sent an invalid response" in msg
+    assert len(server.requests) == 4  # retried like a dropped connection, then given up
+    paths = _paths()
+    assert not paths.dest.exists() and not paths.part.exists()
+
+
+# -- (c) wrong bytes ----------------------------------------------------------------------
+
+
+def test_c_wrong_bytes_fail_the_checksum_and_leave_nothing(server):
+    server.mode = "wrong-bytes"
+    with pytest.raises(StudioError) as err:
+        _download(server)
+    msg = _one_clear_error(err.value)
+    assert msg.startswith("Checksum mismatch for fault-up")
+    paths = _paths()
+    assert not paths.dest.exists() and not paths.part.exists()  # wrong bytes are not resumed
+    assert store.find_installed(_entry(server.url)) is None
+    _finish_later(server)
+
+
+def test_c_wrong_bytes_after_a_good_prefix_are_not_kept(server):
+    """A good part from an earlier run, then the server sends wrong bytes for the rest: the
+    whole file is removed (which bytes are bad can't be told)."""
+    paths = _paths()
+    paths.part.parent.mkdir(parents=True, exist_ok=True)
+    paths.part.write_bytes(PAYLOAD[:CUT])
+    server.mode = "wrong-bytes"
+    with pytest.raises(StudioError) as err:
+        _download(server)
+    assert _one_clear_error(err.value).startswith("Checksum mismatch")
+    assert server.requests == [f"bytes={CUT}-"]
+    assert not paths.dest.exists() and not paths.part.exists()
+
+
+# -- (d) 416 ------------------------------------------------------------------------------
+
+
+def test_d_416_on_a_fresh_download_is_one_error(server):
+    server.mode = "416"
+    with pytest.raises(StudioError) as err:
+        _download(server)
+    msg = _one_clear_error(err.value)
+    assert "416" in msg
+    paths = _paths()
+    assert not paths.dest.exists() and not paths.part.exists()
+
+
+def test_d_416_for_a_stale_part_starts_over(server):
+    """The part is shorter than the file but the server refuses its range (the file changed
+    on the server, or a proxy): the part is useless for resume. It is dropped and the file
+    fetched whole, instead of failing with the same 416 on every later run."""
+    paths = _paths()
+    paths.part.parent.mkdir(parents=True, exist_ok=True)
+    paths.part.write_bytes(PAYLOAD[:CUT])
+    server.mode = "416-on-range"
+    path = _download(server)
+    assert path.read_bytes() == PAYLOAD and not paths.part.exists()
+    assert server.requests == [f"bytes={CUT}-", None]
+
+
+def test_d_416_for_a_stale_part_then_failure_leaves_no_stale_part(server):
+    """Same, and the fresh request fails too: one error, and the stale part is gone."""
+    paths = _paths()
+    paths.part.parent.mkdir(parents=True, exist_ok=True)
+    paths.part.write_bytes(b"x" * CUT)
+    server.mode = "416"
+    with pytest.raises(StudioError) as err:
+        _download(server)
+    _one_clear_error(err.value)
+    assert not paths.dest.exists() and not paths.part.exists()
+
+
+def test_d_416_for_a_complete_part_is_verified(server):
+    """A part already holding the whole file: the server's 416 means "nothing more", and the
+    file is checked and stored (no second request)."""
+    paths = _paths()
+    paths.part.parent.mkdir(parents=True, exist_ok=True)
+    paths.part.write_bytes(PAYLOAD)
+    server.mode = "416"
+    assert _download(server).read_bytes() == PAYLOAD
+    assert server.requests == [f"bytes={len(PAYLOAD)}-"]
+
+
+# -- (e) 500 ------------------------------------------------------------------------------
+
+
+def test_e_server_error_is_retried_then_one_error(server):
+    server.mode = "500"
+    token = _FastToken()
+    with pytest.raises(StudioError) as err:
+        _download(server, token)
+    msg = _one_clear_error(err.value)
+    assert msg == "Download of fault-up failed (server error 500); try again later"
+    assert len(server.requests) == 4  # the first try and 3 retries
+    assert len(token.waits) == 3 and all(0 < w <= 5 for w in token.waits)  # bounded back-off
+    paths = _paths()
+    assert not paths.dest.exists() and not paths.part.exists()
+
+
+def test_e_server_error_keeps_a_good_part(server):
+    paths = _paths()
+    paths.part.parent.mkdir(parents=True, exist_ok=True)
+    paths.part.write_bytes(PAYLOAD[:CUT])
+    server.mode = "500"
+    with pytest.raises(StudioError) as err:
+        _download(server)
+    _one_clear_error(err.value)
+    assert _nothing_half_written(paths) == CUT
+    _finish_later(server)
+
+
+def test_e_nobody_listening_is_one_error(server):
+    """Connection refused (the port is closed): retried, then one line naming the host."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again when the block ends: nothing listens there
+    with pytest.raises(StudioError) as err:
+        dl.download(_entry(f"http://127.0.0.1:{port}/files/fault.pth"), token=_FastToken())
+    msg = _one_clear_error(err.value)
+    assert (
+        msg
+        == f"Download of fault-up failed (127.0.0.1:{port}: Connection refused); try again later"
+    )
+    paths = _paths()
+    assert not paths.dest.exists() and not paths.part.exists()
+
+
+def test_e_transient_server_error_recovers(server):
+    server.mode, server.faults_left = "500", 2
+    assert _download(server).read_bytes() == PAYLOAD
+    assert len(server.requests) == 3
+
+
+# -- (f) a stalled server -----------------------------------------------------------------
+
+
+@pytest.fixture
+def short_timeout(monkeypatch):
+    """download_url's read timeout (dl.TIMEOUT_S, 30 s) cut to CLIENT_TIMEOUT_S."""
+    assert dl.TIMEOUT_S == 30.0
+    monkeypatch.setattr(dl, "TIMEOUT_S", CLIENT_TIMEOUT_S)
+
+
+@pytest.mark.parametrize("mode", ["stall-headers", "stall-body"])
+def test_f_stall_longer_than_the_timeout(server, short_timeout, mode):
+    server.mode = mode
+    t0 = time.monotonic()
+    with pytest.raises(StudioError) as err:
+        _download(server)
+    elapsed = time.monotonic() - t0
+    msg = _one_clear_error(err.value)
+    assert f"no answer for {CLIENT_TIMEOUT_S:g} s" in msg
+    # 4 attempts of one timeout each (the back-off is skipped): bounded, not STALL_S each.
+    assert elapsed < 4 * STALL_S / 2, elapsed
+    assert len(server.requests) == 4
+    kept = _nothing_half_written(_paths())
+    assert kept == (0 if mode == "stall-headers" else 4 * CUT)
+    # Resume is offered only when there is something to resume from.
+    assert ("run it again to resume" in msg) == (kept > 0), msg
+    server.release.set()
+    _finish_later(server)
+
+
+def test_f_stall_once_then_recovers(server, short_timeout):
+    server.mode, server.faults_left = "stall-body", 1
+    assert _download(server).read_bytes() == PAYLOAD
+    assert server.requests == [None, f"bytes={CUT}-"]
+
+
+# -- (g) the file vanishes before it is stored --------------------------------------------
+
+
+class _OsWith:
+    """``os`` for download.py only, with one function replaced."""
+
+    def __init__(self, **funcs) -> None:
+        self.__dict__.update(funcs)
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+
+def test_g_part_removed_before_the_rename(server, monkeypatch):
+    def replace(src, dst):
+        os.unlink(src)  # someone (a cleaner, antivirus) removes the file first
+        return os.replace(src, dst)
+
+    monkeypatch.setattr(dl, "os", _OsWith(replace=replace))
+    with pytest.raises(StudioError) as err:
+        _download(server)
+    msg = _one_clear_error(err.value)
+    assert "fault-up" in msg or "fault.pth" in msg
+    paths = _paths()
+    assert not paths.dest.exists() and not paths.part.exists()
+
+
+def test_g_part_removed_before_the_fsync(server, monkeypatch):
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        _paths().part.unlink()  # gone between the checksum and storing it
+        return real_fsync(fd)
+
+    monkeypatch.setattr(dl, "os", _OsWith(fsync=fsync))
+    with pytest.raises(StudioError) as err:
+        _download(server)
+    _one_clear_error(err.value)
+    assert not _paths().dest.exists()
+
+
+def test_g_part_removed_while_downloading(server):
+    """The part is deleted after the first bytes arrived: the writer still holds it open, so
+    the rest goes to a file nobody can see. One clear error, no traceback."""
+
+    def on_progress(p: dl.DownloadProgress) -> None:
+        part = _paths().part
+        if p.stage == "download" and 0 < p.done < len(PAYLOAD) and part.exists():
+            part.unlink()
+
+    with pytest.raises(StudioError) as err:
+        dl.download(_entry(server.url), token=_FastToken(), progress=on_progress)
+    _one_clear_error(err.value)
+    assert not _paths().dest.exists()
+    _finish_later(server)
+
+
+# -- (h) the disk fills mid-download ------------------------------------------------------
+
+
+def test_h_disk_full_after_n_bytes_keeps_a_consistent_part(server, monkeypatch):
+    limit = CUT  # the "disk" takes this many bytes of the .part, then ENOSPC
+    real_open = open
+
+    class _FillingFile:
+        def __init__(self, f):
+            self._f = f
+
+        def write(self, data):
+            room = limit - self._f.tell()
+            if len(data) > room:
+                self._f.write(data[: max(room, 0)])  # a short write, then the disk is full
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self._f.write(data)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._f.close()
+
+    def fake_open(path, mode="r", *a, **k):
+        f = real_open(path, mode, *a, **k)
+        writing = str(path).endswith(".part") and "r" not in mode
+        return _FillingFile(f) if writing else f
+
+    monkeypatch.setattr(dl, "open", fake_open, raising=False)
+    with pytest.raises(StudioError) as err:
+        _download(server)
+    msg = _one_clear_error(err.value)
+    assert msg.startswith("Disk full") and "resume" in msg
+    assert _nothing_half_written(_paths()) == limit
+    assert len(server.requests) == 1  # a full disk is not retried
+    monkeypatch.delattr(dl, "open")
+    _finish_later(server)
+
+
+def test_h_disk_full_error_class_is_the_catalog_one(server, monkeypatch):
+    """Disk full on a download through download_url directly is the same ModelError."""
+    real_open = open
+
+    def fake_open(path, mode="r", *a, **k):
+        if str(path).endswith(".part") and "r" not in mode:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, mode, *a, **k)
+
+    monkeypatch.setattr(dl, "open", fake_open, raising=False)
+    dest = _paths().dest
+    with pytest.raises(ModelError) as err:
+        dl.download_url(server.url, dest, size=len(PAYLOAD), sha256=SHA, token=_FastToken())
+    _one_clear_error(err.value)
+    assert not dest.exists()
