@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     app.setApplicationDisplayName("Studio")
     app.setDesktopFileName("studio")
 
+    from studio.ui.placement import keep_on_screen
     from studio.ui.settings import Settings
     from studio.ui.theme import app_icon, apply_theme
 
@@ -63,8 +64,14 @@ def main(argv: list[str] | None = None) -> int:
         if frame.isMaximized():
             window.showMaximized()
         else:
-            window.setGeometry(frame.geometry())
+            # The frame's place, decorations included (move() is a frame position): its
+            # client geometry, taken before the window manager has placed it, would put the
+            # new title bar above the screen.
+            window.resize(frame.size())
+            window.move(frame.pos())
+            keep_on_screen(window)
             window.show()
+            keep_on_screen(window)  # now with the real decorations
         frame.close()
         frame.deleteLater()
         QTimer.singleShot(0, after_build)
@@ -93,16 +100,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _startup_frame(settings):
     """The first frame: a bare QMainWindow (no ``Qt`` namespace, no window module), with the
-    main window's title, icon, theme and saved geometry."""
-    from PySide6.QtCore import QByteArray
+    main window's title, icon, theme and saved geometry (or, the first time, centred in the
+    screen's available area at up to 1280x800: ``placement.place_window``)."""
     from PySide6.QtWidgets import QLabel, QMainWindow
+
+    from studio.ui.placement import place_window
 
     frame = QMainWindow()
     frame.setWindowTitle("Studio")
-    frame.resize(1280, 800)
-    geometry = settings.geometry
-    if isinstance(geometry, QByteArray) and not geometry.isEmpty():
-        frame.restoreGeometry(geometry)
+    place_window(frame, settings.geometry)
     label = QLabel("Starting Studio…")
     label.setStyleSheet("qproperty-alignment: AlignCenter;")  # no Qt.AlignmentFlag import
     frame.setCentralWidget(label)

@@ -74,6 +74,20 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_SESSION_TMP, ignore_errors=True)
 
 
+# A skip says "something this test needs is missing". On a developer's machine that is a note;
+# on CI (which installs everything from the lock) it is a missing piece, and it fails, so a
+# missing catalog, panel, package or disk can never pass as a skip. Skips that are about the
+# platform (``skipif`` on os.name / sys.platform) do not fire on CI's Linux.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("CI") and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped on CI, where nothing may be missing: {reason}"
+
+
 # -- the app, for tests/ui and tests/reliability ------------------------------------------------
 class Answers:
     """Scripted answers to MainWindow.ask (instead of a blocking modal dialog); records every

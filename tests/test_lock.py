@@ -81,7 +81,9 @@ def test_pyproject_keeps_ranges():
 def test_lock_has_the_packages_transformers_needs_today():
     """transformers 5.25 requires kernels, which reads its own data files at import (the
     bundle must carry them): both are in today's lock for Python >= 3.11."""
-    rows = {canonicalize_name(r.name): r for r in _lock() if r.marker is None or r.marker.evaluate()}
+    rows = {
+        canonicalize_name(r.name): r for r in _lock() if r.marker is None or r.marker.evaluate()
+    }
     if sys.version_info >= (3, 11):
         assert "kernels" in rows and rows["transformers"].specifier.contains("5.25.0")
 

@@ -1,6 +1,13 @@
 """Actions, the tool bar and the menus of the window, with the tool and brush controls they
 drive, the "Paints on" label, the theme, the keyboard-shortcut list and the About box.
 
+The keys follow Krita and Photoshop where they agree: B brush, E eraser, M selection, [ and ]
+brush size, Ctrl+Z undo, Ctrl+Shift+Z (and Ctrl+Y) redo, Space-drag pan, Ctrl+wheel zoom,
+Ctrl+S save. Every shortcut is a window-wide ``QAction``: Qt does not fire a single-key one
+while a text field has the focus (the field gets the key), and the canvas takes the focus
+when the pointer is over it (``canvas``), so B, E and M reach the tools and are never typed
+into a field by accident. The shortcut list (F1) is made from the actions, so it cannot drift.
+
 ``Actions`` is one room of the window shell (``main_window.MainWindow``). It owns every
 ``QAction``, the tool bar and the menu bar; an action calls a slot of the room that does the
 work, given to it explicitly: ``documents.Documents`` (files), ``edits.Edits`` (selection,
@@ -16,14 +23,22 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, Qt, Slot
 from PySide6.QtGui import QAction, QActionGroup, QColor, QKeySequence
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QApplication,
     QColorDialog,
+    QDialog,
+    QDialogButtonBox,
+    QHeaderView,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QSizePolicy,
     QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
     QToolButton,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -36,32 +51,16 @@ if TYPE_CHECKING:
     from studio.ui.jobs import Jobs
     from studio.ui.settings import Settings
 
-SHORTCUTS = [
-    ("B", "Brush (paints the active layer; the mask layer by default)"),
-    ("E", "Eraser"),
-    ("M", "Rectangle selection: the generation region"),
-    ("H", "Pan tool"),
-    ("Space + drag, middle button", "Pan"),
-    ("[ / ]", "Brush size smaller / larger"),
-    ("Shift+[ / Shift+]", "Brush hardness lower / higher"),
-    ("Wheel, Ctrl++ / Ctrl+-", "Zoom in / out"),
-    ("Ctrl+0", "Fit to window"),
-    ("Ctrl+1", "Actual size (100%)"),
-    ("Ctrl+Z / Ctrl+Shift+Z", "Undo / redo"),
-    ("Ctrl+O", "Open image or project"),
-    ("Ctrl+Shift+O", "Import images as layers"),
-    ("Ctrl+S / Ctrl+Shift+S", "Save project / save as"),
-    ("Ctrl+Shift+E", "Export PNG / JPEG / WebP"),
-    ("Ctrl+C / Ctrl+V", "Copy image / paste as layer"),
-    ("Ctrl+A / Ctrl+D", "Select all / deselect"),
-    ("Delete", "Clear the mask"),
-    ("Ctrl+I", "Invert the mask"),
-    ("Q", "Paint on the mask / back on the layer"),
-    ("Shift+M", "Show / hide the mask (hidden over a new result)"),
-    ("Ctrl+J", "Duplicate layer"),
-    ("Ctrl+] / Ctrl+[", "Move layer up / down"),
-    ("Ctrl+Enter", "Generate (queues when busy)"),
-    ("Esc", "Cancel the running job"),
+# Keys and pointer gestures that are not menu actions, for the shortcut list (Help > Keyboard
+# shortcuts, F1), which lists every action's shortcut from the actions themselves. Each row:
+# (keys as shown, what they do, the QShortcut keys of the window that do it; tests check them).
+GESTURES = [
+    ("Space + drag, middle-button drag", "Pan the canvas", ()),
+    ("Wheel, Ctrl+wheel", "Zoom around the pointer", ()),
+    ("Shift+wheel", "Scroll", ()),
+    ("Ctrl+Enter", "Generate (queues when busy; Generate panel)", ("Ctrl+Return", "Ctrl+Enter")),
+    ("Enter / X", "Accept / discard the staged result", ("Return", "Enter", "X")),
+    ("Left / Right", "Previous / next staged result", ("Left", "Right")),
 ]
 
 
@@ -86,6 +85,7 @@ class Actions(QObject):
         self._documents = documents
         self._edits = edits
         self._jobs = jobs
+        self.shortcuts_dialog: QDialog | None = None  # Help > Keyboard shortcuts, made once
         self._build_actions()
         self._build_toolbar()
         self._build_menus()
@@ -454,14 +454,68 @@ class Actions(QObject):
             " border: 1px solid #888; border-radius: 3px; }"
         )
 
+    def shortcut_rows(self) -> list[tuple[str, str, str]]:
+        """(keys, action, menu) of every action with a shortcut, in menu order, then the
+        gestures and panel keys (``GESTURES``)."""
+        rows: list[tuple[str, str, str]] = []
+        seen: set[int] = set()
+
+        def walk(menu: QMenu, where: str) -> None:
+            for a in menu.actions():
+                if a.menu() is not None:
+                    walk(a.menu(), f"{where} > {_plain(a.text())}")
+                elif a.shortcuts() and id(a) not in seen:
+                    seen.add(id(a))
+                    rows.append((_keys(a), _plain(a.text()), where))
+
+        for top in self._window.menuBar().actions():
+            if top.menu() is not None:
+                walk(top.menu(), _plain(top.text()))
+        for a in self._window.actions():  # any action with a key but in no menu
+            if a.shortcuts() and id(a) not in seen:
+                seen.add(id(a))
+                rows.append((_keys(a), _plain(a.text()), ""))
+        rows += [(keys, what, "Canvas and panels") for keys, what, _bound in GESTURES]
+        return rows
+
     @Slot()
     def show_shortcuts(self) -> None:
-        rows = "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in SHORTCUTS)
-        box = QMessageBox(self._window)
-        box.setWindowTitle("Keyboard shortcuts")
-        box.setText(f"<table cellspacing=4>{rows}</table>")
-        box.setWindowModality(Qt.WindowModality.NonModal)
-        box.show()
+        """Help > Keyboard shortcuts: a non-modal list of every shortcut (made from the
+        actions, so it says what the keys do now)."""
+        if self.shortcuts_dialog is None:
+            self.shortcuts_dialog = self._make_shortcuts_dialog()
+        dialog = self.shortcuts_dialog
+        self._fill_shortcuts(dialog.findChild(QTableWidget))
+        dialog.show()
+        dialog.raise_()
+        dialog.activateWindow()
+
+    def _make_shortcuts_dialog(self) -> QDialog:
+        dialog = QDialog(self._window)
+        dialog.setObjectName("shortcuts")
+        dialog.setWindowTitle("Keyboard shortcuts")
+        dialog.setWindowModality(Qt.WindowModality.NonModal)
+        table = QTableWidget(0, 3, dialog)
+        table.setHorizontalHeaderLabels(["Keys", "Action", "Menu"])
+        table.verticalHeader().setVisible(False)
+        table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        table.horizontalHeader().setStretchLastSection(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, dialog)
+        buttons.rejected.connect(dialog.close)
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(table)
+        layout.addWidget(buttons)
+        dialog.resize(560, 600)
+        return dialog
+
+    def _fill_shortcuts(self, table: QTableWidget) -> None:
+        rows = self.shortcut_rows()
+        table.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            for c, text in enumerate(row):
+                table.setItem(r, c, QTableWidgetItem(text))
 
     @Slot()
     def show_about(self) -> None:
@@ -472,3 +526,14 @@ class Actions(QObject):
             "About Studio",
             f"<b>Studio {__version__}</b><br>Generative image editing on your own machine.",
         )
+
+
+def _plain(text: str) -> str:
+    """A menu text without its mnemonic ampersands and trailing ellipsis."""
+    return text.replace("&&", "\0").replace("&", "").replace("\0", "&").rstrip("…").strip()
+
+
+def _keys(action: QAction) -> str:
+    """An action's shortcuts as the user reads them ("Ctrl+Shift+Z / Ctrl+Y")."""
+    native = QKeySequence.SequenceFormat.NativeText
+    return " / ".join(seq.toString(native) for seq in action.shortcuts())

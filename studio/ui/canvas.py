@@ -3,6 +3,12 @@ rectangle selection, pan), zoom, drag and drop, and the live generation preview.
 
 Scene coordinates are document pixels. Each layer is a ``LayerItem`` drawing a cached QImage
 that is refreshed only where pixels changed; the mask layer is drawn as a tinted overlay.
+
+The keyboard: the tools' single keys (B, E, M, [ ]...) are window-wide actions, which Qt
+does not fire while a text field has the focus (the field takes the key). So the canvas takes
+the focus when it is clicked and when the pointer is over it, unless the user is typing in a
+field (``_FocusWatch``); and when the focused widget is disabled or hidden (a panel's button
+while its job runs) the focus comes here rather than to the next field in the tab chain.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal, Slot
 from PySide6.QtGui import (
     QBrush,
     QColor,
@@ -22,14 +28,21 @@ from PySide6.QtGui import (
     QWheelEvent,
 )
 from PySide6.QtWidgets import (
+    QAbstractSpinBox,
+    QApplication,
+    QComboBox,
     QGraphicsEllipseItem,
     QGraphicsItem,
     QGraphicsRectItem,
     QGraphicsScene,
     QGraphicsView,
+    QLineEdit,
+    QPlainTextEdit,
     QStyleOptionGraphicsItem,
+    QTextEdit,
     QWidget,
 )
+from shiboken6 import isValid
 
 from studio.core.document import SNAP, Layer, snap_rect
 from studio.ui import brush
@@ -120,6 +133,83 @@ class PreviewItem(QGraphicsItem):
             painter.drawImage(self.rect, self.image)
 
 
+def is_text_field(widget: QWidget | None) -> bool:
+    """Whether ``widget`` takes typed text (so single-key shortcuts do not fire in it)."""
+    if widget is None:
+        return False
+    if isinstance(widget, QComboBox):
+        return widget.isEditable()
+    if isinstance(widget, QLineEdit | QTextEdit | QPlainTextEdit):
+        return not widget.isReadOnly()
+    return isinstance(widget, QAbstractSpinBox)
+
+
+class _FocusWatch(QObject):
+    """Keeps the keyboard for the canvas (see the module doc): watches the application's
+    focus, sends it to the canvas when the focused widget of the canvas's window is disabled
+    or hidden, and tells whether the user is typing in the focused text field (clicked or
+    typed in it since it got the focus)."""
+
+    _TYPING = (
+        QEvent.Type.KeyPress,
+        QEvent.Type.MouseButtonPress,
+        QEvent.Type.MouseButtonDblClick,
+        QEvent.Type.InputMethod,
+    )
+
+    def __init__(self, canvas: CanvasView) -> None:
+        super().__init__(canvas)
+        self.canvas = canvas
+        self._watched: list[QWidget] = []
+        self._typed_in: QWidget | None = None
+        app = QApplication.instance()
+        if app is not None:
+            app.focusChanged.connect(self._focus_changed)
+
+    def typing(self) -> bool:
+        """The focus of the canvas's window is in a text field the user clicked or typed in."""
+        field = self.canvas.window().focusWidget()
+        return field is not None and field is self._typed_in and is_text_field(field)
+
+    @Slot(QWidget, QWidget)
+    def _focus_changed(self, old: QWidget | None, new: QWidget | None) -> None:
+        canvas = self.canvas
+        if new is None or not isValid(new) or not isValid(canvas):
+            return  # the window lost the keyboard: the field typed in stays so on return
+        window = canvas.window()
+        if new.window() is not window:
+            return  # another window (a dialog, a popup): the same
+        typed = self._typed_in
+        self._unwatch()
+        if new is canvas:
+            return
+        lost = old is not None and isValid(old) and old.window() is window
+        if lost and not (old.isEnabled() and old.isVisible()):
+            # Qt hands the focus of a disabled or hidden widget to the next one in the tab
+            # chain: often a text field with its text selected, where B or E would be typed.
+            if canvas.isVisible() and canvas.isEnabled():
+                canvas.setFocus(Qt.FocusReason.OtherFocusReason)
+                return
+        if is_text_field(new):
+            self._watched = [new, *new.findChildren(QWidget)]  # a spin box's line edit too
+            for w in self._watched:
+                w.installEventFilter(self)
+            if new is typed:  # back from another window, or from a menu
+                self._typed_in = typed
+
+    def _unwatch(self) -> None:
+        for w in self._watched:
+            if isValid(w):
+                w.removeEventFilter(self)
+        self._watched = []
+        self._typed_in = None
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
+        if event.type() in self._TYPING and self._watched:
+            self._typed_in = self._watched[0]
+        return False
+
+
 class CanvasView(QGraphicsView):
     zoom_changed = Signal(float)
     cursor_moved = Signal(int, int)  # document pixel under the mouse
@@ -151,6 +241,8 @@ class CanvasView(QGraphicsView):
         self.pose_handler = None  # begin/drag/end_keypoint_drag (the Control panel)
         self._pose_dragging = False
         self._pose_offset = (0, 0)
+        self._zoom_shown = 1.0  # the zoom zoom_changed last announced
+        self._focus = _FocusWatch(self)
 
         self.setAcceptDrops(True)
         self.setMouseTracking(True)
@@ -306,7 +398,7 @@ class CanvasView(QGraphicsView):
         self.setTransform(self.transform().fromScale(z, z))
         self.centerOn(center)
         self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, z < 1.0)
-        self.zoom_changed.emit(z)
+        self._announce_zoom()
         self._update_cursor_item()
 
     def zoom_by(self, factor: float, anchor: QPointF | None = None) -> None:
@@ -340,7 +432,22 @@ class CanvasView(QGraphicsView):
         self.centerOn(doc.width / 2, doc.height / 2)
         self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, z < 1.0)
         self._fit_on_resize = True
-        self.zoom_changed.emit(z)
+        self._announce_zoom()
+
+    def fit_rect(self, rect: tuple[float, float, float, float] | QRectF) -> None:
+        """Fit ``rect`` (document pixels) to the view, e.g. a first result on an empty
+        canvas."""
+        self.fitInView(QRectF(rect), Qt.AspectRatioMode.KeepAspectRatio)
+        self.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, self.zoom < 1.0)
+        self._announce_zoom()
+
+    def _announce_zoom(self) -> None:
+        """``zoom_changed`` if the zoom is not the one announced last. Also called on each
+        paint, so a transform set by other code (``fitInView`` from outside) is reported."""
+        z = self.zoom
+        if not math.isclose(z, self._zoom_shown, rel_tol=1e-6):
+            self._zoom_shown = z
+            self.zoom_changed.emit(z)
 
     def resizeEvent(self, event) -> None:  # noqa: N802
         super().resizeEvent(event)
@@ -406,8 +513,17 @@ class CanvasView(QGraphicsView):
             return
         super().keyReleaseEvent(event)
 
+    def take_keys(self) -> None:
+        """The pointer is over the canvas: the keyboard comes here (B, E, M, Space...) unless
+        the user is typing in a text field or another window has the keys."""
+        if self.hasFocus() or not self.isEnabled() or not self.window().isActiveWindow():
+            return
+        if not self._focus.typing():
+            self.setFocus(Qt.FocusReason.MouseFocusReason)
+
     def enterEvent(self, event) -> None:  # noqa: N802
         super().enterEvent(event)
+        self.take_keys()
         self._update_cursor_item()
 
     def leaveEvent(self, event) -> None:  # noqa: N802
@@ -440,6 +556,8 @@ class CanvasView(QGraphicsView):
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         pos = self.mapToScene(event.position().toPoint())
+        if not self.hasFocus():
+            self.take_keys()
         self.cursor_moved.emit(int(math.floor(pos.x())), int(math.floor(pos.y())))
         self._update_cursor_item(pos)
         if self._pan_from is not None:
@@ -610,9 +728,18 @@ class CanvasView(QGraphicsView):
             event.ignore()
 
     # -- empty-state hint ---------------------------------------------------------------------
+    def hint_shown(self) -> bool:
+        """The empty-canvas hint: an empty document with nothing on it (no preview, no
+        staged result, no panel overlay)."""
+        if not self.model.doc.is_empty:
+            return False
+        items = (self.job_preview_item, self.staged_item, self.preview_item)
+        return all(item.image.isNull() for item in items)
+
     def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802
         super().drawForeground(painter, rect)
-        if not self.model.doc.is_empty or not self.job_preview_item.image.isNull():
+        self._announce_zoom()
+        if not self.hint_shown():
             return
         painter.save()
         painter.setWorldMatrixEnabled(False)

@@ -99,6 +99,10 @@ class Documents(QObject):
         self.windows: list[Any] = []  # the secondary windows opened from this one
         #: The recovery file, written on a timer (``autosave.Autosave``).
         self.autosaver = Autosave(self.model, self.settings.autosave_seconds, self, autosave)
+        #: The file name of the image the document was opened from (its title until saved).
+        self.image_name: str | None = None
+        self._opening: str | None = None  # the image name of the document being opened
+        self.model.document_replaced.connect(self._on_replaced)  # before update_title
         self.model.undo.cleanChanged.connect(self.update_title)
         self.model.document_replaced.connect(self.update_title)
         self._autosaves = autosave
@@ -109,7 +113,7 @@ class Documents(QObject):
         window = self._window
         if not isValid(window):  # the window is being deleted (its undo stack clears itself)
             return
-        name = Path(self.model.path).name if self.model.path else "Untitled"
+        name = Path(self.model.path).name if self.model.path else self.image_name or "Untitled"
         if self.model.doc.is_empty and not self.model.path:
             name = "Studio"
             window.setWindowTitle("Studio")
@@ -117,6 +121,10 @@ class Documents(QObject):
             window.setWindowTitle(f"{name}[*] — Studio")
         window.setWindowModified(self.model.dirty)
         self.title_changed.emit()
+
+    @Slot()
+    def _on_replaced(self) -> None:
+        self.image_name, self._opening = self._opening, None
 
     def question(self, title: str, text: str, buttons, default) -> QMessageBox.StandardButton:
         """The default ``ask``: a modal question box over the window."""
@@ -193,6 +201,7 @@ class Documents(QObject):
         doc = Document.from_image(first, Path(first_path).stem)
         for p, image in rest:
             doc.layers.insert(len(doc.layers) - 1, _layer(image, Path(p).stem))
+        self._opening = Path(first_path).name  # the title: "photo.jpg — Studio"
         self.model.replace(doc)
         for p, _ in loaded:
             self._remember(p)

@@ -21,19 +21,20 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from PySide6.QtCore import QByteArray, QRectF, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QRectF, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QCloseEvent, QColor, QImage, QUndoCommand
 from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QWidget
 
-from studio.ui.actions import SHORTCUTS, Actions
+from studio.ui.actions import Actions
 from studio.ui.docks import Docks
 from studio.ui.documents import EXTENSION, Documents
 from studio.ui.edits import Edits
 from studio.ui.jobs import Jobs
+from studio.ui.placement import place_window
 from studio.ui.settings import Settings
 from studio.ui.theme import app_icon
 
-__all__ = ["EXTENSION", "PANELS", "SHORTCUTS", "MainWindow"]
+__all__ = ["EXTENSION", "PANELS", "MainWindow"]
 
 # The rest (numpy, the document model, canvas, layers panel) is imported by _import_heavy()
 # so the window can be put on screen first (MainWindow(deferred=True)).
@@ -120,10 +121,7 @@ class MainWindow(QMainWindow):
         self._start_engine_when_built = start_engine
         self.setWindowIcon(app_icon())
         self.setWindowTitle("Studio")
-        self.resize(1280, 800)
-        geometry = self.settings.geometry
-        if isinstance(geometry, QByteArray) and not geometry.isEmpty():
-            self.restoreGeometry(geometry)
+        place_window(self, self.settings.geometry)  # inside the screen's available area
         placeholder = QLabel("Starting Studio…")
         placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.setCentralWidget(placeholder)
@@ -174,6 +172,7 @@ class MainWindow(QMainWindow):
         self.docks.restore(s.window_state)  # the dock sizes the user chose last time
         canvas.pose_handler = self.panels.get("Control")  # keypoints dragged on the canvas
         self.documents.update_title()
+        canvas.setFocus()  # B, E, M... work at once, not typed into the first field
 
     def _ask(self, title: str, text: str, buttons, default):
         return self.ask(title, text, buttons, default)  # whatever ``ask`` is now
@@ -257,7 +256,7 @@ class MainWindow(QMainWindow):
     def show_staged(self, image, region: tuple[int, int, int, int]) -> None:
         self.canvas.staged_item.set(image, QRectF(*region))
         if self.model.doc.is_empty:
-            self.canvas.fitInView(QRectF(*region), Qt.AspectRatioMode.KeepAspectRatio)
+            self.canvas.fit_rect(QRectF(*region))  # the zoom label follows
 
     def clear_staged(self) -> None:
         self.canvas.staged_item.set(QImage(), QRectF())

@@ -89,7 +89,7 @@ def test_add_canny_layer_and_control_inputs(window, panel):
     # the table edits what Generate gets
     panel.table.cellWidget(0, 2).setValue(0.55)
     panel.table.cellWidget(0, 4).setValue(0.8)
-    panel.table.cellWidget(0, 5).setText("my/controlnet")
+    panel.table.cellWidget(0, 5).setCurrentText("my/controlnet")
     (ci,) = control_inputs(window, region=(0, 0, 256, 256), size=(128, 128))
     assert (ci.weight, ci.end, ci.model) == (0.55, 0.8, "my/controlnet")
     assert ci.image.shape == (128, 128, 3)

@@ -60,7 +60,7 @@ def test_documents_room_opens_saves_and_autosaves_on_its_own(qtbot, studio_home,
 
     assert docs.open_paths([str(photos.chelsea)])
     assert (model.doc.width, model.doc.height) == (451, 300)
-    assert titles[-1] == "Untitled[*] — Studio"  # an image opens unsaved; title_changed told
+    assert titles[-1] == "chelsea.png[*] — Studio"  # an image opens unsaved, named after its file
     assert not model.dirty and r.asked == []  # nothing unsaved: nothing asked
 
     model.set_mask(np.full((300, 451), 255, np.uint8))

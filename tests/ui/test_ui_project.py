@@ -33,7 +33,7 @@ def test_save_and_reopen_project(window, photos, tmp_path):
     mask[50:100, 60:200] = 255
     window.set_mask(mask)
     window.model.set_selection((16, 16, 64, 64))
-    assert window.model.dirty and window.windowTitle().startswith("Untitled")
+    assert window.model.dirty and window.windowTitle().startswith("chelsea.png")
     path = tmp_path / "work.studio"
     assert window.documents.save_to(str(path))
     assert not window.model.dirty

@@ -71,6 +71,7 @@ from studio.ui.panels.control_model import (
     new_layer_metadata,
     place,
 )
+from studio.ui.panels.model_picker import ModelPicker
 from studio.ui.pose_editor import PoseEditor, control_rgba
 from studio.ui.properties import bind
 
@@ -97,6 +98,20 @@ POSE_MODEL_TIP = (
 )
 
 _panels: list[weakref.ReferenceType[ControlPanel]] = []
+
+
+def controlnet_models(kind: str = "") -> list[str]:
+    """The ControlNets the list's pickers offer (catalog ids, else paths): those for guides
+    of ``kind`` ("canny", "pose", "scribble") first, installed before the catalog's others
+    (which download on first use), then imported files and the model folders' ones."""
+    try:
+        from studio.engine.models import list_models  # torch-free
+
+        choices = list_models("controlnet", include_missing=True)
+    except Exception:  # noqa: BLE001 - a broken models folder must not break the panel
+        return list(DEFAULT_CONTROLNETS.values())
+    own = [c.ref for c in choices if c.kind == f"controlnet-{kind}"]
+    return own + [c.ref for c in choices if c.ref not in own]
 
 
 def control_inputs(
@@ -278,6 +293,8 @@ class ControlPanel(QWidget):
         model.pixels_changed.connect(self._on_pixels_changed)
         model.selection_changed.connect(self.invalidate_source)
         model.active_changed.connect(self._on_active_changed)
+        if hasattr(host, "models_updated"):  # downloaded or imported: in the pickers at once
+            host.models_updated.connect(self.refresh_layers)
         self.refresh_layers()
         self._update_region_label()
 
@@ -692,6 +709,7 @@ class ControlPanel(QWidget):
     def refresh_layers(self) -> None:
         rows = self.entries()
         self.table.setRowCount(len(rows))
+        models = {kind: controlnet_models(kind) for kind in {e.kind for e in rows}}
         for row, e in enumerate(rows):
             on = QCheckBox()
             on.setChecked(bool(e.get("enabled", True)))
@@ -707,12 +725,15 @@ class ControlPanel(QWidget):
                 spin.setValue(float(e.get(key, default)))
                 spin.valueChanged.connect(lambda v, s=e.settings, k=key: s.__setitem__(k, float(v)))
                 self.table.setCellWidget(row, col, spin)
-            model_edit = QLineEdit(e.model)
-            model_edit.setPlaceholderText("ControlNet (catalog id, repo, folder)")
-            model_edit.textChanged.connect(
+            # A list, not a text field: B, E or M are never typed into a model's name.
+            picker = ModelPicker(models[e.kind])
+            picker.setMinimumContentsLength(8)
+            picker.setToolTip("The ControlNet of this guide (add models in the Models panel)")
+            picker.setCurrentText(e.model)
+            picker.currentTextChanged.connect(
                 lambda t, s=e.settings: s.__setitem__("model", t.strip())
             )
-            self.table.setCellWidget(row, 5, model_edit)
+            self.table.setCellWidget(row, 5, picker)
         # pose_layer_uid is kept while its layer is gone: undo/redo may bring it back, and
         # the pose edits redone after it must reach it again.
 

@@ -52,6 +52,7 @@ from studio.ui.panels.inpaint_model import (
     SIDES,
     InpaintModel,
 )
+from studio.ui.panels.model_picker import ModelPicker
 from studio.ui.properties import bind
 
 __all__ = ["ASPECTS", "ERASE_METHODS", "InpaintModel", "InpaintPanel"]
@@ -76,7 +77,7 @@ def inpaint_models() -> list[str]:
         cat = list(load_catalog())
         out += [e.id for e in cat if e.kind == "inpaint"]
         out += [e.id for e in cat if e.kind == "txt2img"]
-    except Exception:  # noqa: BLE001 - the picker stays editable without a catalog
+    except Exception:  # noqa: BLE001 - without a catalog the picker lists the local models
         pass
     from studio.ui.panels.generate import local_models
 
@@ -168,13 +169,12 @@ class InpaintPanel(QWidget):
         # -- fill from prompt ---------------------------------------------------------------
         fill = QGroupBox("Fill from prompt")
         ff = QFormLayout(fill)
-        self.model_combo = QComboBox()
-        self.model_combo.setEditable(True)
-        self.model_combo.addItems(inpaint_models())
+        # A list, not a text field (B, E, M are never typed into it): downloaded, imported
+        # and added models appear in it (Models panel).
+        self.model_combo = ModelPicker(inpaint_models())
         host.models_updated.connect(self._refill_models)
         self.model_combo.setToolTip(
-            "An SD inpainting model (best) or any SD/SDXL model: catalog id, repo id, folder "
-            "or file"
+            "An SD inpainting model (best) or any SD/SDXL model; add models in the Models panel"
         )
         self.prompt_edit = QPlainTextEdit()
         self.prompt_edit.setPlaceholderText("What to paint in the mask")
@@ -372,13 +372,8 @@ class InpaintPanel(QWidget):
 
     @Slot()
     def _refill_models(self) -> None:
-        """Models were downloaded or imported: list them, keeping what is typed."""
-        text = self.model_combo.currentText()
-        self.model_combo.blockSignals(True)
-        self.model_combo.clear()
-        self.model_combo.addItems(inpaint_models())
-        self.model_combo.setEditText(text)
-        self.model_combo.blockSignals(False)
+        """Models were downloaded or imported: list them, keeping the chosen one."""
+        self.model_combo.set_items(inpaint_models())
 
     def _submit(self, request: InpaintRequest, kind: str, label: str, region=None) -> None:
         if request.method == "diffusion":

@@ -56,13 +56,17 @@ def test_x0_for_sigma_schedulers(name):
     torch.testing.assert_close(tap.x0, x0, atol=1e-4, rtol=1e-4)
 
 
+# PNDM and LCM run epsilon models only (v-prediction is not used with them in practice).
 @pytest.mark.parametrize(
-    "name", ["DPM++ 2M", "DPM++ 2M Karras", "UniPC", "DEIS", "DDIM", "DDPM", "PNDM", "LCM"]
+    "name, prediction",
+    [
+        (name, prediction)
+        for name in ["DPM++ 2M", "DPM++ 2M Karras", "UniPC", "DEIS", "DDIM", "DDPM", "PNDM", "LCM"]
+        for prediction in ["epsilon", "v_prediction"]
+        if not (name in ("PNDM", "LCM") and prediction == "v_prediction")
+    ],
 )
-@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
 def test_x0_for_vp_schedulers(name, prediction):
-    if name in ("PNDM", "LCM") and prediction == "v_prediction":
-        pytest.skip("v-prediction is not used with these in practice")
     sched, tap, t, x0, eps = _step_once(name, prediction)
     if getattr(sched, "sigmas", None) is not None and hasattr(sched, "_sigma_to_alpha_sigma_t"):
         sched._init_step_index(t)
