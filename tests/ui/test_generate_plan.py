@@ -33,7 +33,7 @@ def test_plan_line_follows_model_device_and_overrides(qtbot, window):
     # a bigger card: another plan, at once
     window.worker._on_device(GPU24)
     qtbot.waitUntil(lambda: "of 23.2 GiB" in _line(p), timeout=3000)
-    assert _line(p).startswith("Plan: GPU, fp8")
+    assert _line(p).startswith("Plan: model offload, fp8")
     # the overrides, through the real combos (bound to the state)
     p._show_advanced(True)
     assert p.quant_combo.isVisibleTo(p) and p.offload_combo.isVisibleTo(p)
@@ -49,7 +49,7 @@ def test_plan_line_follows_model_device_and_overrides(qtbot, window):
     # back to Auto: the planner's choice again
     p.quant_combo.setCurrentIndex(0)
     p.offload_combo.setCurrentIndex(0)
-    qtbot.waitUntil(lambda: _line(p).startswith("Plan: GPU, fp8"), timeout=3000)
+    qtbot.waitUntil(lambda: _line(p).startswith("Plan: model offload, fp8"), timeout=3000)
     assert p.build_request()[0].quant is None
 
 

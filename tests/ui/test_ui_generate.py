@@ -211,7 +211,10 @@ def test_history_reapplies_parameters(qtbot, window, panel, photos):
 def test_catalog_recommendations_are_applied(window, panel):
     if "sd-turbo" not in panel.recommended:
         pytest.skip("no catalog")
-    panel.model_combo.textActivated.emit("sd-turbo")
+    panel.steps.setValue(30)
+    panel.guidance.setValue(7.0)
+    panel.model_combo.activated.emit(panel.model_combo.findData("sd-turbo"))  # the user's pick
+    assert panel.state.model == "sd-turbo"
     assert panel.steps.value() == 1 and panel.guidance.value() == 0.0
     assert panel.scheduler.currentText() == "Euler"
 

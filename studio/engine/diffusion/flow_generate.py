@@ -18,6 +18,7 @@ import time
 import numpy as np
 import torch
 
+from studio.core import masks
 from studio.core.errors import BadInput, ModelError
 from studio.engine.diffusion.families.base import Family
 from studio.engine.diffusion.flow import FlowPreview, FlowTap
@@ -253,8 +254,9 @@ def run_flow_generate(ctx, request):
     """Job handler for a GenerateRequest on a flow model: txt2img, img2img (or edit for
     Kontext / Qwen-Image-Edit: the image conditions the model, no strength), and whole-image
     inpaint when a mask is given, each with ControlNets when the request has controls
-    (``flow_control``). Returns ``ctx.finished`` with A1111-style metadata that records the
-    family."""
+    (``flow_control``). The model runs at ``Family.work_size`` of the request's size and each
+    image comes back at exactly ``width`` x ``height``. Returns ``ctx.finished`` with
+    A1111-style metadata that records the family."""
     from studio.core.metadata import request_metadata
     from studio.engine.jobs.device import generator_for
 
@@ -279,11 +281,15 @@ def run_flow_generate(ctx, request):
     pipe = job_pipe(ctx, entry, task, request.controls)
     _apply_loras(pipe, entry, request.loras)
     apply_flow_vae(ctx, pipe, entry, request.vae)
-    size = (request.width, request.height)
+    # The model works at a multiple of the family's size multiple (SD 3.5 and Z-Image refuse
+    # other sizes, FLUX/Qwen silently shrink to one); results are resized back to the asked
+    # size, so they cover the region exactly.
+    out_size = (request.width, request.height)
+    size = fam.work_size(*out_size)
     kw = flow_kwargs(
         fam, pipe, request.prompt, request.negative_prompt, request.steps, request.guidance
     )
-    kw.update(fam.call_kwargs(pipe, request.width, request.height))
+    kw.update(fam.call_kwargs(pipe, *size))
     strength = None
     if task in ("img2img", "inpaint"):
         kw["image"] = _pil(request.init_image, size)
@@ -295,7 +301,7 @@ def run_flow_generate(ctx, request):
     if request.controls:
         from studio.engine.diffusion.flow_control import control_kwargs
 
-        kw.update(control_kwargs(pipe, request.controls, request.width, request.height))
+        kw.update(control_kwargs(pipe, request.controls, *size))
     per_image = steps_for(request.steps, strength)
     total = per_image * request.count
     tiny = _tiny_decoder(ctx, fam, pipe) if request.preview == "taesd" else None
@@ -311,14 +317,14 @@ def run_flow_generate(ctx, request):
             preview=request.preview,
             preview_of=request.preview_of,
             total_steps=total,
-            height=request.height,
-            width=request.width,
+            height=size[1],
+            width=size[0],
             step_offset=k * per_image,
             tiny=tiny,
             generator=generator_for(seed, pipe.device),
             **kw,
         )
-        images.append(out[0])
+        images.append(out[0] if size == out_size else masks.resize(out[0], out_size))
         meta = request_metadata(request, seed, entry.name, sampler=SAMPLER)
         meta["family"] = fam.name
         meta["offload"] = entry.plan_line  # how it ran: the memory plan, or the CPU

@@ -16,9 +16,6 @@ from studio.core import masks
 from studio.core.errors import BadInput
 from studio.engine.jobs.requests import GenerateRequest
 
-# Side multiple: VAE factor 8 x the 2x2 latent packing (FLUX/SD3/Qwen patchify by 2).
-SIDE_MULTIPLE = 16
-
 
 def model_family(ref: str):
     """The family descriptor of a model reference (folder: its JSON; single file: its tensor
@@ -97,6 +94,7 @@ def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
     per_image = per_region * len(boxes)
     total = per_image * request.count
     target = flow_target(fam)
+    multiple = fam.size_multiple  # the crop runs at multiples of it, resized back to the box
     h, w = image.shape[:2]
     fitted = [  # control images of any size: fitted to the image, then cropped per box
         replace(c, image=masks.resize(np.ascontiguousarray(_rgb(c.image)), (w, h)))
@@ -112,7 +110,7 @@ def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
             ctx.check()
             crop_rgb = masks.crop(out[..., :3], box)
             crop_mask = masks.crop(mask, box)
-            size = masks.model_size((box[2], box[3]), target=target, multiple=SIDE_MULTIPLE)
+            size = masks.model_size((box[2], box[3]), target=target, multiple=multiple)
             box_controls = [replace(c, image=masks.crop(c.image, box)) for c in fitted]
             result = denoise_flow(
                 ctx,

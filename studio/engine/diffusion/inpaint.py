@@ -8,8 +8,8 @@ Flow for every backend (:func:`run_inpaint`):
    boxes merged; padding = ``request.padding``, boxes snapped to multiples of 8);
 2. per region: crop image and mask, run the backend at the size it wants (classical and LaMa:
    the crop's own size, LaMa reflect-padded to a multiple of 8; diffusion: the crop scaled to
-   the model's native area, 512^2 for SD1.5, 1024^2 for SDXL, sides multiples of 8), resize
-   back to the crop;
+   the model's native area, 512^2 for SD1.5, 1024^2 for SDXL, sides multiples of the family's
+   ``size_multiple``: 8 for SD, 16 for the flow families), resize back to the crop;
 3. paste back through the feathered mask (``core.masks.blend_alpha``). Pixels outside the
    boxes are never written, so they stay bit-identical to the input, and the cost follows the
    mask, not the photo.
@@ -217,6 +217,18 @@ def model_target(pipe) -> int:
     return int(sample * factor) if sample else 512
 
 
+def model_multiple(pipe) -> int:
+    """What the model's sides must be multiples of: its family's ``size_multiple`` (8 for the
+    SD UNets), whatever the pipeline's own VAE factor."""
+    from studio.core.errors import StudioError
+    from studio.engine.diffusion.families import recognise_pipe
+
+    try:
+        return int(recognise_pipe(pipe).size_multiple)
+    except StudioError:  # a pipeline no descriptor claims: the SD rule
+        return 8
+
+
 def _diffuse(
     ctx,
     pipe,
@@ -245,6 +257,7 @@ def _diffuse(
     from studio.engine.jobs.device import generator_for
 
     target = model_target(pipe)
+    multiple = model_multiple(pipe)
     out = image.copy()
     h, w = image.shape[:2]
     fitted = [
@@ -255,7 +268,7 @@ def _diffuse(
         ctx.check()
         crop_rgb = masks.crop(out[..., :3], box)
         crop_mask = masks.crop(mask, box)
-        size = masks.model_size((box[2], box[3]), target=target)
+        size = masks.model_size((box[2], box[3]), target=target, multiple=multiple)
         box_controls = [replace(c, image=masks.crop(c.image, box)) for c in fitted]
         model_img = Image.fromarray(masks.resize(crop_rgb, size))
         model_mask = Image.fromarray(masks.binary(masks.resize(crop_mask, size), 0))

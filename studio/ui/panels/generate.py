@@ -11,6 +11,15 @@ external VAE, clip skip, the weights' precision and, for the flow families (FLUX
 Z-Image, SD 3.5, Qwen-Image), the memory plan's overrides: Weights (bf16, fp8, GGUF, NF4)
 and Offload (none, model, group, sequential), "Auto" letting the planner decide.
 
+The model picker is a list, never a text field (single-key tools typed into the old one):
+each row names its model (a catalog name, or the folder a ``diffusion_pytorch_model``
+file came from) and its family, then what a model not installed downloads; the Find
+button (🔍) narrows the rows as you type and takes a Hugging Face repo id, catalog id or
+path the list lacks. After a choice the keys go back to the canvas. With Match region on,
+the Size fields show what the job runs at: the selection's sides snapped to the model
+family's ``size_multiple`` (8 for SD, 16 for SD 3.5, Z-Image, FLUX, Qwen-Image). Progress
+for several images says which one and its own step ("image 1 of 4, step 84/150").
+
 Under the model, one line shows the memory plan for the chosen model at the current size on
 the device the engine probed at start-up ("Plan: model offload, fp8, 10.2 GiB of 11.2 GiB,
 fits"; "CPU: ..." without a GPU); its tooltip gives the reasons and the diffusers calls.
@@ -18,20 +27,25 @@ fits"; "CPU: ..." without a GPU); its tooltip gives the reasons and the diffuser
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from PySide6.QtCore import QSize, Qt, QTimer, Slot
+from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QIcon, QImage, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
+    QDialog,
+    QDialogButtonBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QMenu,
@@ -124,35 +138,246 @@ def family_defaults(ref: str) -> dict:
 
 @dataclass(frozen=True)
 class PickerItem:
-    """One row of the model picker: ``ref`` goes into the request; ``size`` (bytes) is
-    what a not-installed catalog model downloads."""
+    """One row of the model picker: ``ref`` goes into the request; ``name`` is the model's
+    (its catalog name, or its folder / model name for a file), ``family`` its family's label
+    ("" when it can't be told without loading it); ``size`` (bytes) is what a not-installed
+    catalog model downloads."""
 
     ref: str
     label: str
     installed: bool
     size: int = 0
+    name: str = ""
+    family: str = ""
+    tip: str = ""
+
+
+# File stems that name a diffusers component, not a model ("diffusion_pytorch_model-00001-of-
+# 00003" too), the folders such a file sits in inside a model (the model's name is further
+# up), and the model folders of Studio, A1111 and ComfyUI or a user's own folders (nothing
+# above them names it: the file keeps its own name).
+_GENERIC_STEMS = ("diffusion_pytorch_model", "model", "pytorch_model", "weights", "checkpoint")
+_COMPONENT_DIRS = {"transformer", "unet", "vae", "text_encoder", "text_encoder_2", "snapshots"}
+_STORE_DIRS = {
+    *("checkpoints", "diffusion_models", "unet_models", "txt2img", "inpaint", "models"),
+    *("downloads", "desktop", "documents", "home", "users", "tmp"),
+}
+_WEIGHTS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf")
+
+
+def _generic(stem: str) -> bool:
+    s = stem.lower()
+    return any(s == g or s.startswith((g + "-0", g + ".")) for g in _GENERIC_STEMS)
+
+
+def display_name(ref: str) -> str:
+    """What the picker calls a model reference: a catalog id, a Hugging Face repo id or a
+    name as it is; a diffusers folder by its name; a file by its stem, or, when the stem is a
+    component's generic name (``diffusion_pytorch_model.safetensors``, ``model.safetensors``),
+    by the model folder it sits in (``z-image-turbo/transformer/diffusion_pytorch_model.
+    safetensors`` is "z-image-turbo"; a file in the Hugging Face cache is its repo id)."""
+    ref = (ref or "").strip()
+    is_file = ref.lower().endswith(_WEIGHTS)
+    windows = "\\" in ref or bool(re.match(r"^[A-Za-z]:[\\/]", ref))
+    pathlike = windows or ref.startswith((".", "/", "~")) or ref.count("/") > 1
+    if not (is_file or pathlike):
+        return ref
+    path = PureWindowsPath(ref) if windows else PurePosixPath(ref)
+    if is_file and not _generic(path.stem):
+        return path.stem
+    for part in reversed(path.parts[:-1] if is_file else path.parts):
+        if part.startswith("models--"):  # the HF cache: models--owner--name/snapshots/<hash>
+            return part.removeprefix("models--").replace("--", "/")
+        low = part.lower()
+        if low in _COMPONENT_DIRS or (len(part) == 40 and part.isalnum()):
+            continue
+        if low in _STORE_DIRS or part in (path.anchor, "~", ".", ".."):
+            break
+        return part
+    return path.name or ref
+
+
+def family_label(base: str | None, ref: str = "") -> str:
+    """The label of family ``base`` ("SD 1.x", "FLUX.1", "Z-Image", ...), or of the model
+    ``ref`` when no base is recorded (read torch-free from its folder or file header); ""
+    when unknown."""
+    try:
+        from studio.engine.diffusion.families import family
+
+        if base:
+            return family(base).label
+        if ref:
+            from studio.engine.diffusion.defaults import model_family  # torch-free
+
+            fam = model_family(ref)
+            return fam.label if fam is not None else ""
+    except Exception:  # noqa: BLE001 - an unknown base or an unreadable file: no label
+        return ""
+    return ""
+
+
+def picker_label(name: str, family: str, download: int | None = None) -> str:
+    """A picker row: the model's name first (what the combo shows when it is narrow), then
+    its family, then for a model not installed what it downloads."""
+    label = f"{name} · {family}" if family else name
+    return label if download is None else f"{label} — download {format_size(download)}"
+
+
+def _imported_sources() -> dict[str, str]:
+    """Imported file path -> where it was imported from (its name says more than the copy's
+    in the kind folder, which keeps the file name: diffusion_pytorch_model.safetensors)."""
+    try:
+        from studio.engine.models.registry import list_imported  # torch-free
+
+        return {str(Path(r.path)): r.source for r in list_imported() if r.source}
+    except Exception:  # noqa: BLE001 - a damaged registry: the paths themselves name them
+        return {}
 
 
 def model_choices(recent: list[str]) -> list[PickerItem]:
     """Installed generation models first (catalog, imported, the model folders), then other
     recently used references (Hugging Face ids, paths), then the catalog models not
-    installed, marked "download" with their size."""
+    installed, marked "download" with their size. Each row names its model (never a bare
+    "diffusion_pytorch_model") and its family; two rows never read the same."""
     try:
         from studio.engine.models import list_models  # torch-free, reads the disk each call
 
         choices = list_models(("txt2img", "inpaint"), include_missing=True)
     except Exception:  # noqa: BLE001 - a broken models folder must not break the picker
         choices = []
-    installed = [PickerItem(c.ref, c.label, True) for c in choices if c.installed]
-    missing = [
-        PickerItem(c.ref, f"{c.label} — download {format_size(c.size)}", False, c.size)
-        for c in choices
-        if not c.installed
-    ]
+    sources = _imported_sources()
+    rows: list[PickerItem] = []
+    for c in choices:
+        if c.source == "catalog":
+            name = c.label
+        else:
+            name = display_name(sources.get(str(c.path), "") or str(c.path))
+        fam = family_label(c.base, "" if c.base else c.ref)
+        size = None if c.installed else c.size
+        tip = f"{c.label} ({c.ref})" if c.source == "catalog" else f"{c.label}\n{c.ref}"
+        if not c.installed:
+            tip = f"Not installed: pick {c.label} and press Download ({format_size(c.size)})"
+        rows.append(
+            PickerItem(c.ref, picker_label(name, fam, size), c.installed, c.size, name, fam, tip)
+        )
+    installed = [r for r in rows if r.installed]
+    missing = [r for r in rows if not r.installed]
     known = {c.ref for c in choices}
-    others = [PickerItem(m, m, True) for m in recent if m and m not in known]
+    others = []
+    for m in recent:
+        if m and m not in known:
+            name, fam = display_name(m), family_label(None, m)
+            others.append(PickerItem(m, picker_label(name, fam), True, 0, name, fam, m))
     seen: set[str] = set()
-    return [i for i in installed + others + missing if not (i.ref in seen or seen.add(i.ref))]
+    out = [i for i in installed + others + missing if not (i.ref in seen or seen.add(i.ref))]
+    return _distinct(out)
+
+
+def _distinct(items: list[PickerItem]) -> list[PickerItem]:
+    """Rows whose labels would read the same (two imports of "model.safetensors") get their
+    reference added, so the user can tell them apart."""
+    counts: dict[str, int] = {}
+    for i in items:
+        counts[i.label] = counts.get(i.label, 0) + 1
+    out = []
+    for i in items:
+        if counts[i.label] > 1:
+            label = i.label.replace(i.name, f"{i.name} ({i.ref})", 1) if i.name else i.ref
+            i = PickerItem(i.ref, label, i.installed, i.size, i.name, i.family, i.tip)
+        out.append(i)
+    return out
+
+
+class PickerCombo(QComboBox):
+    """The model picker: a list, not a text field, so single-key tool shortcuts (B, E, M)
+    pressed while it has focus reach the canvas instead of typing into it. A reference the
+    list doesn't hold (a Hugging Face repo id, a path) comes from the Find dialog, Browse or
+    pasted parameters. ``setCurrentText``/``setEditText`` take a reference or a row's label
+    and announce it with ``chosen`` (the panel then lists and shows it), as the editable
+    combo's text did."""
+
+    chosen = Signal(str)
+
+    def setCurrentText(self, text: str) -> None:  # noqa: N802 - QComboBox's name
+        i = self.findData(text)
+        if i < 0:
+            i = self.findText(text)
+        ref = self.itemData(i) if i >= 0 else text
+        self.chosen.emit(str(ref or "").strip())
+
+    def setEditText(self, text: str) -> None:  # noqa: N802 - QComboBox's name
+        self.setCurrentText(text)
+
+
+class ModelSearch(QDialog):
+    """Find a model by typing part of its name or family (the rows narrow as you type), or
+    enter a reference the list lacks: a Hugging Face repo id, a catalog id, a folder or a
+    file. Enter (or OK) picks the highlighted row, else the typed text; ``picked`` says
+    which."""
+
+    picked = Signal(str)
+
+    def __init__(self, items: list[PickerItem], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Find a model")
+        self.setObjectName("model-search")
+        self.items = list(items)
+        self.query = QLineEdit()
+        self.query.setPlaceholderText("Name, family, Hugging Face repo id or path")
+        self.query.setClearButtonEnabled(True)
+        self.list = QListWidget()
+        self.list.setObjectName("model-search-list")
+        for item in self.items:
+            row = QListWidgetItem(item.label)
+            row.setData(Qt.ItemDataRole.UserRole, item.ref)
+            row.setToolTip(item.tip or item.ref)
+            self.list.addItem(row)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        v = QVBoxLayout(self)
+        v.addWidget(self.query)
+        v.addWidget(self.list, 1)
+        v.addWidget(buttons)
+        self.query.textChanged.connect(self._filter)
+        self.query.returnPressed.connect(self.accept)
+        self.list.itemActivated.connect(lambda _item: self.accept())
+        self.resize(420, 360)
+        self._filter("")
+
+    def visible_refs(self) -> list[str]:
+        return [
+            self.list.item(i).data(Qt.ItemDataRole.UserRole)
+            for i in range(self.list.count())
+            if not self.list.item(i).isHidden()
+        ]
+
+    @Slot(str)
+    def _filter(self, text: str) -> None:
+        words = text.lower().split()
+        first = None
+        for i, item in enumerate(self.items):
+            hay = f"{item.label} {item.ref}".lower()
+            shown = all(w in hay for w in words)
+            self.list.item(i).setHidden(not shown)
+            if shown and first is None:
+                first = i
+        self.list.setCurrentRow(first if first is not None else -1)
+
+    def choice(self) -> str:
+        """The highlighted row's reference, else the typed text ("" for none)."""
+        row = self.list.currentItem()
+        if row is not None and not row.isHidden():
+            return str(row.data(Qt.ItemDataRole.UserRole))
+        return self.query.text().strip()
+
+    def accept(self) -> None:
+        ref = self.choice()
+        super().accept()
+        if ref:
+            self.picked.emit(ref)
 
 
 class GeneratePanel(QWidget):
@@ -166,18 +391,22 @@ class GeneratePanel(QWidget):
         self.plan_label.setObjectName("memory-plan")
         self.plan_label.setWordWrap(True)
         self.plan_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self._plan_timer = QTimer(self)  # typing a model name: look it up once typing pauses
+        self._plan_timer = QTimer(self)  # settings changing: look the plan up once they pause
         self._plan_timer.setSingleShot(True)
         self._plan_timer.setInterval(150)
         self._plan_timer.timeout.connect(self._show_plan)
         self.last_seed: int | None = None
+        self._steps: dict[int, tuple[int, int, int]] = {}  # job -> (step, image base, batch)
         self.previews_received = 0
         self.results_received = 0
 
-        self.model_combo = QComboBox()
-        self.model_combo.setEditable(True)
-        self.model_combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-        self.model_combo.setToolTip("Catalog id, Hugging Face repo id, local folder or file")
+        self.model_combo = PickerCombo()  # a list, not a text field: tool keys stay tools
+        self.model_combo.setObjectName("model-picker")
+        self.model_combo.setToolTip(
+            "The model (family after the name). Find… (🔍) narrows the list by typing, or takes "
+            "a Hugging Face repo id, a catalog id, a folder or a file"
+        )
+        self.model_search: ModelSearch | None = None
         self.recommended = catalog_models()
         self.picker: list[PickerItem] = []
         self.download_button = QToolButton()
@@ -186,9 +415,16 @@ class GeneratePanel(QWidget):
         self.download_button.clicked.connect(self.download_model)
         self.fill_models()
         self.model_combo.activated.connect(self._model_activated)
-        self.model_combo.editTextChanged.connect(self._model_typed)
-        self.model_combo.textActivated.connect(self.apply_recommended)
+        self.model_combo.chosen.connect(self._model_chosen)
         self.state.changed.connect(self._on_state_changed)
+        self.find_model_button = QToolButton()
+        self.find_model_button.setObjectName("find-model")
+        self.find_model_button.setText("🔍")
+        self.find_model_button.setToolTip(
+            "Find a model by name or family, or enter a Hugging Face repo id, a catalog id or "
+            "a path"
+        )
+        self.find_model_button.clicked.connect(self.open_model_search)
         browse = QToolButton()
         browse.setText("…")
         browse.setToolTip("Choose a local model folder")
@@ -325,6 +561,7 @@ class GeneratePanel(QWidget):
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         model_row = QHBoxLayout()
         model_row.addWidget(self.model_combo, 1)
+        model_row.addWidget(self.find_model_button)
         model_row.addWidget(browse)
         form.addRow("Model", model_row)
         form.addRow("", self.download_button)
@@ -451,6 +688,9 @@ class GeneratePanel(QWidget):
 
     @Slot()
     def _sync_size(self) -> None:
+        """With Match region on, the Size fields show what the next job uses for the current
+        selection (or the image) and model: its sides snapped to the model family's size
+        multiple. Called when the selection, the document or the model changes."""
         if not self._doc_empty():
             self.state.match(self.host.selection_rect())
         self.width_spin.setEnabled(not (self.match_region.isChecked() and not self._doc_empty()))
@@ -467,13 +707,7 @@ class GeneratePanel(QWidget):
         combo.blockSignals(True)
         combo.clear()
         for item in self.picker:
-            combo.addItem(item.label, item.ref)
-            if not item.installed:
-                combo.setItemData(
-                    combo.count() - 1,
-                    f"Not installed: pick it and press Download ({format_size(item.size)})",
-                    Qt.ItemDataRole.ToolTipRole,
-                )
+            self._add_row(item)
         combo.blockSignals(False)
         installed = [i for i in self.picker if i.installed]
         current = self._item(self.state.model)
@@ -483,32 +717,56 @@ class GeneratePanel(QWidget):
             self.state.model = self.picker[0].ref  # nothing installed: the Download offer
         self._show_model()
 
+    def _add_row(self, item: PickerItem) -> None:
+        combo = self.model_combo
+        combo.addItem(item.label, item.ref)
+        combo.setItemData(combo.count() - 1, item.tip or item.ref, Qt.ItemDataRole.ToolTipRole)
+
     def _item(self, ref: str) -> PickerItem | None:
         return next((i for i in self.picker if i.ref == ref), None)
 
     def _show_model(self) -> None:
-        """The combo and the Download button show ``state.model``."""
+        """The combo and the Download button show ``state.model``; a reference the list
+        lacks (pasted parameters, Browse, Find) gets a row of its own at the end."""
         combo, ref = self.model_combo, self.state.model
-        i = combo.findData(ref)
         combo.blockSignals(True)
-        if i >= 0:
-            combo.setCurrentIndex(i)
-        else:
-            combo.setCurrentIndex(-1)
-            combo.setEditText(ref)
+        listed = {i.ref for i in self.picker}
+        for i in reversed(range(combo.count())):  # the previous such row
+            if combo.itemData(i) not in listed and combo.itemData(i) != ref:
+                combo.removeItem(i)
+        i = combo.findData(ref)
+        if i < 0 and ref:
+            name, fam = display_name(ref), family_label(None, ref)
+            self._add_row(PickerItem(ref, picker_label(name, fam), True, 0, name, fam, ref))
+            i = combo.count() - 1
+        combo.setCurrentIndex(i)
         combo.blockSignals(False)
         item = self._item(ref)
         missing = item is not None and not item.installed
         self.download_button.setVisible(missing)
         if missing:
             self.download_button.setText(
-                f"⤓ Download {item.label.split(' — ')[0]} ({format_size(item.size)})"
+                f"⤓ Download {item.name or item.ref} ({format_size(item.size)})"
             )
+
+    def _return_focus(self) -> None:
+        """After a model is chosen the keys go back to the canvas (the window's, when the
+        host has one), so B/E/M pick tools again instead of searching the list."""
+        canvas = getattr(self.host, "canvas", None)
+        if not isinstance(canvas, QWidget):
+            window = self.window()
+            central = getattr(window, "centralWidget", None)
+            canvas = central() if callable(central) else None
+        if isinstance(canvas, QWidget) and canvas.isVisible():
+            canvas.setFocus(Qt.FocusReason.OtherFocusReason)
+        else:
+            self.model_combo.clearFocus()
 
     @Slot(str, object)
     def _on_state_changed(self, name: str, value: object) -> None:
         if name == "model":
             self._show_model()
+            self._sync_size()  # the family's size multiple
         elif name == "loras":
             self._show_loras()
         if name in PLAN_NAMES:
@@ -540,17 +798,46 @@ class GeneratePanel(QWidget):
 
     @Slot(int)
     def _model_activated(self, index: int) -> None:
+        """The user picked a row (mouse or keyboard): its model, its recommended settings,
+        and the keys back to the canvas."""
         ref = self.model_combo.itemData(index)
         if ref:
             self.state.model = ref
             self.apply_recommended(ref)
+        self._return_focus()
 
     @Slot(str)
-    def _model_typed(self, text: str) -> None:
-        i = self.model_combo.currentIndex()
-        if i >= 0 and text == self.model_combo.itemText(i):
-            return  # the edit shows a picked row's label
-        self.state.model = text.strip()
+    def _model_chosen(self, ref: str) -> None:
+        """A reference set through the picker's ``setCurrentText`` (code, tests): the model
+        only, as typing it used to (no recommended settings)."""
+        if ref != self.state.model:
+            self.state.model = ref
+        else:
+            self._show_model()
+
+    @Slot()
+    def open_model_search(self) -> ModelSearch:
+        """The Find dialog (window-modal, not blocking): type to narrow the rows, Enter picks
+        the highlighted one or takes the typed text as a reference."""
+        if self.model_search is not None:
+            self.model_search.close()
+        items = list(self.picker)
+        current = self._item(self.state.model)
+        if current is None and self.state.model:
+            i = self.model_combo.findData(self.state.model)
+            label = self.model_combo.itemText(i) if i >= 0 else self.state.model
+            items.append(PickerItem(self.state.model, label, True, tip=self.state.model))
+        dialog = self.model_search = ModelSearch(items, self)
+        dialog.picked.connect(self._model_searched)
+        dialog.finished.connect(lambda _result: self._return_focus())
+        dialog.open()
+        dialog.query.setFocus()
+        return dialog
+
+    @Slot(str)
+    def _model_searched(self, ref: str) -> None:
+        self.state.model = ref
+        self.apply_recommended(ref)
 
     @Slot()
     def download_model(self) -> None:
@@ -573,12 +860,15 @@ class GeneratePanel(QWidget):
         step and guidance 0 for the Turbo models)."""
         rec = family_defaults(model) or self.recommended.get(model) or {}
         self.state.apply_recommended(rec, self._schedulers())
+        self._sync_size()  # Match region: the region's size, not the model's native one
 
     @Slot()
     def browse_model(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Model folder")
         if folder:
             self.state.model = folder
+            self.apply_recommended(folder)
+        self._return_focus()
 
     @Slot()
     def reuse_last_seed(self) -> None:
@@ -816,7 +1106,7 @@ class GeneratePanel(QWidget):
         item = self._item(self.state.model)
         if item is not None and not item.installed:
             self.host.show_error(
-                f"{item.label.split(' — ')[0]} is not installed yet: press "
+                f"{item.name or item.ref} is not installed yet: press "
                 f"“Download” under the model ({format_size(item.size)}), or pick an "
                 "installed model."
             )
@@ -860,10 +1150,33 @@ class GeneratePanel(QWidget):
         self.progress.setRange(0, total)
         self.progress.setValue(step)
         eta = job.eta()
-        text = f"Step {step}/{total}"
+        text = self._step_text(job_id, step, total, int(getattr(job.request, "count", 1) or 1))
         if eta is not None:
             text += f" · {eta:.0f}s left" if eta >= 1 else " · <1s left"
         self.progress.setFormat(text)
+
+    def _step_text(self, job_id: int, step: int, total: int, count: int) -> str:
+        """ "Step 84/150" for one image; for several, which image and its own step: "image 1 of
+        4, step 84/150" (the engine counts steps over all images: 84/600). Images the SD
+        path denoises as one batch advance together (each callback adds the batch size), so
+        they read "images 1–4 of 4, step 21/150"."""
+        if count <= 1 or total % count:
+            return f"Step {step}/{total}"
+        per = total // count
+        prev, base, batch = self._steps.get(job_id, (0, 0, 0))  # batch 0: not known yet
+        if step < prev:  # an out-of-memory retry went back to the last finished image
+            base, batch = step - step % per, 0
+        elif step > prev and (not batch or prev >= base + per * batch):  # a new image/batch
+            base = prev if batch else base
+            batch = max(1, min(step - base, count - base // per))
+        self._steps = {job_id: (step, base, batch)}  # one running job per panel
+        batch = batch or 1
+        first = base // per + 1
+        within = min(per, max(0, (step - base) // batch))
+        if step >= total:
+            first, within, batch = count - batch + 1, per, batch
+        images = f"image {first}" if batch == 1 else f"images {first}–{first + batch - 1}"
+        return f"{images} of {count}, step {within}/{per}"
 
     @Slot(int, QImage, object)
     def _on_preview(self, job_id: int, image: QImage, region: object) -> None:

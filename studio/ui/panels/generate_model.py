@@ -52,10 +52,26 @@ def find_lora(name: str) -> str | None:
     return str(path) if path is not None else None
 
 
-def generation_size(side: int) -> int:
-    """The model's size for a region side: the nearest multiple of 8 (64..2048). Results are
-    resized to the exact region, so no strip of it stays un-generated."""
-    return max(64, min(2048, int(round(side / 8)) * 8))
+def generation_size(side: int, multiple: int = 8) -> int:
+    """The model's size for a region side: the nearest multiple of ``multiple`` (the model
+    family's ``size_multiple``: 8 for SD, 16 for SD 3.5, Z-Image, FLUX, Qwen-Image; a side
+    halfway between two rounds up), 64..2048. Results are resized to the exact region, so no
+    strip of it stays un-generated."""
+    m = max(1, int(multiple))
+    return max(64, min(2048, max(m, int(side / m + 0.5) * m)))  # halves round up: 104 -> 112
+
+
+def size_multiple(family: str | None) -> int:
+    """What the sides of family ``family``'s models must be multiples of (its descriptor's
+    ``size_multiple``); 8, the SD rule, when the family is unknown."""
+    if not family:
+        return 8
+    try:
+        from studio.engine.diffusion.families import family as descriptor  # torch-free
+
+        return int(descriptor(family).size_multiple)
+    except Exception:  # noqa: BLE001 - a family the registry doesn't know
+        return 8
 
 
 def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -220,10 +236,16 @@ class GenerateModel(PanelModel):
             s.model = self.model
             s.push_recent("recent_models", self.model)
 
+    def size_multiple(self) -> int:
+        """The chosen model's side multiple (its family descriptor's ``size_multiple``)."""
+        return size_multiple(self.family())
+
     def match(self, region: tuple[int, int, int, int]) -> None:
-        """Take the generation size from the region (when matching it)."""
+        """Take the generation size from the region (when matching it): each side the nearest
+        multiple of the model family's size multiple, as the job will run it."""
         if self.match_region and region[2] and region[3]:
-            self.width, self.height = generation_size(region[2]), generation_size(region[3])
+            m = self.size_multiple()
+            self.width, self.height = generation_size(region[2], m), generation_size(region[3], m)
 
     def apply_recommended(self, rec: dict, schedulers: list[str]) -> None:
         """A model's defaults (``studio.engine.diffusion.recommended_settings``: the catalog's

@@ -31,10 +31,13 @@ How to add a family
      the guidance scale is an input of the model, as in Flux-dev; "none": no guidance, e.g.
      Flux-schnell / turbo).
    - latents: ``latent_channels`` (4 for SD, 16 for Flux/SD3), ``latent_packing`` (None, or
-     "2x2" for Flux's packed 2x2 patches), the linear latent->RGB preview factors
-     ``latent_rgb`` (rows = latent channels, columns = R, G, B) and ``latent_rgb_bias``, and the
-     tiny preview decoder (``preview_decoder`` catalog id, ``preview_repo`` HF repo,
-     ``preview_env`` environment variable).
+     "2x2" for Flux's packed 2x2 patches), ``size_multiple`` (what the model's width and height
+     must be multiples of: the VAE's downsampling x the transformer's patch size; 8 for the SD
+     UNets, 16 for SD 3.5, Z-Image, Qwen-Image, FLUX.1 and FLUX.2; the Generate panel snaps
+     its size to it and a job at another size runs at :meth:`Family.work_size`), the linear
+     latent->RGB preview factors ``latent_rgb`` (rows = latent channels, columns = R, G, B)
+     and ``latent_rgb_bias``, and the tiny preview decoder (``preview_decoder`` catalog id,
+     ``preview_repo`` HF repo, ``preview_env`` environment variable).
    - ControlNet: ``controlnet_bases`` (family names whose ControlNets fit),
      ``controlnet_defaults`` (guide kind -> catalog id), ``controlnet_scale`` (the default
      conditioning scale) and ``controlnet_config`` (shipped config for ControlNet single
@@ -165,6 +168,7 @@ class Family:
     # latents and previews
     latent_channels: int = 4
     latent_packing: str | None = None
+    size_multiple: int = 8  # VAE factor x patch size: the model's sides are multiples of it
     latent_rgb: tuple[tuple[float, ...], ...] = ()
     latent_rgb_bias: tuple[float, ...] = (0.0, 0.0, 0.0)
     preview_decoder: str | None = None
@@ -199,6 +203,8 @@ class Family:
         unknown = set(self.pipelines) - set(TASK_KEYS)
         if unknown:
             raise ValueError(f"family {self.name}: unknown task keys {sorted(unknown)}")
+        if self.size_multiple < 1 or self.size_multiple % 8:
+            raise ValueError(f"family {self.name}: size_multiple must be a multiple of 8")
         if self.latent_rgb and len(self.latent_rgb) != self.latent_channels:
             raise ValueError(f"family {self.name}: latent_rgb needs one row per latent channel")
 
@@ -210,6 +216,13 @@ class Family:
 
     def __str__(self) -> str:
         return self.name
+
+    def work_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size (w, h) the model works at for an output of ``width`` x ``height``: each
+        side rounded up to a multiple of ``size_multiple`` (itself when it already is one).
+        The result is resized back to the asked size, so it covers the region exactly."""
+        m = max(1, int(self.size_multiple))
+        return (max(m, -(-int(width) // m) * m), max(m, -(-int(height) // m) * m))
 
     @property
     def root(self) -> str:

@@ -92,6 +92,7 @@ _COMMON = dict(
     prompt_weighting=False,
     latent_channels=16,
     latent_packing="2x2",
+    size_multiple=16,  # VAE factor 8 x 2x2 patches
     latent_rgb=FLUX1_RGB,
     latent_rgb_bias=FLUX1_BIAS,
     preview_decoder="taef1",

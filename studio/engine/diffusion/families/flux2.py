@@ -71,6 +71,7 @@ FAMILY = Family(
     prompt_weighting=False,
     latent_channels=32,
     latent_packing="2x2",
+    size_multiple=16,  # VAE factor 8 x 2x2 patches
     latent_rgb=FLUX2_RGB,
     latent_rgb_bias=FLUX2_BIAS,
     dtypes=("bfloat16", "float32"),

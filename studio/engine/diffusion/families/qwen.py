@@ -45,6 +45,7 @@ _COMMON = dict(
     prompt_weighting=False,
     latent_channels=16,
     latent_packing="2x2",
+    size_multiple=16,  # VAE factor 8 x 2x2 patches
     latent_rgb=QWEN_RGB,
     latent_rgb_bias=QWEN_BIAS,
     dtypes=("bfloat16", "float32"),

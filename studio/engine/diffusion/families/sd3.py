@@ -62,6 +62,7 @@ FAMILY = Family(
     pooled_from="text_encoder_2",
     prompt_weighting=False,
     latent_channels=16,
+    size_multiple=16,  # VAE factor 8 x 2x2 patches
     latent_rgb=SD3_RGB,
     latent_rgb_bias=SD3_BIAS,
     preview_decoder="taesd3",

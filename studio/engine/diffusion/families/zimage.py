@@ -48,6 +48,7 @@ FAMILY = Family(
     supports_negative_prompt=True,
     prompt_weighting=False,
     latent_channels=16,
+    size_multiple=16,  # VAE factor 8 x 2x2 patches
     latent_rgb=FLUX1_RGB,
     latent_rgb_bias=FLUX1_BIAS,
     preview_decoder="taef1",
