@@ -1,4 +1,4 @@
-"""Batching and LoRA fusing (issue 15 item 9): ``--count 4`` as one batch against four single
+"""Batching and LoRA fusing: ``--count 4`` as one batch against four single
 runs, and a LoRA fused into the weights against the same LoRA as unfused adapters.
 
 Runs the real job path (Runner + GenerateRequest) on a tiny random SD1.x-architecture model

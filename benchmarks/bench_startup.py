@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGET = 1.3  # issue 12: "shown" at most 1.3x a bare PySide6 window
+TARGET = 1.3  # "shown" at most 1.3x a bare PySide6 window
 
 BARE = r"""
 import sys, time

@@ -1,4 +1,4 @@
-"""The design card's layout (issue 12): the top level holds pyproject.toml, studio/,
+"""The design card's layout: the top level holds pyproject.toml, studio/,
 resources/, models/, tests/, installer/, README.md; models/ holds catalog.toml, configs/ and
 the portable models folder (one README'd subfolder per kind); a wheel carries resources/ and
 models/ inside the package and studio.core.paths finds them there. (The PyInstaller bundle:

@@ -1,4 +1,4 @@
-"""Start-up (issue 12): the first frame is painted before the window module (and its
+"""Start-up: the first frame is painted before the window module (and its
 PySide6 enum-heavy imports) and before torch are imported; the real window then replaces it
 with the same title and geometry. benchmarks/bench_startup.py measures the time."""
 

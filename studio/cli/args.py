@@ -1,5 +1,5 @@
 """The argument groups the CLI commands share, defined once so that the same option has the
-same meaning and the same default in every command (issue 13):
+same meaning and the same default in every command:
 
 - sampling: ``--steps``/``--guidance``/``--scheduler`` default to the model's recommended
   values (the catalog's ``recommended`` table; turbo models 1 step, guidance 0), else 20

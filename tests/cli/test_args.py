@@ -1,4 +1,4 @@
-"""One set of shared argument groups (studio/cli/args.py, issue 13): the same option has the
+"""One set of shared argument groups (studio/cli/args.py): the same option has the
 same default and help in every command that takes it, and the model-dependent defaults
 (steps, guidance, scheduler) and the random seed resolve the same way in generate and
 inpaint."""
@@ -48,7 +48,7 @@ def test_shared_options_have_one_default_everywhere():
     assert users["--steps"] == ["generate", "inpaint"]
     assert set(users["--device"]) == set(COMMANDS)
     assert set(users["--dtype"]) == {"generate", "inpaint", "upscale"}
-    # The drift issue 13 found: inpaint had --seed 0 and --steps 20.
+    # The drift this guards against: inpaint once had --seed 0 and --steps 20.
     assert seen["--seed"][0] is None and seen["--steps"][0] is None
     assert seen["--preview"][0] is None
 

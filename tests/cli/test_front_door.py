@@ -1,4 +1,4 @@
-"""What a new user sees on a fresh install when something is missing (issue 12): a bad or
+"""What a new user sees on a fresh install when something is missing: a bad or
 missing model is exit 3, a missing optional extra is exit 2 naming the extra, and each is
 one line on stderr, never a traceback. An empty STUDIO_HOME and HF cache, nothing
 downloaded; the issue's own command also runs in a subprocess, as a user runs it."""

@@ -1,4 +1,4 @@
-"""Issue 14, the first minute as a user: each test drives the real main window's widgets and
+"""The first minute as a user: each test drives the real main window's widgets and
 checks what the user would see (pixels of the canvas) or the state that decides it."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Generate panel's Advanced group driven through its real widgets (issue 15.3/15.11):
+"""The Generate panel's Advanced group driven through its real widgets:
 LoRAs listed from the models folder (re-read when models change, no restart), added,
 weighted and removed; A1111 parameters pasted with a ``<lora:...>`` tag and ``Clip skip``
 fill the list and the spin box, not the prompt; the request carries all of it, with the

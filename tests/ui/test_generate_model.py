@@ -103,7 +103,7 @@ def test_widgets_bind_two_way(qtbot):
     assert m.steps == 33 and m.source == "img2img"
 
 
-# -- issue 15.3/15.11: LoRAs, external VAE, clip skip, precision ---------------------------
+# -- LoRAs, external VAE, clip skip, precision ---------------------------
 
 
 def lookup_of(installed: dict[str, str]):

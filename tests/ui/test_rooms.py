@@ -1,4 +1,4 @@
-"""The window in rooms (issue 13, item 3): documents, actions, edits, jobs and docks are
+"""The window in rooms: documents, actions, edits, jobs and docks are
 objects of their own, each holding its own state, composed by a shell of a few hundred lines.
 A room works with what it is given: the documents room opens, saves and autosaves a document
 on a bare window, with no actions, menus, canvas or worker."""

@@ -62,7 +62,7 @@ def test_lanczos_to_new_document(qtbot, window, panel):
     assert panel.running and not panel.run_button.isEnabled()
     _wait_done(qtbot, panel)
     assert panel.result is not None and panel.result.shape == (32, 48, 3)
-    # issue 14.9: the working document stays; the result opens in a window of its own
+    # the working document stays; the result opens in a window of its own
     assert (window.model.doc.width, window.model.doc.height) == (24, 16)
     assert not window.model.dirty
     (new,) = window.windows

@@ -1,4 +1,4 @@
-"""ControlNets and families (issue 15 item 8): a ControlNet made for another family is refused
+"""ControlNets and families: a ControlNet made for another family is refused
 in one line before it loads; the inpainting ControlNet gets its conditioning image built from
 the init image and the mask (masked pixels = -1)."""
 

@@ -1,4 +1,4 @@
-"""A failure never poisons the cache (issue 15 item 7): after an out-of-memory error in the
+"""A failure never poisons the cache: after an out-of-memory error in the
 VAE decode of an SDXL job the VAE is back in its dtype, and the decode falls back to tiles,
 then to the CPU. The OOM is simulated (torch.OutOfMemoryError raised by a patched decode):
 CUDA was not run here."""

@@ -1,4 +1,4 @@
-"""Defaults per family (issue 15 item 11): native size, steps, guidance and sampler from the
+"""Defaults per family: native size, steps, guidance and sampler from the
 family descriptor without loading the model; the dtype choice per device (CUDA's answers are
 given as arguments here: no GPU was used)."""
 

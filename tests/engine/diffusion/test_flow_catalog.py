@@ -1,4 +1,4 @@
-"""Catalog entries of the flow-matching families (issue 16.5): parsed, licences and gates
+"""Catalog entries of the flow-matching families: parsed, licences and gates
 as the model cards say (shared/MODELS.md), recommended settings of the distilled models, and
 consistent with the memory planner's sizes."""
 

@@ -1,4 +1,4 @@
-"""No import circles inside studio.engine.diffusion (issue 13 item 1): every import, at module
+"""No import circles inside studio.engine.diffusion: every import, at module
 level or inside a function, points one way (generate -> inpaint -> sampling -> pipeline ->
 loader -> families)."""
 

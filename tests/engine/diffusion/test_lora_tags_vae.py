@@ -1,4 +1,4 @@
-"""<lora:name:weight> tags in prompts and an external VAE per job (issue 15 item 3) on the tiny
+"""<lora:name:weight> tags in prompts and an external VAE per job on the tiny
 models: tags are resolved by name from the models folders, stripped from the text and applied
 (the same pixels as passing the LoRA explicitly); a missing one is one clear message; an
 external VAE changes the decode and the next job gets the model's own VAE back."""
