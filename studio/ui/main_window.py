@@ -72,8 +72,8 @@ PANELS = [
 
 
 def _delegate(room: str, name: str) -> property:
-    """``window.<name>`` reads ``window.<room>.<name>``: kept for callers written before the
-    rooms (the app entry's tests, panel tests owned elsewhere). New code uses the room."""
+    """``window.<name>`` reads ``window.<room>.<name>``: a short path for the window's most
+    used members (tests and panels reach them through the host); the room owns them."""
     return property(lambda self: getattr(getattr(self, room), name), doc=f"{room}.{name}")
 
 

@@ -1,4 +1,4 @@
-"""The bad-input corpus through the app (issue #9): every file opened or dropped on the main
+"""The bad-input corpus through the app: every file opened or dropped on the main
 window, every broken project opened, every bad model file dropped. Each refusal is one clear
 message box, the document stays exactly as it was, and no exception escapes into Qt."""
 

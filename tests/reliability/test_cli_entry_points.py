@@ -1,4 +1,4 @@
-"""The whole bad-input corpus through every CLI option that takes a file (issue #9).
+"""The whole bad-input corpus through every CLI option that takes a file.
 
 Each run goes through ``studio.cli.main`` in-process (fast); a few also run as a real
 ``python -m studio`` subprocess. A refused file must give the documented exit code (2 bad

@@ -1,4 +1,4 @@
-"""Autosave recovery after a real ``kill -9`` (issue #9).
+"""Autosave recovery after a real ``kill -9``.
 
 tests/ui/test_ui_project.py covers a process that autosaves synchronously and then calls
 ``os._exit``. Here the real app (``studio.app.main``, event loop, engine thread, the autosave

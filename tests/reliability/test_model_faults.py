@@ -1,4 +1,4 @@
-"""Faults around models (issue #9): a model deleted or damaged mid-session, and the
+"""Faults around models: a model deleted or damaged mid-session, and the
 accelerator running out of memory inside generation and the upscaler. Each ends in one clear
 Failed (exit code 3 for a model problem), and the next job on the same Runner works."""
 
