@@ -86,11 +86,11 @@ def _checks(tmp: Path) -> list[str]:
         steps=2, padding=8, preview="off",
     )  # fmt: skip
     inp = run("inpaint (SD)", request)
-    # The diffusion result is blended in through a feathered mask: the promise is every
-    # pixel outside the mask grown by the feather.
+    # The diffusion result is blended in through a feathered mask: the promise is every pixel
+    # farther than twice the feather from the mask (masks.blend_alpha's reach).
     import cv2
 
-    grown = cv2.dilate(mask, np.ones((2 * request.feather + 1,) * 2, np.uint8))
+    grown = cv2.dilate(mask, np.ones((4 * request.feather + 1,) * 2, np.uint8))
     _check_outside_mask("inpaint (SD)", inp.images[0], photo_damaged, grown)
     done.append("inpaint SD")
 

@@ -49,7 +49,12 @@ def register(subparsers) -> None:
     p.add_argument(
         "--padding", type=int, default=32, help="context px around the mask (default 32)"
     )
-    p.add_argument("--feather", type=int, default=8, help="soft edge of the paste-back, px")
+    p.add_argument(
+        "--feather",
+        type=int,
+        default=8,
+        help="soft edge of the paste-back, px (pixels over twice this far from the mask stay exactly as they were)",
+    )
     p.add_argument(
         "--outpaint",
         metavar="SPEC",

@@ -210,9 +210,11 @@ def clear(mask: np.ndarray) -> np.ndarray:
 # -- paste-back ----------------------------------------------------------------------------------
 def blend_alpha(mask: np.ndarray, radius: int) -> np.ndarray:
     """The paste-back weight (float32 in [0, 1]) for an inpainted crop: the mask itself, with a
-    soft edge falling off *outside* it over about ``radius`` px (grow by radius/2, then
-    feather). Masked pixels always get weight >= their mask value, so what the user painted is
-    fully replaced while the model's result fades into the original around it."""
+    soft edge falling off *outside* it (grow by radius/2, then feather by radius): the weight
+    is 0, and the original pixel kept exactly, farther than ``2 * radius`` px from the mask
+    (tests/engine/diffusion/test_inpaint_keeps_photo.py). Masked pixels always get weight >=
+    their mask value, so what the user painted is fully replaced while the model's result fades
+    into the original around it."""
     m = mask.astype(np.float32) / 255.0
     if radius <= 0:
         return m
