@@ -1,5 +1,5 @@
-"""Every sampler name the CLI accepts runs one step on the tiny SD model (issue 12: the
-DPM++ SDE samplers needed torchsde, which was not declared; this is what catches that)."""
+"""Every sampler name the CLI accepts runs one step on the tiny SD model (the DPM++ SDE
+samplers need torchsde: an undeclared dependency shows here)."""
 
 from __future__ import annotations
 

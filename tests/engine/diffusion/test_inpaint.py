@@ -366,7 +366,7 @@ def test_outpaint_corner_runs_in_strips(runner, photos):
 def test_controlnet_inpaint_follows_the_control_inside_the_crop_only(
     runner, tiny_models, photos, model
 ):
-    """Inpainting with a ControlNet (issue #5: the inpaint variant): the control image (any
+    """Inpainting with a ControlNet (the inpaint variant): the control image (any
     size, fitted to the image) steers the result, and outside the crop nothing changes."""
     from studio.engine.jobs.requests import ControlInput
 

@@ -1,4 +1,4 @@
-"""Sampler fixes of issue 15 item 4 on the tiny models: DPM++ SDE reproducible per seed,
+"""Samplers on the tiny models: DPM++ SDE reproducible per seed,
 trailing timesteps for turbo/LCM models with every sampler, Karras reset by a non-Karras name,
 "DPM++ 2S a" stochastic, the metadata naming what ran, and the catalog's timestep_spacing."""
 
