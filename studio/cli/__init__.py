@@ -25,6 +25,7 @@ COMMANDS = (
     "studio.cli.info_cmd",
     "studio.cli.plan_cmd",
     "studio.cli.models_cmd",
+    "studio.cli.train_cmd",
 )
 
 

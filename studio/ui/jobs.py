@@ -99,4 +99,7 @@ class Jobs(QObject):
     @Slot(int, str, str)
     def _on_job_failed(self, job_id: int, message: str, detail: str) -> None:
         self._on_job_ended(job_id)
+        job = self.worker.job(job_id)
+        if job is not None and getattr(job.owner, "REPORTS_FAILURES", False):
+            return  # its panel says it in its own words (e.g. "no network" once, not per job)
         self._host.show_error(message, detail)

@@ -72,6 +72,9 @@ class Job:
     first_step: int = 0  # the first step reported, and when: loading is over by then
     first_step_at: float = 0.0
     lane: str = COMPUTE  # the lane (engine thread) it runs in: studio.ui.lanes.lane_of
+    # A failed job's StudioError.kind ("network", "model", ...), readable while ``failed``
+    # is delivered: what a panel tests (never the message's text).
+    error_kind: str = ""
 
     def preview_rect(
         self, region: tuple[int, int, int, int] | None, doc_size: tuple[int, int]
@@ -325,6 +328,7 @@ class Worker(QObject):
                 if isinstance(event, Finished):
                     self.finished.emit(job.job_id, event)
                 elif isinstance(event, Failed):
+                    job.error_kind = event.kind
                     self.failed.emit(job.job_id, event.message, event.detail)
                 else:
                     self.cancelled.emit(job.job_id)

@@ -15,6 +15,9 @@ from studio.ui.qimage import array_from_qimage
 
 @pytest.fixture
 def panel(window, photos, qtbot):
+    # An SD 1.5 model: its guides' default ControlNets are the SD 1.5 ones (the default
+    # follows the Generate panel's model: tests/ui/test_controlnet_picker.py).
+    window.panels["Generate"].state.model = "sd15"
     window.import_images([str(photos.astronaut)])
     p = window.panels["Control"]
     window.show_panel("Control")  # live previews run only while the panel is shown
@@ -344,6 +347,10 @@ def test_panel_with_a_minimal_host(qtbot, photos):
     assert kinds == ["canny", "pose"]
     pose_input = control_inputs(host)[1]
     assert np.array_equal(pose_input.image, render(default_pose(451, 300)))
+    assert p.detect_pose() is None and "No pose detector is installed" in host.errors[-1]
+    assert not hasattr(host.worker, "request")  # no job without a detector: said in GUI words
+    assert "studio " not in host.errors[-1]
+    p.state.pose_model = "/models/dwpose"  # a detector folder of the user's
     p.detect_pose()
     assert host.worker.request.kind == "pose" and host.worker.request.image.shape == (300, 451, 3)
     assert control_inputs(object()) == ()

@@ -404,7 +404,7 @@ def test_control_bad_input_is_one_clear_message(qapp):
     with pytest.raises(ValueError, match=r"“Edges”: start \(0\.8\) must be before end \(0\.8\)"):
         control_input(e, image)
     e.settings.update(start=0.0, end=1.0, model=" ")
-    with pytest.raises(ValueError, match="“Edges” has no ControlNet: type one"):
+    with pytest.raises(ValueError, match="“Edges” has no ControlNet: choose one in the Control"):
         control_input(e, image)
 
 
@@ -456,7 +456,7 @@ def test_control_widgets_and_model_bind_both_ways(qtbot, settings):
     name, kind, meta = host.layers[-1]
     assert (name, kind) == ("Canny 10/300", "control")
     assert (meta["low"], meta["high"], meta["blur"]) == (10, 300, 3)
-    s.hands = False
+    s.hands, s.pose_model = False, "/models/openpose"
     p.detect_pose()
     assert host.worker.requests[-1].param("hands") is False
     # the pose detector tooltip tells a GUI user what to do, not a command to type

@@ -110,7 +110,9 @@ def test_model_pickers_are_lists_not_text_fields(qtbot, window, photos):
     control.add_canny_layer()
     picker = control.table.cellWidget(0, 5)
     assert isinstance(picker, QComboBox) and not picker.isEditable()
-    assert picker.currentText() == "sd15-canny"
+    # the default fits the Generate panel's model (nothing installed: SD-Turbo, SD 2.x)
+    assert window.panels["Generate"].state.model == "sd-turbo"
+    assert picker.currentText() == "sd21-canny"
     picker.setCurrentText("my/controlnet")
     (ci,) = control.control_inputs()
     assert ci.model == "my/controlnet"

@@ -54,7 +54,8 @@ _WORKERS: list = []
 
 class FakeHost(QWidget):
     """The parts of the window the panel uses: a real Worker (engine thread, no warm-up) whose
-    failures are shown as the window shows them (JobsMixin: every failed job's message)."""
+    failures are shown as the window shows them (studio.ui.jobs.Jobs: every failed job's
+    message, except those of an owner that reports its own, ``REPORTS_FAILURES``)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -73,6 +74,9 @@ class FakeHost(QWidget):
 
     @Slot(int, str, str)
     def _on_failed(self, job_id: int, message: str, detail: str) -> None:
+        job = self.worker.job(job_id)
+        if job is not None and getattr(job.owner, "REPORTS_FAILURES", False):
+            return  # as the window's jobs room: the panel says it itself
         self.show_error(message, detail)
 
     @Slot()
@@ -251,7 +255,8 @@ def test_first_run_offer_decline_is_remembered(qtbot, env, monkeypatch):
     dialog = panel.starter_dialog
     assert dialog is not None and dialog.isVisible() and not dialog.isModal()
     starter = {e.id for e in load_catalog().starter_set()}
-    assert starter <= {e.id for e in dialog.entries}  # all ticked, plus what makes them work
+    assert starter <= set(dialog.items)  # all offered, plus what makes them work
+    assert {e.id for e in dialog.entries} == {"sd-turbo", "big-lama", "realesrgan-x4plus", "taesd"}
     total = sum(e.size for e in dialog.entries)
     assert format_size(total) in dialog.total_label.text()
     dialog.later_button.click()
@@ -380,7 +385,7 @@ def test_add_user_folder(qtbot, env, tmp_path):
 
 
 def test_first_run_dialog_ticks_names_licences_and_fitting_combinations(qtbot, env, monkeypatch):
-    """Issue 14.3: per-model ticks, full names and licences (non-commercial marked), and
+    """Per-model ticks, full names and licences (non-commercial marked), and
     only combinations that work: SD-Turbo (SD 2.x) brings the SD 2.1 ControlNets; the
     SD 1.5 ControlNets are offered only while an SD 1.5 model is ticked."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
@@ -392,7 +397,12 @@ def test_first_run_dialog_ticks_names_licences_and_fitting_combinations(qtbot, e
     assert {"sd21-canny", "sd21-openpose"} <= set(rows)  # what SD-Turbo needs
     assert rows["openpose"].text(2).startswith("⚠ non-commercial")
     assert not rows["sd-turbo"].text(2).startswith("⚠")
+    # SD 1.5 inpainting is not ticked at first: its ControlNets wait for it
+    assert not dialog.is_offered("sd15-canny") and dialog.is_offered("sd21-canny")
+    dialog.set_ticked("sd15-inpaint", True)
     assert all(dialog.is_offered(i) for i in rows)
+    for i in ("sd15-canny", "sd21-canny"):
+        dialog.set_ticked(i, True)
     dialog.set_ticked("sd15-inpaint", False)  # no SD 1.5 model left
     assert not dialog.is_offered("sd15-canny") and not dialog.is_offered("sd15-openpose")
     assert dialog.is_offered("sd21-canny") and dialog.is_offered("taesd")
@@ -483,3 +493,166 @@ def test_download_over_2_gib_shows_its_progress(qtbot, env, monkeypatch):
     _wait_threads(qtbot, panel)
     assert "2.6 GB / 5.2 GB (50%)" in labels[0], labels
     assert host.errors == []
+
+
+# -- first hour: no network, the first-run ticks, a folder of models ----------------------------
+def _offline(monkeypatch):
+    """Simulate a machine without a network: huggingface_hub and urllib raise what they
+    raise there (LocalEntryNotFoundError over httpx's ConnectError over socket.gaierror;
+    URLError over socket.gaierror). Returns the attempts made, by model."""
+    import socket
+    import urllib.error
+
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        import httpx2 as httpx
+    except ImportError:  # pragma: no cover - Python < 3.11
+        import httpx
+    attempts: list[str] = []
+
+    def snapshot_download(repo_id, *args, local_files_only=False, **kwargs):
+        dns = socket.gaierror(-2, "Name or service not known")
+        connect = httpx.ConnectError("[Errno -2] Name or service not known")
+        connect.__cause__ = dns
+        if not local_files_only:
+            attempts.append(repo_id)
+        err = LocalEntryNotFoundError(
+            "Got: ConnectError: [Errno -2] Name or service not known\nAn error happened while "
+            "trying to locate the files on the Hub, and we cannot find the appropriate "
+            "snapshot folder for the specified revision on the local disk."
+        )
+        raise err from connect
+
+    def urlopen(request, *args, **kwargs):
+        attempts.append(getattr(request, "full_url", str(request)))
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", snapshot_download)
+    monkeypatch.setattr("urllib.request.urlopen", urlopen)
+    monkeypatch.setattr("studio.engine.models.download.check_disk_space", lambda *a: None)
+    return attempts
+
+
+def test_offline_first_run_download_is_one_message_and_stops_the_queue(qtbot, env, monkeypatch):
+    """Offline, Download in the first-run dialog: ONE message (no network, and what to do:
+    Import…, Add folder…, or download later), not one error box per model with the library's
+    text; the queued downloads are cancelled, not each tried and failed."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    attempts = _offline(monkeypatch)
+    panel, host = _panel(qtbot)
+    failed, cancelled = [], []
+    host.worker.failed.connect(lambda j, m, d: failed.append(j))
+    host.worker.cancelled.connect(cancelled.append)
+    dialog = panel.starter_dialog
+    for model_id in ("sd15-inpaint", "sd21-canny", "openpose"):  # the whole offer, queued
+        dialog.set_ticked(model_id, True)
+    queued = [e.id for e in dialog.entries]
+    assert len(queued) >= 7
+    dialog.download_button.click()
+    assert len(panel._jobs_of("download")) == len(queued)
+    _wait_threads(qtbot, panel)
+    assert len(host.errors) == 1, host.errors
+    message, detail = host.errors[0]
+    assert message.startswith("No network:")
+    for what in ("Import…", "Add folder…", "ComfyUI", "Download when you are online"):
+        assert what in message, what
+    assert "LocalEntryNotFoundError" not in message and "ConnectError" not in message
+    assert "studio " not in message  # no CLI command in the GUI
+    assert "ConnectError" in detail  # the library's words are in the details
+    assert attempts == ["stabilityai/sd-turbo"]  # one try: the rest never ran
+    assert len(failed) == 1 and len(cancelled) == len(queued) - 1
+    assert "No network" in panel.status_label.text() and not panel.installed
+
+
+def test_offline_in_the_window_is_one_error_box(qtbot, window, monkeypatch):
+    """The same through the real window: its jobs room leaves the panel's failures to the
+    panel, so one QMessageBox opens."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    attempts = _offline(monkeypatch)
+    models = window.panels["Models"]
+    before = len(window._errors)
+    entries = [e for e in models.catalog.starter_set()]
+    models.download(entries)
+    qtbot.waitUntil(lambda: not models._jobs_of("download"), timeout=30000)
+    boxes = window._errors[before:]
+    assert len(boxes) == 1, [b.text() for b in boxes]
+    assert boxes[0].text().startswith("No network:") and "Add folder…" in boxes[0].text()
+    assert len(attempts) == 1
+
+
+def test_first_run_ticks_the_fewest_models_that_make_every_panel_work(qtbot, env, monkeypatch):
+    """Not all ten models (9.9 GB): a generation model, LaMa (Erase), an upscaler and the
+    generation model's preview decoder are ticked (2.9 GB); ControlNets and the
+    non-commercial OpenPose detector are offered unticked, with their licences; the total
+    follows the ticks."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    from PySide6.QtCore import Qt
+
+    from studio.core.catalog import format_size
+
+    panel, _ = _panel(qtbot)
+    dialog = panel.starter_dialog
+    checked = Qt.CheckState.Checked
+    ticked = {i for i, (item, _) in dialog.items.items() if item.checkState(0) == checked}
+    assert ticked == {"sd-turbo", "big-lama", "realesrgan-x4plus", "taesd"}
+    kinds = {e.kind for e in dialog.entries}
+    assert kinds == {"txt2img", "lama", "upscaler", "preview-decoder"}  # every panel's need
+    helpers = [e for e in dialog.entries if e.kind.startswith(("controlnet", "pose"))]
+    assert helpers == []
+    total = sum(e.size for e in dialog.entries)
+    assert total < 3e9
+    assert dialog.total_label.text() == f"Total download: {format_size(total)} (4 models)"
+    assert format_size(total) == "2.9 GB"
+    # every row keeps its licence beside it; non-commercial ones are marked
+    openpose, _ = dialog.items["openpose"]
+    assert openpose.text(2).startswith("⚠ non-commercial") and "academic" in openpose.text(2)
+    assert all(item.text(2) for item, _ in dialog.items.values())
+    assert dialog.items["big-lama"][0].text(3) == "Inpaint: Erase object"
+    # ticking more updates the total
+    dialog.set_ticked("openpose", True)
+    more = total + dialog.items["openpose"][1].size
+    assert dialog.total_label.text() == f"Total download: {format_size(more)} (5 models)"
+    dialog.set_ticked("openpose", False)
+    dialog.later_button.click()
+
+
+def test_added_folder_of_diffusers_models_is_listed_with_where_it_is(
+    qtbot, env, tiny_models, tmp_path
+):
+    """A folder of diffusers models added with Add folder…: the Models panel lists each by its
+    folder name with where it is, and says what it found (or why it found nothing)."""
+    import shutil
+
+    from studio.ui.panels.models import ROLE_FOUND
+
+    panel, host = _panel(qtbot)
+    lib = tmp_path / "diffusers-models"
+    shutil.copytree(tiny_models.sd, lib / "tiny-sd")
+    shutil.copytree(tiny_models.sd_inpaint, lib / "tiny-sd-inpaint")
+    panel.add_folder(str(lib))
+    qtbot.waitUntil(lambda: len(panel.found) == 2, timeout=20000)
+    _wait_threads(qtbot, panel)
+    group = next(
+        panel.tree.topLevelItem(i)
+        for i in range(panel.tree.topLevelItemCount())
+        if panel.tree.topLevelItem(i).text(0) == "In your folders"
+    )
+    assert not group.isHidden()
+    rows = {group.child(j).text(0): group.child(j) for j in range(group.childCount())}
+    assert set(rows) == {"tiny-sd", "tiny-sd-inpaint"}
+    assert (
+        rows["tiny-sd"].text(1) == "generation" and rows["tiny-sd-inpaint"].text(1) == "inpainting"
+    )
+    assert rows["tiny-sd"].text(5) == "in diffusers-models"  # where it is
+    assert rows["tiny-sd"].data(0, ROLE_FOUND) == str(lib / "tiny-sd")
+    assert str(lib / "tiny-sd") in rows["tiny-sd"].toolTip(0)
+    assert "Found 2 models" in panel.status_label.text() and "tiny-sd" in panel.status_label.text()
+    assert host.errors == []
+    # a folder without models says why
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    panel.add_folder(str(empty))
+    qtbot.waitUntil(lambda: "No models found" in panel.status_label.text(), timeout=20000)
+    assert "model_index.json" in panel.status_label.text()
+    _wait_threads(qtbot, panel)

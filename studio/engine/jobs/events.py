@@ -51,9 +51,13 @@ class Finished(Event):
 
 @dataclass(frozen=True)
 class Failed(Event):
+    """``kind``: the error's ``StudioError.kind`` ("network", "model", "bad-input", ...;
+    "" for an unexpected exception), what the GUI tests instead of the message's text."""
+
     message: str = ""
     detail: str = ""
     exit_code: int = 1
+    kind: str = ""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ torch.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -179,6 +180,66 @@ class RemoveModelRequest:
     name: str
 
 
+# -- training (studio.engine.training) ---------------------------------------------------------
+@dataclass(frozen=True)
+class TrainLoraRequest:
+    """DreamBooth LoRA training (Ruiz et al. 2023; Hu et al. 2021) of an SD 1.x/2.x or SDXL
+    model's UNet on ``images`` of one subject bound to ``trigger``. ``captions``: image path ->
+    caption (a mapping; stored as sorted pairs so the request stays hashable; an image without
+    one uses its ``.txt`` sidecar, else ``"a photo of <trigger> <class>"``). ``resolution``:
+    the bucket area's side (None = the model's native size). ``prior_preservation`` adds the
+    class-image loss (``num_class_images`` generated with ``class_prompt``, weight
+    ``prior_weight``). ``sample_every``/``checkpoint_every``: Preview events / checkpoints
+    every N steps (0 = never; a cancel always checkpoints). ``resume``: continue from the
+    newest checkpoint. ``out``: the .safetensors LoRA (None = Studio's models folder
+    ``lora/<trigger>.safetensors``). ``preset``: "12gb" (see ``training.presets``).
+    Progress: step/total = training steps, message = loss and ETA. Finished.extra:
+    ``{"path", "steps", "loss", "losses", "checkpoints", "notes"}``; images: the last sample."""
+
+    model: str
+    images: tuple[str, ...]
+    trigger: str
+    class_prompt: str | None = None
+    captions: Mapping[str, str] | tuple[tuple[str, str], ...] | None = None
+    steps: int = 800
+    rank: int = 16
+    lr: float = 1e-4
+    resolution: int | None = None
+    seed: int = 0
+    prior_preservation: bool = False
+    num_class_images: int = 100
+    prior_weight: float = 1.0
+    sample_every: int = 0
+    sample_prompt: str | None = None
+    sample_steps: int = 20  # sampling steps of the previews and of the class images
+    checkpoint_every: int = 250
+    resume: bool = False
+    out: str | None = None
+    log_csv: str | None = None
+    batch_size: int = 1
+    cache_latents: bool = True
+    cache_text: bool = True
+    gradient_checkpointing: bool = False
+    mixed_precision: str | None = None  # "no" | "fp16" | "bf16"; None = best for the device
+    optimizer: str = "adamw"  # "adamw" | "adamw8bit" (bitsandbytes; AdamW with a note if absent)
+    lr_warmup: int = 0
+    max_grad_norm: float = 1.0
+    save_format: str = "diffusers"  # "diffusers" | "kohya" (A1111/ComfyUI key names)
+    preset: str | None = None
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "images", tuple(str(p) for p in self.images))
+        caps = self.captions
+        if caps is not None:
+            pairs = caps.items() if isinstance(caps, Mapping) else caps
+            object.__setattr__(self, "captions", tuple(sorted((str(k), str(v)) for k, v in pairs)))
+
+    def caption(self, path: str) -> str | None:
+        """The caption given for image ``path`` (None when there is none)."""
+        return dict(self.captions or ()).get(str(path))
+
+
 Request = (
     GenerateRequest
     | InpaintRequest
@@ -188,4 +249,5 @@ Request = (
     | ImportModelRequest
     | ScanModelsRequest
     | RemoveModelRequest
+    | TrainLoraRequest
 )

@@ -38,6 +38,7 @@ from studio.engine.jobs.requests import (
     PreprocessRequest,
     RemoveModelRequest,
     ScanModelsRequest,
+    TrainLoraRequest,
     UpscaleRequest,
 )
 
@@ -55,6 +56,7 @@ HANDLERS: dict[type, str] = {
     ImportModelRequest: "studio.engine.models.jobs:run_import",
     ScanModelsRequest: "studio.engine.models.jobs:run_scan",
     RemoveModelRequest: "studio.engine.models.jobs:run_remove",
+    TrainLoraRequest: "studio.engine.training.trainer:run_train_lora",
 }
 
 # Runner.cache key prefixes of models that take most of an accelerator's memory.
@@ -199,7 +201,7 @@ class Runner:
             except JobCancelled:
                 final = Cancelled(job_id, ctx.step)
             except StudioError as e:
-                final = Failed(job_id, e.message, e.detail, e.exit_code)
+                final = Failed(job_id, e.message, e.detail, e.exit_code, e.kind)
             except MemoryError as e:
                 final = Failed(job_id, "Out of memory.", repr(e))
             except Exception as e:  # noqa: BLE001 - a job must never take the app down

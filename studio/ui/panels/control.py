@@ -12,6 +12,13 @@
 - The list of control layers with weight, start/end (fractions of the steps) and the
   ControlNet model for each; :func:`control_inputs` turns it into ``ControlInput`` objects for
   ``GenerateRequest.controls``.
+- Each layer's ControlNet is picked from a list (never typed): the ControlNets of its kind
+  that fit the Generate panel's model's family (catalog entries by their base; imported and
+  folder ones by the family identified from their weights or config), installed first, then
+  the catalog's ones to download, marked so. A new guide gets an installed one that fits
+  (else the catalog's that fits: SD-Turbo's canny guide gets the SD 2.1 ControlNet, not
+  ``sd15-canny``), and follows the generation model until the user picks one. Picking one
+  to download offers it at once under the list ("⤓ Download …"), through the Models panel.
 
 The panel's settings live in a ``ControlModel`` (``studio.ui.panels.control_model``:
 persisted; it also builds the Canny guide, the pose job and the ControlInputs); the widgets
@@ -27,6 +34,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -53,11 +61,13 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.canny import canny_edges, to_gray
+from studio.core.catalog import format_size
 from studio.core.errors import StudioError
 from studio.core.pose import Pose, render
 from studio.engine.jobs import ControlInput
 from studio.ui.panels.control_model import (
     CONTROL_KINDS,
+    CONTROLNET_KIND,
     DEFAULT_CONTROLNETS,
     LAYER_RANGES,
     RANGES,
@@ -65,13 +75,16 @@ from studio.ui.panels.control_model import (
     THRESHOLD_MAX,
     ControlEntry,
     ControlModel,
+    ControlNetOption,
     control_image,
     control_input,
+    controlnet_options,
+    default_controlnet,
     entries,
     new_layer_metadata,
     place,
 )
-from studio.ui.panels.model_picker import ModelPicker
+from studio.ui.panels.model_picker import ModelPicker, PickerRow
 from studio.ui.pose_editor import PoseEditor, control_rgba
 from studio.ui.properties import bind
 
@@ -97,21 +110,99 @@ POSE_MODEL_TIP = (
     "(OpenPose)."
 )
 
+NO_POSE_DETECTOR = (
+    "No pose detector is installed: download “DWPose (ONNX)” or “OpenPose body/hand/face "
+    "detector” in the Models panel, or press “…” to choose a detector folder. You can place a "
+    "default skeleton instead."
+)
+
 _panels: list[weakref.ReferenceType[ControlPanel]] = []
 
 
-def controlnet_models(kind: str = "") -> list[str]:
-    """The ControlNets the list's pickers offer (catalog ids, else paths): those for guides
-    of ``kind`` ("canny", "pose", "scribble") first, installed before the catalog's others
-    (which download on first use), then imported files and the model folders' ones."""
+def pose_detector_installed() -> bool:
+    """Whether any pose detector is installed (catalog, imported or in a model folder); True
+    when that can't be told (the job then says)."""
     try:
         from studio.engine.models import list_models  # torch-free
 
-        choices = list_models("controlnet", include_missing=True)
+        return bool(list_models("pose-detector"))
+    except Exception:  # noqa: BLE001 - a broken models folder: let the job decide
+        return True
+
+
+def family_label(base: str | None) -> str:
+    """ "SD 2.x", "SDXL", ... for a family name ("" for None; the name when unknown)."""
+    if not base:
+        return ""
+    try:
+        from studio.engine.diffusion.families import family  # torch-free
+
+        return family(base).label
+    except Exception:  # noqa: BLE001 - a family the registry doesn't know
+        return base
+
+
+def family_accepts(name: str | None):
+    """Whether family ``name`` takes a ControlNet made for a base (its descriptor's
+    ``accepts_controlnet``); None when the family is not known."""
+    if not name:
+        return None
+    try:
+        from studio.engine.diffusion.families import family  # torch-free
+
+        return family(name).accepts_controlnet
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def controlnet_options_for(kind: str, family: str | None) -> list[ControlNetOption]:
+    """The ControlNets a guide of ``kind`` ("canny", "pose", "scribble") may use with a model
+    of ``family`` (None: not known), best first (``control_model.controlnet_options``): the
+    catalog's of that kind (installed or to download) and the imported and folder ones whose
+    name does not say another condition, each with its identified family."""
+    cn_kind = CONTROLNET_KIND.get(kind)
+    try:
+        from studio.engine.models import list_models  # torch-free, reads the disk each call
+        from studio.engine.models.scan import controlnet_fits
+
+        choices = list_models(cn_kind or "controlnet", include_missing=True)
     except Exception:  # noqa: BLE001 - a broken models folder must not break the panel
-        return list(DEFAULT_CONTROLNETS.values())
-    own = [c.ref for c in choices if c.kind == f"controlnet-{kind}"]
-    return own + [c.ref for c in choices if c.ref not in own]
+        return []
+    if cn_kind:
+        choices = [
+            c
+            for c in choices
+            if c.source == "catalog" or controlnet_fits(Path(c.ref).name, cn_kind)
+        ]
+    return controlnet_options(choices, family, family_accepts(family))
+
+
+def controlnet_rows(
+    options: list[ControlNetOption], current: str, family: str | None
+) -> list[PickerRow]:
+    """The picker's rows: the options that may fit (the current choice too, marked when it
+    was made for another family), each named, with its family and, when it is not installed,
+    what it downloads."""
+    gen = family_label(family)
+    rows = []
+    for o in options:
+        if o.fits is False and o.ref != current:
+            continue
+        label = o.name
+        if not o.catalog and o.base:
+            label += f" · {family_label(o.base)}"
+        if not o.installed:
+            label += f" — download {format_size(o.size)}"
+        if o.fits is False:
+            label += f" (for {family_label(o.base)}, not {gen})"
+        if not o.installed:
+            tip = f"{o.name}: not installed. Pick it and press “Download” under the list."
+        elif o.fits is None and family:
+            tip = f"{o.name}\n{o.ref}\nIts family is not known: it may not fit {gen} models."
+        else:
+            tip = o.name if o.catalog else f"{o.name}\n{o.ref}"
+        rows.append(PickerRow(o.ref, label, tip, o.installed, o.size))
+    return rows
 
 
 def control_inputs(
@@ -278,6 +369,20 @@ class ControlPanel(QWidget):
         self.table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.table.setMinimumHeight(120)
         bl.addWidget(self.table)
+        # A ControlNet picked that is not installed yet: downloaded here, in one click.
+        self.download_button = QPushButton()
+        self.download_button.setObjectName("download-controlnet")
+        self.download_button.setToolTip(
+            "Download the picked ControlNets (the Models panel shows progress)"
+        )
+        self.download_button.clicked.connect(self.download_controlnets)
+        self.download_button.setVisible(False)
+        bl.addWidget(self.download_button)
+        self.controlnet_note = QLabel("")
+        self.controlnet_note.setWordWrap(True)
+        self.controlnet_note.setVisible(False)
+        bl.addWidget(self.controlnet_note)
+        self._options: dict[str, list[ControlNetOption]] = {}
         layout.addWidget(box)
         layout.addStretch(1)
 
@@ -295,6 +400,10 @@ class ControlPanel(QWidget):
         model.active_changed.connect(self._on_active_changed)
         if hasattr(host, "models_updated"):  # downloaded or imported: in the pickers at once
             host.models_updated.connect(self.refresh_layers)
+        generate = host.panels.get("Generate") if isinstance(host.panels, dict) else None
+        gen_state = getattr(generate, "state", None)
+        if gen_state is not None and hasattr(gen_state, "changed"):  # the model's family
+            gen_state.changed.connect(self._on_generate_changed)
         self.refresh_layers()
         self._update_region_label()
 
@@ -481,7 +590,7 @@ class ControlPanel(QWidget):
     def _add_control_layer(
         self, rgba: np.ndarray, name: str, kind: str, offset: tuple[int, int], meta: dict
     ) -> int | None:
-        meta = new_layer_metadata(meta)
+        meta = new_layer_metadata(meta, self.default_controlnet(meta["control"]))
         self.host.add_layer(rgba, name, kind=kind, offset=offset, metadata=meta)
         uid = self._find_added(kind, name)
         self.refresh_layers()
@@ -507,6 +616,10 @@ class ControlPanel(QWidget):
             request = self.state.pose_request(crop)
         except ValueError as e:
             self._error(str(e))
+            return None
+        if not self.state.pose_model.strip() and not pose_detector_installed():
+            self.pose_status.setText(NO_POSE_DETECTOR)  # in GUI words, before any job
+            self._error(NO_POSE_DETECTOR)
             return None
         self._pose_region = region
         self._pose_job = self.host.worker.submit(
@@ -705,11 +818,93 @@ class ControlPanel(QWidget):
     def entries(self) -> list[ControlEntry]:
         return entries(self._model().doc.layers)
 
+    # -- which ControlNets ------------------------------------------------------------------------
+    def generation_family(self) -> str | None:
+        """The family of the Generate panel's model ("sd2" for SD-Turbo; None: no Generate
+        panel, no model, or one whose family can't be told without loading it)."""
+        generate = self.host.panels.get("Generate") if isinstance(self.host.panels, dict) else None
+        state = getattr(generate, "state", None)
+        if state is None or not callable(getattr(state, "family", None)):
+            return None
+        try:
+            return state.family() or None
+        except Exception:  # noqa: BLE001 - an unreadable model: the family is not known
+            return None
+
+    def default_controlnet(self, kind: str) -> str:
+        """The ControlNet a new guide of ``kind`` gets (``control_model.default_controlnet``
+        for the generation model's family)."""
+        family = self.generation_family()
+        return default_controlnet(kind, controlnet_options_for(kind, family), family)
+
+    @Slot(str, object)
+    def _on_generate_changed(self, name: str, value: object) -> None:
+        if name == "model":  # another family: other ControlNets fit
+            self.refresh_layers()
+
+    def _controlnet_chosen(self, settings: dict, ref: str) -> None:
+        """The user picked a layer's ControlNet: it is theirs now (no longer the default
+        that follows the generation model); one to download is offered under the list."""
+        settings["model"] = ref.strip()
+        settings["model_auto"] = False
+        self._update_download_offer()
+
+    def _option(self, ref: str) -> ControlNetOption | None:
+        for options in self._options.values():
+            for o in options:
+                if o.ref == ref:
+                    return o
+        return None
+
+    def missing_controlnets(self) -> list[ControlNetOption]:
+        """The catalog ControlNets the enabled guides use that are not installed yet."""
+        out: list[ControlNetOption] = []
+        for e in self.entries():
+            o = self._option(e.model)
+            if e.get("enabled", True) and o is not None and o.catalog and not o.installed:
+                if o not in out:
+                    out.append(o)
+        return out
+
+    def _update_download_offer(self) -> None:
+        missing = self.missing_controlnets()
+        self.download_button.setVisible(bool(missing))
+        if missing:
+            total = format_size(sum(o.size for o in missing))
+            what = missing[0].name if len(missing) == 1 else f"{len(missing)} ControlNets"
+            self.download_button.setText(f"⤓ Download {what} ({total})")
+
+    @Slot()
+    def download_controlnets(self) -> None:
+        """Download the picked ControlNets that are not installed, through the Models panel
+        (its queue, progress and errors)."""
+        missing = self.missing_controlnets()
+        models = self.host.panels.get("Models") if isinstance(self.host.panels, dict) else None
+        catalog = getattr(models, "catalog", None)
+        found = [catalog.get(o.ref) for o in missing] if catalog is not None else []
+        entries = [e for e in found if e is not None]
+        names = ", ".join(o.name for o in missing)
+        if not entries or not callable(getattr(models, "download", None)):
+            self.host.show_status(f"Download {names} in the Models panel")
+            return
+        models.download(entries)
+        total = format_size(sum(e.size for e in entries))
+        self.host.show_status(f"Downloading {names} ({total}): the Models panel shows progress")
+
     @Slot()
     def refresh_layers(self) -> None:
         rows = self.entries()
         self.table.setRowCount(len(rows))
-        models = {kind: controlnet_models(kind) for kind in {e.kind for e in rows}}
+        family = self.generation_family()
+        self._options = {k: controlnet_options_for(k, family) for k in {e.kind for e in rows}}
+        none_fit: list[str] = []
+        for e in rows:  # the panel's default follows the generation model's family
+            if e.get("model_auto", False) or "model" not in e.settings:
+                options = self._options[e.kind]
+                e.settings["model"] = default_controlnet(e.kind, options, family)
+                e.settings["model_auto"] = True
+            if not e.model and e.kind not in none_fit:
+                none_fit.append(e.kind)
         for row, e in enumerate(rows):
             on = QCheckBox()
             on.setChecked(bool(e.get("enabled", True)))
@@ -726,14 +921,21 @@ class ControlPanel(QWidget):
                 spin.valueChanged.connect(lambda v, s=e.settings, k=key: s.__setitem__(k, float(v)))
                 self.table.setCellWidget(row, col, spin)
             # A list, not a text field: B, E or M are never typed into a model's name.
-            picker = ModelPicker(models[e.kind])
+            picker = ModelPicker(controlnet_rows(self._options[e.kind], e.model, family))
             picker.setMinimumContentsLength(8)
             picker.setToolTip("The ControlNet of this guide (add models in the Models panel)")
+            picker.setPlaceholderText("no ControlNet fits")
             picker.setCurrentText(e.model)
-            picker.currentTextChanged.connect(
-                lambda t, s=e.settings: s.__setitem__("model", t.strip())
-            )
+            picker.ref_changed.connect(lambda ref, s=e.settings: self._controlnet_chosen(s, ref))
             self.table.setCellWidget(row, 5, picker)
+        self._update_download_offer()
+        if none_fit and family:
+            kinds = ", ".join(none_fit)
+            self.controlnet_note.setText(
+                f"No {kinds} ControlNet fits {family_label(family)} models: import one "
+                "(Models panel: Import… or Add folder…), or turn the layer off."
+            )
+        self.controlnet_note.setVisible(bool(none_fit and family))
         # pose_layer_uid is kept while its layer is gone: undo/redo may bring it back, and
         # the pose edits redone after it must reach it again.
 

@@ -6,11 +6,18 @@
   settings (``studio.ui.properties``). It builds the Canny guide of a source crop
   (``edges``, ``canny_metadata``) and the pose detection job (``pose_request``).
 - The guides themselves are the document's control and pose layers; each layer's metadata
-  holds its ControlNet settings (enabled, weight, start, end, model). ``entries`` lists them,
+  holds its ControlNet settings (enabled, weight, start, end, model; ``model_auto``: the
+  model is the panel's default, which follows the generation model, until the user picks
+  one). ``entries`` lists them,
   ``control_image`` turns a layer's pixels into the RGB guide (a pose layer renders its
   keypoints; strokes on a transparent scribble layer are white, whatever their colour), and
   ``control_input`` makes the ``ControlInput`` of ``GenerateRequest.controls``, checking the
   settings so a bad value is one message before any job runs.
+- Which ControlNets a guide may use (``controlnet_options``, ``default_controlnet``): those
+  of the guide's kind made for the generation model's family (catalog entries by their base,
+  imported and folder ControlNets by their identified family), installed first, then the
+  ones to download; the default is an installed one that fits, else the catalog's that fits
+  (SD-Turbo, SD 2.x, gets the SD 2.1 ControlNets, not ``sd15-canny``).
 
 Canny: Canny 1986, "A Computational Approach to Edge Detection" (``studio.core.canny``);
 ControlNet: Zhang et al. 2023, "Adding Conditional Control to Text-to-Image Diffusion
@@ -19,8 +26,9 @@ Models" (weight = conditioning scale; start/end = the fraction of the steps it g
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -33,11 +41,19 @@ from studio.ui.pose_editor import rgba_to_control
 from studio.ui.properties import PanelModel, Property
 
 CONTROL_KINDS = ("control", "pose")  # layer kinds that guide generation
-# The ControlNet a new guide of each kind uses (catalog ids; editable per layer).
+# The ControlNet a new guide of each kind uses when the generation model's family is not
+# known (catalog ids; editable per layer). With a known family: ``default_controlnet``.
 DEFAULT_CONTROLNETS = {
     "canny": "sd15-canny",
     "pose": "sd15-openpose",
     "scribble": "sd15-scribble",
+}
+# A guide's kind -> the catalog kind of the ControlNets made for it.
+CONTROLNET_KIND = {
+    "canny": "controlnet-canny",
+    "pose": "controlnet-pose",
+    "scribble": "controlnet-scribble",
+    "inpaint": "controlnet-inpaint",
 }
 SOURCES = (("layer", "Active layer"), ("composite", "Visible image"))
 THRESHOLD_MAX = 500
@@ -75,17 +91,84 @@ class ControlEntry:
         return str(self.get("model", DEFAULT_CONTROLNETS.get(self.kind, "")))
 
 
-def new_layer_metadata(meta: dict) -> dict:
+def new_layer_metadata(meta: dict, model: str | None = None) -> dict:
     """The metadata of a new control layer: ``meta`` (with its "control" kind) and the
-    default ControlNet settings of that kind."""
+    default ControlNet settings of that kind; ``model``: the ControlNet that fits the
+    generation model (``default_controlnet``), else the kind's family-less default. The
+    choice is the panel's (``model_auto``) until the user picks one."""
     return {
         **meta,
         "weight": 1.0,
         "start": 0.0,
         "end": 1.0,
-        "model": DEFAULT_CONTROLNETS.get(meta["control"], ""),
+        "model": DEFAULT_CONTROLNETS.get(meta["control"], "") if model is None else model,
+        "model_auto": True,
         "enabled": True,
     }
+
+
+@dataclass(frozen=True)
+class ControlNetOption:
+    """A ControlNet a guide may use. ``fits``: True when made for the generation model's
+    family (or the family is not known), None when the ControlNet's own family is not known
+    (it may fit), False when made for another family."""
+
+    ref: str  # catalog id, else the path
+    name: str
+    base: str | None
+    installed: bool
+    catalog: bool
+    fits: bool | None
+    size: int = 0
+
+
+def controlnet_options(
+    choices: Iterable,
+    family: str | None,
+    accepts: Callable[[str], bool] | None = None,
+) -> list[ControlNetOption]:
+    """``choices`` (``studio.engine.models.ModelChoice``s of one ControlNet kind, installed
+    and catalog ones) as options for a model of ``family`` ("sd2", ...; None: not known),
+    best first: installed ones made for the family, installed ones of an unknown family,
+    then the catalog's to download that fit; those made for another family last (fits
+    False). ``accepts(base)``: whether the family takes a ControlNet of ``base`` (its
+    descriptor's ``accepts_controlnet``; default: the same family)."""
+    accepts = accepts or (lambda base: base == family)
+    out: list[ControlNetOption] = []
+    for c in choices:
+        catalog = c.source == "catalog"
+        path = Path(c.ref)
+        is_file = c.path is not None and Path(c.path).is_file()
+        name = c.label if catalog else (path.stem if is_file else path.name)
+        if family is None:
+            fits: bool | None = True
+        elif c.base is None:
+            fits = None
+        else:
+            fits = bool(accepts(c.base))
+        out.append(ControlNetOption(c.ref, name, c.base, c.installed, catalog, fits, c.size))
+
+    def rank(o: ControlNetOption) -> int:
+        if o.fits is False:
+            return 4
+        if o.installed:
+            return 0 if o.fits else 1
+        return 2 if o.fits else 3
+
+    return sorted(out, key=rank)  # stable: catalog order, then imported, then folders
+
+
+def default_controlnet(kind: str, options: list[ControlNetOption], family: str | None) -> str:
+    """The ControlNet a new guide of ``kind`` uses: the first installed option that may fit,
+    else the first to download that fits; with the family unknown and nothing installed the
+    kind's catalog default; "" when the family is known and nothing fits."""
+    usable = [o for o in options if o.fits is not False]
+    for o in usable:
+        if o.installed:
+            return o.ref
+    if family is None:
+        return DEFAULT_CONTROLNETS.get(kind, usable[0].ref if usable else "")
+    return next((o.ref for o in usable if o.fits), "")
 
 
 def entries(layers: Iterable) -> list[ControlEntry]:
@@ -160,8 +243,8 @@ def control_input(
     model = entry.model.strip()
     if not model:
         raise ValueError(
-            f"Control layer “{entry.name}” has no ControlNet: type one (a catalog id, repo, "
-            "folder or file) in the Control panel's list, or turn the layer off."
+            f"Control layer “{entry.name}” has no ControlNet: choose one in the Control "
+            "panel's list (import one in the Models panel if none fits), or turn the layer off."
         )
     if region is not None:
         x, y, rw, rh = region

@@ -52,7 +52,7 @@ from studio.ui.panels.inpaint_model import (
     SIDES,
     InpaintModel,
 )
-from studio.ui.panels.model_picker import ModelPicker
+from studio.ui.panels.model_picker import ModelPicker, PickerRow
 from studio.ui.properties import bind
 
 __all__ = ["ASPECTS", "ERASE_METHODS", "InpaintModel", "InpaintPanel"]
@@ -68,22 +68,39 @@ def installed_lama() -> Path | None:
         return None
 
 
-def inpaint_models() -> list[str]:
-    """Inpainting models first (catalog "inpaint"), then txt2img ones, then local folders."""
-    out: list[str] = []
+def inpaint_models() -> list[PickerRow]:
+    """Inpainting models first (catalog "inpaint"), then txt2img ones, then the models on
+    disk (imported, and in the model folders and the user's added folders): each listed by
+    its name (a folder's or file's name, never its full path: the tip has that)."""
+    out: list[PickerRow] = []
     try:
         from studio.core.catalog import load_catalog
 
         cat = list(load_catalog())
-        out += [e.id for e in cat if e.kind == "inpaint"]
-        out += [e.id for e in cat if e.kind == "txt2img"]
+        out += [PickerRow(e.id, tip=f"{e.name} ({e.id})") for e in cat if e.kind == "inpaint"]
+        out += [PickerRow(e.id, tip=f"{e.name} ({e.id})") for e in cat if e.kind == "txt2img"]
     except Exception:  # noqa: BLE001 - without a catalog the picker lists the local models
         pass
-    from studio.ui.panels.generate import local_models
-
-    out += local_models()
+    out += local_rows(("inpaint", "txt2img"))
     seen: set[str] = set()
-    return [m for m in out if not (m in seen or seen.add(m))]
+    return [r for r in out if not (r.ref in seen or seen.add(r.ref))]
+
+
+def local_rows(kinds: tuple[str, ...]) -> list[PickerRow]:
+    """Rows of the models of ``kinds`` on disk outside the catalog, by name; two of the same
+    name get the folder they sit in added."""
+    try:
+        from studio.engine.models import local_pipelines  # torch-free
+
+        paths = [Path(p) for p in local_pipelines(kinds)]
+    except Exception:  # noqa: BLE001 - a broken models folder must not break the picker
+        return []
+    names = [p.name if p.is_dir() else p.stem for p in paths]
+    rows = []
+    for path, name in zip(paths, names, strict=True):
+        label = f"{name} ({path.parent.name})" if names.count(name) > 1 else name
+        rows.append(PickerRow(str(path), label, tip=str(path)))
+    return rows
 
 
 def _spin(name: str, suffix: str = "") -> QSpinBox | QDoubleSpinBox:
@@ -274,7 +291,7 @@ class InpaintPanel(QWidget):
         """Every setting widget shows ``self.state`` and edits it."""
         s = self.state
         if not s.model and self.model_combo.count():
-            s.model = self.model_combo.itemText(0)  # the first listed model, as before
+            s.model = self.model_combo.ref_at(0)  # the first listed model, as before
         for name, widget in (
             ("grow", self.grow_spin),
             ("feather", self.feather_spin),

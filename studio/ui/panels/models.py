@@ -9,6 +9,16 @@ queue), report progress (bytes and a status line) and cancel through it; they ru
 generation runs. No torch here: the catalog is torch-free and the engine runs in the
 worker's threads.
 
+A download that cannot reach its server (the engine's NetworkError, ``kind == "network"``:
+told from the exception chain, never from the message) stops the rest of the download queue
+(the queued downloads are cancelled, not each failing) and is said once, in GUI words: no
+network, and what to do instead (Import…, Add folder…, or Download later). The panel reports
+its own jobs' failures (``REPORTS_FAILURES``: the window's jobs room leaves them to it).
+
+Models found in the user's folders (Add folder…: diffusers folders, model files and
+A1111/ComfyUI kind folders alike; the scan's "found") are listed with where they are, and
+adding a folder says what was found there (or why nothing was).
+
 For the app shell: :func:`import_model_file(host, path)` imports a dropped model file and
 :func:`is_model_file(path)` tells model files from images.
 """
@@ -51,6 +61,29 @@ MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".bin", ".sft")
 MODEL_FILTER = "Model files (*.safetensors *.ckpt *.pth *.pt *.bin);;All files (*)"
 ROLE_ID = Qt.ItemDataRole.UserRole
 ROLE_IMPORTED = Qt.ItemDataRole.UserRole + 1
+ROLE_FOUND = Qt.ItemDataRole.UserRole + 2  # the path of a model found in the user's folders
+# What the user can do without a network (the one message when downloads can't connect).
+NO_NETWORK_HELP = (
+    "Use the models you already have: Import… model files, or Add folder… to point Studio at "
+    "a folder of models (an AUTOMATIC1111 or ComfyUI models folder works as it is). Or "
+    "download later: pick the models here and press Download when you are online."
+)
+KIND_LABELS = {
+    "txt2img": "generation",
+    "inpaint": "inpainting",
+    "controlnet-canny": "ControlNet (edges)",
+    "controlnet-pose": "ControlNet (pose)",
+    "controlnet-scribble": "ControlNet (scribble)",
+    "controlnet-inpaint": "ControlNet (inpaint)",
+    "preview-decoder": "preview decoder",
+    "pose-detector": "pose detector",
+    "lama": "LaMa",
+    "lora": "LoRA",
+    "embedding": "embedding",
+    "vae": "VAE",
+    "upscaler": "upscaler",
+    "edit": "edit",
+}
 
 
 def is_model_file(path: str | Path) -> bool:
@@ -70,6 +103,7 @@ class ModelsPanel(QWidget):
     """Installed/available models, downloads, remove, import; docked by the main window."""
 
     FILTERS = ("All", "Installed", "Available", "Starter set")
+    REPORTS_FAILURES = True  # the window's jobs room leaves this panel's failures to it
 
     def __init__(self, host: Any, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -82,6 +116,9 @@ class ModelsPanel(QWidget):
             catalog_error = e.message
         self.installed: dict[str, str] = {}
         self.imported: list = []
+        self.found: list = []  # scan.ModelFile: models in the user's folders (Add folder…)
+        self._added_folder: str | None = None  # report what the next scan finds there
+        self._stopping: set[int] = set()  # downloads cancelled because there is no network
         # This panel's jobs in the worker: job id -> (kind, subject); kind is "download"
         # (subject: the Entry), "import" (the file path), "remove" (the name) or "scan".
         self.jobs: dict[int, tuple[str, Any]] = {}
@@ -139,8 +176,8 @@ class ModelsPanel(QWidget):
         self.import_button.clicked.connect(self.choose_import)
         self.folder_button = QPushButton("Add folder…")
         self.folder_button.setToolTip(
-            "Also use models from a folder of yours (files named like catalog models, "
-            "diffusers folders named by catalog id, LoRAs in a lora/ subfolder)"
+            "Also use the models in a folder of yours: diffusers model folders, model files, "
+            "and AUTOMATIC1111/ComfyUI folders (checkpoints/, loras/, ControlNet/, …) alike"
         )
         self.folder_button.clicked.connect(self.choose_folder)
         for b in (self.download_button, self.remove_button, self.import_button, self.folder_button):
@@ -239,13 +276,17 @@ class ModelsPanel(QWidget):
             return
         self._scan = self._submit("scan", None, ScanModelsRequest(), "Scan models")
 
-    def _on_scanned(self, installed: dict, imported: list) -> None:
+    def _on_scanned(self, installed: dict, imported: list, found: list | None = None) -> None:
         # A rescan follows a download, import, removal or an added folder (which changes no
         # catalog or import record): tell every picker.
         changed = self._first_scan_done
         self.installed = dict(installed)
         self.imported = list(imported)
+        self.found = list(found or [])
         self.populate()
+        if self._added_folder is not None and not self._rescan:  # a scan that saw the folder
+            self._report_folder(self._added_folder)
+            self._added_folder = None
         if changed:  # downloaded, imported, removed or a folder added: every picker follows
             self.host.models_changed()
         if not self._first_scan_done:
@@ -262,6 +303,7 @@ class ModelsPanel(QWidget):
             "installed": QTreeWidgetItem(self.tree, ["Installed"]),
             "available": QTreeWidgetItem(self.tree, ["Available"]),
             "imported": QTreeWidgetItem(self.tree, ["Imported files"]),
+            "found": QTreeWidgetItem(self.tree, ["In your folders"]),
         }
         for entry in self.catalog:
             is_installed = entry.id in self.installed
@@ -310,6 +352,21 @@ class ModelsPanel(QWidget):
                 )
                 item.setData(0, ROLE_IMPORTED, rec.path)
                 item.setToolTip(0, f"{rec.description}\n{rec.path}")
+            for m in self.found:
+                path = Path(m.path)
+                try:
+                    size = format_size(path.stat().st_size) if path.is_file() else "-"
+                except OSError:  # removed since the scan
+                    size = "-"
+                where = path.parent.name or str(path.parent)
+                kind = KIND_LABELS.get(m.kind, m.kind)
+                item = QTreeWidgetItem(
+                    groups["found"], [m.name, kind, m.base or "-", size, "", f"in {where}"]
+                )
+                item.setData(0, ROLE_FOUND, str(path))
+                about = f"{m.description}\n" if m.description else ""
+                item.setToolTip(0, f"{m.name}: {kind} model\n{about}{path}")
+                item.setToolTip(5, str(path))
         for group in groups.values():
             group.setFlags(group.flags() & ~Qt.ItemFlag.ItemIsSelectable)
             group.setExpanded(True)
@@ -397,7 +454,9 @@ class ModelsPanel(QWidget):
         extra = getattr(event, "extra", None) or {}
         if kind == "scan":
             self._scan = None
-            self._on_scanned(extra.get("installed", {}), extra.get("imported", []))
+            self._on_scanned(
+                extra.get("installed", {}), extra.get("imported", []), extra.get("found", [])
+            )
         elif kind == "download":
             self.installed[subject.id] = str(extra.get("path", ""))
             self.status_label.setText(f"{subject.id} installed")
@@ -414,21 +473,45 @@ class ModelsPanel(QWidget):
 
     @Slot(int, str, str)
     def _on_failed(self, job_id: int, message: str, detail: str) -> None:
-        # The window shows the error of every failed job (JobsMixin): only note it here.
+        # This panel reports its jobs' failures (REPORTS_FAILURES: the window's jobs room
+        # shows everyone else's). No network: one message and the download queue stops.
         if job_id not in self.jobs:
             return
-        kind, _ = self.jobs.pop(job_id)
+        kind, subject = self.jobs.pop(job_id)
+        job = self.host.worker.job(job_id)  # readable while its end is delivered
         if kind == "scan":
             self._scan = None
-        self.status_label.setText(message)
+        if kind == "download" and job is not None and job.error_kind == "network":
+            self._no_network(subject, message, detail)
+        else:
+            self.status_label.setText(message)
+            self.host.show_error(message, detail)
         self._job_ended(kind)
+
+    def _no_network(self, entry: Entry, message: str, detail: str) -> None:
+        """A download could not reach its server: cancel the other downloads (queued ones
+        never start) and say it once, with what to do instead."""
+        others = self._jobs_of("download")
+        names = [self.jobs[j][1].name for j in others]
+        self._stopping.update(others)
+        for job_id in others:
+            self.host.worker.cancel(job_id)
+        stopped = entry.name
+        if names:
+            n = len(names)
+            stopped += f" and {n} more download{'s' if n > 1 else ''} ({', '.join(names)})"
+        text = f"No network: {stopped} stopped.\n\n{NO_NETWORK_HELP}"
+        self.status_label.setText(f"No network: downloads stopped. {NO_NETWORK_HELP}")
+        self.host.show_error(text, f"{message}\n{detail}".strip())
 
     @Slot(int)
     def _on_cancelled(self, job_id: int) -> None:
         if job_id not in self.jobs:
             return
         kind, subject = self.jobs.pop(job_id)
-        if kind == "scan":
+        if job_id in self._stopping:  # stopped for want of a network: said once already
+            self._stopping.discard(job_id)
+        elif kind == "scan":
             self._scan = None
         elif kind == "download":
             self.status_label.setText(f"{subject.id}: download cancelled (it resumes next time)")
@@ -489,8 +572,34 @@ class ModelsPanel(QWidget):
         folders = [f for f in store.load_settings().get("folders", []) if isinstance(f, str)]
         if folder not in folders:
             store.update_settings(folders=[*folders, folder])
-        self.status_label.setText(f"Also looking for models in {folder}")
+        self.status_label.setText(f"Looking for models in {folder}…")
+        self._added_folder = folder
         self.refresh()
+
+    def _report_folder(self, folder: str) -> None:
+        """Say what the scan found in the folder just added, or why nothing."""
+        root = Path(folder)
+
+        def inside(path: str | Path) -> bool:
+            try:
+                Path(path).resolve().relative_to(root.resolve())
+                return True
+            except (OSError, ValueError):
+                return False
+
+        names = [m.name for m in self.found if inside(m.path)]
+        names += [self.catalog.get(i).name for i, p in self.installed.items() if inside(p)]
+        if names:
+            shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+            text = f"Found {len(names)} model{'s' if len(names) > 1 else ''} in {folder}: {shown}"
+        else:
+            text = (
+                f"No models found in {folder}. Studio looks for diffusers model folders (with "
+                "a model_index.json), model files (.safetensors, .ckpt, .pth, …) and "
+                "AUTOMATIC1111/ComfyUI folders (checkpoints/, loras/, ControlNet/, …)."
+            )
+        self.status_label.setText(text)
+        self.host.show_status(text)
 
     # -- first run -------------------------------------------------------------------------
     def maybe_offer_starter(self) -> bool:

@@ -1,8 +1,16 @@
-"""The first-run offer of models: one tickable row per model with its full name, size and
-licence (non-commercial licences marked), the total of what is ticked, and only
-combinations that work together: a ControlNet or preview decoder is offered only while a
-ticked generation model shares its base (SD-Turbo is SD 2.x: it needs the SD 2.1
-ControlNets, not the SD 1.5 ones), so the SD 2.1 ControlNets come along for SD-Turbo.
+"""The first-run offer of models: one tickable row per model with its full name, size,
+licence (non-commercial licences marked) and what it is for, the total of what is ticked,
+and only combinations that work together: a ControlNet or preview decoder is offered only
+while a ticked generation model shares its base (SD-Turbo is SD 2.x: it needs the SD 2.1
+ControlNets, not the SD 1.5 ones), so the SD 2.1 ControlNets are offered for SD-Turbo.
+
+Ticked at first is the smallest set that makes every panel work (:data:`NEEDS`): a
+generation model (Generate, and Inpaint's Fill from prompt, which takes any SD model), LaMa
+or an inpainting model (Inpaint's Erase object), an upscaler (Upscale) and the generation
+model's preview decoder (live previews); among the models that fit a need the smallest with
+a licence that allows commercial use. ControlNets and the pose detector (whose licence is
+non-commercial) are offered unticked: the Control panel's Canny, scribble and default
+skeleton work without them, and Generate uses a guide only once its ControlNet is there.
 
 Non-modal; ``accepted`` -> download ``entries`` (the ticked ones); ``rejected`` -> not now.
 """
@@ -28,6 +36,26 @@ from studio.core.catalog import Entry, format_size
 
 GENERATION_KINDS = ("txt2img", "inpaint")
 BASE_NAMES = {"sd1": "SD 1.5", "sd2": "SD 2.x", "sdxl": "SDXL", "flux1": "FLUX.1", "sd3": "SD 3"}
+# What each panel needs to work, in order: the kinds that meet the need (one model of them).
+NEEDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("generate", ("txt2img",)),
+    ("erase", ("lama", "inpaint")),
+    ("upscale", ("upscaler",)),
+    ("preview", ("preview-decoder",)),
+)
+# What a row is for (the "For" column).
+PURPOSE = {
+    "txt2img": "Generate (and Fill from prompt)",
+    "inpaint": "Inpaint: Fill from prompt",
+    "lama": "Inpaint: Erase object",
+    "upscaler": "Upscale",
+    "preview-decoder": "Live previews",
+    "controlnet-canny": "Control: edge guides",
+    "controlnet-pose": "Control: pose guides",
+    "controlnet-scribble": "Control: scribble guides",
+    "controlnet-inpaint": "Control: inpaint guides",
+    "pose-detector": "Control: Detect pose",
+}
 
 
 def is_non_commercial(license_text: str) -> bool:
@@ -45,12 +73,32 @@ def fits(entry: Entry, generation_bases: set[str]) -> bool:
     return not needs_base(entry) or not entry.bases or bool(set(entry.bases) & generation_bases)
 
 
+def default_ticks(entries: Iterable[Entry]) -> set[str]:
+    """The ids ticked at first: for each of :data:`NEEDS` in turn, the smallest entry that
+    meets it (a licence allowing commercial use first) and fits the generation models ticked
+    so far (a preview decoder of their base)."""
+    entries = list(entries)
+    ticked: set[str] = set()
+    bases: set[str] = set()
+    for _need, kinds in NEEDS:
+        fitting = [e for e in entries if e.kind in kinds and e.id not in ticked]
+        if "preview-decoder" in kinds:
+            fitting = [e for e in fitting if set(e.bases) & bases]
+        if not fitting:
+            continue
+        best = min(fitting, key=lambda e: (is_non_commercial(e.license), e.size))
+        ticked.add(best.id)
+        if best.kind in GENERATION_KINDS:
+            bases |= set(best.bases)
+    return ticked
+
+
 def offer(starter: list[Entry], catalog: Iterable[Entry], installed: Iterable[str] = ()) -> list:
     """The rows to offer: the starter set, plus the same kinds of helper (e.g. canny and
     pose ControlNets) for every starter generation model's base that the starter set has
-    none for. [(entry, ticked)]."""
+    none for. [(entry, ticked)]: ticked are :func:`default_ticks` of the rows."""
     have = set(installed)
-    rows = [(e, True) for e in starter]
+    rows = [(e, False) for e in starter]
     bases = {b for e in starter if e.kind in GENERATION_KINDS for b in e.bases}
     helper_kinds = {e.kind for e in starter if needs_base(e)}
     ids = {e.id for e in starter}
@@ -60,10 +108,11 @@ def offer(starter: list[Entry], catalog: Iterable[Entry], installed: Iterable[st
                 continue
             for e in catalog:
                 if e.kind == kind and base in e.bases and e.id not in ids and e.id not in have:
-                    rows.append((e, True))
+                    rows.append((e, False))
                     ids.add(e.id)
                     break
-    return rows
+    ticked = default_ticks(e for e, _ in rows)
+    return [(e, e.id in ticked) for e, _ in rows]
 
 
 class StarterDialog(QDialog):
@@ -79,21 +128,25 @@ class StarterDialog(QDialog):
         self.setModal(False)
         layout = QVBoxLayout(self)
         intro = QLabel(
-            "Studio runs models on your computer. Tick the ones to download: generation, "
-            "inpainting, ControlNet (edges and pose), pose detection, upscaling and fast "
-            "previews. Nothing is downloaded unless you choose Download."
+            "Studio runs models on your computer. Ticked are the fewest that make every panel "
+            "work: generating, erasing, upscaling and live previews. Tick more for ControlNet "
+            "guides (edges, pose) and pose detection; ⚠ marks a licence that does not allow "
+            "commercial use. Nothing is downloaded unless you choose Download."
         )
         intro.setWordWrap(True)
         layout.addWidget(intro)
         self.table = QTreeWidget()
         self.table.setRootIsDecorated(False)
-        self.table.setHeaderLabels(["Model", "Size", "Licence"])
+        self.table.setHeaderLabels(["Model", "Size", "Licence", "For"])
         self.items: dict[str, tuple[QTreeWidgetItem, Entry]] = {}
         for entry, ticked in offer(entries, catalog, installed):
             licence = entry.license
             if is_non_commercial(licence):
                 licence = f"⚠ non-commercial: {licence}"
-            item = QTreeWidgetItem(self.table, [entry.name, format_size(entry.size), licence])
+            purpose = PURPOSE.get(entry.kind, "")
+            item = QTreeWidgetItem(
+                self.table, [entry.name, format_size(entry.size), licence, purpose]
+            )
             item.setToolTip(0, f"{entry.name} ({entry.id}) — {entry.description}".rstrip(" —"))
             item.setToolTip(2, entry.license)
             if is_non_commercial(entry.license):
@@ -106,6 +159,7 @@ class StarterDialog(QDialog):
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.Interactive)
         header.resizeSection(2, 220)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(False)
         self.table.itemChanged.connect(self._on_item_changed)
         layout.addWidget(self.table)
@@ -118,7 +172,7 @@ class StarterDialog(QDialog):
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
         self._update()
-        self.resize(720, 420)
+        self.resize(860, 440)
 
     @property
     def entries(self) -> list[Entry]:
