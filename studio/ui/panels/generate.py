@@ -14,7 +14,7 @@ and Offload (none, model, group, sequential), "Auto" letting the planner decide.
 The model picker is a list, never a text field (single-key tools typed into the old one):
 each row names its model (a catalog name, or the folder a ``diffusion_pytorch_model``
 file came from) and its family, then what a model not installed downloads; the Find
-button (🔍) narrows the rows as you type and takes a Hugging Face repo id, catalog id or
+button (Find…) narrows the rows as you type and takes a Hugging Face repo id, catalog id or
 path the list lacks. After a choice the keys go back to the canvas. With Match region on,
 the Size fields show what the job runs at: the selection's sides snapped to the model
 family's ``size_multiple`` (8 for SD, 16 for SD 3.5, Z-Image, FLUX, Qwen-Image). Progress
@@ -403,7 +403,7 @@ class GeneratePanel(QWidget):
         self.model_combo = PickerCombo()  # a list, not a text field: tool keys stay tools
         self.model_combo.setObjectName("model-picker")
         self.model_combo.setToolTip(
-            "The model (family after the name). Find… (🔍) narrows the list by typing, or takes "
+            "The model (family after the name). Find… narrows the list by typing, or takes "
             "a Hugging Face repo id, a catalog id, a folder or a file"
         )
         self.model_search: ModelSearch | None = None
@@ -419,7 +419,7 @@ class GeneratePanel(QWidget):
         self.state.changed.connect(self._on_state_changed)
         self.find_model_button = QToolButton()
         self.find_model_button.setObjectName("find-model")
-        self.find_model_button.setText("🔍")
+        self.find_model_button.setText("Find…")
         self.find_model_button.setToolTip(
             "Find a model by name or family, or enter a Hugging Face repo id, a catalog id or "
             "a path"
