@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from studio.engine.diffusion.families.base import Family
-from studio.engine.diffusion.previews import to_uint8
+from studio.engine.diffusion.previews import decode_on, execution_device, tiny_on, to_uint8
 
 
 def _family(family: Family | str) -> Family:
@@ -126,10 +126,27 @@ def latent_rgb(latents: torch.Tensor, family: Family | str) -> np.ndarray:
     return to_uint8(rgb)
 
 
+class _OnDevice:
+    """A VAE as the family's ``decode_latents`` sees it: ``.device`` is the execution device
+    (under group / sequential offload the weights' own device is the CPU or ``meta``), all
+    else is the VAE's."""
+
+    def __init__(self, vae, device: torch.device) -> None:
+        self._vae, self.device = vae, device
+
+    def __getattr__(self, name):
+        return getattr(self._vae, name)
+
+
 class FlowPreview:
     """Decodes a flow pipeline's latents (x0_hat or x_t, in the pipeline's layout) for a preview:
     ``latent`` (the linear map), ``taesd`` (an AutoencoderTiny such as TAEF1/TAESD3, on the
-    transformer-space latents) or ``full`` (the pipeline's VAE with its scaling undone)."""
+    transformer-space latents) or ``full`` (the pipeline's VAE with its scaling undone).
+
+    ``taesd`` and ``full`` decode on the pipeline's execution device: under model offload
+    the VAE moves there for the preview without its offload hook, so the transformer is not
+    pushed off the GPU every step (``previews.decode_on``). A preview that runs out of memory
+    turns the rest of the job's previews into ``latent`` ones (``note`` says so)."""
 
     def __init__(
         self, pipe, family: Family | str, mode: str, height: int, width: int, tiny=None
@@ -137,6 +154,7 @@ class FlowPreview:
         self.pipe, self.family, self.mode = pipe, _family(family), mode
         self.height, self.width = height, width
         self.tiny = tiny
+        self.note = ""
         self.vsf = int(getattr(pipe, "vae_scale_factor", 8) or 8)
 
     @torch.no_grad()
@@ -145,15 +163,27 @@ class FlowPreview:
         lat = spatial_latents(self.family, latents[:1], self.height, self.width, self.vsf)
         if self.mode == "latent" or (self.mode == "taesd" and self.tiny is None):
             return latent_rgb(lat, self.family)
-        if self.mode == "taesd":
-            dec = self.tiny
-            return to_uint8(dec.decode(lat.to(dec.device, dec.dtype)).sample[0])
-        return to_uint8(self._full(lat))
+        try:
+            dev = execution_device(self.pipe)
+            if self.mode == "taesd":
+                dec = tiny_on(self.tiny, dev)
+                return to_uint8(dec.decode(lat.to(dev, dec.dtype)).sample[0])
+            return to_uint8(self._full(lat, dev))
+        except Exception as e:
+            from studio.engine.jobs.device import is_oom
 
-    def _full(self, lat: torch.Tensor) -> torch.Tensor:
+            if not is_oom(e):
+                raise
+            if lat.device.type == "cuda":
+                torch.cuda.empty_cache()
+            self.mode, self.note = "latent", "Out of memory in a preview decode: latent previews"
+            return latent_rgb(lat, self.family)
+
+    def _full(self, lat: torch.Tensor, dev: torch.device) -> torch.Tensor:
         vae = self.pipe.vae
-        if self.family.decode_latents is not None:  # Qwen's mean/std, FLUX.2's batch norm
-            return self.family.decode_latents(vae, lat)
-        cfg = vae.config
-        x = lat / cfg.scaling_factor + (getattr(cfg, "shift_factor", None) or 0.0)
-        return vae.decode(x.to(vae.device, vae.dtype), return_dict=False)[0][0]
+        with decode_on(vae, dev):
+            if self.family.decode_latents is not None:  # Qwen's mean/std, FLUX.2's batch norm
+                return self.family.decode_latents(_OnDevice(vae, dev), lat.to(dev))
+            cfg = vae.config
+            x = lat / cfg.scaling_factor + (getattr(cfg, "shift_factor", None) or 0.0)
+            return vae.decode(x.to(dev, vae.dtype), return_dict=False)[0][0]

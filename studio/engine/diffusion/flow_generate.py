@@ -265,8 +265,9 @@ def run_flow_generate(ctx, request):
 
         validate_controls(request.controls)  # before any model loads
     entry = load_flow(
-        ctx, request.model, request.device, request.dtype, request.quant, request.offload
-    )
+        ctx, request.model, request.device, request.dtype, request.quant, request.offload,
+        size=(request.width, request.height),  # a new load is planned at the job's size
+    )  # fmt: skip
     fam = entry.family
     ctx.check()
     task = (

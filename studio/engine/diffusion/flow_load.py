@@ -18,6 +18,7 @@ import importlib
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -128,6 +129,17 @@ def _cpu_ram_gib() -> float:
         return 16.0
 
 
+def system_ram_gib() -> float | None:
+    """The machine's RAM in GiB (what offloaded weights live in), None where it can't be
+    read. The total, not the free RAM: a cached model about to be replaced still holds some."""
+    import os
+
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def flow_plan(
     family: Family,
     device,
@@ -139,6 +151,8 @@ def flow_plan(
     gguf: str | None = None,
     label: str | None = None,
     folder=None,
+    size: tuple[int, int] | None = None,
+    ram_gib: float | None = None,
 ):
     """The memory plan (``memory.plan_memory``) for a flow family on ``device`` from the
     planner's row for the family (``hint``: a single file's config name picks its row), or
@@ -150,7 +164,9 @@ def flow_plan(
     ``free_gib`` overrides the measurement (tests); ``label`` names the model in messages;
     ``folder``: a diffusers folder whose real component sizes replace the row's (the same
     :func:`memory_models.needs_for` the UI's plan line and ``studio plan`` use, so what they
-    show is what loads). Bad overrides: BadInput."""
+    show is what loads); ``size``: the job's (width, height), planned at (default the native
+    size); ``ram_gib``: the RAM the offloaded weights must fit (default the machine's,
+    :func:`system_ram_gib`). Bad overrides: BadInput."""
     from studio.engine.diffusion.memory import plan_memory
     from studio.engine.diffusion.memory_models import auto_formats, env_offload, needs_for
     from studio.engine.diffusion.placement import free_memory_gib
@@ -175,7 +191,12 @@ def flow_plan(
     if row is None:
         return None
     formats = (weights, "bf16") if weights else auto_formats()  # bf16: the text encoders
-    plan = plan_memory(row, free_gib, formats=formats, offload=offload, weights=weights)
+    if device.type != "cpu" and ram_gib is None:
+        ram_gib = system_ram_gib()
+    plan = plan_memory(
+        row, free_gib, formats=formats, offload=offload, weights=weights, size=size,
+        ram_gib=ram_gib if device.type != "cpu" else None,
+    )  # fmt: skip
     if device.type == "cpu" and plan.offload != "none":
         plan = replace(plan, notes=(*plan.notes, "on the CPU offloading does nothing"))
     return plan
@@ -215,42 +236,108 @@ def _final_dtype(family: Family, dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype != torch.float16 or "float16" in family.dtypes else torch.bfloat16
 
 
+def dtype_requested(ctx, dtype: str | None) -> bool:
+    """Whether the job names a dtype: its own, the runner's or ``STUDIO_DTYPE``."""
+    import os
+
+    return bool(dtype or ctx.runner.dtype or os.environ.get("STUDIO_DTYPE"))
+
+
+def flow_dtype(family: Family, choice, requested: bool) -> torch.dtype:
+    """The dtype a flow model loads in: the requested one (fp16 turned into bf16 for families
+    that don't run fp16), else on an accelerator the family's preference
+    (``Family.dtypes`` through ``defaults.family_dtype``, as ``pipeline.pick_dtype`` does for
+    the SD families: bf16 for SD 3.5 rather than the device's fp16 default), float32 on the
+    CPU."""
+    if requested or choice.device.type == "cpu":
+        return _final_dtype(family, choice.dtype)
+    from studio.engine.diffusion.defaults import device_support, family_dtype
+
+    return getattr(torch, family_dtype(choice.device.type, family, *device_support(choice.device)))
+
+
 def _place(base, plan, device: torch.device) -> None:
+    from studio.engine.diffusion.memory import apply_plan, install_decode_fallback
+
     if plan is None:
         base.to(device)
     else:
-        from studio.engine.diffusion.memory import apply_plan
-
         apply_plan(base, plan, device)  # fp8 casting; GPU whole, or model/group/sequential
+    # The pipelines decode inside their __call__: an out-of-memory decode is retried in tiles
+    # there (and with a plan, each decode tiles where its size needs it).
+    install_decode_fallback(getattr(base, "vae", None), plan)
     base.set_progress_bar_config(disable=True)
 
 
-def _nf4_kwargs(plan, family: Family) -> dict:
-    from studio.engine.diffusion.memory import load_kwargs
+def _bnb_config(library: str, dtype):
+    """bitsandbytes 4-bit NF4 settings of ``library`` ("diffusers" or "transformers")."""
+    cfg = importlib.import_module(library).BitsAndBytesConfig
+    return cfg(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
 
-    return load_kwargs(plan, {"text_encoders": ",".join(family.text_encoders)})
+
+def nf4_parts(plan, family: Family) -> tuple[str, ...]:
+    """The components a plan loads in NF4: the transformer and / or the text encoders."""
+    parts = ("transformer",) if plan is not None and plan.weights == "nf4" else ()
+    if plan is not None and plan.text_weights == "nf4":
+        parts += tuple(family.text_encoders)
+    return parts
 
 
-def _load_folder(folder: Path, family: Family, dtype, plan):
-    """A diffusers folder; NF4 plans quantize at load time (bitsandbytes)."""
+def load_nf4_parts(folder: Path, names, dtype, plan, device) -> dict:
+    """Each NF4 component of a diffusers folder, loaded on its own with bitsandbytes.
+
+    bitsandbytes quantizes while the weights go to the GPU and its quantizers put a model on
+    ``cuda:<current device>`` when no ``device_map`` is given, so each part is loaded with
+    ``device_map={"": device}`` (the job's device, not whichever GPU is current) and, under
+    an offload plan, moved to the CPU before the next part loads: at most one NF4 part is on
+    the GPU while loading, and the offload hooks bring it back when it runs."""
+    import json
+
+    index = json.loads((Path(folder) / "model_index.json").read_text())
+    out = {}
+    for name in names:
+        entry = index.get(name)
+        if not isinstance(entry, list) or entry[0] not in ("diffusers", "transformers"):
+            continue
+        library, cls_name = entry[0], entry[1]
+        cls = getattr(importlib.import_module(library), cls_name)
+        dtype_kw = "dtype" if library == "transformers" else "torch_dtype"
+        module = cls.from_pretrained(
+            folder,
+            subfolder=name,
+            quantization_config=_bnb_config(library, dtype),
+            device_map={"": str(device)},
+            local_files_only=True,
+            **{dtype_kw: dtype},
+        )
+        if plan.offload != "none":
+            module.to("cpu")
+        out[name] = module
+    return out
+
+
+def _load_folder(folder: Path, family: Family, dtype, plan, device=None):
+    """A diffusers folder; NF4 plans quantize at load time (bitsandbytes), one part at a time
+    (:func:`load_nf4_parts`), the rest loads on the CPU."""
     from studio.engine.diffusion.loader import load_folder, quiet_loading
 
-    extra = _nf4_kwargs(plan, family) if plan is not None else {}
-    if not extra:
+    names = nf4_parts(plan, family)
+    if not names:
         return load_folder(folder, dtype)
     from diffusers import DiffusionPipeline
 
     quiet_loading()
     try:
+        parts = load_nf4_parts(folder, names, dtype, plan, device or "cuda")
         return DiffusionPipeline.from_pretrained(
-            folder, torch_dtype=dtype, local_files_only=True, **extra
+            folder, torch_dtype=dtype, local_files_only=True, **parts
         )
     except Exception as e:  # noqa: BLE001
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
         raise ModelError(f"{folder.name}: cannot load model with NF4 weights ({first})") from e
 
 
-def _load_file(path: Path, family: Family, config: str, probe, dtype, plan):
+def _load_file(path: Path, family: Family, config: str, probe, dtype, plan, device=None):
     """(pipeline, source) of a single file: a full checkpoint through the pipeline's
     ``from_single_file`` where diffusers has one, else the transformer joined to the base."""
     import diffusers
@@ -274,22 +361,14 @@ def _load_file(path: Path, family: Family, config: str, probe, dtype, plan):
         pipe = flow_files.load_full_checkpoint(path, cls_name, base, dtype)
         return pipe, "checkpoint"
     qcfg = None
-    text_kwargs: dict = {}
     if weights == "nf4" and not gguf:
-        qcfg = diffusers.BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype
-        )
-        if plan.text_weights == "nf4":
-            from diffusers.quantizers import PipelineQuantizationConfig
-
-            text_kwargs["quantization_config"] = PipelineQuantizationConfig(
-                quant_backend="bitsandbytes_4bit",
-                quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
-                              "bnb_4bit_compute_dtype": dtype},
-                components_to_quantize=list(family.text_encoders),
-            )  # fmt: skip
+        qcfg = _bnb_config("diffusers", dtype)
     cfg = flow_files.transformer_config(config, base)
     tr = flow_files.load_transformer_file(path, family.transformer_class, cfg, dtype, qcfg)
+    if qcfg is not None and plan.offload != "none":
+        tr.to("cpu")  # before the NF4 text encoders load (see load_nf4_parts)
+    text = [n for n in nf4_parts(plan, family) if n != "transformer"] if plan else []
+    text_kwargs = load_nf4_parts(base, text, dtype, plan, device or "cuda") if text else {}
     pipe = flow_files.pipeline_with_transformer(base, tr, dtype, **text_kwargs)
     return pipe, "gguf file" if gguf else "transformer file"
 
@@ -301,18 +380,38 @@ def load_flow(
     dtype: str | None = None,
     quant: str | None = None,
     offload: str | None = None,
+    size: tuple[int, int] | None = None,
 ) -> LoadedFlow:
     """The flow pipeline for ``model`` (folder, repo id in the HF cache, catalog id, or a
     single .safetensors / .sft / .gguf file), offline, cached in the runner like the SD
-    pipelines. ``quant`` / ``offload``: the request's overrides (None = the planner). The
-    cache key holds the model (a file with its size and mtime), the device, the dtype and
-    the overrides, so changing any of them loads again."""
+    pipelines. ``quant`` / ``offload``: the request's overrides (None = the planner);
+    ``size``: the job's (width, height), which a new load is planned at (default the
+    family's native size; a cached model keeps its plan, and its VAE decodes in tiles where
+    a larger job needs them, ``memory.install_decode_fallback``). Without a dtype from the
+    job, the runner or ``STUDIO_DTYPE`` the family's preferred one is used
+    (:func:`flow_dtype`). The cache key holds the model (a file with its size and mtime), the
+    device, the dtype and the overrides, so changing any of them loads again."""
     from studio.engine.jobs.device import pick_device
 
+    requested = dtype_requested(ctx, dtype)
     choice = pick_device(device or ctx.runner.device, dtype or ctx.runner.dtype)
     file = _local_file(model)
     if file is not None:
-        return _load_flow_file(ctx, file, choice, quant, offload)
+        return _load_flow_file(ctx, file, choice, quant, offload, size, requested)
+    resolved, fam, plan, dt, key = _folder_job(choice, requested, model, quant, offload, size)
+    if plan is not None and "nf4" in (plan.weights, plan.text_weights):
+        _nf4_ready(choice.device)
+
+    def factory() -> LoadedFlow:
+        base = _load_folder(resolved.path, fam, dt, plan, choice.device)
+        _place(base, plan, choice.device)
+        return LoadedFlow(base, fam, choice.device, dt, resolved.name, plan=plan)
+
+    return ctx.runner.cache(key, factory)
+
+
+def _folder_job(choice, requested, model, quant, offload, size, free_gib=None):
+    """(resolved, family, plan, dtype, cache key) of a diffusers folder for a job."""
     from studio.engine.diffusion.families.registry import folder_info
     from studio.engine.diffusion.loader import resolve_model
 
@@ -323,19 +422,45 @@ def load_flow(
     if fam is None:
         raise ModelError(f"{resolved.name}: not a flow-matching model Studio knows")
     plan = flow_plan(
-        fam, choice.device, quant=quant, offload=offload, hint=resolved.name, folder=resolved.path
+        fam, choice.device, free_gib, quant=quant, offload=offload, hint=resolved.name,
+        folder=resolved.path, size=size,
+    )  # fmt: skip
+    dt = flow_dtype(fam, choice, requested)
+    key = f"flow:{resolved.key}|{choice.device}|{dt}|{_overrides(quant, offload)}"
+    return resolved, fam, plan, dt, key
+
+
+def adopt_flow(
+    runner, model: str, pipe, device: str | None = None, dtype: str | None = None,
+    quant: str | None = None, offload: str | None = None, free_gib: float | None = None,
+    size: tuple[int, int] | None = None,
+) -> LoadedFlow:  # fmt: skip
+    """Make the in-memory flow pipeline ``pipe`` the loaded model for ``model`` (a diffusers
+    folder whose configs describe it; its weights need not be there): planned as
+    :func:`load_flow` plans it (for ``free_gib``, default measured), placed by Studio's own
+    :func:`_place` (fp8 casting, offload, the decode fallback) and cached under the key
+    :func:`load_flow` computes for the same request, so the next job for ``model`` with
+    these overrides runs it (benchmarks build full-size random models in memory this way).
+    Load-time formats (NF4, GGUF) are not made here (BadInput). Replaces whatever the runner
+    had cached."""
+    from studio.engine.jobs.device import pick_device
+
+    requested = dtype_requested(SimpleNamespace(runner=runner), dtype)
+    choice = pick_device(device or runner.device, dtype or runner.dtype)
+    resolved, fam, plan, dt, key = _folder_job(
+        choice, requested, model, quant, offload, size, free_gib
     )
-    if plan is not None and plan.weights == "nf4":
-        _nf4_ready(choice.device)
-
-    def factory() -> LoadedFlow:
-        dt = _final_dtype(fam, choice.dtype)
-        base = _load_folder(resolved.path, fam, dt, plan)
-        _place(base, plan, choice.device)
-        return LoadedFlow(base, fam, choice.device, dt, resolved.name, plan=plan)
-
-    key = f"flow:{resolved.key}|{choice.device}|{choice.dtype}|{_overrides(quant, offload)}"
-    return ctx.runner.cache(key, factory)
+    if plan is not None and any(
+        f in ("nf4", *GGUF_FORMATS) for f in (plan.weights, plan.text_weights)
+    ):
+        raise BadInput(
+            f"{resolved.name}: a {plan.weights} plan is made while loading, not in memory"
+        )
+    pipe.to(dtype=dt)
+    _place(pipe, plan, choice.device)
+    entry = LoadedFlow(pipe, fam, choice.device, dt, resolved.name, plan=plan)
+    runner.clear_cache()
+    return runner.cache(key, lambda: entry)
 
 
 def _overrides(quant: str | None, offload: str | None) -> str:
@@ -345,7 +470,9 @@ def _overrides(quant: str | None, offload: str | None) -> str:
     return f"quant={quant or 'auto'},offload={offload or 'auto'}"
 
 
-def _load_flow_file(ctx, path: Path, choice, quant: str | None, offload: str | None):
+def _load_flow_file(
+    ctx, path: Path, choice, quant: str | None, offload: str | None, size=None, requested=False
+):
     from studio.engine.diffusion import flow_files
     from studio.engine.diffusion.families.registry import probe_file
 
@@ -363,20 +490,21 @@ def _load_flow_file(ctx, path: Path, choice, quant: str | None, offload: str | N
         if quant not in (None, "bf16"):
             raise BadInput(f"{path.name} is an unquantized GGUF file: drop the quant setting")
     plan = flow_plan(
-        fam, choice.device, quant=quant, offload=offload, hint=config, gguf=gguf, label=path.name
-    )
-    if plan is not None and plan.weights == "nf4":
+        fam, choice.device, quant=quant, offload=offload, hint=config, gguf=gguf,
+        label=path.name, size=size,
+    )  # fmt: skip
+    if plan is not None and "nf4" in (plan.weights, plan.text_weights):
         _nf4_ready(choice.device)
     st = path.stat()
+    dt = flow_dtype(fam, choice, requested)
 
     def factory() -> LoadedFlow:
-        dt = _final_dtype(fam, choice.dtype)
-        pipe, source = _load_file(path, fam, config, probe, dt, plan)
+        pipe, source = _load_file(path, fam, config, probe, dt, plan, choice.device)
         _place(pipe, plan, choice.device)
         return LoadedFlow(pipe, fam, choice.device, dt, path.stem, plan=plan, source=source)
 
     key = (
-        f"flow:{path}|{st.st_size}|{st.st_mtime_ns}|{choice.device}|{choice.dtype}|"
+        f"flow:{path}|{st.st_size}|{st.st_mtime_ns}|{choice.device}|{dt}|"
         f"{_overrides(quant, offload)}"
     )
     return ctx.runner.cache(key, factory)

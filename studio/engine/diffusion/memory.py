@@ -5,21 +5,33 @@ From the free accelerator memory (and, optionally, the system RAM) and what a mo
 
 - where the weights live: ``none`` (everything on the GPU), ``model`` (diffusers'
   ``enable_model_cpu_offload``: one component on the GPU at a time), ``group``
-  (``enable_group_offload``, block level with a prefetch stream: two blocks on the GPU at a
-  time) or ``sequential`` (``enable_sequential_cpu_offload``: one layer at a time, slowest);
+  (diffusers' group offloading, block level with a prefetch stream: two blocks on the GPU at a
+  time; a text encoder's blocks sit one or two levels down, ``T5EncoderModel.encoder.block``,
+  ``CLIPTextModel.text_model.encoder.layers``, ``Qwen3ForCausalLM.model.layers``, so
+  :func:`group_block_modules` names the way down for diffusers' ``block_modules``, otherwise
+  each encoder would be one group) or ``sequential`` (``enable_sequential_cpu_offload``: one
+  layer at a time, slowest);
 - how the weights are stored: ``bf16`` (fp16 for the UNet families), ``fp8`` (diffusers'
   layerwise casting, weights in float8_e4m3fn upcast per layer; always available; torchao's
   float8 where installed), ``q8_0`` / ``q4_k`` (GGUF files through diffusers' GGUF loader,
   where the ``gguf`` package is installed) and ``nf4`` (bitsandbytes 4-bit NormalFloat,
-  Dettmers et al. 2023, where installed);
-- whether the VAE decodes in tiles.
+  Dettmers et al. 2023, where installed; never with group offload: diffusers' group offload
+  assigns ``tensor.data`` when it moves a group and leaves bitsandbytes' quantization state
+  on the other device);
+- whether the VAE decodes in tiles (only offered where tiling applies: diffusers tiles a
+  decode only when a side exceeds the VAE's tile, ``ModelNeeds.vae_tile_px``).
 
 The planner is pure arithmetic (no torch at import): every candidate gets a peak estimate
 and a cost (a hand-set ranking of speed and quality loss: offload to the CPU costs time,
 quantization costs quality), and the cheapest candidate whose peak fits the budget wins.
 Sizes come from the models' own repos (shared/MODELS.md); working-memory figures are
-estimates at the family's native resolution for one image, scaled with the pixel count, and
-were not measured on a GPU here.
+estimates at the family's native resolution for one image, scaled with the pixel count of the
+job (``plan_memory(size=...)``), and were not measured on a GPU here.
+
+The runtime part (torch imported inside the functions): :func:`apply_plan` (fp8 layerwise
+casting with LoRA adapters kept in the compute dtype, the offload, VAE tiling),
+:func:`apply_group_offload`, :func:`offload_groups` and :func:`install_decode_fallback` (an
+out-of-memory VAE decode is retried once in smaller tiles).
 
 Units: GiB (2**30 bytes) for memory; model sizes are given in decimal GB as Hugging Face
 shows them and converted.
@@ -28,6 +40,7 @@ shows them and converted.
 from __future__ import annotations
 
 import importlib.util
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -82,7 +95,12 @@ class ModelNeeds:
     NF4 (transformers' bitsandbytes integration) leaves in bf16: the token embedding, a
     causal LM's output head, and T5's ``wo`` layers (its ``_keep_in_fp32_modules``, 1.0B
     of T5-XXL's 4.76B). Measured on the real architectures built on the meta device
-    (tests/engine/diffusion/test_memory_oracle.py)."""
+    (tests/engine/diffusion/test_memory_oracle.py).
+
+    ``vae_tile_px``: the side of one VAE decode tile, the VAE's ``sample_size`` (diffusers
+    tiles only above it: 512 for SD 1.x, 768 for SD 2.x, 1024 for the SDXL / FLUX / SD 3.5 /
+    Z-Image VAEs, 256 for Qwen-Image's Wan VAE); a tiled decode costs one tile's working
+    memory, and no less than an untiled decode of an image that fits one tile."""
 
     key: str
     label: str
@@ -101,6 +119,7 @@ class ModelNeeds:
     note: str = ""
     fp8_keep: float = _UNQUANTIZED_SHARE
     te_keep: float = _UNQUANTIZED_SHARE
+    vae_tile_px: int = 1024
 
     @property
     def total_gb(self) -> float:
@@ -242,6 +261,10 @@ MODEL_NEEDS: dict[str, ModelNeeds] = {
         ),
     )
 }
+# VAE tiles other than 1024 px: the VAEs' sample_size (SD 1.x 512, SD 2.x 768; Qwen-Image's
+# Wan VAE tiles at 256 px with a 192 px stride).
+for _key, _tile in (("sd15", 512), ("sd21", 768), ("qwen-image", 256)):
+    MODEL_NEEDS[_key] = ModelNeeds(**{**MODEL_NEEDS[_key].__dict__, "vae_tile_px": _tile})
 # Same weights as their base model.
 for _alias, _label, _base in (
     ("flux1-fill", "FLUX.1 Fill", "flux1-dev"),
@@ -334,6 +357,7 @@ class Plan:
             calls.append(
                 "transformer.enable_layerwise_casting(storage_dtype=float8_e4m3fn, compute_dtype=bfloat16)"
             )
+            calls.append("<each cast layer>.compute_dtype = bfloat16  (LoRA adapters stay bf16)")
         elif self.weights in ("q8_0", "q4_k"):
             calls.append(
                 f"Transformer.from_single_file(<{self.weights.upper()} .gguf>, config=<shipped>, "
@@ -341,17 +365,20 @@ class Plan:
             )
         elif self.weights == "nf4":
             calls.append(
-                "from_pretrained(quantization_config=PipelineQuantizationConfig('bitsandbytes_4bit'))"
+                "Transformer.from_pretrained(quantization_config=BitsAndBytesConfig(load_in_4bit), "
+                "device_map={'': 'cuda'})" + (".to('cpu')" if self.offload != "none" else "")
             )
-        if self.text_weights == "nf4" and self.weights != "nf4":
+        if self.text_weights == "nf4":
             calls.append(
-                "text_encoder from_pretrained(quantization_config=BitsAndBytesConfig(load_in_4bit))"
+                "TextEncoder.from_pretrained(quantization_config=BitsAndBytesConfig(load_in_4bit), "
+                "device_map={'': 'cuda'})" + (".to('cpu')" if self.offload != "none" else "")
             )
         calls.append(
             {
                 "none": "pipe.to('cuda')",
                 "model": "pipe.enable_model_cpu_offload()",
-                "group": "pipe.enable_group_offload('cuda', offload_type='block_level', num_blocks_per_group=1, use_stream=True)",
+                "group": "transformer/vae.enable_group_offload('cuda', offload_type='block_level', num_blocks_per_group=1, use_stream=True); "
+                "text encoders: apply_group_offloading(<same>, block_modules=group_block_modules(<encoder>))",
                 "sequential": "pipe.enable_sequential_cpu_offload()",
             }[self.offload]
         )
@@ -360,20 +387,51 @@ class Plan:
         return calls
 
 
-def _estimate(
-    n: ModelNeeds, offload: str, weights: str, text: str, scale: float, tiling: bool
-) -> tuple[float, float]:
-    """(peak GiB on the accelerator, GiB of weights held in RAM) for one candidate."""
+def tiling_applies(n: ModelNeeds, side: int) -> bool:
+    """Whether a VAE decode of an image whose longest side is ``side`` px is split into tiles
+    once tiling is on: diffusers tiles only when a side exceeds the VAE's tile."""
+    return int(side) > int(n.vae_tile_px)
+
+
+def decode_gib(n: ModelNeeds, scale: float, tiling: bool, side: int | None = None) -> float:
+    """Working memory (GiB) of the VAE decode of one image at ``scale`` x the native pixel
+    count: the untiled figure scaled with the pixels, or, tiled where tiling applies
+    (:func:`tiling_applies`), one tile's figure plus the full-size output being blended."""
+    side = int(side if side is not None else n.native_px * math.sqrt(scale))
+    untiled = _gib(n.decode_gb) * scale
+    if not (tiling and tiling_applies(n, side)):
+        return untiled
+    tile = min(scale, (n.vae_tile_px / n.native_px) ** 2)
+    pixels = scale * n.native_px**2
+    return min(untiled, _gib(n.decode_gb) * tile + pixels * 3 * 4 * 2 / GIB)
+
+
+def _weights_gib(n: ModelNeeds, weights: str, text: str) -> tuple[float, float, float]:
+    """GiB of the transformer, the text encoders and the VAE in the plan's formats."""
 
     def size(gb: float, fmt: str, keep: float = _UNQUANTIZED_SHARE) -> float:
         return _gib(gb) * (keep + (1 - keep) * _FACTOR[fmt])
 
     t = size(n.transformer_gb, weights, n.fp8_keep if weights == "fp8" else _UNQUANTIZED_SHARE)
-    te, vae = size(n.text_encoder_gb, text, n.te_keep), _gib(n.vae_gb)
+    return t, size(n.text_encoder_gb, text, n.te_keep), _gib(n.vae_gb)
+
+
+def _estimate(
+    n: ModelNeeds,
+    offload: str,
+    weights: str,
+    text: str,
+    scale: float,
+    tiling: bool,
+    side: int | None = None,
+) -> tuple[float, float]:
+    """(peak GiB on the accelerator, GiB of weights held in RAM) for one candidate; ``side``:
+    the job's longest side in px (default: a square of ``scale`` x the native pixels)."""
+    t, te, vae = _weights_gib(n, weights, text)
     # The token embedding is never quantized (NF4 replaces Linear layers only).
     te_layer = _gib(n.te_layer_gb)
     work = _gib(n.work_gb) * scale
-    decode = (min(_gib(n.decode_gb), 1.0) if tiling else _gib(n.decode_gb)) * scale
+    decode = decode_gib(n, scale, tiling, side)
     te_work = 0.3
     if offload == "none":
         peak = t + te + vae + max(work, decode)
@@ -382,7 +440,8 @@ def _estimate(
         peak = max(te + te_work, t + work, vae + decode)
     elif offload == "group":
         # Block-level groups with a prefetch stream: the resident non-block layers plus the
-        # block running and the next one loading.
+        # block running and the next one loading; for a text encoder too
+        # (apply_group_offload splits its inner block list, see group_block_modules).
         t_res = t * (_UNQUANTIZED_SHARE + 2 / n.blocks)
         te_res = max(te * _UNQUANTIZED_SHARE, te_layer) + te * 2 / n.te_blocks
         peak = max(te_res + te_work, t_res + work, vae + decode)
@@ -411,12 +470,26 @@ def _cost(offload: str, weights: str, text: str, tiling: bool, streamed_gib: flo
     )
 
 
+# Why NF4 is never group-offloaded (the one line a forced combination is refused with).
+NF4_GROUP_REASON = (
+    "NF4 (bitsandbytes) weights can't be group-offloaded: diffusers' group offload moves each "
+    "tensor's data and leaves bitsandbytes' quantization state behind; use model offload, or "
+    "fp8 weights with group offload"
+)
+
+
+def combination_ok(offload: str, weights: str, text: str) -> bool:
+    """Whether the offload mode can run the weight formats: no NF4 part under group offload
+    (:data:`NF4_GROUP_REASON`)."""
+    return not (offload == "group" and "nf4" in (weights, text))
+
+
 def _candidates(n: ModelNeeds, formats: Iterable[str]) -> list[tuple[str, str, str]]:
     fmts = [f for f in WEIGHT_FORMATS if f in set(formats)]
     if not n.quantizable:
         fmts = ["bf16"]
     text_fmts = [f for f in TEXT_FORMATS if f in fmts] if n.quantizable else ["bf16"]
-    return [(o, w, t) for o in OFFLOADS for w in fmts for t in text_fmts]
+    return [(o, w, t) for o in OFFLOADS for w in fmts for t in text_fmts if combination_ok(o, w, t)]
 
 
 def plan_memory(
@@ -429,12 +502,15 @@ def plan_memory(
     offload: str | None = None,
     weights: str | None = None,
     text_weights: str | None = None,
+    size: tuple[int, int] | None = None,
 ) -> Plan:
     """The cheapest plan whose estimated peak fits ``free_vram_gib`` minus a reserve (and whose
     offloaded weights fit ``ram_gib`` minus a reserve, when given).
 
     ``formats``: weight formats to consider (default :func:`available_formats`); ``pixels``:
-    the generation size (default the model's native size squared). ``offload`` /
+    the generation size (default the model's native size squared); ``size``: (width, height)
+    of the job, which also gives ``pixels`` and the longest side that decides whether VAE
+    tiling applies (a tiled plan is only offered where it does). ``offload`` /
     ``weights`` / ``text_weights`` force a choice (the UI's and ``--quant``'s override): the
     best plan with it is returned even when it does not fit (``plan.fits`` is False and a
     note says so). When nothing fits, the plan with the smallest peak is returned, not fitting."""
@@ -453,6 +529,15 @@ def plan_memory(
     for v in (weights, text_weights):
         if v is not None:
             fmts.add(v)  # a forced format is considered even if its package is missing
+    if offload == "group" and "nf4" in (weights, text_weights):
+        from studio.core.errors import BadInput
+
+        raise BadInput(f"{n.label}: {NF4_GROUP_REASON}")
+    if size is not None:
+        pixels = int(size[0]) * int(size[1])
+        side = max(int(size[0]), int(size[1]))
+    else:
+        side = n.native_px if pixels is None else math.isqrt(int(pixels))
     scale = 1.0 if pixels is None else max(pixels / n.native_px**2, 0.05)
     budget = max(free_vram_gib - RESERVE_GIB, 0.0)
     ram_budget = None if ram_gib is None else max(ram_gib - RAM_RESERVE_GIB, 0.0)
@@ -464,8 +549,8 @@ def plan_memory(
             or (text_weights and t != text_weights)
         ):
             continue
-        for tiling in (False, True):
-            peak, ram = _estimate(n, o, w, t, scale, tiling)
+        for tiling in (False, True) if tiling_applies(n, side) else (False,):
+            peak, ram = _estimate(n, o, w, t, scale, tiling, side)
             cost = _cost(o, w, t, tiling, ram)
             notes = []
             pkg = _BACKEND[w] or (_BACKEND[t] if t == "nf4" else None)
@@ -540,9 +625,11 @@ def render_table(
 
 def apply_plan(pipe, plan: Plan, device="cuda") -> None:
     """Realise the runtime part of ``plan`` on a loaded pipeline: fp8 layerwise casting of the
-    transformer (or UNet), then offload or ``.to(device)``, then VAE tiling. Weight
-    formats chosen at load time (GGUF, NF4) are :func:`load_kwargs`' part. On a CPU device
-    offloading means nothing: the pipeline just moves there."""
+    transformer (or UNet) with later LoRA adapters kept in the compute dtype
+    (:func:`keep_adapters_in_compute_dtype`), then offload (group offload through
+    :func:`apply_group_offload`, which splits the text encoders too) or ``.to(device)``, then
+    VAE tiling. Weight formats chosen at load time (GGUF, NF4) are the loader's part. On a CPU
+    device offloading means nothing: the pipeline just moves there."""
     import torch
 
     dev = torch.device(device)
@@ -551,14 +638,13 @@ def apply_plan(pipe, plan: Plan, device="cuda") -> None:
     if plan.weights == "fp8" and fp8 is not None and main is not None:
         # Compute in the dtype the pipeline was loaded in (bf16 on a GPU).
         main.enable_layerwise_casting(storage_dtype=fp8, compute_dtype=main.dtype)
+        keep_adapters_in_compute_dtype(main)
     if dev.type == "cpu" or plan.offload == "none":
         pipe.to(dev)
     elif plan.offload == "model":
         pipe.enable_model_cpu_offload(device=dev)
     elif plan.offload == "group":
-        pipe.enable_group_offload(
-            onload_device=dev, offload_type="block_level", num_blocks_per_group=1, use_stream=True
-        )
+        apply_group_offload(pipe, dev)
     else:
         pipe.enable_sequential_cpu_offload(device=dev)
     vae = getattr(pipe, "vae", None)
@@ -566,11 +652,270 @@ def apply_plan(pipe, plan: Plan, device="cuda") -> None:
         (vae.enable_tiling if plan.vae_tiling else vae.disable_tiling)()
 
 
+# -- the runtime pieces (torch and diffusers imported inside) ----------------------------------
+
+# diffusers' hook names (diffusers.hooks.layerwise_casting / group_offloading)
+_CASTING_HOOK = "layerwise_casting"
+_GROUP_HOOK = "group_offloading"
+
+
+def _hook(module, name: str):
+    registry = getattr(module, "_diffusers_hook", None)
+    return registry.get_hook(name) if registry is not None else None
+
+
+def keep_adapters_in_compute_dtype(model) -> int:
+    """Make LoRA adapters loaded *after* fp8 layerwise casting live in the compute dtype.
+
+    diffusers skips PEFT layers when casting (``enable_layerwise_casting`` adds the LoRA
+    layer names to its skip patterns), which covers adapters that exist at casting time; an
+    adapter injected later gets its base layer's dtype from PEFT
+    (``BaseTunerLayer._move_adapter_to_device_of_base_layer``), i.e. float8, and the first
+    step fails ("mul_cpu_reduced_float" not implemented for Float8_e4m3fn on the CPU). PEFT
+    reads a base layer's ``compute_dtype`` attribute first (bitsandbytes layers have one), so
+    every cast layer gets its hook's compute dtype as ``compute_dtype``: new adapters are
+    created, and their weights loaded, in bf16 and have no casting hook of their own.
+    Returns how many layers were marked."""
+    n = 0
+    for module in model.modules():
+        hook = _hook(module, _CASTING_HOOK)
+        if hook is not None:
+            module.compute_dtype = hook.compute_dtype
+            n += 1
+    return n
+
+
+def group_block_modules(model, share: float = 0.05) -> list[str] | None:
+    """diffusers ``block_modules`` for group-offloading ``model`` block by block when its
+    blocks are not a direct child (transformers text encoders: ``T5EncoderModel.encoder.block``,
+    ``CLIPTextModel.text_model.encoder.layers``, ``Qwen3ForCausalLM.model.layers``,
+    ``Qwen2_5_VL...model.language_model.layers`` and ``.visual.blocks``); None when a direct
+    child already is a block list (diffusers models, ``Qwen3Model``) or there is none.
+
+    diffusers' block-level offload splits only a module's direct ``ModuleList`` /
+    ``Sequential`` children and recurses into the children named in ``block_modules`` (the
+    same names at every level). A block list is a list of 2+ modules holding at least
+    ``share`` of the parameters of the largest such list. The names returned are every child
+    of every level above a level that holds a block list, so those levels keep no group of
+    their own. With a prefetch stream that matters: each level with a group of its own gets
+    a lazy-prefetch hook, and nested ones register the same layer tracker twice (diffusers
+    raises "Hook with name layer_execution_tracker already exists")."""
+    import torch
+
+    kinds = (torch.nn.ModuleList, torch.nn.Sequential)
+    sizes: dict[int, int] = {}
+
+    def count(m) -> int:
+        if id(m) not in sizes:
+            sizes[id(m)] = sum(p.numel() for p in m.parameters())
+        return sizes[id(m)]
+
+    lists = [m for m in model.modules() if isinstance(m, kinds) and len(m) > 1]
+    if not lists:
+        return None
+    biggest = max(max(count(m) for m in lists), 1)
+    names: set[str] = set()
+
+    def holds(m) -> bool:
+        return any(
+            isinstance(c, kinds) and len(c) > 1 and count(c) >= share * biggest
+            for c in m.children()
+        )
+
+    def visit(m) -> bool:
+        if holds(m):
+            return True
+        below = [name for name, c in m.named_children() if visit(c)]
+        if below:
+            names.update(name for name, _ in m.named_children())
+        return bool(below)
+
+    if holds(model) or not visit(model):
+        return None
+    return sorted(names)
+
+
+def apply_group_offload(pipe, device, *, use_stream: bool | None = None) -> None:
+    """Block-level group offload of every component of ``pipe`` (one block on ``device`` at a
+    time, the next one prefetched on a CUDA stream): diffusers models with their own
+    ``enable_group_offload`` (their block lists, the VAE's ``_group_offload_block_modules``),
+    other modules (the transformers text encoders) with ``apply_group_offloading`` and
+    :func:`group_block_modules`, so an encoder is split into its layers rather than being one
+    group. ``use_stream`` defaults to whether ``device`` is a CUDA device."""
+    import torch
+    from diffusers.hooks import apply_group_offloading
+
+    dev = torch.device(device)
+    stream = dev.type == "cuda" if use_stream is None else use_stream
+    kwargs = dict(
+        onload_device=dev,
+        offload_device=torch.device("cpu"),
+        offload_type="block_level",
+        num_blocks_per_group=1,
+        use_stream=stream,
+    )
+    for component in pipe.components.values():
+        if not isinstance(component, torch.nn.Module):
+            continue
+        if hasattr(component, "enable_group_offload"):
+            component.enable_group_offload(**kwargs)
+        else:
+            apply_group_offloading(
+                component, block_modules=group_block_modules(component), **kwargs
+            )
+
+
+def offload_groups(module) -> list:
+    """The distinct diffusers ``ModuleGroup`` objects group offloading installed in ``module``
+    (one per block, plus the groups of the remaining layers)."""
+    groups, seen = [], set()
+    for m in module.modules():
+        hook = _hook(m, _GROUP_HOOK)
+        if hook is not None and id(hook.group) not in seen:
+            seen.add(id(hook.group))
+            groups.append(hook.group)
+    return groups
+
+
+def block_groups(module) -> int:
+    """How many of ``module``'s offload groups are blocks of a block list (groups whose
+    modules are entries of a ``ModuleList`` / ``Sequential``)."""
+    import torch
+
+    entries = {
+        id(c)
+        for m in module.modules()
+        if isinstance(m, (torch.nn.ModuleList, torch.nn.Sequential))
+        for c in m.children()
+    }
+    return sum(
+        1 for g in offload_groups(module) if g.modules and all(id(m) in entries for m in g.modules)
+    )
+
+
+_TILE_ATTRS = (
+    "use_tiling",
+    "tile_sample_min_size",
+    "tile_latent_min_size",
+    "tile_sample_min_height",
+    "tile_sample_min_width",
+    "tile_sample_stride_height",
+    "tile_sample_stride_width",
+)
+
+
+def _vae_factor(vae) -> int:
+    blocks = getattr(vae.config, "block_out_channels", None)
+    if blocks and hasattr(vae, "tile_latent_min_size"):
+        return 2 ** (len(blocks) - 1)
+    return 8
+
+
+def smaller_tiles(vae, side: int, floor: int = 256) -> int:
+    """Turn tiling on with tiles half the size of the current tile or of ``side`` (the
+    image's longest side in px), whichever is smaller, and no smaller than ``floor`` px (or
+    half the VAE's tile for a smaller VAE): diffusers only tiles above its tile size (the
+    VAE's ``sample_size``, 1024 px for FLUX / SD 3.5), so plain ``enable_tiling`` would
+    decode a 1024 px image in one piece. Returns the tile side."""
+    vae.enable_tiling()
+    if isinstance(getattr(vae, "tile_sample_min_size", None), int) and hasattr(
+        vae, "tile_latent_min_size"
+    ):
+        cur = vae.tile_sample_min_size
+        factor = max(1, cur // max(1, int(vae.tile_latent_min_size)))
+        tile = max(min(cur, side) // 2, min(floor, cur // 2))
+        if tile > factor * 8:
+            tile -= tile % (factor * 8)  # whole latent pixels, in steps of 8
+        vae.tile_sample_min_size, vae.tile_latent_min_size = tile, max(1, tile // factor)
+        return tile
+    if isinstance(getattr(vae, "tile_sample_min_height", None), int):
+        cur = vae.tile_sample_min_height
+        tile = max(min(cur, side) // 2, min(floor, cur // 2))
+        vae.tile_sample_min_height = vae.tile_sample_min_width = tile
+        if hasattr(vae, "tile_sample_stride_height"):
+            vae.tile_sample_stride_height = vae.tile_sample_stride_width = tile * 3 // 4
+        return tile
+    return side
+
+
+def install_decode_fallback(vae, plan: Plan | None = None) -> bool:
+    """Wrap ``vae.decode`` (on the instance, so the pipelines' own final decode goes through
+    it) with the out-of-memory fallback of the SD path (``sampling.decode_fallback``): on an
+    OOM the cache is freed and the decode runs once more in tiles smaller than the image
+    (:func:`smaller_tiles`); a second OOM is raised. With ``plan``, each decode also decides
+    tiling at its real size: where the plan's placement would not fit the budget untiled at
+    this size but would tiled, the decode runs tiled. The VAE's tiling settings are restored
+    after every call. Returns False when there is nothing to wrap (no tiling) or it is
+    wrapped already."""
+    if vae is None or not hasattr(vae, "enable_tiling") or "decode" in vars(vae):
+        return False
+    import logging
+
+    import torch
+
+    from studio.engine.jobs.device import is_oom
+
+    log = logging.getLogger(__name__)
+    factor = _vae_factor(vae)
+
+    def inner(*args, **kwargs):  # the class's decode, looked up at each call
+        return type(vae).decode(vae, *args, **kwargs)
+
+    def decode(z, *args, **kwargs):
+        state = {a: vars(vae)[a] for a in _TILE_ATTRS if a in vars(vae)}
+        h, w = (int(d) * factor for d in z.shape[-2:])
+        side = max(h, w)
+        try:
+            if plan is not None and not getattr(vae, "use_tiling", False):
+                if tiled_decode_needed(plan, w, h):
+                    vae.enable_tiling()  # the VAE's own tiles, as the planner counts them
+            try:
+                return inner(z, *args, **kwargs)
+            except Exception as e:
+                if not is_oom(e):
+                    raise
+            dev = z.device
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+            tile = smaller_tiles(vae, side)
+            log.warning(
+                "Out of memory while decoding %dx%d; decoding again in %d px tiles", w, h, tile
+            )
+            return inner(z, *args, **kwargs)
+        finally:
+            for a, v in state.items():
+                setattr(vae, a, v)
+
+    decode.__wrapped__ = type(vae).decode
+    vae.decode = decode
+    return True
+
+
+def tiled_decode_needed(plan: Plan, width: int, height: int) -> bool:
+    """Whether the VAE decode at ``width`` x ``height`` needs tiles with ``plan``'s placement:
+    the decode's own peak (the VAE and its working memory, plus the other weights where they
+    stay on the GPU, ``offload="none"``) is over the plan's budget untiled, and tiling (where
+    it applies) lowers it."""
+    n = plan.needs
+    side = max(width, height)
+    if not tiling_applies(n, side):
+        return False
+    scale = max(width * height / n.native_px**2, 0.05)
+    t, te, vae = _weights_gib(n, plan.weights, plan.text_weights)
+    resident = vae + (t + te if plan.offload == "none" else 0.0)
+    untiled = resident + decode_gib(n, scale, False, side)
+    tiled = resident + decode_gib(n, scale, True, side)
+    return untiled > plan.budget_gib and tiled < untiled
+
+
 def load_kwargs(plan: Plan, components: Mapping[str, str] | None = None) -> dict:
     """``from_pretrained`` keyword arguments for load-time formats: NF4 through diffusers'
     ``PipelineQuantizationConfig`` (bitsandbytes) for the transformer and, when the plan says
     so, the text encoders. GGUF transformers are loaded separately (``from_single_file`` with
-    a shipped config) and fp8 is applied after loading, so both give ``{}`` here."""
+    a shipped config) and fp8 is applied after loading, so both give ``{}`` here. This is the
+    one-call form (every NF4 part lands on the current GPU at once); Studio's flow loader
+    loads each part itself with a ``device_map`` and, under offload, parks it on the CPU
+    before the next one (``flow_load.load_nf4_parts``)."""
     comps = []
     if plan.weights == "nf4":
         comps.append("transformer")

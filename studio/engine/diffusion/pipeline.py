@@ -50,6 +50,9 @@ class LoadedModel:
     loras: tuple = ()  # ((resolved path, weight), ...) currently applied
     lora_names: tuple = ()
     fused: bool = False  # the applied LoRAs are merged into the weights (fuse_lora)
+    # The base weights of the LoRA-wrapped layers as they were before fusing (on the CPU):
+    # unfusing subtracts the product again, which is W only to rounding; these restore it.
+    unfused_weights: list = field(default_factory=list)
     own_vae: object = None  # the model's own VAE while an external one is in use
     placement: str | None = None  # "GPU", "model offload", ... (None on the CPU)
     vaes: dict = field(default_factory=dict)  # external VAE ref -> AutoencoderKL (one kept)
@@ -68,25 +71,52 @@ def _load_base(
         base = load_single_file(resolved.path, task, dtype)
     else:
         base = load_folder(resolved.path, dtype)
+    return base, place_base(base, device, resolved.name, free_gib)
+
+
+def place_base(base, device: torch.device, name: str, free_gib: float | None = None):
+    """Put a loaded SD pipeline where the memory plan says (``placement.plan_placement``:
+    whole on the device, or offloaded); returns the plan (None on the CPU)."""
     if not hasattr(base, "unet") or not hasattr(base, "vae"):
-        raise ModelError(
-            f"{resolved.name}: not a Stable Diffusion pipeline ({type(base).__name__})"
-        )
+        raise ModelError(f"{name}: not a Stable Diffusion pipeline ({type(base).__name__})")
     from studio.engine.diffusion.memory import apply_plan
     from studio.engine.diffusion.placement import plan_placement
 
-    plan = plan_placement(base, recognise_pipe(base), device, resolved.name, free_gib)
+    plan = plan_placement(base, recognise_pipe(base), device, name, free_gib)
     try:
         if plan is None or plan.offload == "none":
             base.to(device)
         else:
             apply_plan(base, plan, device)
     except Exception as e:  # noqa: BLE001
-        raise ModelError(f"{resolved.name}: cannot move to {device} ({e})") from e
+        raise ModelError(f"{name}: cannot move to {device} ({e})") from e
     if device.type == "cuda" and (plan is None or plan.offload == "none"):
         base.unet.to(memory_format=torch.channels_last)
     base.set_progress_bar_config(disable=True)
-    return base, plan
+    return plan
+
+
+def adopt_pipeline(
+    runner, model: str, pipe, device: str | None = None, dtype: str | None = None,
+    free_gib: float | None = None,
+):  # fmt: skip
+    """Make the in-memory SD pipeline ``pipe`` the loaded model for ``model`` (a folder
+    whose configs describe it; its weights need not be there): placed by the memory plan for
+    ``free_gib`` (default: measured) and cached under the key :func:`load_pipeline` uses, so
+    the next job for ``model`` runs it through the job path users hit (benchmarks build
+    full-size random models in memory this way). Replaces whatever the runner had cached.
+    Returns the plan (None on the CPU)."""
+    from studio.engine.diffusion.placement import placement_label
+
+    choice = pick_dtype(model, device or runner.device, dtype or runner.dtype)
+    resolved = resolve_model(model)
+    pipe.to(dtype=choice.dtype)
+    plan = place_base(pipe, choice.device, resolved.name, free_gib)
+    entry = LoadedModel(resolved, pipe, choice.device, choice.dtype, dict(pipe.scheduler.config))
+    entry.placement = placement_label(plan)
+    runner.clear_cache()
+    runner.cache(f"pipe:{resolved.key}|{choice.device}|{choice.dtype}", lambda: entry)
+    return plan
 
 
 def load_pipeline(
@@ -296,8 +326,8 @@ def apply_loras(pipe, entry: LoadedModel, loras, fuse: bool = True) -> None:
     job (``fuse_lora``: W <- W + w B A, Hu et al. 2021), so every step runs at the speed of the
     plain model instead of adding the low-rank products in every attention projection. A job's
     weights never change mid-job, so a fused LoRA stays fused until a job wants different
-    LoRAs or weights: then it is unfused first (W <- W - w B A; in fp16 this leaves rounding
-    differences of about one ulp). Adapters of a previous job that aren't wanted now are
+    LoRAs or weights: then it is unfused and the weights it changed are restored bit for bit
+    from a copy taken before fusing (W - w B A alone is W only to rounding). Adapters of a previous job that aren't wanted now are
     unloaded so they can't leak into this one."""
     wanted = []
     for spec in loras:
@@ -311,7 +341,9 @@ def apply_loras(pipe, entry: LoadedModel, loras, fuse: bool = True) -> None:
         return
     if fused:
         pipe.unfuse_lora()
+        _restore_weights(getattr(entry, "unfused_weights", []))
         entry.fused = False
+        entry.unfused_weights = []
     if tuple(p for p, _ in wanted) != tuple(p for p, _ in entry.loras):
         if entry.loras:
             pipe.unload_lora_weights()
@@ -335,6 +367,34 @@ def apply_loras(pipe, entry: LoadedModel, loras, fuse: bool = True) -> None:
     if wanted:
         pipe.set_adapters(list(entry.lora_names), adapter_weights=[w for _, w in wanted])
         if fuse:
+            entry.unfused_weights = _lora_base_weights(pipe)
             pipe.fuse_lora(adapter_names=list(entry.lora_names), lora_scale=1.0)
             entry.fused = True
     entry.loras = wanted_t
+
+
+def _lora_base_weights(pipe) -> list:
+    """``[(parameter, CPU copy)]`` of the weight (and bias) of every layer a LoRA wraps in the
+    pipeline's modules: what fusing changes. A1111 and ComfyUI restore the weights exactly
+    after a LoRA in the same way (a backup of the patched weights)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    saved, seen = [], set()
+    for module in getattr(pipe, "components", {}).values():
+        if not isinstance(module, torch.nn.Module):
+            continue
+        for layer in module.modules():
+            if not isinstance(layer, BaseTunerLayer):
+                continue
+            base = layer.get_base_layer()
+            for param in (getattr(base, "weight", None), getattr(base, "bias", None)):
+                if isinstance(param, torch.Tensor) and id(param) not in seen:
+                    seen.add(id(param))
+                    saved.append((param, param.detach().to("cpu", copy=True)))
+    return saved
+
+
+def _restore_weights(saved: list) -> None:
+    with torch.no_grad():
+        for param, copy in saved:
+            param.data.copy_(copy)

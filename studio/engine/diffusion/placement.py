@@ -48,8 +48,8 @@ def _bytes(module) -> int:
 
 
 def pipeline_needs(pipe, family: Family, name: str) -> ModelNeeds:
-    """ModelNeeds of a loaded pipeline: its real weight sizes (GB, as loaded) and the family's
-    working memory from the planner's table."""
+    """ModelNeeds of a loaded pipeline: its real weight sizes (GB, as loaded), its VAE's tile
+    and the family's working memory from the planner's table."""
     by_family: dict[str, ModelNeeds] = {}
     for n in MODEL_NEEDS.values():
         by_family.setdefault(n.family, n)
@@ -68,7 +68,18 @@ def pipeline_needs(pipe, family: Family, name: str) -> ModelNeeds:
         decode_gb=row.decode_gb if row else _FALLBACK_WORK["decode_gb"],
         native_px=row.native_px if row else family.default_size[0],
         quantizable=False,
+        vae_tile_px=_vae_tile(getattr(pipe, "vae", None), row),
     )
+
+
+def _vae_tile(vae, row: ModelNeeds | None) -> int:
+    """The side above which the pipeline's VAE tiles a decode: its ``sample_size``."""
+    size = getattr(getattr(vae, "config", None), "sample_size", None)
+    if isinstance(size, (list, tuple)):
+        size = max(size)
+    if isinstance(size, int) and size > 0:
+        return size
+    return row.vae_tile_px if row else 1024
 
 
 def plan_placement(

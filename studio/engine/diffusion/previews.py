@@ -21,10 +21,19 @@ How it is decoded (``mode``):
 - ``taesd``: AutoencoderTiny (madebyollin/taesd, taesdxl), full resolution, cheap.
 - ``full``: the pipeline's own VAE, exact but as costly as the final decode.
 - ``off``: nothing is tapped or decoded.
+
+Where previews decode: on the pipeline's execution device (:func:`execution_device`), which
+under an offload plan is not where the VAE's weights rest (``vae.device`` is the CPU then).
+Under model offload the VAE's accelerate hook would, on ``vae.decode``, push the denoiser off
+the GPU and move only the VAE (the latents stayed behind on the CPU): :func:`decode_on` moves
+the VAE to the execution device for the preview without that hook and back after it, so the
+denoiser stays where it is. A tiny decoder (a few MB) simply moves to the execution device.
+A preview that runs out of memory turns the job's previews into latent previews.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from pathlib import Path
@@ -152,30 +161,103 @@ def find_taesd(family: Family | str) -> Path | None:
     return None
 
 
+def execution_device(pipe) -> torch.device:
+    """The device a pipeline computes on: diffusers' ``_execution_device`` (the onload device
+    under model, group or sequential offload, where ``pipe.device`` and ``vae.device`` say
+    the CPU), else ``pipe.device``."""
+    try:
+        dev = pipe._execution_device
+    except Exception:  # noqa: BLE001 - not a diffusers pipeline (tests' stand-ins)
+        dev = None
+    if dev is None:
+        dev = getattr(pipe, "device", None) or "cpu"
+    return torch.device(dev)
+
+
+def _model_offload_hook(module):
+    """The module's own accelerate ``CpuOffload`` hook (``enable_model_cpu_offload``), else
+    None (no hook, or the per-layer hooks of sequential offload, which must stay)."""
+    hook = vars(module).get("_hf_hook")
+    return hook if hook is not None and type(hook).__name__ == "CpuOffload" else None
+
+
+@contextlib.contextmanager
+def decode_on(module, device: torch.device):
+    """``module`` (a VAE) ready to decode on ``device`` for a preview. Under model offload its
+    weights rest on the CPU and its ``CpuOffload`` hook, fired by ``vae.decode``, would first
+    offload the previous model of the chain (the transformer or UNet, every step) and then
+    move the VAE: here the hook is set aside, the VAE alone moves to ``device`` and back to
+    where it was. Under group / sequential offload the hooks move the weights themselves:
+    nothing to do but pass the latents on ``device``."""
+    hook = _model_offload_hook(module)
+    if hook is None:
+        yield module
+        return
+    params = next(iter(module.parameters()), None)
+    rest = params.device if params is not None else device
+    del vars(module)["_hf_hook"]
+    try:
+        if rest != device:
+            module.to(device)
+        yield module
+    finally:
+        if rest != device:
+            module.to(rest)
+        vars(module)["_hf_hook"] = hook
+
+
+def tiny_on(decoder, device: torch.device):
+    """A tiny preview decoder (AutoencoderTiny, a few MB) on ``device``: it is loaded where
+    the VAE's weights are, the CPU under offload, while the latents are on ``device``."""
+    if decoder is not None and getattr(decoder, "device", device) != device:
+        decoder.to(device)
+    return decoder
+
+
+def _free_cache(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 class PreviewDecoder:
-    """Decodes latents for previews in one of the modes; built once per job."""
+    """Decodes latents for previews in one of the modes; built once per job. ``taesd`` and
+    ``full`` decode on the pipeline's execution device (see the module doc); a preview that
+    runs out of memory switches the rest of the job to ``latent`` (``note`` says so)."""
 
     def __init__(self, pipe, mode: str, family: Family | str, taesd=None) -> None:
         self.pipe = pipe
         self.mode = mode
         self.family = family
         self.taesd = taesd
+        self.note = ""
 
     @torch.no_grad()
     def __call__(self, latents: torch.Tensor) -> np.ndarray:
         lat = latents[:1]
         if self.mode == "latent":
             return latent_to_rgb(lat, self.family)
+        try:
+            return to_uint8(self._decode(lat))
+        except Exception as e:
+            from studio.engine.jobs.device import is_oom
+
+            if not is_oom(e):
+                raise
+            _free_cache(lat.device)
+            self.mode, self.note = "latent", "Out of memory in a preview decode: latent previews"
+            return latent_to_rgb(lat, self.family)
+
+    def _decode(self, lat: torch.Tensor) -> torch.Tensor:
+        dev = execution_device(self.pipe)
         if self.mode == "taesd":
-            dec = self.taesd
+            dec = tiny_on(self.taesd, dev)
             # AutoencoderTiny works on the UNet's (scaled) latents directly.
-            image = dec.decode(lat.to(dec.device, dec.dtype)).sample[0]
-            return to_uint8(image)
+            return dec.decode(lat.to(dev, dec.dtype)).sample[0]
         vae = self.pipe.vae
         cfg = vae.config
         lat = lat / cfg.scaling_factor
         shift = getattr(cfg, "shift_factor", None)
         if shift:
             lat = lat + shift
-        image = vae.decode(lat.to(vae.device, vae.dtype)).sample[0]
-        return to_uint8(image)
+        with decode_on(vae, dev):
+            return vae.decode(lat.to(dev, vae.dtype)).sample[0]

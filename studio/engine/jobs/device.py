@@ -59,9 +59,12 @@ def pick_device(device: str | None = None, dtype: str | None = None) -> DeviceCh
 
 
 def generator_for(seed: int, device: torch.device) -> torch.Generator:
-    """A seeded generator. MPS generators are unreliable, so MPS seeds on the CPU."""
-    gen_device = "cpu" if device.type == "mps" else device
-    return torch.Generator(device=gen_device).manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
+    """A seeded generator, always on the CPU: diffusers draws the noise there and moves it to
+    ``device``, so a seed gives the same picture whatever the memory plan (an offloaded
+    pipeline and a resident one), on every accelerator, as ComfyUI's seeds do. ``device`` is
+    the job's device, kept for callers that log it."""
+    del device
+    return torch.Generator(device="cpu").manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
 
 
 def is_oom(error: BaseException) -> bool:
