@@ -218,7 +218,7 @@ def test_plan_text_follows_device_model_size_and_overrides(qapp):
     m.width = m.height = 1024
     auto, tip = m.plan_text()
     assert auto.startswith("Plan: ") and auto.endswith(", fits") and "of 11.2 GiB" in auto
-    assert "Test GPU, 12.0 GiB free" in tip and "pipe." in tip
+    assert "Test GPU, 12.0 GiB free" in tip and "enable_group_offload(" in tip  # the calls run
     m.quant, m.offload = "bf16", "none"
     forced = m.plan_text()[0]
     assert forced.startswith("Plan: GPU, bf16") and forced.endswith("does NOT fit")
