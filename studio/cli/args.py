@@ -3,8 +3,10 @@ same meaning and the same default in every command:
 
 - sampling: ``--steps``/``--guidance``/``--scheduler`` default to the model's recommended
   values (the catalog's ``recommended`` table; turbo models 1 step, guidance 0), else 20
-  steps, guidance 7 and the model's own scheduler; ``--seed`` defaults to a random 32-bit seed,
-  recorded in the output's metadata;
+  steps, guidance 7 and the model's own scheduler; ``--schedule-type`` is A1111's "Schedule
+  type" (ComfyUI's scheduler) for the sampler (``--scheduler 'DPM++ 2M SDE' --schedule-type
+  exponential``; it wins over a schedule in the name); ``--seed`` defaults to a random 32-bit
+  seed, recorded in the output's metadata;
 - prompt: ``--prompt``, ``--negative``;
 - preview: ``--preview`` (default: latent with ``--preview-dir``, else off), ``--preview-of``,
   ``--preview-dir``;
@@ -59,7 +61,13 @@ def add_sampling(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     g.add_argument(
         "--scheduler", default=None,
-        help="sampler name, e.g. 'Euler a', 'DPM++ 2M Karras' (default: the model's)",
+        help="sampler name, e.g. 'Euler a', 'DPM++ 2M Karras', ComfyUI's 'dpmpp_2m' "
+        "(default: the model's)",
+    )  # fmt: skip
+    g.add_argument(
+        "--schedule-type", default=None, metavar="NAME",
+        help="A1111's schedule type (ComfyUI's scheduler) for --scheduler: automatic, uniform, "
+        "karras, exponential, 'sgm uniform', simple, normal, ddim, beta",
     )  # fmt: skip
 
 
@@ -152,15 +160,24 @@ def resolve_sampling(args: argparse.Namespace, model: str | None, rec: dict | No
         canonical = canonical_name
     rec = rec or {}
     scheduler = args.scheduler
+    schedule_type = getattr(args, "schedule_type", None)
     if scheduler is not None:
         if canonical is None:
             from studio.engine.diffusion import canonical_name as canonical
-        scheduler = canonical(scheduler)
+        scheduler = canonical(scheduler, schedule_type)
     elif rec.get("scheduler") and canonical is not None:
         try:
             scheduler = canonical(str(rec["scheduler"]))
         except BadInput:
             scheduler = None
+        if schedule_type:  # the recommended sampler with the schedule asked for
+            if scheduler is None:
+                raise BadInput("--schedule-type needs --scheduler for this model")
+            scheduler = canonical(scheduler, schedule_type)
+    elif schedule_type:
+        raise BadInput(
+            "--schedule-type needs --scheduler (the model's own scheduler has no A1111 name)"
+        )
     return {
         "steps": args.steps if args.steps is not None else int(rec.get("steps", DEFAULT_STEPS)),
         "guidance": (

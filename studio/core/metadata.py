@@ -42,10 +42,18 @@ _LABELS = {
     "model": "Model",
     "denoising_strength": "Denoising strength",
     "clip_skip": "Clip skip",
+    "distilled_cfg_scale": "Distilled CFG Scale",  # Forge: FLUX's guidance-embedding scale
     "ti_hashes": "TI hashes",  # textual inversions: "name: sha256[:12], ..."
+    "lora_hashes": "Lora hashes",  # A1111's Lora extension: "name: hash[:12], ..."
 }
 _INT_KEYS = {"steps", "seed", "clip_skip", "width", "height", "hires_steps", "batch_size"}
-_FLOAT_KEYS = {"cfg_scale", "denoising_strength", "hires_upscale", "mask_blur"}
+_FLOAT_KEYS = {
+    "cfg_scale",
+    "denoising_strength",
+    "hires_upscale",
+    "mask_blur",
+    "distilled_cfg_scale",
+}
 # Keys that are structure, not a "Key: value" pair on the parameters line.
 _STRUCT = {"prompt", "negative_prompt", "width", "height", "loras", "controlnets", "request"}
 
@@ -88,6 +96,7 @@ def format_parameters(info: dict) -> str:
     items = dict(info)
     if items.get("width") and items.get("height"):
         items["size"] = f"{items['width']}x{items['height']}"
+    _split_schedule_type(items)
     ordered = [k for k in _LABELS if k in items] + [
         k for k in items if k not in _LABELS and k not in _STRUCT and k != "version"
     ]
@@ -185,14 +194,34 @@ def parse_parameters(text: str) -> dict:
 
 
 def _merge_schedule_type(out: dict) -> None:
-    """A1111 >= 1.9 writes the schedule apart from the sampler ("Sampler: DPM++ 2M, Schedule
-    type: Karras"); Studio's sampler names carry it ("DPM++ 2M Karras"), so the sampler read
-    from such a text says Karras too ("Automatic" and others leave it as it is)."""
+    """A1111 >= 1.9 writes the schedule apart from the sampler ("Sampler: DPM++ 2M SDE,
+    Schedule type: Exponential"); Studio's sampler names carry it ("DPM++ 2M SDE
+    Exponential"), so the sampler read from such a text is that name, read as A1111 reads it
+    (``studio.core.sampler_names.compose``: "Automatic" is the sampler's own default, DDIM /
+    PLMS / UniPC ignore the field). ``schedule_type`` stays as written."""
+    from studio.core.sampler_names import compose
+
     sampler, schedule = out.get("sampler"), out.get("schedule_type")
-    if not isinstance(sampler, str) or not isinstance(schedule, str):
+    if isinstance(sampler, str) and isinstance(schedule, str) and sampler.strip():
+        out["sampler"] = compose(sampler, schedule, infotext=True)
+
+
+def _split_schedule_type(items: dict) -> None:
+    """The reverse for writing: with a ``schedule_type`` in ``items`` (what Studio's metadata
+    and A1111 >= 1.9 texts carry), "Sampler" is the sampler without it and "Schedule type"
+    says it (the written one when it reads back as the same name, e.g. "Automatic")."""
+    from studio.core.sampler_names import compose, infotext_fields
+
+    sampler, schedule = items.get("sampler"), items.get("schedule_type")
+    if not isinstance(sampler, str):
+        items.pop("schedule_type", None)  # no sampler (a LaMa inpaint): no schedule either
         return
-    if schedule.strip().lower() == "karras" and not sampler.lower().endswith("karras"):
-        out["sampler"] = f"{sampler} Karras"
+    if not schedule:
+        return
+    base, label = infotext_fields(sampler)
+    if isinstance(schedule, str) and compose(base, schedule, infotext=True) == sampler:
+        label = schedule
+    items["sampler"], items["schedule_type"] = base, label
 
 
 def _parse_controlnet(desc: str) -> dict:
@@ -232,15 +261,74 @@ def _request_dict(request) -> dict:
     return conv(request)
 
 
+_LORA_HASHES: dict[tuple[str, int, int], str | None] = {}
+
+
+def lora_hash(path: str | os.PathLike) -> str | None:
+    """A LoRA's hash as A1111's Lora extension computes it (``network.NetworkOnDisk``): the
+    file's ``sshs_model_hash`` metadata, else for a .safetensors file the sha256 of everything
+    after its header (``hashes.addnet_hash_safetensors``, kohya's hash, Civitai's AutoV3), else
+    the sha256 of the whole file. Full hex; None when the file can't be read. Cached per file
+    (path, size, mtime) for the process."""
+    import hashlib
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key in _LORA_HASHES:
+        return _LORA_HASHES[key]
+    digest = hashlib.sha256()
+    value: str | None = None
+    try:
+        with open(path, "rb") as f:
+            if str(path).lower().endswith(".safetensors"):
+                n = int.from_bytes(f.read(8), "little")
+                header = f.read(n) if n < 100_000_000 else b""
+                try:
+                    meta = json.loads(header or b"{}").get("__metadata__") or {}
+                except (ValueError, AttributeError):
+                    meta = {}
+                value = meta.get("sshs_model_hash") if isinstance(meta, dict) else None
+                f.seek(8 + n)
+            if not value:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+                value = digest.hexdigest()
+    except OSError:
+        value = None
+    _LORA_HASHES[key] = value
+    return value
+
+
+def lora_hashes(loras) -> str | None:
+    """A1111's ``Lora hashes`` value for ``loras`` (LoraSpec-like: ``path``): "name: hash12,
+    ..." with each name as the prompt's tag names it (the file's stem, ":" and "," removed)
+    and the first 12 hex digits of :func:`lora_hash` (A1111's ``shorthash``)."""
+    parts = []
+    for lo in loras or ():
+        h = lora_hash(lo.path)
+        name = os.path.splitext(os.path.basename(lo.path))[0].replace(":", "").replace(",", "")
+        if h and name:
+            parts.append(f"{name}: {h[:12]}")
+    return ", ".join(parts) or None
+
+
 def request_metadata(
     request,
     seed: int,
     model_name: str,
     sampler: str | None = None,
     model_hash: str | None = None,
+    ran_loras=None,
 ) -> dict:
     """The metadata dict for one generated image (written as the A1111 text via
-    format_parameters and as the ``studio`` JSON chunk). ``seed`` is this image's seed."""
+    format_parameters and as the ``studio`` JSON chunk). ``seed`` is this image's seed.
+    ``ran_loras``: the LoRAs that ran (the request's plus the prompt's ``<lora:>`` tags;
+    default the request's), hashed in ``lora_hashes``; ``loras`` lists the request's."""
+    from studio.core.sampler_names import infotext_fields
+
     get = lambda name, default=None: getattr(request, name, default)  # noqa: E731
     info: dict = {
         "prompt": get("prompt", ""),
@@ -253,6 +341,9 @@ def request_metadata(
         "height": get("height"),
         "model": model_name,
     }
+    schedule = infotext_fields(info["sampler"])[1]
+    if schedule:
+        info["schedule_type"] = schedule
     if model_hash:
         info["model_hash"] = model_hash
     if (get("clip_skip") or 1) > 1:
@@ -267,6 +358,9 @@ def request_metadata(
             {"name": os.path.splitext(os.path.basename(lo.path))[0], "weight": float(lo.weight)}
             for lo in loras
         ]
+    hashes = lora_hashes(ran_loras if ran_loras is not None else loras)
+    if hashes:
+        info["lora_hashes"] = hashes
     controls = get("controls") or ()
     if controls:
         info["controlnets"] = [

@@ -73,7 +73,7 @@ def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
         from studio.engine.diffusion.flow_control import validate_controls
 
         validate_controls(request.controls)  # before any model loads
-    height, width = request.image.shape[:2]
+    height, width = image.shape[:2]
     entry = load_flow(
         ctx, request.model, request.device, request.dtype, request.quant, request.offload,
         size=(width, height),  # the crop is at most the image: planned at the image's size

@@ -155,6 +155,7 @@ def run_generate(ctx, request: GenerateRequest):
                         pipe.studio_model.name,
                         sampler=sampler,
                         model_hash=(pipe.studio_model.sha256 or "")[:10] or None,
+                        ran_loras=loras,
                     ),
                     pipe,
                 )

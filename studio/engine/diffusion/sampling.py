@@ -8,6 +8,7 @@ classifier-free guidance eps = eps_uncond + w (eps_cond - eps_uncond) (Ho & Sali
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -20,7 +21,7 @@ from studio.engine.diffusion.families import recognise_pipe
 from studio.engine.diffusion.loader import load_taesd
 from studio.engine.diffusion.pipeline import MAX_STEPS
 from studio.engine.diffusion.previews import PreviewDecoder, StepTap, find_taesd, latent_for_xt
-from studio.engine.diffusion.schedulers import canonical_name
+from studio.engine.diffusion.schedulers import canonical_name, check_schedule_steps
 from studio.engine.jobs.device import is_oom
 from studio.engine.jobs.requests import (
     MAX_SIZE,
@@ -110,6 +111,7 @@ def denoise(
     the Preview events (where on the full image the preview belongs)."""
     if preview_of not in PREVIEW_OF:
         raise BadInput(f"Unknown preview target {preview_of!r} (use x0 or xt)")
+    stepper = ConditioningStepper.for_job(pipe, pipe_kwargs)  # prompt editing / AND, or None
     decoder = preview_decoder(ctx, pipe, preview)
     tap = StepTap(pipe.scheduler) if decoder is not None and preview_of == "x0" else None
     budget = preview_budget(decoder.mode) if decoder is not None else None
@@ -136,18 +138,23 @@ def denoise(
                     latents = latent_for_xt(latents, p.scheduler)
                 ctx.preview(decoder(latents), step, total_steps, region)
                 spent += time.perf_counter() - t0
+        if stepper is not None:
+            stepper.after_step(i, kwargs)  # the conditioning of the next model call
         ctx.check()  # a cancel that arrived while reporting stops before the next step
         return kwargs
 
     ctx.check()
     vae_dtype = pipe.vae.dtype
+    inputs = ["latents", *(stepper.tensor_inputs if stepper is not None else ())]
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), contextlib.ExitStack() as stack:
+            if stepper is not None:
+                stack.enter_context(stepper.composing())
             out = pipe(
                 **pipe_kwargs,
                 output_type="np",
                 callback_on_step_end=on_step_end,
-                callback_on_step_end_tensor_inputs=["latents"],
+                callback_on_step_end_tensor_inputs=inputs,
             )
         images = np.asarray(out.images)
     except Exception as e:
@@ -177,6 +184,160 @@ def denoise(
     return [
         np.ascontiguousarray((np.clip(im, 0, 1) * 255).round().astype(np.uint8)) for im in images
     ]
+
+
+def _repeat(t: torch.Tensor, n: int) -> torch.Tensor:
+    return t.repeat(n, *([1] * (t.ndim - 1)))
+
+
+class ConditioningStepper:
+    """Prompt editing, alternation and ``AND`` in a diffusers loop (the pipeline's
+    ``prompts.PromptPlan``, resolved for the job's steps; see ``prompts``' module docstring).
+
+    Model call k is A1111's ``CFGDenoiser.step``: the pipeline's loop index times the model
+    calls A1111 makes per loop iteration (``per_iteration``: 2 for DPM++ 2S a, whose
+    diffusers twin calls once per step; 1 otherwise, also for Heun and DPM2, whose diffusers
+    loop runs once per model call), and the schedules are built for A1111's total steps
+    (twice the steps for its second-order samplers, ``schedulers.prompt_schedule_steps``).
+
+    - The embeddings of call 0 go into the pipeline's arguments; after each step
+      ``callback_on_step_end`` replaces ``prompt_embeds`` (the [negative; positive] batch the
+      pipeline built) and, for SDXL, ``add_text_embeds`` by those of the next call.
+    - ``AND`` (or a sub-prompt weight other than 1): while the pipeline runs, the UNet's
+      forward evaluates the negative and every sub-prompt in one batch and returns
+      [uncond; uncond + sum_i w_i (cond_i - uncond)], so the pipeline's guidance
+      uncond + g (x - uncond) gives Liu et al. 2022's uncond + g sum_i w_i (cond_i - uncond)
+      (A1111 ``combine_denoised``)."""
+
+    def __init__(self, pipe, plan, per_iteration: int, images: int) -> None:
+        self.pipe, self.plan = pipe, plan
+        self.per_iteration, self.images = per_iteration, images
+        pooled = plan.encoded[0].pooled is not None
+        self.tensor_inputs: tuple[str, ...] = ()
+        if plan.varies and not plan.composed:
+            self.tensor_inputs = (
+                ("prompt_embeds", "add_text_embeds") if pooled else ("prompt_embeds",)
+            )
+            allowed = set(getattr(pipe, "_callback_tensor_inputs", ()))
+            missing = [t for t in self.tensor_inputs if t not in allowed]
+            if missing:
+                raise BadInput(
+                    f"Prompt editing / alternation: {type(pipe).__name__} cannot change "
+                    f"{', '.join(missing)} between steps"
+                )
+        if plan.composed and getattr(pipe, "controlnet", None) is not None:
+            raise BadInput("AND (composable prompts) can't be combined with ControlNet")
+
+    @classmethod
+    def for_job(cls, pipe, pipe_kwargs: dict) -> ConditioningStepper | None:
+        """The stepper for the pipeline's prompt plan (None without one); puts the
+        embeddings of the first model call into ``pipe_kwargs``."""
+        from studio.engine.diffusion.schedulers import prompt_schedule_steps
+
+        plan = getattr(pipe, "studio_conditioning", None)
+        if plan is None or "num_inference_steps" not in pipe_kwargs:
+            return None
+        steps = int(pipe_kwargs["num_inference_steps"])
+        total = prompt_schedule_steps(pipe.scheduler, steps)
+        resolved = plan.resolve(total)
+        per_iteration = max(1, round(total / steps_per_image(pipe, steps, None)))
+        neg, pos = resolved.at(0)
+        pipe_kwargs["prompt_embeds"] = pos[0][0].embeds
+        pipe_kwargs["negative_prompt_embeds"] = neg.embeds
+        if "pooled_prompt_embeds" in pipe_kwargs and pos[0][0].pooled is not None:
+            pipe_kwargs["pooled_prompt_embeds"] = pos[0][0].pooled
+            pipe_kwargs["negative_pooled_prompt_embeds"] = neg.pooled
+        images = int(pipe_kwargs.get("num_images_per_prompt") or 1)
+        return cls(pipe, resolved, per_iteration, images)
+
+    def _batch(self, neg: torch.Tensor, pos: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        n = self.images
+        if like.shape[0] == 2 * n:
+            out = torch.cat([_repeat(neg, n), _repeat(pos, n)])
+        elif like.shape[0] == n:
+            out = _repeat(pos, n)
+        else:
+            raise ModelError(f"Unexpected conditioning batch of {like.shape[0]} for {n} images")
+        return out.to(device=like.device, dtype=like.dtype)
+
+    def after_step(self, i: int, kwargs: dict) -> None:
+        if not self.tensor_inputs:
+            return
+        neg, pos = self.plan.at((i + 1) * self.per_iteration)
+        cond = pos[0][0]
+        if "prompt_embeds" in kwargs:
+            kwargs["prompt_embeds"] = self._batch(neg.embeds, cond.embeds, kwargs["prompt_embeds"])
+        if "add_text_embeds" in kwargs and cond.pooled is not None:
+            like = kwargs["add_text_embeds"]
+            kwargs["add_text_embeds"] = self._batch(neg.pooled, cond.pooled, like)
+
+    @contextlib.contextmanager
+    def composing(self):
+        """While the pipeline runs: the UNet's forward combines the sub-prompts (``AND``)."""
+        if not self.plan.composed:
+            yield
+            return
+        unet = self.pipe.unet
+        own = unet.__dict__.get("forward")  # accelerate's offload hook, when there is one
+        inner = unet.forward
+        calls = [0]
+
+        def forward(sample, timestep, encoder_hidden_states=None, *args, **kw):
+            call = calls[0] * self.per_iteration
+            calls[0] += 1
+            return self._composed(inner, call, sample, timestep, encoder_hidden_states, *args, **kw)
+
+        unet.forward = forward
+        try:
+            yield
+        finally:
+            if own is not None:
+                unet.forward = own
+            else:
+                del unet.forward
+
+    def _composed(self, inner, call, sample, timestep, hidden, *args, **kw):
+        n = self.images
+        neg, pos = self.plan.at(call)
+        cfg = sample.shape[0] == 2 * n
+        m = len(pos)
+
+        def parts(t):
+            """(uncond part, cond part) of a batch-sized tensor; others stay as they are."""
+            if not torch.is_tensor(t) or t.ndim == 0 or t.shape[0] != sample.shape[0]:
+                return None
+            return (t[:n], t[n:]) if cfg else (t, t)
+
+        def stack(t):
+            p = parts(t)
+            return t if p is None else torch.cat([p[0], *([p[1]] * m)])
+
+        like = hidden if torch.is_tensor(hidden) else sample
+        embeds = torch.cat([_repeat(neg.embeds, n), *(_repeat(c.embeds, n) for c, _w in pos)])
+        embeds = embeds.to(device=like.device, dtype=like.dtype)
+        added = kw.get("added_cond_kwargs")
+        if added:
+            added = {k: stack(v) for k, v in added.items()}
+            if "text_embeds" in added and neg.pooled is not None:
+                ref = added["text_embeds"]
+                pooled = [_repeat(neg.pooled, n), *(_repeat(c.pooled, n) for c, _w in pos)]
+                added["text_embeds"] = torch.cat(pooled).to(device=ref.device, dtype=ref.dtype)
+            kw["added_cond_kwargs"] = added
+        for key in ("timestep_cond",):
+            if key in kw:
+                kw[key] = stack(kw[key])
+        x = torch.cat([parts(sample)[0], *([parts(sample)[1]] * m)])
+        out = inner(x, stack(timestep), embeds, *args, **kw)
+        pred = out[0] if isinstance(out, tuple) else out.sample
+        uncond, conds = pred[:n], pred[n:].split(n)
+        combined = uncond.clone()
+        for c, (_cond, weight) in zip(conds, pos, strict=True):
+            combined += (c - uncond) * weight  # A1111 combine_denoised (the pipeline scales)
+        result = torch.cat([uncond, combined]) if cfg else combined
+        if isinstance(out, tuple):
+            return (result, *out[1:])
+        out.sample = result
+        return out
 
 
 def _bad_decode(images: np.ndarray, latents) -> bool:
@@ -355,6 +516,7 @@ def validate_request(request: GenerateRequest) -> None:
         raise BadInput(f"Unknown preview target {request.preview_of!r}")
     if request.scheduler is not None:
         canonical_name(request.scheduler)
+        check_schedule_steps(request.scheduler, request.steps)
     for c in request.controls:
         if c.image is None or c.image.ndim not in (2, 3):
             raise BadInput(f"ControlNet {c.kind}: no control image")

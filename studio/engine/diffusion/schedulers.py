@@ -25,6 +25,29 @@ and A1111's own sampler list (``modules/sd_samplers_kdiffusion.py``, ``samplers_
   t = 1/N, sigma_min, as A1111's ``UniPC.sample`` does (t_0 = 1/N, no denoise_to_zero); a
   bh1 step to sigma 0 divides by h = inf in diffusers and gives NaN.
 
+Schedule types (A1111 >= 1.9's separate "Schedule type", ComfyUI's scheduler): a Studio
+sampler name may end with one ("DPM++ 2M SDE Exponential", "Euler SGM Uniform"; see
+``studio.core.sampler_names`` for how A1111 and ComfyUI spellings become such a name). Each is
+a diffusers option, checked against k-diffusion / A1111's formulas in the tests:
+
+- Uniform / Normal (``get_sigmas(n)``, t = linspace(T-1, 0, n)): "linspace" spacing, the
+  k-diffusion samplers' plain names;
+- Karras, Exponential, Beta: ``use_karras_sigmas`` / ``use_exponential_sigmas`` /
+  ``use_beta_sigmas`` (Beta(0.6, 0.6), A1111's ``beta_dist_alpha``/``beta``), between the
+  model's sigma_min and sigma_max ("leading" spacing is replaced by "linspace" for them);
+- SGM Uniform (t = linspace(T-1, 0, n + 1)[:-1]) and Simple (t = T-1 - floor(k T / n)):
+  "trailing" spacing (t = round(T - k T / n) - 1), as diffusers documents for sgm_uniform:
+  Simple's timesteps exactly where n divides T, otherwise at most one training step off; SGM
+  Uniform's within 1.5 training steps (its t are not integers);
+- DDIM (t = 1, 1 + T//n, ...): "leading" spacing with steps_offset 1, for the classes whose
+  leading grid is that one (not the DPM-Solver family's n + 1 points); refused at a step count
+  where A1111's grid has more than n points (30 steps: 31).
+
+A combination diffusers can't build is refused in one line naming it (Euler a has no Karras
+sigmas in diffusers; DPM2 / DPM2 a drop the next-to-last sigma of their schedule, which
+diffusers can only emulate for the uniform grid; ComfyUI's beta scheduler is another formula
+than A1111's; Polyexponential, KL Optimal, Align Your Steps have no diffusers option).
+
 The metadata names what was built (:func:`ran_label` reads the scheduler's class and config),
 so a build that lost an option shows under its real name.
 """
@@ -33,6 +56,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from studio.core import sampler_names as vocab
 from studio.core.errors import BadInput
 
 
@@ -132,7 +156,6 @@ _ALIASES = {
     "dpm++": "DPM++ 2M",
     "dpmpp": "DPM++ 2M",
     "dpm++ karras": "DPM++ 2M Karras",
-    "ddim_uniform": "DDIM",
     # A1111's own aliases (samplers_k_diffusion, third column)
     "k_euler_ancestral": "Euler a",
     "k_heun": "Heun",
@@ -148,6 +171,8 @@ _ALIASES = {
     "k_dpmpp_2m_ka": "DPM++ 2M Karras",
     "k_dpmpp_sde_ka": "DPM++ SDE Karras",
     "k_dpmpp_2m_sde_ka": "DPM++ 2M SDE Karras",
+    # ComfyUI sampler names (comfy/samplers.py KSAMPLER_NAMES) with an A1111 twin here
+    **{k: v for k, v in vocab.COMFY_SAMPLERS.items() if v in SCHEDULERS},
 }
 
 
@@ -162,18 +187,166 @@ def scheduler_names() -> list[str]:
     return list(SCHEDULERS)
 
 
-def canonical_name(name: str, schedule_type: str | None = None) -> str:
-    """The canonical sampler name for ``name`` (case/spacing-insensitive, A1111 and ComfyUI
-    spellings accepted). ``schedule_type`` is A1111's separate "Schedule type" field (e.g.
-    "Karras" with "DPM++ 2M"). Raises BadInput for an unknown name."""
+# Schedule type -> the config options that build it (see the module docstring).
+SCHEDULE_OPTIONS: dict[str, dict] = {
+    "Uniform": {"timestep_spacing": "linspace"},
+    "Normal": {"timestep_spacing": "linspace"},
+    "Karras": {"use_karras_sigmas": True},
+    "Exponential": {"use_exponential_sigmas": True},
+    "Beta": {"use_beta_sigmas": True},
+    "SGM Uniform": {"timestep_spacing": "trailing"},
+    "Simple": {"timestep_spacing": "trailing"},
+    "DDIM": {"timestep_spacing": "leading", "steps_offset": 1},
+}
+_NO_DIFFUSERS_OPTION = {
+    "Polyexponential": "k-diffusion's get_sigmas_polyexponential has no diffusers option",
+    "KL Optimal": "diffusers has no KL-optimal sigmas",
+    "Align Your Steps": "diffusers schedulers have no Align Your Steps option",
+    "Linear Quadratic": "diffusers has no linear-quadratic schedule",
+    vocab.COMFY_BETA: (
+        "ComfyUI's beta takes the sigmas of training timesteps at Beta(0.6, 0.6) quantiles; "
+        "diffusers' use_beta_sigmas (A1111's Beta) spaces the sigmas themselves"
+    ),
+}
+# diffusers classes with use_karras_sigmas / use_exponential_sigmas / use_beta_sigmas, and
+# those without timestep_spacing (a test checks both against the installed diffusers). Static,
+# so names are checked without importing diffusers (the UI resolves pasted names too).
+SIGMA_CLASSES = frozenset(
+    {
+        "EulerDiscreteScheduler",
+        "HeunDiscreteScheduler",
+        "LMSDiscreteScheduler",
+        "KDPM2DiscreteScheduler",
+        "KDPM2AncestralDiscreteScheduler",
+        "DPMSolverMultistepScheduler",
+        "DPMSolverSinglestepScheduler",
+        "DPMSolverSDEScheduler",
+        "UniPCMultistepScheduler",
+        "DEISMultistepScheduler",
+    }
+)
+NO_SPACING_CLASSES = frozenset({"DPMSolverSinglestepScheduler"})
+# Classes whose "leading" spacing (steps_offset 1) is A1111's DDIM grid t = 1, 1 + T//n, ...;
+# the DPM-Solver family (DPM++ 2M, UniPC, DEIS) spaces n + 1 points instead (tested).
+_LEADING_IS_DDIM_GRID = frozenset(
+    {
+        "EulerDiscreteScheduler",
+        "EulerAncestralDiscreteScheduler",
+        "HeunDiscreteScheduler",
+        "LMSDiscreteScheduler",
+        "DPMSolverSDEScheduler",
+        "DDIMScheduler",
+        "DDPMScheduler",
+        "PNDMScheduler",
+    }
+)
+# A1111 runs DPM2 / DPM2 a on their schedule without its next-to-last sigma.
+_DISCARD_PENULTIMATE_CLASSES = frozenset(
+    {"KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler"}
+)
+
+
+def schedule_types() -> list[str]:
+    """The schedule types a sampler name can carry (A1111's labels)."""
+    return ["Automatic", *SCHEDULE_OPTIONS]
+
+
+def _unknown(name: str) -> BadInput:
+    return BadInput(f"Unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}")
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """(Studio sampler, schedule type or None) of a sampler name: "DPM++ 2M Karras" ->
+    ("DPM++ 2M Karras", None) (a name of its own), "DPM++ 2M SDE Exponential" ->
+    ("DPM++ 2M SDE", "Exponential"). BadInput for an unknown sampler."""
     found = _LOOKUP.get(_key(name))
+    if found is not None:
+        return found, None
+    base, label = vocab.split_schedule(name)
+    found = _LOOKUP.get(_key(base)) if label is not None else None
     if found is None:
-        raise BadInput(f"Unknown scheduler {name!r}; choose one of: {', '.join(SCHEDULERS)}")
-    if schedule_type and schedule_type.strip().lower() == "karras":
-        karras = _LOOKUP.get(_key(found + " karras"))
-        if karras:
-            found = karras
-    return found
+        raise _unknown(name)
+    return found, label
+
+
+def _unbuildable(cls: str, label: str) -> str | None:
+    if cls in _DISCARD_PENULTIMATE_CLASSES:
+        return (
+            "A1111 drops the next-to-last sigma of DPM2's schedule, which diffusers can only "
+            "emulate on the uniform grid (use it plain or with Karras)"
+        )
+    if label == "DDIM" and cls not in _LEADING_IS_DDIM_GRID:
+        return f"diffusers' {cls} spaces n + 1 points with leading spacing, not A1111's DDIM grid"
+    for option in SCHEDULE_OPTIONS[label]:
+        if option.startswith("use_") and cls not in SIGMA_CLASSES:
+            return f"diffusers' {cls} has no {option}"
+        if option == "timestep_spacing" and cls in NO_SPACING_CLASSES:
+            return f"diffusers' {cls} has no timestep_spacing"
+    return None
+
+
+def canonical_name(name: str, schedule_type: str | None = None, *, infotext: bool = False) -> str:
+    """The canonical sampler name for ``name`` (case/spacing-insensitive, A1111, ComfyUI and
+    old A1111 API spellings accepted) and ``schedule_type`` (A1111 >= 1.9's separate
+    "Schedule type", or a ComfyUI scheduler: "DPM++ 2M" + "Karras" -> "DPM++ 2M Karras",
+    "dpmpp_2m_sde" + "exponential" -> "DPM++ 2M SDE Exponential"; how the two combine is
+    ``studio.core.sampler_names.compose``, ``infotext`` as there). Raises BadInput in one line
+    for an unknown name or a combination diffusers can't build."""
+    chosen = vocab.schedule_label(schedule_type)
+    if chosen is not None and chosen not in (*vocab.ALL_LABELS, vocab.AUTOMATIC):
+        if str(schedule_type).strip() not in vocab.COMFY_SCHEDULERS:
+            raise BadInput(
+                f"Unknown schedule type {chosen!r}; choose one of: {', '.join(schedule_types())}"
+            )
+    composed = vocab.compose(name, schedule_type, infotext=infotext)
+    sampler, label = split_name(composed)
+    if label is None:
+        return sampler
+    if label in _NO_DIFFUSERS_OPTION:
+        raise BadInput(f"Schedule type {label}: {_NO_DIFFUSERS_OPTION[label]}; choose another")
+    if label not in SCHEDULE_OPTIONS:
+        raise BadInput(
+            f"Unknown schedule type {label!r}; choose one of: {', '.join(schedule_types())}"
+        )
+    spec = SCHEDULERS[sampler]
+    if sampler.endswith(" Karras"):
+        raise BadInput(f"{sampler} has the Karras schedule already; drop {label!r}")
+    if label in ("Uniform", "Normal") and spec.starts_at_t_max:
+        return sampler
+    if label == "DDIM" and spec.cls in ("DDIMScheduler", "PNDMScheduler"):
+        return sampler  # their own grid is A1111's get_timesteps: t = 1, 1 + T/n, ...
+    if label == "Karras" and f"{sampler} Karras" in SCHEDULERS:
+        return f"{sampler} Karras"
+    reason = _unbuildable(spec.cls, label)
+    if reason:
+        raise BadInput(f"{sampler} with the {label} schedule can't be built: {reason}")
+    return f"{sampler} {label}"
+
+
+def check_schedule_steps(name: str | None, steps: int) -> None:
+    """BadInput where the build differs from A1111 at this step count: the DDIM schedule type
+    (A1111's ``ddim_scheduler``: t = 1, 1 + T//n, ... while < T) has more than ``steps``
+    points when T//n doesn't divide T - 1 into ``steps`` parts (30 steps: 31 timesteps), and
+    diffusers' leading spacing always gives ``steps``."""
+    if not name:
+        return
+    _sampler, label = split_name(canonical_name(name))
+    if label != "DDIM" or steps < 1:
+        return
+    points = len(range(1, 1000, max(1000 // steps, 1)))
+    if points != steps:
+        raise BadInput(
+            f"Schedule type DDIM at {steps} steps: A1111 samples {points} timesteps there "
+            "(t = 1, 1 + 1000 // steps, ...), diffusers' leading spacing gives "
+            f"{steps}; use a step count that divides 1000 (20, 25, 40, 50) or another schedule"
+        )
+
+
+def prompt_schedule_steps(scheduler, steps: int) -> int:
+    """The step count A1111 builds prompt-editing schedules for (``total_steps`` in
+    ``processing.setup_conds``): twice the steps for its ``second_order`` samplers (Heun,
+    DPM2, DPM2 a, DPM++ 2S a, DPM++ SDE), whose denoiser counts every model call."""
+    return steps * (2 if vocab.second_order(scheduler_label(scheduler)) else 1)
 
 
 # Noise-schedule options a sampler name decides (a name without "Karras" resets them).
@@ -215,27 +388,33 @@ def make_scheduler(
     import diffusers
 
     cfg = {k: v for k, v in dict(base_config).items() if not k.startswith("_")}
+    schedule: dict = {}
     if name is None:
         cls_name = base_config.get("_class_name", "PNDMScheduler")
         overrides: dict = {}
     else:
-        spec = SCHEDULERS[canonical_name(name)]
+        sampler, label = split_name(canonical_name(name))
+        spec = SCHEDULERS[sampler]
+        schedule = dict(SCHEDULE_OPTIONS[label]) if label else {}
         cls_name, overrides = spec.cls, dict(spec.overrides)
         for k in _SIGMA_OPTIONS:
             cfg.pop(k, None)
-        if spec.starts_at_t_max and cfg.get("timestep_spacing") == "leading":
+        from_sigma_max = spec.starts_at_t_max or any(k.startswith("use_") for k in schedule)
+        if from_sigma_max and cfg.get("timestep_spacing") == "leading":
             # A1111's schedule for this sampler starts at sigma_max (see the module docstring)
             cfg["timestep_spacing"] = "linspace"
         if cls_name != base_config.get("_class_name"):
             # Options of the model's own class don't carry over to another solver.
             for k in _SOLVER_OPTIONS:
                 cfg.pop(k, None)
+        overrides.update(schedule)
     cfg.update(overrides)
     cls = getattr(diffusers, cls_name, None)
     if cls is None:
         raise BadInput(f"Scheduler {cls_name} is not available in this diffusers version")
     spacing = spacing or ("trailing" if turbo else None)
-    if spacing and _accepts(cls, "timestep_spacing"):
+    if spacing and _accepts(cls, "timestep_spacing") and "timestep_spacing" not in schedule:
+        # an explicit schedule type decides the spacing itself
         cfg["timestep_spacing"] = spacing
     try:
         return cls.from_config(cfg)
@@ -274,16 +453,37 @@ def scheduler_label(scheduler) -> str:
         label = "DPM++ 2S a"
     if cfg.get("use_karras_sigmas"):
         label += " Karras"
+    elif cfg.get("use_exponential_sigmas"):
+        label += " Exponential"
+    elif cfg.get("use_beta_sigmas"):
+        label += " Beta"
     return label
+
+
+def _build_of(name: str):
+    """What a name builds (sampler spec + schedule options), None for a label that is no
+    Studio name ("DPM++ 3M")."""
+    try:
+        sampler, label = split_name(name)
+    except BadInput:
+        return None
+    return SCHEDULERS[sampler], SCHEDULE_OPTIONS.get(label or "", {})
 
 
 def ran_label(requested: str | None, scheduler) -> str:
     """The sampler name metadata records for a job: the name of the scheduler that actually
     ran (:func:`scheduler_label`, from its class and config), spelled as requested when the
-    requested name builds the very same thing ("PLMS" for the PNDM build)."""
+    requested name builds the very same thing ("PLMS" for the PNDM build). A requested
+    spacing schedule type (SGM Uniform, Simple, DDIM, Uniform) is named only when the built
+    config has that spacing."""
     label = scheduler_label(scheduler)
     if requested:
         name = canonical_name(requested)
-        if name != label and SCHEDULERS.get(label) == SCHEDULERS[name]:
+        _sampler, schedule = split_name(name)
+        options = SCHEDULE_OPTIONS.get(schedule or "", {})
+        cfg = getattr(scheduler, "config", {})
+        if "timestep_spacing" in options and all(cfg.get(k) == v for k, v in options.items()):
+            label = f"{label} {schedule}"
+        if name != label and _build_of(label) is not None and _build_of(label) == _build_of(name):
             return name
     return label

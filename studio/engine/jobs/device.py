@@ -62,7 +62,7 @@ def generator_for(seed: int, device: torch.device) -> torch.Generator:
     """A seeded generator, always on the CPU: diffusers draws the noise there and moves it to
     ``device``, so a seed gives the same picture whatever the memory plan (an offloaded
     pipeline and a resident one), on every accelerator, as ComfyUI's seeds do. ``device`` is
-    the job's device, kept for callers that log it."""
+    the job's device, which the noise is moved to by diffusers."""
     del device
     return torch.Generator(device="cpu").manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
 

@@ -876,9 +876,15 @@ class GeneratePanel(QWidget):
             self.state.random_seed = False
             self.state.seed = min(int(self.last_seed), MAX_SEED)
 
-    def apply_parameters(self, meta: dict) -> None:
-        """Fill the form from a metadata dict (``GenerateModel.apply_parameters``)."""
-        self.state.apply_parameters(meta, self._schedulers())
+    def apply_parameters(self, meta: dict) -> list[str]:
+        """Fill the form from a metadata dict (``GenerateModel.apply_parameters``); a sampler
+        the list lacks but Studio can build ("DPM++ 2M SDE Exponential", a ComfyUI pair) is
+        added to the list first, so the combo shows it. Returns the notes on what was not
+        taken."""
+        name, _note = self.state.pasted_sampler(meta)
+        if name is not None and self.scheduler.findData(name) < 0:
+            self.scheduler.addItem(name, name)
+        return self.state.apply_parameters(meta, self._schedulers())
 
     # -- advanced: LoRAs, VAE, clip skip, precision -----------------------------------------
     def _build_advanced(self) -> None:
@@ -1069,9 +1075,10 @@ class GeneratePanel(QWidget):
         if not (meta.get("prompt") or meta.get("loras") or "steps" in meta):
             self.host.show_status("The clipboard holds no generation parameters")
             return False
-        self.apply_parameters(meta)
+        notes = self.apply_parameters(meta)
         n = len(meta.get("loras") or ())
-        self.host.show_status("Parameters loaded" + (f" with {n} LoRA(s)" if n else ""))
+        status = "Parameters loaded" + (f" with {n} LoRA(s)" if n else "")
+        self.host.show_status("; ".join([status, *notes]))
         return True
 
     # -- generate --------------------------------------------------------------------------

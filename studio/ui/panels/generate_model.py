@@ -265,12 +265,43 @@ class GenerateModel(PanelModel):
         if "strength" in rec:
             self.strength = float(rec["strength"])
 
-    def apply_parameters(self, meta: dict, schedulers: list[str]) -> None:
+    def pasted_sampler(self, meta: dict) -> tuple[str | None, str | None]:
+        """(the Studio sampler name of ``meta``'s sampler, None) or (None, a one-line note why
+        it can't run here); (None, None) without one. The metadata reader has combined A1111's
+        "Sampler" and "Schedule type" already ("DPM2 a" + "Karras" -> "DPM2 a Karras")."""
+        sampler = meta.get("sampler")
+        if not isinstance(sampler, str) or not sampler.strip():
+            return None, None
+        try:
+            return planner.canonical_name(sampler), None
+        except Exception as e:  # noqa: BLE001 - BadInput: unknown, or no diffusers build
+            return None, f"Sampler not taken: {getattr(e, 'message', str(e))}"
+
+    def guidance_kind(self) -> str | None:
+        """The chosen model's guidance ("cfg", "distilled", "none"; its family descriptor's
+        ``guidance_kind``), None when its family is unknown."""
+        name = self.family()
+        if not name:
+            return None
+        try:
+            from studio.engine.diffusion.families import family as descriptor  # torch-free
+
+            return str(descriptor(name).guidance_kind)
+        except Exception:  # noqa: BLE001 - a family the registry doesn't know
+            return None
+
+    def apply_parameters(self, meta: dict, schedulers: list[str]) -> list[str]:
         """Take a metadata dict's parameters (studio.core.metadata: prompt, negative_prompt,
-        steps, cfg_scale, seed, width, height, sampler, model, denoising_strength); a sampler
-        not in ``schedulers`` is left as it is. ``loras`` (the ``<lora:name:w>`` tags, already
-        taken out of the prompt by the metadata reader) replace the LoRA list; ``clip_skip``
-        ("Clip skip: 2") is taken too."""
+        steps, cfg_scale, seed, width, height, sampler, model, denoising_strength); the
+        sampler is taken when it is in ``schedulers`` or a name Studio can build (A1111's
+        sampler with its schedule type, ComfyUI's names), else left as it is with a note.
+        ``loras`` (the ``<lora:name:w>`` tags, already taken out of the prompt by the
+        metadata reader) replace the LoRA list; ``clip_skip`` ("Clip skip: 2") is taken too.
+        Forge's ``Distilled CFG Scale`` is the guidance of a model whose guidance is an input
+        of the model (FLUX.1-dev; also when the model's family is unknown: Forge writes it
+        for those only), its ``CFG scale`` then stays 1 there. Returns the notes (one line
+        each) about what was not taken."""
+        notes: list[str] = []
         if isinstance(meta.get("loras"), list | tuple):
             rows = []
             for lo in meta["loras"]:
@@ -304,11 +335,21 @@ class GenerateModel(PanelModel):
         sampler = meta.get("sampler")
         if isinstance(sampler, str) and sampler in schedulers:
             self.scheduler = sampler
+        elif isinstance(sampler, str) and sampler.strip():
+            name, note = self.pasted_sampler(meta)
+            if name is not None:
+                self.scheduler = name
+            elif note:
+                notes.append(note)
         model = meta.get("model")
         if isinstance(model, str) and model:
             self.model = model
+        distilled = meta.get("distilled_cfg_scale")
+        if isinstance(distilled, int | float) and self.guidance_kind() in ("distilled", None):
+            self.guidance = float(distilled)
         if isinstance(meta.get("denoising_strength"), int | float):
             self.strength = float(meta["denoising_strength"])
+        return notes
 
     def lora_specs(self) -> tuple[LoraSpec, ...]:
         """The LoRA list as the request's specs; a LoRA not installed (a name from pasted
