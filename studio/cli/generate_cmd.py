@@ -246,18 +246,24 @@ def build_request(args: argparse.Namespace):
     return request, out
 
 
+def preview_folder(arg: str | None) -> Path | None:
+    """``--preview-dir``, made if missing; a folder that cannot be made is one BadInput."""
+    if not arg:
+        return None
+    folder = Path(arg).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise BadInput(f"--preview-dir {arg}: {e.strerror}") from e
+    return folder
+
+
 def run(args: argparse.Namespace) -> int:
     from studio.core.imageio import save_image
     from studio.core.metadata import format_parameters
 
     request, out = build_request(args)
-    preview_dir = None
-    if args.preview_dir:
-        preview_dir = Path(args.preview_dir).expanduser()
-        try:
-            preview_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise BadInput(f"--preview-dir {args.preview_dir}: {e.strerror}") from e
+    preview_dir = preview_folder(args.preview_dir)
     _quiet_libraries()
     final = execute(request, preview_dir=preview_dir, label="generate")
     paths = output_paths(out, len(final.images))

@@ -215,18 +215,12 @@ class _Display:
 
 
 def run(args: argparse.Namespace) -> int:
-    from studio.cli.generate_cmd import _quiet_libraries
+    from studio.cli.generate_cmd import _quiet_libraries, preview_folder
     from studio.core.imageio import save_image
     from studio.engine.jobs import Cancelled, Finished, Preview, Progress, Runner
 
     request, paths = build_request(args)
-    preview_dir = None
-    if args.preview_dir:
-        preview_dir = Path(args.preview_dir).expanduser()
-        try:
-            preview_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise BadInput(f"--preview-dir {args.preview_dir}: {e.strerror}") from e
+    preview_dir = preview_folder(args.preview_dir)
     _quiet_libraries()
     display = _Display()
     runner = Runner()

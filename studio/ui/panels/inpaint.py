@@ -291,7 +291,7 @@ class InpaintPanel(QWidget):
         """Every setting widget shows ``self.state`` and edits it."""
         s = self.state
         if not s.model and self.model_combo.count():
-            s.model = self.model_combo.ref_at(0)  # the first listed model, as before
+            s.model = self.model_combo.ref_at(0)  # no saved choice: the first listed model
         for name, widget in (
             ("grow", self.grow_spin),
             ("feather", self.feather_spin),
