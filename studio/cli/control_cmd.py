@@ -21,7 +21,7 @@ import argparse
 from pathlib import Path
 
 from studio.cli import args as shared
-from studio.cli.jobs import ctrl_c_cancels, finished_or_raise
+from studio.cli.jobs import ProgressLine, finished_or_raise, run_job
 from studio.core.errors import BadInput
 
 
@@ -157,9 +157,7 @@ def _detect(image, model: str | None, device: str | None, hands: bool, face: boo
 
     params = (("hands", hands), ("face", face)) + ((("model", model),) if model else ())
     request = PreprocessRequest("pose", image, params, device=device)
-    runner = Runner(device=device)
-    with ctrl_c_cancels(runner.cancel):
-        final = runner.run(request)
+    final = run_job(request, runner=Runner(device=device), line=ProgressLine("pose", plain=False))
     if isinstance(final, Failed) and final.exit_code == 3:
         final = replace(
             final, message=final.message + " (or use --template for a default skeleton)"

@@ -4,89 +4,22 @@ Outputs: ``--count N`` writes image k (seed S+k) to OUT for k = 0 and to ``OUT-k
 k >= 1 (``out.png``, ``out-1.png``, ``out-2.png``...), each with its own metadata, so any one
 reproduces alone with ``--seed S+k``. The written paths are printed on stdout, one a line.
 
-``execute()`` is the shared job driver for CLI commands: it runs a request on a Runner with a
-SIGINT handler (first Ctrl+C cancels the job cleanly, a second one exits at once with 130),
-shows progress as one updating line when stderr is a terminal, and writes previews to a folder.
+The job runs through the CLI's one driver (studio.cli.jobs): Ctrl+C cancels it, progress is one
+updating line when stderr is a terminal (nothing on a pipe: stdout carries the paths), and
+``--preview-dir`` receives every preview.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import sys
 from pathlib import Path
 
 from studio.cli import args as shared
-from studio.cli.jobs import ctrl_c_cancels, finished_or_raise
+from studio.cli.jobs import ProgressLine, execute, preview_folder, quiet_libraries
 from studio.core.errors import BadInput, ModelError
 
 DEFAULT_SIZE = (512, 512)
-
-
-# -- shared job driver ----------------------------------------------------------------------------
-
-
-class _ProgressLine:
-    """A single updating progress line on a TTY stderr; silent otherwise (pipes, logs, a
-    windowed app whose sys.stderr is None)."""
-
-    def __init__(self, label: str) -> None:
-        stream = sys.stderr
-        try:
-            self.stream = stream if stream is not None and stream.isatty() else None
-        except (AttributeError, ValueError):
-            self.stream = None
-        self.label = label
-        self.shown = False
-
-    def update(self, step: int, total: int) -> None:
-        if self.stream is None or total <= 0:
-            return
-        width = 30
-        filled = int(width * step / total)
-        bar = "#" * filled + "-" * (width - filled)
-        self.stream.write(f"\r{self.label} [{bar}] {step}/{total}")
-        self.stream.flush()
-        self.shown = True
-
-    def message(self, text: str) -> None:
-        stream = sys.stderr
-        if stream is None:
-            return
-        self.end()
-        print(f"studio: {text}", file=stream)
-
-    def end(self) -> None:
-        if self.stream is not None and self.shown:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.shown = False
-
-
-def execute(request, *, preview_dir: Path | None = None, label: str = "generating"):
-    """Run ``request`` to the end and return its Finished event. Raises the StudioError the
-    job failed with (exit code preserved) or JobCancelled (exit 130)."""
-    from studio.core.imageio import save_image
-    from studio.engine.jobs import Preview, Progress, Runner
-
-    runner = Runner()
-    line = _ProgressLine(label)
-
-    def emit(event) -> None:
-        if isinstance(event, Progress):
-            if event.message:
-                line.message(event.message)
-            line.update(event.step, event.total)
-        elif isinstance(event, Preview) and preview_dir is not None:
-            save_image(preview_dir / f"step_{event.step:03d}.png", event.image)
-
-    try:
-        with ctrl_c_cancels(runner.cancel):
-            final = runner.run(request, emit=emit)
-    finally:
-        line.end()
-    return finished_or_raise(final)
 
 
 # -- argument parsing --------------------------------------------------------------------------
@@ -246,53 +179,17 @@ def build_request(args: argparse.Namespace):
     return request, out
 
 
-def preview_folder(arg: str | None) -> Path | None:
-    """``--preview-dir``, made if missing; a folder that cannot be made is one BadInput."""
-    if not arg:
-        return None
-    folder = Path(arg).expanduser()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise BadInput(f"--preview-dir {arg}: {e.strerror}") from e
-    return folder
-
-
 def run(args: argparse.Namespace) -> int:
     from studio.core.imageio import save_image
     from studio.core.metadata import format_parameters
 
     request, out = build_request(args)
     preview_dir = preview_folder(args.preview_dir)
-    _quiet_libraries()
-    final = execute(request, preview_dir=preview_dir, label="generate")
+    quiet_libraries()
+    final = execute(request, line=ProgressLine("generate", plain=False), preview_dir=preview_dir)
     paths = output_paths(out, len(final.images))
     metas = list(final.metadata) + [{}] * (len(final.images) - len(final.metadata))
     for path, image, meta in zip(paths, final.images, metas, strict=True):
         save_image(path, image, parameters=format_parameters(meta) if meta else None, studio=meta)
         print(path)
     return 0
-
-
-def _quiet_libraries() -> None:
-    """diffusers/transformers chatter (deprecations, fp32-module notes) isn't for CLI users."""
-    import logging
-    import warnings
-
-    if not os.environ.get("STUDIO_DEBUG"):
-        # The runner logs unexpected job errors with their traceback; the CLI shows one line
-        # (the traceback is printed with STUDIO_DEBUG=1).
-        logging.getLogger("studio").addHandler(logging.NullHandler())
-        logging.getLogger("studio").propagate = False
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module="diffusers")
-    for name in ("diffusers", "transformers", "huggingface_hub", "peft"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        import diffusers.utils.logging as dlog
-        import transformers.utils.logging as tlog
-
-        dlog.set_verbosity_error()
-        tlog.set_verbosity_error()
-    except Exception:  # noqa: BLE001
-        pass

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from studio.cli import args as shared
-from studio.cli.jobs import ctrl_c_cancels, finished_or_raise
+from studio.cli.jobs import ProgressLine, execute, preview_folder
 from studio.core.errors import BadInput
 
 BUILTIN_METHODS = ("auto", "lama", "telea", "ns")
@@ -135,23 +135,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         mask = load_mask(args.mask, size=(w, h))
     request = build_request(args, image, mask)
-    preview_dir = Path(args.preview_dir) if args.preview_dir else None
-    if preview_dir is not None:
-        try:
-            preview_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise BadInput(f"--preview-dir {preview_dir}: {e.strerror or e}") from e
+    preview_dir = preview_folder(args.preview_dir)
 
-    from studio.engine.jobs import Preview, Runner
+    from studio.engine.jobs import Runner
 
     runner = Runner(device=args.device, dtype=args.dtype)
-    counter = {"n": 0}
-
-    def emit(event) -> None:
-        if preview_dir is not None and isinstance(event, Preview) and event.image is not None:
-            counter["n"] += 1
-            save_image(preview_dir / f"step_{counter['n']:03d}.png", event.image)
-
+    line = ProgressLine("inpaint", plain=False)
     if ext is not None:
         # One job per pass (left/right, then top/bottom), each on the previous result.
         from dataclasses import replace
@@ -166,8 +155,7 @@ def run(args: argparse.Namespace) -> int:
         if make is not None:
             source = final.images[0] if final is not None else image
             request = make(replace(request, image=source), step, overlap=args.overlap)
-        with ctrl_c_cancels(runner.cancel):
-            final = finished_or_raise(runner.run(request, emit=emit))
+        final = execute(request, runner=runner, line=line, preview_dir=preview_dir)
     result, meta = final.images[0], (final.metadata[0] if final.metadata else {})
     save_image(out, result, parameters=format_parameters(meta), studio=meta)
     if request.method == "diffusion" and not args.prompt:

@@ -16,9 +16,8 @@ import argparse
 import json
 import os
 import sys
-import time
 
-from studio.cli.jobs import ctrl_c_cancels
+from studio.cli.jobs import ProgressLine, ctrl_c_cancels
 from studio.core.cancel import CancelToken
 from studio.core.catalog import format_size, load_catalog
 from studio.core.errors import BadInput, ModelError
@@ -159,40 +158,6 @@ def run_list(args: argparse.Namespace) -> int:
 # -- download --------------------------------------------------------------------------------
 
 
-class _ProgressLine:
-    """One updating status line on a terminal; occasional plain lines otherwise."""
-
-    def __init__(self, stream=None) -> None:
-        self.stream = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.last = 0.0
-        self.width = 0
-
-    def __call__(self, progress) -> None:
-        now = time.monotonic()
-        final = progress.stage == "done"
-        if not final and now - self.last < (0.2 if self.tty else 5.0):
-            return
-        self.last = now
-        text = progress.line()
-        if self.tty:
-            pad = max(0, self.width - len(text))
-            self.stream.write("\r" + text + " " * pad)
-            self.width = len(text)
-            if final:
-                self.stream.write("\n")
-                self.width = 0
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-    def end(self) -> None:
-        if self.tty and self.width:
-            self.stream.write("\n")
-            self.stream.flush()
-            self.width = 0
-
-
 def _confirm(question: str) -> bool:
     try:
         answer = input(question)
@@ -225,11 +190,15 @@ def run_download(args: argparse.Namespace) -> int:
             print("Nothing downloaded.")
             return 1
     token = CancelToken()
-    line = _ProgressLine()
+    line = ProgressLine("")
+
+    def show(progress) -> None:  # its own text says how far (bytes, %, ETA): no bar
+        line.status(progress.line(), done=progress.stage == "done")
+
     with ctrl_c_cancels(token.cancel):  # the .part file stays for resume
         for e in todo:
             try:
-                path = download.download(e, token=token, progress=line)
+                path = download.download(e, token=token, progress=show)
             finally:
                 line.end()
             print(f"{e.id}: installed at {path}")

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from studio.cli import args as shared
-from studio.cli.jobs import ctrl_c_cancels, error_for
+from studio.cli.jobs import ProgressLine, error_for, preview_folder, quiet_libraries, run_job
 from studio.core.errors import BadInput
 
 
@@ -176,69 +176,13 @@ def build_request(args: argparse.Namespace):
     return request, paths
 
 
-class _Display:
-    """Training progress on stderr: an updating line on a terminal, else a line every 5%."""
-
-    def __init__(self) -> None:
-        stream = sys.stderr
-        try:
-            self.tty = stream is not None and stream.isatty()
-        except (AttributeError, ValueError):
-            self.tty = False
-        self.shown = False
-
-    def step(self, step: int, total: int, message: str) -> None:
-        stream = sys.stderr
-        if stream is None:
-            return
-        if self.tty:
-            width = 24
-            filled = int(width * step / max(1, total))
-            bar = "#" * filled + "-" * (width - filled)
-            stream.write(f"\rtrain [{bar}] {message}\x1b[K")
-            stream.flush()
-            self.shown = True
-        elif step == total or step % max(1, total // 20) == 0:
-            print(f"studio: {message}", file=stream, flush=True)
-
-    def note(self, message: str) -> None:
-        if sys.stderr is None:
-            return
-        self.end()
-        print(f"studio: {message}", file=sys.stderr, flush=True)
-
-    def end(self) -> None:
-        if self.tty and self.shown:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-            self.shown = False
-
-
 def run(args: argparse.Namespace) -> int:
-    from studio.cli.generate_cmd import _quiet_libraries, preview_folder
-    from studio.core.imageio import save_image
-    from studio.engine.jobs import Cancelled, Finished, Preview, Progress, Runner
+    from studio.engine.jobs import Cancelled, Finished
 
     request, paths = build_request(args)
     preview_dir = preview_folder(args.preview_dir)
-    _quiet_libraries()
-    display = _Display()
-    runner = Runner()
-
-    def emit(event) -> None:
-        if isinstance(event, Progress) and event.message:
-            if event.message.startswith("step "):
-                display.step(event.step, event.total, event.message)
-            else:
-                display.note(event.message)
-        elif isinstance(event, Preview) and preview_dir is not None:
-            save_image(preview_dir / f"step_{event.step:03d}.png", event.image)
-
-    try:
-        with ctrl_c_cancels(runner.cancel):
-            final = runner.run(request, emit=emit)
-    finally:
-        display.end()
+    quiet_libraries()
+    final = run_job(request, line=ProgressLine("train"), preview_dir=preview_dir)
     if isinstance(final, Cancelled):
         where = paths.checkpoints
         print(

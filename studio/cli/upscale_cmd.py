@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from studio.cli import args as shared
-from studio.cli.jobs import ctrl_c_cancels, finished_or_raise
+from studio.cli.jobs import ProgressLine, execute
 from studio.core.errors import BadInput, StudioError
 
 # AUTOMATIC1111's infotext key/value pattern (modules/infotext_utils.py).
@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
     if scale is None:
         scale = 4.0 if method == "lanczos" else 0.0  # 0: the model's own scale (below)
 
-    from studio.engine.jobs import Progress, Runner, UpscaleRequest
+    from studio.engine.jobs import Runner, UpscaleRequest
 
     runner = Runner(device=args.device, dtype=args.dtype)
     if scale == 0.0:
@@ -186,20 +186,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
     )
-    tty = sys.stderr.isatty()
-
-    def emit(event: object) -> None:
-        if args.quiet or not isinstance(event, Progress) or not event.total:
-            return
-        line = f"upscale: {event.message or f'{event.step}/{event.total}'}"
-        if tty:
-            end = "\n" if event.step >= event.total else ""
-            print(f"\r{line}", end=end, file=sys.stderr, flush=True)
-        elif event.step and (event.step in (1, event.total) or event.step % 10 == 0):
-            print(line, file=sys.stderr)
-
-    with ctrl_c_cancels(runner.cancel):
-        final = finished_or_raise(runner.run(request, emit=emit))
+    line = ProgressLine("upscale", quiet=args.quiet)
+    final = execute(request, runner=runner, line=line)
     info = final.extra.get("upscale", {})
     upscaler = info.get("upscaler", "Lanczos")
     size = (int(final.images[0].shape[1]), int(final.images[0].shape[0]))

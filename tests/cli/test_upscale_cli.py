@@ -149,7 +149,7 @@ def test_ctrl_c_cancels_with_130(model, tmp_path):
     )  # fmt: skip
     assert proc.stderr is not None
     for line in proc.stderr:  # wait until tiles are running
-        if line.startswith("upscale: tile"):
+        if "] tile " in line:  # the progress line: "upscale [###---] tile 3/64"
             break
     proc.send_signal(signal.SIGINT)
     rc = proc.wait(timeout=120)

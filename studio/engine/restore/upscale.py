@@ -490,7 +490,7 @@ def run_upscale(ctx: JobContext, request: UpscaleRequest) -> Finished:
         raise BadInput(f"unknown upscale method {request.method!r} (use model or lanczos)")
     info: dict[str, Any] = {"method": method, "scale": float(request.scale)}
     if method == "lanczos":
-        ctx.progress(0, 1, "Lanczos")
+        ctx.progress(0, 1)
         out, stats = upscale_lanczos(image, request.scale, request.sharpen)
         ctx.check()
         ctx.progress(1, 1, "Lanczos")
