@@ -160,7 +160,7 @@ def _wait_threads(qtbot, panel, timeout=20000):
 
 
 def test_lists_catalog_with_sizes_licences_and_installed(qtbot, env):
-    target = env.home / "models" / "upscaler" / "RealESRGAN_x4plus.pth"
+    target = env.home / "models" / "upscale_models" / "RealESRGAN_x4plus.pth"
     target.parent.mkdir(parents=True)
     target.write_bytes(b"x")
     panel, _ = _panel(qtbot)
@@ -196,7 +196,7 @@ def test_download_with_progress_then_remove(qtbot, env, monkeypatch):
     )
     qtbot.waitUntil(lambda: "tiny-up" in panel.installed, timeout=20000)
     _wait_threads(qtbot, panel)
-    assert (env.home / "models" / "upscaler" / "tiny.pth").read_bytes() == PAYLOAD
+    assert (env.home / "models" / "upscale_models" / "tiny.pth").read_bytes() == PAYLOAD
     assert _item(panel, "tiny-up")[0] == "Installed"
     assert host.errors == []
     assert any("tiny-up" in line for line in progress_lines), progress_lines
@@ -207,7 +207,7 @@ def test_download_with_progress_then_remove(qtbot, env, monkeypatch):
     assert RemoveModelRequest("tiny-up") in [r for _, r in host.submitted]
     _wait_threads(qtbot, panel)
     assert "freed" in panel.status_label.text()
-    assert not (env.home / "models" / "upscaler" / "tiny.pth").exists()
+    assert not (env.home / "models" / "upscale_models" / "tiny.pth").exists()
     assert _item(panel, "tiny-up")[0] == "Available"
 
 
@@ -230,7 +230,7 @@ def test_cancel_download_keeps_gui_responsive(qtbot, env, monkeypatch):
     # while the GUI event loop (the timer) keeps going.
     [job_id] = panel._jobs_of("download")
     assert host.worker.job(job_id).request == DownloadRequest("tiny-up")
-    part = env.home / "models" / "upscaler" / "tiny.pth.part"
+    part = env.home / "models" / "upscale_models" / "tiny.pth.part"
     qtbot.waitUntil(lambda: part.exists() and part.stat().st_size > 64 * 1024, timeout=20000)
     assert ticks and host.worker.running_job == job_id
     qtbot.waitUntil(lambda: "tiny-up:" in panel.progress_label.text(), timeout=10000)
@@ -320,7 +320,7 @@ def test_import_dropped_files(qtbot, env, tmp_path):
     import_model_file(host, lora)
     qtbot.waitUntil(lambda: any(r.name == "ink.safetensors" for r in panel.imported), timeout=20000)
     _wait_threads(qtbot, panel)
-    assert (env.home / "models" / "lora" / "ink.safetensors").is_file()
+    assert (env.home / "models" / "loras" / "ink.safetensors").is_file()
     assert "LoRA" in panel.status_label.text()
     # Malicious pickle: refused with one message, payload never runs.
     marker = tmp_path / "PWNED"
@@ -429,7 +429,7 @@ def test_import_goes_through_the_worker_and_cancels(qtbot, env, tmp_path, monkey
     lora = write_sparse_safetensors(tmp_path / "ink.safetensors", kohya_lora_spec(768))
     panel.download([load_catalog().get("tiny-up")])
     [download_id] = panel._jobs_of("download")
-    part = env.home / "models" / "upscaler" / "tiny.pth.part"
+    part = env.home / "models" / "upscale_models" / "tiny.pth.part"
     qtbot.waitUntil(lambda: part.exists() and part.stat().st_size > 0, timeout=20000)
     assert host.worker.running_job == download_id
     [job_id] = panel.import_files([str(lora)])
@@ -440,7 +440,7 @@ def test_import_goes_through_the_worker_and_cancels(qtbot, env, tmp_path, monkey
     panel.cancel_button.click()
     _wait_threads(qtbot, panel)
     assert host.worker.job(job_id) is None and not host.worker.busy
-    assert not (env.home / "models" / "lora" / "ink.safetensors").exists()
+    assert not (env.home / "models" / "loras" / "ink.safetensors").exists()
     assert part.exists()
     assert "tiny-up" not in panel.installed and host.errors == []
     # Not cancelled: it runs and lands.
@@ -448,7 +448,7 @@ def test_import_goes_through_the_worker_and_cancels(qtbot, env, tmp_path, monkey
     panel.import_files([str(lora)])
     qtbot.waitUntil(lambda: any(r.name == "ink.safetensors" for r in panel.imported), timeout=20000)
     _wait_threads(qtbot, panel)
-    assert (env.home / "models" / "lora" / "ink.safetensors").is_file()
+    assert (env.home / "models" / "loras" / "ink.safetensors").is_file()
     assert host.errors == []
 
 

@@ -3,11 +3,14 @@
 The roots searched, in order:
 
 1. Studio's own models folder, ``$STUDIO_HOME/models`` (downloads of URL entries and
-   imported files, one subfolder per catalog kind: ``upscaler/``, ``lora/``, ...);
+   imported files);
 2. the portable models folder shipped beside the program (:func:`studio.core.paths.
-   portable_models_dir`), one subfolder per kind named as AUTOMATIC1111 and ComfyUI name them
-   (``checkpoints/``, ``loras/``, ``upscale_models/``, ...);
-3. the user's extra folders (``STUDIO_MODEL_PATHS``, ``os.pathsep``-separated, and
+   portable_models_dir`).
+
+Both have one layout, the one ComfyUI uses and AUTOMATIC1111 nearly does (``checkpoints/``,
+``loras/``, ``upscale_models/``, ``controlnet/``, ``vae/``, ...), and both are drop folders: a
+file put in either is found.
+3. The user's extra folders (``STUDIO_MODEL_PATHS``, ``os.pathsep``-separated, and
    ``models.json`` "folders"). Such a folder may be an AUTOMATIC1111 or ComfyUI install's
    ``models/`` folder (or the install itself): their folder names are accepted too
    (``Stable-diffusion``, ``Lora``, ``ESRGAN``, ``ControlNet``, ``VAE``, ...).
@@ -35,11 +38,9 @@ DISK_MARGIN = 64 * 1024 * 1024  # keep this much free after a download or an imp
 
 CONTROLNET_KINDS: tuple[str, ...] = tuple(k for k in KINDS if k.startswith("controlnet-"))
 
-# Catalog kind -> the folder names that hold it. The first name is the portable models
-# folder's subfolder (studio.core.paths.MODEL_FOLDERS); the others are what AUTOMATIC1111
-# (A1111) and ComfyUI call it. Studio's own folder ($STUDIO_HOME/models/<kind>) is searched
-# under the kind's own name (and "controlnet" for every ControlNet kind, as the importer
-# files them).
+# Catalog kind -> the folder names that hold it. The first name is where Studio files it, in
+# its own folder and in the portable one (studio.core.paths.MODEL_FOLDERS); the others are
+# what AUTOMATIC1111 (A1111) and ComfyUI call it.
 KIND_FOLDERS: dict[str, tuple[str, ...]] = {
     "txt2img": ("checkpoints", "Stable-diffusion", "diffusers"),
     "inpaint": ("checkpoints", "inpaint", "Stable-diffusion", "diffusers"),
@@ -71,15 +72,12 @@ def kinds_of(kind: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def own_folder_names(kind: str) -> tuple[str, ...]:
-    """Folder names for ``kind`` inside Studio's own models folder."""
-    return (kind, "controlnet") if kind in CONTROLNET_KINDS else (kind,)
-
-
 def folder_names(kind: str) -> tuple[str, ...]:
-    """Every folder name that may hold ``kind``: Studio's own, then the portable/A1111/ComfyUI
-    names of :data:`KIND_FOLDERS`."""
-    names = [*own_folder_names(kind), *KIND_FOLDERS.get(kind, ())]
+    """Every folder name that may hold ``kind``: the names of :data:`KIND_FOLDERS` (Studio's
+    own first), then the kind's own name (``lora/``, ``txt2img/``: where Studio's models
+    folder filed downloads and imports before it took the common layout, so those stay
+    found)."""
+    names = [*KIND_FOLDERS.get(kind, ()), kind]
     return tuple(dict.fromkeys(names))
 
 
@@ -93,8 +91,9 @@ def models_dir() -> Path:
 
 
 def kind_dir(kind: str) -> Path:
-    """Where Studio stores a downloaded or imported model of ``kind``."""
-    return models_dir() / kind
+    """Where Studio stores a downloaded or imported model of ``kind``: the common layout's
+    folder (``loras/``, ``checkpoints/``, ``upscale_models/``, ...)."""
+    return models_dir() / folder_names(kind)[0]
 
 
 def portable_dir() -> Path | None:
@@ -139,9 +138,9 @@ def kind_folders(kind: str) -> list[Path]:
     embeddings ``<root>/../embeddings`` when the folder is an install's ``models/`` (A1111
     keeps ``embeddings/`` beside ``models/``, ComfyUI inside it)."""
     own = models_dir()
+    names = folder_names(kind)
     out: list[Path] = []
     for root in search_roots():
-        names = own_folder_names(kind) if root == own else folder_names(kind)
         bases = [root] if root == own or root == portable_dir() else [root, root / "models"]
         if kind == "embedding" and root != own and root.name.lower() == "models":
             bases.append(root.parent)

@@ -213,7 +213,7 @@ def remove_imported(name_or_path: str) -> int:
 
 def list_loras() -> list[Path]:
     """LoRA files Studio knows, one per name: imported ones, then files in every root's LoRA
-    folders (``$STUDIO_HOME/models/lora``, the portable ``loras/``, A1111's ``Lora``, ComfyUI's
+    folders (``loras/`` in Studio's and the portable models folder, A1111's ``Lora``, ComfyUI's
     ``loras``, LyCORIS). Read from disk on every call (a new file shows up at once)."""
     found: dict[str, Path] = {}
     for m in local_models("lora"):

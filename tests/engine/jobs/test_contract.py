@@ -404,7 +404,7 @@ class TestDownload(JobContract):
         return DownloadRequest("no-such-model")
 
     def after_cancel(self, final):
-        folder = self.home / "models" / "upscaler"
+        folder = self.home / "models" / "upscale_models"
         assert not (folder / "tiny-file.pth").exists()
         part = folder / "tiny-file.pth.part"
         assert part.is_file() and 0 < part.stat().st_size < len(PAYLOAD)  # kept for resume
@@ -453,7 +453,7 @@ class TestImportModel(JobContract):
         return ImportModelRequest(str(self.bad))
 
     def after_cancel(self, final):
-        lora_dir = self.home / "models" / "lora"
+        lora_dir = self.home / "models" / "loras"
         assert not lora_dir.exists() or not any(lora_dir.iterdir())  # no partial copy left
 
     def test_imported_lora_is_listed_at_once(self, runner):
@@ -477,7 +477,7 @@ class TestScanModels(JobContract):
 
     def request(self):
         (self.home / "catalog.toml").unlink(missing_ok=True)
-        up = self.home / "models" / "upscaler" / "RealESRGAN_x4plus.pth"
+        up = self.home / "models" / "upscale_models" / "RealESRGAN_x4plus.pth"
         up.parent.mkdir(parents=True, exist_ok=True)
         up.write_bytes(b"x")
         return ScanModelsRequest()
@@ -503,7 +503,7 @@ class TestRemoveModel(JobContract):
         monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
 
     def request(self):
-        up = self.home / "models" / "upscaler" / "RealESRGAN_x4plus.pth"
+        up = self.home / "models" / "upscale_models" / "RealESRGAN_x4plus.pth"
         up.parent.mkdir(parents=True, exist_ok=True)
         up.write_bytes(b"12345")
         self.file = up

@@ -128,11 +128,11 @@ def test_folders_scanned_listed_and_resolved(roots):
     assert not list_models("checkpoint") and not list_models("lora")
 
 
-def test_import_files_it_under_embedding(roots, tmp_path):
+def test_import_files_it_under_embeddings(roots, tmp_path):
     src = sdxl_st(tmp_path / "src" / "my-face.safetensors")
     rec = import_file(src)
     assert (rec.kind, rec.base) == ("embedding", "sdxl")
-    assert Path(rec.path).parent == roots.home / "models" / "embedding"
+    assert Path(rec.path).parent == roots.home / "models" / "embeddings"
     [choice] = [c for c in list_models("embedding") if c.source == "imported"]
     assert choice.path == Path(rec.path)
     assert [e.token for e in embeddings_in_prompt("photo of my-face", "sdxl")] == ["my-face"]

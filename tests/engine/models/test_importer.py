@@ -27,7 +27,7 @@ def test_import_checkpoint_copy_and_record(home, tmp_path):
     src = write_sparse_safetensors(tmp_path / "myModel.safetensors", sd_checkpoint_spec("sd1", 9))
     rec = importer.import_file(src)
     assert rec.kind == "inpaint" and rec.base == "sd1"
-    dest = home / "models" / "inpaint" / "myModel.safetensors"
+    dest = home / "models" / "checkpoints" / "myModel.safetensors"
     assert rec.path == str(dest) and dest.stat().st_size == src.stat().st_size
     assert not dest.is_symlink()
     assert [r.name for r in importer.list_imported()] == ["myModel.safetensors"]
@@ -41,7 +41,7 @@ def test_import_checkpoint_copy_and_record(home, tmp_path):
 def test_import_link_rename_overwrite_remove(home, tmp_path):
     a = write_sparse_safetensors(tmp_path / "a.safetensors", kohya_lora_spec(768))
     rec = importer.import_file(a, link=True, name="ink")
-    dest = home / "models" / "lora" / "ink.safetensors"
+    dest = home / "models" / "loras" / "ink.safetensors"
     assert rec.path == str(dest) and dest.exists()
     assert dest.samefile(a)  # hard link (same disk) or symlink
     b = write_sparse_safetensors(tmp_path / "b.safetensors", peft_lora_spec(1024))
@@ -116,6 +116,6 @@ def test_openpose_files_import_as_pose_detectors_and_a_folder_is_refused_clearly
     }
     rec = importer.import_file(body)
     assert rec.kind == "pose-detector"
-    assert rec.path == str(home / "models" / "pose-detector" / "body_pose_model.pth")
+    assert rec.path == str(home / "models" / "pose" / "body_pose_model.pth")
     with pytest.raises(BadInput, match="is a folder; import takes one model file"):
         importer.import_file(tmp_path / "op")

@@ -113,7 +113,8 @@ def test_inpaint_folder_holds_lama_and_inpainting_checkpoints(roots):
     sd_inp = touch(roots.portable / "inpaint" / "sd15-fill.safetensors")
     folder = diffusers_folder(roots.portable / "checkpoints" / "my-inpainter", in_channels=9)
     assert [m.path for m in folder_models("lama")] == [lama]
-    assert [m.path for m in folder_models("inpaint")] == [sd_inp, folder]
+    # checkpoints/ first: where Studio files an inpainting model, then the portable inpaint/.
+    assert [m.path for m in folder_models("inpaint")] == [folder, sd_inp]
     assert folder_models("txt2img") == []  # a 9-channel UNet is not txt2img
 
     from studio.engine.restore.lama import find_lama

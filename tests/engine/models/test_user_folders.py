@@ -103,3 +103,39 @@ def test_listing_a_folder_never_imports_torch(lib):
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+# -- one layout for Studio's own models folder and the portable one -------------------------
+
+
+def test_studio_folder_files_by_the_common_layout(monkeypatch, tmp_path):
+    """Downloads and imports land where ComfyUI (and the portable folder) keep each kind."""
+    from studio.core import paths
+    from studio.engine.models import folders
+
+    monkeypatch.setenv("STUDIO_HOME", str(tmp_path / "home"))
+    # ComfyUI's models/ subfolders, as its folder_paths.py names them.
+    expected = {
+        "txt2img": "checkpoints",
+        "lora": "loras",
+        "vae": "vae",
+        "upscaler": "upscale_models",
+        "controlnet-canny": "controlnet",
+        "embedding": "embeddings",
+    }
+    for kind, name in expected.items():
+        assert folders.kind_dir(kind) == tmp_path / "home" / "models" / name
+        assert name in paths.MODEL_FOLDERS  # the portable folder has the same subfolder
+
+
+def test_a_lora_dropped_into_studios_loras_folder_is_found(monkeypatch, tmp_path):
+    from studio.engine.models import importer
+
+    monkeypatch.setenv("STUDIO_HOME", str(tmp_path / "home"))
+    new = tmp_path / "home" / "models" / "loras" / "ink.safetensors"
+    old = tmp_path / "home" / "models" / "lora" / "ash.safetensors"  # an earlier layout
+    for f in (new, old):
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"x")
+    assert importer.find_lora("ink") == new
+    assert importer.find_lora("ash") == old

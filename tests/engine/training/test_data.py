@@ -126,7 +126,7 @@ def test_batch_schedule_is_deterministic_covers_each_epoch_and_groups_buckets():
 def test_training_paths(tmp_path, monkeypatch):
     monkeypatch.setenv("STUDIO_HOME", str(tmp_path / "home"))
     p = training_paths(None, "sks dog")
-    assert p.out == (tmp_path / "home" / "models" / "lora" / "sks_dog.safetensors").resolve()
+    assert p.out == (tmp_path / "home" / "models" / "loras" / "sks_dog.safetensors").resolve()
     assert p.folder.name == ".sks_dog.training" and p.folder.parent == p.out.parent
     assert p.checkpoints.parent == p.folder and p.class_images.parent == p.folder
     with pytest.raises(BadInput, match=".safetensors"):

@@ -272,7 +272,7 @@ def test_default_output_goes_to_the_models_lora_folder(make_request, tmp_path, m
     request = make_request(None, steps=1, batch_size=1, trigger="my subject")
     final, _ = _run(runner, request)
     assert isinstance(final, Finished), getattr(final, "detail", final)
-    path = tmp_path / "home" / "models" / "lora" / "my_subject.safetensors"
+    path = tmp_path / "home" / "models" / "loras" / "my_subject.safetensors"
     assert Path(final.extra["path"]) == path.resolve() and path.is_file()
     assert find_lora("my_subject") == path
     assert [m.path.name for m in list_models("lora")] == ["my_subject.safetensors"]
