@@ -84,6 +84,28 @@ def flow_file_catalog_id(ref: str) -> str | None:
 FLOW_SUFFIXES = (".safetensors", ".sft", ".gguf")
 
 
+def repo_catalog_id(ref: str) -> str | None:
+    """The catalog id of a Hugging Face repo id the catalog knows, or of a local copy of one:
+    a folder named as the repo (``Z-Image-Turbo``) or the hub cache's
+    ``models--<org>--<name>/snapshots/<revision>``. None otherwise."""
+    from studio.core.catalog import load_catalog
+
+    ref = (ref or "").strip().rstrip("/\\")
+    if not ref:
+        return None
+    parts = [p.lower() for p in Path(ref).parts]
+    for entry in load_catalog():
+        repo = (getattr(entry, "repo", "") or "").lower()
+        if not repo or getattr(entry, "kind", "") not in ("txt2img", "inpaint", "edit"):
+            continue
+        org, _, name = repo.partition("/")
+        if ref.lower() == repo or (parts and parts[-1] == name):
+            return entry.id
+        if f"models--{org}--{name}" in parts:
+            return entry.id
+    return None
+
+
 def model_info(ref: str) -> tuple[Family, int | None] | None:
     """(family, native size) of a model reference, or None when it can't be told without
     loading it (not found, a .ckpt, unknown layout)."""
@@ -113,14 +135,17 @@ def recommended_settings(ref: str) -> dict:
     """Defaults for ``ref``: the catalog's ``recommended`` values first, then the family's
     (``width``/``height`` = the native size, ``steps``, ``guidance``, ``scheduler``; turbo and
     LCM models keep their own scheduler). {} when nothing is known."""
-    flow_id = flow_file_catalog_id(ref)
-    # A flow file's settings are its model's (the name-based turbo rule would give Z-Image
-    # Turbo 1 step).
-    rec = dict(catalog_settings(flow_id) if flow_id else catalog_settings(ref))
+    # A flow model's settings are its model's: by its file's layout, or by the repo it is (or
+    # is a copy of). The name-based turbo rule is SD-Turbo's 1 step, not Z-Image Turbo's 8 or
+    # SD 3.5 Large Turbo's 4.
+    known = flow_file_catalog_id(ref) or repo_catalog_id(ref)
+    rec = dict(catalog_settings(known or ref))
     info = model_info(ref)
     if info is None:
         return rec
     fam, native = info
+    if fam.prediction == "flow" and known is None and not _is_catalog_id(ref):
+        rec = {}  # an unknown flow model: its family's values, not the SD turbo rule
     width, height = (native, native) if native else fam.default_size
     rec.setdefault("width", width)
     rec.setdefault("height", height)
@@ -130,6 +155,12 @@ def recommended_settings(ref: str) -> dict:
         rec["scheduler"] = fam.default_sampler
     rec.setdefault("family", fam.name)
     return rec
+
+
+def _is_catalog_id(ref: str) -> bool:
+    from studio.engine.models.resolver import catalog_entry
+
+    return catalog_entry(ref) is not None
 
 
 def family_dtype(

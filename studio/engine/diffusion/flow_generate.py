@@ -294,7 +294,7 @@ def run_flow_generate(ctx, request):
     strength = None
     if task in ("img2img", "inpaint"):
         kw["image"] = _pil(request.init_image, size)
-        if fam.image_strength:
+        if fam.takes_strength(task):
             strength = float(request.strength)
             kw["strength"] = strength
     if task == "inpaint":

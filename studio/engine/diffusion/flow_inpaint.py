@@ -88,8 +88,8 @@ def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
         fam, pipe, request.prompt, request.negative_prompt, request.steps, request.guidance
     )
     strength = None
-    # FLUX.1 Fill / Kontext: the image is a model input (image_strength False): full schedule
-    if fam.image_strength and "strength" in _call_params(pipe):
+    # FLUX.1 Fill / Kontext: the image is a model input (no strength task): full schedule
+    if fam.takes_strength("inpaint") and "strength" in _call_params(pipe):
         strength = float(request.strength)
         kw["strength"] = strength
     per_region = steps_for(request.steps, strength)

@@ -177,12 +177,18 @@ def test_flow_descriptor_fields_name_real_diffusers_pieces():
         for task, cls in fam.pipelines.items():
             params = inspect.signature(getattr(diffusers, cls).__call__).parameters
             assert fam.guidance_param in params, (fam.name, cls)
-            if task == "img2img" and fam.image_strength:
+            if task in ("img2img", "inpaint") and fam.takes_strength(task):
                 assert "strength" in params, (fam.name, cls)
         if fam.edit:
-            assert not fam.image_strength and fam.supports("img2img"), fam.name
+            assert not fam.takes_strength("img2img") and fam.supports("img2img"), fam.name
     assert family("qwen").guidance_param == "true_cfg_scale"
-    assert family("flux1-fill").root == "flux1" and not family("flux1-fill").image_strength
+    assert family("flux1-fill").root == "flux1" and not family("flux1-fill").strength_tasks
+    # diffusers' QwenImageEditInpaintPipeline noises the masked latents by `strength` (its
+    # default 0.6): the user's strength must reach it, while the edit pipeline has none.
+    edit = family("qwen-edit")
+    inpaint_call = inspect.signature(getattr(diffusers, edit.pipelines["inpaint"]).__call__)
+    assert inpaint_call.parameters["strength"].default == 0.6
+    assert edit.takes_strength("inpaint") and not edit.takes_strength("img2img")
     assert family("flux1-kontext").call_kwargs(None, 640, 512) == {
         "max_area": 640 * 512,
         "_auto_resize": False,

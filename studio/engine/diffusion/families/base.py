@@ -54,8 +54,10 @@ How to add a family
      ``true_cfg_scale`` for Qwen-Image's true CFG), ``cfg_negative`` (the negative prompt used
      when guidance is on and the user gave none; Qwen's card uses " "), ``edit`` (the input
      image conditions the model by instruction, Kontext / Qwen-Image-Edit: no strength),
-     ``image_strength`` (whether its img2img/inpaint pipelines take a strength; FLUX.1 Fill
-     does not), ``call_kwargs(pipe, width, height)`` (extra pipeline arguments: FLUX.1
+     ``strength_tasks`` (the tasks whose pipeline noises the input image by a strength:
+     img2img and inpaint for most; none for FLUX.1 Fill and Kontext, whose image is a model
+     input; only inpaint for Qwen-Image-Edit, whose inpaint pipeline noises the masked latents
+     (diffusers' default strength 0.6) while its edit pipeline takes the image as a condition), ``call_kwargs(pipe, width, height)`` (extra pipeline arguments: FLUX.1
      schnell's 256-token T5 limit, Kontext's size), ``decode_latents(vae, latents)`` (the
      full-VAE preview decode of spatial latents, when the VAE needs more than undoing
      ``scaling_factor``/``shift_factor``: Qwen's per-channel mean/std, FLUX.2's batch norm).
@@ -192,7 +194,7 @@ class Family:
     guidance_param: str = "guidance_scale"
     cfg_negative: str | None = None
     edit: bool = False
-    image_strength: bool = True
+    strength_tasks: tuple[str, ...] = ("img2img", "inpaint")
     call_kwargs: Callable[[Any, int, int], Mapping[str, Any]] = lambda pipe, width, height: {}
     decode_latents: Callable[[Any, Any], Any] | None = None
 
@@ -237,6 +239,10 @@ class Family:
 
     def supports(self, task: str, controlnet: bool = False) -> bool:
         return _key(task, controlnet) in self.pipelines
+
+    def takes_strength(self, task: str) -> bool:
+        """Whether the ``task`` pipeline takes the request's strength."""
+        return task in self.strength_tasks
 
     def pipeline_class(self, task: str, controlnet: bool = False) -> str:
         """The diffusers pipeline class name for ``task`` (with ControlNet or not); BadInput in

@@ -138,7 +138,7 @@ FILL = Family(
     default_steps=50,
     default_guidance=30.0,
     base="flux1",
-    image_strength=False,  # the masked image and mask are inputs of the model
+    strength_tasks=(),  # the masked image and mask are inputs of the model
     single_file_configs={"flux1-fill": "black-forest-labs/FLUX.1-Fill-dev"},
     **_COMMON,
 )
@@ -156,7 +156,7 @@ KONTEXT = Family(
     default_guidance=2.5,
     base="flux1",
     edit=True,
-    image_strength=False,
+    strength_tasks=(),
     call_kwargs=_kontext_kwargs,
     single_file_configs={"flux1-kontext": "black-forest-labs/FLUX.1-Kontext-dev"},
     **_COMMON,

@@ -86,7 +86,7 @@ EDIT = Family(
     default_steps=40,
     base="qwen",
     edit=True,
-    image_strength=False,
+    strength_tasks=("inpaint",),  # QwenImageEditInpaintPipeline: strength, default 0.6
     single_file_configs={"qwen-image-edit": "Qwen/Qwen-Image-Edit-2511"},
     **_COMMON,
 )

@@ -108,7 +108,7 @@ def test_two_holes_are_two_crops_and_strength_cuts_the_steps(flow_models):
 
 
 def test_fill_ignores_strength_as_its_descriptor_says(flow_models):
-    """FLUX.1 Fill takes the masked image as a model input (``image_strength=False``): the whole
+    """FLUX.1 Fill takes the masked image as a model input (no ``strength_tasks``): the whole
     schedule runs whatever strength the canvas sends."""
     image, mask = _scene(2)
     events: list = []
