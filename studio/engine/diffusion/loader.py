@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from studio.core.errors import BadInput, ModelError
 from studio.core.paths import configs_dir
@@ -223,7 +225,7 @@ def load_single_file(path: Path, task: str, torch_dtype):
     if "safety_checker" in index:
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     try:
-        return cls.from_single_file(
+        pipe = cls.from_single_file(
             str(path),
             config=str(folder_cfg),
             torch_dtype=torch_dtype,
@@ -234,6 +236,20 @@ def load_single_file(path: Path, task: str, torch_dtype):
         raise
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"{path.name}: cannot load as {config} checkpoint ({_short(e)})") from e
+    pipe.scheduler = with_file_scheduler(pipe.scheduler, match.scheduler)
+    return pipe
+
+
+def with_file_scheduler(scheduler, declared: Mapping[str, Any]):
+    """The pipeline's scheduler with what the file declares (v-prediction, zero terminal SNR)
+    on top of the shipped config; every sampler a job picks is built from this config, so
+    they all inherit it."""
+    if not declared:
+        return scheduler
+    # Without the private keys: diffusers drops every key listed in "_use_default_values"
+    # (those the shipped file left out, rescale_betas_zero_snr among them).
+    config = {k: v for k, v in dict(scheduler.config).items() if not k.startswith("_")}
+    return type(scheduler).from_config({**config, **declared})
 
 
 # -- diffusers folders ---------------------------------------------------------------------------

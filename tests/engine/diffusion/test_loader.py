@@ -458,3 +458,47 @@ def test_sdxl_controlnet_single_file_gets_a_clear_message(tmp_path):
     with pytest.raises(ModelError, match="SDXL ControlNet single file") as info:
         load_controlnet(str(path), torch.float32)
     assert "\n" not in info.value.message
+
+
+# -- SDXL v-prediction and zero-terminal-SNR files --------------------------------------------
+
+SDXL_KEYS = {
+    "model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3),
+    "conditioner.embedders.1.model.ln_final.weight": (1280,),
+}
+
+
+@pytest.mark.parametrize(
+    "markers, declared",
+    [
+        ((), {}),
+        (("v_pred",), {"prediction_type": "v_prediction"}),
+        (("v_pred", "ztsnr"), {"prediction_type": "v_prediction", "rescale_betas_zero_snr": True}),
+    ],
+)
+def test_sdxl_marker_keys_declare_the_schedule_as_comfyui_reads_them(tmp_path, markers, declared):
+    """ComfyUI (supported_models.SDXL.model_type): a ``v_pred`` key means v-prediction, and
+    ``ztsnr`` beside it zero terminal SNR (NoobAI-XL V-Pred style files)."""
+    from studio.engine.diffusion.families import recognise_file
+
+    shapes = {**SDXL_KEYS, **{m: (1,) for m in markers}}
+    match = recognise_file(_write(tmp_path / "noob.safetensors", shapes))
+    assert match.config == "sdxl" and dict(match.scheduler) == declared
+
+
+def test_a_declared_zero_snr_v_schedule_reaches_every_sampler():
+    """On SDXL's shipped scheduler: v-prediction, and the last timestep pure noise (Lin et al.
+    2024: alpha_bar_T = 0; diffusers keeps 2**-24 to avoid a division by zero) where the
+    stock schedule leaves alpha_bar_T = 0.0047 — in the sampler the job builds, too."""
+    from diffusers import EulerDiscreteScheduler
+
+    from studio.engine.diffusion.schedulers import make_scheduler
+
+    stock = EulerDiscreteScheduler.from_pretrained(loader.CONFIGS / "sdxl" / "scheduler")
+    assert float(stock.alphas_cumprod[-1]) == pytest.approx(0.0047, abs=1e-4)
+    declared = {"prediction_type": "v_prediction", "rescale_betas_zero_snr": True}
+    sched = loader.with_file_scheduler(stock, declared)
+    assert loader.with_file_scheduler(stock, {}) is stock
+    for job in (sched, make_scheduler("Euler a", dict(sched.config))):
+        assert job.config.prediction_type == "v_prediction"
+        assert float(job.alphas_cumprod[-1]) == pytest.approx(2.0**-24)

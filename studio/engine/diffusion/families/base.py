@@ -58,7 +58,8 @@ How to add a family
      img2img and inpaint for most; none for FLUX.1 Fill and Kontext, whose image is a model
      input; only inpaint for Qwen-Image-Edit, whose inpaint pipeline noises the masked latents
      (diffusers' default strength 0.6) while its edit pipeline takes the image as a condition), ``call_kwargs(pipe, width, height)`` (extra pipeline arguments: FLUX.1
-     schnell's 256-token T5 limit, Kontext's size), ``decode_latents(vae, latents)`` (the
+     schnell's 256-token T5 limit, Kontext's size), ``file_scheduler(probe)`` (scheduler settings a single
+     file declares by marker keys: an SDXL ``v_pred`` / ``ztsnr`` file), ``decode_latents(vae, latents)`` (the
      full-VAE preview decode of spatial latents, when the VAE needs more than undoing
      ``scaling_factor``/``shift_factor``: Qwen's per-channel mean/std, FLUX.2's batch norm).
 2. Add its name to ``_MODULES`` in ``families/__init__.py``.
@@ -196,6 +197,7 @@ class Family:
     edit: bool = False
     strength_tasks: tuple[str, ...] = ("img2img", "inpaint")
     call_kwargs: Callable[[Any, int, int], Mapping[str, Any]] = lambda pipe, width, height: {}
+    file_scheduler: Callable[[TensorProbe], Mapping[str, Any]] = lambda probe: {}
     decode_latents: Callable[[Any, Any], Any] | None = None
 
     def __post_init__(self) -> None:

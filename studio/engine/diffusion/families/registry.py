@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import importlib
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,7 @@ class FileMatch:
 
     family: Family
     config: str
+    scheduler: Mapping[str, Any] = field(default_factory=dict)  # Family.file_scheduler's
 
 
 def _short(e: BaseException) -> str:
@@ -218,7 +220,7 @@ def recognise_file(source: Path | str | TensorProbe) -> FileMatch:
     for fam in _registry():
         config = fam.match_file(probe)
         if config is not None:
-            return FileMatch(fam, config)
+            return FileMatch(fam, config, dict(fam.file_scheduler(probe)))
     raise ModelError(f"{name}: not a model family Studio knows")
 
 

@@ -24,6 +24,19 @@ def _match_file(probe: TensorProbe) -> str | None:
     return "sdxl-inpaint" if probe.unet_in_channels() == 9 else "sdxl"
 
 
+def _file_scheduler(probe: TensorProbe) -> dict:
+    """What an SDXL file says of its noise schedule by marker keys, as ComfyUI reads them
+    (``supported_models.SDXL.model_type``): a ``v_pred`` key makes it a v-prediction model
+    (NoobAI-XL V-Pred and its merges), and ``ztsnr`` beside it a zero-terminal-SNR one (Lin et
+    al. 2024: the last timestep is pure noise), diffusers' ``rescale_betas_zero_snr``."""
+    if "v_pred" not in probe.shapes:
+        return {}
+    out: dict = {"prediction_type": "v_prediction"}
+    if "ztsnr" in probe.shapes:
+        out["rescale_betas_zero_snr"] = True
+    return out
+
+
 FAMILY = Family(
     name="sdxl",
     label="SDXL",
@@ -37,6 +50,7 @@ FAMILY = Family(
     },
     matches=_matches,
     match_file=_match_file,
+    file_scheduler=_file_scheduler,
     priority=20,
     default_size=(1024, 1024),
     default_steps=25,
