@@ -257,7 +257,6 @@ def run_flow_generate(ctx, request):
     (``flow_control``). The model runs at ``Family.work_size`` of the request's size and each
     image comes back at exactly ``width`` x ``height``. Returns ``ctx.finished`` with
     A1111-style metadata that records the family."""
-    from studio.core.metadata import request_metadata
     from studio.engine.jobs.device import generator_for
 
     if request.controls:
@@ -326,11 +325,25 @@ def run_flow_generate(ctx, request):
             **kw,
         )
         images.append(out[0] if size == out_size else masks.resize(out[0], out_size))
-        meta = request_metadata(request, seed, entry.name, sampler=SAMPLER)
-        meta["family"] = fam.name
-        meta["offload"] = entry.plan_line  # how it ran: the memory plan, or the CPU
-        meta.pop("clip_skip", None)  # not applied (clip_skip_note)
-        metadata.append(meta)
+        metadata.append(flow_image_metadata(request, seed, entry))
         ctx.progress((k + 1) * per_image, total)
     extra = {"family": fam.name, "plan": entry.plan_line}
     return ctx.finished(images, metadata, {**extra, "seconds": time.perf_counter() - t0})
+
+
+def flow_image_metadata(request, seed: int, entry) -> dict:
+    """One flow image's metadata: the request's, its family and memory plan; clip skip left
+    out (not applied, see clip_skip_note). A guidance-distilled family (FLUX.1 dev, Fill,
+    Kontext) writes its guidance as Forge does, ``CFG scale: 1, Distilled CFG Scale: g``, so
+    Forge and A1111-style readers set the guidance embedding, not classifier-free guidance."""
+    from studio.core.metadata import request_metadata
+
+    fam = entry.family
+    meta = request_metadata(request, seed, entry.name, sampler=SAMPLER)
+    meta["family"] = fam.name
+    meta["offload"] = entry.plan_line  # how it ran: the memory plan, or the CPU
+    meta.pop("clip_skip", None)
+    if fam.guidance_kind == "distilled":
+        meta["distilled_cfg_scale"] = meta["cfg_scale"]
+        meta["cfg_scale"] = 1.0
+    return meta

@@ -42,15 +42,14 @@ def flow_target(family) -> int:
 def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
     """A GenerateRequest with ``init_image`` and ``mask`` on a flow model: ``count`` images
     (seeds ``seed + k``), each the init image's size, inpainted crop by crop."""
-    from studio.core.metadata import request_metadata
     from studio.engine.diffusion.flow_control import control_kwargs
     from studio.engine.diffusion.flow_generate import (
-        SAMPLER,
         _apply_loras,
         _pil,
         apply_flow_vae,
         clip_skip_note,
         denoise_flow,
+        flow_image_metadata,
         flow_kwargs,
         job_pipe,
         steps_for,
@@ -136,11 +135,9 @@ def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
             alpha = masks.blend_alpha(crop_mask, feather)
             masks.paste_back(out, patch, box, alpha, inplace=True)
         images.append(out)
-        meta = request_metadata(request, seed, entry.name, sampler=SAMPLER)
+        meta = flow_image_metadata(request, seed, entry)
         meta["width"], meta["height"] = image.shape[1], image.shape[0]
-        meta.update(family=fam.name, inpaint_method="diffusion", mask_padding=request.mask_padding)
-        meta["offload"] = entry.plan_line
-        meta.pop("clip_skip", None)  # not applied (clip_skip_note)
+        meta.update(inpaint_method="diffusion", mask_padding=request.mask_padding)
         metadata.append(meta)
         ctx.progress((k + 1) * per_image, total)
     extra = {"regions": boxes, "method": "diffusion", "family": fam.name, "plan": entry.plan_line}

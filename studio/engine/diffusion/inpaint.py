@@ -380,6 +380,7 @@ def _diffusion_job(ctx, request: InpaintRequest, image: np.ndarray, mask: np.nda
         feather=feather,
         sampler=sampler,
         model_hash=(pipe.studio_model.sha256 or "")[:10] or None,
+        ran_loras=loras,
     )
     from studio.engine.diffusion.textual_inversion import ti_metadata
 
@@ -432,7 +433,7 @@ def diffusion_inpaint(ctx, request: GenerateRequest):
                 controls=request.controls,
             )
         )
-        metadata.append(_generate_metadata(request, seed, pipe, sampler))
+        metadata.append(_generate_metadata(request, seed, pipe, sampler, loras))
         ctx.progress((k + 1) * per_image, total)
     return ctx.finished(images, metadata, {"regions": boxes, "method": "diffusion"})
 
@@ -445,12 +446,16 @@ def _metadata(
     feather: int,
     sampler: str | None = None,
     model_hash: str | None = None,
+    ran_loras=None,
 ) -> dict:
     """The metadata dict of an InpaintRequest result (A1111 keys where they exist, see
-    ``core.metadata.format_parameters``); prompt/sampling keys only for diffusion."""
+    ``core.metadata.format_parameters``); prompt/sampling keys only for diffusion.
+    ``ran_loras``: the LoRAs that ran (the prompt's ``<lora:>`` tags), for ``Lora hashes``."""
     from studio.core.metadata import request_metadata
 
-    meta = request_metadata(request, request.seed, model or method, sampler, model_hash)
+    meta = request_metadata(
+        request, request.seed, model or method, sampler, model_hash, ran_loras=ran_loras
+    )
     if method != "diffusion":
         for key in ("prompt", "negative_prompt", "steps", "sampler", "cfg_scale", "seed"):
             meta.pop(key, None)
@@ -469,7 +474,7 @@ def _metadata(
     return meta
 
 
-def _generate_metadata(request: GenerateRequest, seed: int, pipe, sampler: str) -> dict:
+def _generate_metadata(request: GenerateRequest, seed: int, pipe, sampler: str, loras) -> dict:
     from studio.core.metadata import request_metadata
 
     meta = request_metadata(
@@ -478,6 +483,7 @@ def _generate_metadata(request: GenerateRequest, seed: int, pipe, sampler: str) 
         pipe.studio_model.name,
         sampler=sampler,
         model_hash=(pipe.studio_model.sha256 or "")[:10] or None,
+        ran_loras=loras,
     )
     # The output has the init image's size, not the request's width/height.
     meta["width"], meta["height"] = request.init_image.shape[1], request.init_image.shape[0]

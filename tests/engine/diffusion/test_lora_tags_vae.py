@@ -79,3 +79,32 @@ def test_a_vae_of_another_latent_space_is_refused(runner, tiny_models, tmp_path)
     final = _run(runner, tiny_models.sd, vae=str(vae_dir))
     assert isinstance(final, Failed) and "16 latent channels" in final.message
     shutil.rmtree(vae_dir)
+
+
+def _addnet_hash(path) -> str:
+    """kohya's / A1111's LoRA hash, computed here from the file format: sha256 of everything
+    after the safetensors header (8-byte little-endian length, then that much JSON)."""
+    import hashlib
+
+    data = path.read_bytes()
+    n = int.from_bytes(data[:8], "little")
+    return hashlib.sha256(data[8 + n :]).hexdigest()[:12]
+
+
+def test_inpainting_with_a_prompt_lora_writes_its_hash(runner, tiny_models, home_lora):
+    from studio.engine.jobs.requests import InpaintRequest
+
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    mask = np.zeros((64, 64), np.uint8)
+    mask[16:40, 16:40] = 255
+    want = f"detail: {_addnet_hash(home_lora)}"
+    canvas = _ok(runner, tiny_models.sd, prompt="a cat <lora:detail:0.5>", init_image=image, mask=mask)  # fmt: skip
+    assert canvas.metadata[0]["lora_hashes"] == want
+    panel = runner.run(
+        InpaintRequest(
+            image=image, mask=mask, method="diffusion", model=str(tiny_models.sd),
+            prompt="a cat <lora:detail:0.5>", steps=2, padding=8, preview="off",
+        )
+    )  # fmt: skip
+    assert isinstance(panel, Finished), getattr(panel, "message", panel)
+    assert panel.metadata[0]["lora_hashes"] == want

@@ -188,3 +188,19 @@ def test_external_vae_on_a_flow_family_is_used_for_that_job_only(
 def test_an_sd_vae_on_flux_is_one_clear_refusal(flow_models, tiny_models, job):
     with pytest.raises(BadInput, match="has 4 latent channels; FLUX.1 models need 16"):
         run_flow_generate(job().ctx, request(flow_models.flux1, vae=str(tiny_models.sd)))
+
+
+def test_guidance_distilled_flux_writes_forges_distilled_cfg_scale(flow_models, job):
+    """Forge writes a FLUX.1 dev image as ``CFG scale: 1, Distilled CFG Scale: 3.5`` (the
+    guidance embedding, not classifier-free guidance); a family with real CFG keeps its
+    ``CFG scale``. Read back, the distilled value is what Studio pastes as the guidance."""
+    from studio.core.metadata import format_parameters, parse_parameters
+
+    fin = run_flow_generate(job().ctx, request(flow_models.flux1, guidance=3.5))
+    meta = fin.metadata[0]
+    assert (meta["cfg_scale"], meta["distilled_cfg_scale"]) == (1.0, 3.5)
+    text = format_parameters(meta)
+    assert "CFG scale: 1" in text and "Distilled CFG Scale: 3.5" in text
+    assert parse_parameters(text)["distilled_cfg_scale"] == 3.5
+    sd3 = run_flow_generate(job().ctx, request(flow_models.sd3, guidance=4.5)).metadata[0]
+    assert sd3["cfg_scale"] == 4.5 and "distilled_cfg_scale" not in sd3
