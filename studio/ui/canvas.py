@@ -544,12 +544,12 @@ class CanvasView(QGraphicsView):
         if button != Qt.MouseButton.LeftButton or self.model.doc.is_empty:
             super().mousePressEvent(event)
             return
-        if self.tool == "select":
+        if self._pose_press(pos):
+            pass  # a keypoint of the active pose layer, whichever tool but pan picked it
+        elif self.tool == "select":
             self._select_from = pos
             self.rubber_item.setRect(QRectF(pos, pos))
             self.rubber_item.setVisible(True)
-        elif self._pose_press(pos):
-            pass  # dragging a keypoint of the active pose layer
         elif self.tool in ("brush", "eraser"):
             self._begin_stroke(pos)
         event.accept()
@@ -645,8 +645,8 @@ class CanvasView(QGraphicsView):
             self.set_mask_shown(True)  # painting the mask: see it
         if layer.kind == "pose":  # drawn from its keypoints: pixels painted in would lie
             self.status.emit(
-                "A pose layer is drawn from its skeleton: drag its keypoints in the Control "
-                "panel (Q paints on the mask)."
+                "A pose layer is drawn from its skeleton: drag its keypoints (the dots) "
+                "here on the canvas; Q paints on the mask."
             )
             return
         if not layer.visible:

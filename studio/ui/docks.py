@@ -13,7 +13,7 @@ import importlib
 import logging
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QByteArray, QObject, Qt, QTimer, Slot
+from PySide6.QtCore import QByteArray, QEvent, QObject, Qt, QTimer, Slot
 from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QUndoView, QWidget
 
 from studio.ui.panels.fit import VScrollArea
@@ -46,6 +46,7 @@ class Docks(QObject):
         self.panels: dict[str, QWidget] = {}
         self.panel_errors: dict[str, str] = {}
         self._panel_docks: list[QDockWidget] = []
+        self._pending_state: QByteArray | None = None  # restored when the window is shown
         left = Qt.DockWidgetArea.LeftDockWidgetArea
         self.layers_dock = QDockWidget("Layers", window)
         self.layers_dock.setObjectName("layers")
@@ -81,11 +82,33 @@ class Docks(QObject):
 
     def restore(self, state: object) -> None:
         """The dock sizes the user chose last time (``QMainWindow.saveState``), else the
-        default panel width once the panels are polished (their sizes final)."""
+        default panel width once the panels are polished (their sizes final).
+
+        The saved state is restored when the window is shown (before it is on screen), not
+        before: until then the panels' layouts report minimum widths hundreds of pixels
+        wider than they are once shown, the restored docks were held to those, and the docks
+        moved on the first restart. Both paths now size the docks from the same, final,
+        minimums."""
         if isinstance(state, QByteArray) and not state.isEmpty():
-            self._window.restoreState(state)
+            if self._window.isVisible():
+                self._window.restoreState(state)
+            else:
+                self._pending_state = state
+                self._window.installEventFilter(self)
         elif self._panel_docks:
             QTimer.singleShot(0, self._default_dock_width)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
+        if watched is self._window and event.type() == QEvent.Type.Show:
+            self._window.removeEventFilter(self)
+            QTimer.singleShot(0, self._restore_pending)
+        return False
+
+    @Slot()
+    def _restore_pending(self) -> None:
+        state, self._pending_state = self._pending_state, None
+        if state is not None:
+            self._window.restoreState(state)
 
     def add_panel(self, title: str, widget: QWidget) -> None:
         """Dock ``widget`` on the right, tabbed behind the first panel."""

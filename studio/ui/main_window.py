@@ -28,6 +28,7 @@ from PySide6.QtWidgets import QLabel, QMainWindow, QMessageBox, QWidget
 from studio.ui.actions import Actions
 from studio.ui.docks import Docks
 from studio.ui.documents import EXTENSION, Documents
+from studio.ui.drops import DropRouter
 from studio.ui.edits import Edits
 from studio.ui.jobs import Jobs
 from studio.ui.placement import place_window
@@ -161,6 +162,8 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self.menus = Actions(self, s, canvas, self.documents, self.edits, self.jobs)
         canvas.files_dropped.connect(self.documents.on_files_dropped)
+        # A file dropped on any panel, dock or field does what a drop on the canvas does.
+        self.drops = DropRouter(self, self.documents.on_files_dropped)
         canvas.image_dropped.connect(self.documents.on_image_dropped)
         canvas.status.connect(self.show_status)
         canvas.zoom_changed.connect(self._on_zoom)

@@ -37,6 +37,8 @@ def rgb(window):
 def test_sliders_update_live_canny_preview(window, panel, qtbot):
     preview = window.canvas.preview_item
     panel.live_check.setChecked(True)
+    panel.add_canny_layer()  # the overlay shows while a Canny guide is edited
+    window.model.set_active(_top_layer(window).uid)
     panel.low_slider.setValue(30)
     panel.high_slider.setValue(90)
     assert panel.low_spin.value() == 30
@@ -326,6 +328,9 @@ class FakeHost:
     def clear_preview(self):
         self.previews.append(None)
 
+    def show_status(self, text, ms=6000):
+        pass
+
 
 def test_panel_with_a_minimal_host(qtbot, photos):
     from studio.core.imageio import load_image
@@ -335,12 +340,17 @@ def test_panel_with_a_minimal_host(qtbot, photos):
     p = ControlPanel(host)
     qtbot.addWidget(p)
     p.update_preview()
-    edges, region = host.previews[-1]
-    assert region == (0, 0, 451, 300)
-    assert np.array_equal(edges[..., 3], canny_edges(image, 100, 200))
+    assert host.previews == []  # no Canny guide edited: nothing over the picture
     p.add_canny_layer()
     _, name, kind, offset, meta = host.layers[-1]
     assert kind == "control" and meta["control"] == "canny"
+    assert meta["source"] == "composite"
+    host.model.set_active(host.model.doc.layers[-2].uid)  # the guide (below the mask)
+    p.update_preview()
+    edges, region = host.previews[-1]
+    assert region == (0, 0, 451, 300)
+    assert np.array_equal(edges[..., 3], canny_edges(image, 100, 200))
+    host.model.set_active(host.model.doc.mask_layer.uid)
     p.default_skeleton()
     assert host.layers[-1][2] == "pose" and len(host.commands) == 1
     kinds = [c.kind for c in control_inputs(host)]

@@ -25,8 +25,15 @@ def test_no_canny_overlay_while_the_control_tab_is_not_shown(qtbot, window, phot
     qtbot.wait(PREVIEW_DEBOUNCE_MS + 300)
     preview = window.canvas.preview_item
     assert preview.image.isNull() and not preview.isVisible()
-    plain = _canvas_pixels(window)
 
+    control.add_canny_layer()  # a guide the user edits (picked in Layers)...
+    guide = next(la for la in window.model.doc.layers if la.kind == "control")
+    window.model.set_active(guide.uid)
+    control.low_slider.setValue(20)  # other thresholds: edges the guide does not have
+    control.high_slider.setValue(50)
+    qtbot.wait(PREVIEW_DEBOUNCE_MS + 300)
+    assert preview.image.isNull()  # ...but the panel is not in front: nothing yet
+    plain = _canvas_pixels(window)
     window.show_panel("Control")  # the user looks at the Control panel: edges appear
     qtbot.waitUntil(lambda: not preview.image.isNull() and preview.isVisible(), timeout=5000)
     with_edges = _canvas_pixels(window)
@@ -35,23 +42,21 @@ def test_no_canny_overlay_while_the_control_tab_is_not_shown(qtbot, window, phot
     window.show_panel("Generate")  # ...and go when they switch away
     qtbot.waitUntil(lambda: preview.image.isNull(), timeout=5000)
     assert np.array_equal(_canvas_pixels(window), plain)
-    control.low_slider.setValue(20)  # a slider moved while hidden draws nothing
+    control.low_slider.setValue(30)  # a slider moved while hidden draws nothing
     qtbot.wait(PREVIEW_DEBOUNCE_MS + 300)
     assert preview.image.isNull()
 
 
-# -- 7. the active layer does not jump ----------------------------------------------------------
-def test_adding_control_and_pose_layers_keeps_painting_on_the_mask(qtbot, window, photos):
+# -- 7. the active layer moves only to a layer asked for to edit ------------------------------
+def test_a_canny_guide_keeps_painting_on_the_mask_a_skeleton_is_posed(qtbot, window, photos):
     from test_ui_canvas import stroke
 
     window.documents.open_paths([str(photos.astronaut)])
     window.show_panel("Control")
     control = window.panels["Control"]
-    control.add_canny_layer()
-    control.default_skeleton()
-    kinds = [la.kind for la in window.model.doc.layers]
-    assert "control" in kinds and "pose" in kinds
-    assert window.model.doc.active_layer.is_mask
+    control.add_canny_button.click()
+    assert any(la.kind == "control" for la in window.model.doc.layers)
+    assert window.model.doc.active_layer.is_mask  # a Canny guide is not painted on
     assert window.menus.target_label.text() == "Mask (inpaint)"  # the badge says so
     guides = {la.uid: la.pixels.copy() for la in window.model.doc.layers if not la.is_mask}
     window.canvas.actual_size()
@@ -62,6 +67,11 @@ def test_adding_control_and_pose_layers_keeps_painting_on_the_mask(qtbot, window
     for la in window.model.doc.layers:  # ...and into no guide or image layer
         if not la.is_mask:
             assert np.array_equal(la.pixels, guides[la.uid]), la.name
+    # A skeleton is placed to be posed: the pose layer is what the next drag edits.
+    control.template_button.click()
+    pose = next(la for la in window.model.doc.layers if la.kind == "pose")
+    assert window.model.doc.active_layer is pose
+    assert window.menus.target_label.text() == f"Pose: {pose.name}"
     control.add_scribble_layer()  # asked for to paint on: the brush moves, and says so
     assert window.model.doc.active_layer.name == "Scribble"
     assert "Scribble" in window.menus.target_label.text()
@@ -232,6 +242,8 @@ def test_brush_does_not_paint_into_a_pose_layer(qtbot, window, photos):
     assert np.array_equal(pose.pixels, before)  # what Generate uses is the skeleton
     assert window.model.undo.count() == steps
     assert messages and "keypoints" in messages[-1]
+    assert "Control panel" not in messages[-1]  # the canvas drags them: it says so
+    assert "canvas" in messages[-1]
 
 
 def test_pose_keypoints_are_dragged_on_the_main_canvas_with_undo(qtbot, window, photos):

@@ -218,6 +218,12 @@ class _Host(QObject):
     def push_command(self, command):
         self.model.push(command)
 
+    def show_staged(self, image, region):
+        pass
+
+    def clear_staged(self):
+        pass
+
     def show_preview(self, image, region):
         pass
 

@@ -61,6 +61,8 @@ def test_paint_mask_erase_and_undo(qtbot, window, panel):
     assert panel.running and not panel.erase_button.isEnabled()
     _wait(qtbot, panel)
     doc = window.model.doc
+    assert len(doc.layers) == n_layers and panel.staging.current is not None  # staged
+    panel.staging.accept_button.click()
     assert len(doc.layers) == n_layers + 1
     assert window.model.undo.count() == n_undo + 1  # one undo step
     added = doc.layers[-2]  # below the mask layer
@@ -132,6 +134,7 @@ def test_fill_from_prompt_with_tiny_model(qtbot, window, panel, tiny_models):
     assert panel.status.text().startswith("Done with SD"), panel.status.text()
     box = masks.crop_box(masks.bbox(m), (150, 100), 8)
     assert previews and all(tuple(r) == box for r in previews)
+    panel.staging.accept_button.click()  # staged first, as a generated result is
     after = window.model.doc.composite()
     inside = np.zeros(m.shape, bool)
     inside[box[1] : box[1] + box[3], box[0] : box[0] + box[2]] = True

@@ -1,9 +1,11 @@
 """The Control panel: ControlNet guides made from the document.
 
 - Edges: Canny on the active layer (or the visible image), inside the selection if there is
-  one; the low/high sliders update a live overlay on the canvas (debounced; cv2.Canny on a
-  1024x1024 image takes a few ms), and "Add as control layer" keeps the result as a layer of
-  kind "control" (white edges, transparent elsewhere, so it overlays the picture).
+  one; "Add as control layer" keeps the result as a layer of kind "control" (white edges,
+  transparent elsewhere, so it overlays the picture) that records its source. While such a
+  layer is the active one and the panel is in front, the low/high sliders update a live
+  overlay of its edges, from its own source (``control_preview``; debounced, cv2.Canny on a
+  1024x1024 image takes a few ms).
 - Scribble: a new empty control layer to paint on; the strokes are the guide as drawn.
 - Pose: detect people (the OpenPose job in the worker) or start from a default skeleton; the
   pose is edited in the embedded :class:`PoseEditor` (drag keypoints, add/remove/mirror
@@ -32,13 +34,11 @@ Layers are found, added and followed through the host's ``model``
 from __future__ import annotations
 
 import logging
-import time
 import weakref
 from pathlib import Path
 
-import cv2
 import numpy as np
-from PySide6.QtCore import Qt, QTimer, Slot
+from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -60,7 +60,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from studio.core.canny import canny_edges, to_gray
 from studio.core.catalog import format_size
 from studio.core.errors import StudioError
 from studio.core.pose import Pose, render
@@ -84,6 +83,13 @@ from studio.ui.panels.control_model import (
     new_layer_metadata,
     place,
 )
+from studio.ui.panels.control_preview import (
+    COMPOSITE,
+    PREVIEW_DEBOUNCE_MS,
+    CannyPreview,
+    find_layer,
+    is_canny_layer,
+)
 from studio.ui.panels.model_picker import ModelPicker, PickerRow
 from studio.ui.pose_editor import PoseEditor, control_rgba
 from studio.ui.properties import bind
@@ -101,7 +107,6 @@ __all__ = [
     "control_inputs",
 ]
 
-PREVIEW_DEBOUNCE_MS = 15
 # What the pose detector field's tooltip tells a GUI user.
 POSE_MODEL_TIP = (
     "Empty: the installed pose detector. Download “DWPose (ONNX)” (needs onnxruntime) or "
@@ -233,14 +238,11 @@ class ControlPanel(QWidget):
         self.host = host
         self.state = ControlModel(host.settings, self)  # the panel's settings (no widgets)
         _panels.append(weakref.ref(self))
-        self.shown = True  # a docked panel: only while its dock is the one shown (set_shown)
+        self.preview = CannyPreview(host, self.state, self)  # the live overlay on the canvas
         self._drag: tuple | None = None  # (person, keypoint, pose before) of a canvas drag
         self._source: tuple[np.ndarray, tuple[int, int, int, int]] | None = None
-        self._gray_cache: tuple[tuple[int, int], np.ndarray] | None = None
-        self._source_serial = 0
         self._pose_job: int | None = None
         self.pose_layer_uid: int | None = None
-        self.last_preview_ms = 0.0
         self._adding_pose_layer = False
 
         outer = QVBoxLayout(self)
@@ -283,10 +285,6 @@ class ControlPanel(QWidget):
         self.add_canny_button.clicked.connect(self.add_canny_layer)
         grid.addWidget(self.add_canny_button, 4, 0, 1, 3)
         layout.addWidget(edges)
-        self._preview_timer = QTimer(self)
-        self._preview_timer.setSingleShot(True)
-        self._preview_timer.setInterval(PREVIEW_DEBOUNCE_MS)
-        self._preview_timer.timeout.connect(self.update_preview)
 
         # -- scribble --------------------------------------------------------------------------
         scribble = QGroupBox("Scribble")
@@ -394,10 +392,12 @@ class ControlPanel(QWidget):
         worker.cancelled.connect(self._on_job_cancelled)
         model = self._model()
         model.structure_changed.connect(self.refresh_layers)
+        model.structure_changed.connect(self.preview.invalidate)
         model.document_replaced.connect(self._on_document_replaced)
         model.pixels_changed.connect(self._on_pixels_changed)
         model.selection_changed.connect(self.invalidate_source)
         model.active_changed.connect(self._on_active_changed)
+        model.active_changed.connect(self.preview.schedule)  # a Canny layer picked, or left
         if hasattr(host, "models_updated"):  # downloaded or imported: in the pickers at once
             host.models_updated.connect(self.refresh_layers)
         generate = host.panels.get("Generate") if isinstance(host.panels, dict) else None
@@ -458,8 +458,7 @@ class ControlPanel(QWidget):
     def invalidate_source(self) -> None:
         self._source = None
         self._update_region_label()
-        if self.state.live and self.shown:
-            self.schedule_preview()
+        self.preview.invalidate()
 
     def _update_region_label(self) -> None:
         w, h = self._doc_size()
@@ -486,18 +485,26 @@ class ControlPanel(QWidget):
         if crop.size == 0:
             return None
         self._source = (crop, (x, y, crop.shape[1], crop.shape[0]))
-        self._source_serial += 1
         return self._source
 
+    def source_ref(self) -> int | str:
+        """What new guides are made from: the uid of an image layer, or COMPOSITE (the
+        visible image). With "Active layer" chosen: the active image layer; a Canny guide
+        active, the source it was made from (its siblings share it); the mask or a pose or
+        scribble layer active, the visible image."""
+        layer = self._active_layer()
+        if self.state.source != "layer" or layer is None:
+            return COMPOSITE
+        if is_canny_layer(layer):
+            ref = layer.metadata.get("source", COMPOSITE)
+            return ref if find_layer(self._model().doc, ref) is not None else COMPOSITE
+        return layer.uid if layer.kind == "image" else COMPOSITE
+
     def _full_source(self, w: int, h: int) -> np.ndarray | None:
-        if self.state.source == "layer":
-            layer = self._active_layer()
-            # A control/pose layer is not a source: fall back to the visible image.
-            if layer is None or layer.kind == "image":
-                pixels = self.host.active_layer_image()
-                if pixels is not None:
-                    offset = tuple(layer.offset) if layer is not None else (0, 0)
-                    return place(pixels, offset, (w, h))
+        ref = self.source_ref()
+        layer = self._layer(ref) if ref != COMPOSITE else None
+        if layer is not None:
+            return place(layer.pixels, tuple(layer.offset), (w, h))
         return self.host.composite()
 
     def _active_layer(self):
@@ -510,18 +517,22 @@ class ControlPanel(QWidget):
     def thresholds(self) -> tuple[int, int]:
         return self.state.thresholds()
 
+    @property
+    def shown(self) -> bool:
+        """The panel's dock is the one in front (``set_shown``)."""
+        return self.preview.shown
+
+    @property
+    def last_preview_ms(self) -> float:
+        return self.preview.last_ms
+
     @Slot()
     def schedule_preview(self) -> None:
-        if self.state.live and self.shown:
-            self._preview_timer.start()
+        self.preview.schedule()
 
     @Slot(bool)
     def _live_toggled(self, on: bool) -> None:
-        if on:
-            self.schedule_preview()
-        else:
-            self._preview_timer.stop()
-            self.host.clear_preview()
+        self.preview.schedule()
 
     def canny_result(self) -> tuple[np.ndarray, tuple[int, int, int, int]] | None:
         """(edges RGB of the source crop, region) for the current thresholds."""
@@ -533,31 +544,8 @@ class ControlPanel(QWidget):
 
     @Slot()
     def update_preview(self) -> None:
-        """Recompute the edges and show them over the canvas (called debounced): white
-        edges, transparent elsewhere."""
-        if not self.shown:
-            return
-        t0 = time.perf_counter()
-        src = self.source_image()
-        if src is None:
-            return
-        crop, region = src
-        low, high = self.thresholds()
-        edges = canny_edges(self._gray(crop), low, high)  # crop is the cached source
-        self.host.show_preview(cv2.merge([edges, edges, edges, edges]), region)
-        self.last_preview_ms = (time.perf_counter() - t0) * 1000.0
-
-    def _gray(self, crop: np.ndarray) -> np.ndarray:
-        """The (blurred) luma of the source crop, kept while only the thresholds change:
-        a slider move then costs one cv2.Canny."""
-        key = (self._source_serial, int(self.state.blur))
-        if self._gray_cache is None or self._gray_cache[0] != key:
-            gray = to_gray(crop)
-            blur = int(self.state.blur)
-            if blur > 0:
-                gray = cv2.GaussianBlur(gray, (blur | 1, blur | 1), 0)
-            self._gray_cache = (key, gray)
-        return self._gray_cache[1]
+        """Redraw the live overlay now (it shows only while a Canny layer is edited)."""
+        self.preview.update()
 
     @Slot()
     def add_canny_layer(self) -> None:
@@ -570,9 +558,8 @@ class ControlPanel(QWidget):
             return
         edges, (x, y, _, _) = result
         name, meta = self.state.canny_name(), self.state.canny_metadata()
+        meta["source"] = self.source_ref()  # its overlay's edges come from there only
         self._add_control_layer(control_rgba(edges), name, "control", (x, y), meta)
-        self._preview_timer.stop()
-        self.host.clear_preview()
 
     # == scribble ================================================================================
     @Slot()
@@ -686,10 +673,16 @@ class ControlPanel(QWidget):
 
     def set_pose(self, pose: Pose, text: str) -> None:
         """Put ``pose`` in the editor (one undo step) on the bound pose layer, making the
-        layer first if there is none."""
+        layer first if there is none. The pose layer becomes the active one: a skeleton is
+        placed to be posed, so the next drag on the canvas moves its keypoints rather than
+        painting on the layer that was active."""
         self._ensure_pose_layer(pose)
         self.update_reference()
         self.editor.load_pose(pose, text)
+        layer = self._layer(self.pose_layer_uid)
+        if layer is not None and self._active_layer() is not layer:
+            self._model().set_active(layer.uid)
+            self.host.show_status("Drag the skeleton's keypoints on the canvas (Q: the mask)")
 
     def update_reference(self) -> None:
         """Show the visible image dimmed under the skeleton, to pose against."""
@@ -812,7 +805,8 @@ class ControlPanel(QWidget):
     @Slot(int, object)
     def _on_pixels_changed(self, uid: int, rect: object) -> None:
         if uid != self.pose_layer_uid:
-            self._source = None  # the next preview re-reads the (maybe edited) source
+            self._source = None  # the next guide re-reads the (maybe edited) source
+            self.preview.invalidate()
 
     # == the list of controls ====================================================================
     def entries(self) -> list[ControlEntry]:
@@ -972,13 +966,9 @@ class ControlPanel(QWidget):
         visibilityChanged."""
         if shown == self.shown:
             return
-        self.shown = shown
         if shown:
             self._update_region_label()
-            self.schedule_preview()
-        else:
-            self._preview_timer.stop()
-            self.host.clear_preview()
+        self.preview.set_shown(shown)
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt API
         super().showEvent(event)

@@ -5,9 +5,10 @@ per side or to an aspect ratio).
 
 The brush and eraser that paint the mask live in the canvas; every mask edit here is one undo
 step (``host.set_mask``). Jobs go to the worker as ``InpaintRequest``s; the engine works on
-the mask's padded crop (previews are painted inside it) and the result lands as one new layer
-(``host.add_layer``) holding just the changed box, so undo removes it in one step. An
-outpaint grows the document and adds the result in one undo step too.
+the mask's padded crop (previews are painted inside it) and the result is staged in place,
+as a Generate result is (``staging.StagingBar``: Accept or Discard; Enter, X): accepted, it
+becomes one new layer holding just the changed box, so undo removes it in one step. An
+outpaint grows the document and adds the result in one undo step.
 
 The settings live in an ``InpaintModel`` (``studio.ui.panels.inpaint_model``: persisted, and
 the requests are built there); the widgets are bound to it and hold no state of their own.
@@ -17,8 +18,6 @@ Torch-free: only numpy, Qt, studio.core and the torch-free engine modules (reque
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import Slot
@@ -52,55 +51,12 @@ from studio.ui.panels.inpaint_model import (
     SIDES,
     InpaintModel,
 )
-from studio.ui.panels.model_picker import ModelPicker, PickerRow
+from studio.ui.panels.inpaint_support import changes_only, inpaint_models, installed_lama, union_box
+from studio.ui.panels.model_picker import ModelPicker
+from studio.ui.panels.staging import Staged, StagingBar
 from studio.ui.properties import bind
 
 __all__ = ["ASPECTS", "ERASE_METHODS", "InpaintModel", "InpaintPanel"]
-
-
-def installed_lama() -> Path | None:
-    """The installed LaMa file (torch-free look-up), or None."""
-    try:
-        from studio.engine.restore import find_lama
-
-        return find_lama()
-    except Exception:  # noqa: BLE001 - a broken store must not break the panel
-        return None
-
-
-def inpaint_models() -> list[PickerRow]:
-    """Inpainting models first (catalog "inpaint"), then txt2img ones, then the models on
-    disk (imported, and in the model folders and the user's added folders): each listed by
-    its name (a folder's or file's name, never its full path: the tip has that)."""
-    out: list[PickerRow] = []
-    try:
-        from studio.core.catalog import load_catalog
-
-        cat = list(load_catalog())
-        out += [PickerRow(e.id, tip=f"{e.name} ({e.id})") for e in cat if e.kind == "inpaint"]
-        out += [PickerRow(e.id, tip=f"{e.name} ({e.id})") for e in cat if e.kind == "txt2img"]
-    except Exception:  # noqa: BLE001 - without a catalog the picker lists the local models
-        pass
-    out += local_rows(("inpaint", "txt2img"))
-    seen: set[str] = set()
-    return [r for r in out if not (r.ref in seen or seen.add(r.ref))]
-
-
-def local_rows(kinds: tuple[str, ...]) -> list[PickerRow]:
-    """Rows of the models of ``kinds`` on disk outside the catalog, by name; two of the same
-    name get the folder they sit in added."""
-    try:
-        from studio.engine.models import local_pipelines  # torch-free
-
-        paths = [Path(p) for p in local_pipelines(kinds)]
-    except Exception:  # noqa: BLE001 - a broken models folder must not break the picker
-        return []
-    names = [p.name if p.is_dir() else p.stem for p in paths]
-    rows = []
-    for path, name in zip(paths, names, strict=True):
-        label = f"{name} ({path.parent.name})" if names.count(name) > 1 else name
-        rows.append(PickerRow(str(path), label, tip=str(path)))
-    return rows
 
 
 def _spin(name: str, suffix: str = "") -> QSpinBox | QDoubleSpinBox:
@@ -254,6 +210,8 @@ class InpaintPanel(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.staging = StagingBar(host, self)  # an erase or fill is kept only when accepted
+        host.model.document_replaced.connect(self.staging.on_document_replaced)
         bar = QHBoxLayout()
         bar.addWidget(self.progress, 1)
         bar.addWidget(self.cancel_button)
@@ -275,6 +233,7 @@ class InpaintPanel(QWidget):
         outer.addWidget(scroll, 1)
         bottom = QVBoxLayout()
         bottom.setContentsMargins(6, 0, 6, 0)
+        bottom.addWidget(self.staging)
         bottom.addLayout(bar)
         bottom.addWidget(self.status)
         outer.addLayout(bottom)
@@ -514,10 +473,12 @@ class InpaintPanel(QWidget):
                 ExtendCanvasCommand(self.host.model, ext, result, f"Outpaint ({how})", meta)
             )
         else:
-            x, y, w, h = _union(extra.get("regions") or [(0, 0, result.shape[1], result.shape[0])])
-            patch = _changes_only(result[y : y + h, x : x + w], source, (x, y, w, h))
+            x, y, w, h = union_box(
+                extra.get("regions") or [(0, 0, result.shape[1], result.shape[0])]
+            )
+            patch = changes_only(result[y : y + h, x : x + w], source, (x, y, w, h))
             title = "Erase" if kind == "erase" else "Fill"
-            self.host.add_layer(patch, f"{title} ({how})", offset=(x, y), metadata=meta)
+            self.staging.add([Staged(patch, f"{title} ({how})", (x, y), meta)])
         self.status.setText(f"Done with {how} in {getattr(event, 'seconds', 0.0):.1f} s")
 
     @Slot(int, str, str)
@@ -540,27 +501,3 @@ class InpaintPanel(QWidget):
         self.progress.setValue(0)
         self.progress.setFormat("Cancelled")
         self.status.setText("Cancelled")
-
-
-def _union(boxes) -> tuple[int, int, int, int]:
-    x0 = min(b[0] for b in boxes)
-    y0 = min(b[1] for b in boxes)
-    x1 = max(b[0] + b[2] for b in boxes)
-    y1 = max(b[1] + b[3] for b in boxes)
-    return x0, y0, x1 - x0, y1 - y0
-
-
-def _changes_only(patch: np.ndarray, source: np.ndarray | None, box) -> np.ndarray:
-    """The patch as an RGBA layer that is transparent wherever the job left the pixel as it
-    was, so the layer holds just the edit (and a semi-transparent source is not composited
-    over itself)."""
-    from studio.core.document import to_rgba
-
-    out = to_rgba(patch).copy()
-    if source is None:
-        return out
-    x, y, w, h = box
-    src = to_rgba(source[y : y + h, x : x + w])
-    same = (out == src).all(axis=2)
-    out[same] = 0
-    return out

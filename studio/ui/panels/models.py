@@ -57,8 +57,8 @@ from studio.ui.panels.starter_dialog import StarterDialog
 
 log = logging.getLogger(__name__)
 
-MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".bin", ".sft")
-MODEL_FILTER = "Model files (*.safetensors *.ckpt *.pth *.pt *.bin);;All files (*)"
+MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".bin", ".sft", ".gguf")
+MODEL_FILTER = "Model files ({});;All files (*)".format(" ".join(f"*{s}" for s in MODEL_SUFFIXES))
 ROLE_ID = Qt.ItemDataRole.UserRole
 ROLE_IMPORTED = Qt.ItemDataRole.UserRole + 1
 ROLE_FOUND = Qt.ItemDataRole.UserRole + 2  # the path of a model found in the user's folders
@@ -172,7 +172,7 @@ class ModelsPanel(QWidget):
         self.remove_button = QPushButton("Remove")
         self.remove_button.clicked.connect(self.remove_selected)
         self.import_button = QPushButton("Import…")
-        self.import_button.setToolTip("Add a .safetensors/.ckpt/.pth model file you have")
+        self.import_button.setToolTip("Add a .safetensors/.gguf/.ckpt/.pth model file you have")
         self.import_button.clicked.connect(self.choose_import)
         self.folder_button = QPushButton("Add folder…")
         self.folder_button.setToolTip(

@@ -3,16 +3,23 @@ the canvas, one at a time, with Accept / Discard / Previous / Next (buttons, and
 Enter, X, Left and Right while the canvas or the panel has focus); only an accepted image
 becomes a layer (one undo step). Nothing staged is in the document, so discarding needs no
 undo.
+
+Several panels stage (Generate, Inpaint) on the one canvas: the panel that staged last is in
+front (its result is the one shown, and the keys are its own; two sets of live keys would
+fire neither), and when its results are all accepted or discarded the other's come back.
 """
 
 from __future__ import annotations
 
+import itertools
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QToolButton, QWidget
+from shiboken6 import isValid
 
 from studio.ui.qimage import qimage_from_array
 
@@ -29,6 +36,10 @@ class Staged:
         return (*self.offset, self.image.shape[1], self.image.shape[0])
 
 
+_bars: weakref.WeakSet[StagingBar] = weakref.WeakSet()
+_stamps = itertools.count(1)
+
+
 class StagingBar(QWidget):
     """The staging area of one panel: ``add`` results, the user accepts or discards them.
     ``host``: the panel's Host (show_staged / clear_staged / add_layer)."""
@@ -41,6 +52,8 @@ class StagingBar(QWidget):
         self.items: list[Staged] = []
         self.index = 0
         self.doc = None  # the document the staged results belong to
+        self.stamp = 0  # when this bar last staged (the latest one is in front)
+        _bars.add(self)
         self.label = QLabel()
         self.label.setObjectName("hint")
         self.prev_button = QToolButton()
@@ -91,6 +104,7 @@ class StagingBar(QWidget):
         self.doc = self.host.model.doc
         self.items += items
         self.index = first
+        self.stamp = next(_stamps)
         self._update()
 
     @Slot()
@@ -135,17 +149,36 @@ class StagingBar(QWidget):
         self.index = min(self.index, max(0, len(self.items) - 1))
         self._update()
 
+    def in_front(self) -> bool:
+        """Whether this bar's results are the ones on the canvas (it staged last)."""
+        return self.current is not None and self is _front(self.host)
+
     def _update(self) -> None:
         item = self.current
         self.setVisible(item is not None)
-        for sc in self.shortcuts:
-            sc.setEnabled(item is not None)
-        if item is None:
-            self.host.clear_staged()
-        else:
+        if item is not None:
             self.label.setText(f"Result {self.index + 1} of {len(self.items)}")
-            self.host.show_staged(qimage_from_array(item.image), item.region)
         many = len(self.items) > 1
         self.prev_button.setEnabled(many)
         self.next_button.setEnabled(many)
+        front = _front(self.host)
+        for bar in _siblings(self.host):
+            for sc in bar.shortcuts:
+                sc.setEnabled(bar is front)
+        if front is None:
+            self.host.clear_staged()
+        else:
+            shown = front.current
+            self.host.show_staged(qimage_from_array(shown.image), shown.region)
         self.changed.emit()
+
+
+def _siblings(host) -> list[StagingBar]:
+    """The staging bars on ``host``'s canvas."""
+    return [bar for bar in list(_bars) if bar.host is host and isValid(bar)]
+
+
+def _front(host) -> StagingBar | None:
+    """The bar with results that staged last, or None."""
+    staged = [bar for bar in _siblings(host) if bar.current is not None]
+    return max(staged, key=lambda bar: bar.stamp, default=None)
