@@ -104,7 +104,7 @@ def format_parameters(info: dict) -> str:
         ordered.append("version")
     for k in ordered:
         v = items[k]
-        if v is None or v == "" or k in _STRUCT or isinstance(v, dict | list | tuple):
+        if v is None or v == "" or isinstance(v, dict | list | tuple):
             continue
         text = _num(v) if isinstance(v, int | float) and not isinstance(v, bool) else str(v)
         pairs.append(f"{_label_of(k)}: {_quote(text)}")

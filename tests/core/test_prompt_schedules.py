@@ -122,3 +122,48 @@ def test_and_and_weights_as_get_multicond_prompt_list():
 def test_has_schedule():
     assert has_schedule("a [b:c:0.5]") and has_schedule("[a|b]")
     assert not has_schedule("a (b:1.2) [c]") and not has_schedule("a | [b:1]")
+
+
+def test_emphasis_and_text_mixed_inside_an_edit():
+    # "(a)" and "(a:b)" are emphasis, kept as written in whichever side of the edit holds them
+    assert prompt_schedule("[(a):b:5]", 10) == [(5, "(a)"), (10, "b")]
+    assert prompt_schedule("[(a) b:c:5]", 10) == [(5, "(a) b"), (10, "c")]
+    assert prompt_schedule("[a (b):c:5]", 10) == [(5, "a (b)"), (10, "c")]
+
+
+def test_unfinished_brackets_are_text_and_the_rest_still_schedules():
+    # "(a:b]" is no emphasis (it needs ")"): its characters are text
+    assert prompt_schedule("(a:b] [c:d:5]", 10) == [(5, "(a:b] c"), (10, "(a:b] d")]
+    assert prompt_schedule("[c:d:5] (a:b", 10) == [(5, "c (a:b"), (10, "d (a:b")]
+    assert prompt_schedule("a [b:c", 10) == [(10, "a [b:c")]
+    # "[a:b]" has no number: no edit, even with "5]" after it
+    assert prompt_schedule("[a:b]5]", 10) == [(10, "[a:b]5]")]
+    assert not has_schedule("[a:b]5]")
+    # an unclosed alternation leaves a "|" outside any []: A1111 keeps the prompt whole
+    assert prompt_schedule("a [b|c", 10) == [(10, "a [b|c")]
+
+
+def test_escaped_brackets_are_text_around_and_inside_edits():
+    assert prompt_schedule("a \\(b\\) [c:d:5]", 10) == [(5, "a \\(b\\) c"), (10, "a \\(b\\) d")]
+    assert prompt_schedule("[a:b:5] \\)", 10) == [(5, "a \\)"), (10, "b \\)")]
+    assert prompt_schedule("[\\(a\\):b:5]", 10) == [(5, "\\(a\\)"), (10, "b")]
+    assert prompt_schedule("[a:b:5]\n\\(c\\)", 10) == [(5, "a\n\\(c\\)"), (10, "b\n\\(c\\)")]
+
+
+def test_a_backslash_escaping_nothing_keeps_the_prompt_whole():
+    # A1111's grammar has no sentence with a lone trailing backslash, nor a backslash before a
+    # newline (its "\\." does not match a newline): the prompt is used as written
+    assert prompt_schedule("[a:b:5] c\\", 10) == [(10, "[a:b:5] c\\")]
+    assert prompt_schedule("[a:b:5] c\\\nd", 10) == [(10, "[a:b:5] c\\\nd")]
+    assert not has_schedule("[a:b:5] c\\")
+
+
+def test_nested_edits_and_alternations():
+    # an alternation before an edit: a, b, a, b up to step 4, then c
+    assert prompt_schedule("[[a|b]:c:4]", 6) == [
+        (1, "a"), (2, "b"), (3, "a"), (4, "b"), (5, "c"), (6, "c"),
+    ]  # fmt: skip
+    # an edit inside an alternation runs on the steps it is shown at
+    assert prompt_schedule("[[a:b:2]|c]", 4) == [(1, "a"), (2, "c"), (3, "b"), (4, "c")]
+    # an edit inside the "from" side of another
+    assert prompt_schedule("[[a:b:2]:c:4]", 6) == [(2, "a"), (4, "b"), (6, "c")]

@@ -62,3 +62,50 @@ def test_lora_tags_are_extracted_and_stripped():
     assert clean == "a cat, outside"
     assert tags == [LoraTag("detail", 0.6), LoraTag("style", 1.0), LoraTag("x", 1.0)]
     assert extract_loras("no tags (here:1.2)") == ("no tags (here:1.2)", [])
+
+
+def test_unclosed_square_brackets_weaken_the_rest():
+    assert parse_attention("a [b") == [("a ", 1.0), ("b", pytest.approx(1 / 1.1))]
+    assert parse_attention("a [b [c") == [
+        ("a ", 1.0),
+        ("b ", pytest.approx(1 / 1.1)),
+        ("c", pytest.approx(1 / 1.1**2)),
+    ]
+
+
+def test_equal_weights_merge_after_a_different_one():
+    assert parse_attention("a (b)(c)") == [("a ", 1.0), ("bc", pytest.approx(1.1))]
+
+
+def test_a_weight_that_is_no_number_stays_text():
+    # A1111 fails on "(a:1.2.3)"; Studio keeps ":1.2.3)" as text, so the "(" is unclosed and
+    # weights the rest of the prompt like any unclosed "("
+    assert parse_attention("x (a:1.2.3) b") == [("x ", 1.0), ("a:1.2.3) b", pytest.approx(1.1))]
+
+
+def test_only_an_unweighted_break_ends_a_chunk():
+    # A1111's tokenizer starts a new chunk only for ("BREAK", -1): a BREAK inside "()" gets
+    # weight -1.1 and is read as a word; a negative weight on other text is no BREAK either
+    pieces = parse_attention("(a BREAK b)")
+    assert pieces == [
+        ("a", pytest.approx(1.1)),
+        ("BREAK", pytest.approx(-1.1)),
+        ("b", pytest.approx(1.1)),
+    ]
+    assert not is_break(pieces[1])
+    assert parse_attention("(x:-1)") == [("x", -1.0)] and not is_break(("x", -1.0))
+    assert plain_text("(x:-1)") == "x"
+
+
+def test_plain_text_collapses_whitespace():
+    assert plain_text("a  (b)\n\t c") == "a b c"
+
+
+def test_tags_at_the_ends_leave_no_stray_commas():
+    clean, tags = extract_loras("<lora:a:0.5>, a cat, <lora:b>")
+    assert clean == "a cat"
+    assert tags == [LoraTag("a", 0.5), LoraTag("b", 1.0)]
+    assert extract_loras("a photo of Malcolm X, <lora:x:1>") == (
+        "a photo of Malcolm X",
+        [LoraTag("x", 1.0)],
+    )
