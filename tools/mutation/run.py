@@ -70,6 +70,9 @@ def configure(work: Path, target: dict) -> None:
         f"only_mutate = {toml_list(target['modules'])}\n"
         f"pytest_add_cli_args_test_selection = {toml_list(target['tests'])}\n"
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]\n'
+        # The shipped data the package finds beside itself (catalog, configs, icons): mutmut
+        # copies only the sources and the tests into its mutants/ folder.
+        'also_copy = ["models", "resources"]\n'
         f"do_not_mutate_patterns = {toml_list(target.get('do_not_mutate_patterns', []))}\n"
     )
     pyproject = work / "pyproject.toml"

@@ -372,6 +372,15 @@ def pipeline_class_name(family, task: str, controlnet: bool) -> str:
     return family_of_name(family).pipeline_class(task, controlnet)
 
 
-def _short(e: BaseException) -> str:
+def _short(e: BaseException, limit: int = 300) -> str:
+    """The first line of an error for a one-line message: whole sentences up to ``limit``
+    characters, else cut at a word with an ellipsis (never in the middle of a word)."""
     lines = str(e).strip().splitlines()
-    return (lines[0] if lines else type(e).__name__)[:300]
+    text = lines[0].strip() if lines else type(e).__name__
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    stop = head.rfind(". ")
+    if stop >= limit // 3:
+        return head[: stop + 1]
+    return head[: head.rfind(" ") if " " in head else limit].rstrip(" ,;:") + "…"

@@ -238,7 +238,7 @@ def load_vae(ref: str, family: Family, dtype, device):
     except (ModelError, BadInput):
         raise
     except Exception as e:  # noqa: BLE001
-        raise ModelError(f"VAE {Path(ref).name}: cannot load ({_short(e)})") from e
+        raise ModelError(f"VAE {Path(ref).name}: cannot load ({_short(e)})", str(e)) from e
     channels = int(module.config.latent_channels)
     if channels != family.latent_channels:
         raise BadInput(

@@ -108,3 +108,31 @@ def test_inpainting_with_a_prompt_lora_writes_its_hash(runner, tiny_models, home
     )  # fmt: skip
     assert isinstance(panel, Finished), getattr(panel, "message", panel)
     assert panel.metadata[0]["lora_hashes"] == want
+
+
+def test_a_broken_vae_file_is_one_whole_message_with_the_error_in_the_detail(
+    runner, tiny_models, tmp_path
+):
+    bad = tmp_path / "broken-vae.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}" + b"\0" * 64)
+    final = _run(runner, tiny_models.sd, vae=str(bad))
+    assert isinstance(final, Failed) and final.exit_code == 3
+    assert final.message.startswith("VAE broken-vae.safetensors: cannot load (")
+    assert final.message.endswith(")") and "\n" not in final.message
+    reason = final.message.split("cannot load (", 1)[1][:-1]
+    assert reason and (reason in final.detail or reason.endswith("…"))
+    # The next job still runs with the model's own VAE.
+    assert isinstance(_run(runner, tiny_models.sd), Finished)
+
+
+def test_a_long_error_is_cut_between_words_never_inside_one():
+    from studio.engine.diffusion.loader import _short
+
+    words = " ".join(f"word{i}" for i in range(120))  # ~830 characters, no sentence end
+    cut = _short(RuntimeError(words))
+    assert cut.endswith("…") and len(cut) <= 301
+    assert cut[:-1].split(" ")[-1] in words.split(" ")  # the last word is whole
+    sentences = "First sentence says what failed. " + words
+    assert _short(RuntimeError(sentences)) == "First sentence says what failed." or _short(
+        RuntimeError(sentences)
+    ).endswith("…")
