@@ -20,7 +20,7 @@ from studio.core.errors import StudioError
 def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """Context manager yielding a binary file; on clean exit it atomically replaces ``path``."""
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent  # Path("name").parent is Path("."): a bare name saves here
     _remove_stale_temps(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)

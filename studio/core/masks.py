@@ -64,8 +64,6 @@ def _snap_span(lo: int, hi: int, limit: int, multiple: int) -> tuple[int, int]:
     growing on both sides and shifting back inside [0, limit)."""
     length = hi - lo
     want = min(limit, math.ceil(length / multiple) * multiple)
-    if want < length:  # the image is smaller than the rounded length: use all of it
-        return 0, limit
     extra = want - length
     lo -= extra // 2
     hi += extra - extra // 2
@@ -228,13 +226,16 @@ def paste_back(
     """Composite ``patch`` (the inpainted crop, same size as ``box``) over ``image`` at ``box``
     with per-pixel weight ``alpha`` (crop-sized float in [0, 1]): out = a*patch + (1-a)*image.
     Pixels outside ``box``, and inside it where alpha == 0, are copied bit-for-bit. Channels:
-    an RGB patch on an RGBA image is opaque: the alpha channel is composited "over" too.
+    an RGB patch on an RGBA image is opaque: the alpha channel is composited "over" too; a
+    grey (H, W) patch goes on a grey (H, W) image.
     ``inplace`` writes into ``image`` instead of a copy (one copy for many boxes)."""
     x, y, w, h = box
     if patch.shape[:2] != (h, w) or alpha.shape[:2] != (h, w):
         raise ValueError(f"patch {patch.shape} / alpha {alpha.shape} do not match box {box}")
     out = image if inplace else image.copy()
     region = out[y : y + h, x : x + w]
+    if region.ndim == 2:  # a grey image: one channel, written through this view
+        region = region[..., None]
     channels = patch.shape[2] if patch.ndim == 3 else 1
     a = np.clip(alpha.astype(np.float32), 0.0, 1.0)[..., None]
     src = patch.reshape(h, w, channels).astype(np.float32)
