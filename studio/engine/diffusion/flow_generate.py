@@ -61,6 +61,12 @@ def clip_skip_note(family: Family, clip_skip: int) -> str:
     )
 
 
+def job_note(family: Family, clip_skip: int, text) -> str:
+    """The job's one progress note: what of the request this family does not apply (clip
+    skip, prompt weights, prompt editing), or ""."""
+    return "; ".join(n for n in (clip_skip_note(family, clip_skip), text.note(family.label)) if n)
+
+
 def apply_flow_vae(ctx, pipe, entry: LoadedFlow, ref: str | None) -> None:
     """Use the external VAE ``ref`` for this job, or the model's own when None (the cached
     model is never left with another job's VAE). Only families whose own VAE is an
@@ -257,12 +263,14 @@ def run_flow_generate(ctx, request):
     (``flow_control``). The model runs at ``Family.work_size`` of the request's size and each
     image comes back at exactly ``width`` x ``height``. Returns ``ctx.finished`` with
     A1111-style metadata that records the family."""
+    from studio.engine.diffusion.flow_prompt import flow_prompt
     from studio.engine.jobs.device import generator_for
 
     if request.controls:
         from studio.engine.diffusion.flow_control import validate_controls
 
         validate_controls(request.controls)  # before any model loads
+    text = flow_prompt(request.prompt, request.negative_prompt, request.loras, request.steps)
     entry = load_flow(
         ctx, request.model, request.device, request.dtype, request.quant, request.offload,
         size=(request.width, request.height),  # a new load is planned at the job's size
@@ -279,16 +287,14 @@ def run_flow_generate(ctx, request):
     if not fam.supports(task):
         raise BadInput(f"{fam.label} models can't do {task} in Studio")
     pipe = job_pipe(ctx, entry, task, request.controls)
-    _apply_loras(pipe, entry, request.loras)
+    _apply_loras(pipe, entry, text.loras)
     apply_flow_vae(ctx, pipe, entry, request.vae)
     # The model works at a multiple of the family's size multiple (SD 3.5 and Z-Image refuse
     # other sizes, FLUX/Qwen silently shrink to one); results are resized back to the asked
     # size, so they cover the region exactly.
     out_size = (request.width, request.height)
     size = fam.work_size(*out_size)
-    kw = flow_kwargs(
-        fam, pipe, request.prompt, request.negative_prompt, request.steps, request.guidance
-    )
+    kw = flow_kwargs(fam, pipe, text.prompt, text.negative, request.steps, request.guidance)
     kw.update(fam.call_kwargs(pipe, *size))
     strength = None
     if task in ("img2img", "inpaint"):
@@ -306,7 +312,7 @@ def run_flow_generate(ctx, request):
     total = per_image * request.count
     tiny = _tiny_decoder(ctx, fam, pipe) if request.preview == "taesd" else None
     images, metadata = [], []
-    ctx.progress(0, total, clip_skip_note(fam, request.clip_skip))
+    ctx.progress(0, total, job_note(fam, request.clip_skip, text))
     t0 = time.perf_counter()
     for k in range(request.count):
         seed = request.seed + k
@@ -325,13 +331,13 @@ def run_flow_generate(ctx, request):
             **kw,
         )
         images.append(out[0] if size == out_size else masks.resize(out[0], out_size))
-        metadata.append(flow_image_metadata(request, seed, entry))
+        metadata.append(flow_image_metadata(request, seed, entry, text.loras))
         ctx.progress((k + 1) * per_image, total)
     extra = {"family": fam.name, "plan": entry.plan_line}
     return ctx.finished(images, metadata, {**extra, "seconds": time.perf_counter() - t0})
 
 
-def flow_image_metadata(request, seed: int, entry) -> dict:
+def flow_image_metadata(request, seed: int, entry, ran_loras=None) -> dict:
     """One flow image's metadata: the request's, its family and memory plan; clip skip left
     out (not applied, see clip_skip_note). A guidance-distilled family (FLUX.1 dev, Fill,
     Kontext) writes its guidance as Forge does, ``CFG scale: 1, Distilled CFG Scale: g``, so
@@ -339,7 +345,7 @@ def flow_image_metadata(request, seed: int, entry) -> dict:
     from studio.core.metadata import request_metadata
 
     fam = entry.family
-    meta = request_metadata(request, seed, entry.name, sampler=SAMPLER)
+    meta = request_metadata(request, seed, entry.name, sampler=SAMPLER, ran_loras=ran_loras)
     meta["family"] = fam.name
     meta["offload"] = entry.plan_line  # how it ran: the memory plan, or the CPU
     meta.pop("clip_skip", None)

@@ -47,10 +47,10 @@ def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
         _apply_loras,
         _pil,
         apply_flow_vae,
-        clip_skip_note,
         denoise_flow,
         flow_image_metadata,
         flow_kwargs,
+        job_note,
         job_pipe,
         steps_for,
     )
@@ -72,6 +72,9 @@ def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
         from studio.engine.diffusion.flow_control import validate_controls
 
         validate_controls(request.controls)  # before any model loads
+    from studio.engine.diffusion.flow_prompt import flow_prompt
+
+    text = flow_prompt(request.prompt, request.negative_prompt, request.loras, request.steps)
     height, width = image.shape[:2]
     entry = load_flow(
         ctx, request.model, request.device, request.dtype, request.quant, request.offload,
@@ -81,11 +84,9 @@ def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
     if not fam.supports("inpaint"):
         raise BadInput(f"{fam.label} models can't inpaint in Studio")
     pipe = job_pipe(ctx, entry, "inpaint", request.controls)
-    _apply_loras(pipe, entry, request.loras)
+    _apply_loras(pipe, entry, text.loras)
     apply_flow_vae(ctx, pipe, entry, request.vae)
-    kw = flow_kwargs(
-        fam, pipe, request.prompt, request.negative_prompt, request.steps, request.guidance
-    )
+    kw = flow_kwargs(fam, pipe, text.prompt, text.negative, request.steps, request.guidance)
     strength = None
     # FLUX.1 Fill / Kontext: the image is a model input (no strength task): full schedule
     if fam.takes_strength("inpaint") and "strength" in _call_params(pipe):
@@ -102,7 +103,7 @@ def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
         for c in request.controls
     ]
     images, metadata = [], []
-    ctx.progress(0, total, clip_skip_note(fam, request.clip_skip))
+    ctx.progress(0, total, job_note(fam, request.clip_skip, text))
     t0 = time.perf_counter()
     for k in range(request.count):
         seed = request.seed + k
@@ -135,7 +136,7 @@ def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
             alpha = masks.blend_alpha(crop_mask, feather)
             masks.paste_back(out, patch, box, alpha, inplace=True)
         images.append(out)
-        meta = flow_image_metadata(request, seed, entry)
+        meta = flow_image_metadata(request, seed, entry, text.loras)
         meta["width"], meta["height"] = image.shape[1], image.shape[0]
         meta.update(inpaint_method="diffusion", mask_padding=request.mask_padding)
         metadata.append(meta)
