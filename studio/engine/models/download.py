@@ -351,19 +351,19 @@ def _fetch_into(
 
     with response:
         status = response.status
-        if have and status == 200:
-            # The server ignored Range: start over.
-            have = 0
-            hasher = hashlib.sha256()
-            meter.start_at(0)
-            mode = "wb"
-        elif status == 206:
+        if status == 206:
             content_range = response.headers.get("Content-Range", "")
             if not content_range.startswith(f"bytes {have}-"):
                 raise ModelError(f"Server sent an unexpected range ({content_range}) for {url}")
             mode = "ab"
         else:
-            mode = "ab" if have else "wb"
+            if have:
+                # The server ignored Range (a 200, or another 2xx from a proxy): only a 206
+                # is the rest of the file, anything else is all of it. Start over.
+                have = 0
+                hasher = hashlib.sha256()
+                meter.start_at(0)
+            mode = "wb"
         length = response.headers.get("Content-Length")
         expected_total = have + int(length) if length and length.isdigit() else None
         if expected_total is not None:
@@ -426,7 +426,6 @@ def _progress_tqdm(meter: _Meter, token: CancelToken) -> type:
             self._studio_track = kwargs.get("name") == "huggingface_hub.snapshot_download"
             kwargs["disable"] = True
             super().__init__(*args, **kwargs)
-            self.n = kwargs.get("initial", 0) or 0
 
         def update(self, n=1):
             token.raise_if_cancelled()
@@ -511,14 +510,15 @@ def hub_error(entry: Entry, e: BaseException) -> ModelError:
             "`huggingface-cli login` or set HF_TOKEN)",
             str(e),
         )
-    if isinstance(e, hf_errors.RevisionNotFoundError | hf_errors.EntryNotFoundError):
-        return ModelError(f"{entry.repo}: {type(e).__name__}: {e}".splitlines()[0], str(e))
+    # Before EntryNotFoundError: LocalEntryNotFoundError (no network, nothing cached) is one.
     if isinstance(e, hf_errors.OfflineModeIsEnabled | hf_errors.LocalEntryNotFoundError):
         return ModelError(
             f"offline: cannot download {entry.id} ({entry.repo}); check the network or "
             "switch offline mode off",
             str(e),
         )
+    if isinstance(e, hf_errors.RevisionNotFoundError | hf_errors.EntryNotFoundError):
+        return ModelError(f"{entry.repo}: {type(e).__name__}: {e}".splitlines()[0], str(e))
     if isinstance(e, OSError) and e.errno == errno.ENOSPC:
         return ModelError(f"Disk full while downloading {entry.id}: free some space and retry")
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

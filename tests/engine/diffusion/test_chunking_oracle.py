@@ -419,3 +419,228 @@ def test_empty_chunk_is_a1111s(tokenizer):
     want = a.empty_chunk()
     got = empty_chunk(tokenizer)
     assert got.tokens == a.process_tokens(want.tokens) and got.multipliers == want.multipliers
+
+
+# -- textual-inversion embeddings (A1111's PromptChunkFix) ---------------------------------------
+class A1111EmbeddingChunker(A1111Chunker):
+    """tokenize_line with an embedding database: ``embeddings`` maps a one-token trigger word
+    to its vectors. A1111 writes ``[0] * vectors`` and records a ``PromptChunkFix(offset,
+    embedding)`` that later swaps the vectors in at those positions; here the swap puts the
+    vectors' token ids there, which is what Studio's chunks hold. ``id_pad``: the tokenizer's
+    pad (OpenCLIP's "!" for SD2 and SDXL's second encoder, ``FrozenOpenCLIPEmbedderWithCustomWords
+    .id_pad = 0``)."""
+
+    def __init__(self, tokenizer, embeddings, id_pad=None):
+        super().__init__(tokenizer)
+        self.embeddings = embeddings
+        if id_pad is not None:
+            self.id_pad = id_pad
+
+    def tokenize_line(self, line):
+        parsed = parse_prompt_attention(line)
+        tokenized = self.tokenize([text for text, _ in parsed])
+        chunks = []
+        chunk = PromptChunk()
+        chunk.fixes = []
+        last_comma = -1
+
+        def next_chunk():
+            nonlocal last_comma, chunk
+            to_add = self.chunk_length - len(chunk.tokens)
+            if to_add > 0:
+                chunk.tokens += [self.id_end] * to_add
+                chunk.multipliers += [1.0] * to_add
+            chunk.tokens = [self.id_start] + chunk.tokens + [self.id_end]
+            chunk.multipliers = [1.0] + chunk.multipliers + [1.0]
+            last_comma = -1
+            chunks.append(chunk)
+            chunk = PromptChunk()
+            chunk.fixes = []
+
+        for tokens, (text, weight) in zip(tokenized, parsed, strict=True):
+            if text == "BREAK" and weight == -1:
+                next_chunk()
+                continue
+            position = 0
+            while position < len(tokens):
+                token = tokens[position]
+                if token == self.comma_token:
+                    last_comma = len(chunk.tokens)
+                elif (
+                    len(chunk.tokens) == self.chunk_length
+                    and last_comma != -1
+                    and len(chunk.tokens) - last_comma <= self.comma_padding_backtrack
+                ):
+                    break_location = last_comma + 1
+                    reloc_tokens = chunk.tokens[break_location:]
+                    reloc_mults = chunk.multipliers[break_location:]
+                    reloc_fixes = [
+                        (o - break_location, e) for o, e in chunk.fixes if o >= break_location
+                    ]
+                    chunk.fixes = [(o, e) for o, e in chunk.fixes if o < break_location]
+                    chunk.tokens = chunk.tokens[:break_location]
+                    chunk.multipliers = chunk.multipliers[:break_location]
+                    next_chunk()
+                    chunk.tokens = reloc_tokens
+                    chunk.multipliers = reloc_mults
+                    chunk.fixes = reloc_fixes
+                if len(chunk.tokens) == self.chunk_length:
+                    next_chunk()
+                embedding = self.embeddings.get(token)  # find_embedding_at_position
+                if embedding is None:
+                    chunk.tokens.append(token)
+                    chunk.multipliers.append(weight)
+                    position += 1
+                    continue
+                emb_len = len(embedding)
+                if len(chunk.tokens) + emb_len > self.chunk_length:
+                    next_chunk()
+                chunk.fixes.append((len(chunk.tokens), embedding))
+                chunk.tokens += [0] * emb_len
+                chunk.multipliers += [weight] * emb_len
+                position += 1
+        if chunk.tokens or not chunks:
+            next_chunk()
+        out = []
+        for c in chunks:
+            tokens = list(c.tokens)
+            for offset, vectors in c.fixes:  # the fix's offset is counted without the BOS
+                tokens[1 + offset : 1 + offset + len(vectors)] = vectors
+            out.append((self.process_tokens(tokens), c.multipliers))
+        return out
+
+
+VECTOR_IDS = list(range(600, 700))  # ids of added rows, past the tiny vocabulary
+
+
+def embedding_db(tokenizer, sizes):
+    """{token id of the one-character trigger word (none of WORDS): ids of its ``n`` vectors}."""
+    db, start = {}, 0
+    for word, n in sizes.items():
+        (tid,) = tokenizer(word, add_special_tokens=False).input_ids
+        db[tid] = VECTOR_IDS[start : start + n]
+        start += n
+    return db
+
+
+def assert_same_with(tokenizer, text, db, id_pad=None):
+    want = A1111EmbeddingChunker(tokenizer, db, id_pad).tokenize_line(text)
+    got = [(c.tokens, c.multipliers) for c in tokenize_chunks(tokenizer, text, db)]
+    assert [t for t, _ in got] == [t for t, _ in want], text
+    for (_, gm), (_, wm) in zip(got, want, strict=True):
+        assert gm == pytest.approx(wm, rel=1e-12), text
+
+
+def test_an_embedding_takes_all_its_vectors_with_the_weight_around_it(tokenizer):
+    db = embedding_db(tokenizer, {"a": 3})
+    (chunk,) = tokenize_chunks(tokenizer, "b (a:1.5) c", db)
+    b, c = (tokenizer(w, add_special_tokens=False).input_ids[0] for w in "bc")
+    assert chunk.tokens[1:6] == [b, 600, 601, 602, c]
+    assert chunk.multipliers[1:6] == pytest.approx([1.0, 1.5, 1.5, 1.5, 1.0])
+    assert_same_with(tokenizer, "b (a:1.5) c", db)
+
+
+@pytest.mark.parametrize("before", [69, 70, 71, 72, 73, 74, 75])
+def test_an_embedding_that_does_not_fit_starts_the_next_chunk(tokenizer, before):
+    """5 vectors after ``before`` words: they fit up to 70 words, else all 5 open chunk 2."""
+    db = embedding_db(tokenizer, {"a": 5})
+    text = " ".join(words(before)) + " a " + " ".join(words(4))
+    chunks = A1111EmbeddingChunker(tokenizer, db).tokenize_line(text)
+    first = content(tokenizer, chunks[0][0])
+    assert (600 in first) == (before <= 70)
+    assert_same_with(tokenizer, text, db)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        " ".join(words(60)) + ", a " + " ".join(words(20)),  # moved with the comma's tail
+        " ".join(words(56)) + ", (a:1.3) t " + " ".join(words(30)),
+        " ".join(words(74)) + " a",
+        " ".join(words(75)) + " a",
+        "a " * 30,
+        "t BREAK a, " + " ".join(words(73)) + " t",
+        " ".join(words(50)) + ", " + "a " * 8,
+        "a, " * 20 + "t " * 30,
+    ],
+)
+def test_embeddings_near_the_boundary(tokenizer, text):
+    assert_same_with(tokenizer, text, embedding_db(tokenizer, {"a": 4, "t": 9}))
+
+
+def test_a_whole_chunk_embedding(tokenizer):
+    db = embedding_db(tokenizer, {"a": 75})
+    assert_same_with(tokenizer, "b a c", db)
+    assert [
+        len(content(tokenizer, t))
+        for t, _ in A1111EmbeddingChunker(tokenizer, db).tokenize_line("b a c")
+    ] == [1, 75, 1]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_prompts_with_embeddings(tokenizer, seed):
+    rng = random.Random(1000 + seed)
+    db = embedding_db(tokenizer, {"a": rng.randint(1, 12), "t": rng.randint(1, 40), "@": 1})
+    for _ in range(8):
+        text = _random_prompt(rng)
+        text = " ".join(
+            rng.choice(["a", "t", "@", w]) if rng.random() < 0.1 else w for w in text.split(" ")
+        )
+        assert_same_with(tokenizer, text, db)
+
+
+# -- a pad token other than EOS (OpenCLIP) --------------------------------------------------------
+@pytest.fixture(scope="module")
+def bang_pad_tokenizer(tmp_path_factory):
+    """The tiny tokenizer padding with "!" as OpenCLIP's does (SD2, SDXL's second encoder)."""
+    from transformers import CLIPTokenizer
+
+    folder = Path(tmp_path_factory.mktemp("tok-bang")) / "tokenizer"
+    write_tokenizer(folder)
+    return CLIPTokenizer.from_pretrained(folder, pad_token="!")
+
+
+def test_after_the_first_eos_every_position_is_the_pad_token(bang_pad_tokenizer):
+    tok = bang_pad_tokenizer
+    bang = tok.get_vocab()["!"]
+    assert tok.pad_token_id == bang != tok.eos_token_id
+    (chunk,) = tokenize_chunks(tok, "b c")
+    # what the tokenizer itself gives with padding to 77, as diffusers feeds OpenCLIP
+    assert chunk.tokens == tok("b c", padding="max_length", max_length=77).input_ids
+    assert (
+        chunk.tokens[:5]
+        == [
+            tok.bos_token_id,
+            *tok("b c", add_special_tokens=False).input_ids,
+            tok.eos_token_id,
+            bang,
+        ][:5]
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "b c",
+        " ".join(words(74)),
+        " ".join(words(75)),
+        " ".join(words(60)) + ", " + " ".join(words(30)),
+        "b BREAK c",
+        "b a c " + " ".join(words(70)),
+    ],
+)
+def test_pad_token_chunks_match_a1111_openclip(bang_pad_tokenizer, text):
+    tok = bang_pad_tokenizer
+    assert_same_with(tok, text, embedding_db(tok, {"a": 6}), id_pad=tok.pad_token_id)
+
+
+def test_a_tokenizer_without_a_pad_token_pads_with_eos(tmp_path):
+    from transformers import CLIPTokenizer
+
+    write_tokenizer(tmp_path / "tok")
+    tok = CLIPTokenizer.from_pretrained(tmp_path / "tok")
+    tok.pad_token = None
+    assert tok.pad_token_id is None
+    (chunk,) = tokenize_chunks(tok, "b c")
+    assert chunk.tokens[3:] == [tok.eos_token_id] * 74

@@ -554,3 +554,39 @@ def test_device_free_memory_is_reported_in_gib(monkeypatch):
     plan = memory_models.plan_for_family("sd1", info["free_gib"])
     line = memory_models.plan_line(plan)
     assert f"of {free / 2**30 - RESERVE_GIB:.1f} GiB" in line, line
+
+
+# -- the card sizes where the placement changes -------------------------------------------
+
+BOUNDARY_ROWS = ("sd15", "sd21", "sdxl", "flux1-dev", "sd35-large", "z-image-turbo")
+
+
+@pytest.mark.parametrize("key", BOUNDARY_ROWS)
+def test_all_on_the_gpu_from_the_card_that_holds_the_oracle_bytes(key):
+    """Everything on the GPU needs the weights (the oracle's bytes in GiB) plus the larger of
+    the step's and the decode's working memory (the row's estimates) and the reserve: a card
+    4 % above that runs the model whole, one 4 % below does not."""
+    row = MODEL_NEEDS[key]
+    want = oracle_bytes(key)
+    weights = (want.transformer + want.text + want.vae) / GIB
+    need = weights + max(row.work_gb, row.decode_gb) * GB / GIB
+    above = plan_memory(key, need * 1.04 + RESERVE_GIB, formats=("bf16",))
+    assert (above.offload, above.vae_tiling, above.fits) == ("none", False, True)
+    below = plan_memory(key, need * 0.96 + RESERVE_GIB, formats=("bf16",))
+    assert (below.offload, below.vae_tiling) != ("none", False) and below.fits
+
+
+@pytest.mark.parametrize("key", BOUNDARY_ROWS)
+def test_model_offload_from_the_card_that_holds_the_largest_component(key):
+    """Model offload keeps one component on the GPU at a time (diffusers'
+    enable_model_cpu_offload): the denoiser (the largest part of each of these models) and
+    its step's working memory. 4 % above that and below the whole model: model offload;
+    4 % below: a finer offload."""
+    row = MODEL_NEEDS[key]
+    want = oracle_bytes(key)
+    assert want.transformer > max(want.text, want.vae)
+    need = want.transformer / GIB + row.work_gb * GB / GIB
+    above = plan_memory(key, need * 1.04 + RESERVE_GIB, formats=("bf16",), ram_gib=256)
+    assert (above.offload, above.weights, above.fits) == ("model", "bf16", True)
+    below = plan_memory(key, need * 0.96 + RESERVE_GIB, formats=("bf16",), ram_gib=256)
+    assert below.offload in ("group", "sequential") and below.fits

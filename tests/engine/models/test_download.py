@@ -7,9 +7,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import http.server
+import io
 import json
 import os
 import shutil
+import sys
 import threading
 import time
 from pathlib import Path
@@ -77,6 +79,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+class _NoWaitToken(CancelToken):
+    """A token whose back-off waits between retries return at once (and are recorded)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def wait(self, timeout: float) -> bool:
+        self.waits.append(timeout)
+        return self.cancelled
+
+
 @pytest.fixture
 def server(monkeypatch):
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
@@ -84,7 +98,7 @@ def server(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.delenv("STUDIO_OFFLINE", raising=False)
     srv = _Server()
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     srv.url = f"http://127.0.0.1:{srv.server_address[1]}/models/tiny.pth"
     yield srv
@@ -104,16 +118,23 @@ def test_download_verifies_and_reports_progress(server, tmp_path):
     dones = [e.done for e in events]
     assert dones == sorted(dones) and dones[0] > 0
     assert "MB" in events[-1].line()
+    # The last byte count is reported before the "done" event, whatever the throttling.
+    assert [e.done for e in events if e.stage == "download"][-1] == len(PAYLOAD)
+    assert {e.model_id for e in events} == {"tiny.pth"}  # no model id given: the file name
 
 
 def test_resume_after_dropped_connection(server, tmp_path):
     server.drop_after = dl.CHUNK + 1000
     server.drops_left = 1
-    dest = dl.download_url(server.url, tmp_path / "m.pth", size=len(PAYLOAD), sha256=SHA)
+    token = _NoWaitToken()
+    dest = dl.download_url(
+        server.url, tmp_path / "m.pth", size=len(PAYLOAD), sha256=SHA, token=token
+    )
     assert hashlib.sha256(dest.read_bytes()).hexdigest() == SHA
     # The second request resumed where the first stopped instead of starting over.
     assert server.requests[0] is None
     assert server.requests[1] == f"bytes={dl.CHUNK + 1000}-"
+    assert token.waits == [1.0]  # one back-off before the retry: the first is 1 s
 
 
 def test_resume_from_part_left_by_an_earlier_run(server, tmp_path):
@@ -128,7 +149,14 @@ def test_repeated_drops_give_up_and_keep_part_for_resume(server, tmp_path):
     server.drop_after = 5000
     server.drops_left = 100
     with pytest.raises(ModelError, match="interrupted.*resume"):
-        dl.download_url(server.url, tmp_path / "m.pth", size=len(PAYLOAD), sha256=SHA, retries=1)
+        dl.download_url(
+            server.url,
+            tmp_path / "m.pth",
+            size=len(PAYLOAD),
+            sha256=SHA,
+            retries=1,
+            token=_NoWaitToken(),
+        )
     part = tmp_path / "m.pth.part"
     assert part.stat().st_size == 2 * 5000  # two attempts, the second appended
     assert not (tmp_path / "m.pth").exists()
@@ -531,7 +559,7 @@ def fake_hub(online_hf, monkeypatch):
     srv = _Server()
     srv.RequestHandlerClass = _HubHandler
     srv.delay = 0.0
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     # huggingface_hub read HF_HUB_OFFLINE at import (the test session is offline); the
     # downloader passes HF_ENDPOINT to it explicitly.
@@ -582,3 +610,365 @@ def test_real_snapshot_download_gated(fake_hub):
     fake_hub.status = 401
     with pytest.raises(ModelError, match="gated or private.*huggingface-cli login"):
         dl.download(_repo_entry())
+
+
+# ------------------------------------------------------------------------------------------
+# What snapshot_download is asked for, and how its failures read.
+
+
+def _recording_snapshot(files: dict[str, bytes], calls: list[dict], fail: Exception | None = None):
+    fake = _fake_snapshot(files, fail)
+
+    def record(repo_id, **kw):
+        if kw.get("local_files_only"):
+            return fake(repo_id, **kw)
+        calls.append(dict(kw, repo_id=repo_id))
+        snap = fake(repo_id, **kw)
+        if kw.get("revision"):  # the fake fetched "main"; name the asked revision too
+            (Path(snap).parents[1] / "refs" / kw["revision"]).write_text("c0ffee")
+        return snap
+
+    return record
+
+
+@pytest.mark.parametrize(
+    ("kw", "patterns"),
+    [
+        (dict(files=("weights.pth",), allow_patterns=("*.json",)), ["weights.pth"]),
+        (dict(allow_patterns=("*.json", "*.safetensors")), ["*.json", "*.safetensors"]),
+        (dict(allow_patterns=()), None),  # the whole repo
+    ],
+)
+def test_repo_download_asks_for_the_entry_files(online_hf, monkeypatch, tmp_path, kw, patterns):
+    calls: list[dict] = []
+    files = {"weights.pth": b"w", "config.json": b"{}", "m.safetensors": b"s"}
+    monkeypatch.setattr("huggingface_hub.snapshot_download", _recording_snapshot(files, calls))
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    dl.download(_repo_entry(revision="v1.0", kind="pose-detector", **kw))
+    (call,) = calls
+    assert call["repo_id"] == "someone/tiny-taesd" and call["revision"] == "v1.0"
+    assert call["cache_dir"] == str(tmp_path / "hub")
+    assert call["allow_patterns"] == patterns
+    assert call["endpoint"] is None  # huggingface_hub's own default
+
+
+def test_repo_download_uses_hf_endpoint_read_at_call_time(online_hf, monkeypatch):
+    calls: list[dict] = []
+    files = {"config.json": b"{}", "diffusion_pytorch_model.safetensors": b"w"}
+    monkeypatch.setattr("huggingface_hub.snapshot_download", _recording_snapshot(files, calls))
+    monkeypatch.setenv("HF_ENDPOINT", "http://mirror.example")
+    dl.download(_repo_entry())
+    monkeypatch.setenv("HF_ENDPOINT", "")  # set but empty: the default hub, not ""
+    store.remove(_repo_entry())
+    dl.download(_repo_entry())
+    assert [c["endpoint"] for c in calls] == ["http://mirror.example", None]
+
+
+def test_repo_progress_takes_the_hub_total_when_larger(online_hf, monkeypatch):
+    files = {"config.json": b"{}", "diffusion_pytorch_model.safetensors": os.urandom(4000)}
+    monkeypatch.setattr("huggingface_hub.snapshot_download", _fake_snapshot(files))
+    events: list[dl.DownloadProgress] = []
+    dl.download(_repo_entry(size=100), progress=events.append)  # the catalog undersells it
+    assert events[0].total == 4002  # the hub's sum of file sizes, from the first report on
+    assert events[-1].stage == "done" and events[-1].done == events[-1].total == 4002
+
+
+def test_repo_progress_keeps_the_catalog_total_when_larger(online_hf, monkeypatch):
+    files = {"config.json": b"{}", "diffusion_pytorch_model.safetensors": os.urandom(4000)}
+    monkeypatch.setattr("huggingface_hub.snapshot_download", _fake_snapshot(files))
+    events: list[dl.DownloadProgress] = []
+    dl.download(_repo_entry(size=5000), progress=events.append)
+    assert [e.total for e in events] == [5000] * len(events)
+    download_events = [e for e in events if e.stage == "download"]
+    assert download_events[-1].done == 4002  # the final byte count is always reported
+
+
+def test_tqdm_adapter_counts_only_the_aggregated_bytes_bar():
+    events: list[dl.DownloadProgress] = []
+    meter = dl._Meter("m", 100, events.append)
+    token = CancelToken()
+    cls = dl._progress_tqdm(meter, token)
+    files_bar = cls(total=3, desc="Fetching 3 files")
+    transfer = cls(name="huggingface_hub.snapshot_download.transfer", total=0, initial=0)
+    bytes_bar = cls(name="huggingface_hub.snapshot_download", total=0, initial=0, unit="B")
+    files_bar.update(1)
+    transfer.update(500)
+    assert meter.done == 0
+    bytes_bar.total = 250
+    bytes_bar.update(200)
+    bytes_bar.update()  # tqdm's default step
+    assert (meter.done, meter.total) == (201, 250)
+    assert (bytes_bar.n, files_bar.n, transfer.n) == (201, 1, 500)  # still a working tqdm
+    token.cancel()
+    with pytest.raises(JobCancelled):
+        files_bar.update(1)  # any bar stops the download once cancelled
+    assert meter.done == 201
+
+
+def test_repo_failure_after_cancel_is_a_cancel(online_hf, monkeypatch):
+    """A download thread that fails because of the cancel (a closed stream) is reported as
+    the cancel, not as a download error."""
+    token = CancelToken()
+
+    def fake(repo_id, **kw):
+        token.cancel()
+        raise RuntimeError("stream closed")
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", fake)
+    with pytest.raises(JobCancelled):
+        dl.download(_repo_entry(), token=token)
+
+
+def test_repo_download_missing_the_needed_files_is_one_error(online_hf, monkeypatch):
+    monkeypatch.setattr("huggingface_hub.snapshot_download", _fake_snapshot({"README.md": b"x"}))
+    with pytest.raises(ModelError) as err:
+        dl.download(_repo_entry(allow_patterns=("*.safetensors",)))
+    msg = str(err.value)
+    assert msg.startswith("tiny-taesd: the download finished but the files")
+    assert "someone/tiny-taesd" in msg and "*.safetensors" in msg
+
+
+def test_repo_checksum_of_a_file_the_hub_did_not_send(online_hf, monkeypatch):
+    files = {"config.json": b"{}", "diffusion_pytorch_model.safetensors": b"w"}
+    monkeypatch.setattr("huggingface_hub.snapshot_download", _fake_snapshot(files))
+    entry = _repo_entry(sha256={"config.json": hashlib.sha256(b"{}").hexdigest()})
+    events: list[dl.DownloadProgress] = []
+    assert dl.download(entry, progress=events.append).is_dir()
+    verifying = [e for e in events if e.stage == "verify"]
+    assert [e.done for e in verifying] == [2]  # the bytes hashed
+    missing = _repo_entry(id="other", repo="someone/other", sha256={"weights.bin": "b" * 64})
+    with pytest.raises(ModelError, match=r"^Checksum mismatch for other \(weights.bin\)"):
+        dl.download(missing)
+
+
+def _hub_exc(cls, message: str, status: int = 404):
+    """A huggingface_hub HTTP error the way it raises them (with the server's response)."""
+    import httpx2
+
+    response = httpx2.Response(status, request=httpx2.Request("GET", "https://hf.co/x"))
+    return cls(message, response=response)
+
+
+def test_hub_errors_read_as_one_clear_line():
+    from huggingface_hub import errors as hf
+
+    entry = _repo_entry()
+    cases = {
+        "repo": _hub_exc(hf.RepositoryNotFoundError, "404 Client Error\nRepository Not Found"),
+        "revision": _hub_exc(hf.RevisionNotFoundError, "Revision v9 not found\nmore"),
+        "entry": hf.RemoteEntryNotFoundError(
+            "model.safetensors does not exist", response=_hub_exc(hf.HfHubHTTPError, "").response
+        ),
+        "offline": hf.OfflineModeIsEnabled("offline mode is on"),
+        "unreachable": hf.LocalEntryNotFoundError(
+            "An error happened while trying to locate the files on the Hub\nConnectError"
+        ),
+        "disk": OSError(errno.ENOSPC, "No space left on device"),
+        "other": RuntimeError("boom\nsecond line"),
+        "blank": RuntimeError("  \n "),
+        "auth": _hub_exc(hf.HfHubHTTPError, "401 Unauthorized", status=401),
+    }
+    msgs = {k: dl.hub_error(entry, e) for k, e in cases.items()}
+    for k, err in msgs.items():
+        assert isinstance(err, ModelError) and "\n" not in err.message, k
+    m = {k: e.message for k, e in msgs.items()}
+    assert m["repo"].startswith("someone/tiny-taesd was not found on the Hugging Face Hub")
+    assert "log in with `huggingface-cli login` or set HF_TOKEN" in m["repo"]
+    assert (
+        m["revision"].startswith("someone/tiny-taesd:") and "Revision v9 not found" in m["revision"]
+    )
+    assert "more" not in m["revision"] and "more" in msgs["revision"].detail
+    # which of the two was not there
+    assert "RevisionNotFoundError" in m["revision"] and "EntryNotFoundError" in m["entry"]
+    assert m["entry"].startswith("someone/tiny-taesd:") and "model.safetensors" in m["entry"]
+    for k in ("offline", "unreachable"):  # no network or offline: the same advice
+        assert m[k].startswith("offline: cannot download tiny-taesd (someone/tiny-taesd)"), k
+        assert "check the network or switch offline mode off" in m[k], k
+    assert m["disk"].startswith("Disk full while downloading tiny-taesd")
+    assert "free some space" in m["disk"]
+    assert m["other"] == "Download of tiny-taesd failed: boom"
+    assert m["blank"] == "Download of tiny-taesd failed: RuntimeError"
+    assert m["auth"].startswith("someone/tiny-taesd is gated or private")
+    assert "huggingface.co/someone/tiny-taesd" in m["auth"]
+    # The library's full text goes to the details.
+    assert "ConnectError" in msgs["unreachable"].detail
+    assert "Repository Not Found" in msgs["repo"].detail
+    assert "second line" in msgs["other"].detail
+    assert "401 Unauthorized" in msgs["auth"].detail
+
+
+def test_hub_disk_error_other_than_full_is_not_called_disk_full():
+    err = dl.hub_error(_repo_entry(), OSError(errno.EACCES, "Permission denied"))
+    assert (
+        err.message.startswith("Download of tiny-taesd failed") and "Disk full" not in err.message
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# verify
+
+
+@pytest.fixture
+def own_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("STUDIO_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("STUDIO_MODEL_PATHS", raising=False)
+
+
+def _install_url_file(entry: Entry, data: bytes) -> Path:
+    path = store.kind_dir(entry.kind) / entry.target_filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_verify_reports_per_file(own_home):
+    from types import MappingProxyType
+
+    url = "http://127.0.0.1:9/models/tiny.pth"
+    entry = _url_entry(url)
+    assert dl.verify(entry) == [dl.VerifyResult("tiny-up", "", None, "not installed")]
+    path = _install_url_file(entry, PAYLOAD)
+    assert dl.verify(entry) == [dl.VerifyResult("tiny-up", str(path), True, "ok")]
+    bad = b"x" + PAYLOAD[1:]
+    path.write_bytes(bad)
+    (result,) = dl.verify(entry)
+    assert (result.ok, result.file) == (False, str(path))
+    assert result.message == f"MISMATCH (sha256 {hashlib.sha256(bad).hexdigest()[:16]}...)"
+    unpublished = _url_entry(url, sha="")
+    unpublished = Entry(**{**unpublished.__dict__, "sha256": MappingProxyType({})})
+    assert dl.verify(unpublished) == [
+        dl.VerifyResult("tiny-up", str(path), None, "installed; no published sha256")
+    ]
+
+
+def test_verify_checks_files_beside_a_url_file(own_home):
+    """A URL entry whose catalog hashes name a companion file next to it (a config)."""
+    from types import MappingProxyType
+
+    sidecar = b"model: tiny\n"
+    entry = _url_entry("http://127.0.0.1:9/models/tiny.pth")
+    entry = Entry(
+        **{
+            **entry.__dict__,
+            "sha256": MappingProxyType(
+                {"tiny.yaml": hashlib.sha256(sidecar).hexdigest(), "tiny.pth": SHA}
+            ),
+        }
+    )
+    path = _install_url_file(entry, PAYLOAD)
+    assert dl.verify(entry) == [  # a missing file does not stop the others' check
+        dl.VerifyResult("tiny-up", str(path.parent / "tiny.yaml"), False, "missing"),
+        dl.VerifyResult("tiny-up", str(path), True, "ok"),
+    ]
+    (path.parent / "tiny.yaml").write_bytes(sidecar)
+    events: list[dl.DownloadProgress] = []
+    assert [r.ok for r in dl.verify(entry, progress=events.append)] == [True, True]
+    assert events and {(e.stage, e.model_id) for e in events} == {("verify", "tiny-up")}
+    assert 0 < events[-1].done <= len(PAYLOAD) + len(sidecar)
+
+
+def test_verify_snapshot_folder_files(online_hf, monkeypatch):
+    files = {"config.json": b"{}", "diffusion_pytorch_model.safetensors": b"weights"}
+    monkeypatch.setattr("huggingface_hub.snapshot_download", _fake_snapshot(files))
+    entry = _repo_entry(
+        sha256={
+            "config.json": hashlib.sha256(b"{}").hexdigest(),
+            "extra/notes.txt": "c" * 64,
+        }
+    )
+    folder = dl.download(_repo_entry())
+    results = dl.verify(entry)
+    assert [(r.file, r.ok, r.message) for r in results] == [
+        (str(folder / "config.json"), True, "ok"),
+        (str(folder / "extra" / "notes.txt"), False, "missing"),
+    ]
+
+
+def test_verify_stops_on_cancel(own_home):
+    entry = _url_entry("http://127.0.0.1:9/models/tiny.pth")
+    _install_url_file(entry, PAYLOAD)
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(JobCancelled):
+        dl.verify(entry, token)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_repo_download_draws_no_progress_bars_of_its_own(online_hf, monkeypatch):
+    """Studio shows one status line (CLI) or its panel (GUI): huggingface_hub's tqdm bars stay
+    hidden even on a terminal where the user has not switched them off."""
+    import importlib
+
+    # the module, not the class of the same name that huggingface_hub.utils exports
+    hf_tqdm_module = importlib.import_module("huggingface_hub.utils.tqdm")
+    monkeypatch.setattr(hf_tqdm_module, "HF_HUB_DISABLE_PROGRESS_BARS", None)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    files = {"config.json": b"{}", "diffusion_pytorch_model.safetensors": os.urandom(4000)}
+    monkeypatch.setattr("huggingface_hub.snapshot_download", _fake_snapshot(files))
+    events: list[dl.DownloadProgress] = []
+    dl.download(_repo_entry(), progress=events.append)
+    assert events[-1].done == 4002
+    assert terminal.getvalue() == ""
+
+
+def test_repo_events_name_the_model(online_hf, monkeypatch):
+    files = {"config.json": b"{}", "diffusion_pytorch_model.safetensors": b"w"}
+    monkeypatch.setattr("huggingface_hub.snapshot_download", _fake_snapshot(files))
+    events: list[dl.DownloadProgress] = []
+    entry = _repo_entry(sha256={"config.json": hashlib.sha256(b"{}").hexdigest()})
+    dl.download(entry, progress=events.append)
+    assert {e.stage for e in events} == {"download", "verify", "done"}
+    assert {e.model_id for e in events} == {"tiny-taesd"}
+
+
+def test_repo_download_called_directly_offline_names_the_model(online_hf, monkeypatch):
+    monkeypatch.setenv("STUDIO_OFFLINE", "1")
+    with pytest.raises(ModelError, match=r"^offline: cannot download tiny-taesd"):
+        dl.download_repo(_repo_entry())
+
+
+def test_cancel_while_verifying_a_repo_file(online_hf, monkeypatch):
+    """The sha256 check of a large file stops at the next block once cancelled."""
+    big = os.urandom(2 * dl.CHUNK + 10)
+    files = {"weights.pth": big}
+    monkeypatch.setattr("huggingface_hub.snapshot_download", _fake_snapshot(files))
+    token = CancelToken()
+    verified: list[int] = []
+
+    def on_progress(p: dl.DownloadProgress) -> None:
+        if p.stage == "verify":
+            verified.append(p.done)
+            token.cancel()
+
+    entry = _repo_entry(
+        kind="pose-detector",
+        files=("weights.pth",),
+        allow_patterns=(),
+        sha256={"weights.pth": hashlib.sha256(big).hexdigest()},
+    )
+    with pytest.raises(JobCancelled):
+        dl.download(entry, token=token, progress=on_progress)
+    assert verified and verified[-1] < len(big)
+
+
+def test_repo_checksum_mismatch_is_reported_even_if_removal_fails(online_hf, monkeypatch):
+    data = os.urandom(300)
+    monkeypatch.setattr("huggingface_hub.snapshot_download", _fake_snapshot({"weights.pth": data}))
+
+    def cannot_remove(path):
+        raise ModelError(f"Could not remove {path}: Read-only file system")
+
+    monkeypatch.setattr(store, "_unlink_cached_file", cannot_remove)
+    entry = _repo_entry(
+        kind="pose-detector",
+        files=("weights.pth",),
+        allow_patterns=(),
+        sha256={"weights.pth": "a" * 64},
+    )
+    with pytest.raises(ModelError, match=r"^Checksum mismatch for tiny-taesd \(weights.pth\)"):
+        dl.download(entry)

@@ -24,7 +24,7 @@ import pytest
 
 from studio.core.cancel import CancelToken
 from studio.core.catalog import Entry
-from studio.core.errors import ModelError, StudioError
+from studio.core.errors import JobCancelled, ModelError, StudioError
 from studio.engine.models import download as dl
 from studio.engine.models import store
 
@@ -67,6 +67,8 @@ class _FaultServer(http.server.ThreadingHTTPServer):
         self.mode = "ok"
         self.faults_left = 10**6  # how many responses misbehave before it serves normally
         self.requests: list[str | None] = []  # the Range header of each request
+        self.agents: list[str | None] = []  # the User-Agent of each request
+        self.status = 500  # the answer of mode "status"
         self.release = threading.Event()  # ends any stall at teardown
 
 
@@ -87,14 +89,38 @@ class _FaultHandler(http.server.BaseHTTPRequestHandler):
         srv = self.server
         rng = self.headers.get("Range")
         srv.requests.append(rng)
+        srv.agents.append(self.headers.get("User-Agent"))
         mode = srv.mode
         if srv.faults_left <= 0:
             mode = "ok"
         else:
             srv.faults_left -= 1
         start = int(rng.removeprefix("bytes=").split("-")[0]) if rng else 0
-        if mode == "500":
-            self.send_error(500)
+        if mode in ("500", "status"):
+            self.send_error(500 if mode == "500" else srv.status)
+            return
+        if mode == "bad-range" and rng:  # a 206 for other bytes than asked for
+            self._send(206, PAYLOAD, {"Content-Range": f"bytes 0-{len(PAYLOAD) - 1}"}, 0)
+            return
+        if mode == "range-unnamed" and rng:  # a 206 that does not say which bytes
+            self._send(206, PAYLOAD, {}, 0)
+            return
+        if mode == "203-whole":  # a transforming proxy: the whole file, as a 203
+            self._send(203, PAYLOAD, {}, len(PAYLOAD))
+            self.wfile.write(PAYLOAD)
+            return
+        if mode == "no-length-close":  # no Content-Length: the body ends when it closes
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(PAYLOAD[:CUT])  # a 200 is the file from its start
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        if mode == "stall-before-body":
+            self._send(200, PAYLOAD, {}, len(PAYLOAD))
+            self.wfile.flush()
+            srv.release.wait(STALL_S)
+            self.close_connection = True
             return
         if mode == "416" or (mode == "416-on-range" and rng):
             self.send_response(416)
@@ -237,8 +263,10 @@ def test_a_server_ignoring_range_restarts_from_zero(server):
     paths = _paths()
     paths.part.parent.mkdir(parents=True, exist_ok=True)
     paths.part.write_bytes(b"not the file's first bytes" * 100)
-    path = _download(server)
+    events: list[dl.DownloadProgress] = []
+    path = dl.download(_entry(server.url), token=_FastToken(), progress=events.append)
     assert path.read_bytes() == PAYLOAD
+    assert events[-1].done == events[-1].total == len(PAYLOAD)  # counted from zero again
     assert not paths.part.exists()
     assert server.requests == ["bytes=2600-"]
     assert store.find_installed(_entry(server.url)) == paths.dest
@@ -341,8 +369,10 @@ def test_d_416_for_a_stale_part_starts_over(server):
     paths.part.parent.mkdir(parents=True, exist_ok=True)
     paths.part.write_bytes(PAYLOAD[:CUT])
     server.mode = "416-on-range"
-    path = _download(server)
+    events: list[dl.DownloadProgress] = []
+    path = dl.download(_entry(server.url), token=_FastToken(), progress=events.append)
     assert path.read_bytes() == PAYLOAD and not paths.part.exists()
+    assert events[-1].done == events[-1].total == len(PAYLOAD)  # counted from zero again
     assert server.requests == [f"bytes={CUT}-", None]
 
 
@@ -379,6 +409,7 @@ def test_e_server_error_is_retried_then_one_error(server):
         _download(server, token)
     msg = _one_clear_error(err.value)
     assert msg == "Download of fault-up failed (server error 500); try again later"
+    assert err.value.detail == "server error 500"
     assert len(server.requests) == 4  # the first try and 3 retries
     assert len(token.waits) == 3 and all(0 < w <= 5 for w in token.waits)  # bounded back-off
     paths = _paths()
@@ -479,7 +510,8 @@ def test_g_part_removed_before_the_rename(server, monkeypatch):
     with pytest.raises(StudioError) as err:
         _download(server)
     msg = _one_clear_error(err.value)
-    assert "fault-up" in msg or "fault.pth" in msg
+    assert "fault-up" in msg and "fault.pth.part" in msg
+    assert "removed by another program" in msg and msg.endswith("run the download again")
     paths = _paths()
     assert not paths.dest.exists() and not paths.part.exists()
 
@@ -548,6 +580,7 @@ def test_h_disk_full_after_n_bytes_keeps_a_consistent_part(server, monkeypatch):
         _download(server)
     msg = _one_clear_error(err.value)
     assert msg.startswith("Disk full") and "resume" in msg
+    assert "No space left on device" in err.value.detail  # the system's words, for the log
     assert _nothing_half_written(_paths()) == limit
     assert len(server.requests) == 1  # a full disk is not retried
     monkeypatch.delattr(dl, "open")
@@ -569,3 +602,297 @@ def test_h_disk_full_error_class_is_the_catalog_one(server, monkeypatch):
         dl.download_url(server.url, dest, size=len(PAYLOAD), sha256=SHA, token=_FastToken())
     _one_clear_error(err.value)
     assert not dest.exists()
+
+
+# -- (i) what is asked for, and answers that are not the file -----------------------------
+
+
+def test_requests_name_the_downloader_and_resume_with_range(server):
+    paths = _paths()
+    paths.part.parent.mkdir(parents=True, exist_ok=True)
+    paths.part.write_bytes(PAYLOAD[:CUT])
+    _download(server)
+    assert server.requests == [f"bytes={CUT}-"]
+    assert server.agents == [dl.USER_AGENT] and dl.USER_AGENT.startswith("Studio")
+
+
+def test_download_url_creates_the_folder_and_names_the_file(server, tmp_path, monkeypatch):
+    dest = tmp_path / "a" / "b" / "w.pth"
+    assert dl.download_url(server.url, dest, token=_FastToken()).read_bytes() == PAYLOAD
+    monkeypatch.setenv("STUDIO_OFFLINE", "1")
+    with pytest.raises(ModelError, match=r"^offline: cannot download w2\.pth"):
+        dl.download_url(server.url, tmp_path / "w2.pth")  # no model id: the file name
+
+
+@pytest.mark.parametrize(
+    ("status", "words"),
+    [
+        (401, ("Access denied (401)", "permission or a token")),
+        (403, ("Access denied (403)", "permission or a token")),
+        (404, ("Not found (404)",)),
+        (410, ("Download failed: HTTP 410",)),
+    ],
+)
+def test_client_errors_are_not_retried(server, status, words):
+    server.mode, server.status = "status", status
+    with pytest.raises(StudioError) as err:
+        _download(server)
+    msg = _one_clear_error(err.value)
+    for w in words:
+        assert w in msg, msg
+    assert server.url in msg
+    assert len(server.requests) == 1
+
+
+def test_too_many_requests_is_retried_with_growing_back_off(server):
+    server.mode, server.status, server.faults_left = "status", 429, 3
+    token = _FastToken()
+    assert _download(server, token).read_bytes() == PAYLOAD
+    assert len(server.requests) == 4
+    assert token.waits == [1.0, 2.0, 4.0]  # 0.5 s doubled per retry
+
+
+def test_back_off_is_capped_at_five_seconds(server, tmp_path):
+    server.mode = "500"
+    token = _FastToken()
+    with pytest.raises(ModelError, match="server error 500"):
+        dl.download_url(server.url, tmp_path / "w.pth", token=token, retries=5)
+    assert token.waits == [1.0, 2.0, 4.0, 5.0, 5.0]
+    assert len(server.requests) == 6
+
+
+def test_no_retries_means_one_request(server, tmp_path):
+    server.mode = "500"
+    token = _FastToken()
+    with pytest.raises(ModelError):
+        dl.download_url(server.url, tmp_path / "w.pth", token=token, retries=0)
+    assert len(server.requests) == 1 and token.waits == []
+
+
+def test_a_range_answer_for_other_bytes_is_refused(server):
+    paths = _paths()
+    paths.part.parent.mkdir(parents=True, exist_ok=True)
+    paths.part.write_bytes(PAYLOAD[:CUT])
+    server.mode = "bad-range"
+    with pytest.raises(StudioError) as err:
+        _download(server)
+    msg = _one_clear_error(err.value)
+    assert "unexpected range" in msg and "bytes 0-" in msg
+    assert _nothing_half_written(paths) == CUT  # the good part stays for a later run
+    assert len(server.requests) == 1
+
+
+def test_a_body_without_length_that_ends_early_is_resumed(server):
+    """No Content-Length: only the catalog size tells that the body ended early."""
+    server.mode, server.faults_left = "no-length-close", 1
+    token = _FastToken()
+    assert _download(server, token).read_bytes() == PAYLOAD
+    assert server.requests == [None, f"bytes={CUT}-"]
+
+
+def test_a_body_without_length_always_cut_names_the_bytes(server):
+    server.mode = "no-length-close"
+    with pytest.raises(StudioError) as err:
+        _download(server)
+    msg = _one_clear_error(err.value)
+    # This server answers a Range with the file from its start: each try starts over.
+    assert f"connection closed after {CUT} of {len(PAYLOAD)} bytes" in msg
+    assert _nothing_half_written(_paths()) == CUT
+    assert "run it again to resume" in msg
+
+
+def test_unknown_size_takes_the_servers_length(server, tmp_path):
+    events: list[dl.DownloadProgress] = []
+    dest = dl.download_url(server.url, tmp_path / "w.pth", progress=events.append)
+    assert dest.read_bytes() == PAYLOAD
+    assert [e.total for e in events] == [len(PAYLOAD)] * len(events)
+    server.mode, server.faults_left = "truncate", 1  # and notices a short body by it
+    server.requests.clear()
+    dl.download_url(server.url, tmp_path / "w2.pth", token=_FastToken())
+    assert server.requests == [None, f"bytes={CUT}-"]
+
+
+def test_unknown_size_complete_part_is_stored(server, tmp_path):
+    """Without a catalog size a 416 for the whole part means it is complete."""
+    part = tmp_path / "w.pth.part"
+    part.write_bytes(PAYLOAD)
+    dest = dl.download_url(server.url, tmp_path / "w.pth", sha256=SHA)
+    assert dest.read_bytes() == PAYLOAD and not part.exists()
+    assert server.requests == [f"bytes={len(PAYLOAD)}-"]
+
+
+def test_a_part_longer_than_the_file_starts_over(server):
+    paths = _paths()
+    paths.part.parent.mkdir(parents=True, exist_ok=True)
+    paths.part.write_bytes(PAYLOAD + b"trailing bytes of something else")
+    assert _download(server).read_bytes() == PAYLOAD
+    assert server.requests == [None]
+
+
+def test_disk_space_counts_only_the_missing_bytes(server, monkeypatch):
+    import shutil
+
+    paths = _paths()
+    paths.part.parent.mkdir(parents=True, exist_ok=True)
+    paths.part.write_bytes(PAYLOAD[:CUT])
+    missing = len(PAYLOAD) - CUT
+    usage = shutil.disk_usage(paths.part.parent)
+    free = {"n": missing + dl.DISK_MARGIN - 1}
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=free["n"]))
+    with pytest.raises(StudioError) as err:
+        _download(server)
+    msg = _one_clear_error(err.value)
+    assert msg.startswith("Not enough disk space") and server.requests == []
+    free["n"] = missing + dl.DISK_MARGIN  # just enough for the rest
+    assert _download(server).read_bytes() == PAYLOAD
+
+
+def test_checksum_is_compared_case_insensitively(server, tmp_path):
+    dest = dl.download_url(server.url, tmp_path / "w.pth", sha256=SHA.upper())
+    assert dest.read_bytes() == PAYLOAD
+
+
+def test_checksum_message_shows_both_hashes(server):
+    server.mode = "wrong-bytes"
+    with pytest.raises(StudioError) as err:
+        _download(server)
+    msg = _one_clear_error(err.value)
+    got = hashlib.sha256(bytes(b ^ 0x5A for b in PAYLOAD)).hexdigest()
+    assert f"expected sha256 {SHA[:12]}..., got {got[:12]}..." in msg
+    assert "removed" in msg and "try again" in msg
+
+
+def test_headers_then_silence_leaves_nothing_to_resume(server, tmp_path):
+    """The server answers, then sends no byte: the empty part is no reason to offer resume."""
+    server.mode = "stall-before-body"
+    with pytest.raises(StudioError) as err:
+        dl.download_url(server.url, tmp_path / "w.pth", token=_FastToken(), retries=0, timeout=0.2)
+    msg = _one_clear_error(err.value)
+    assert "no answer for 0.2 s" in msg
+    assert "try again later" in msg and "resume" not in msg
+
+
+def test_storing_fails_is_one_error(server, monkeypatch):
+    def replace(src, dst):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(dl, "os", _OsWith(replace=replace))
+    with pytest.raises(StudioError) as err:
+        _download(server)
+    msg = _one_clear_error(err.value)
+    assert msg.startswith("Could not store") and "fault.pth" in msg
+    assert msg.endswith(": Permission denied")
+
+
+def test_a_write_error_other_than_disk_full(server, monkeypatch):
+    real_open = open
+
+    def fake_open(path, mode="r", *a, **k):
+        if str(path).endswith(".part") and "r" not in mode:
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, mode, *a, **k)
+
+    monkeypatch.setattr(dl, "open", fake_open, raising=False)
+    with pytest.raises(StudioError) as err:
+        _download(server)
+    msg = _one_clear_error(err.value)
+    assert msg.startswith("Could not write") and msg.endswith(": Permission denied")
+    assert "Permission denied" in err.value.detail
+    assert "Disk full" not in msg
+
+
+def test_cancelled_before_start_touches_nothing(server):
+    paths = _paths()
+    paths.part.parent.mkdir(parents=True, exist_ok=True)
+    paths.part.write_bytes(PAYLOAD[:CUT])
+    token = _FastToken()
+    token.cancel()
+    with pytest.raises(JobCancelled):
+        _download(server, token)
+    assert server.requests == [] and _nothing_half_written(paths) == CUT
+
+
+# -- (j) network failures in a few words --------------------------------------------------
+
+
+def test_network_failures_in_a_few_words():
+    import http.client
+    import urllib.error
+
+    cases = [
+        (urllib.error.URLError("unknown url type: ftp"), "unknown url type: ftp"),
+        (urllib.error.URLError(TimeoutError("timed out")), "no answer for 1.5 s"),
+        (TimeoutError(), "no answer for 1.5 s"),
+        (
+            urllib.error.URLError(ConnectionRefusedError(111, "Connection refused")),
+            "Connection refused",
+        ),
+        (ConnectionResetError(), "the connection closed early"),
+        (http.client.IncompleteRead(b"abc", 10), "the connection closed early"),
+        (ConnectionResetError(104, "Connection reset by peer"), "Connection reset by peer"),
+        (http.client.BadStatusLine("SSH-2.0"), "the server sent an invalid response"),
+        (OSError(errno.EHOSTUNREACH, "No route to host"), "No route to host"),
+        (urllib.error.URLError(""), "the connection failed"),
+        (OSError(), "the connection failed"),
+        (ValueError("odd"), "the connection failed"),
+    ]
+    for exc, words in cases:
+        assert dl._net_reason(exc, 1.5) == words, repr(exc)
+
+
+def test_a_range_answer_that_names_no_range_is_refused(server):
+    paths = _paths()
+    paths.part.parent.mkdir(parents=True, exist_ok=True)
+    paths.part.write_bytes(PAYLOAD[:CUT])
+    server.mode = "range-unnamed"
+    with pytest.raises(StudioError) as err:
+        _download(server)
+    assert "unexpected range ()" in _one_clear_error(err.value)  # nothing named
+    assert _nothing_half_written(paths) == CUT
+
+
+def test_a_whole_file_answer_other_than_200_is_not_appended(server):
+    """Only a 206 is the rest of the file: a proxy's 203 to a Range request is all of it."""
+    paths = _paths()
+    paths.part.parent.mkdir(parents=True, exist_ok=True)
+    paths.part.write_bytes(PAYLOAD[:CUT])
+    server.mode = "203-whole"
+    assert _download(server).read_bytes() == PAYLOAD
+    assert server.requests == [f"bytes={CUT}-"]
+
+
+def test_a_stale_part_that_cannot_be_removed_is_one_error(server, monkeypatch):
+    paths = _paths()
+    paths.part.parent.mkdir(parents=True, exist_ok=True)
+    paths.part.write_bytes(PAYLOAD[:CUT])
+    real_unlink = Path.unlink
+
+    def unlink(self, missing_ok=False):
+        if self.name.endswith(".part"):
+            raise PermissionError(13, "Permission denied")
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    server.mode = "416-on-range"
+    with pytest.raises(StudioError) as err:
+        _download(server)
+    msg = _one_clear_error(err.value)
+    assert msg.startswith("Could not remove") and "fault.pth.part" in msg
+    assert msg.endswith(": Permission denied")
+
+
+def test_a_stale_part_removed_meanwhile_by_someone_else_is_no_error(server, monkeypatch):
+    paths = _paths()
+    paths.part.parent.mkdir(parents=True, exist_ok=True)
+    paths.part.write_bytes(PAYLOAD[:CUT])
+    real_unlink = Path.unlink
+
+    def unlink(self, missing_ok=False):
+        if self.name.endswith(".part") and self.exists():
+            os.remove(self)  # a cleaner got there first
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    server.mode = "416-on-range"
+    assert _download(server).read_bytes() == PAYLOAD
+    assert server.requests == [f"bytes={CUT}-", None]
