@@ -90,6 +90,8 @@ def place_base(base, device: torch.device, name: str, free_gib: float | None = N
             apply_plan(base, plan, device)
     except Exception as e:  # noqa: BLE001
         raise ModelError(f"{name}: cannot move to {device} ({e})") from e
+    # What the plan decided for decoding holds for every job (sampling.vae_tiling).
+    base.vae.studio_plan_tiling = bool(plan is not None and plan.vae_tiling)
     if device.type == "cuda" and (plan is None or plan.offload == "none"):
         base.unet.to(memory_format=torch.channels_last)
     base.set_progress_bar_config(disable=True)

@@ -529,10 +529,13 @@ VAE_TILING_PIXELS = 1536 * 1536
 
 
 def _vae_tiling(pipe, pixels: int) -> None:
+    """Tiled VAE decoding for this job: above ``VAE_TILING_PIXELS``, or whenever the memory
+    plan chose it for this card (``pipeline.place_base`` marks the VAE), never turned off
+    under the plan's feet for a small image."""
     vae = getattr(pipe, "vae", None)
     if vae is None or not hasattr(vae, "enable_tiling"):
         return
-    if pixels > VAE_TILING_PIXELS:
+    if pixels > VAE_TILING_PIXELS or getattr(vae, "studio_plan_tiling", False):
         vae.enable_tiling()
     else:
         vae.disable_tiling()

@@ -337,3 +337,30 @@ def test_vae_tiling_only_for_big_images(tiny_models):
     assert pipe.vae.use_tiling
     _vae_tiling(pipe, 512 * 512)
     assert not pipe.vae.use_tiling
+
+
+def test_a_plan_that_tiles_the_vae_keeps_it_tiled_for_small_images(tiny_models):
+    """When the memory plan for the card chose tiled decoding, a small job must not switch it
+    off (only the plan knows the card); without such a plan small images decode untiled."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from studio.engine.diffusion import pipeline as P
+    from studio.engine.diffusion.generate import _vae_tiling
+    from studio.engine.diffusion.placement import plan_placement
+
+    base = StableDiffusionPipeline.from_pretrained(tiny_models.sd, safety_checker=None)
+    family = P.recognise_pipe(base)
+    cpu = torch.device("cpu")
+    # The scenario: the smallest free memory (in 1/64 GiB) for which the plan tiles the VAE.
+    tiling = next(
+        (f / 64 for f in range(1, 64 * 8) if getattr(plan_placement(base, family, cpu, "t", f / 64), "vae_tiling", False)),
+        None,
+    )  # fmt: skip
+    assert tiling is not None
+    P.place_base(base, cpu, "t", free_gib=tiling)
+    _vae_tiling(base, 64 * 64)
+    assert base.vae.use_tiling
+    P.place_base(base, cpu, "t", free_gib=64.0)  # plenty of memory: no tiling planned
+    _vae_tiling(base, 64 * 64)
+    assert not base.vae.use_tiling
