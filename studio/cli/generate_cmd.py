@@ -99,12 +99,37 @@ def register(subparsers) -> None:
     p.add_argument(
         "--lora", action="append", default=[], metavar="FILE[:WEIGHT]", help="LoRA (repeatable)"
     )
+    p.add_argument(
+        "--hires", metavar="SCALE[:STEPS[:DENOISE[:UPSCALER]]]",
+        help="A1111's Hires. fix: upscale by SCALE (e.g. 2), then img2img for STEPS (0: the "
+        "same steps) at DENOISE (default 0.7) with UPSCALER (Latent, Latent (bicubic), "
+        "Lanczos, Nearest or an upscaler model's name, e.g. R-ESRGAN 4x+)",
+    )  # fmt: skip
     shared.add_model_extras(p)
     shared.add_preview(p)
     shared.add_device(p)
     shared.add_memory(p)
     p.add_argument("--out", required=True, help="output image (.png, .jpg or .webp)")
     p.set_defaults(func=run)
+
+
+def parse_hires(text: str | None):
+    """``--hires SCALE[:STEPS[:DENOISE[:UPSCALER]]]`` -> HiresFix (None when not given)."""
+    from studio.engine.jobs.requests import HiresFix
+
+    if not text:
+        return None
+    parts = text.split(":", 3)
+    try:
+        scale = float(parts[0])
+        steps = int(parts[1]) if len(parts) > 1 and parts[1] else 0
+        denoise = float(parts[2]) if len(parts) > 2 and parts[2] else 0.7
+    except ValueError:
+        raise BadInput(
+            f"--hires {text!r}: use SCALE[:STEPS[:DENOISE[:UPSCALER]]], e.g. 2:10:0.45:Latent"
+        ) from None
+    upscaler = parts[3].strip() if len(parts) > 3 and parts[3].strip() else "Latent"
+    return HiresFix(scale=scale, steps=steps, denoise=denoise, upscaler=upscaler)
 
 
 def output_paths(out: Path, count: int) -> list[Path]:
@@ -171,11 +196,14 @@ def build_request(args: argparse.Namespace):
         clip_skip=args.clip_skip,
         quant=memory["quant"],
         offload=memory["offload"],
+        hires=parse_hires(args.hires),
     )
     from studio.engine.diffusion import validate_request
+    from studio.engine.diffusion.hires import validate_hires
 
     if mask is None:
         validate_request(request)
+    validate_hires(request)
     return request, out
 
 

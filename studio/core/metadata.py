@@ -45,12 +45,14 @@ _LABELS = {
     "distilled_cfg_scale": "Distilled CFG Scale",  # Forge: FLUX's guidance-embedding scale
     "ti_hashes": "TI hashes",  # textual inversions: "name: sha256[:12], ..."
     "lora_hashes": "Lora hashes",  # A1111's Lora extension: "name: hash[:12], ..."
+    "hires_cfg_scale": "Hires CFG Scale",
 }
 _INT_KEYS = {"steps", "seed", "clip_skip", "width", "height", "hires_steps", "batch_size"}
 _FLOAT_KEYS = {
     "cfg_scale",
     "denoising_strength",
     "hires_upscale",
+    "hires_cfg_scale",
     "mask_blur",
     "distilled_cfg_scale",
 }

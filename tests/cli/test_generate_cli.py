@@ -255,3 +255,21 @@ def test_turbo_defaults_from_catalog_and_name(tmp_path):
         "guidance": 0.0,
     }
     assert recommended_settings(str(tmp_path / "plain")) == {}
+
+
+def test_hires_flag_runs_a1111s_second_pass_and_writes_its_fields(tiny_models, tmp_path):
+    out = tmp_path / "hr.png"
+    args = gen(tiny_models, out, "--scheduler", "Euler", "--hires", "2:2:0.5:Latent (bicubic)")
+    assert main(args) == 0
+    assert load_image(out).shape[:2] == (128, 128)
+    meta = read_metadata(out)
+    assert (meta["hires_upscale"], meta["hires_steps"], meta["denoising_strength"]) == (2.0, 2, 0.5)
+    assert meta["hires_upscaler"] == "Latent (bicubic)"
+
+
+@pytest.mark.parametrize("value", ["two", "2:x", "9"])
+def test_a_bad_hires_flag_is_exit_2(tiny_models, tmp_path, capsys, value):
+    assert main(gen(tiny_models, tmp_path / "x.png", "--hires", value)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("studio: error:") and "hires" in err.lower() and "\n" not in err
+    assert not (tmp_path / "x.png").exists()

@@ -61,11 +61,15 @@ def run_generate(ctx, request: GenerateRequest):
     models (the descriptor's ``prediction == "flow"``) go to ``flow_generate.run_flow_generate``;
     SD requests with a mask are SD inpainting (``inpaint.diffusion_inpaint``)."""
     from studio.engine.diffusion.flow_inpaint import flow_inpaint, model_family
+    from studio.engine.diffusion.hires import SecondPass, hires_metadata, validate_hires
 
+    validate_hires(request)
     fam = model_family(request.model)
     if fam is not None and fam.prediction == "flow":
         from studio.engine.diffusion.flow_generate import run_flow_generate
 
+        if request.hires is not None:
+            raise BadInput(f"Hires. fix runs on SD 1.x, SD 2.x and SDXL in Studio, not {fam.label}")
         if request.mask is None:
             return run_flow_generate(ctx, request)
         if request.init_image is None:
@@ -113,18 +117,23 @@ def run_generate(ctx, request: GenerateRequest):
     kwargs.update(control_kwargs(task, request.controls, *size))
     _vae_tiling(pipe, request.width * request.height)
     per_image = steps_per_image(pipe, request.steps, strength)
-    total = per_image * request.count
+    second = SecondPass(ctx, request, loras) if request.hires is not None else None
+    if second is not None:
+        _vae_tiling(second.pipe, second.pipe_pixels())
+    total = (per_image + (second.per_image if second else 0)) * request.count
     sampler = ran_label(request.scheduler, pipe.scheduler)  # what ran
     device = pipe.device
     images, metadata = [], []
     ctx.progress(0, total)
     batch = max(1, min(request.count, MAX_BATCH))
     k = 0
+    done = 0  # image-steps so far, both passes
     while k < request.count:
         n = min(batch, request.count - k)
         seeds = [request.seed + k + j for j in range(n)]
         seed_noise(pipe.scheduler, seeds)
         generators = [generator_for(s, device) for s in seeds]
+        first: dict = {}
         try:
             out = denoise(
                 ctx,
@@ -132,10 +141,11 @@ def run_generate(ctx, request: GenerateRequest):
                 preview=request.preview,
                 preview_of=request.preview_of,
                 total_steps=total,
-                step_offset=k * per_image,
+                step_offset=done,
                 step_weight=n,
                 generator=generators if n > 1 else generators[0],
                 num_images_per_prompt=n,
+                latents_out=first if second is not None else None,
                 **kwargs,
             )
         except Exception as e:
@@ -143,23 +153,25 @@ def run_generate(ctx, request: GenerateRequest):
                 raise
             batch = 1  # the batch didn't fit: the rest one image at a time
             _free_cache(device)
-            ctx.progress(k * per_image, total, f"Out of memory with {n} images at once; one by one")
+            ctx.progress(done, total, f"Out of memory with {n} images at once; one by one")
             continue
+        done += n * per_image
         for j, image in enumerate(out):
-            images.append(image)
-            metadata.append(
-                with_placement(
-                    request_metadata(
-                        request,
-                        seeds[j],
-                        pipe.studio_model.name,
-                        sampler=sampler,
-                        model_hash=(pipe.studio_model.sha256 or "")[:10] or None,
-                        ran_loras=loras,
-                    ),
-                    pipe,
-                )
+            meta = request_metadata(
+                request,
+                seeds[j],
+                pipe.studio_model.name,
+                sampler=sampler,
+                model_hash=(pipe.studio_model.sha256 or "")[:10] or None,
+                ran_loras=loras,
             )
+            if second is not None:
+                latents = first["latents"][j : j + 1] if first.get("latents") is not None else None
+                image = second.run(ctx, image, latents, seeds[j], done, total)
+                done += second.per_image
+                meta = hires_metadata(meta, request)
+            images.append(image)
+            metadata.append(with_placement(meta, pipe))
         k += n
-        ctx.progress(k * per_image, total)
+        ctx.progress(done, total)
     return ctx.finished(images, metadata)

@@ -96,6 +96,7 @@ def denoise(
     region: tuple[int, int, int, int] | None = None,
     step_offset: int = 0,
     step_weight: int = 1,
+    latents_out: dict | None = None,
     **pipe_kwargs,
 ) -> list[np.ndarray]:
     """Run ``pipe(**pipe_kwargs)`` with progress, previews and cancel; return RGB uint8 images.
@@ -108,7 +109,8 @@ def denoise(
     one exists at a time; the consumer keeps only the latest. With "taesd" a preview is skipped
     while previews have used more than their budget (see ``preview_budget``). A batch of n
     images counts each step as ``step_weight`` = n steps (progress stays in image-steps). ``region`` is passed through to
-    the Preview events (where on the full image the preview belongs)."""
+    the Preview events (where on the full image the preview belongs). ``latents_out``, when
+    given, receives the final latents (before the decode) under "latents"."""
     if preview_of not in PREVIEW_OF:
         raise BadInput(f"Unknown preview target {preview_of!r} (use x0 or xt)")
     stepper = ConditioningStepper.for_job(pipe, pipe_kwargs)  # prompt editing / AND, or None
@@ -176,6 +178,8 @@ def denoise(
         log.warning(msg)
         ctx.progress(total_steps, total_steps, msg)
         images = decode_fp32(pipe, final["latents"])
+    if latents_out is not None:
+        latents_out["latents"] = final.get("latents")
     if not np.isfinite(images).all():
         raise ModelError(
             "The model produced NaN pixels (often fp16 overflow in the VAE); "

@@ -53,6 +53,25 @@ class LoraSpec:
 
 
 @dataclass(frozen=True)
+class HiresFix:
+    """AUTOMATIC1111's Hires. fix (``engine.diffusion.hires``): upscale by ``scale`` (or to
+    ``resize`` (w, h), a 0 side following the aspect) with ``upscaler`` (a ``Latent*`` mode,
+    Lanczos, Nearest or a GAN upscaler's name), then img2img at ``denoise`` for ``steps``
+    (0: the first pass's) with ``sampler``/``prompt``/``negative_prompt``/``guidance``
+    (None: the first pass's)."""
+
+    scale: float = 2.0
+    steps: int = 0
+    denoise: float = 0.7
+    upscaler: str = "Latent"
+    resize: tuple[int, int] | None = None
+    sampler: str | None = None
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    guidance: float | None = None
+
+
+@dataclass(frozen=True)
 class GenerateRequest:
     """txt2img, img2img (init_image + strength) and SD inpainting (init_image + mask)."""
 
@@ -83,6 +102,7 @@ class GenerateRequest:
     # in OFFLOADS (none, model, group, sequential).
     quant: str | None = None
     offload: str | None = None
+    hires: HiresFix | None = None  # a second, upscaled pass (SD 1.x/2.x/SDXL txt2img)
 
 
 @dataclass(frozen=True)
