@@ -293,7 +293,7 @@ def test_download_entry_into_models_folder_then_installed(server):
 @pytest.mark.parametrize("var", ["STUDIO_OFFLINE", "HF_HUB_OFFLINE"])
 def test_offline_never_touches_the_network(server, tmp_path, monkeypatch, var):
     monkeypatch.setenv(var, "1")
-    with pytest.raises(ModelError, match="^offline"):
+    with pytest.raises(ModelError, match="^offline: cannot download tiny-up"):
         dl.download(_url_entry(server.url))
     with pytest.raises(ModelError, match="^offline"):
         dl.download_url(server.url, tmp_path / "m.pth")

@@ -116,6 +116,13 @@ class _FaultHandler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             return
+        if mode == "one-byte-then-stall":
+            self._send(200, PAYLOAD, {}, len(PAYLOAD))
+            self.wfile.write(PAYLOAD[:1])
+            self.wfile.flush()
+            srv.release.wait(STALL_S)
+            self.close_connection = True
+            return
         if mode == "stall-before-body":
             self._send(200, PAYLOAD, {}, len(PAYLOAD))
             self.wfile.flush()
@@ -541,7 +548,8 @@ def test_g_part_removed_while_downloading(server):
 
     with pytest.raises(StudioError) as err:
         dl.download(_entry(server.url), token=_FastToken(), progress=on_progress)
-    _one_clear_error(err.value)
+    msg = _one_clear_error(err.value)
+    assert "fault-up" in msg and "removed by another program" in msg
     assert not _paths().dest.exists()
     _finish_later(server)
 
@@ -579,7 +587,7 @@ def test_h_disk_full_after_n_bytes_keeps_a_consistent_part(server, monkeypatch):
     with pytest.raises(StudioError) as err:
         _download(server)
     msg = _one_clear_error(err.value)
-    assert msg.startswith("Disk full") and "resume" in msg
+    assert msg.startswith("Disk full") and msg.endswith("run the download again to resume")
     assert "No space left on device" in err.value.detail  # the system's words, for the log
     assert _nothing_half_written(_paths()) == limit
     assert len(server.requests) == 1  # a full disk is not retried
@@ -896,3 +904,39 @@ def test_a_stale_part_removed_meanwhile_by_someone_else_is_no_error(server, monk
     server.mode = "416-on-range"
     assert _download(server).read_bytes() == PAYLOAD
     assert server.requests == [f"bytes={CUT}-", None]
+
+
+def test_no_eta_when_no_size_is_known(server, tmp_path, monkeypatch):
+    """Neither the catalog nor the server gives a size: progress shows bytes and speed, but
+    no ETA (there is nothing to count down to)."""
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(dl, "time", SimpleNamespace(monotonic=lambda: float(next(ticks))))
+    server.mode, server.faults_left = "no-length-close", 1
+    events: list[dl.DownloadProgress] = []
+    dl.download_url(server.url, tmp_path / "w.pth", token=_FastToken(), progress=events.append)
+    assert any(e.speed > 0 for e in events)
+    assert [e.eta for e in events] == [None] * len(events)
+    assert not any("ETA" in e.line() for e in events)
+
+
+def test_a_single_kept_byte_is_offered_for_resume(server, tmp_path):
+    server.mode = "one-byte-then-stall"
+    with pytest.raises(StudioError) as err:
+        dl.download_url(server.url, tmp_path / "w.pth", token=_FastToken(), retries=0, timeout=0.2)
+    assert "run it again to resume" in _one_clear_error(err.value)
+    assert (tmp_path / "w.pth.part").read_bytes() == PAYLOAD[:1]
+
+
+def test_checksum_mismatch_is_reported_even_if_the_part_cannot_be_removed(server, monkeypatch):
+    real_unlink = Path.unlink
+
+    def unlink(self, missing_ok=False):
+        if self.name.endswith(".part"):
+            raise PermissionError(13, "Permission denied")
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    server.mode = "wrong-bytes"
+    with pytest.raises(StudioError) as err:
+        _download(server)
+    assert _one_clear_error(err.value).startswith("Checksum mismatch for fault-up")
