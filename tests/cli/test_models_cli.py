@@ -106,7 +106,7 @@ def test_list_json_has_catalog_with_status(home, capsys):
 def test_download_verify_remove(home, capsys):
     assert main(["models", "download", "tiny-x4", "--yes"]) == 0
     captured = capsys.readouterr()
-    target = home.path / "models" / "upscaler" / "tiny-x4.pth"
+    target = home.path / "models" / "upscale_models" / "tiny-x4.pth"
     assert target.read_bytes() == PAYLOAD
     assert "installed at" in captured.out
     assert "tiny-x4: 2.1 MB / 2.1 MB (100%)" in captured.err  # the progress line
@@ -130,10 +130,10 @@ def test_download_asks_on_a_terminal(home, capsys, monkeypatch):
     monkeypatch.setattr("builtins.input", lambda q: asked.append(q) or "n")
     assert main(["models", "download", "tiny-x4"]) == 1
     assert "2.1 MB" in capsys.readouterr().out and "Continue?" in asked[0]
-    assert not (home.path / "models" / "upscaler" / "tiny-x4.pth").exists()
+    assert not (home.path / "models" / "upscale_models" / "tiny-x4.pth").exists()
     monkeypatch.setattr("builtins.input", lambda q: "y")
     assert main(["models", "download", "tiny-x4"]) == 0
-    assert (home.path / "models" / "upscaler" / "tiny-x4.pth").exists()
+    assert (home.path / "models" / "upscale_models" / "tiny-x4.pth").exists()
 
 
 @pytest.mark.parametrize("var", ["STUDIO_OFFLINE", "HF_HUB_OFFLINE"])
@@ -156,12 +156,12 @@ def test_import_identifies_and_lists(home, tmp_path, capsys):
     lora = write_sparse_safetensors(tmp_path / "inkstyle.safetensors", kohya_lora_spec(768))
     data = _json(capsys, "models", "import", str(lora), "--json")
     assert data[0]["kind"] == "lora" and data[0]["base"] == "sd1"
-    assert Path(data[0]["path"]) == home.path / "models" / "lora" / "inkstyle.safetensors"
+    assert Path(data[0]["path"]) == home.path / "models" / "loras" / "inkstyle.safetensors"
     listed = _json(capsys, "models", "list", "--json", "--kind", "lora")
     assert [i["name"] for i in listed["imported"]] == ["inkstyle.safetensors"]
     from studio.engine.models.importer import find_lora
 
-    assert find_lora("inkstyle") == home.path / "models" / "lora" / "inkstyle.safetensors"
+    assert find_lora("inkstyle") == home.path / "models" / "loras" / "inkstyle.safetensors"
     # Same file again: fine; a different file with that name: refused.
     assert main(["models", "import", str(lora)]) == 0
     (tmp_path / "x").mkdir()
@@ -206,7 +206,7 @@ def test_ctrl_c_cancels_download_and_rerun_resumes(home):
         stderr=subprocess.PIPE,
         text=True,
     )
-    part = home.path / "models" / "upscaler" / "tiny-x4.pth.part"
+    part = home.path / "models" / "upscale_models" / "tiny-x4.pth.part"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (part.exists() and part.stat().st_size > 0):
         time.sleep(0.05)
@@ -217,4 +217,4 @@ def test_ctrl_c_cancels_download_and_rerun_resumes(home):
     assert part.exists() and 0 < part.stat().st_size < len(PAYLOAD)
     home.server.delay = 0.0
     assert main(["models", "download", "tiny-x4", "--yes"]) == 0
-    assert (home.path / "models" / "upscaler" / "tiny-x4.pth").read_bytes() == PAYLOAD
+    assert (home.path / "models" / "upscale_models" / "tiny-x4.pth").read_bytes() == PAYLOAD

@@ -104,7 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(os.environ.get("TMPDIR", "/tmp")) / "studio-mutation" / args.name
     copy_checkout(work)
     configure(work, target)
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONDONTWRITEBYTECODE="1")
+    # One intra-op thread: mutmut forks its workers from a process whose torch thread pool is
+    # already running, and a forked child that runs a torch op then hangs — a survivor would
+    # show up as a timeout (counted as caught).
+    env = dict(
+        os.environ, QT_QPA_PLATFORM="offscreen", PYTHONDONTWRITEBYTECODE="1",
+        OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+    )  # fmt: skip
     env.pop("CI", None)  # a skip is a skip here; CI's skip-as-failure rule is for the suite
     log = work / "mutmut.log"
     with log.open("w") as fh:

@@ -586,7 +586,11 @@ def plan_memory(
     if fitting:
         return min(fitting, key=lambda p: (p.cost, p.peak_gib))
     best = min(plans, key=lambda p: (p.peak_gib, p.cost))
-    why = "over the VRAM budget" if best.peak_gib > budget else "offloaded weights exceed the RAM"
+    why = (
+        "over the VRAM budget"
+        if best.peak_gib > best.budget_gib
+        else "offloaded weights exceed the RAM"
+    )
     return Plan(**{**best.__dict__, "notes": (*best.notes, why)})
 
 

@@ -344,7 +344,12 @@ def find_body_weights(model: str | None = None) -> Path:
         if body is None:
             raise ModelError(f"{found}: no {BODY_FILE} in this folder; {how_to_get()}")
         return body
+    from studio.engine.models.folders import kind_folders
+
+    # Where downloads go, then the same name in every pose folder (other roots, the layout
+    # named for the kind).
     candidates: list[Path] = [default_model_folder()]
+    candidates += [f / CATALOG_ID for f in kind_folders("pose-detector")]
     try:
         candidates.append(resolve(CATALOG_ID, "pose-detector"))
     except (ModelError, BadInput):  # not installed, or a user catalog that redefines it
@@ -362,11 +367,13 @@ def find_body_weights(model: str | None = None) -> Path:
 
 def _installed_dwpose() -> Path | None:
     """The DWPose ONNX pair where the model manager or the user put it, or None."""
+    from studio.engine.models.folders import kind_folders
     from studio.engine.models.resolver import hf_cached, resolve
     from studio.engine.models.scan import local_models
     from studio.engine.vision import dwpose
 
     candidates: list[Path] = [default_model_folder().parent / dwpose.CATALOG_ID]
+    candidates += [f / dwpose.CATALOG_ID for f in kind_folders("pose-detector")]
     try:
         candidates.append(resolve(dwpose.CATALOG_ID, "pose-detector"))
     except (ModelError, BadInput):
