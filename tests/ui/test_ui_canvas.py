@@ -367,6 +367,8 @@ def test_drop_model_file_imports_it_and_leaves_the_document(window, photos, tmp_
     lora = write_sparse_safetensors(tmp_path / "ink.safetensors", kohya_lora_spec(768))
     drop(window.canvas, [lora])
     home = Path(__import__("os").environ["STUDIO_HOME"])
-    qtbot.waitUntil(lambda: (home / "models" / "loras" / "ink.safetensors").is_file(), timeout=30000)
+    qtbot.waitUntil(
+        lambda: (home / "models" / "loras" / "ink.safetensors").is_file(), timeout=30000
+    )
     assert [la.uid for la in window.model.doc.layers] == layers
     assert not window._errors

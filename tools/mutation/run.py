@@ -44,10 +44,16 @@ def load_target(name: str) -> dict:
 
 def copy_checkout(work: Path) -> None:
     """The tracked and untracked-but-not-ignored files, as a test run sees them."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
-        cwd=ROOT, check=True, capture_output=True,
-    ).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     if work.exists():
         shutil.rmtree(work)
     for rel in filter(None, listed):
@@ -82,7 +88,11 @@ def configure(work: Path, target: dict) -> None:
 def results(work: Path, env: dict) -> dict[str, str]:
     out = subprocess.run(
         [sys.executable, "-m", "mutmut", "results", "--all", "true"],
-        cwd=work, env=env, check=True, capture_output=True, text=True,
+        cwd=work,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     status = {}
     for line in out.splitlines():
@@ -97,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("name", help="a target in tools/mutation/targets (masks, metadata, ...)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--min-killed", type=float, default=90.0)
-    ap.add_argument("--work", type=Path, help="scratch folder (default: $TMPDIR/studio-mutation/NAME)")
+    ap.add_argument(
+        "--work", type=Path, help="scratch folder (default: $TMPDIR/studio-mutation/NAME)"
+    )
     args = ap.parse_args(argv)
 
     target = load_target(args.name)
@@ -116,7 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     with log.open("w") as fh:
         run = subprocess.run(
             [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.jobs)],
-            cwd=work, env=env, stdout=fh, stderr=subprocess.STDOUT,
+            cwd=work,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
         )
     if run.returncode != 0:
         print(log.read_text("utf-8", "replace")[-4000:])
@@ -135,7 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in missed:
             shown = subprocess.run(
                 [sys.executable, "-m", "mutmut", "show", name],
-                cwd=work, env=env, capture_output=True, text=True,
+                cwd=work,
+                env=env,
+                capture_output=True,
+                text=True,
             )
             fh.write(shown.stdout + "\n")
     for name in missed:

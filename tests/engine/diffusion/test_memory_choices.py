@@ -291,27 +291,38 @@ def test_pipeline_calls_of_nf4_parts(offload, parked):
         assert call.startswith(f"{part}.from_pretrained(quantization_config=BitsAndBytesConfig(")
         assert "load_in_4bit" in call
         assert call.endswith("device_map={'': 'cuda'})" + (".to('cpu')" if parked else ""))
-    assert calls[2] == {"none": "pipe.to('cuda')"}.get(offload, "pipe.enable_sequential_cpu_offload()")
+    assert calls[2] == {"none": "pipe.to('cuda')"}.get(
+        offload, "pipe.enable_sequential_cpu_offload()"
+    )
 
 
 def test_pipeline_calls_of_group_offload_and_tiles():
     calls = _p("group", "bf16", tiling=True).pipeline_calls()
     assert len(calls) == 2 and calls[1] == "pipe.vae.enable_tiling()"
     assert calls[0].startswith("transformer/vae.enable_group_offload('cuda', offload_type=")
-    assert "num_blocks_per_group=1, use_stream=True); text encoders: apply_group_offloading(" in calls[0]
+    assert (
+        "num_blocks_per_group=1, use_stream=True); text encoders: apply_group_offloading("
+        in calls[0]
+    )
     assert calls[0].endswith("block_modules=group_block_modules(<encoder>))")
     assert _p("model", "bf16", "nf4").pipeline_calls()[0].startswith("TextEncoder.from_pretrained(")
 
 
 def test_render_table_plans_with_the_ram_and_formats_given():
     # Qwen-Image's 57 GB on 12 GiB: offloading it needs more than 4 GiB of RAM to spare
-    [cell] = memory.render_table(["qwen-image"], [12], ram_gib=8, formats=("bf16",)).split(
-        "\n"
-    )[2].strip("| ").split(" | ")[1:]
+    [cell] = (
+        memory.render_table(["qwen-image"], [12], ram_gib=8, formats=("bf16",))
+        .split("\n")[2]
+        .strip("| ")
+        .split(" | ")[1:]
+    )
     assert cell.endswith(" (does not fit)") and "offload, bf16, " in cell  # bf16 throughout
-    [cell] = memory.render_table(["qwen-image"], [12], ram_gib=None, formats=("bf16",)).split(
-        "\n"
-    )[2].strip("| ").split(" | ")[1:]
+    [cell] = (
+        memory.render_table(["qwen-image"], [12], ram_gib=None, formats=("bf16",))
+        .split("\n")[2]
+        .strip("| ")
+        .split(" | ")[1:]
+    )
     assert cell.startswith("group offload, bf16") and "does not fit" not in cell
 
 
@@ -319,11 +330,13 @@ def test_render_table_rows_and_cells():
     lines = memory.render_table(["sd15", "qwen-image"], [2, 80], ram_gib=8, formats=("bf16",))
     lines = lines.splitlines()
     assert lines[:2] == ["| model | 2 GiB | 80 GiB |", "|---|---|---|"]
-    assert re.fullmatch(r"\| SD 1\.5 \| .+ GiB( \(does not fit\))? \| GPU, fp16, \d+\.\d GiB \|", lines[2])
+    assert re.fullmatch(
+        r"\| SD 1\.5 \| .+ GiB( \(does not fit\))? \| GPU, fp16, \d+\.\d GiB \|", lines[2]
+    )
     # 57 GB of weights: not on a 2 GiB card with 4 GiB of RAM to spare, whole on 80 GiB
-    assert re.fullmatch(r"\| Qwen-Image \| .+ GiB \(does not fit\) \| GPU, bf16, [\d.]+ GiB \|", lines[3])
-
-
+    assert re.fullmatch(
+        r"\| Qwen-Image \| .+ GiB \(does not fit\) \| GPU, bf16, [\d.]+ GiB \|", lines[3]
+    )
 
 
 # A row whose text encoders outweigh the transformer (as FLUX.2 klein's Qwen3 does): 2 GiB
@@ -357,7 +370,9 @@ TEXT = ModelNeeds(
 def test_text_encoder_peaks(row, offload, text, peak):
     p = plan_memory(row, 100, offload=offload, weights="bf16", text_weights=text)
     assert p.peak_gib == pytest.approx(peak, abs=0.005) and not p.vae_tiling
-    assert p.ram_gib == (0.0 if offload == "none" else pytest.approx(10.1 if text == "bf16" else 5.5, abs=0.005))
+    assert p.ram_gib == (
+        0.0 if offload == "none" else pytest.approx(10.1 if text == "bf16" else 5.5, abs=0.005)
+    )
 
 
 def test_torchao_is_found_by_its_package(monkeypatch):
@@ -466,7 +481,9 @@ def test_pixels_beyond_the_native_size_offer_tiles():
 
 
 def test_plan_figures_are_in_hundredths_of_a_gib():
-    p = plan_memory(ROW, 10.123, ram_gib=20.123, offload="model", weights="nf4", text_weights="bf16")
+    p = plan_memory(
+        ROW, 10.123, ram_gib=20.123, offload="model", weights="nf4", text_weights="bf16"
+    )
     # 3.028 + 4 + 0.5 = 7.528 GiB offloaded; 9.323 GiB budget; 16.123 GiB of RAM to spare
     assert (p.ram_gib, p.budget_gib, p.ram_budget_gib) == (7.53, 9.32, 16.12)
     p = plan_memory(ROW, 100, offload="none", weights="bf16", text_weights="nf4")

@@ -199,7 +199,9 @@ def test_bad_overrides_name_the_choices():
 
 
 def test_a_unet_family_refuses_quantized_weights_with_the_reason():
-    with pytest.raises(BadInput, match=r"^SD 1\.x runs in fp16: quantized weights \(--quant nf4\)") as e:
+    with pytest.raises(
+        BadInput, match=r"^SD 1\.x runs in fp16: quantized weights \(--quant nf4\)"
+    ) as e:
         mm.plan_for_family("sd1", 8, quant="nf4")
     # where quantized weights do apply
     assert str(e.value).endswith("flow families (FLUX.1, FLUX.2, Z-Image, SD 3.5, Qwen-Image)")
@@ -233,7 +235,9 @@ def test_plans_pass_the_size_the_ram_and_the_overrides_on(monkeypatch):
     assert (p.needs.key, p.weights, p.offload, p.ram_budget_gib) == (
         "flux1-schnell", "fp8", "model", 60.0,
     )  # fmt: skip
-    assert p.peak_gib > mm.plan_for_model("flux1-schnell", 12, quant="fp8", offload="model").peak_gib
+    assert (
+        p.peak_gib > mm.plan_for_model("flux1-schnell", 12, quant="fp8", offload="model").peak_gib
+    )
     # formats: bf16 only keeps a 20 GiB card from the fp8 model-offload plan Auto picks
     assert mm.plan_for_model("flux1-schnell", 20, ram_gib=64).weights == "fp8"
     assert mm.plan_for_model("flux1-schnell", 20, ram_gib=64, formats=("bf16",)).weights == "bf16"
@@ -397,7 +401,9 @@ def _device(monkeypatch, kind, free=None):
     monkeypatch.setattr(jobs_device, "pick_device", pick)
     monkeypatch.setattr(jobs_device, "free_bytes", probe)
     monkeypatch.setattr(
-        torch.cuda, "get_device_name", lambda dev=None: "Fake GPU" if dev == torch.device(kind) else "?"
+        torch.cuda,
+        "get_device_name",
+        lambda dev=None: "Fake GPU" if dev == torch.device(kind) else "?",
     )
     return asked
 

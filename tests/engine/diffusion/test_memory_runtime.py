@@ -455,7 +455,9 @@ def test_an_out_of_memory_decode_runs_again_in_smaller_tiles(caplog):
         assert vae.decode(z, 7, return_dict=False) == "image"
     # the retry: tiled, half the 768 px side (384 px is 48 latent px, a multiple of 8)
     assert vae.decoded == [(False, 1024), (True, 384)]
-    assert [(c[0] is z, c[1], c[2]) for c in vae.calls] == [(True, (7,), {"return_dict": False})] * 2
+    assert [(c[0] is z, c[1], c[2]) for c in vae.calls] == [
+        (True, (7,), {"return_dict": False})
+    ] * 2
     [record] = caplog.records
     assert record.name == "studio.engine.diffusion.memory"
     assert record.getMessage().startswith("Out of memory while decoding 768x512;")
@@ -621,7 +623,9 @@ def test_tiny_decodes_count_at_least_a_twentieth_of_the_native_pixels():
 def test_load_kwargs_quantize_the_nf4_parts_only():
     assert memory.load_kwargs(_plan("model", "fp8")) == {}
     assert memory.load_kwargs(_plan("model", "q8_0")) == {}
-    q = memory.load_kwargs(_plan("model", "nf4", "nf4"), {"text_encoders": "text_encoder,text_encoder_2"})
+    q = memory.load_kwargs(
+        _plan("model", "nf4", "nf4"), {"text_encoders": "text_encoder,text_encoder_2"}
+    )
     q = q["quantization_config"]
     assert q.quant_backend == "bitsandbytes_4bit"
     assert q.components_to_quantize == ["transformer", "text_encoder", "text_encoder_2"]
