@@ -25,7 +25,9 @@ SETUP = 'pip install -r requirements.lock -e ".[test]"'
 
 def _lock(path: Path | None = None) -> list[Requirement]:
     reqs = []
-    for line in (path or ROOT / "requirements.lock").read_text(encoding="utf-8").splitlines():
+    # tools/update-lock.sh tests a candidate lock before it becomes requirements.lock.
+    path = path or Path(os.environ.get("STUDIO_LOCK") or ROOT / "requirements.lock")
+    for line in path.read_text(encoding="utf-8").splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             reqs.append(Requirement(line))
