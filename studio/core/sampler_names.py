@@ -167,7 +167,8 @@ def split_schedule(name: str) -> tuple[str, str | None]:
     text = " ".join(str(name or "").split())
     low = text.lower()
     for label in ALL_LABELS:
-        if low.endswith(" " + label.lower()) and len(text) > len(label) + 1:
+        # text has no leading space, so a match leaves a non-empty sampler before the label
+        if low.endswith(" " + label.lower()):
             return text[: -len(label) - 1], label
     return text, None
 

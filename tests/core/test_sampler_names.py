@@ -167,12 +167,28 @@ def test_infotext_fields_are_what_a1111_19_writes():
         ("UniPC", "Karras", True, "UniPC"),
         ("UniPC", "Karras", False, "UniPC Karras"),
         ("DDIM", "Automatic", True, "DDIM"),
+        # ... and they have no options['scheduler']: "Automatic" leaves them plain
+        ("DDIM", "Automatic", False, "DDIM"),
+        ("PLMS", "Automatic", False, "PLMS"),
+        ("UniPC", "automatic", False, "UniPC"),
         # spacing in the sampler name is normalised
         ("  DPM++   2M ", None, False, "DPM++ 2M"),
     ],
 )
 def test_compose_follows_a1111(sampler, field, infotext, want):
     assert compose(sampler, field, infotext=infotext) == want
+
+
+def test_compose_reads_an_explicit_choice_unless_told_it_is_an_infotext():
+    """The CLI and the panel call compose without ``infotext``: the chosen field decides."""
+    assert compose("DPM++ 2M Karras", "Exponential") == "DPM++ 2M Exponential"
+    assert compose("UniPC", "Karras") == "UniPC Karras"
+
+
+@pytest.mark.parametrize("sampler", [None, "", "   "])
+def test_compose_of_no_sampler_is_no_name(sampler):
+    assert compose(sampler) == ""
+    assert compose(sampler, "") == ""
 
 
 @pytest.mark.parametrize(

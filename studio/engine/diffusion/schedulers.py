@@ -48,13 +48,21 @@ sigmas in diffusers; DPM2 / DPM2 a drop the next-to-last sigma of their schedule
 diffusers can only emulate for the uniform grid; ComfyUI's beta scheduler is another formula
 than A1111's; Polyexponential, KL Optimal, Align Your Steps have no diffusers option).
 
+A zero-terminal-SNR model (``rescale_betas_zero_snr`` in its scheduler config: SDXL
+v-prediction ``ztsnr`` files) runs only on the classes with that option
+(:data:`ZERO_SNR_CLASSES`); Heun, LMS, DPM2, DPM2 a, DPM++ 2S a, DPM++ SDE, PNDM / PLMS and
+DEIS would sample it on the unrescaled betas without a word, so they are refused in one line
+naming the samplers that work (:func:`check_zero_snr`).
+
 The metadata names what was built (:func:`ran_label` reads the scheduler's class and config),
 so a build that lost an option shows under its real name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 from studio.core import sampler_names as vocab
 from studio.core.errors import BadInput
@@ -68,8 +76,8 @@ class SamplerSpec:
     starts_at_t_max: bool = False
 
 
-def _k(cls: str, overrides: dict | None = None) -> SamplerSpec:
-    return SamplerSpec(cls, dict(overrides or {}), starts_at_t_max=True)
+# A k-diffusion sampler (A1111 starts it at sigma_max); a table entry, built at import.
+_k = partial(SamplerSpec, starts_at_t_max=True)
 
 
 _KARRAS = {"use_karras_sigmas": True}
@@ -246,6 +254,54 @@ _DISCARD_PENULTIMATE_CLASSES = frozenset(
 )
 
 
+# diffusers classes with rescale_betas_zero_snr (a test checks it against the installed
+# diffusers). The others build from a zero-terminal-SNR model's config without the option and
+# sample it on its original betas (SDXL: sigma_max 14.6 where the model was trained up to pure
+# noise, 4096 in diffusers' rescaled schedule), with no error: they are refused for it.
+ZERO_SNR_CLASSES = frozenset(
+    {
+        "EulerDiscreteScheduler",
+        "EulerAncestralDiscreteScheduler",
+        "DPMSolverMultistepScheduler",
+        "UniPCMultistepScheduler",
+        "DDIMScheduler",
+        "DDPMScheduler",
+        "LCMScheduler",
+        "TCDScheduler",
+    }
+)
+
+
+def zero_snr_samplers() -> list[str]:
+    """The A1111 samplers (plain names) whose diffusers class runs a zero-terminal-SNR model."""
+    return [
+        n
+        for n, spec in SCHEDULERS.items()
+        if spec.cls in ZERO_SNR_CLASSES and vocab.a1111_label(n) == n
+    ]
+
+
+def check_zero_snr(name: str | None, base_config: Mapping) -> None:
+    """BadInput in one line when the model's scheduler config has ``rescale_betas_zero_snr``
+    (an SDXL v-prediction ``ztsnr`` file, NoobAI-XL V-Pred) and sampler ``name`` (None: the
+    config's own class) is built on a diffusers class without that option, naming the
+    samplers to pick instead."""
+    if not base_config.get("rescale_betas_zero_snr"):
+        return
+    if name is None:
+        cls_name = str(base_config.get("_class_name", "PNDMScheduler"))
+        shown = _DEFAULT_LABEL.get(cls_name, cls_name)
+    else:
+        shown = canonical_name(name)
+        cls_name = SCHEDULERS[split_name(shown)[0]].cls
+    if cls_name in ZERO_SNR_CLASSES:
+        return
+    raise BadInput(
+        f"Sampler {shown} can't run this zero-terminal-SNR model (diffusers' {cls_name} has no "
+        f"rescale_betas_zero_snr); pick {', '.join(zero_snr_samplers())}"
+    )
+
+
 def schedule_types() -> list[str]:
     """The schedule types a sampler name can carry (A1111's labels)."""
     return ["Automatic", *SCHEDULE_OPTIONS]
@@ -366,10 +422,7 @@ def is_turbo(model_name: str) -> bool:
 def _accepts(cls, option: str) -> bool:
     import inspect
 
-    try:
-        return option in inspect.signature(cls.__init__).parameters
-    except (TypeError, ValueError):
-        return False
+    return option in inspect.signature(cls.__init__).parameters
 
 
 def make_scheduler(
@@ -387,6 +440,7 @@ def make_scheduler(
       UniPC at t=501)."""
     import diffusers
 
+    check_zero_snr(name, base_config)
     cfg = {k: v for k, v in dict(base_config).items() if not k.startswith("_")}
     schedule: dict = {}
     if name is None:

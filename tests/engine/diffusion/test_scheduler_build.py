@@ -76,6 +76,19 @@ def test_no_name_builds_the_models_own_scheduler():
     assert type(make_scheduler(None, PLAIN)).__name__ == "PNDMScheduler"
 
 
+def test_the_options_of_a_loaded_config_are_applied():
+    """A config read from a scheduler_config.json lists the keys the file left out in
+    ``_use_default_values``, and diffusers' from_config resets every key listed there: a
+    sampler's options must be built without that list."""
+    loaded = diffusers.EulerDiscreteScheduler.from_config(PLAIN).config
+    assert "use_karras_sigmas" in loaded["_use_default_values"]
+    sched = make_scheduler("Euler Karras", dict(loaded))
+    assert sched.config.use_karras_sigmas is True
+    assert make_scheduler("DPM++ 2M", dict(loaded), spacing="trailing").config.timestep_spacing == (
+        "trailing"
+    )
+
+
 def test_a_turbo_models_own_scheduler_is_trailing_too():
     """No sampler chosen on SD-Turbo: its own scheduler must still start at t = 999."""
     sched = make_scheduler(None, SD15, turbo=True)
