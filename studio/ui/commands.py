@@ -7,12 +7,17 @@ panel and the panels listen to.
   ``LayerPropsCommand`` (opacity drags merge), ``AddGrowingLayerCommand`` (canvas grows to fit)
 - pixels: ``PaintCommand`` (only the stroke's rectangle), ``SetPixelsCommand``
 - selection: ``SelectionCommand``; outpainting: ``ExtendCanvasCommand``
-- pose: ``PoseEditCommand`` (before/after snapshots of a pose)
+- pose: ``PoseEditCommand`` (before/after snapshots of a pose, shown through a callable)
+
+The commands know the document model only as the ``EditedDocument`` protocol below (what
+they call on it), and a pose edit only as the function that shows a pose, so this module
+imports no other ``studio.ui`` module and ``document_model`` can build its commands here.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from PySide6.QtGui import QUndoCommand
@@ -20,16 +25,38 @@ from PySide6.QtGui import QUndoCommand
 from studio.core.document import Layer
 
 if TYPE_CHECKING:
+    from PySide6.QtCore import SignalInstance
+
+    from studio.core.document import Document
     from studio.core.outpaint import Extension
     from studio.core.pose import Pose
-    from studio.ui.document_model import DocumentModel
-    from studio.ui.pose_editor import PoseEditor
 
 Rect = tuple[int, int, int, int]
 
 
+class EditedDocument(Protocol):
+    """What the commands use of ``studio.ui.document_model.DocumentModel``: the document,
+    its change signals and the primitives that change it and emit them."""
+
+    doc: Document
+    structure_changed: SignalInstance
+    pixels_changed: SignalInstance
+    selection_changed: SignalInstance
+    document_replaced: SignalInstance
+
+    def apply_resize(self, size: tuple[int, int]) -> None: ...
+
+    def apply_pixels(self, uid: int, pixels: np.ndarray) -> np.ndarray: ...
+
+    def _insert(self, layer: Layer, index: int) -> None: ...
+
+    def _remove(self, uid: int) -> Layer: ...
+
+    def _write(self, uid: int, x: int, y: int, patch: np.ndarray) -> None: ...
+
+
 class AddLayerCommand(QUndoCommand):
-    def __init__(self, model: DocumentModel, layer: Layer, index: int | None = None) -> None:
+    def __init__(self, model: EditedDocument, layer: Layer, index: int | None = None) -> None:
         super().__init__(f"Add layer “{layer.name}”")
         self.model, self.layer = model, layer
         doc = model.doc
@@ -54,7 +81,7 @@ class AddLayerCommand(QUndoCommand):
 
 
 class RemoveLayerCommand(QUndoCommand):
-    def __init__(self, model: DocumentModel, uid: int) -> None:
+    def __init__(self, model: EditedDocument, uid: int) -> None:
         layer = model.doc.layer(uid)
         super().__init__(f"Delete layer “{layer.name}”")
         self.model, self.uid, self.layer = model, uid, layer
@@ -68,7 +95,7 @@ class RemoveLayerCommand(QUndoCommand):
 
 
 class MoveLayerCommand(QUndoCommand):
-    def __init__(self, model: DocumentModel, uid: int, index: int) -> None:
+    def __init__(self, model: EditedDocument, uid: int, index: int) -> None:
         super().__init__("Move layer")
         self.model, self.uid, self.new = model, uid, index
         self.old = model.doc.index_of(uid)
@@ -89,7 +116,7 @@ class MoveLayerCommand(QUndoCommand):
 class LayerPropsCommand(QUndoCommand):
     MERGE_ID = 0x5701
 
-    def __init__(self, model: DocumentModel, uid: int, props: dict, text: str) -> None:
+    def __init__(self, model: EditedDocument, uid: int, props: dict, text: str) -> None:
         super().__init__(text)
         self.model, self.uid, self.new = model, uid, dict(props)
         layer = model.doc.layer(uid)
@@ -126,7 +153,7 @@ class PaintCommand(QUndoCommand):
 
     def __init__(
         self,
-        model: DocumentModel,
+        model: EditedDocument,
         uid: int,
         rect: Rect,
         before: np.ndarray,
@@ -150,7 +177,7 @@ class PaintCommand(QUndoCommand):
 
 
 class SetPixelsCommand(QUndoCommand):
-    def __init__(self, model: DocumentModel, uid: int, pixels: np.ndarray, text: str) -> None:
+    def __init__(self, model: EditedDocument, uid: int, pixels: np.ndarray, text: str) -> None:
         super().__init__(text)
         self.model, self.uid, self.pixels = model, uid, np.ascontiguousarray(pixels)
 
@@ -161,7 +188,7 @@ class SetPixelsCommand(QUndoCommand):
 
 
 class SelectionCommand(QUndoCommand):
-    def __init__(self, model: DocumentModel, rect: Rect | None) -> None:
+    def __init__(self, model: EditedDocument, rect: Rect | None) -> None:
         super().__init__("Select" if rect else "Deselect")
         self.model, self.new, self.old = model, rect, model.doc.selection
 
@@ -180,7 +207,9 @@ class AddGrowingLayerCommand(QUndoCommand):
     """One undo step: enlarge the canvas to ``size``, then run ``add`` (an AddLayerCommand).
     Undo removes the layer, then restores the canvas size."""
 
-    def __init__(self, model, size: tuple[int, int], add: QUndoCommand, text: str) -> None:
+    def __init__(
+        self, model: EditedDocument, size: tuple[int, int], add: QUndoCommand, text: str
+    ) -> None:
         super().__init__(text)
         self.model = model
         self.add = add  # kept here: a Python-side reference keeps the command alive
@@ -200,7 +229,9 @@ class ExtendCanvasCommand(QUndoCommand):
     """Outpaint result as one undo step: grow the document by ``ext`` (every layer and the
     mask move by (left, top)), then add the outpainted image as a new top layer."""
 
-    def __init__(self, model, ext: Extension, image: np.ndarray, name: str, metadata: dict):
+    def __init__(
+        self, model: EditedDocument, ext: Extension, image: np.ndarray, name: str, metadata: dict
+    ) -> None:
         super().__init__("Outpaint")
         from studio.core.document import Layer, to_rgba
 
@@ -249,16 +280,18 @@ class ExtendCanvasCommand(QUndoCommand):
 
 
 class PoseEditCommand(QUndoCommand):
-    """One pose edit as before/after snapshots (poses are a few hundred numbers)."""
+    """One pose edit as before/after snapshots (poses are a few hundred numbers); ``show``
+    puts a pose in the editor (``PoseEditor.set_pose``), on redo the after, on undo the
+    before."""
 
-    def __init__(self, editor: PoseEditor, before: Pose, after: Pose, text: str) -> None:
+    def __init__(self, show: Callable[[Pose], None], before: Pose, after: Pose, text: str) -> None:
         super().__init__(text)
-        self.editor = editor
+        self.show = show
         self.before = before.copy()
         self.after = after.copy()
 
     def redo(self) -> None:
-        self.editor.set_pose(self.after)
+        self.show(self.after)
 
     def undo(self) -> None:
-        self.editor.set_pose(self.before)
+        self.show(self.before)

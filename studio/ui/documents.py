@@ -256,7 +256,7 @@ class Documents(QObject):
 
     @Slot(list)
     def on_files_dropped(self, paths: list[str]) -> None:
-        from studio.ui.panels.models import import_model_file, is_model_file
+        from studio.ui.model_files import import_model_file, is_model_file
 
         models = [p for p in paths if is_model_file(p)]
         for p in models:  # checkpoints, LoRAs, upscalers...: identified and imported

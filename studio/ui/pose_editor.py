@@ -197,7 +197,7 @@ class PoseEditor(QGraphicsView):
     # -- edits (each one undoable) --------------------------------------------------------------
     def edit(self, after: Pose, text: str) -> None:
         """Push the change from the current pose to ``after`` as one undo step."""
-        self._push(PoseEditCommand(self, self._pose, after, text))
+        self._push(PoseEditCommand(self.set_pose, self._pose, after, text))
 
     def load_pose(self, pose: Pose, text: str = "Set pose") -> None:
         self.edit(pose, text)

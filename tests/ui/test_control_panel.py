@@ -268,6 +268,9 @@ def test_load_json_into_pose_layer(window, panel, tmp_path):
 
 # -- without a main window: a minimal Host ---------------------------------------------------------
 class _Worker(QObject):
+    started = Signal(int)
+    progress = Signal(int, "qint64", "qint64")
+    preview = Signal(int, object, object)
     finished = Signal(int, object)
     failed = Signal(int, str, str)
     cancelled = Signal(int)
@@ -363,4 +366,4 @@ def test_panel_with_a_minimal_host(qtbot, photos):
     p.state.pose_model = "/models/dwpose"  # a detector folder of the user's
     p.detect_pose()
     assert host.worker.request.kind == "pose" and host.worker.request.image.shape == (300, 451, 3)
-    assert control_inputs(object()) == ()
+    assert control_inputs(FakeHost(image)) == ()  # a document without guides: none

@@ -20,6 +20,9 @@ import studio.ui
 
 
 class _Worker(QObject):
+    started = Signal(int)
+    progress = Signal(int, "qint64", "qint64")
+    preview = Signal(int, object, object)
     finished = Signal(int, object)
     failed = Signal(int, str, str)
     cancelled = Signal(int)

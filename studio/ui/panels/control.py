@@ -12,8 +12,9 @@
   people, save/load OpenPose JSON), every edit one undo step in the document's history, and
   kept on a layer of kind "pose" whose pixels follow the edits.
 - The list of control layers with weight, start/end (fractions of the steps) and the
-  ControlNet model for each; :func:`control_inputs` turns it into ``ControlInput`` objects for
-  ``GenerateRequest.controls``.
+  ControlNet model for each, kept in each layer's metadata; :func:`control_inputs` (the
+  document's ``control_model.document_controls``) turns them into ``ControlInput`` objects
+  for ``GenerateRequest.controls``.
 - Each layer's ControlNet is picked from a list (never typed): the ControlNets of its kind
   that fit the Generate panel's model's family (catalog entries by their base; imported and
   folder ones by the family identified from their weights or config), installed first, then
@@ -34,7 +35,6 @@ Layers are found, added and followed through the host's ``model``
 from __future__ import annotations
 
 import logging
-import weakref
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +64,7 @@ from studio.core.catalog import format_size
 from studio.core.errors import StudioError
 from studio.core.pose import Pose, render
 from studio.engine.jobs import ControlInput
+from studio.ui.job_follower import JobFollower
 from studio.ui.panels.control_model import (
     CONTROL_KINDS,
     CONTROLNET_KIND,
@@ -75,10 +76,9 @@ from studio.ui.panels.control_model import (
     ControlEntry,
     ControlModel,
     ControlNetOption,
-    control_image,
-    control_input,
     controlnet_options,
     default_controlnet,
+    document_controls,
     entries,
     new_layer_metadata,
     place,
@@ -120,8 +120,6 @@ NO_POSE_DETECTOR = (
     "detector” in the Models panel, or press “…” to choose a detector folder. You can place a "
     "default skeleton instead."
 )
-
-_panels: list[weakref.ReferenceType[ControlPanel]] = []
 
 
 def pose_detector_installed() -> bool:
@@ -215,18 +213,9 @@ def control_inputs(
     region: tuple[int, int, int, int] | None = None,
     size: tuple[int, int] | None = None,
 ) -> tuple[ControlInput, ...]:
-    """The enabled control layers of ``host``'s document as ControlInputs, for
-    ``GenerateRequest.controls``. Images are RGB uint8 at the document size, or cropped to
-    ``region`` (x, y, w, h) and resized to ``size`` (w, h) when given (pass the generation
-    region and output size). Empty when the host has no Control panel. Raises ValueError
-    (one message) for a control layer setting the engine would refuse."""
-    for ref in list(_panels):
-        panel = ref()
-        if panel is None:
-            _panels.remove(ref)
-        elif panel.host is host:
-            return panel.control_inputs(region, size)
-    return ()
+    """The enabled control layers of ``host``'s document as ControlInputs
+    (``control_model.document_controls``; ValueError for a setting the engine refuses)."""
+    return document_controls(host.model.doc, region, size)
 
 
 class ControlPanel(QWidget):
@@ -237,7 +226,6 @@ class ControlPanel(QWidget):
         super().__init__(parent)
         self.host = host
         self.state = ControlModel(host.settings, self)  # the panel's settings (no widgets)
-        _panels.append(weakref.ref(self))
         self.preview = CannyPreview(host, self.state, self)  # the live overlay on the canvas
         self._drag: tuple | None = None  # (person, keypoint, pose before) of a canvas drag
         self._source: tuple[np.ndarray, tuple[int, int, int, int]] | None = None
@@ -386,10 +374,11 @@ class ControlPanel(QWidget):
 
         bind(self.state, "source", self.source_combo, data=True)
         self.state.changed.connect(self._on_state_changed)
-        worker = host.worker
-        worker.finished.connect(self._on_job_finished)
-        worker.failed.connect(self._on_job_failed)
-        worker.cancelled.connect(self._on_job_cancelled)
+        self.follow = JobFollower(host.worker, self)  # the pose detection jobs
+        self.follow.ended.connect(self._on_job_ended)
+        self.follow.finished.connect(self._on_job_finished)
+        self.follow.failed.connect(self._on_job_failed)
+        self.follow.cancelled.connect(self._on_job_cancelled)
         model = self._model()
         model.structure_changed.connect(self.refresh_layers)
         model.structure_changed.connect(self.preview.invalidate)
@@ -609,19 +598,19 @@ class ControlPanel(QWidget):
             self._error(NO_POSE_DETECTOR)
             return None
         self._pose_region = region
-        self._pose_job = self.host.worker.submit(
-            request, region=None, label="Detect pose", owner=self
-        )
+        self._pose_job = self.follow.submit(request, region=None, label="Detect pose")
         self.detect_button.setEnabled(False)
         self.pose_status.setText("Detecting…")
         return self._pose_job
 
+    @Slot(int)
+    def _on_job_ended(self, job_id: int) -> None:
+        if job_id == self._pose_job:
+            self._pose_job = None
+            self.detect_button.setEnabled(True)
+
     @Slot(int, object)
     def _on_job_finished(self, job_id: int, event: object) -> None:
-        if job_id != self._pose_job:
-            return
-        self._pose_job = None
-        self.detect_button.setEnabled(True)
         try:
             found = Pose.from_dict(event.extra["pose"])  # type: ignore[attr-defined]
         except (KeyError, AttributeError, StudioError) as e:
@@ -648,19 +637,12 @@ class ControlPanel(QWidget):
 
     @Slot(int, str, str)
     def _on_job_failed(self, job_id: int, message: str, detail: str) -> None:
-        if job_id != self._pose_job:
-            return
-        self._pose_job = None
-        self.detect_button.setEnabled(True)
         self.pose_status.setText(message + "\nYou can place a default skeleton instead.")
         self._error(message, detail)
 
     @Slot(int)
     def _on_job_cancelled(self, job_id: int) -> None:
-        if job_id == self._pose_job:
-            self._pose_job = None
-            self.detect_button.setEnabled(True)
-            self.pose_status.setText("Cancelled.")
+        self.pose_status.setText("Cancelled.")
 
     @Slot()
     def default_skeleton(self) -> None:
@@ -933,29 +915,13 @@ class ControlPanel(QWidget):
         # pose_layer_uid is kept while its layer is gone: undo/redo may bring it back, and
         # the pose edits redone after it must reach it again.
 
-    def control_image(self, entry: ControlEntry) -> np.ndarray | None:
-        """The document-sized RGB control image of ``entry`` (None if its layer is gone)."""
-        layer = self._layer(entry.uid)
-        if layer is None:
-            return None
-        w, h = self._doc_size()
-        size = (w or layer.size[0], h or layer.size[1])
-        return control_image(entry, layer.pixels, tuple(layer.offset), size)
-
     def control_inputs(
         self,
         region: tuple[int, int, int, int] | None = None,
         size: tuple[int, int] | None = None,
     ) -> tuple[ControlInput, ...]:
-        """The enabled guides as ControlInputs (``control_model.control_input``)."""
-        out = []
-        for e in self.entries():
-            if not e.get("enabled", True):
-                continue
-            image = self.control_image(e)
-            if image is not None:
-                out.append(control_input(e, image, region, size))
-        return tuple(out)
+        """The enabled guides as ControlInputs (``control_model.document_controls``)."""
+        return document_controls(self._model().doc, region, size)
 
     # == Qt ======================================================================================
     @Slot(bool)

@@ -12,7 +12,9 @@
   ``control_image`` turns a layer's pixels into the RGB guide (a pose layer renders its
   keypoints; strokes on a transparent scribble layer are white, whatever their colour), and
   ``control_input`` makes the ``ControlInput`` of ``GenerateRequest.controls``, checking the
-  settings so a bad value is one message before any job runs.
+  settings so a bad value is one message before any job runs; ``document_controls`` does it
+  for every enabled guide of a document (what the Generate panel sends, read from the
+  document, not from the Control panel).
 - Which ControlNets a guide may use (``controlnet_options``, ``default_controlnet``): those
   of the guide's kind made for the generation model's family (catalog entries by their base,
   imported and folder ControlNets by their identified family), installed first, then the
@@ -29,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -39,6 +42,9 @@ from studio.core.pose import Pose, render
 from studio.engine.jobs import ControlInput, PreprocessRequest
 from studio.ui.pose_editor import rgba_to_control
 from studio.ui.properties import PanelModel, Property
+
+if TYPE_CHECKING:
+    from studio.core.document import Document
 
 CONTROL_KINDS = ("control", "pose")  # layer kinds that guide generation
 # The ControlNet a new guide of each kind uses when the generation model's family is not
@@ -252,6 +258,29 @@ def control_input(
     if size is not None and (image.shape[1], image.shape[0]) != tuple(size):
         image = cv2.resize(image, tuple(size), interpolation=cv2.INTER_LINEAR)
     return ControlInput(kind=entry.kind, image=np.ascontiguousarray(image), model=model, **values)
+
+
+def document_controls(
+    doc: Document,
+    region: tuple[int, int, int, int] | None = None,
+    size: tuple[int, int] | None = None,
+) -> tuple[ControlInput, ...]:
+    """The enabled guides of ``doc`` as ControlInputs, for ``GenerateRequest.controls``.
+    Images are RGB uint8 at the document size, or cropped to ``region`` (x, y, w, h) and
+    resized to ``size`` (w, h) when given (pass the generation region and output size).
+    Raises ValueError (one message) for a layer setting the engine would refuse."""
+    out = []
+    for e in entries(doc.layers):
+        if not e.get("enabled", True):
+            continue
+        layer = next((la for la in doc.layers if la.uid == e.uid), None)
+        if layer is None:
+            continue
+        full = (doc.width or layer.size[0], doc.height or layer.size[1])
+        image = control_image(e, layer.pixels, tuple(layer.offset), full)
+        if image is not None:
+            out.append(control_input(e, image, region, size))
+    return tuple(out)
 
 
 class ControlModel(PanelModel):

@@ -23,361 +23,60 @@ for several images says which one and its own step ("image 1 of 4, step 84/150")
 Under the model, one line shows the memory plan for the chosen model at the current size on
 the device the engine probed at start-up ("Plan: model offload, fp8, 10.2 GiB of 11.2 GiB,
 fits"; "CPU: ..." without a GPU); its tooltip gives the reasons and the diffusers calls.
+
+The widgets are built and bound by ``generate_form`` and the picker's rows come from
+``generate_picker``; this module holds what the panel does. Its jobs are followed by a
+``job_follower.JobFollower``; the ControlNet guides are the document's control layers
+(``control_model.document_controls``).
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath, PureWindowsPath
-
-from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QIcon, QImage, QKeySequence, QPixmap, QShortcut
+from PySide6.QtCore import Qt, QTimer, Slot
+from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
-    QAbstractItemView,
-    QCheckBox,
-    QComboBox,
-    QDialog,
-    QDialogButtonBox,
-    QDoubleSpinBox,
     QFileDialog,
-    QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
-    QListWidget,
     QListWidgetItem,
     QMenu,
-    QPlainTextEdit,
-    QProgressBar,
-    QPushButton,
-    QSizePolicy,
-    QSpinBox,
     QToolButton,
-    QVBoxLayout,
     QWidget,
 )
 
 from studio.core.catalog import format_size
-from studio.engine.jobs import PREVIEW_MODES, GenerateRequest
-from studio.ui.panels.fit import VScrollArea
+from studio.engine.jobs import GenerateRequest
+from studio.ui.job_follower import JobBar, JobFollower
+from studio.ui.panels.control_model import document_controls
+from studio.ui.panels.generate_form import (
+    advanced_widgets,
+    bind_fields,
+    bottom_widgets,
+    field_widgets,
+    lay_out,
+    lora_row,
+    model_widgets,
+)
 from studio.ui.panels.generate_model import (
-    DTYPES,
     MAX_SEED,
     GenerateModel,
     lora_name,
     resize,
 )
-from studio.ui.panels.generate_plan import PLAN_NAMES, fill_offload_combo, fill_quant_combo
-from studio.ui.panels.staging import Staged, StagingBar
-from studio.ui.properties import bind
-from studio.ui.qimage import qimage_from_array
-
-SOURCES = (
-    ("txt2img", "Text only (txt2img)"),
-    ("img2img", "Image → image (img2img)"),
-    ("inpaint", "Inpaint the mask"),
+from studio.ui.panels.generate_picker import (
+    ModelSearch,
+    PickerItem,
+    catalog_models,
+    display_name,
+    family_defaults,
+    family_label,
+    installed_choices,
+    model_choices,
+    picker_label,
 )
-_FALLBACK_SCHEDULERS = ["Euler", "Euler a", "DPM++ 2M", "DPM++ 2M Karras", "DDIM", "UniPC"]
-
-
-def scheduler_names() -> list[str]:
-    try:  # torch-free module (checked by the layering test)
-        from studio.engine.diffusion import scheduler_names as names
-
-        return list(names())
-    except Exception:  # noqa: BLE001
-        return list(_FALLBACK_SCHEDULERS)
-
-
-def catalog_models() -> dict[str, dict]:
-    """Catalog ids of generation models -> their recommended settings (steps, guidance,
-    scheduler, ...); empty when the catalog is unavailable."""
-    try:
-        from studio.core.catalog import load_catalog
-
-        return {
-            e.id: dict(e.recommended) for e in load_catalog() if e.kind in ("txt2img", "inpaint")
-        }
-    except Exception:  # noqa: BLE001 - the picker stays editable without a catalog
-        return {}
-
-
-def local_models() -> list[str]:
-    """Diffusers folders and imported checkpoints on disk (Studio's and the user's folders)."""
-    try:
-        from studio.engine.models import local_pipelines  # torch-free
-
-        return [str(p) for p in local_pipelines()]
-    except Exception:  # noqa: BLE001 - a broken models folder must not break the picker
-        return []
-
-
-def installed_choices(kind: str) -> list[tuple[str, str]]:
-    """(label, path) of the installed models of ``kind`` ("lora", "vae"), read from disk on
-    each call, so imported or dropped files appear without a restart."""
-    try:
-        from studio.engine.models import list_models  # torch-free
-
-        return [(c.label, str(c.path)) for c in list_models(kind) if c.path is not None]
-    except Exception:  # noqa: BLE001 - a broken models folder must not break the panel
-        return []
-
-
-def family_defaults(ref: str) -> dict:
-    """A model's defaults: the catalog's recommended values, the rest from its family
-    descriptor (size, steps, guidance, sampler), torch-free; {} when unknown."""
-    try:
-        from studio.engine.diffusion import recommended_settings  # torch-free (layering test)
-
-        return dict(recommended_settings(ref)) if ref else {}
-    except Exception:  # noqa: BLE001 - an unreadable file: keep the current settings
-        return {}
-
-
-@dataclass(frozen=True)
-class PickerItem:
-    """One row of the model picker: ``ref`` goes into the request; ``name`` is the model's
-    (its catalog name, or its folder / model name for a file), ``family`` its family's label
-    ("" when it can't be told without loading it); ``size`` (bytes) is what a not-installed
-    catalog model downloads."""
-
-    ref: str
-    label: str
-    installed: bool
-    size: int = 0
-    name: str = ""
-    family: str = ""
-    tip: str = ""
-
-
-# File stems that name a diffusers component, not a model ("diffusion_pytorch_model-00001-of-
-# 00003" too), the folders such a file sits in inside a model (the model's name is further
-# up), and the model folders of Studio, A1111 and ComfyUI or a user's own folders (nothing
-# above them names it: the file keeps its own name).
-_GENERIC_STEMS = ("diffusion_pytorch_model", "model", "pytorch_model", "weights", "checkpoint")
-_COMPONENT_DIRS = {"transformer", "unet", "vae", "text_encoder", "text_encoder_2", "snapshots"}
-_STORE_DIRS = {
-    *("checkpoints", "diffusion_models", "unet_models", "txt2img", "inpaint", "models"),
-    *("downloads", "desktop", "documents", "home", "users", "tmp"),
-}
-_WEIGHTS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf")
-
-
-def _generic(stem: str) -> bool:
-    s = stem.lower()
-    return any(s == g or s.startswith((g + "-0", g + ".")) for g in _GENERIC_STEMS)
-
-
-def display_name(ref: str) -> str:
-    """What the picker calls a model reference: a catalog id, a Hugging Face repo id or a
-    name as it is; a diffusers folder by its name; a file by its stem, or, when the stem is a
-    component's generic name (``diffusion_pytorch_model.safetensors``, ``model.safetensors``),
-    by the model folder it sits in (``z-image-turbo/transformer/diffusion_pytorch_model.
-    safetensors`` is "z-image-turbo"; a file in the Hugging Face cache is its repo id)."""
-    ref = (ref or "").strip()
-    is_file = ref.lower().endswith(_WEIGHTS)
-    windows = "\\" in ref or bool(re.match(r"^[A-Za-z]:[\\/]", ref))
-    pathlike = windows or ref.startswith((".", "/", "~")) or ref.count("/") > 1
-    if not (is_file or pathlike):
-        return ref
-    path = PureWindowsPath(ref) if windows else PurePosixPath(ref)
-    if is_file and not _generic(path.stem):
-        return path.stem
-    for part in reversed(path.parts[:-1] if is_file else path.parts):
-        if part.startswith("models--"):  # the HF cache: models--owner--name/snapshots/<hash>
-            return part.removeprefix("models--").replace("--", "/")
-        low = part.lower()
-        if low in _COMPONENT_DIRS or (len(part) == 40 and part.isalnum()):
-            continue
-        if low in _STORE_DIRS or part in (path.anchor, "~", ".", ".."):
-            break
-        return part
-    return path.name or ref
-
-
-def family_label(base: str | None, ref: str = "") -> str:
-    """The label of family ``base`` ("SD 1.x", "FLUX.1", "Z-Image", ...), or of the model
-    ``ref`` when no base is recorded (read torch-free from its folder or file header); ""
-    when unknown."""
-    try:
-        from studio.engine.diffusion.families import family
-
-        if base:
-            return family(base).label
-        if ref:
-            from studio.engine.diffusion.defaults import model_family  # torch-free
-
-            fam = model_family(ref)
-            return fam.label if fam is not None else ""
-    except Exception:  # noqa: BLE001 - an unknown base or an unreadable file: no label
-        return ""
-    return ""
-
-
-def picker_label(name: str, family: str, download: int | None = None) -> str:
-    """A picker row: the model's name first (what the combo shows when it is narrow), then
-    its family, then for a model not installed what it downloads."""
-    label = f"{name} · {family}" if family else name
-    return label if download is None else f"{label} — download {format_size(download)}"
-
-
-def _imported_sources() -> dict[str, str]:
-    """Imported file path -> where it was imported from (its name says more than the copy's
-    in the kind folder, which keeps the file name: diffusion_pytorch_model.safetensors)."""
-    try:
-        from studio.engine.models.registry import list_imported  # torch-free
-
-        return {str(Path(r.path)): r.source for r in list_imported() if r.source}
-    except Exception:  # noqa: BLE001 - a damaged registry: the paths themselves name them
-        return {}
-
-
-def model_choices(recent: list[str]) -> list[PickerItem]:
-    """Installed generation models first (catalog, imported, the model folders), then other
-    recently used references (Hugging Face ids, paths), then the catalog models not
-    installed, marked "download" with their size. Each row names its model (never a bare
-    "diffusion_pytorch_model") and its family; two rows never read the same."""
-    try:
-        from studio.engine.models import list_models  # torch-free, reads the disk each call
-
-        choices = list_models(("txt2img", "inpaint"), include_missing=True)
-    except Exception:  # noqa: BLE001 - a broken models folder must not break the picker
-        choices = []
-    sources = _imported_sources()
-    rows: list[PickerItem] = []
-    for c in choices:
-        if c.source == "catalog":
-            name = c.label
-        else:
-            name = display_name(sources.get(str(c.path), "") or str(c.path))
-        fam = family_label(c.base, "" if c.base else c.ref)
-        size = None if c.installed else c.size
-        tip = f"{c.label} ({c.ref})" if c.source == "catalog" else f"{c.label}\n{c.ref}"
-        if not c.installed:
-            tip = f"Not installed: pick {c.label} and press Download ({format_size(c.size)})"
-        rows.append(
-            PickerItem(c.ref, picker_label(name, fam, size), c.installed, c.size, name, fam, tip)
-        )
-    installed = [r for r in rows if r.installed]
-    missing = [r for r in rows if not r.installed]
-    known = {c.ref for c in choices}
-    others = []
-    for m in recent:
-        if m and m not in known:
-            name, fam = display_name(m), family_label(None, m)
-            others.append(PickerItem(m, picker_label(name, fam), True, 0, name, fam, m))
-    seen: set[str] = set()
-    out = [i for i in installed + others + missing if not (i.ref in seen or seen.add(i.ref))]
-    return _distinct(out)
-
-
-def _distinct(items: list[PickerItem]) -> list[PickerItem]:
-    """Rows whose labels would read the same (two imports of "model.safetensors") get their
-    reference added, so the user can tell them apart."""
-    counts: dict[str, int] = {}
-    for i in items:
-        counts[i.label] = counts.get(i.label, 0) + 1
-    out = []
-    for i in items:
-        if counts[i.label] > 1:
-            label = i.label.replace(i.name, f"{i.name} ({i.ref})", 1) if i.name else i.ref
-            i = PickerItem(i.ref, label, i.installed, i.size, i.name, i.family, i.tip)
-        out.append(i)
-    return out
-
-
-class PickerCombo(QComboBox):
-    """The model picker: a list, not a text field, so single-key tool shortcuts (B, E, M)
-    pressed while it has focus reach the canvas instead of typing into it. A reference the
-    list doesn't hold (a Hugging Face repo id, a path) comes from the Find dialog, Browse or
-    pasted parameters. ``setCurrentText``/``setEditText`` take a reference or a row's label
-    and announce it with ``chosen`` (the panel then lists and shows it), as the editable
-    combo's text did."""
-
-    chosen = Signal(str)
-
-    def setCurrentText(self, text: str) -> None:  # noqa: N802 - QComboBox's name
-        i = self.findData(text)
-        if i < 0:
-            i = self.findText(text)
-        ref = self.itemData(i) if i >= 0 else text
-        self.chosen.emit(str(ref or "").strip())
-
-    def setEditText(self, text: str) -> None:  # noqa: N802 - QComboBox's name
-        self.setCurrentText(text)
-
-
-class ModelSearch(QDialog):
-    """Find a model by typing part of its name or family (the rows narrow as you type), or
-    enter a reference the list lacks: a Hugging Face repo id, a catalog id, a folder or a
-    file. Enter (or OK) picks the highlighted row, else the typed text; ``picked`` says
-    which."""
-
-    picked = Signal(str)
-
-    def __init__(self, items: list[PickerItem], parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("Find a model")
-        self.setObjectName("model-search")
-        self.items = list(items)
-        self.query = QLineEdit()
-        self.query.setPlaceholderText("Name, family, Hugging Face repo id or path")
-        self.query.setClearButtonEnabled(True)
-        self.list = QListWidget()
-        self.list.setObjectName("model-search-list")
-        for item in self.items:
-            row = QListWidgetItem(item.label)
-            row.setData(Qt.ItemDataRole.UserRole, item.ref)
-            row.setToolTip(item.tip or item.ref)
-            self.list.addItem(row)
-        buttons = QDialogButtonBox(
-            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
-        )
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        v = QVBoxLayout(self)
-        v.addWidget(self.query)
-        v.addWidget(self.list, 1)
-        v.addWidget(buttons)
-        self.query.textChanged.connect(self._filter)
-        self.query.returnPressed.connect(self.accept)
-        self.list.itemActivated.connect(lambda _item: self.accept())
-        self.resize(420, 360)
-        self._filter("")
-
-    def visible_refs(self) -> list[str]:
-        return [
-            self.list.item(i).data(Qt.ItemDataRole.UserRole)
-            for i in range(self.list.count())
-            if not self.list.item(i).isHidden()
-        ]
-
-    @Slot(str)
-    def _filter(self, text: str) -> None:
-        words = text.lower().split()
-        first = None
-        for i, item in enumerate(self.items):
-            hay = f"{item.label} {item.ref}".lower()
-            shown = all(w in hay for w in words)
-            self.list.item(i).setHidden(not shown)
-            if shown and first is None:
-                first = i
-        self.list.setCurrentRow(first if first is not None else -1)
-
-    def choice(self) -> str:
-        """The highlighted row's reference, else the typed text ("" for none)."""
-        row = self.list.currentItem()
-        if row is not None and not row.isHidden():
-            return str(row.data(Qt.ItemDataRole.UserRole))
-        return self.query.text().strip()
-
-    def accept(self) -> None:
-        ref = self.choice()
-        super().accept()
-        if ref:
-            self.picked.emit(ref)
+from studio.ui.panels.generate_plan import PLAN_NAMES
+from studio.ui.panels.staging import Staged
+from studio.ui.qimage import qimage_from_array
 
 
 class GeneratePanel(QWidget):
@@ -387,10 +86,6 @@ class GeneratePanel(QWidget):
         self.settings = host.settings
         self.state = GenerateModel(self.settings, self)  # what the widgets show and edit
         self.state.set_device(getattr(host.worker, "device_info", None))
-        self.plan_label = QLabel()
-        self.plan_label.setObjectName("memory-plan")
-        self.plan_label.setWordWrap(True)
-        self.plan_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self._plan_timer = QTimer(self)  # settings changing: look the plan up once they pause
         self._plan_timer.setSingleShot(True)
         self._plan_timer.setInterval(150)
@@ -400,260 +95,38 @@ class GeneratePanel(QWidget):
         self.previews_received = 0
         self.results_received = 0
 
-        self.model_combo = PickerCombo()  # a list, not a text field: tool keys stay tools
-        self.model_combo.setObjectName("model-picker")
-        self.model_combo.setToolTip(
-            "The model (family after the name). Find… narrows the list by typing, or takes "
-            "a Hugging Face repo id, a catalog id, a folder or a file"
-        )
         self.model_search: ModelSearch | None = None
         self.recommended = catalog_models()
         self.picker: list[PickerItem] = []
-        self.download_button = QToolButton()
-        self.download_button.setObjectName("download")
-        self.download_button.setToolTip("Download the picked model (Models panel shows progress)")
-        self.download_button.clicked.connect(self.download_model)
+        model_widgets(self)
         self.fill_models()
         self.model_combo.activated.connect(self._model_activated)
         self.model_combo.chosen.connect(self._model_chosen)
         self.state.changed.connect(self._on_state_changed)
-        self.find_model_button = QToolButton()
-        self.find_model_button.setObjectName("find-model")
-        self.find_model_button.setText("Find…")
-        self.find_model_button.setToolTip(
-            "Find a model by name or family, or enter a Hugging Face repo id, a catalog id or "
-            "a path"
+        field_widgets(self)
+        advanced_widgets(self)
+        self.fill_extras()
+        self.host.models_updated.connect(self.fill_extras)
+        self._show_loras()
+        self._show_advanced(
+            bool(self.state.loras) or bool(self.state.vae) or any(self.state.overrides())
         )
-        self.find_model_button.clicked.connect(self.open_model_search)
-        browse = QToolButton()
-        browse.setText("…")
-        browse.setToolTip("Choose a local model folder")
-        browse.clicked.connect(self.browse_model)
 
-        self.prompt = QPlainTextEdit()
-        self.prompt.setPlaceholderText("Prompt: what to make")
-        self.prompt.setFixedHeight(64)
-        self.paste_params = QToolButton()
-        self.paste_params.setObjectName("paste-parameters")
-        self.paste_params.setText("Paste parameters")
-        self.paste_params.setToolTip(
-            "Load AUTOMATIC1111 / Studio generation parameters from the clipboard (prompt, "
-            "<lora:name:weight> tags into the LoRA list, steps, sampler, seed, size, clip skip)"
-        )
-        self.paste_params.clicked.connect(self.paste_clipboard_parameters)
-        self.negative = QPlainTextEdit()
-        self.negative.setPlaceholderText("Negative prompt: what to avoid")
-        self.negative.setFixedHeight(40)
-
-        self.steps = QSpinBox()
-        self.steps.setRange(1, 150)
-        self.guidance = QDoubleSpinBox()
-        self.guidance.setRange(0.0, 30.0)
-        self.guidance.setSingleStep(0.5)
-        self.guidance.setDecimals(1)
-        # QSpinBox stops at 2**31 - 1, but A1111/CLI seeds go to 2**32 - 1 and beyond.
-        self.seed = QDoubleSpinBox()
-        self.seed.setDecimals(0)
-        self.seed.setRange(0, MAX_SEED)
-        self.random_seed = QCheckBox("Random")
-        self.random_seed.setChecked(True)
-        self.reuse_seed = QToolButton()
-        self.reuse_seed.setText("♻")
-        self.reuse_seed.setToolTip("Reuse the last seed")
-        self.reuse_seed.clicked.connect(self.reuse_last_seed)
-        self.width_spin = QSpinBox()
-        self.height_spin = QSpinBox()
-        for s in (self.width_spin, self.height_spin):
-            s.setRange(64, 2048)
-            s.setSingleStep(8)
-        self.match_region = QCheckBox("Match region")
-        self.match_region.setChecked(True)
-        self.match_region.setToolTip(
-            "Generate at the size of the selection (or the image); results are placed there"
-        )
-        self.match_region.toggled.connect(self._sync_size_enabled)
-        self.count = QSpinBox()
-        self.count.setRange(1, 8)
-        self.scheduler = QComboBox()
-        self.scheduler.addItem("Default", "")
-        for name in scheduler_names():
-            self.scheduler.addItem(name, name)
-        self.source = QComboBox()
-        for key, text in SOURCES:
-            self.source.addItem(text, key)
-        self.source.currentIndexChanged.connect(self._sync_strength_enabled)
-        self.strength = QDoubleSpinBox()
-        self.strength.setRange(0.01, 1.0)
-        self.strength.setSingleStep(0.05)
-        self.strength.setDecimals(2)
-        self.preview_mode = QComboBox()
-        for m in PREVIEW_MODES:
-            self.preview_mode.addItem(m, m)
-        self._build_advanced()
-        for name, widget in (
-            ("prompt", self.prompt),
-            ("negative_prompt", self.negative),
-            ("steps", self.steps),
-            ("guidance", self.guidance),
-            ("seed", self.seed),
-            ("random_seed", self.random_seed),
-            ("width", self.width_spin),
-            ("height", self.height_spin),
-            ("match_region", self.match_region),
-            ("count", self.count),
-            ("strength", self.strength),
-            ("clip_skip", self.clip_skip),
-        ):
-            bind(self.state, name, widget)
-        for name, combo in (
-            ("scheduler", self.scheduler),
-            ("source", self.source),
-            ("preview", self.preview_mode),
-            ("vae", self.vae_combo),
-            ("dtype", self.dtype_combo),
-            ("quant", self.quant_combo),
-            ("offload", self.offload_combo),
-        ):
-            bind(self.state, name, combo, data=True)
+        bind_fields(self)
         self.seed.setEnabled(not self.state.random_seed)
         self.random_seed.toggled.connect(self._sync_seed_enabled)
         self._show_model()
         if not (self.settings and self.settings.model):
             self.apply_recommended(self.state.model)  # first run
-
-        self.generate_button = QPushButton("Generate")
-        self.generate_button.setObjectName("primary")
-        self.generate_button.setToolTip("Generate (Ctrl+Enter); while a job runs, queue another")
-        self.generate_button.clicked.connect(self.generate)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setObjectName("danger")
-        self.cancel_button.setToolTip("Cancel the running job (Esc)")
-        self.cancel_button.clicked.connect(self.cancel_current)
-        self.cancel_button.setEnabled(False)
-        self.staging = StagingBar(host, self)
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat("Ready")
-        self.progress.setTextVisible(True)
-
-        self.queue_list = QListWidget()
-        self.queue_list.setObjectName("queue")
-        self.queue_list.setFixedHeight(64)
-        self.queue_list.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-
-        self.history = QListWidget()
-        self.history.setObjectName("history")
-        self.history.setViewMode(QListWidget.ViewMode.IconMode)
-        self.history.setFlow(QListWidget.Flow.LeftToRight)
-        self.history.setWrapping(False)
-        self.history.setIconSize(QSize(64, 64))
-        self.history.setFixedHeight(86)
-        self.history.setMovement(QListWidget.Movement.Static)
-        self.history.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-        self.history.setToolTip("Double-click: use these parameters. Right-click: more")
-        self.history.itemDoubleClicked.connect(self._history_apply)
-        self.history.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
-        self.history.customContextMenuRequested.connect(self._history_menu)
-
-        # -- layout --
-        form = QFormLayout()
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        model_row = QHBoxLayout()
-        model_row.addWidget(self.model_combo, 1)
-        model_row.addWidget(self.find_model_button)
-        model_row.addWidget(browse)
-        form.addRow("Model", model_row)
-        form.addRow("", self.download_button)
-        form.addRow("Memory", self.plan_label)
-        form.addRow("", self.paste_params)
-        form.addRow("Source", self.source)
-        form.addRow("Strength", self.strength)
-        settings_box = QGroupBox("Sampling")
-        sf = QFormLayout(settings_box)
-        sf.addRow("Steps", self.steps)
-        sf.addRow("Guidance", self.guidance)
-        seed_row = QHBoxLayout()
-        seed_row.addWidget(self.seed, 1)
-        seed_row.addWidget(self.random_seed)
-        seed_row.addWidget(self.reuse_seed)
-        sf.addRow("Seed", seed_row)
-        size_row = QHBoxLayout()
-        size_row.addWidget(self.width_spin)
-        size_row.addWidget(QLabel("×"))
-        size_row.addWidget(self.height_spin)
-        sf.addRow("Size", size_row)
-        sf.addRow("", self.match_region)
-        sf.addRow("Sampler", self.scheduler)
-        sf.addRow("Images", self.count)
-        sf.addRow("Preview", self.preview_mode)
-
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.generate_button, 2)
-        buttons.addWidget(self.cancel_button, 1)
-
-        inner = QWidget()
-        v = QVBoxLayout(inner)
-        v.setContentsMargins(6, 6, 6, 6)
-        v.addLayout(form)
-        v.addWidget(self.prompt)
-        v.addWidget(self.negative)
-        v.addWidget(settings_box)
-        v.addWidget(self.advanced_toggle)
-        v.addWidget(self.advanced)
-        v.addStretch(1)
-        scroll = VScrollArea(inner)
-        # Long model names and 16-digit seeds must not widen the dock: combos elide, the
-        # seed box scrolls its digits.
-        for combo in (
-            self.model_combo,
-            self.source,
-            self.scheduler,
-            self.preview_mode,
-            self.vae_combo,
-            self.lora_combo,
-            self.dtype_combo,
-            self.quant_combo,
-            self.offload_combo,
-        ):
-            combo.setSizeAdjustPolicy(
-                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
-            )
-            combo.setMinimumContentsLength(10)
-        self.seed.setMinimumWidth(96)
-
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 4)
-        outer.addWidget(scroll, 1)
-        bottom = QVBoxLayout()
-        bottom.setContentsMargins(6, 0, 6, 0)
-        bottom.addLayout(buttons)
-        bottom.addWidget(self.progress)
-        bottom.addWidget(self.staging)
-        self.queue_label = QLabel("Queue")
-        self.queue_label.setObjectName("hint")
-        bottom.addWidget(self.queue_label)
-        bottom.addWidget(self.queue_list)
-        hl = QLabel("History")
-        hl.setObjectName("hint")
-        bottom.addWidget(hl)
-        bottom.addWidget(self.history)
-        outer.addLayout(bottom)
-
-        shortcut = QShortcut(QKeySequence("Ctrl+Return"), self)
-        shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
-        shortcut.activated.connect(self.generate)
-        shortcut2 = QShortcut(QKeySequence("Ctrl+Enter"), self)
-        shortcut2.setContext(Qt.ShortcutContext.WindowShortcut)
-        shortcut2.activated.connect(self.generate)
+        bottom_widgets(self)
+        lay_out(self)
 
         w = host.worker
-        w.started.connect(self._on_started)
-        w.progress.connect(self._on_progress)
-        w.preview.connect(self._on_preview)
-        w.finished.connect(self._on_finished)
-        w.failed.connect(self._on_failed)
-        w.cancelled.connect(self._on_cancelled)
+        self.follow = JobFollower(w, self, JobBar(self.progress, done_value=0))
+        self.follow.started.connect(self._on_started)
+        self.follow.progress.connect(self._on_progress)
+        self.follow.preview.connect(self._on_preview)
+        self.follow.finished.connect(self._on_finished)
         w.queue_changed.connect(self._refresh_queue)
         if hasattr(w, "device_changed"):
             w.device_changed.connect(self._on_device)
@@ -887,70 +360,6 @@ class GeneratePanel(QWidget):
         return self.state.apply_parameters(meta, self._schedulers())
 
     # -- advanced: LoRAs, VAE, clip skip, precision -----------------------------------------
-    def _build_advanced(self) -> None:
-        self.advanced_toggle = QToolButton()
-        self.advanced_toggle.setObjectName("advanced-toggle")
-        self.advanced_toggle.setCheckable(True)
-        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.advanced_toggle.setArrowType(Qt.ArrowType.RightArrow)
-        self.advanced_toggle.setToolTip(
-            "LoRAs, external VAE, clip skip, precision; for FLUX, Z-Image, SD 3.5 and Qwen "
-            "models the memory plan's weights and offload"
-        )
-        self.advanced_toggle.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.advanced_toggle.toggled.connect(self._show_advanced)
-        self.advanced = QGroupBox()
-        self.advanced.setObjectName("advanced")
-        af = self.advanced_form = QFormLayout(self.advanced)
-        af.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        self.lora_combo = QComboBox()
-        self.lora_combo.setToolTip("Installed LoRAs (the models' loras folder and imports)")
-        self.lora_add = QToolButton()
-        self.lora_add.setText("Add")
-        self.lora_add.setObjectName("lora-add")
-        self.lora_add.setToolTip("Add the chosen LoRA at weight 1")
-        self.lora_add.clicked.connect(self.add_lora)
-        add_row = QHBoxLayout()
-        add_row.addWidget(self.lora_combo, 1)
-        add_row.addWidget(self.lora_add)
-        af.addRow("LoRA", add_row)
-        self.lora_rows = QVBoxLayout()
-        self.lora_rows.setContentsMargins(0, 0, 0, 0)
-        self.lora_rows.setSpacing(2)
-        self.lora_widgets: list[tuple[QLabel, QDoubleSpinBox, QToolButton, QWidget]] = []
-        rows = QWidget()
-        rows.setLayout(self.lora_rows)
-        af.addRow(rows)
-        self.vae_combo = QComboBox()
-        self.vae_combo.setToolTip("External VAE for this job; Model's own: the one it ships")
-        self.clip_skip = QSpinBox()
-        self.clip_skip.setRange(1, 12)
-        self.clip_skip.setToolTip("A1111's Clip skip: 2 uses the text encoder's next-to-last layer")
-        self.dtype_combo = QComboBox()
-        for d in DTYPES:
-            self.dtype_combo.addItem(d or "Auto", d)
-        self.dtype_combo.setToolTip(
-            "Weights' precision; Auto: float16 on GPUs that have it, bfloat16 where float16 "
-            "is unsupported, float32 on the CPU"
-        )
-        self.quant_combo = QComboBox()
-        self.quant_combo.setObjectName("quant")
-        fill_quant_combo(self.quant_combo)
-        self.offload_combo = QComboBox()
-        self.offload_combo.setObjectName("offload")
-        fill_offload_combo(self.offload_combo)
-        af.addRow("VAE", self.vae_combo)
-        af.addRow("Clip skip", self.clip_skip)
-        af.addRow("Precision", self.dtype_combo)
-        af.addRow("Weights", self.quant_combo)
-        af.addRow("Offload", self.offload_combo)
-        self.fill_extras()
-        self.host.models_updated.connect(self.fill_extras)
-        self._show_loras()
-        self._show_advanced(
-            bool(self.state.loras) or bool(self.state.vae) or any(self.state.overrides())
-        )
-
     @Slot(bool)
     def _show_advanced(self, shown: bool) -> None:
         self.advanced_toggle.blockSignals(True)
@@ -1012,33 +421,7 @@ class GeneratePanel(QWidget):
                 row.deleteLater()
             self.lora_widgets = []
             for i, (ref, _weight) in enumerate(rows):
-                row = QWidget()
-                h = QHBoxLayout(row)
-                h.setContentsMargins(0, 0, 0, 0)
-                label = QLabel(lora_name(ref))
-                label.setProperty("ref", ref)
-                label.setToolTip(ref)
-                label.setMinimumWidth(40)
-                label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-                spin = QDoubleSpinBox()
-                spin.setObjectName("lora-weight")
-                spin.setRange(-4.0, 4.0)
-                spin.setSingleStep(0.05)
-                spin.setDecimals(2)
-                spin.setToolTip("LoRA weight (A1111's <lora:name:weight>)")
-                spin.setProperty("index", i)
-                spin.valueChanged.connect(self._lora_weight_changed)
-                remove = QToolButton()
-                remove.setText("✕")
-                remove.setObjectName("lora-remove")
-                remove.setToolTip("Remove this LoRA")
-                remove.setProperty("index", i)
-                remove.clicked.connect(self._lora_remove_clicked)
-                h.addWidget(label, 1)
-                h.addWidget(spin)
-                h.addWidget(remove)
-                self.lora_rows.addWidget(row)
-                self.lora_widgets.append((label, spin, remove, row))
+                self.lora_widgets.append(lora_row(self, i, ref))
         for (_label, spin, _remove, _row), (_ref, weight) in zip(
             self.lora_widgets, rows, strict=True
         ):
@@ -1098,14 +481,9 @@ class GeneratePanel(QWidget):
         )
 
     def _controls(self, region, size) -> tuple:
-        """The enabled ControlNet guides of the Control panel, cropped to the region."""
-        try:
-            from studio.ui.panels.control import control_inputs
-        except ModuleNotFoundError as e:
-            if e.name != "studio.ui.panels.control":
-                raise
-            return ()
-        return tuple(control_inputs(self.host, region, size))
+        """The enabled ControlNet guides of the document (its control and pose layers),
+        cropped to the region."""
+        return document_controls(self.host.model.doc, region, size)
 
     @Slot()
     def generate(self) -> int | None:
@@ -1128,7 +506,7 @@ class GeneratePanel(QWidget):
         label = f"“{request.prompt[:28] or '(no prompt)'}” {request.width}×{request.height}"
         if request.controls:
             label += f" + {len(request.controls)} control"
-        job_id = self.host.worker.submit(request, region=region, label=label, owner=self)
+        job_id = self.follow.submit(request, region=region, label=label)
         self._refresh_queue()
         return job_id
 
@@ -1136,26 +514,17 @@ class GeneratePanel(QWidget):
     def cancel_current(self) -> None:
         self.host.worker.cancel(None)
 
-    # -- worker events ---------------------------------------------------------------------
-    def _job(self, job_id: int):
-        """The worker's job if this panel submitted it (the worker's Job is the ledger)."""
-        job = self.host.worker.job(job_id)
-        return job if job is not None and job.owner is self else None
-
+    # -- the follower's signals (this panel's jobs; it shows their end on the bar) ----------
     @Slot(int)
     def _on_started(self, job_id: int) -> None:
-        if self._job(job_id):
-            self.progress.setRange(0, 0)  # busy until the first step (model loading)
-            self.progress.setFormat("Loading model…")
+        self.follow.bar.busy("Loading model…")  # until the first step (model loading)
         self._refresh_queue()
 
     @Slot(int, "qint64", "qint64")
     def _on_progress(self, job_id: int, step: int, total: int) -> None:
-        job = self._job(job_id)
+        job = self.follow.job(job_id)
         if job is None or total <= 0:
             return
-        self.progress.setRange(0, total)
-        self.progress.setValue(step)
         eta = job.eta()
         text = self._step_text(job_id, step, total, int(getattr(job.request, "count", 1) or 1))
         if eta is not None:
@@ -1187,15 +556,13 @@ class GeneratePanel(QWidget):
 
     @Slot(int, QImage, object)
     def _on_preview(self, job_id: int, image: QImage, region: object) -> None:
-        if self._job(job_id):
-            self.previews_received += 1
+        self.previews_received += 1
 
     @Slot(int, object)
     def _on_finished(self, job_id: int, event: object) -> None:
-        job = self._job(job_id)
+        job = self.follow.job(job_id)
         if job is None:
-            return  # another panel's job: this panel's progress is not about it
-        self._reset_progress("Done")
+            return
         x, y, w, h = job.region
         request = job.request
         images = list(getattr(event, "images", ()))
@@ -1215,21 +582,6 @@ class GeneratePanel(QWidget):
             self.last_seed = int(seed) if isinstance(seed, int) else self.last_seed
             self.results_received += 1
         self.staging.add(staged)  # shown in place: Accept makes a layer
-
-    @Slot(int, str, str)
-    def _on_failed(self, job_id: int, message: str, detail: str) -> None:
-        if self._job(job_id):
-            self._reset_progress("Failed")
-
-    @Slot(int)
-    def _on_cancelled(self, job_id: int) -> None:
-        if self._job(job_id):
-            self._reset_progress("Cancelled")
-
-    def _reset_progress(self, text: str) -> None:
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat(text)
 
     # -- queue -----------------------------------------------------------------------------
     @Slot()

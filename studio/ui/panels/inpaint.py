@@ -10,6 +10,9 @@ as a Generate result is (``staging.StagingBar``: Accept or Discard; Enter, X): a
 becomes one new layer holding just the changed box, so undo removes it in one step. An
 outpaint grows the document and adds the result in one undo step.
 
+Its jobs are followed by a ``job_follower.JobFollower`` (progress, cancel, failure; the
+panel places the results).
+
 The settings live in an ``InpaintModel`` (``studio.ui.panels.inpaint_model``: persisted, and
 the requests are built there); the widgets are bound to it and hold no state of their own.
 
@@ -42,6 +45,7 @@ from studio.core import masks as mask_ops
 from studio.core.outpaint import Extension
 from studio.engine.jobs import InpaintRequest
 from studio.ui.commands import ExtendCanvasCommand
+from studio.ui.job_follower import JobBar, JobFollower
 from studio.ui.panels.fit import VScrollArea
 from studio.ui.panels.inpaint_model import (
     ASPECTS,
@@ -239,11 +243,12 @@ class InpaintPanel(QWidget):
         outer.addLayout(bottom)
 
         self._bind()
-        worker = host.worker
-        worker.progress.connect(self._on_progress)
-        worker.finished.connect(self._on_finished)
-        worker.failed.connect(self._on_failed)
-        worker.cancelled.connect(self._on_cancelled)
+        bar = JobBar(self.progress, self.status)
+        self.follow = JobFollower(host.worker, self, bar, errors=host.show_error)
+        self.follow.ended.connect(self._done)
+        self.follow.finished.connect(self._on_finished)
+        self.follow.failed.connect(self._on_stopped)
+        self.follow.cancelled.connect(self._on_stopped)
         self.refresh_erase_info()
 
     def _bind(self) -> None:
@@ -356,12 +361,9 @@ class InpaintPanel(QWidget):
             self.state.remember_model()
         ext = self._outpaint_ext if kind == "outpaint" else None
         target = {"kind": kind, "source": request.image, "extension": ext}
-        self.job_id = self.host.worker.submit(
-            request, region=region, label=label, owner=self, target=target
-        )
+        self.job_id = self.follow.submit(request, region=region, label=label, target=target)
         self._set_running(True)
-        self.progress.setRange(0, 0)  # busy while the model loads
-        self.progress.setFormat("Loading…")
+        self.follow.bar.busy("Loading…")  # while the model loads
         self.status.setText(f"{label}…")
 
     @Slot()
@@ -428,32 +430,21 @@ class InpaintPanel(QWidget):
     @Slot()
     def cancel(self) -> None:
         if self.job_id is not None:
-            self.host.worker.cancel(self.job_id)
+            self.follow.cancel(self.job_id)
             self.status.setText("Cancelling…")
 
-    # -- worker signals -------------------------------------------------------------------------
-    def _done(self) -> None:
+    # -- the follower's signals (this panel's jobs) ---------------------------------------------
+    @Slot(int)
+    def _done(self, job_id: int) -> None:
         self.job_id = None
         self._set_running(False)
-        self.progress.setRange(0, 1)
-
-    @Slot(int, "qint64", "qint64")
-    def _on_progress(self, job_id: int, step: int, total: int) -> None:
-        if job_id != self.job_id or total <= 0:
-            return
-        self.progress.setRange(0, total)
-        self.progress.setValue(step)
-        self.progress.setFormat("Step %v / %m")
 
     @Slot(int, object)
     def _on_finished(self, job_id: int, event: object) -> None:
-        job = self.host.worker.job(job_id)
-        if job_id != self.job_id or job is None or job.owner is not self:
+        job = self.follow.job(job_id)
+        if job is None:
             return
         kind, ext, source = job.target["kind"], job.target["extension"], job.target["source"]
-        self._done()
-        self.progress.setValue(1)
-        self.progress.setFormat("Done")
         images = getattr(event, "images", ())
         if not images:
             self.status.setText("The job returned no image.")
@@ -481,23 +472,8 @@ class InpaintPanel(QWidget):
             self.staging.add([Staged(patch, f"{title} ({how})", (x, y), meta)])
         self.status.setText(f"Done with {how} in {getattr(event, 'seconds', 0.0):.1f} s")
 
-    @Slot(int, str, str)
-    def _on_failed(self, job_id: int, message: str, detail: str) -> None:
-        if job_id != self.job_id:
-            return
-        self._done()
-        self._outpaint_passes = []
-        self.progress.setValue(0)
-        self.progress.setFormat("Failed")
-        self.status.setText(message)
-        self.host.show_error(message, detail)
-
     @Slot(int)
-    def _on_cancelled(self, job_id: int) -> None:
-        if job_id != self.job_id:
-            return
-        self._done()
+    @Slot(int, str, str)
+    def _on_stopped(self, job_id: int, *_: object) -> None:
+        """A failed or cancelled job: the outpaint passes after it never run."""
         self._outpaint_passes = []
-        self.progress.setValue(0)
-        self.progress.setFormat("Cancelled")
-        self.status.setText("Cancelled")

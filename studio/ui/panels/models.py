@@ -19,8 +19,9 @@ Models found in the user's folders (Add folder…: diffusers folders, model file
 A1111/ComfyUI kind folders alike; the scan's "found") are listed with where they are, and
 adding a folder says what was found there (or why nothing was).
 
-For the app shell: :func:`import_model_file(host, path)` imports a dropped model file and
-:func:`is_model_file(path)` tells model files from images.
+The panel follows its jobs through a ``job_follower.JobFollower``. Dropped model files are
+told and imported by ``studio.ui.model_files`` (``import_model_file``, ``is_model_file``;
+named here too), which hands them to this panel's ``import_files``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QTimer, Slot
+from PySide6.QtCore import Qt, QTimer, Slot
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -53,12 +54,14 @@ from studio.engine.jobs import (
     RemoveModelRequest,
     ScanModelsRequest,
 )
+from studio.ui.job_follower import JobFollower
+from studio.ui.model_files import MODEL_FILTER, MODEL_SUFFIXES, import_model_file, is_model_file
 from studio.ui.panels.starter_dialog import StarterDialog
+
+__all__ = ["MODEL_FILTER", "MODEL_SUFFIXES", "ModelsPanel", "import_model_file", "is_model_file"]
 
 log = logging.getLogger(__name__)
 
-MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".bin", ".sft", ".gguf")
-MODEL_FILTER = "Model files ({});;All files (*)".format(" ".join(f"*{s}" for s in MODEL_SUFFIXES))
 ROLE_ID = Qt.ItemDataRole.UserRole
 ROLE_IMPORTED = Qt.ItemDataRole.UserRole + 1
 ROLE_FOUND = Qt.ItemDataRole.UserRole + 2  # the path of a model found in the user's folders
@@ -84,11 +87,6 @@ KIND_LABELS = {
     "upscaler": "upscaler",
     "edit": "edit",
 }
-
-
-def is_model_file(path: str | Path) -> bool:
-    """True for files the model importer handles (so a drop can be routed here)."""
-    return Path(path).suffix.lower() in MODEL_SUFFIXES
 
 
 # ------------------------------------------------------------------------------------------
@@ -199,12 +197,12 @@ class ModelsPanel(QWidget):
         self.status_label.setWordWrap(True)
         layout.addWidget(self.status_label)
 
-        worker = host.worker
-        worker.started.connect(self._on_started)
-        worker.progress.connect(self._on_progress)
-        worker.finished.connect(self._on_finished)
-        worker.failed.connect(self._on_failed)
-        worker.cancelled.connect(self._on_cancelled)
+        self.follow = JobFollower(host.worker, self)  # this panel's jobs only
+        self.follow.started.connect(self._on_started)
+        self.follow.progress.connect(self._on_progress)
+        self.follow.finished.connect(self._on_finished)
+        self.follow.failed.connect(self._on_failed)
+        self.follow.cancelled.connect(self._on_cancelled)
 
         self._show_progress(False)
         self.populate()
@@ -232,7 +230,7 @@ class ModelsPanel(QWidget):
         # Model jobs need no torch: start the engine thread without importing the engine
         # (the window's start_engine still warms it up), so a scan never waits for torch.
         self.host.worker.start(warm_up=False)
-        job_id = self.host.worker.submit(request, label=label, owner=self)
+        job_id = self.follow.submit(request, label=label)
         self.jobs[job_id] = (kind, subject)
         return job_id
 
@@ -651,51 +649,3 @@ class ModelsPanel(QWidget):
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
         self.shutdown()
         super().closeEvent(event)
-
-
-def import_model_file(host: Any, path: str | Path) -> int | None:
-    """Import a model file dropped on the window: identify it (nothing in it runs) and copy it
-    into Studio's models folder, as an ImportModelRequest in the worker. Returns the job id.
-    A failure is shown by the window (as for every job).
-
-    Uses the docked Models panel when there is one (its list updates), else reports the
-    result to ``host.show_status``."""
-    panel = host.panels.get("Models")
-    if isinstance(panel, ModelsPanel):
-        return panel.import_files([str(path)])[0]
-    if host.worker.closed:
-        return None
-    reporter = _HostReporter(host)
-    host.worker.start(warm_up=False)  # no torch needed (see ModelsPanel._submit)
-    job_id = host.worker.submit(
-        ImportModelRequest(str(path)), label=f"Import {Path(path).name}", owner=reporter
-    )
-    reporter.job_id = job_id
-    return job_id
-
-
-class _HostReporter(QObject):
-    """GUI-thread receiver for a standalone import (slots must be QObject methods); it
-    lives, parented to the worker, until its job ends."""
-
-    def __init__(self, host: Any) -> None:
-        super().__init__(host.worker)
-        self.host = host
-        self.job_id: int | None = None
-        host.worker.finished.connect(self.on_finished)
-        host.worker.failed.connect(self.on_ended)
-        host.worker.cancelled.connect(self.on_ended)
-
-    @Slot(int, object)
-    def on_finished(self, job_id: int, event: object) -> None:
-        if job_id != self.job_id:
-            return
-        rec = event.extra["imported"]
-        self.host.show_status(f"Imported {rec.name}: {rec.description}")
-        self.deleteLater()
-
-    @Slot(int)
-    @Slot(int, str, str)
-    def on_ended(self, job_id: int, *_: object) -> None:
-        if job_id == self.job_id:
-            self.deleteLater()

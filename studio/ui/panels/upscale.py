@@ -46,6 +46,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.engine.jobs import UpscaleRequest
+from studio.ui.job_follower import JobBar, JobFollower
 from studio.ui.panels.upscale_model import LANCZOS, UpscaleModel
 from studio.ui.properties import bind
 from studio.ui.qimage import qimage_from_array
@@ -280,12 +281,12 @@ class UpscalePanel(QWidget):
         bind(self.state, "output", self.output_combo, data=True)
         self.state.model = self.model_choice
 
-        worker = host.worker
-        worker.progress.connect(self._on_progress)
-        worker.finished.connect(self._on_finished)
+        bar = JobBar(self.progress, self.status)
+        self.follow = JobFollower(host.worker, self, bar, errors=host.show_error)
+        self.follow.ended.connect(self._done)
+        self.follow.progress.connect(self._on_progress)
+        self.follow.finished.connect(self._on_finished)
         host.models_updated.connect(self.models_updated)
-        worker.failed.connect(self._on_failed)
-        worker.cancelled.connect(self._on_cancelled)
         self._model_changed()
 
     # -- model list --------------------------------------------------------------------------
@@ -380,51 +381,40 @@ class UpscalePanel(QWidget):
         self._source = request.image  # as sent (an opaque RGBA image goes as RGB)
         self._source_name = self.model_combo.currentText()
         self.result, self.result_info = None, {}
-        self.job_id = self.host.worker.submit(request, label="Upscale", owner=self)
+        self.job_id = self.follow.submit(request, label="Upscale")
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
-        self.progress.setRange(0, 0)  # busy until the first tile is done
+        self.follow.bar.busy("Loading…")  # until the first tile is done
         self._tiled = request.method == "model"  # Lanczos has no tiles to count
-        self.progress.setFormat("Loading…")
+        self.follow.bar.step_format = "%v / %m tiles" if self._tiled else "Resizing… %p%"
         self.status.setText("Loading the model…" if request.method == "model" else "Upscaling…")
 
     @Slot()
     def cancel(self) -> None:
         if self.job_id is not None:
-            self.host.worker.cancel(self.job_id)
+            self.follow.cancel(self.job_id)
             self.status.setText("Cancelling…")
 
-    def _done(self) -> None:
+    # -- the follower's signals (this panel's jobs) -----------------------------------------
+    @Slot(int)
+    def _done(self, job_id: int) -> None:
         self.job_id = None
         self.run_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
 
     @Slot(int, "qint64", "qint64")
     def _on_progress(self, job_id: int, step: int, total: int) -> None:
-        if job_id != self.job_id or total <= 0:
-            return
-        self.progress.setRange(0, total)
-        self.progress.setValue(step)
-        if self._tiled:
-            self.progress.setFormat("%v / %m tiles")
+        if self._tiled and total > 0:
             self.status.setText(f"Tile {step} of {total}")
-        else:
-            self.progress.setFormat("Resizing… %p%")
 
     @Slot(int, object)
     def _on_finished(self, job_id: int, event: object) -> None:
-        if job_id != self.job_id:
-            return
-        self._done()
         images = getattr(event, "images", ())
         if not images:
             self.status.setText("The upscale returned no image.")
             return
         self.result = images[0]
         self.result_info = dict(getattr(event, "extra", {}).get("upscale", {}))
-        self.progress.setRange(0, 1)
-        self.progress.setValue(1)
-        self.progress.setFormat("Done")
         self.status.setText(self.describe_result(getattr(event, "seconds", 0.0)))
         self.view.set_images(self._source, self.result)
         self.deliver(self.result)
@@ -443,27 +433,6 @@ class UpscalePanel(QWidget):
         else:
             how = "Lanczos"
         return f"{w}×{h} — {how} — {seconds:.1f} s"
-
-    @Slot(int, str, str)
-    def _on_failed(self, job_id: int, message: str, detail: str) -> None:
-        if job_id != self.job_id:
-            return
-        self._done()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat("Failed")
-        self.status.setText(message)
-        self.host.show_error(message, detail)
-
-    @Slot(int)
-    def _on_cancelled(self, job_id: int) -> None:
-        if job_id != self.job_id:
-            return
-        self._done()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat("Cancelled")
-        self.status.setText("Cancelled")
 
     # -- the result --------------------------------------------------------------------------
     def _metadata(self) -> dict:
