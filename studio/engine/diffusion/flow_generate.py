@@ -100,45 +100,17 @@ def apply_flow_vae(ctx, pipe, entry: LoadedFlow, ref: str | None) -> None:
 
 
 def _apply_loras(pipe, entry: LoadedFlow, loras) -> None:
-    """Load LoRA adapters (``pipe.load_lora_weights``: the FLUX/SD3/Z-Image/Qwen/FLUX.2
-    pipelines have it) and weight them with ``set_adapters``; the previous job's adapters are
-    unloaded when the set changes, also after a failure, so none leaks into the next job. (The
-    SD path's ``apply_loras`` also fuses; its ledger is its own, so this one stays separate.)"""
-    import re
-    from pathlib import Path
+    """Load the job's LoRA adapters (``lora.apply``: ``pipe.load_lora_weights``, which the
+    FLUX/SD3/Z-Image/Qwen/FLUX.2 pipelines have; FLUX BFL keys converted) and weight them
+    with ``set_adapters``, unfused: the weights may be offloaded or quantized (GGUF). The
+    previous job's adapters are unloaded when the set changes, also after a failure."""
+    from studio.engine.diffusion import lora
 
-    wanted = []
-    for spec in loras:
-        p = Path(spec.path).expanduser()
-        if not p.is_file():
-            raise ModelError(f"{spec.path}: LoRA file not found")
-        wanted.append((str(p.resolve()), float(spec.weight)))
-    if tuple(wanted) == entry.loras:
+    if not loras and not entry.loras:
         return
     if not hasattr(pipe, "load_lora_weights"):
         raise BadInput(f"{entry.family.label} pipelines take no LoRA in this diffusers version")
-    if tuple(p for p, _ in wanted) != tuple(p for p, _ in entry.loras):
-        if entry.loras:
-            pipe.unload_lora_weights()
-            entry.loras, entry.lora_names = (), ()
-        names = []
-        try:
-            for i, (path, _w) in enumerate(wanted):
-                name = f"l{i}_" + re.sub(r"\W", "_", Path(path).stem)[:40]
-                pipe.load_lora_weights(path, adapter_name=name)
-                names.append(name)
-        except Exception as e:  # noqa: BLE001
-            try:
-                pipe.unload_lora_weights()
-            except Exception:  # noqa: BLE001
-                pass
-            entry.loras, entry.lora_names = (), ()
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-            raise ModelError(f"{Path(path).name}: cannot apply LoRA to this model ({first})") from e
-        entry.lora_names = tuple(names)
-    if wanted:
-        pipe.set_adapters(list(entry.lora_names), adapter_weights=[w for _, w in wanted])
-    entry.loras = tuple(wanted)
+    lora.apply(pipe, entry, loras, fuse=False, family=entry.family.label)
 
 
 def flow_kwargs(

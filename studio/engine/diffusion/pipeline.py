@@ -5,9 +5,7 @@ and the job's LoRAs."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -318,85 +316,13 @@ def check_controlnet_family(ref: str, family: Family, model_name: str) -> None:
     )
 
 
-def _adapter_name(i: int, path: str) -> str:
-    return f"l{i}_" + re.sub(r"\W", "_", Path(path).stem)[:40]
-
-
 def apply_loras(pipe, entry: LoadedModel, loras, fuse: bool = True) -> None:
-    """Load LoRA adapters (``pipe.load_lora_weights``; diffusers, kohya and PEFT formats),
-    weight them with ``set_adapters`` and, with ``fuse``, merge them into the weights for the
-    job (``fuse_lora``: W <- W + w B A, Hu et al. 2021), so every step runs at the speed of the
-    plain model instead of adding the low-rank products in every attention projection. A job's
-    weights never change mid-job, so a fused LoRA stays fused until a job wants different
-    LoRAs or weights: then it is unfused and the weights it changed are restored bit for bit
-    from a copy taken before fusing (W - w B A alone is W only to rounding). Adapters of a previous job that aren't wanted now are
-    unloaded so they can't leak into this one."""
-    wanted = []
-    for spec in loras:
-        p = Path(spec.path).expanduser()
-        if not p.is_file():
-            raise ModelError(f"{spec.path}: LoRA file not found")
-        wanted.append((str(p.resolve()), float(spec.weight)))
-    wanted_t = tuple(wanted)
-    fused = bool(getattr(entry, "fused", False))  # entries of other loaders may lack it
-    if wanted_t == entry.loras and fused == (fuse and bool(wanted)):
-        return
-    if fused:
-        pipe.unfuse_lora()
-        _restore_weights(getattr(entry, "unfused_weights", []))
-        entry.fused = False
-        entry.unfused_weights = []
-    if tuple(p for p, _ in wanted) != tuple(p for p, _ in entry.loras):
-        if entry.loras:
-            pipe.unload_lora_weights()
-            entry.loras, entry.lora_names = (), ()
-        names = []
-        try:
-            for i, (path, _w) in enumerate(wanted):
-                name = _adapter_name(i, path)
-                pipe.load_lora_weights(path, adapter_name=name)
-                names.append(name)
-        except Exception as e:  # noqa: BLE001
-            # diffusers may have injected part of a failing adapter: remove everything, so
-            # the next job (with or without LoRAs) starts from the clean model.
-            with contextlib.suppress(Exception):
-                pipe.unload_lora_weights()
-            entry.loras, entry.lora_names = (), ()
-            raise ModelError(
-                f"{Path(path).name}: cannot apply LoRA to this model ({_short(e)})", str(e)
-            ) from e
-        entry.lora_names = tuple(names)
-    if wanted:
-        pipe.set_adapters(list(entry.lora_names), adapter_weights=[w for _, w in wanted])
-        if fuse:
-            entry.unfused_weights = _lora_base_weights(pipe)
-            pipe.fuse_lora(adapter_names=list(entry.lora_names), lora_scale=1.0)
-            entry.fused = True
-    entry.loras = wanted_t
+    """Apply the job's LoRAs (``lora.apply``: diffusers, kohya and PEFT files; FLUX BFL keys
+    converted; LyCORIS refused in one line) and, with ``fuse``, merge them into the weights
+    for the job (``fuse_lora``: W <- W + w B A, Hu et al. 2021), so every step runs at the
+    speed of the plain model. A fused LoRA stays fused until a job wants other LoRAs or
+    weights; then the weights it changed are restored bit for bit from a copy taken before
+    fusing, so the next image without it equals one made before it was loaded."""
+    from studio.engine.diffusion import lora
 
-
-def _lora_base_weights(pipe) -> list:
-    """``[(parameter, CPU copy)]`` of the weight (and bias) of every layer a LoRA wraps in the
-    pipeline's modules: what fusing changes. A1111 and ComfyUI restore the weights exactly
-    after a LoRA in the same way (a backup of the patched weights)."""
-    from peft.tuners.tuners_utils import BaseTunerLayer
-
-    saved, seen = [], set()
-    for module in getattr(pipe, "components", {}).values():
-        if not isinstance(module, torch.nn.Module):
-            continue
-        for layer in module.modules():
-            if not isinstance(layer, BaseTunerLayer):
-                continue
-            base = layer.get_base_layer()
-            for param in (getattr(base, "weight", None), getattr(base, "bias", None)):
-                if isinstance(param, torch.Tensor) and id(param) not in seen:
-                    seen.add(id(param))
-                    saved.append((param, param.detach().to("cpu", copy=True)))
-    return saved
-
-
-def _restore_weights(saved: list) -> None:
-    with torch.no_grad():
-        for param, copy in saved:
-            param.data.copy_(copy)
+    lora.apply(pipe, entry, loras, fuse=fuse, family=family_of(pipe).label)
