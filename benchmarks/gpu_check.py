@@ -30,7 +30,9 @@ LoRA (on the first plan and on an fp8 plan), each preview mode (latent, taesd wi
 AutoencoderTiny where the family has one, full), a cancel at step 1 (time to Cancelled).
 ``--bare`` times the same in-memory model and settings called directly
 (``pipe(prompt, ..., generator)``) against Studio's job (ratio Studio / bare): SD 1.5 512^2
-fp16 20 steps, SDXL 1024^2 20 steps, FLUX.1 schnell 1024^2 4 steps, whole on the GPU.
+fp16 20 steps, SDXL 1024^2 20 steps, FLUX.1 schnell 1024^2 4 steps, whole on the GPU; then
+Studio's job again with its speed settings (``STUDIO_COMPILE=1``: regional torch.compile;
+``STUDIO_CHANNELS_LAST=1`` for the SD families), after two warm-up images that compile it.
 
 Writes ``gpu_check.json`` and ``gpu_check.md`` to ``--out``. ``--cpu-smoke`` runs the same
 code on the tiny random pipelines of studio.engine.fixtures (FLUX.1, SD 1.5) on the CPU:
@@ -690,10 +692,25 @@ def check_bare(key: str, size: int, steps: int, work: Path, rounds: int = 2) -> 
     for _ in range(rounds):
         times["bare"].append(bare())
         times["studio"].append(studio())
+    # Then Studio's job with its speed settings on (regional torch.compile; channels-last for
+    # the SD UNet and VAE): two warm-up images compile, then the same rounds.
+    speed_env = {"STUDIO_COMPILE": "1", "STUDIO_CHANNELS_LAST": "1" if spec.sd else "0"}
+    saved = {k: os.environ.get(k) for k in speed_env}
+    os.environ.update(speed_env)
+    try:
+        studio(), studio()
+        times["compiled"] = [studio() for _ in range(rounds)]
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     b, s = statistics.median(times["bare"]), statistics.median(times["studio"])
+    c = statistics.median(times["compiled"])
     run = Run(key, "bare", None, f"GPU, {size}px, {steps} steps", ok=b == b and s == s)
     run.s_per_image = round(s, 3)
-    run.notes = [f"bare {b:.3f} s", f"studio {s:.3f} s", f"ratio {s / b:.3f}"]
+    run.notes = [
+        f"bare {b:.3f} s", f"studio {s:.3f} s", f"ratio {s / b:.3f}",
+        f"compiled {c:.3f} s", f"compiled ratio {c / b:.3f}",
+    ]  # fmt: skip
     _free_all(runner)
     return [run]
 

@@ -100,6 +100,16 @@ class Actions(QObject):
         self.act_undo.setStatusTip(f"Undo {text}" if text else "")
         self.act_undo.setToolTip(f"Undo {text} (Ctrl+Z)" if text else "Undo (Ctrl+Z)")
 
+    @Slot()
+    def _speed_toggled(self) -> None:
+        """Save the speed choices and hand them to the engine for the next job (a model
+        already compiled stays compiled until it is loaded again)."""
+        from studio.ui.settings import export_speed
+
+        self.settings.compile_models = self.act_compile.isChecked()
+        self.settings.channels_last = self.act_channels_last.isChecked()
+        export_speed(self.settings, chosen=True)
+
     @Slot(str)
     def _redo_text(self, text: str) -> None:
         self.act_redo.setStatusTip(f"Redo {text}" if text else "")
@@ -171,6 +181,21 @@ class Actions(QObject):
         self.act_softer = self._action("Softer brush", self.brush_softer, ["Shift+[", "{"])
         self.act_harder = self._action("Harder brush", self.brush_harder, ["Shift+]", "}"])
         self.act_cancel = self._action("Cancel job", self._jobs.cancel_job, "Esc")
+        self.act_compile = self._action(
+            "Compile the model (&GPU)",
+            self._speed_toggled,
+            tip="torch.compile the model's repeated blocks: the first image takes longer, the "
+            "next ones run faster (GPU only; cached between runs)",
+            checkable=True,
+        )
+        self.act_compile.setChecked(self.settings.compile_models)
+        self.act_channels_last = self._action(
+            "Channels-last &layout (SD on the GPU)",
+            self._speed_toggled,
+            tip="Lay out the SD UNet and VAE channels-last, faster on tensor-core GPUs",
+            checkable=True,
+        )
+        self.act_channels_last.setChecked(self.settings.channels_last)
         self.act_shortcuts = self._action("&Keyboard shortcuts", self.show_shortcuts, "F1")
         self.act_about = self._action("&About Studio", self.show_about)
         self.act_show_mask = self._action(
@@ -330,6 +355,9 @@ class Actions(QObject):
             t.addAction(a)
         t.addSeparator()
         t.addAction(self.act_cancel)
+        t.addSeparator()
+        t.addAction(self.act_compile)
+        t.addAction(self.act_channels_last)
         self.view_menu = mb.addMenu("&View")
         for a in (self.act_zoom_in, self.act_zoom_out, self.act_fit, self.act_100):
             self.view_menu.addAction(a)

@@ -32,7 +32,7 @@ from studio.ui.drops import DropRouter
 from studio.ui.edits import Edits
 from studio.ui.jobs import Jobs
 from studio.ui.placement import place_window
-from studio.ui.settings import Settings
+from studio.ui.settings import Settings, export_speed
 from studio.ui.theme import app_icon
 
 __all__ = ["EXTENSION", "PANELS", "MainWindow"]
@@ -152,6 +152,7 @@ class MainWindow(QMainWindow):
         canvas.brush_color = QColor(s.brush_color)
         canvas.set_mask_style(s.mask_color, s.mask_opacity)
 
+        export_speed(s)
         self.jobs = Jobs(self, self, canvas, threads=s.torch_threads)
         self.documents = Documents(
             self, self, ask=self._ask, new_window=self._new_window, autosave=not self.secondary

@@ -90,6 +90,9 @@ class Settings:
     offload = _Setting("generate/offload", "")  # "" = the memory planner decides
     loras = _Setting("generate/loras", "")  # JSON [[path, weight], ...]
     torch_threads = _Setting("engine/torch_threads", 0)  # 0 = all cores but one
+    # Regional torch.compile of the denoiser and channels-last for SD (engine.diffusion.speed).
+    compile_models = _Setting("engine/compile", False, bool)
+    channels_last = _Setting("engine/channels_last", False, bool)
     upscale_source = _Setting("upscale/source", "composite")  # or "layer"
     upscale_scale = _Setting("upscale/scale", 4.0)
     upscale_tile = _Setting("upscale/tile", 0)  # 0 = auto
@@ -127,3 +130,20 @@ class Settings:
 
     def sync(self) -> None:
         self.qsettings.sync()
+
+
+# The engine reads its speed settings from the environment (engine.diffusion.speed), in this
+# process, at each job.
+SPEED_ENV = {"compile_models": "STUDIO_COMPILE", "channels_last": "STUDIO_CHANNELS_LAST"}
+
+
+def export_speed(settings: Settings, chosen: bool = False) -> None:
+    """Hand the speed settings to the engine (``STUDIO_COMPILE``, ``STUDIO_CHANNELS_LAST``);
+    they apply from the next job on. At start (``chosen`` False) a variable the user set in
+    the environment wins; a choice made in the menu (``chosen``) replaces it."""
+    for attr, name in SPEED_ENV.items():
+        value = "1" if getattr(settings, attr) else "0"
+        if chosen:
+            os.environ[name] = value
+        else:
+            os.environ.setdefault(name, value)

@@ -43,11 +43,22 @@ def task_pipe(entry: LoadedFlow, task: str):
 def job_pipe(ctx, entry: LoadedFlow, task: str, controls=()):
     """The pipeline a job runs: the family's ControlNet pipeline when the request has
     controls (``flow_control.control_pipe``), else the plain task pipeline."""
-    if not controls:
-        return task_pipe(entry, task)
-    from studio.engine.diffusion.flow_control import control_pipe
+    from studio.engine.diffusion.speed import speed_up
 
-    return control_pipe(ctx, entry, task, controls)
+    if not controls:
+        pipe = task_pipe(entry, task)
+    else:
+        from studio.engine.diffusion.flow_control import control_pipe
+
+        pipe = control_pipe(ctx, entry, task, controls)
+    plan = entry.plan
+    speed_up(
+        ctx,
+        pipe,
+        offload=getattr(plan, "offload", "none"),
+        weights=getattr(plan, "weights", "bf16"),
+    )
+    return pipe
 
 
 def clip_skip_note(family: Family, clip_skip: int) -> str:

@@ -209,6 +209,9 @@ def load_pipeline(
     apply_loras(pipe, entry, loras)
     pipe.studio_model = resolved
     pipe.studio_placement = entry.placement
+    from studio.engine.diffusion.speed import offload_mode, speed_up
+
+    speed_up(ctx, pipe, offload=offload_mode(entry.placement), weights="fp16")
     return pipe
 
 

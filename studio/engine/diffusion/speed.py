@@ -16,9 +16,11 @@ Compiled code is cached across runs: Inductor's FX-graph and autotune caches liv
 ``$STUDIO_HOME/cache/inductor`` (``TORCHINDUCTOR_CACHE_DIR``), so the second start of the
 same model and size skips most of the compile.
 
-The settings apply once per loaded pipeline (a marker attribute records what was applied);
-a pipeline under sequential or group offload is not compiled, since its hooks move weights
-between devices inside each block and every move would be a graph break.
+The settings apply once per loaded model (a mark on each module records it); a pipeline under
+sequential or group offload is not compiled, since its hooks move weights between devices
+inside each block and every move would be a graph break. A LoRA applied later (its layers
+wrap the compiled blocks' projections) makes the blocks recompile on the next image; a fused
+LoRA only changes weights, which compiled code reads as inputs.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from studio.core import paths
 FALLBACK_BLOCKS: dict[str, tuple[str, ...]] = {
     "SD3Transformer2DModel": ("JointTransformerBlock",),
 }
-_MARK = "_studio_speed"
+_MARK = "_studio_channels_last"
+_COMPILED = "_studio_compiled"
 
 
 @dataclass(frozen=True)
@@ -107,38 +110,65 @@ def apply_speed(
     settings: SpeedSettings,
     *,
     offload: str = "none",
+    weights: str = "bf16",
     device_type: str = "cuda",
     backend: str = "inductor",
 ) -> list[str]:
-    """Apply ``settings`` to ``pipe`` once; returns one line per thing done or declined, for
-    the job's message. ``offload`` is the plan's offload mode (``none``, ``model``, ``group``,
-    ``sequential``); ``device_type`` where the denoiser runs (compile is declined on the CPU:
-    Inductor's CPU code is not faster there for these models); ``backend`` is
-    ``torch.compile``'s (tests pass ``"eager"``)."""
-    done: SpeedSettings | None = getattr(pipe, _MARK, None)
-    if not settings.any or done == settings:
-        return []
+    """Apply ``settings`` to ``pipe``'s modules once (pipelines derived with ``from_pipe``
+    share the modules, and so the marks); returns one line per thing done or declined, for the
+    job's message. ``offload`` is the plan's offload mode (``none``, ``model``, ``group``,
+    ``sequential``) and ``weights`` its storage (``bf16``, ``fp8``, ``nf4``, ``q8_0``, ...);
+    ``device_type`` is where the denoiser runs (compile is declined on the CPU: Inductor's CPU
+    code does not pay for these models); ``backend`` is ``torch.compile``'s (tests pass
+    ``"eager"``). Compile is declined for stored-quantized weights too: their per-layer casts
+    and dequantizing hooks are not verified under compile."""
     notes: list[str] = []
-    if settings.channels_last and not (done and done.channels_last):
+    if settings.channels_last:
         import torch
 
         parts = [getattr(pipe, name, None) for name in ("unet", "vae", "controlnet")]
-        laid = [p for p in parts if p is not None and hasattr(p, "to")]
-        for part in laid:
+        todo = [
+            p for p in parts if p is not None and hasattr(p, "to") and not getattr(p, _MARK, False)
+        ]
+        for part in todo:
             part.to(memory_format=torch.channels_last)
-        if laid:
+            setattr(part, _MARK, True)
+        if todo:
             notes.append("channels-last layout for the UNet and VAE")
-    if settings.compile and not (done and done.compile):
-        model = denoiser_of(pipe)
+    model = denoiser_of(pipe)
+    if settings.compile and model is not None and not getattr(model, _COMPILED, False):
         if device_type == "cpu":
             notes.append("torch.compile is off on the CPU (it only pays on a GPU)")
         elif offload in ("group", "sequential"):
             notes.append(f"torch.compile is off under {offload} offload (its hooks break graphs)")
-        elif model is None or not block_names(model):
+        elif weights not in ("bf16", "fp16"):
+            notes.append(f"torch.compile is off for {weights} weights")
+        elif not block_names(model):
             notes.append("torch.compile: this model has no repeated blocks to compile")
         else:
             inductor_cache_dir()
             count = compile_blocks(model, backend=backend, fullgraph=False, dynamic=False)
             notes.append(f"torch.compile: {count} blocks (the first image compiles them)")
-    setattr(pipe, _MARK, settings)
+        setattr(model, _COMPILED, True)  # declined stays declined for this loaded model
     return notes
+
+
+def offload_mode(placement: str | None) -> str:
+    """The offload mode of a placement label ("GPU", "model offload", ...; None on the CPU)."""
+    if not placement or placement == "GPU":
+        return "none"
+    return placement.removesuffix(" offload")
+
+
+def speed_up(ctx: Any, pipe: Any, *, offload: str, weights: str = "bf16") -> None:
+    """Apply the engine-wide :func:`settings_from_env` to a job's pipeline and say what was
+    done in the job's progress line (one message per line of :func:`apply_speed`)."""
+    settings = settings_from_env()
+    if not settings.any:
+        return
+    device = getattr(pipe, "device", None)
+    notes = apply_speed(
+        pipe, settings, offload=offload, weights=weights, device_type=getattr(device, "type", "cpu")
+    )
+    for note in notes:
+        ctx.progress(getattr(ctx, "step", 0), getattr(ctx, "total", 0), note)

@@ -52,14 +52,20 @@ def test_compile_covers_every_transformer_block_and_keeps_the_picture(
     assert (tmp_path / "inductor").is_dir()
 
 
-def test_settings_apply_once(sd_pipe, monkeypatch, tmp_path):
+def test_settings_apply_once_per_model_also_through_from_pipe(sd_pipe, monkeypatch, tmp_path):
+    from diffusers import StableDiffusionImg2ImgPipeline
+
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
     calls = []
-    monkeypatch.setattr(speed, "compile_blocks", lambda model, **kw: calls.append(kw) or 5)
-    settings = SpeedSettings(compile=True)
-    assert apply_speed(sd_pipe, settings) != []
+    monkeypatch.setattr(speed, "compile_blocks", lambda model, **kw: calls.append(model) or 5)
+    settings = SpeedSettings(compile=True, channels_last=True)
+    assert len(apply_speed(sd_pipe, settings)) == 2
     assert apply_speed(sd_pipe, settings) == []
-    assert len(calls) == 1
+    # A task pipeline built from the base shares its UNet and VAE: nothing is done twice.
+    derived = StableDiffusionImg2ImgPipeline.from_pipe(sd_pipe)
+    assert derived.unet is sd_pipe.unet
+    assert apply_speed(derived, settings) == []
+    assert calls == [sd_pipe.unet]
 
 
 def test_channels_last_lays_out_the_convolutions(sd_pipe):
@@ -87,6 +93,8 @@ def test_channels_last_lays_out_the_convolutions(sd_pipe):
             "torch.compile is off under sequential offload (its hooks break graphs)",
         ),
         ({"offload": "group"}, "torch.compile is off under group offload (its hooks break graphs)"),
+        ({"weights": "fp8"}, "torch.compile is off for fp8 weights"),
+        ({"weights": "q4_k"}, "torch.compile is off for q4_k weights"),
     ],
 )
 def test_compile_declined_with_a_reason(sd_pipe, kwargs, expected):
@@ -127,7 +135,13 @@ def test_sd3_blocks_found_without_a_declared_list():
 
 def test_no_settings_do_nothing(sd_pipe):
     assert apply_speed(sd_pipe, SpeedSettings()) == []
-    assert not hasattr(sd_pipe, "_studio_speed")
+    assert all(m._compiled_call_impl is None for m in sd_pipe.unet.modules())
+    convs = [m for m in sd_pipe.unet.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert not any(
+        c.weight.is_contiguous(memory_format=torch.channels_last)
+        for c in convs
+        if c.kernel_size != (1, 1)
+    )
 
 
 @pytest.mark.parametrize(
@@ -141,3 +155,34 @@ def test_no_settings_do_nothing(sd_pipe):
 )
 def test_settings_from_env(env, expected):
     assert speed.settings_from_env(env) == expected
+
+
+def _messages(events) -> list[str]:
+    from studio.engine.jobs.events import Progress
+
+    return [e.message for e in events if isinstance(e, Progress) and e.message]
+
+
+def test_generate_job_applies_the_engine_settings(tiny_models, monkeypatch):
+    from studio.engine.jobs.events import Finished
+    from studio.engine.jobs.requests import GenerateRequest
+    from studio.engine.jobs.runner import Runner
+
+    runner = Runner(device="cpu", dtype="float32")  # its own cache: the layout stays here
+    request = GenerateRequest(
+        model=str(tiny_models.sd), prompt="a cat", steps=2, width=64, height=64, preview="off"
+    )
+    plain = runner.run(request, emit=lambda e: None)
+    monkeypatch.setenv("STUDIO_COMPILE", "1")
+    monkeypatch.setenv("STUDIO_CHANNELS_LAST", "1")
+    events: list = []
+    final = runner.run(request, emit=events.append)
+    assert isinstance(final, Finished) and isinstance(plain, Finished)
+    messages = _messages(events)
+    assert "channels-last layout for the UNet and VAE" in messages
+    assert "torch.compile is off on the CPU (it only pays on a GPU)" in messages
+    np.testing.assert_allclose(final.images[0].astype(int), plain.images[0].astype(int), atol=2)
+    # The next job finds the settings applied and says nothing more.
+    again: list = []
+    runner.run(request, emit=again.append)
+    assert not any("channels-last" in m or "torch.compile" in m for m in _messages(again))
