@@ -112,7 +112,9 @@ def add_memory(p: argparse.ArgumentParser) -> None:
     """``--quant`` and ``--offload``: the memory plan's overrides (GenerateRequest.quant /
     .offload; ``auto`` -> None, the planner decides). Case-insensitive; a bad value is one
     line and exit 2 (argparse's choices)."""
-    g = p.add_argument_group("memory (FLUX.1, FLUX.2, Z-Image, SD 3.5, Qwen-Image)")
+    from studio.engine.diffusion import quant_family_labels
+
+    g = p.add_argument_group(f"memory ({quant_family_labels()})")
     g.add_argument(
         "--quant", type=str.lower, choices=QUANTS, default="auto",
         help="weights: bf16, fp8 (layerwise casting), q8_0/q4_k (a GGUF file), nf4 "
@@ -132,14 +134,14 @@ def resolve_memory(args: argparse.Namespace, family: str | None = None) -> dict:
     quant = None if args.quant in (None, "auto") else args.quant
     offload = None if args.offload in (None, "auto") else args.offload
     if family and (quant or offload):
-        from studio.engine.diffusion import family_label, is_flow_family
+        from studio.engine.diffusion import family_label, is_flow_family, quant_family_labels
 
         if not is_flow_family(family):
             opt = f"--quant {quant}" if quant else f"--offload {offload}"
             raise BadInput(
                 f"{opt}: {family_label(family)} models run in fp16 with the offload Studio "
-                "picks; --quant/--offload are for FLUX.1, FLUX.2, Z-Image, SD 3.5 and "
-                "Qwen-Image (STUDIO_OFFLOAD=model forces offload for SD models)"
+                f"picks; --quant/--offload are for {quant_family_labels()} "
+                "(STUDIO_OFFLOAD=model forces offload for SD models)"
             )
     return {"quant": quant, "offload": offload}
 

@@ -70,12 +70,14 @@ def parse_control(text: str, model: str):
 
 
 def register(subparsers) -> None:
+    from studio.engine.diffusion import family_labels
+
     p = subparsers.add_parser(
         "generate",
         help="generate images from a prompt (txt2img, img2img, inpaint, ControlNet, LoRA)",
         description=(
-            "Generate images with a Stable Diffusion 1.x/2.x/SDXL model. With --count N, image "
-            "k (seed S+k) is written to OUT for k=0 and OUT-k.png after that."
+            f"Generate images with a model of one of these families: {family_labels()}. With "
+            "--count N, image k (seed S+k) is written to OUT for k=0 and OUT-k.png after that."
         ),
     )
     p.add_argument("--model", required=True, help="catalog id, HF repo id, folder or file")

@@ -12,6 +12,7 @@ import re
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -40,7 +41,6 @@ KINDS: tuple[str, ...] = (
     "vae",
     "edit",  # edit by instruction from an input image (Flux Kontext, Qwen-Image-Edit)
 )
-BASES: tuple[str, ...] = ("sd1", "sd2", "sdxl", "flux1", "flux2", "zimage", "sd3", "qwen")
 RECOMMENDED_KEYS = {
     "steps": int,
     "guidance": float,
@@ -80,6 +80,31 @@ _KNOWN_FIELDS = {
 }
 
 BUILTIN_CATALOG = shipped_models_dir() / "catalog.toml"
+
+
+def _declared_bases(data: Mapping[str, Any], source: str) -> tuple[str, ...]:
+    bases = data.get("bases", [])
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
+        raise BadInput(f"Malformed model catalog {source}: 'bases' must be a list of names")
+    return tuple(bases)
+
+
+@cache
+def known_bases() -> tuple[str, ...]:
+    """The model families an entry's ``base`` may name: the shipped catalog's top-level
+    ``bases`` list (the engine's family registry is checked against it by a test, so core
+    needs no engine import to validate a catalog)."""
+    try:
+        data = tomllib.loads(BUILTIN_CATALOG.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return ()
+    return _declared_bases(data, str(BUILTIN_CATALOG))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BASES":
+        return known_bases()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def user_catalog_path() -> Path:
@@ -191,13 +216,14 @@ def parse_catalog(text: str, origin: str = "builtin", source: str = "catalog.tom
     models = data.get("model", [])
     if not isinstance(models, list):
         raise BadInput(f"Malformed model catalog {source}: 'model' must be an array of tables")
-    unknown_top = set(data) - {"model"}
+    unknown_top = set(data) - {"model", "bases"}
     if unknown_top:
         raise BadInput(f"Malformed model catalog {source}: unknown key(s) {sorted(unknown_top)}")
+    bases = _declared_bases(data, source) or known_bases()
     entries: list[Entry] = []
     seen: set[str] = set()
     for i, raw in enumerate(models):
-        entry = _parse_entry(raw, origin, f"{source}, model #{i + 1}")
+        entry = _parse_entry(raw, origin, f"{source}, model #{i + 1}", bases)
         if entry.id in seen:
             raise BadInput(f"Malformed model catalog {source}: duplicate id {entry.id!r}")
         seen.add(entry.id)
@@ -205,7 +231,7 @@ def parse_catalog(text: str, origin: str = "builtin", source: str = "catalog.tom
     return entries
 
 
-def _parse_entry(raw: Any, origin: str, where: str) -> Entry:
+def _parse_entry(raw: Any, origin: str, where: str, known: tuple[str, ...]) -> Entry:
     def bad(msg: str) -> BadInput:
         ident = raw.get("id") if isinstance(raw, dict) else None
         return BadInput(
@@ -252,8 +278,8 @@ def _parse_entry(raw: Any, origin: str, where: str) -> Entry:
         raise bad(f"size must be a positive integer number of bytes, not {size!r}")
     bases = strings("base")
     for b in bases:
-        if b not in BASES:
-            raise bad(f"unknown base {b!r} (known: {', '.join(BASES)})")
+        if b not in known:
+            raise bad(f"unknown base {b!r} (known: {', '.join(known)})")
 
     repo, url = string("repo"), string("url")
     if (repo is None) == (url is None):

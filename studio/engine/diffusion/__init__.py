@@ -9,7 +9,9 @@ __all__ = [
     "available_formats",
     "device_memory",
     "family_label",
+    "family_labels",
     "is_flow_family",
+    "quant_family_labels",
     "model_needs",
     "plan_for_family",
     "plan_for_model",
@@ -45,6 +47,8 @@ _EXPORTS = {
     "available_formats": "memory",
     "device_memory": "memory_models",  # the memory plan per model (torch-free but this one)
     "family_label": "memory_models",
+    "family_labels": "families",
+    "quant_family_labels": "memory_models",
     "is_flow_family": "memory_models",
     "model_needs": "memory_models",
     "plan_for_family": "memory_models",

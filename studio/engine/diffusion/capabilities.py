@@ -28,16 +28,10 @@ COLUMNS = (
 
 
 def all_families() -> tuple[Family, ...]:
-    """The SD families of the registry and the flow families, in that order."""
+    """Every registered family, in the registry's order (most specific first)."""
     from studio.engine.diffusion.families.registry import families
-    from studio.engine.diffusion.flow_load import flow_families
 
-    seen, out = set(), []
-    for fam in (*families(), *flow_families()):
-        if fam.name not in seen:
-            seen.add(fam.name)
-            out.append(fam)
-    return tuple(out)
+    return families()
 
 
 def _has_lora(fam: Family) -> bool:

@@ -46,17 +46,10 @@ def _native(folder: Path) -> int | None:
 
 
 def _flow_file(path: Path) -> tuple[Family, str] | None:
-    """(flow family, config name) of a single file by the descriptors' ``match_file`` (tensor
-    names and shapes only: a .safetensors/.sft header, a .gguf tensor table), else None."""
-    from studio.engine.diffusion.families import families, probe_file
+    from studio.engine.diffusion.families import probe_file
+    from studio.engine.diffusion.families.registry import recognise_flow_file
 
-    probe = probe_file(path)
-    for fam in families():
-        if fam.prediction == "flow":
-            config = fam.match_file(probe)
-            if config is not None:
-                return fam, config
-    return None
+    return recognise_flow_file(probe_file(path))
 
 
 def flow_file_catalog_id(ref: str) -> str | None:
@@ -127,7 +120,13 @@ def model_info(ref: str) -> tuple[Family, int | None] | None:
 
 
 def model_family(ref: str) -> Family | None:
-    info = model_info(ref)
+    """The family of a model reference (folder: its JSON; single file: its tensor header),
+    without loading weights or importing torch; None when it can't be told here (then the
+    loader gives its own one-line refusal)."""
+    try:
+        info = model_info(ref)
+    except Exception:  # noqa: BLE001 - unreadable: the loader says why
+        return None
     return info[0] if info else None
 
 

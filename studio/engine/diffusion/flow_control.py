@@ -60,28 +60,24 @@ def _flow_family_of_class(class_name: str) -> Family | None:
     return None
 
 
-# Tensor names that tell the flow ControlNet single files apart (diffusers-format keys as
-# saved by InstantX / the Z-Image Union release; XLabs' FLUX files use the BFL names).
-_FILE_KEYS = (
-    ("controlnet_x_embedder.weight", "FluxControlNetModel"),
-    ("input_hint_block.0.weight", "FluxControlNetModel"),
-    ("pos_embed_input.proj.weight", "SD3ControlNetModel"),
-    ("control_all_x_embedder.2-1.weight", "ZImageControlNetModel"),
-    ("control_layers.0.before_proj.weight", "ZImageControlNetModel"),
-)
+def _has(keys: set[str], name: str) -> bool:
+    return any(k.startswith(name) for k in keys) if name.endswith(".") else name in keys
 
 
 def _file_class(shapes) -> str | None:
+    """The ControlNet class of a single file, from the tensor names its family declares
+    (``Family.controlnet_file_keys``); the entry naming the most tensors is tried first, so
+    a Qwen-Image file (FLUX.1's embedder name and its own ``img_in``) is Qwen-Image's."""
+    from studio.engine.diffusion.flow_load import flow_families
+
     keys = set(shapes)
-    if "img_in.weight" in keys and "controlnet_x_embedder.weight" in keys:
-        return "QwenImageControlNetModel"
-    for key, cls in _FILE_KEYS:
-        if key in keys:
-            return cls
-    if any(k.startswith("double_blocks.") for k in keys) and any(
-        k.startswith("controlnet_blocks.") for k in keys
-    ):
-        return "FluxControlNetModel"  # XLabs layout
+    marks = sorted(
+        ((names, fam) for fam in flow_families() for names in fam.controlnet_file_keys),
+        key=lambda m: -len(m[0]),
+    )
+    for names, fam in marks:
+        if all(_has(keys, n) for n in names):
+            return controlnet_class(fam)
     return None
 
 

@@ -17,22 +17,6 @@ from studio.core.errors import BadInput
 from studio.engine.jobs.requests import GenerateRequest
 
 
-def model_family(ref: str):
-    """The family descriptor of a model reference (folder: its JSON; single file: its tensor
-    header), without loading weights; None when it can't be told here (the loader then gives
-    its own one-line refusal)."""
-    from studio.engine.diffusion.families.registry import recognise_file, recognise_folder
-    from studio.engine.diffusion.loader import resolve_model
-
-    try:
-        resolved = resolve_model(ref)
-        if resolved.kind == "folder":
-            return recognise_folder(resolved.path)
-        return recognise_file(resolved.path).family
-    except Exception:  # noqa: BLE001 - unknown or unreadable: the loader says why
-        return None
-
-
 def flow_target(family) -> int:
     """The side of the square the family was trained on (its ``default_size``)."""
     w, h = family.default_size

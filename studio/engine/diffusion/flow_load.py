@@ -23,35 +23,17 @@ from types import SimpleNamespace
 import torch
 
 from studio.core.errors import BadInput, ModelError
-from studio.engine.diffusion.families.base import Family, ModelInfo
-
-FLOW_MODULES = ("flux", "flux2", "zimage", "sd3", "qwen")
+from studio.engine.diffusion.families.base import Family
+from studio.engine.diffusion.families.registry import recognise_flow, recognise_flow_file
 
 
 @cache
 def flow_families() -> tuple[Family, ...]:
-    """Every flow-family descriptor (variants included), most specific first."""
-    found = []
-    for mod in FLOW_MODULES:
-        m = importlib.import_module(f"studio.engine.diffusion.families.{mod}")
-        found += [getattr(m, n) for n in ("FAMILY", "FILL", "KONTEXT", "EDIT") if hasattr(m, n)]
-    return tuple(sorted(found, key=lambda f: -f.priority))
+    """Every flow-family descriptor of the registry (variants included), most specific
+    first."""
+    from studio.engine.diffusion.families.registry import families
 
-
-def recognise_flow(info: ModelInfo) -> Family | None:
-    for fam in flow_families():
-        if fam.matches(info):
-            return fam
-    return None
-
-
-def recognise_flow_file(probe) -> tuple[Family, str] | None:
-    """(family, shipped config name) of a single transformer/checkpoint file, else None."""
-    for fam in flow_families():
-        config = fam.match_file(probe)
-        if config is not None:
-            return fam, config
-    return None
+    return tuple(f for f in families() if f.prediction == "flow")
 
 
 def is_flow_model(folder) -> bool:

@@ -60,7 +60,8 @@ def run_generate(ctx, request: GenerateRequest):
     """Job handler for GenerateRequest (txt2img / img2img / ControlNet / LoRA). Flow-matching
     models (the descriptor's ``prediction == "flow"``) go to ``flow_generate.run_flow_generate``;
     SD requests with a mask are SD inpainting (``inpaint.diffusion_inpaint``)."""
-    from studio.engine.diffusion.flow_inpaint import flow_inpaint, model_family
+    from studio.engine.diffusion.defaults import model_family
+    from studio.engine.diffusion.flow_inpaint import flow_inpaint
     from studio.engine.diffusion.hires import SecondPass, hires_metadata, validate_hires
 
     validate_hires(request)

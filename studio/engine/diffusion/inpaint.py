@@ -341,7 +341,8 @@ def _load_inpaint_pipe(ctx, request, prompt: str, loras, controlnets: tuple = ()
 
 
 def _diffusion_job(ctx, request: InpaintRequest, image: np.ndarray, mask: np.ndarray):
-    from studio.engine.diffusion.flow_inpaint import flow_inpaint_request, model_family
+    from studio.engine.diffusion.defaults import model_family
+    from studio.engine.diffusion.flow_inpaint import flow_inpaint_request
     from studio.engine.diffusion.prompts import prompt_loras
     from studio.engine.diffusion.sampling import steps_per_image
     from studio.engine.diffusion.schedulers import ran_label

@@ -44,6 +44,8 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from studio.engine.diffusion.families.base import _UNQUANTIZED_SHARE, ModelNeeds
+
 GIB = 2**30
 # CUDA context, cuBLAS workspace, allocator fragmentation: kept free on top of the estimate.
 RESERVE_GIB = 0.8
@@ -63,7 +65,6 @@ TEXT_FORMATS = ("bf16", "nf4")
 # te_keep). GGUF Q8_0 is 8.5 bits/weight, Q4_K ~4.5-4.8, NF4 4 bits plus one fp32 absmax per
 # 64 weights (no double quantization: load_kwargs does not ask for it).
 _FACTOR = {"bf16": 1.0, "fp8": 0.5, "q8_0": 8.5 / 16, "nf4": 4.5 / 16, "q4_k": 4.8 / 16}
-_UNQUANTIZED_SHARE = 0.03
 
 # cost = speed and quality penalty; the cheapest candidate that fits wins.
 _OFFLOAD_COST = {"none": 0.0, "model": 1.0, "group": 1.0, "sequential": 3.0}
@@ -78,202 +79,16 @@ def _gib(gb: float) -> float:
     return gb * 1e9 / GIB
 
 
-@dataclass(frozen=True)
-class ModelNeeds:
-    """What one model needs. Sizes in decimal GB at bf16/fp16 (as the repo lists them).
+# The rows come from the family descriptors (``Family.memory``), in the registry's order: the
+# base families' rows first, then their variants'.
+def _rows() -> dict[str, ModelNeeds]:
+    from studio.engine.diffusion.families.registry import families
 
-    ``work_gb``: activations of one denoising step at ``native_px`` (one image, the CFG batch
-    included); ``decode_gb``: the untiled VAE decode at ``native_px``; ``blocks``: the
-    transformer's (or UNet's) offloadable blocks; ``te_blocks``: the text encoder's layers;
-    ``te_layer_gb``: its largest single tensor (the token embedding), which no format
-    quantizes.
-
-    ``fp8_keep``: the share of the transformer's bf16 bytes that diffusers' fp8 layerwise
-    casting leaves in bf16: its skip patterns ("norm", "pos_embed") keep the AdaLN modulation
-    Linears (``norm1.linear``, ``norm1_context.linear``, ``norm.linear``), 27 % of FLUX.1
-    and 33 % of SD 3.5 Large. ``te_keep``: the share of the text encoders' bf16 bytes that
-    NF4 (transformers' bitsandbytes integration) leaves in bf16: the token embedding, a
-    causal LM's output head, and T5's ``wo`` layers (its ``_keep_in_fp32_modules``, 1.0B
-    of T5-XXL's 4.76B). Measured on the real architectures built on the meta device
-    (tests/engine/diffusion/test_memory_oracle.py).
-
-    ``vae_tile_px``: the side of one VAE decode tile, the VAE's ``sample_size`` (diffusers
-    tiles only above it: 512 for SD 1.x, 768 for SD 2.x, 1024 for the SDXL / FLUX / SD 3.5 /
-    Z-Image VAEs, 256 for Qwen-Image's Wan VAE); a tiled decode costs one tile's working
-    memory, and no less than an untiled decode of an image that fits one tile."""
-
-    key: str
-    label: str
-    family: str
-    transformer_gb: float
-    text_encoder_gb: float
-    vae_gb: float
-    blocks: int
-    te_blocks: int
-    work_gb: float
-    decode_gb: float
-    native_px: int = 1024
-    te_layer_gb: float = 0.3
-    quantizable: bool = True
-    gguf_repo: str | None = None
-    note: str = ""
-    fp8_keep: float = _UNQUANTIZED_SHARE
-    te_keep: float = _UNQUANTIZED_SHARE
-    vae_tile_px: int = 1024
-
-    @property
-    def total_gb(self) -> float:
-        return self.transformer_gb + self.text_encoder_gb + self.vae_gb
+    fams = sorted(families(), key=lambda f: f.base is not None)
+    return {n.key: n for fam in fams for n in fam.memory}
 
 
-# Sizes: shared/MODELS.md (the repos' bf16 files). The UNet families are fp16.
-MODEL_NEEDS: dict[str, ModelNeeds] = {
-    n.key: n
-    for n in (
-        ModelNeeds("sd15", "SD 1.5", "sd1", 1.72, 0.25, 0.17, 8, 12, 0.8, 1.2, 512, 0.08, False),
-        # SD 2.1: UNet 865.9M, OpenCLIP ViT-H/14 text tower 340.4M params (fp16).
-        ModelNeeds("sd21", "SD 2.1", "sd2", 1.73, 0.68, 0.17, 8, 23, 1.0, 2.0, 768, 0.1, False),
-        ModelNeeds("sdxl", "SDXL", "sdxl", 5.14, 1.64, 0.17, 7, 32, 1.5, 3.0, 1024, 0.13, False),
-        ModelNeeds(
-            "flux1-schnell",
-            "FLUX.1 schnell",
-            "flux1",
-            23.8,
-            9.75,
-            0.17,
-            57,
-            24,
-            2.0,
-            3.0,
-            te_layer_gb=0.27,
-            gguf_repo="city96/FLUX.1-schnell-gguf",
-            fp8_keep=0.28,
-            te_keep=0.25,
-        ),
-        ModelNeeds(
-            "flux1-dev",
-            "FLUX.1 dev",
-            "flux1",
-            23.8,
-            9.75,
-            0.17,
-            57,
-            24,
-            2.0,
-            3.0,
-            te_layer_gb=0.27,
-            gguf_repo="city96/FLUX.1-dev-gguf",
-            fp8_keep=0.28,
-            te_keep=0.25,
-        ),
-        ModelNeeds(
-            "flux2-klein-4b",
-            "FLUX.2 klein 4B",
-            "flux2",
-            7.75,
-            8.05,
-            0.17,
-            25,
-            36,
-            1.5,
-            3.0,
-            te_layer_gb=0.78,
-            gguf_repo="unsloth/FLUX.2-klein-4B-GGUF",
-            te_keep=0.10,
-        ),
-        ModelNeeds(
-            "flux2-klein-9b",
-            "FLUX.2 klein 9B",
-            "flux2",
-            18.2,
-            16.4,
-            0.17,
-            32,
-            36,
-            1.8,
-            3.0,
-            te_layer_gb=1.24,
-            te_keep=0.16,
-        ),
-        ModelNeeds(
-            "z-image-turbo",
-            "Z-Image Turbo",
-            "zimage",
-            12.3,
-            8.05,
-            0.17,
-            34,
-            36,
-            1.5,
-            3.0,
-            te_layer_gb=0.78,
-            gguf_repo="unsloth/Z-Image-Turbo-GGUF",
-            te_keep=0.10,
-        ),
-        ModelNeeds(
-            "sd35-medium",
-            "SD 3.5 Medium",
-            "sd3",
-            5.1,
-            11.1,
-            0.17,
-            24,
-            24,
-            2.0,
-            3.0,
-            te_layer_gb=0.27,
-            gguf_repo="city96/stable-diffusion-3.5-medium-gguf",
-            # the SD3 transformer's AdaLN layout with Medium's dual-attention blocks
-            fp8_keep=0.35,
-            te_keep=0.23,
-        ),
-        ModelNeeds(
-            "sd35-large",
-            "SD 3.5 Large",
-            "sd3",
-            16.3,
-            11.1,
-            0.17,
-            38,
-            24,
-            2.5,
-            3.0,
-            te_layer_gb=0.27,
-            gguf_repo="city96/stable-diffusion-3.5-large-gguf",
-            fp8_keep=0.34,
-            te_keep=0.23,
-        ),
-        ModelNeeds(
-            "qwen-image",
-            "Qwen-Image",
-            "qwen",
-            40.9,
-            16.6,
-            0.25,
-            60,
-            28,
-            3.0,
-            4.0,
-            1328,
-            te_layer_gb=1.09,
-            gguf_repo="city96/Qwen-Image-gguf",
-            te_keep=0.14,
-        ),
-    )
-}
-# VAE tiles other than 1024 px: the VAEs' sample_size (SD 1.x 512, SD 2.x 768; Qwen-Image's
-# Wan VAE tiles at 256 px with a 192 px stride).
-for _key, _tile in (("sd15", 512), ("sd21", 768), ("qwen-image", 256)):
-    MODEL_NEEDS[_key] = ModelNeeds(**{**MODEL_NEEDS[_key].__dict__, "vae_tile_px": _tile})
-# Same weights as their base model.
-for _alias, _label, _base in (
-    ("flux1-fill", "FLUX.1 Fill", "flux1-dev"),
-    ("flux1-kontext", "FLUX.1 Kontext", "flux1-dev"),
-    ("sd35-large-turbo", "SD 3.5 Large Turbo", "sd35-large"),
-    ("qwen-image-edit", "Qwen-Image-Edit", "qwen-image"),
-):
-    _b = MODEL_NEEDS[_base]
-    MODEL_NEEDS[_alias] = ModelNeeds(**{**_b.__dict__, "key": _alias, "label": _label})
+MODEL_NEEDS: dict[str, ModelNeeds] = _rows()
 
 
 def available_formats() -> frozenset[str]:
@@ -594,19 +409,18 @@ def plan_memory(
     return Plan(**{**best.__dict__, "notes": (*best.notes, why)})
 
 
+def table_models() -> tuple[str, ...]:
+    """The planner rows of every base family (variants share their base's weights), SD
+    first: the models ``studio plan`` lists."""
+    from studio.engine.diffusion.families.registry import families
+
+    fams = [f for f in families() if f.base is None]
+    fams.sort(key=lambda f: (f.prediction == "flow", f.priority))
+    return tuple(n.key for f in fams for n in f.memory)
+
+
 def render_table(
-    models: Iterable[str] = (
-        "sd15",
-        "sdxl",
-        "flux1-schnell",
-        "flux1-dev",
-        "flux2-klein-4b",
-        "flux2-klein-9b",
-        "z-image-turbo",
-        "sd35-medium",
-        "sd35-large",
-        "qwen-image",
-    ),
+    models: Iterable[str] | None = None,
     cards_gib: Iterable[float] = (8, 12, 16, 24),
     *,
     ram_gib: float | None = 32,
@@ -618,7 +432,7 @@ def render_table(
     cards = list(cards_gib)
     head = "| model | " + " | ".join(f"{c:g} GiB" for c in cards) + " |"
     rows = [head, "|" + "---|" * (len(cards) + 1)]
-    for key in models:
+    for key in table_models() if models is None else models:
         cells = []
         for c in cards:
             p = plan_memory(key, c, ram_gib=ram_gib, formats=formats)

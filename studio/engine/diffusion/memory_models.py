@@ -3,8 +3,7 @@
 The planner (:mod:`studio.engine.diffusion.memory`) works on :class:`ModelNeeds` rows. This
 module maps what the rest of Studio has to those rows:
 
-- a family name (``families/*.py``: ``sd1``, ``sd2``, ``sdxl``, ``flux1``, ``flux1-fill``,
-  ``flux1-kontext``, ``flux2``, ``zimage``, ``sd3``, ``qwen``, ``qwen-edit``) and a hint
+- a family name (a descriptor in ``families/``, whose ``memory`` fields hold its rows) and a hint
   (catalog id, repo id, file or folder name) to a row: ``flux2`` + "...-9B" is FLUX.2 klein
   9B, ``sd3`` + "...large..." is SD 3.5 Large; variants (Fill, Kontext, Qwen-Image-Edit) have
   rows of their own with their base model's sizes (:func:`needs_for`);
@@ -55,32 +54,17 @@ class FamilyRows:
     hints: tuple[tuple[str, str], ...] = ()
 
 
-FAMILY_ROWS: dict[str, FamilyRows] = {
-    "sd1": FamilyRows("SD 1.x", "sd15"),
-    "sd2": FamilyRows("SD 2.x", "sd21"),
-    "sdxl": FamilyRows("SDXL", "sdxl"),
-    "flux1": FamilyRows(
-        "FLUX.1", "flux1-dev", (("schnell", "flux1-schnell"), ("dev", "flux1-dev"))
-    ),
-    "flux1-fill": FamilyRows("FLUX.1 Fill", "flux1-fill"),
-    "flux1-kontext": FamilyRows("FLUX.1 Kontext", "flux1-kontext"),
-    # Unknown size: the larger model, so the plan errs on the side of fitting.
-    "flux2": FamilyRows(
-        "FLUX.2 klein", "flux2-klein-9b", (("9b", "flux2-klein-9b"), ("4b", "flux2-klein-4b"))
-    ),
-    "zimage": FamilyRows("Z-Image", "z-image-turbo"),
-    "sd3": FamilyRows(
-        "SD 3.5",
-        "sd35-large",
-        (
-            ("large-turbo", "sd35-large-turbo"),
-            ("large", "sd35-large"),
-            ("medium", "sd35-medium"),
-        ),
-    ),
-    "qwen": FamilyRows("Qwen-Image", "qwen-image", (("edit", "qwen-image-edit"),)),
-    "qwen-edit": FamilyRows("Qwen-Image-Edit", "qwen-image-edit"),
-}
+def _family_rows() -> dict[str, FamilyRows]:
+    from studio.engine.diffusion.families.registry import families
+
+    return {
+        f.name: FamilyRows(f.label, f.memory_default or f.memory[0].key, f.memory_hints)
+        for f in families()
+        if f.memory
+    }
+
+
+FAMILY_ROWS: dict[str, FamilyRows] = _family_rows()
 # The families that take quantized weights and the quant/offload overrides.
 FLOW_FAMILIES = frozenset(k for k, r in FAMILY_ROWS.items() if MODEL_NEEDS[r.default].quantizable)
 
@@ -92,21 +76,16 @@ for _fam, _rows in FAMILY_ROWS.items():
     for _token, _key in _rows.hints:
         _KEY_FAMILY.setdefault(_key, _fam)
 
-# Name patterns for files whose family can't be read (GGUF files), tried in order.
-_NAME_ROWS = (
-    (r"flux-?1.*fill|fill.*flux", "flux1-fill"),
-    (r"kontext", "flux1-kontext"),
-    (r"flux-?1.*schnell|schnell", "flux1-schnell"),
-    (r"flux-?2.*9b|klein-?9b", "flux2-klein-9b"),
-    (r"flux-?2|klein", "flux2-klein-4b"),
-    (r"flux", "flux1-dev"),
-    (r"z-?image", "z-image-turbo"),
-    (r"(sd|stable-diffusion)-?3.*large.*turbo", "sd35-large-turbo"),
-    (r"(sd|stable-diffusion)-?3.*large", "sd35-large"),
-    (r"(sd|stable-diffusion)-?3", "sd35-medium"),
-    (r"qwen.*edit", "qwen-image-edit"),
-    (r"qwen", "qwen-image"),
-)
+
+def _name_rows() -> tuple[tuple[str, str], ...]:
+    """Name patterns for files whose family can't be read (GGUF files), the families' own
+    (``Family.memory_names``) in the registry's order: the most specific family first."""
+    from studio.engine.diffusion.families.registry import families
+
+    return tuple(p for f in families() for p in f.memory_names)
+
+
+_NAME_ROWS = _name_rows()
 
 
 def _norm(text: str) -> str:
@@ -116,6 +95,13 @@ def _norm(text: str) -> str:
 def is_flow_family(family: str | None) -> bool:
     """Whether ``family`` (a family name) takes the quant/offload overrides."""
     return family in FLOW_FAMILIES
+
+
+def quant_family_labels() -> str:
+    """The labels of the families that take the quant/offload overrides, as prose."""
+    from studio.engine.diffusion.families.registry import family_labels
+
+    return family_labels(lambda f: is_flow_family(f.name))
 
 
 def family_label(family: str) -> str:
@@ -252,7 +238,7 @@ def plan_for_needs(
     if not needs.quantizable and quant not in (None, "bf16"):
         raise BadInput(
             f"{needs.label} runs in fp16: quantized weights (--quant {quant}) are for the "
-            "flow families (FLUX.1, FLUX.2, Z-Image, SD 3.5, Qwen-Image)"
+            f"flow families ({quant_family_labels()})"
         )
     if formats is None:
         formats = auto_formats()

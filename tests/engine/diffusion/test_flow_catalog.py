@@ -37,6 +37,8 @@ FLOW_IDS = {
         True,
     ),
     "z-image-turbo": ("txt2img", "zimage", "Tongyi-MAI/Z-Image-Turbo", "Apache-2.0", False),
+    "z-image": ("txt2img", "zimage", "Tongyi-MAI/Z-Image", "Apache-2.0", False),
+    "chroma1-hd": ("txt2img", "chroma", "lodestones/Chroma1-HD", "Apache-2.0", False),
     "sd35-medium": (
         "txt2img",
         "sd3",

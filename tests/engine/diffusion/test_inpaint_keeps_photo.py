@@ -202,7 +202,7 @@ FLOW = ["flux1", "fill", "kontext", "flux2", "zimage", "sd3", "qwen"]
 
 
 def test_the_flow_models_route_to_flow_inpaint(flow_models):
-    from studio.engine.diffusion.flow_inpaint import model_family
+    from studio.engine.diffusion.defaults import model_family
 
     for name in FLOW:
         fam = model_family(str(flow_models[name]))

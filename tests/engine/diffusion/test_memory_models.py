@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 
 from studio.core.errors import BadInput
 from studio.engine.diffusion import memory_models as mm
+from studio.engine.diffusion.families import family
 from studio.engine.diffusion.memory import MODEL_NEEDS
 
 GB = 1e9
@@ -204,7 +205,13 @@ def test_a_unet_family_refuses_quantized_weights_with_the_reason():
     ) as e:
         mm.plan_for_family("sd1", 8, quant="nf4")
     # where quantized weights do apply
-    assert str(e.value).endswith("flow families (FLUX.1, FLUX.2, Z-Image, SD 3.5, Qwen-Image)")
+    assert str(e.value).endswith(f"flow families ({mm.quant_family_labels()})")
+    # every family whose planner rows take quantized weights is named, and no UNet family
+    quantizable = {n.family for n in MODEL_NEEDS.values() if n.quantizable}
+    assert quantizable >= {"flux1", "flux2", "zimage", "sd3", "qwen"}
+    for name in quantizable:
+        assert family(name).label in mm.quant_family_labels()
+    assert "SD 1.x" not in mm.quant_family_labels() and "SDXL" not in mm.quant_family_labels()
     assert mm.plan_for_family("sd1", 8, quant="bf16").weights == "bf16"
     # fp16 is all a UNet family has: asking for it forces nothing
     assert not mm.plan_for_family("sd1", 8, quant="bf16").forced

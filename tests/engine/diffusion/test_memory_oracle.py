@@ -79,6 +79,7 @@ CARD = {
     "sd35-medium": 2.5e9,  # SD 3.5 Medium "2.5 billion parameters" (no config shipped)
     "qwen-image": 20.43e9,  # Qwen-Image "20B MMDiT" (20.43B on the Hub)
     "z-image": 6.15e9,  # Z-Image(-Turbo) "6B", 6.15B on the Hub
+    "chroma": 8.9e9,  # Chroma1-HD "8.9B parameter model" (lodestones/Chroma1-HD card)
     # VAEs
     "vae-sd": 83.65e6,  # SD 1.x/2.x/SDXL AutoencoderKL 83.7M
     "vae-16ch": 83.8e6,  # FLUX.1 / SD 3.5 / Z-Image 16-channel VAE (ae.safetensors 335 MB fp32)
@@ -107,6 +108,14 @@ def _diffusers(folder: str, sub: str):
 
     cfg = json.loads((CONFIGS / folder / sub / "config.json").read_text())
     return _meta(lambda: getattr(diffusers, cfg["_class_name"]).from_config(cfg))
+
+
+def _chroma():
+    # No config shipped; diffusers' ChromaTransformer2DModel defaults are Chroma1-HD's (19
+    # double + 38 single blocks, approximator 64 / 5120 / 5; the card's 8.9B below).
+    import diffusers
+
+    return _meta(diffusers.ChromaTransformer2DModel)
 
 
 def _z_image():
@@ -186,6 +195,7 @@ BUILD = {
     "sd35-large": lambda: _diffusers("sd35-large", "transformer"),
     "qwen-image": lambda: _diffusers("qwen-image", "transformer"),
     "z-image": _z_image,
+    "chroma": _chroma,
     "clip-l": lambda: _clip("sd15", "text_encoder"),
     "clip-l-proj": lambda: _clip("sd15", "text_encoder", projection=True),  # SD 3.5's
     "openclip-h": lambda: _clip("sd21", "text_encoder"),
@@ -205,7 +215,7 @@ CARD_OF = {
     "qwen-image": "qwen-image", "z-image": "z-image", "clip-l": "clip-l", "clip-l-proj": "clip-l",
     "openclip-h": "openclip-h", "clip-g": "clip-g", "t5-xxl": "t5-xxl", "qwen3-4b": "qwen3-4b",
     "qwen3-8b": "qwen3-8b", "qwen2.5-vl-7b": "qwen2.5-vl-7b", "vae-sd": "vae-sd",
-    "vae-flux2": "vae-16ch", "vae-qwen": "vae-qwen",
+    "vae-flux2": "vae-16ch", "vae-qwen": "vae-qwen", "chroma": "chroma",
 }  # fmt: skip
 
 
@@ -231,6 +241,8 @@ ROWS = {
     "sd35-medium": ("sd35-medium", ("clip-l-proj", "clip-g", "t5-xxl"), "vae-16ch"),
     "qwen-image": ("qwen-image", ("qwen2.5-vl-7b",), "vae-qwen"),
     "z-image-turbo": ("z-image", ("qwen3-4b",), "vae-16ch"),
+    "z-image": ("z-image", ("qwen3-4b",), "vae-16ch"),  # Base: Turbo's DiT before distillation
+    "chroma1-hd": ("chroma", ("t5-xxl",), "vae-16ch"),
     "flux2-klein-4b": (None, ("qwen3-4b",), "vae-flux2"),
     "flux2-klein-9b": (None, ("qwen3-8b",), "vae-flux2"),
 }

@@ -10,6 +10,7 @@ import pytest
 
 from studio.core.errors import BadInput
 from studio.engine.diffusion import memory, memory_models
+from studio.engine.diffusion.families import families
 from studio.engine.diffusion.memory import (
     MODEL_NEEDS,
     WEIGHT_FORMATS,
@@ -19,18 +20,8 @@ from studio.engine.diffusion.memory import (
 )
 
 CARDS = (8, 12, 16, 24)
-FAMILIES = (
-    "sd15",
-    "sdxl",
-    "flux1-schnell",
-    "flux1-dev",
-    "flux2-klein-4b",
-    "flux2-klein-9b",
-    "z-image-turbo",
-    "sd35-medium",
-    "sd35-large",
-    "qwen-image",
-)
+# Every planner row of every registered base family (a variant has its base's weights).
+FAMILIES = tuple(n.key for f in families() if f.base is None for n in f.memory)
 ALL = tuple(WEIGHT_FORMATS)
 BUILTIN = ("bf16", "fp8")  # no optional package installed
 
@@ -142,9 +133,13 @@ def test_render_table():
     table = render_table()
     lines = table.splitlines()
     assert lines[0] == "| model | 8 GiB | 12 GiB | 16 GiB | 24 GiB |"
-    assert len(lines) == 2 + len(FAMILIES)
-    for key in FAMILIES:
-        assert any(line.startswith(f"| {MODEL_NEEDS[key].label} |") for line in lines)
+    rows = [n for f in families() if f.base is None for n in f.memory]
+    assert len(lines) == 2 + len(rows) and {"sd15", "flux1-dev", "chroma1-hd"} <= {
+        n.key for n in rows
+    }
+    for row in rows:
+        assert any(line.startswith(f"| {row.label} |") for line in lines)
+    assert not any(line.startswith("| FLUX.1 Fill |") for line in lines)  # a variant's weights
     assert "does not fit" not in table
     assert "does not fit" in render_table(["qwen-image"], [2], ram_gib=8, formats=BUILTIN)
 

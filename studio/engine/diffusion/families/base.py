@@ -62,9 +62,13 @@ How to add a family
      file declares by marker keys: an SDXL ``v_pred`` / ``ztsnr`` file), ``decode_latents(vae, latents)`` (the
      full-VAE preview decode of spatial latents, when the VAE needs more than undoing
      ``scaling_factor``/``shift_factor``: Qwen's per-channel mean/std, FLUX.2's batch norm).
-2. Add its name to ``_MODULES`` in ``families/__init__.py``.
-3. Add a test in ``tests/engine/diffusion/test_families.py`` (recognition from a folder and from
-   a file's tensors, the pipeline classes exist in diffusers).
+   - ``memory`` / ``memory_default`` / ``memory_hints`` / ``memory_names`` (the planner's rows),
+     ``controlnet_file_keys`` (tensor names of its ControlNet single files) and ``tiny_model``
+     (the builder of a tiny random pipeline folder for the tests).
+2. The registry finds it (any ``Family`` in any module of this package); add its catalog
+   entries and its name to ``bases`` in ``models/catalog.toml``.
+3. ``tests/engine/diffusion/test_family_contract.py`` runs it on its tiny model; add
+   recognition tests in ``tests/engine/diffusion/test_families.py``.
 
 Nothing else changes: loader, generate, previews, inpaint, schedulers, the CLI defaults and the
 panels read these fields.
@@ -139,6 +143,59 @@ class TensorProbe:
         return s[1] if s and len(s) == 4 else None
 
 
+# The share of a quantized model's bytes that stays in bf16 (norms, embeddings, biases)
+# unless a row says otherwise (ModelNeeds.fp8_keep / te_keep).
+_UNQUANTIZED_SHARE = 0.03
+
+
+@dataclass(frozen=True)
+class ModelNeeds:
+    """What one model needs. Sizes in decimal GB at bf16/fp16 (as the repo lists them).
+
+    ``work_gb``: activations of one denoising step at ``native_px`` (one image, the CFG batch
+    included); ``decode_gb``: the untiled VAE decode at ``native_px``; ``blocks``: the
+    transformer's (or UNet's) offloadable blocks; ``te_blocks``: the text encoder's layers;
+    ``te_layer_gb``: its largest single tensor (the token embedding), which no format
+    quantizes.
+
+    ``fp8_keep``: the share of the transformer's bf16 bytes that diffusers' fp8 layerwise
+    casting leaves in bf16: its skip patterns ("norm", "pos_embed") keep the AdaLN modulation
+    Linears (``norm1.linear``, ``norm1_context.linear``, ``norm.linear``), 27 % of FLUX.1
+    and 33 % of SD 3.5 Large. ``te_keep``: the share of the text encoders' bf16 bytes that
+    NF4 (transformers' bitsandbytes integration) leaves in bf16: the token embedding, a
+    causal LM's output head, and T5's ``wo`` layers (its ``_keep_in_fp32_modules``, 1.0B
+    of T5-XXL's 4.76B). Measured on the real architectures built on the meta device
+    (tests/engine/diffusion/test_memory_oracle.py).
+
+    ``vae_tile_px``: the side of one VAE decode tile, the VAE's ``sample_size`` (diffusers
+    tiles only above it: 512 for SD 1.x, 768 for SD 2.x, 1024 for the SDXL / FLUX / SD 3.5 /
+    Z-Image VAEs, 256 for Qwen-Image's Wan VAE); a tiled decode costs one tile's working
+    memory, and no less than an untiled decode of an image that fits one tile."""
+
+    key: str
+    label: str
+    family: str
+    transformer_gb: float
+    text_encoder_gb: float
+    vae_gb: float
+    blocks: int
+    te_blocks: int
+    work_gb: float
+    decode_gb: float
+    native_px: int = 1024
+    te_layer_gb: float = 0.3
+    quantizable: bool = True
+    gguf_repo: str | None = None
+    note: str = ""
+    fp8_keep: float = _UNQUANTIZED_SHARE
+    te_keep: float = _UNQUANTIZED_SHARE
+    vae_tile_px: int = 1024
+
+    @property
+    def total_gb(self) -> float:
+        return self.transformer_gb + self.text_encoder_gb + self.vae_gb
+
+
 def _frozen(d: Mapping | None) -> Mapping:
     return MappingProxyType(dict(d or {}))
 
@@ -186,6 +243,18 @@ class Family:
     vae_upcast: bool = False
     vae_fp16_fix: str | None = None
     dtypes: tuple[str, ...] = ("float16", "bfloat16", "float32")
+    # memory planner: this family's rows (memory.MODEL_NEEDS), the row used without a better
+    # hint (None: the first), (substring of a normalised name, row key) hints tried in order,
+    # and (regular expression, row key) patterns for files told only by name (GGUF)
+    memory: tuple[ModelNeeds, ...] = ()
+    memory_default: str | None = None
+    memory_hints: tuple[tuple[str, str], ...] = ()
+    memory_names: tuple[tuple[str, str], ...] = ()
+    # ControlNet single files made for this family: each entry is a set of tensor names that
+    # together mark one (a name ending in "." stands for any tensor under that prefix)
+    controlnet_file_keys: tuple[tuple[str, ...], ...] = ()
+    # tiny random model of the real architecture (tests, self-test): builder(folder) -> folder
+    tiny_model: Callable[[Any], Any] | None = None
     # single-file checkpoints
     single_file_configs: Mapping[str, str] = field(default_factory=dict)
     tokenizer_fallbacks: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)

@@ -8,8 +8,31 @@ transformer shape as dev, told apart by its pipeline class or, for single files,
 
 from __future__ import annotations
 
-from studio.engine.diffusion.families.base import Family, ModelInfo, TensorProbe
-from studio.engine.diffusion.families.latent_factors import FLUX1_BIAS, FLUX1_RGB
+from dataclasses import replace
+
+from studio.engine.diffusion.families.base import Family, ModelInfo, ModelNeeds, TensorProbe
+
+# Linear latent -> RGB preview factors (rows = latent channels, columns = R, G, B; + bias),
+# from ComfyUI's latent_formats.py.
+FLUX1_RGB = (
+    (-0.0346, 0.0244, 0.0681),
+    (0.0034, 0.0210, 0.0687),
+    (0.0275, -0.0668, -0.0433),
+    (-0.0174, 0.0160, 0.0617),
+    (0.0859, 0.0721, 0.0329),
+    (0.0004, 0.0383, 0.0115),
+    (0.0405, 0.0861, 0.0915),
+    (-0.0236, -0.0185, -0.0259),
+    (-0.0245, 0.0250, 0.1180),
+    (0.1008, 0.0755, -0.0421),
+    (-0.0515, 0.0201, 0.0011),
+    (0.0428, -0.0012, -0.0036),
+    (0.0817, 0.0765, 0.0749),
+    (-0.1264, -0.0522, -0.1103),
+    (-0.0280, -0.0881, -0.0499),
+    (-0.1262, -0.0982, -0.0778),
+)
+FLUX1_BIAS = (-0.0329, -0.0718, -0.0851)
 
 TRANSFORMER_CLASS = "FluxTransformer2DModel"
 # BFL/ComfyUI names (with or without "model.diffusion_model.") and diffusers names.
@@ -56,6 +79,10 @@ def file_variant(probe: TensorProbe) -> str | None:
         "double_stream_modulation", "model.diffusion_model.double_stream_modulation"
     ):
         return None  # FLUX.2
+    if probe.has_prefix(
+        "distilled_guidance_layer.", "model.diffusion_model.distilled_guidance_layer."
+    ):
+        return None  # Chroma (families.chroma): FLUX.1 blocks without a modulation of their own
     guidance = probe.shape(
         "guidance_in.in_layer.bias", "time_text_embed.guidance_embedder.linear_1.bias"
     )
@@ -81,6 +108,32 @@ def _schnell_kwargs(pipe, width: int, height: int) -> dict:
 def _kontext_kwargs(pipe, width: int, height: int) -> dict:
     """Kontext otherwise resizes its input to its ~1 MP preferred sizes: keep the region's."""
     return {"max_area": width * height, "_auto_resize": False}
+
+
+_SCHNELL = ModelNeeds(
+    "flux1-schnell",
+    "FLUX.1 schnell",
+    "flux1",
+    23.8,
+    9.75,
+    0.17,
+    57,
+    24,
+    2.0,
+    3.0,
+    te_layer_gb=0.27,
+    gguf_repo="city96/FLUX.1-schnell-gguf",
+    fp8_keep=0.28,
+    te_keep=0.25,
+)
+_DEV = replace(_SCHNELL, key="flux1-dev", label="FLUX.1 dev", gguf_repo="city96/FLUX.1-dev-gguf")
+
+
+def _tiny(folder):
+    """A tiny random FLUX.1 schnell pipeline folder (the real architecture, test sizes)."""
+    from studio.engine.fixtures.tiny_flow_models import build_tiny_flux
+
+    return build_tiny_flux(folder)
 
 
 _COMMON = dict(
@@ -118,8 +171,20 @@ FAMILY = Family(
     matches=_matches,
     match_file=_match_file,
     priority=20,
+    tiny_model=_tiny,
+    # diffusers-format keys as InstantX saves them; XLabs' files use the BFL names
+    controlnet_file_keys=(
+        ("controlnet_x_embedder.weight",),
+        ("input_hint_block.0.weight",),
+        ("double_blocks.", "controlnet_blocks."),
+    ),
     default_steps=28,
     default_guidance=3.5,
+    memory=(_SCHNELL, _DEV),
+    memory_default="flux1-dev",
+    memory_hints=(("schnell", "flux1-schnell"), ("dev", "flux1-dev")),
+    # "flux" alone is FLUX.1 dev; FLUX.2 names are flux2's
+    memory_names=((r"flux-?1.*schnell|schnell", "flux1-schnell"), (r"flux(?!-?2)", "flux1-dev")),
     call_kwargs=_schnell_kwargs,
     single_file_configs={
         "flux1-schnell": "black-forest-labs/FLUX.1-schnell",
@@ -136,6 +201,8 @@ FILL = Family(
     match_file=lambda probe: "flux1-fill" if file_variant(probe) == "fill" else None,
     priority=21,
     default_steps=50,
+    memory=(replace(_DEV, key="flux1-fill", label="FLUX.1 Fill"),),
+    memory_names=((r"flux-?1.*fill|fill.*flux", "flux1-fill"),),
     default_guidance=30.0,
     base="flux1",
     strength_tasks=(),  # the masked image and mask are inputs of the model
@@ -153,6 +220,8 @@ KONTEXT = Family(
     match_file=lambda probe: "flux1-kontext" if file_variant(probe) == "kontext" else None,
     priority=22,
     default_steps=28,
+    memory=(replace(_DEV, key="flux1-kontext", label="FLUX.1 Kontext"),),
+    memory_names=((r"kontext", "flux1-kontext"),),
     default_guidance=2.5,
     base="flux1",
     edit=True,

@@ -6,8 +6,32 @@ transformer shape driven by QwenImageEditPlusPipeline: edit by instruction."""
 
 from __future__ import annotations
 
-from studio.engine.diffusion.families.base import Family, ModelInfo, TensorProbe
-from studio.engine.diffusion.families.latent_factors import QWEN_BIAS, QWEN_RGB
+from dataclasses import replace
+
+from studio.engine.diffusion.families.base import Family, ModelInfo, ModelNeeds, TensorProbe
+
+# Linear latent -> RGB preview factors (rows = latent channels, columns = R, G, B; + bias),
+# from ComfyUI's latent_formats.py.
+# Qwen-Image's VAE is Wan 2.1's (16 channels, normalised by per-channel mean/std).
+QWEN_RGB = (
+    (-0.1299, -0.1692, 0.2932),
+    (0.0671, 0.0406, 0.0442),
+    (0.3568, 0.2548, 0.1747),
+    (0.0372, 0.2344, 0.1420),
+    (0.0313, 0.0189, -0.0328),
+    (0.0296, -0.0956, -0.0665),
+    (-0.3477, -0.4059, -0.2925),
+    (0.0166, 0.1902, 0.1975),
+    (-0.0412, 0.0267, -0.1364),
+    (-0.1293, 0.0740, 0.1636),
+    (0.0680, 0.3019, 0.1128),
+    (0.0032, 0.0581, 0.0639),
+    (-0.1251, 0.0927, 0.1699),
+    (0.0060, -0.0633, 0.0005),
+    (0.3477, 0.2275, 0.2950),
+    (0.1984, 0.0913, 0.1861),
+)
+QWEN_BIAS = (-0.1835, -0.0868, -0.3360)
 
 TRANSFORMER_CLASS = "QwenImageTransformer2DModel"
 GUIDANCE_PARAM = "true_cfg_scale"
@@ -36,6 +60,33 @@ def decode_latents(vae, lat):
     std = torch.tensor(cfg.latents_std).view(1, -1, 1, 1).to(lat)
     x = (lat * std + mean).unsqueeze(2)
     return vae.decode(x.to(vae.device, vae.dtype), return_dict=False)[0][0, :, 0]
+
+
+# Qwen-Image's Wan VAE tiles at 256 px (192 px stride).
+_NEEDS = ModelNeeds(
+    "qwen-image",
+    "Qwen-Image",
+    "qwen",
+    40.9,
+    16.6,
+    0.25,
+    60,
+    28,
+    3.0,
+    4.0,
+    1328,
+    te_layer_gb=1.09,
+    gguf_repo="city96/Qwen-Image-gguf",
+    te_keep=0.14,
+    vae_tile_px=256,
+)
+
+
+def _tiny(folder):
+    """A tiny random Qwen-Image pipeline folder (the real architecture, test sizes)."""
+    from studio.engine.fixtures.tiny_flow_models import build_tiny_qwen_image
+
+    return build_tiny_qwen_image(folder)
 
 
 _COMMON = dict(
@@ -71,7 +122,12 @@ FAMILY = Family(
     matches=lambda info: _is_qwen(info) and "Edit" not in info.class_name,
     match_file=lambda probe: "qwen-image" if _match_file(probe) == "qwen-image" else None,
     priority=20,
+    tiny_model=_tiny,
     default_steps=50,
+    controlnet_file_keys=(("img_in.weight", "controlnet_x_embedder.weight"),),
+    memory=(_NEEDS,),
+    memory_hints=(("edit", "qwen-image-edit"),),
+    memory_names=((r"qwen", "qwen-image"),),
     single_file_configs={"qwen-image": "Qwen/Qwen-Image"},
     **_COMMON,
 )
@@ -84,6 +140,8 @@ EDIT = Family(
     match_file=lambda probe: "qwen-image-edit" if _match_file(probe) == "qwen-image-edit" else None,
     priority=21,
     default_steps=40,
+    memory=(replace(_NEEDS, key="qwen-image-edit", label="Qwen-Image-Edit"),),
+    memory_names=((r"qwen.*edit", "qwen-image-edit"),),
     base="qwen",
     edit=True,
     strength_tasks=("inpaint",),  # QwenImageEditInpaintPipeline: strength, default 0.6

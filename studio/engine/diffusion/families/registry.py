@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -15,19 +15,24 @@ from typing import Any
 from studio.core.errors import BadInput, ModelError
 from studio.engine.diffusion.families.base import Family, ModelInfo, TensorProbe
 
-# One module per family in this package, each with a module-level FAMILY (and, for a family
-# with variants, FILL / KONTEXT / EDIT descriptors beside it).
-_MODULES: tuple[str, ...] = ("sd1", "sd2", "sdxl", "flux", "flux2", "zimage", "sd3", "qwen")
-_VARIANTS: tuple[str, ...] = ("FAMILY", "FILL", "KONTEXT", "EDIT")
-
 
 @cache
 def _registry() -> tuple[Family, ...]:
-    found = []
-    for mod in _MODULES:
-        m = importlib.import_module(f"studio.engine.diffusion.families.{mod}")
-        found += [getattr(m, n) for n in _VARIANTS if hasattr(m, n)]
-    return tuple(sorted(found, key=lambda f: -f.priority))
+    """Every :class:`Family` instance at the top level of any module of this package (one
+    module per family; a family with variants holds several), most specific first."""
+    import pkgutil
+
+    # The package by its folder and name, not by importing it: the package's face imports
+    # this module.
+    package = __name__.rpartition(".")[0]
+    found: dict[str, Family] = {}
+    for mod in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        m = importlib.import_module(f"{package}.{mod.name}")
+        for value in vars(m).values():
+            if isinstance(value, Family):
+                if found.setdefault(value.name, value) is not value:
+                    raise RuntimeError(f"two families are called {value.name!r}")
+    return tuple(sorted(found.values(), key=lambda f: -f.priority))
 
 
 def families() -> tuple[Family, ...]:
@@ -46,12 +51,36 @@ def family(name: str | Family) -> Family:
     raise BadInput(f"Unknown model family {name!r} (known: {names})")
 
 
+def family_labels(which: Callable[[Family], bool] | None = None) -> str:
+    """The labels of the registered base families (variants excluded) that ``which`` accepts
+    (all when None), SD first, as prose for help texts: "SD 1.x, SDXL and FLUX.1"."""
+    fams = [f for f in _registry() if f.base is None and (which is None or which(f))]
+    labels = [f.label for f in sorted(fams, key=lambda f: (f.prediction == "flow", f.priority))]
+    return labels[0] if len(labels) < 2 else f"{', '.join(labels[:-1])} and {labels[-1]}"
+
+
 def recognise(info: ModelInfo) -> Family:
     """The first family (by priority) whose ``matches`` accepts ``info``; ModelError if none."""
     for fam in _registry():
         if fam.matches(info):
             return fam
     raise ModelError(f"Not a model family Studio knows ({info.class_name or 'no pipeline class'})")
+
+
+def recognise_flow(info: ModelInfo) -> Family | None:
+    """The flow-matching family (by priority) whose ``matches`` accepts ``info``, else None."""
+    return next((f for f in _registry() if f.prediction == "flow" and f.matches(info)), None)
+
+
+def recognise_flow_file(probe: TensorProbe) -> tuple[Family, str] | None:
+    """(flow family, shipped config name) of a single transformer or checkpoint file by the
+    descriptors' ``match_file`` (tensor names and shapes only), else None."""
+    for fam in _registry():
+        if fam.prediction == "flow":
+            config = fam.match_file(probe)
+            if config is not None:
+                return fam, config
+    return None
 
 
 # -- diffusers folders and loaded pipelines ------------------------------------------------------
@@ -205,12 +234,9 @@ def recognise_file(source: Path | str | TensorProbe) -> FileMatch:
     probe = source if isinstance(source, TensorProbe) else probe_file(source)
     name = probe.name or "checkpoint"
     if probe.unet_in_channels() is None:
-        for fam in _registry():
-            if fam.prediction != "flow":
-                continue
-            config = fam.match_file(probe)
-            if config is not None:
-                return FileMatch(fam, config)
+        flow = recognise_flow_file(probe)
+        if flow is not None:
+            return FileMatch(*flow)
         if probe.has_prefix("down_blocks.", "unet."):
             raise ModelError(
                 f"{name}: a diffusers-format weight file, not a full checkpoint; "

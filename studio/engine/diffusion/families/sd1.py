@@ -4,7 +4,7 @@ attention), 4-channel latents, epsilon prediction, 512 px. Also the catch-all fo
 
 from __future__ import annotations
 
-from studio.engine.diffusion.families.base import Family, ModelInfo, TensorProbe
+from studio.engine.diffusion.families.base import Family, ModelInfo, ModelNeeds, TensorProbe
 
 # Latent -> RGB factors for SD1.x/2.x latents (rows = channels; the widely used approximation
 # from the community "latent preview" tables, also used by ComfyUI's latent_formats.SD15).
@@ -37,6 +37,13 @@ def _match_file(probe: TensorProbe) -> str | None:
     return "sd15-inpaint" if channels == 9 else "sd15"
 
 
+def _tiny(folder):
+    """A tiny random SD 1.x pipeline folder (the real architecture, test sizes)."""
+    from studio.engine.fixtures.tiny_models import build_tiny_sd
+
+    return build_tiny_sd(folder)
+
+
 FAMILY = Family(
     name="sd1",
     label="SD 1.x",
@@ -44,6 +51,26 @@ FAMILY = Family(
     matches=_matches,
     match_file=_match_file,
     priority=0,
+    tiny_model=_tiny,
+    # fp16 UNet 1.72 GB, CLIP-L 0.25 GB, VAE 0.17 GB; the VAE's sample_size 512 tiles it
+    memory=(
+        ModelNeeds(
+            "sd15",
+            "SD 1.5",
+            "sd1",
+            1.72,
+            0.25,
+            0.17,
+            8,
+            12,
+            0.8,
+            1.2,
+            512,
+            0.08,
+            False,
+            vae_tile_px=512,
+        ),
+    ),
     default_size=(512, 512),
     default_steps=20,
     default_guidance=7.0,

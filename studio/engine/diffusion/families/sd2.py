@@ -16,6 +16,7 @@ import re
 from studio.engine.diffusion.families.base import (
     Family,
     ModelInfo,
+    ModelNeeds,
     TensorProbe,
     cross_attention_dim,
 )
@@ -64,6 +65,25 @@ FAMILY = Family(
     matches=_matches,
     match_file=_match_file,
     priority=10,
+    # SD 2.1: UNet 865.9M, OpenCLIP ViT-H/14 text tower 340.4M params (fp16); VAE tile 768
+    memory=(
+        ModelNeeds(
+            "sd21",
+            "SD 2.1",
+            "sd2",
+            1.73,
+            0.68,
+            0.17,
+            8,
+            23,
+            1.0,
+            2.0,
+            768,
+            0.1,
+            False,
+            vae_tile_px=768,
+        ),
+    ),
     default_size=(768, 768),
     default_steps=20,
     default_guidance=7.0,

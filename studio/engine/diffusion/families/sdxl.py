@@ -5,7 +5,7 @@ or use madebyollin/sdxl-vae-fp16-fix, which was finetuned to keep activations sm
 
 from __future__ import annotations
 
-from studio.engine.diffusion.families.base import Family, ModelInfo, TensorProbe
+from studio.engine.diffusion.families.base import Family, ModelInfo, ModelNeeds, TensorProbe
 
 
 def _matches(info: ModelInfo) -> bool:
@@ -37,6 +37,13 @@ def _file_scheduler(probe: TensorProbe) -> dict:
     return out
 
 
+def _tiny(folder):
+    """A tiny random SDXL pipeline folder (the real architecture, test sizes)."""
+    from studio.engine.fixtures.tiny_models import build_tiny_sdxl
+
+    return build_tiny_sdxl(folder)
+
+
 FAMILY = Family(
     name="sdxl",
     label="SDXL",
@@ -52,6 +59,10 @@ FAMILY = Family(
     match_file=_match_file,
     file_scheduler=_file_scheduler,
     priority=20,
+    tiny_model=_tiny,
+    memory=(
+        ModelNeeds("sdxl", "SDXL", "sdxl", 5.14, 1.64, 0.17, 7, 32, 1.5, 3.0, 1024, 0.13, False),
+    ),
     default_size=(1024, 1024),
     default_steps=25,
     default_guidance=6.0,

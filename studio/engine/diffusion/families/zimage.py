@@ -5,8 +5,8 @@ guidance > 0 (pred = pos + g (pos - neg)), so "no guidance" is 0 here."""
 
 from __future__ import annotations
 
-from studio.engine.diffusion.families.base import Family, ModelInfo, TensorProbe
-from studio.engine.diffusion.families.latent_factors import FLUX1_BIAS, FLUX1_RGB
+from studio.engine.diffusion.families.base import Family, ModelInfo, ModelNeeds, TensorProbe
+from studio.engine.diffusion.families.flux import FLUX1_BIAS, FLUX1_RGB  # the FLUX.1 VAE
 
 TRANSFORMER_CLASS = "ZImageTransformer2DModel"
 _KEY = "layers.0.adaLN_modulation.0.weight"
@@ -27,6 +27,13 @@ def _match_file(probe: TensorProbe) -> str | None:
     return "z-image-turbo"
 
 
+def _tiny(folder):
+    """A tiny random Z-Image pipeline folder (the real architecture, test sizes)."""
+    from studio.engine.fixtures.tiny_flow_models import build_tiny_zimage
+
+    return build_tiny_zimage(folder)
+
+
 FAMILY = Family(
     name="zimage",
     label="Z-Image",
@@ -40,6 +47,46 @@ FAMILY = Family(
     matches=_matches,
     match_file=_match_file,
     priority=20,
+    tiny_model=_tiny,
+    # the Z-Image Union release's control layers
+    controlnet_file_keys=(
+        ("control_all_x_embedder.2-1.weight",),
+        ("control_layers.0.before_proj.weight",),
+    ),
+    # Turbo and Base (Z-Image) share the DiT and encoder sizes (bf16; MODELS.md)
+    memory=(
+        ModelNeeds(
+            "z-image-turbo",
+            "Z-Image Turbo",
+            "zimage",
+            12.3,
+            8.05,
+            0.17,
+            34,
+            36,
+            1.5,
+            3.0,
+            te_layer_gb=0.78,
+            gguf_repo="unsloth/Z-Image-Turbo-GGUF",
+            te_keep=0.10,
+        ),
+        ModelNeeds(
+            "z-image",
+            "Z-Image",
+            "zimage",
+            12.3,
+            8.05,
+            0.17,
+            34,
+            36,
+            1.5,
+            3.0,
+            te_layer_gb=0.78,
+            te_keep=0.10,
+        ),
+    ),
+    memory_default="z-image-turbo",
+    memory_names=((r"z-?image", "z-image-turbo"),),
     default_size=(1024, 1024),
     default_steps=8,
     default_guidance=0.0,

@@ -11,11 +11,15 @@ import pytest
 from flow_requests import flow_request
 
 from studio.core.errors import BadInput
+from studio.engine.diffusion.flow_load import flow_families
 from studio.engine.jobs.events import Cancelled, Failed, Finished, Progress
 from studio.engine.jobs.requests import ControlInput, GenerateRequest
 from studio.engine.jobs.runner import Runner
 
-FAMILIES = ("flux1", "sd3", "zimage", "qwen")
+# Every flow family whose descriptor names a ControlNet pipeline (each has a tiny ControlNet).
+FAMILIES = tuple(
+    f.name for f in flow_families() if f.tiny_model and f.supports("txt2img", controlnet=True)
+)
 SIZE = 64
 
 

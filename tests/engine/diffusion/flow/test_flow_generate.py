@@ -9,11 +9,17 @@ import pytest
 from flow_requests import flow_request
 
 from studio.core.errors import BadInput, JobCancelled
+from studio.engine.diffusion.families import family
 from studio.engine.diffusion.flow_generate import run_flow_generate, steps_for
-from studio.engine.diffusion.flow_load import load_flow
+from studio.engine.diffusion.flow_load import flow_families, load_flow
 from studio.engine.jobs.requests import GenerateRequest
 
-FAMILIES = ("flux1", "flux2", "zimage", "sd3", "qwen")
+# Every flow family with a tiny model and a txt2img pipeline (the registry's descriptors).
+FAMILIES = tuple(f.name for f in flow_families() if f.tiny_model and f.supports("txt2img"))
+# ... whose img2img pipeline noises the input by a strength, and those with an inpaint
+# pipeline (plus the FLUX.1 Fill variant's folder).
+IMG2IMG = tuple(n for n in FAMILIES if family(n).supports("img2img") and not family(n).edit)
+INPAINT = (*(n for n in FAMILIES if family(n).supports("inpaint")), "fill")
 SIZE = 64
 
 
@@ -64,7 +70,7 @@ def test_cancel_at_step_k_never_decodes(flow_models, job, name):
     assert decoded == []  # no VAE decode after the cancel (not even for the preview)
 
 
-@pytest.mark.parametrize("name", ("flux1", "zimage", "sd3", "qwen"))
+@pytest.mark.parametrize("name", IMG2IMG)
 def test_img2img(flow_models, job, name):
     rng = np.random.default_rng(0)
     init = rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)
@@ -76,7 +82,7 @@ def test_img2img(flow_models, job, name):
     assert j.steps[-1] == steps_for(4, 0.5) == 2
 
 
-@pytest.mark.parametrize("name", ("flux1", "flux2", "zimage", "sd3", "qwen", "fill"))
+@pytest.mark.parametrize("name", INPAINT)
 def test_inpaint(flow_models, job, name):
     rng = np.random.default_rng(1)
     init = rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)
