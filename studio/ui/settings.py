@@ -89,6 +89,10 @@ class Settings:
     quant = _Setting("generate/quant", "")  # "" = the memory planner decides (flow families)
     offload = _Setting("generate/offload", "")  # "" = the memory planner decides
     loras = _Setting("generate/loras", "")  # JSON [[path, weight], ...]
+    hires_scale = _Setting("generate/hires_scale", 2.0)
+    hires_steps = _Setting("generate/hires_steps", 0)
+    hires_denoise = _Setting("generate/hires_denoise", 0.7)
+    hires_upscaler = _Setting("generate/hires_upscaler", "Latent")
     torch_threads = _Setting("engine/torch_threads", 0)  # 0 = all cores but one
     # Regional torch.compile of the denoiser and channels-last for SD (engine.diffusion.speed).
     compile_models = _Setting("engine/compile", False, bool)

@@ -210,7 +210,7 @@ def test_two_models_of_one_download_size_read_differently(qtbot, window, active)
 
 
 def test_display_names():
-    from studio.ui.panels.generate import display_name
+    from studio.ui.panels.generate_picker import display_name
 
     cases = {
         "sd-turbo": "sd-turbo",

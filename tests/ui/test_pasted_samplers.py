@@ -71,8 +71,16 @@ def test_the_panel_lists_and_sends_a_pasted_schedule_type(qtbot, window):
     panel.model_combo.setCurrentText("fake-model")
     assert panel.scheduler.findData("DPM++ 2M SDE Exponential") < 0  # not listed before
     assert panel.paste_parameters(_text("Sampler: DPM++ 2M SDE, Schedule type: Exponential"))
-    assert panel.scheduler.currentData() == "DPM++ 2M SDE Exponential"
+    # Shown as A1111 1.9+ shows it: the sampler and its schedule type side by side.
+    assert (panel.scheduler.currentData(), panel.schedule_type.currentData()) == (
+        "DPM++ 2M SDE",
+        "Exponential",
+    )
     request, _ = panel.build_request()
     assert request.scheduler == "DPM++ 2M SDE Exponential"
     assert panel.paste_parameters(_text("Sampler: DPM2 a, Schedule type: Karras"))
-    assert panel.scheduler.currentData() == "DPM2 a Karras"  # not left empty ("Default")
+    # Not left empty ("Default").
+    assert (panel.scheduler.currentData(), panel.schedule_type.currentData()) == (
+        "DPM2 a",
+        "Karras",
+    )

@@ -9,7 +9,9 @@ The "Advanced" group (collapsed until used) holds the LoRAs (add from the instal
 weight, remove; pasted A1111 parameters fill it from their ``<lora:name:w>`` tags), the
 external VAE, clip skip, the weights' precision and, for the flow families (FLUX.1, FLUX.2,
 Z-Image, SD 3.5, Qwen-Image), the memory plan's overrides: Weights (bf16, fp8, GGUF, NF4)
-and Offload (none, model, group, sequential), "Auto" letting the planner decide.
+and Offload (none, model, group, sequential), "Auto" letting the planner decide; and A1111's
+Hires. fix (``generate_hires``; SD 1.x, SD 2.x, SDXL txt2img). The Sampler sits beside
+A1111's Schedule type, the two composed into the name the engine takes.
 
 The model picker is a list, never a text field (single-key tools typed into the old one):
 each row names its model (a catalog name, or the folder a ``diffusion_pytorch_model``
@@ -24,25 +26,17 @@ Under the model, one line shows the memory plan for the chosen model at the curr
 the device the engine probed at start-up ("Plan: model offload, fp8, 10.2 GiB of 11.2 GiB,
 fits"; "CPU: ..." without a GPU); its tooltip gives the reasons and the diffusers calls.
 
-The widgets are built and bound by ``generate_form`` and the picker's rows come from
-``generate_picker``; this module holds what the panel does. Its jobs are followed by a
-``job_follower.JobFollower``; the ControlNet guides are the document's control layers
-(``control_model.document_controls``).
+Widgets: ``generate_form`` (Hires. fix: ``generate_hires``); picker rows: ``generate_picker``;
+lists: ``generate_lists``; progress, queue, history: ``generate_jobs``; this module: what
+the panel does. A ``job_follower.JobFollower`` follows its jobs; the ControlNet guides are
+the document's control layers (``control_model.document_controls``).
 """
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer, Slot
-from PySide6.QtGui import QIcon, QImage, QPixmap
-from PySide6.QtWidgets import (
-    QFileDialog,
-    QHBoxLayout,
-    QLabel,
-    QListWidgetItem,
-    QMenu,
-    QToolButton,
-    QWidget,
-)
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QFileDialog, QListWidgetItem, QWidget
 
 from studio.core.catalog import format_size
 from studio.engine.jobs import GenerateRequest
@@ -54,29 +48,32 @@ from studio.ui.panels.generate_form import (
     bottom_widgets,
     field_widgets,
     lay_out,
-    lora_row,
     model_widgets,
+    show_sampler,
 )
+from studio.ui.panels.generate_hires import HIRES_NAMES, fill_upscalers, hires_summary, sync_hires
+from studio.ui.panels.generate_jobs import (
+    StepCounter,
+    fill_history,
+    fill_queue,
+    history_entry,
+    history_menu,
+    staged_results,
+)
+from studio.ui.panels.generate_lists import fill_extras, fill_models, show_loras, show_model
 from studio.ui.panels.generate_model import (
     MAX_SEED,
     GenerateModel,
-    lora_name,
-    resize,
+    sampler_parts,
 )
 from studio.ui.panels.generate_picker import (
     ModelSearch,
     PickerItem,
     catalog_models,
-    display_name,
     family_defaults,
-    family_label,
-    installed_choices,
-    model_choices,
-    picker_label,
+    scheduler_names,
 )
-from studio.ui.panels.generate_plan import PLAN_NAMES
-from studio.ui.panels.staging import Staged
-from studio.ui.qimage import qimage_from_array
+from studio.ui.panels.generate_plan import PLAN_NAMES, show_plan
 
 
 class GeneratePanel(QWidget):
@@ -91,7 +88,7 @@ class GeneratePanel(QWidget):
         self._plan_timer.setInterval(150)
         self._plan_timer.timeout.connect(self._show_plan)
         self.last_seed: int | None = None
-        self._steps: dict[int, tuple[int, int, int]] = {}  # job -> (step, image base, batch)
+        self.step_counter = StepCounter()
         self.previews_received = 0
         self.results_received = 0
 
@@ -174,53 +171,13 @@ class GeneratePanel(QWidget):
     def fill_models(self) -> None:
         """(Re)list the models: installed first, the rest marked "download". The first run,
         or a remembered model that is no longer there, picks the first installed one."""
-        recent = list(self.settings.recent_models) if self.settings else []
-        self.picker = model_choices(recent)
-        combo = self.model_combo
-        combo.blockSignals(True)
-        combo.clear()
-        for item in self.picker:
-            self._add_row(item)
-        combo.blockSignals(False)
-        installed = [i for i in self.picker if i.installed]
-        current = self._item(self.state.model)
-        if installed and (not self.state.model or (current is not None and not current.installed)):
-            self.state.model = installed[0].ref
-        elif not self.state.model and self.picker:
-            self.state.model = self.picker[0].ref  # nothing installed: the Download offer
-        self._show_model()
-
-    def _add_row(self, item: PickerItem) -> None:
-        combo = self.model_combo
-        combo.addItem(item.label, item.ref)
-        combo.setItemData(combo.count() - 1, item.tip or item.ref, Qt.ItemDataRole.ToolTipRole)
+        fill_models(self)
 
     def _item(self, ref: str) -> PickerItem | None:
         return next((i for i in self.picker if i.ref == ref), None)
 
     def _show_model(self) -> None:
-        """The combo and the Download button show ``state.model``; a reference the list
-        lacks (pasted parameters, Browse, Find) gets a row of its own at the end."""
-        combo, ref = self.model_combo, self.state.model
-        combo.blockSignals(True)
-        listed = {i.ref for i in self.picker}
-        for i in reversed(range(combo.count())):  # the previous such row
-            if combo.itemData(i) not in listed and combo.itemData(i) != ref:
-                combo.removeItem(i)
-        i = combo.findData(ref)
-        if i < 0 and ref:
-            name, fam = display_name(ref), family_label(None, ref)
-            self._add_row(PickerItem(ref, picker_label(name, fam), True, 0, name, fam, ref))
-            i = combo.count() - 1
-        combo.setCurrentIndex(i)
-        combo.blockSignals(False)
-        item = self._item(ref)
-        missing = item is not None and not item.installed
-        self.download_button.setVisible(missing)
-        if missing:
-            self.download_button.setText(
-                f"⤓ Download {item.name or item.ref} ({format_size(item.size)})"
-            )
+        show_model(self)
 
     def _return_focus(self) -> None:
         """After a model is chosen the keys go back to the canvas (the window's, when the
@@ -242,6 +199,13 @@ class GeneratePanel(QWidget):
             self._sync_size()  # the family's size multiple
         elif name == "loras":
             self._show_loras()
+        elif name in ("sampler", "schedule_type", "sampler_note"):
+            show_sampler(self)
+        if name in HIRES_NAMES | {"hires_upscaler"} and hasattr(self, "hires_box"):
+            sync_hires(self)
+            if name == "hires" and value:
+                self._show_advanced(True)
+            self._label_advanced()
         if name in PLAN_NAMES:
             self._plan_timer.start()
 
@@ -253,20 +217,8 @@ class GeneratePanel(QWidget):
     def _show_plan(self) -> None:
         """The plan line, and the Weights/Offload rows only where they apply (flow models)."""
         self._plan_timer.stop()
-        text, tip = self.state.plan_text()
-        self.plan_label.setText(text)
-        self.plan_label.setToolTip(tip)
-        self.plan_label.setProperty("fits", "does NOT fit" not in text)
-        flow = self.state.is_flow()
-        self.advanced_form.setRowVisible(self.quant_combo, flow)
-        self.advanced_form.setRowVisible(self.offload_combo, flow)
-        # The flow families sample with their own flow-matching Euler scheduler.
-        self.scheduler.setEnabled(not flow)
-        self.scheduler.setToolTip(
-            "This model samples with its own flow-matching Euler scheduler"
-            if flow
-            else "The sampler (A1111 and ComfyUI names are accepted in pasted parameters)"
-        )
+        show_plan(self)
+        show_sampler(self)
         self._label_advanced()
 
     @Slot(int)
@@ -325,7 +277,10 @@ class GeneratePanel(QWidget):
             self.host.show_status(f"Downloading {entry.name} ({format_size(entry.size)})…")
 
     def _schedulers(self) -> list[str]:
-        return [self.scheduler.itemData(i) for i in range(self.scheduler.count())]
+        """Every sampler name the state may take: the engine's (with their schedules) and
+        the combo's rows."""
+        rows = [self.scheduler.itemData(i) for i in range(self.scheduler.count())]
+        return [*rows, *scheduler_names()]
 
     @Slot(str)
     def apply_recommended(self, model: str) -> None:
@@ -352,11 +307,13 @@ class GeneratePanel(QWidget):
     def apply_parameters(self, meta: dict) -> list[str]:
         """Fill the form from a metadata dict (``GenerateModel.apply_parameters``); a sampler
         the list lacks but Studio can build ("DPM++ 2M SDE Exponential", a ComfyUI pair) is
-        added to the list first, so the combo shows it. Returns the notes on what was not
+        added to the list first (its sampler without the schedule: the Schedule type combo
+        shows that), so the combo shows it. Returns the notes on what was not
         taken."""
         name, _note = self.state.pasted_sampler(meta)
-        if name is not None and self.scheduler.findData(name) < 0:
-            self.scheduler.addItem(name, name)
+        base = sampler_parts(name)[0] if name else ""
+        if base and self.scheduler.findData(base) < 0:
+            self.scheduler.addItem(base, base)
         return self.state.apply_parameters(meta, self._schedulers())
 
     # -- advanced: LoRAs, VAE, clip skip, precision -----------------------------------------
@@ -377,29 +334,15 @@ class GeneratePanel(QWidget):
         quant, offload = self.state.overrides()
         forced = [x for x in (quant, offload and f"{offload} offload") if x]
         extra += f" · {', '.join(forced)}" if forced else ""
-        memory = ", memory" if self.state.is_flow() else ""
+        memory = ", memory" if self.state.is_flow() else ", hires fix"
+        extra += hires_summary(self.state)
         self.advanced_toggle.setText(f"Advanced: LoRA, VAE, clip skip{memory}{extra}")
 
     @Slot()
     def fill_extras(self) -> None:
-        """(Re)list the installed LoRAs and VAEs (read from disk each time)."""
-        combo = self.lora_combo
-        combo.clear()
-        for label, path in installed_choices("lora"):
-            combo.addItem(label, path)
-        if not combo.count():
-            combo.addItem("No LoRAs installed (import in Models)", "")
-        self.lora_add.setEnabled(bool(combo.currentData()))
-        vae = self.vae_combo
-        vae.blockSignals(True)
-        vae.clear()
-        vae.addItem("Model's own", "")
-        for label, path in installed_choices("vae"):
-            vae.addItem(label, path)
-        if self.state.vae and vae.findData(self.state.vae) < 0:
-            vae.addItem(lora_name(self.state.vae) + " (not found)", self.state.vae)
-        vae.setCurrentIndex(max(0, vae.findData(self.state.vae)))
-        vae.blockSignals(False)
+        """(Re)list the installed LoRAs, VAEs and upscalers (read from disk each time)."""
+        fill_extras(self)
+        fill_upscalers(self)
 
     def showEvent(self, event) -> None:  # noqa: N802 - re-read the folders when shown
         self.fill_extras()
@@ -412,24 +355,8 @@ class GeneratePanel(QWidget):
             self.state.add_lora(path, 1.0)
 
     def _show_loras(self) -> None:
-        """One row per LoRA: its name, a weight spin box, a remove button. Rows are rebuilt
-        only when the list's files change, so editing a weight keeps its spin box."""
-        rows = self.state.loras
-        if [w[0].property("ref") for w in self.lora_widgets] != [r for r, _ in rows]:
-            for *_, row in self.lora_widgets:
-                row.setParent(None)
-                row.deleteLater()
-            self.lora_widgets = []
-            for i, (ref, _weight) in enumerate(rows):
-                self.lora_widgets.append(lora_row(self, i, ref))
-        for (_label, spin, _remove, _row), (_ref, weight) in zip(
-            self.lora_widgets, rows, strict=True
-        ):
-            if spin.value() != weight:
-                spin.blockSignals(True)
-                spin.setValue(weight)
-                spin.blockSignals(False)
-        if rows and not self.advanced_toggle.isChecked():
+        show_loras(self)
+        if self.state.loras and not self.advanced_toggle.isChecked():
             self._show_advanced(True)
         self._label_advanced()
 
@@ -526,33 +453,12 @@ class GeneratePanel(QWidget):
         if job is None or total <= 0:
             return
         eta = job.eta()
-        text = self._step_text(job_id, step, total, int(getattr(job.request, "count", 1) or 1))
+        text = self.step_counter.text(
+            job_id, step, total, int(getattr(job.request, "count", 1) or 1)
+        )
         if eta is not None:
             text += f" · {eta:.0f}s left" if eta >= 1 else " · <1s left"
         self.progress.setFormat(text)
-
-    def _step_text(self, job_id: int, step: int, total: int, count: int) -> str:
-        """ "Step 84/150" for one image; for several, which image and its own step: "image 1 of
-        4, step 84/150" (the engine counts steps over all images: 84/600). Images the SD
-        path denoises as one batch advance together (each callback adds the batch size), so
-        they read "images 1–4 of 4, step 21/150"."""
-        if count <= 1 or total % count:
-            return f"Step {step}/{total}"
-        per = total // count
-        prev, base, batch = self._steps.get(job_id, (0, 0, 0))  # batch 0: not known yet
-        if step < prev:  # an out-of-memory retry went back to the last finished image
-            base, batch = step - step % per, 0
-        elif step > prev and (not batch or prev >= base + per * batch):  # a new image/batch
-            base = prev if batch else base
-            batch = max(1, min(step - base, count - base // per))
-        self._steps = {job_id: (step, base, batch)}  # one running job per panel
-        batch = batch or 1
-        first = base // per + 1
-        within = min(per, max(0, (step - base) // batch))
-        if step >= total:
-            first, within, batch = count - batch + 1, per, batch
-        images = f"image {first}" if batch == 1 else f"images {first}–{first + batch - 1}"
-        return f"{images} of {count}, step {within}/{per}"
 
     @Slot(int, QImage, object)
     def _on_preview(self, job_id: int, image: QImage, region: object) -> None:
@@ -563,107 +469,27 @@ class GeneratePanel(QWidget):
         job = self.follow.job(job_id)
         if job is None:
             return
-        x, y, w, h = job.region
-        request = job.request
-        images = list(getattr(event, "images", ()))
-        metas = list(getattr(event, "metadata", ()))
-        model = self.host.model
-        staged: list[Staged] = []
-        for i, image in enumerate(images):
-            meta = dict(metas[i]) if i < len(metas) else {}
-            seed = meta.get("seed", request.seed + i)
-            meta.setdefault("seed", seed)
-            meta.setdefault("prompt", request.prompt)
-            meta.setdefault("model", request.model)
-            placed = image if self._doc_empty() else resize(image, (w, h))
-            name = f"#{seed} {request.prompt[:24] or 'generated'}".strip()
-            staged.append(Staged(placed, name, (x, y), meta))
-            model.add_history(image, meta)
-            self.last_seed = int(seed) if isinstance(seed, int) else self.last_seed
-            self.results_received += 1
-        self.staging.add(staged)  # shown in place: Accept makes a layer
+        self.staging.add(staged_results(self, job, event))  # shown in place: Accept: a layer
 
-    # -- queue -----------------------------------------------------------------------------
+    # -- queue and history (their rows: generate_jobs) --------------------------------------
     @Slot()
     def _refresh_queue(self) -> None:
-        worker = self.host.worker
-        jobs = worker.jobs("compute")  # not the model-file jobs (downloads, scans)
-        busy = worker.running_in("compute") is not None
-        self.generate_button.setText(f"Queue ({len(jobs)})" if busy else "Generate")
-        self.cancel_button.setEnabled(busy)
-        self.queue_list.clear()
-        for job in jobs:
-            item = QListWidgetItem()
-            row = QWidget()
-            h = QHBoxLayout(row)
-            h.setContentsMargins(4, 0, 2, 0)
-            state = "▶" if job.state == "running" else "…"
-            label = QLabel(f"{state} #{job.job_id} {job.label}")
-            label.setToolTip(job.label)
-            x = QToolButton()
-            x.setText("✕")
-            x.setToolTip("Cancel this job")
-            x.setProperty("job_id", job.job_id)
-            x.clicked.connect(self._cancel_clicked)
-            h.addWidget(label, 1)
-            h.addWidget(x)
-            item.setSizeHint(row.sizeHint())
-            self.queue_list.addItem(item)
-            self.queue_list.setItemWidget(item, row)
-        self.queue_label.setText(f"Queue ({len(jobs)})" if jobs else "Queue: empty")
-        self.queue_list.setVisible(bool(jobs))  # room for the form while nothing waits
+        fill_queue(self)
 
     @Slot()
     def _cancel_clicked(self) -> None:
         self.host.worker.cancel(self.sender().property("job_id"))
 
-    # -- history ---------------------------------------------------------------------------
     @Slot()
     def _refresh_history(self) -> None:
-        model = self.host.model
-        self.history.clear()
-        for entry in reversed(model.doc.history):
-            thumb = qimage_from_array(entry.image).scaled(
-                64,
-                64,
-                Qt.AspectRatioMode.KeepAspectRatio,
-                Qt.TransformationMode.SmoothTransformation,
-            )
-            item = QListWidgetItem(QIcon(QPixmap.fromImage(thumb)), "")
-            p = entry.parameters
-            item.setToolTip(
-                f"{p.get('prompt', '')}\nseed {p.get('seed', '?')}, {p.get('steps', '?')} steps, "
-                f"guidance {p.get('cfg_scale', '?')}, {p.get('model', '')}"
-            )
-            item.setData(Qt.ItemDataRole.UserRole, entry.uid)
-            self.history.addItem(item)
-
-    def _entry(self, item: QListWidgetItem):
-        uid = item.data(Qt.ItemDataRole.UserRole)
-        for e in self.host.model.doc.history:
-            if e.uid == uid:
-                return e
-        return None
+        fill_history(self)
 
     @Slot(QListWidgetItem)
     def _history_apply(self, item: QListWidgetItem) -> None:
-        entry = self._entry(item)
+        entry = history_entry(self, item)
         if entry is not None:
             self.apply_parameters(entry.parameters)
 
     @Slot()
     def _history_menu(self, pos) -> None:
-        item = self.history.itemAt(pos)
-        if item is None:
-            return
-        entry = self._entry(item)
-        if entry is None:
-            return
-        menu = QMenu(self)
-        use = menu.addAction("Use these parameters")
-        add = menu.addAction("Add as layer")
-        chosen = menu.exec(self.history.viewport().mapToGlobal(pos))
-        if chosen is use:
-            self.apply_parameters(entry.parameters)
-        elif chosen is add:
-            self.host.add_layer(entry.image, f"#{entry.parameters.get('seed', '')} (history)")
+        history_menu(self, pos)

@@ -31,9 +31,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.core.sampler_names import SCHEDULE_LABELS
 from studio.engine.jobs import PREVIEW_MODES
 from studio.ui.panels.fit import VScrollArea
-from studio.ui.panels.generate_model import DTYPES, MAX_SEED, lora_name
+from studio.ui.panels.generate_hires import bind_hires, hires_widgets
+from studio.ui.panels.generate_model import DTYPES, MAX_SEED, sampler_parts
 from studio.ui.panels.generate_picker import PickerCombo, scheduler_names
 from studio.ui.panels.generate_plan import fill_offload_combo, fill_quant_combo
 from studio.ui.panels.staging import StagingBar
@@ -128,8 +130,21 @@ def field_widgets(panel: GeneratePanel) -> None:
     panel.count.setRange(1, 8)
     panel.scheduler = QComboBox()
     panel.scheduler.addItem("Default", "")
-    for name in scheduler_names():
+    for name in sampler_list():
         panel.scheduler.addItem(name, name)
+    panel.schedule_type = QComboBox()
+    panel.schedule_type.setObjectName("schedule-type")
+    for label in SCHEDULE_LABELS:
+        panel.schedule_type.addItem(label, label)
+    panel.schedule_type.setToolTip(
+        "A1111's Schedule type: how the noise levels are spaced over the steps; Automatic: "
+        "the sampler's own (Karras for DPM++ 2M)"
+    )
+    panel.sampler_note = QLabel()
+    panel.sampler_note.setObjectName("sampler-note")
+    panel.sampler_note.setWordWrap(True)
+    panel.sampler_note.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    panel.sampler_note.setVisible(False)
     panel.source = QComboBox()
     for key, text in SOURCES:
         panel.source.addItem(text, key)
@@ -143,8 +158,28 @@ def field_widgets(panel: GeneratePanel) -> None:
         panel.preview_mode.addItem(m, m)
 
 
+def sampler_list() -> list[str]:
+    """The Sampler combo's rows: the engine's samplers without a schedule in their name
+    ("DPM++ 2M Karras" is "DPM++ 2M" with the Karras schedule type)."""
+    out: list[str] = []
+    for name in scheduler_names():
+        base = sampler_parts(name)[0]
+        if base not in out:
+            out.append(base)
+    return out
+
+
+def show_sampler(panel: GeneratePanel) -> None:
+    """The Schedule type applies to a chosen sampler (not to the model's default, nor to the
+    flow families' own scheduler); the note line says why a pair can't be built."""
+    panel.schedule_type.setEnabled(panel.scheduler.isEnabled() and bool(panel.state.sampler))
+    note = panel.state.sampler_note if panel.scheduler.isEnabled() else ""
+    panel.sampler_note.setText(note)
+    panel.sampler_note.setVisible(bool(note))
+
+
 def advanced_widgets(panel: GeneratePanel) -> None:
-    """The Advanced group: LoRAs, VAE, clip skip, precision, weights, offload."""
+    """The Advanced group: LoRAs, VAE, clip skip, precision, weights, offload, Hires. fix."""
     panel.advanced_toggle = QToolButton()
     panel.advanced_toggle.setObjectName("advanced-toggle")
     panel.advanced_toggle.setCheckable(True)
@@ -201,6 +236,7 @@ def advanced_widgets(panel: GeneratePanel) -> None:
     af.addRow("Precision", panel.dtype_combo)
     af.addRow("Weights", panel.quant_combo)
     af.addRow("Offload", panel.offload_combo)
+    af.addRow(hires_widgets(panel))
 
 
 def bind_fields(panel: GeneratePanel) -> None:
@@ -221,7 +257,8 @@ def bind_fields(panel: GeneratePanel) -> None:
     ):
         bind(panel.state, name, widget)
     for name, combo in (
-        ("scheduler", panel.scheduler),
+        ("sampler", panel.scheduler),
+        ("schedule_type", panel.schedule_type),
         ("source", panel.source),
         ("preview", panel.preview_mode),
         ("vae", panel.vae_combo),
@@ -230,6 +267,7 @@ def bind_fields(panel: GeneratePanel) -> None:
         ("offload", panel.offload_combo),
     ):
         bind(panel.state, name, combo, data=True)
+    bind_hires(panel)
 
 
 def bottom_widgets(panel: GeneratePanel) -> None:
@@ -299,7 +337,11 @@ def lay_out(panel: GeneratePanel) -> None:
     size_row.addWidget(panel.height_spin)
     sf.addRow("Size", size_row)
     sf.addRow("", panel.match_region)
-    sf.addRow("Sampler", panel.scheduler)
+    sampler_row = QHBoxLayout()
+    sampler_row.addWidget(panel.scheduler, 3)
+    sampler_row.addWidget(panel.schedule_type, 2)
+    sf.addRow("Sampler", sampler_row)
+    sf.addRow("", panel.sampler_note)
     sf.addRow("Images", panel.count)
     sf.addRow("Preview", panel.preview_mode)
 
@@ -324,6 +366,7 @@ def lay_out(panel: GeneratePanel) -> None:
         panel.model_combo,
         panel.source,
         panel.scheduler,
+        panel.schedule_type,
         panel.preview_mode,
         panel.vae_combo,
         panel.lora_combo,
@@ -359,38 +402,3 @@ def lay_out(panel: GeneratePanel) -> None:
     shortcut2 = QShortcut(QKeySequence("Ctrl+Enter"), panel)
     shortcut2.setContext(Qt.ShortcutContext.WindowShortcut)
     shortcut2.activated.connect(panel.generate)
-
-
-def lora_row(
-    panel: GeneratePanel, index: int, ref: str
-) -> tuple[QLabel, QDoubleSpinBox, QToolButton, QWidget]:
-    """One LoRA's row (its name, a weight spin box, a remove button), added under the LoRA
-    picker; returns its widgets."""
-    i = index
-    row = QWidget()
-    h = QHBoxLayout(row)
-    h.setContentsMargins(0, 0, 0, 0)
-    label = QLabel(lora_name(ref))
-    label.setProperty("ref", ref)
-    label.setToolTip(ref)
-    label.setMinimumWidth(40)
-    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-    spin = QDoubleSpinBox()
-    spin.setObjectName("lora-weight")
-    spin.setRange(-4.0, 4.0)
-    spin.setSingleStep(0.05)
-    spin.setDecimals(2)
-    spin.setToolTip("LoRA weight (A1111's <lora:name:weight>)")
-    spin.setProperty("index", i)
-    spin.valueChanged.connect(panel._lora_weight_changed)
-    remove = QToolButton()
-    remove.setText("✕")
-    remove.setObjectName("lora-remove")
-    remove.setToolTip("Remove this LoRA")
-    remove.setProperty("index", i)
-    remove.clicked.connect(panel._lora_remove_clicked)
-    h.addWidget(label, 1)
-    h.addWidget(spin)
-    h.addWidget(remove)
-    panel.lora_rows.addWidget(row)
-    return (label, spin, remove, row)

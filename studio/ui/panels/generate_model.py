@@ -1,6 +1,9 @@
 """The Generate panel's state, without widgets: model, prompts, sampling settings, source
 and size, LoRAs (file, weight), the external VAE, clip skip, the weights' dtype and the
-memory plan's overrides (``quant``, ``offload``; "" = the planner decides). Properties
+memory plan's overrides (``quant``, ``offload``; "" = the planner decides), the sampler as
+A1111 >= 1.9 shows it (``sampler`` + ``schedule_type``, composed into ``scheduler``, the name
+the engine takes) and A1111's Hires. fix (``hires*``: a second, upscaled img2img pass of
+txt2img on SD 1.x, SD 2.x and SDXL). Properties
 persist themselves through the typed settings (``studio.ui.properties``) and ``request()``
 turns the state plus the document's inputs into a ``GenerateRequest``, so what Generate sends
 is testable without a window.
@@ -21,12 +24,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from studio.core import sampler_names as vocab
 from studio.engine import diffusion as planner
 
 if TYPE_CHECKING:
     from studio.engine.diffusion.memory import Plan
     from studio.engine.diffusion.memory_models import ModelPlanInput
-from studio.engine.jobs import GenerateRequest, LoraSpec
+from studio.engine.jobs import GenerateRequest, HiresFix, LoraSpec
 from studio.ui.properties import PanelModel, Property
 
 MAX_SEED = 2**53 - 1  # seeds are exact integers in a double spin box up to here
@@ -34,6 +38,15 @@ RANDOM_SEEDS = 2**32  # random seeds are 32-bit, as AUTOMATIC1111 and `studio ge
 DTYPES = ("", "float16", "bfloat16", "float32")  # "" = auto (the family's, for the device)
 QUANTS = ("", *planner.WEIGHT_FORMATS)  # "" = auto (the memory planner decides)
 OFFLOADS = ("", *planner.OFFLOADS)
+# A1111's infotext keys of Hires. fix (any of them present: the image was made with it).
+HIRES_KEYS = ("hires_upscale", "hires_resize", "hires_steps", "hires_upscaler")
+# Hires fields the panel has no field for: the second pass uses the first pass's.
+HIRES_UNUSED = {
+    "hires_sampler": "Hires sampler",
+    "hires_prompt": "Hires prompt",
+    "hires_negative_prompt": "Hires negative prompt",
+    "hires_cfg_scale": "Hires CFG Scale",
+}
 
 
 def lora_name(ref: str) -> str:
@@ -50,6 +63,19 @@ def find_lora(name: str) -> str | None:
     except Exception:  # noqa: BLE001 - a broken models folder: treated as not installed
         return None
     return str(path) if path is not None else None
+
+
+def sampler_parts(name: str) -> tuple[str, str]:
+    """(sampler, schedule type) the Sampler and Schedule type combos show for a Studio sampler
+    name: "DPM++ 2M Karras" -> ("DPM++ 2M", "Karras"); a plain name is "Automatic" where that
+    is what it means ("Euler", "DDIM"), else the schedule A1111 writes for it ("DPM++ 2M",
+    whose Automatic is Karras, -> "Uniform"); "" (the model's default) -> ("", "Automatic")."""
+    base, label = vocab.split_schedule(name)
+    if not base or label is not None:
+        return base, label or vocab.AUTOMATIC
+    if vocab.compose(base, vocab.AUTOMATIC) == base:
+        return base, vocab.AUTOMATIC
+    return base, vocab.infotext_fields(base)[1] or vocab.AUTOMATIC
 
 
 def generation_size(side: int, multiple: int = 8) -> int:
@@ -100,6 +126,17 @@ class GenerateModel(PanelModel):
     match_region = Property(True)
     count = Property(1)
     scheduler = Property("", setting="scheduler")  # "" = the model's default
+    sampler = Property("")  # the Sampler combo: a sampler without schedule ("" = default)
+    schedule_type = Property(vocab.AUTOMATIC)  # A1111 >= 1.9's "Schedule type"
+    sampler_note = Property("")  # one line: why sampler + schedule type can't be built
+    hires = Property(False)  # A1111's Hires. fix on
+    # Its values are remembered between runs; whether it is on is not (as in A1111).
+    hires_scale = Property(2.0, setting="hires_scale")  # "Upscale by"
+    hires_steps = Property(0, setting="hires_steps")  # "Hires steps": 0 = the first pass's
+    hires_denoise = Property(0.7, setting="hires_denoise")  # the second pass's (A1111's default)
+    hires_upscaler = Property(
+        "Latent", setting="hires_upscaler"
+    )  # Latent*, Lanczos, Nearest, a model
     source = Property("txt2img")  # "txt2img" | "img2img" | "inpaint"
     strength = Property(0.75, setting="strength")
     preview = Property("latent", setting="preview")
@@ -122,6 +159,9 @@ class GenerateModel(PanelModel):
             except (ValueError, TypeError):
                 pass  # a damaged setting: no LoRAs
         self.changed.connect(self._save_loras)
+        self._composing = False
+        self.sampler, self.schedule_type = sampler_parts(self.scheduler)
+        self.changed.connect(self._sync_sampler)
         self.device_info: dict | None = None  # the engine's device probe (None: not yet)
         self._needs: dict[str, ModelPlanInput | None] = {}
 
@@ -199,6 +239,116 @@ class GenerateModel(PanelModel):
             return "Plan: decided when the model loads (free memory unknown)", where
         tip = "\n".join([plan.describe(), f"Planned for {where}.", *plan.pipeline_calls()])
         return planner.plan_line(plan), tip
+
+    # -- sampler + schedule type -------------------------------------------------------------
+    def _sync_sampler(self, name: str, value: object) -> None:
+        """``scheduler`` and the (``sampler``, ``schedule_type``) pair follow each other."""
+        if self._composing or name not in ("scheduler", "sampler", "schedule_type"):
+            return
+        self._composing = True
+        try:
+            if name == "scheduler":
+                self._split(str(value))
+            else:
+                self._compose()
+        finally:
+            self._composing = False
+
+    def _split(self, name: str) -> None:
+        try:
+            same = bool(self.sampler) and self.composed() == name
+        except ValueError:
+            same = False
+        if not same:  # keeps the user's "Uniform" where "Automatic" would compose the same
+            self.sampler, self.schedule_type = sampler_parts(name)
+        self.sampler_note = ""
+
+    def composed(self) -> str:
+        """The engine's name for ``sampler`` + ``schedule_type`` ("" for the default); raises
+        ValueError with one line for a pair the engine refuses."""
+        if not self.sampler:
+            return ""
+        try:
+            return planner.canonical_name(self.sampler, self.schedule_type or None)
+        except Exception as e:  # noqa: BLE001 - BadInput: a pair diffusers can't build
+            raise ValueError(getattr(e, "message", None) or str(e)) from e
+
+    def _compose(self) -> None:
+        try:
+            self.scheduler, self.sampler_note = self.composed(), ""
+        except ValueError as e:
+            self.scheduler = vocab.compose(self.sampler, self.schedule_type)
+            self.sampler_note = f"Sampler not usable: {e}"
+
+    def show_schedule(self, label: object) -> None:
+        """Show a pasted "Schedule type" (e.g. "Automatic") where it builds ``scheduler``."""
+        chosen = vocab.schedule_label(label) if isinstance(label, str) else None
+        base = sampler_parts(self.scheduler)[0]
+        if not chosen or not base:
+            return
+        try:
+            ok = planner.canonical_name(base, chosen) == self.scheduler
+        except Exception:  # noqa: BLE001 - refused: keep what the name shows
+            ok = False
+        if ok:
+            self._composing = True
+            try:
+                self.sampler, self.schedule_type = base, chosen
+            finally:
+                self._composing = False
+
+    # -- Hires. fix -------------------------------------------------------------------------
+    def hires_reason(self) -> str:
+        """Why Hires. fix can't run for this model and source ("": it can). The engine runs
+        it on the SD families' txt2img (``engine.diffusion.hires``)."""
+        if self.is_flow():
+            try:
+                label = planner.family_label(self.family() or "")
+            except Exception:  # noqa: BLE001 - a family the planner has no row for
+                label = self.family() or "this model"
+            return f"Hires. fix runs on SD 1.x, SD 2.x and SDXL models, not {label}"
+        if self.source != "txt2img":
+            return "Hires. fix is a second pass of txt2img; img2img and inpainting take none"
+        return ""
+
+    def hires_spec(self) -> HiresFix | None:
+        """The request's ``hires``: None when off or when it can't run (``hires_reason``)."""
+        if not self.hires or self.hires_reason():
+            return None
+        return HiresFix(
+            scale=float(self.hires_scale),
+            steps=max(0, int(self.hires_steps)),
+            denoise=float(self.hires_denoise),
+            upscaler=self.hires_upscaler.strip() or "Latent",
+        )
+
+    def apply_hires(self, meta: dict) -> list[str]:
+        """A1111's Hires fields (``Hires upscale``, ``Hires steps``, ``Hires upscaler``, with
+        ``Denoising strength`` the second pass's) turn Hires. fix on with their values; a text
+        without them turns it off, and its ``Denoising strength`` is img2img's strength."""
+        notes: list[str] = []
+        denoise = meta.get("denoising_strength")
+        if not any(k in meta for k in HIRES_KEYS):
+            self.hires = False
+            if isinstance(denoise, int | float):
+                self.strength = float(denoise)
+            return notes
+        self.hires = True
+        if isinstance(meta.get("hires_upscale"), int | float):
+            self.hires_scale = float(meta["hires_upscale"])
+        elif "hires_resize" in meta:
+            notes.append(f"Hires resize {meta['hires_resize']} not taken: set Upscale by")
+        if isinstance(meta.get("hires_steps"), int | float):
+            self.hires_steps = max(0, int(meta["hires_steps"]))
+        upscaler = meta.get("hires_upscaler")
+        if isinstance(upscaler, str) and upscaler.strip():
+            self.hires_upscaler = upscaler.strip()
+        if isinstance(denoise, int | float):
+            self.hires_denoise = float(denoise)
+        unused = [label for k, label in HIRES_UNUSED.items() if meta.get(k) not in (None, "")]
+        if unused:
+            notes.append(f"{', '.join(unused)} not taken: the second pass uses the first pass's")
+        return notes
 
     def _save_loras(self, name: str, value: object) -> None:
         if name == "loras" and self.settings is not None:
@@ -292,9 +442,11 @@ class GenerateModel(PanelModel):
 
     def apply_parameters(self, meta: dict, schedulers: list[str]) -> list[str]:
         """Take a metadata dict's parameters (studio.core.metadata: prompt, negative_prompt,
-        steps, cfg_scale, seed, width, height, sampler, model, denoising_strength); the
-        sampler is taken when it is in ``schedulers`` or a name Studio can build (A1111's
-        sampler with its schedule type, ComfyUI's names), else left as it is with a note.
+        steps, cfg_scale, seed, width, height, sampler, schedule_type, model,
+        denoising_strength, the Hires fields: ``apply_hires``); the sampler is taken when it
+        is in ``schedulers`` or a name Studio can build (A1111's sampler with its schedule
+        type, ComfyUI's names), else left as it is with a note; the Sampler and Schedule type
+        combos show it split, the pasted "Schedule type" where it builds the same name.
         ``loras`` (the ``<lora:name:w>`` tags, already taken out of the prompt by the
         metadata reader) replace the LoRA list; ``clip_skip`` ("Clip skip: 2") is taken too.
         Forge's ``Distilled CFG Scale`` is the guidance of a model whose guidance is an input
@@ -333,22 +485,26 @@ class GenerateModel(PanelModel):
             self.match_region = False
             self.width, self.height = meta["width"], meta["height"]
         sampler = meta.get("sampler")
+        taken = False
         if isinstance(sampler, str) and sampler in schedulers:
-            self.scheduler = sampler
+            self.scheduler, taken = sampler, True
         elif isinstance(sampler, str) and sampler.strip():
             name, note = self.pasted_sampler(meta)
             if name is not None:
-                self.scheduler = name
+                self.scheduler, taken = name, True
             elif note:
                 notes.append(note)
+        if taken:
+            self.show_schedule(meta.get("schedule_type"))
         model = meta.get("model")
         if isinstance(model, str) and model:
             self.model = model
         distilled = meta.get("distilled_cfg_scale")
         if isinstance(distilled, int | float) and self.guidance_kind() in ("distilled", None):
             self.guidance = float(distilled)
-        if isinstance(meta.get("denoising_strength"), int | float):
-            self.strength = float(meta["denoising_strength"])
+        notes += self.apply_hires(meta)
+        if self.hires and self.hires_reason():
+            notes.append(f"Hires. fix not applied: {self.hires_reason()}")
         return notes
 
     def lora_specs(self) -> tuple[LoraSpec, ...]:
@@ -402,8 +558,17 @@ class GenerateModel(PanelModel):
                     from PIL import Image
 
                     crop_mask = np.asarray(Image.fromarray(crop_mask, "L").resize((width, height)))
+        if self.sampler_note and not self.is_flow():
+            raise ValueError(self.sampler_note)
+        hires = self.hires_spec()
+        if hires is not None and controls:
+            raise ValueError(
+                "Hires. fix with ControlNet guides is not supported yet: turn Hires. fix off "
+                "or hide the control layers."
+            )
         quant, offload = self.overrides()
         request = GenerateRequest(
+            hires=hires,
             quant=quant,
             offload=offload,
             loras=self.lora_specs(),

@@ -65,3 +65,22 @@ def fill_offload_combo(combo: QComboBox) -> None:
         "Where the weights live: on the GPU, or in RAM and moved to the GPU as needed "
         "(slower, needs less VRAM)"
     )
+
+
+def show_plan(panel) -> None:
+    """The plan line of a ``generate.GeneratePanel``, the Weights/Offload rows only where
+    they apply (flow models), and the Sampler only where it does (not the flow models)."""
+    text, tip = panel.state.plan_text()
+    panel.plan_label.setText(text)
+    panel.plan_label.setToolTip(tip)
+    panel.plan_label.setProperty("fits", "does NOT fit" not in text)
+    flow = panel.state.is_flow()
+    panel.advanced_form.setRowVisible(panel.quant_combo, flow)
+    panel.advanced_form.setRowVisible(panel.offload_combo, flow)
+    # The flow families sample with their own flow-matching Euler scheduler.
+    panel.scheduler.setEnabled(not flow)
+    panel.scheduler.setToolTip(
+        "This model samples with its own flow-matching Euler scheduler"
+        if flow
+        else "The sampler (A1111 and ComfyUI names are accepted in pasted parameters)"
+    )

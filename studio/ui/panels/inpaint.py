@@ -14,7 +14,8 @@ Its jobs are followed by a ``job_follower.JobFollower`` (progress, cancel, failu
 panel places the results).
 
 The settings live in an ``InpaintModel`` (``studio.ui.panels.inpaint_model``: persisted, and
-the requests are built there); the widgets are bound to it and hold no state of their own.
+the requests are built there); the widgets are built and bound to it by ``inpaint_form`` and
+hold no state of their own.
 
 Torch-free: only numpy, Qt, studio.core and the torch-free engine modules (requests, lama's
 ``find_lama``).
@@ -24,53 +25,19 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import Slot
-from PySide6.QtWidgets import (
-    QComboBox,
-    QDoubleSpinBox,
-    QFormLayout,
-    QGridLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QPlainTextEdit,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QWidget
 
 from studio.core import masks as mask_ops
 from studio.core.outpaint import Extension
 from studio.engine.jobs import InpaintRequest
 from studio.ui.commands import ExtendCanvasCommand
 from studio.ui.job_follower import JobBar, JobFollower
-from studio.ui.panels.fit import VScrollArea
-from studio.ui.panels.inpaint_model import (
-    ASPECTS,
-    ERASE_METHODS,
-    OUTPAINT_WITH,
-    RANGES,
-    SIDES,
-    InpaintModel,
-)
+from studio.ui.panels.inpaint_form import bind_fields, lay_out
+from studio.ui.panels.inpaint_model import ASPECTS, ERASE_METHODS, InpaintModel
 from studio.ui.panels.inpaint_support import changes_only, inpaint_models, installed_lama, union_box
-from studio.ui.panels.model_picker import ModelPicker
-from studio.ui.panels.staging import Staged, StagingBar
-from studio.ui.properties import bind
+from studio.ui.panels.staging import Staged
 
 __all__ = ["ASPECTS", "ERASE_METHODS", "InpaintModel", "InpaintPanel"]
-
-
-def _spin(name: str, suffix: str = "") -> QSpinBox | QDoubleSpinBox:
-    """A spin box with the range of ``RANGES[name]`` (float ranges: a double spin box)."""
-    _label, lo, hi = RANGES[name]
-    spin = QDoubleSpinBox() if isinstance(lo, float) else QSpinBox()
-    spin.setRange(lo, hi)
-    if suffix:
-        spin.setSuffix(suffix)
-    return spin
 
 
 class InpaintPanel(QWidget):
@@ -88,161 +55,8 @@ class InpaintPanel(QWidget):
         self._outpaint_done = Extension()
         self.last_result: np.ndarray | None = None
 
-        # -- mask tools ---------------------------------------------------------------------
-        tools = QGroupBox("Mask")
-        grid = QGridLayout(tools)
-        self.fill_holes_button = QPushButton("Fill holes")
-        self.fill_holes_button.setToolTip("Select the enclosed gaps inside the mask")
-        self.fill_button = QPushButton("Select all")
-        self.invert_button = QPushButton("Invert")
-        self.clear_button = QPushButton("Clear")
-        self.grow_spin = _spin("grow", " px")
-        self.grow_button = QPushButton("Grow")
-        self.shrink_button = QPushButton("Shrink")
-        self.feather_spin = _spin("feather", " px")
-        self.feather_button = QPushButton("Feather")
-        # Three columns, so the panel fits the dock's default width.
-        grid.addWidget(self.fill_holes_button, 0, 0)
-        grid.addWidget(self.fill_button, 0, 1)
-        grid.addWidget(self.invert_button, 0, 2)
-        grid.addWidget(self.grow_spin, 1, 0)
-        grid.addWidget(self.grow_button, 1, 1)
-        grid.addWidget(self.shrink_button, 1, 2)
-        grid.addWidget(self.feather_spin, 2, 0)
-        grid.addWidget(self.feather_button, 2, 1)
-        grid.addWidget(self.clear_button, 2, 2)
-        self.fill_holes_button.clicked.connect(self.fill_holes)
-        self.fill_button.clicked.connect(self.fill_all)
-        self.invert_button.clicked.connect(self.invert)
-        self.clear_button.clicked.connect(self.clear)
-        self.grow_button.clicked.connect(self.grow)
-        self.shrink_button.clicked.connect(self.shrink)
-        self.feather_button.clicked.connect(self.feather)
-
-        # -- shared settings ----------------------------------------------------------------
-        common = QFormLayout()
-        self.padding_spin = _spin("padding", " px")
-        self.padding_spin.setToolTip("Context around the mask the model sees")
-        self.blend_spin = _spin("blend", " px")
-        self.blend_spin.setToolTip("Soft edge where the result meets the original")
-        common.addRow("Padding", self.padding_spin)
-        common.addRow("Blend edge", self.blend_spin)
-
-        # -- erase --------------------------------------------------------------------------
-        erase = QGroupBox("Erase object")
-        ef = QFormLayout(erase)
-        self.erase_method = QComboBox()
-        for key, label in ERASE_METHODS:
-            self.erase_method.addItem(label, key)
-        self.erase_button = QPushButton("Erase object")
-        self.erase_button.setToolTip("Remove what the mask covers and fill it from around it")
-        self.erase_info = QLabel("")
-        self.erase_info.setWordWrap(True)
-        ef.addRow("Method", self.erase_method)
-        ef.addRow(self.erase_button)
-        ef.addRow(self.erase_info)
-        self.erase_button.clicked.connect(self.erase)
-
-        # -- fill from prompt ---------------------------------------------------------------
-        fill = QGroupBox("Fill from prompt")
-        ff = QFormLayout(fill)
-        # A list, not a text field (B, E, M are never typed into it): downloaded, imported
-        # and added models appear in it (Models panel).
-        self.model_combo = ModelPicker(inpaint_models())
-        host.models_updated.connect(self._refill_models)
-        self.model_combo.setToolTip(
-            "An SD inpainting model (best) or any SD/SDXL model; add models in the Models panel"
-        )
-        self.prompt_edit = QPlainTextEdit()
-        self.prompt_edit.setPlaceholderText("What to paint in the mask")
-        self.prompt_edit.setFixedHeight(60)
-        self.negative_edit = QLineEdit()
-        self.negative_edit.setPlaceholderText("Negative prompt")
-        self.steps_spin = _spin("steps")
-        self.guidance_spin = _spin("guidance")
-        self.guidance_spin.setSingleStep(0.5)
-        self.strength_spin = _spin("strength")
-        self.strength_spin.setSingleStep(0.05)
-        self.seed_spin = _spin("seed")
-        self.fill_button_run = QPushButton("Fill from prompt")
-        ff.addRow("Model", self.model_combo)
-        ff.addRow("Prompt", self.prompt_edit)
-        ff.addRow("Negative", self.negative_edit)
-        ff.addRow("Steps", self.steps_spin)
-        ff.addRow("Guidance", self.guidance_spin)
-        ff.addRow("Strength", self.strength_spin)
-        ff.addRow("Seed", self.seed_spin)
-        ff.addRow(self.fill_button_run)
-        self.fill_button_run.clicked.connect(self.fill_from_prompt)
-
-        # -- outpaint -----------------------------------------------------------------------
-        out = QGroupBox("Outpaint")
-        of = QFormLayout(out)
-        sides = QGridLayout()
-        self.side_spins: dict[str, QSpinBox] = {}
-        for i, side in enumerate(SIDES):
-            spin = _spin(side)
-            spin.setSingleStep(64)
-            spin.setPrefix(f"{side[0].upper()} ")
-            spin.setToolTip(f"Pixels to add on the {side}")
-            self.side_spins[side] = spin
-            sides.addWidget(spin, i // 2, i % 2)
-        self.aspect_combo = QComboBox()
-        self.aspect_combo.addItem("Sides as set", "")
-        for a in ASPECTS:
-            self.aspect_combo.addItem(f"Extend to {a}", a)
-        self.overlap_spin = _spin("overlap", " px")
-        self.overlap_spin.setToolTip("How much of the old image is redrawn so no seam shows")
-        self.outpaint_with = QComboBox()
-        for key, label in OUTPAINT_WITH:
-            self.outpaint_with.addItem(label, key)
-        self.outpaint_button = QPushButton("Outpaint")
-        of.addRow("Add", sides)
-        of.addRow("Or", self.aspect_combo)
-        of.addRow("Overlap", self.overlap_spin)
-        of.addRow("Using", self.outpaint_with)
-        of.addRow(self.outpaint_button)
-        self.outpaint_button.clicked.connect(self.outpaint)
-
-        # -- progress -----------------------------------------------------------------------
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat("Ready")  # idle: no stale "0 %"
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        self.staging = StagingBar(host, self)  # an erase or fill is kept only when accepted
-        host.model.document_replaced.connect(self.staging.on_document_replaced)
-        bar = QHBoxLayout()
-        bar.addWidget(self.progress, 1)
-        bar.addWidget(self.cancel_button)
-
-        # The tools scroll; progress, Cancel and the status stay in view below them (at
-        # 800 px the tools are taller than the dock).
-        inner = QWidget()
-        layout = QVBoxLayout(inner)
-        layout.setContentsMargins(6, 6, 6, 6)
-        layout.addWidget(tools)
-        layout.addLayout(common)
-        layout.addWidget(erase)
-        layout.addWidget(fill)
-        layout.addWidget(out)
-        layout.addStretch(1)
-        scroll = VScrollArea(inner)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 4)
-        outer.addWidget(scroll, 1)
-        bottom = QVBoxLayout()
-        bottom.setContentsMargins(6, 0, 6, 0)
-        bottom.addWidget(self.staging)
-        bottom.addLayout(bar)
-        bottom.addWidget(self.status)
-        outer.addLayout(bottom)
-
-        self._bind()
+        lay_out(self)  # every widget (inpaint_form)
+        bind_fields(self)
         bar = JobBar(self.progress, self.status)
         self.follow = JobFollower(host.worker, self, bar, errors=host.show_error)
         self.follow.ended.connect(self._done)
@@ -250,31 +64,6 @@ class InpaintPanel(QWidget):
         self.follow.failed.connect(self._on_stopped)
         self.follow.cancelled.connect(self._on_stopped)
         self.refresh_erase_info()
-
-    def _bind(self) -> None:
-        """Every setting widget shows ``self.state`` and edits it."""
-        s = self.state
-        if not s.model and self.model_combo.count():
-            s.model = self.model_combo.ref_at(0)  # no saved choice: the first listed model
-        for name, widget in (
-            ("grow", self.grow_spin),
-            ("feather", self.feather_spin),
-            ("padding", self.padding_spin),
-            ("blend", self.blend_spin),
-            ("model", self.model_combo),
-            ("prompt", self.prompt_edit),
-            ("negative_prompt", self.negative_edit),
-            ("steps", self.steps_spin),
-            ("guidance", self.guidance_spin),
-            ("strength", self.strength_spin),
-            ("seed", self.seed_spin),
-            ("overlap", self.overlap_spin),
-            *((side, spin) for side, spin in self.side_spins.items()),
-        ):
-            bind(s, name, widget)
-        bind(s, "erase_method", self.erase_method, data=True)
-        bind(s, "aspect", self.aspect_combo, data=True)
-        bind(s, "outpaint_with", self.outpaint_with, data=True)
 
     # -- mask tools ---------------------------------------------------------------------------
     def _current_mask(self) -> np.ndarray | None:

@@ -19,7 +19,9 @@ Models found in the user's folders (Add folder…: diffusers folders, model file
 A1111/ComfyUI kind folders alike; the scan's "found") are listed with where they are, and
 adding a folder says what was found there (or why nothing was).
 
-The panel follows its jobs through a ``job_follower.JobFollower``. Dropped model files are
+The widgets are built by ``models_form`` and the tree is filled by ``models_tree``; this
+module holds what the panel does. It follows its jobs through a ``job_follower.JobFollower``.
+Dropped model files are
 told and imported by ``studio.ui.model_files`` (``import_model_file``, ``is_model_file``;
 named here too), which hands them to this panel's ``import_files``.
 """
@@ -30,21 +32,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Slot
-from PySide6.QtWidgets import (
-    QComboBox,
-    QFileDialog,
-    QHBoxLayout,
-    QHeaderView,
-    QLabel,
-    QMessageBox,
-    QProgressBar,
-    QPushButton,
-    QTreeWidget,
-    QTreeWidgetItem,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtCore import QTimer, Slot
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from studio.core.catalog import Catalog, Entry, format_size, load_catalog
 from studio.core.errors import StudioError
@@ -56,45 +45,37 @@ from studio.engine.jobs import (
 )
 from studio.ui.job_follower import JobFollower
 from studio.ui.model_files import MODEL_FILTER, MODEL_SUFFIXES, import_model_file, is_model_file
+from studio.ui.panels.models_form import lay_out
+from studio.ui.panels.models_tree import (
+    KIND_LABELS,
+    ROLE_FOUND,
+    ROLE_ID,
+    ROLE_IMPORTED,
+    fill,
+    folder_report,
+)
 from studio.ui.panels.starter_dialog import StarterDialog
 
-__all__ = ["MODEL_FILTER", "MODEL_SUFFIXES", "ModelsPanel", "import_model_file", "is_model_file"]
+__all__ = [
+    "KIND_LABELS",
+    "MODEL_FILTER",
+    "MODEL_SUFFIXES",
+    "ROLE_FOUND",
+    "ROLE_ID",
+    "ROLE_IMPORTED",
+    "ModelsPanel",
+    "import_model_file",
+    "is_model_file",
+]
 
 log = logging.getLogger(__name__)
 
-ROLE_ID = Qt.ItemDataRole.UserRole
-ROLE_IMPORTED = Qt.ItemDataRole.UserRole + 1
-ROLE_FOUND = Qt.ItemDataRole.UserRole + 2  # the path of a model found in the user's folders
 # What the user can do without a network (the one message when downloads can't connect).
 NO_NETWORK_HELP = (
     "Use the models you already have: Import… model files, or Add folder… to point Studio at "
     "a folder of models (an AUTOMATIC1111 or ComfyUI models folder works as it is). Or "
     "download later: pick the models here and press Download when you are online."
 )
-KIND_LABELS = {
-    "txt2img": "generation",
-    "inpaint": "inpainting",
-    "controlnet-canny": "ControlNet (edges)",
-    "controlnet-pose": "ControlNet (pose)",
-    "controlnet-scribble": "ControlNet (scribble)",
-    "controlnet-inpaint": "ControlNet (inpaint)",
-    "preview-decoder": "preview decoder",
-    "pose-detector": "pose detector",
-    "lama": "LaMa",
-    "lora": "LoRA",
-    "embedding": "embedding",
-    "vae": "VAE",
-    "upscaler": "upscaler",
-    "edit": "edit",
-}
-
-
-# ------------------------------------------------------------------------------------------
-# First-run dialog
-
-
-# ------------------------------------------------------------------------------------------
-# The panel
 
 
 class ModelsPanel(QWidget):
@@ -126,76 +107,7 @@ class ModelsPanel(QWidget):
         self.starter_dialog: StarterDialog | None = None
         self.confirm = self._confirm  # replaceable in tests
 
-        layout = QVBoxLayout(self)
-        top = QHBoxLayout()
-        self.filter_combo = QComboBox()
-        self.filter_combo.addItems(self.FILTERS)
-        self.filter_combo.currentIndexChanged.connect(self.populate)
-        top.addWidget(self.filter_combo, 1)
-        self.refresh_button = QPushButton("Refresh")
-        self.refresh_button.clicked.connect(self.refresh)
-        top.addWidget(self.refresh_button)
-        layout.addLayout(top)
-
-        self.tree = QTreeWidget()
-        self.tree.setHeaderLabels(["Model", "Kind", "Base", "Size", "Licence", "Status"])
-        self.tree.setRootIsDecorated(True)
-        self.tree.setAlternatingRowColors(True)
-        # Fits the dock without sideways scrolling: the name stretches (elided, the full
-        # name, id, kind, base and licence are in the tooltip); Kind and Base are hidden
-        # (the View > columns of a wider dock can show them); Licence is elided.
-        header = self.tree.header()
-        header.setStretchLastSection(False)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for col in (3, 5):
-            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(4, QHeaderView.ResizeMode.Interactive)
-        header.resizeSection(4, 84)
-        header.setMinimumSectionSize(40)
-        self.tree.setColumnHidden(1, True)
-        self.tree.setColumnHidden(2, True)
-        self.tree.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.tree.setTextElideMode(Qt.TextElideMode.ElideRight)
-        self.tree.itemSelectionChanged.connect(self.update_buttons)
-        layout.addWidget(self.tree, 1)
-
-        self.info_label = QLabel()
-        self.info_label.setWordWrap(True)
-        self.info_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout.addWidget(self.info_label)
-
-        buttons = QHBoxLayout()
-        self.download_button = QPushButton("Download")
-        self.download_button.clicked.connect(self.download_selected)
-        self.remove_button = QPushButton("Remove")
-        self.remove_button.clicked.connect(self.remove_selected)
-        self.import_button = QPushButton("Import…")
-        self.import_button.setToolTip("Add a .safetensors/.gguf/.ckpt/.pth model file you have")
-        self.import_button.clicked.connect(self.choose_import)
-        self.folder_button = QPushButton("Add folder…")
-        self.folder_button.setToolTip(
-            "Also use the models in a folder of yours: diffusers model folders, model files, "
-            "and AUTOMATIC1111/ComfyUI folders (checkpoints/, loras/, ControlNet/, …) alike"
-        )
-        self.folder_button.clicked.connect(self.choose_folder)
-        for b in (self.download_button, self.remove_button, self.import_button, self.folder_button):
-            buttons.addWidget(b)
-        layout.addLayout(buttons)
-
-        progress_row = QHBoxLayout()
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setRange(0, 1000)
-        self.progress_bar.setTextVisible(False)
-        progress_row.addWidget(self.progress_bar, 1)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.clicked.connect(self.cancel_downloads)
-        progress_row.addWidget(self.cancel_button)
-        layout.addLayout(progress_row)
-        self.progress_label = QLabel()
-        layout.addWidget(self.progress_label)
-        self.status_label = QLabel(catalog_error)
-        self.status_label.setWordWrap(True)
-        layout.addWidget(self.status_label)
+        lay_out(self, catalog_error)  # every widget (models_form)
 
         self.follow = JobFollower(host.worker, self)  # this panel's jobs only
         self.follow.started.connect(self._on_started)
@@ -293,82 +205,11 @@ class ModelsPanel(QWidget):
 
     @Slot()
     def populate(self) -> None:
-        selected = {i.data(0, ROLE_ID) for i in self.tree.selectedItems()}
-        self.tree.clear()
+        """Fill the tree again for the filter (``models_tree.fill``) and the info line."""
         mode = self.filter_combo.currentText()
         busy = self.busy_ids()
-        groups = {
-            "installed": QTreeWidgetItem(self.tree, ["Installed"]),
-            "available": QTreeWidgetItem(self.tree, ["Available"]),
-            "imported": QTreeWidgetItem(self.tree, ["Imported files"]),
-            "found": QTreeWidgetItem(self.tree, ["In your folders"]),
-        }
-        for entry in self.catalog:
-            is_installed = entry.id in self.installed
-            if mode == "Installed" and not is_installed:
-                continue
-            if mode == "Available" and is_installed:
-                continue
-            if mode == "Starter set" and not entry.starter:
-                continue
-            if is_installed:
-                status = "installed"
-            elif entry.id in busy:
-                status = "downloading" if self._current_id() == entry.id else "queued"
-            else:
-                status = "starter" if entry.starter else ""
-            parent = groups["installed" if is_installed else "available"]
-            item = QTreeWidgetItem(
-                parent,
-                [
-                    entry.name,
-                    entry.kind,
-                    "/".join(entry.bases) or "-",
-                    format_size(entry.size),
-                    entry.license,
-                    status,
-                ],
-            )
-            item.setData(0, ROLE_ID, entry.id)
-            tip = (
-                f"{entry.name} ({entry.id})\n{entry.kind}, {'/'.join(entry.bases) or '-'}, "
-                f"{entry.license}\n{entry.source}"
-            )
-            if entry.description:
-                tip += f"\n{entry.description}"
-            if is_installed:
-                tip += f"\n{self.installed[entry.id]}"
-            item.setToolTip(0, tip)
-            item.setToolTip(4, entry.license)
-            if entry.id in selected:
-                item.setSelected(True)
-        if mode in ("All", "Installed"):
-            for rec in self.imported:
-                item = QTreeWidgetItem(
-                    groups["imported"],
-                    [rec.name, rec.kind, rec.base or "-", format_size(rec.size), "", "imported"],
-                )
-                item.setData(0, ROLE_IMPORTED, rec.path)
-                item.setToolTip(0, f"{rec.description}\n{rec.path}")
-            for m in self.found:
-                path = Path(m.path)
-                try:
-                    size = format_size(path.stat().st_size) if path.is_file() else "-"
-                except OSError:  # removed since the scan
-                    size = "-"
-                where = path.parent.name or str(path.parent)
-                kind = KIND_LABELS.get(m.kind, m.kind)
-                item = QTreeWidgetItem(
-                    groups["found"], [m.name, kind, m.base or "-", size, "", f"in {where}"]
-                )
-                item.setData(0, ROLE_FOUND, str(path))
-                about = f"{m.description}\n" if m.description else ""
-                item.setToolTip(0, f"{m.name}: {kind} model\n{about}{path}")
-                item.setToolTip(5, str(path))
-        for group in groups.values():
-            group.setFlags(group.flags() & ~Qt.ItemFlag.ItemIsSelectable)
-            group.setExpanded(True)
-            group.setHidden(group.childCount() == 0)
+        fill(self.tree, self.catalog, self.installed, self.imported, self.found, mode, busy,
+             self._current_id)  # fmt: skip
         total = sum(e.size for e in self.catalog if e.id in self.installed)
         note = f"{len(self.installed)} installed ({format_size(total)} catalog models)"
         if self.offline():
@@ -576,26 +417,7 @@ class ModelsPanel(QWidget):
 
     def _report_folder(self, folder: str) -> None:
         """Say what the scan found in the folder just added, or why nothing."""
-        root = Path(folder)
-
-        def inside(path: str | Path) -> bool:
-            try:
-                Path(path).resolve().relative_to(root.resolve())
-                return True
-            except (OSError, ValueError):
-                return False
-
-        names = [m.name for m in self.found if inside(m.path)]
-        names += [self.catalog.get(i).name for i, p in self.installed.items() if inside(p)]
-        if names:
-            shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
-            text = f"Found {len(names)} model{'s' if len(names) > 1 else ''} in {folder}: {shown}"
-        else:
-            text = (
-                f"No models found in {folder}. Studio looks for diffusers model folders (with "
-                "a model_index.json), model files (.safetensors, .ckpt, .pth, …) and "
-                "AUTOMATIC1111/ComfyUI folders (checkpoints/, loras/, ControlNet/, …)."
-            )
+        text = folder_report(folder, self.found, self.catalog, self.installed)
         self.status_label.setText(text)
         self.host.show_status(text)
 
