@@ -34,7 +34,7 @@ the document's control layers (``control_model.document_controls``).
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer, Slot
+from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QFileDialog, QListWidgetItem, QWidget
 
@@ -54,10 +54,12 @@ from studio.ui.panels.generate_form import (
 from studio.ui.panels.generate_hires import HIRES_NAMES, fill_upscalers, hires_summary, sync_hires
 from studio.ui.panels.generate_jobs import (
     StepCounter,
+    connect_panel,
     fill_history,
     fill_queue,
     history_entry,
     history_menu,
+    plan_timer,
     staged_results,
 )
 from studio.ui.panels.generate_lists import fill_extras, fill_models, show_loras, show_model
@@ -83,10 +85,7 @@ class GeneratePanel(QWidget):
         self.settings = host.settings
         self.state = GenerateModel(self.settings, self)  # what the widgets show and edit
         self.state.set_device(getattr(host.worker, "device_info", None))
-        self._plan_timer = QTimer(self)  # settings changing: look the plan up once they pause
-        self._plan_timer.setSingleShot(True)
-        self._plan_timer.setInterval(150)
-        self._plan_timer.timeout.connect(self._show_plan)
+        self._plan_timer = plan_timer(self)
         self.last_seed: int | None = None
         self.step_counter = StepCounter()
         self.previews_received = 0
@@ -118,22 +117,8 @@ class GeneratePanel(QWidget):
         bottom_widgets(self)
         lay_out(self)
 
-        w = host.worker
-        self.follow = JobFollower(w, self, JobBar(self.progress, done_value=0))
-        self.follow.started.connect(self._on_started)
-        self.follow.progress.connect(self._on_progress)
-        self.follow.preview.connect(self._on_preview)
-        self.follow.finished.connect(self._on_finished)
-        w.queue_changed.connect(self._refresh_queue)
-        if hasattr(w, "device_changed"):
-            w.device_changed.connect(self._on_device)
-        model = host.model
-        model.history_changed.connect(self._refresh_history)
-        model.selection_changed.connect(self._sync_size)
-        model.document_replaced.connect(self._sync_size)
-        model.document_replaced.connect(self.staging.on_document_replaced)
-        host.models_updated.connect(self.fill_models)  # downloaded or imported: at once
-        host.models_updated.connect(self.state.forget_models)
+        self.follow = JobFollower(host.worker, self, JobBar(self.progress, done_value=0))
+        connect_panel(self, host)
         self._sync_strength_enabled()
         self._sync_size_enabled()
         self._refresh_queue()

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QListWidgetItem, QMenu, QToolButton, QWidget
 
@@ -144,3 +144,31 @@ def history_menu(panel: GeneratePanel, pos) -> None:
         panel.apply_parameters(entry.parameters)
     elif chosen is add:
         panel.host.add_layer(entry.image, f"#{entry.parameters.get('seed', '')} (history)")
+
+
+def plan_timer(panel: GeneratePanel) -> QTimer:
+    """While settings change, the memory plan is looked up once they pause for 150 ms."""
+    timer = QTimer(panel)
+    timer.setSingleShot(True)
+    timer.setInterval(150)
+    timer.timeout.connect(panel._show_plan)
+    return timer
+
+
+def connect_panel(panel: GeneratePanel, host) -> None:
+    """Connect the panel's slots to its job follower (``panel.follow``), the worker's queue
+    and device, the document model and the model folders."""
+    follow, worker, model = panel.follow, host.worker, host.model
+    follow.started.connect(panel._on_started)
+    follow.progress.connect(panel._on_progress)
+    follow.preview.connect(panel._on_preview)
+    follow.finished.connect(panel._on_finished)
+    worker.queue_changed.connect(panel._refresh_queue)
+    if hasattr(worker, "device_changed"):
+        worker.device_changed.connect(panel._on_device)
+    model.history_changed.connect(panel._refresh_history)
+    model.selection_changed.connect(panel._sync_size)
+    model.document_replaced.connect(panel._sync_size)
+    model.document_replaced.connect(panel.staging.on_document_replaced)
+    host.models_updated.connect(panel.fill_models)  # downloaded or imported: at once
+    host.models_updated.connect(panel.state.forget_models)
