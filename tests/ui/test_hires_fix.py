@@ -145,11 +145,52 @@ def test_an_upscaler_not_installed_is_shown_and_sent(panel):
     assert panel.build_request()[0].hires.upscaler == "4x-Foo"
 
 
-def test_fields_the_panel_has_no_field_for_are_named_in_the_status(panel, monkeypatch):
+def test_pasted_second_pass_fields_are_taken_and_named_in_the_status(panel, monkeypatch):
+    """A1111 writes these only when they differ from the first pass ("Hires resize" instead
+    of "Hires upscale" when a target size was set; processing.py's hr infotext)."""
     shown = []
     monkeypatch.setattr(panel.host, "show_status", shown.append)
-    panel.paste_parameters(PASTED + ", Hires CFG Scale: 4")
-    assert "Hires CFG Scale not taken" in shown[-1]
+    text = (
+        "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x768, "
+        "Denoising strength: 0.5, Hires resize: 1024x1536, Hires steps: 12, "
+        "Hires upscaler: Latent, Hires sampler: DPM++ 2M, Hires schedule type: Karras, "
+        'Hires prompt: "a cat, detailed fur", Hires negative prompt: "blurry", '
+        "Hires CFG Scale: 4"
+    )
+    assert panel.paste_parameters(text)
+    hires = panel.build_request()[0].hires
+    assert hires == HiresFix(
+        scale=hires.scale,  # the spin box's value: the resize decides the size
+        steps=12,
+        denoise=0.5,
+        upscaler="Latent",
+        resize=(1024, 1536),
+        sampler="DPM++ 2M Karras",
+        prompt="a cat, detailed fur",
+        negative_prompt="blurry",
+        guidance=4.0,
+    )
+    assert "Hires CFG Scale taken for the second pass" in shown[-1]
+    assert "Hires resize, Hires sampler, Hires prompt, Hires negative prompt" in shown[-1]
+
+
+def test_choosing_upscale_by_replaces_a_pasted_resize_and_off_forgets_the_rest(panel):
+    panel.paste_parameters(PASTED + ", Hires resize: 1024x1024, Hires CFG Scale: 4")
+    assert panel.build_request()[0].hires.resize == (1024, 1024)
+    panel.hires_scale.setValue(1.5)  # the user picks a factor instead
+    hires = panel.build_request()[0].hires
+    assert hires.resize is None and hires.scale == 1.5 and hires.guidance == 4.0
+    panel.hires_check.setChecked(False)
+    panel.hires_check.setChecked(True)
+    assert panel.build_request()[0].hires.guidance is None
+
+
+def test_a_hires_sampler_the_engine_cannot_build_is_named_not_sent(panel, monkeypatch):
+    shown = []
+    monkeypatch.setattr(panel.host, "show_status", shown.append)
+    panel.paste_parameters(PASTED + ", Hires sampler: Restart")
+    assert panel.build_request()[0].hires.sampler is None
+    assert "Hires sampler not taken" in shown[-1]
 
 
 def test_studio_output_round_trips(panel):

@@ -40,12 +40,14 @@ QUANTS = ("", *planner.WEIGHT_FORMATS)  # "" = auto (the memory planner decides)
 OFFLOADS = ("", *planner.OFFLOADS)
 # A1111's infotext keys of Hires. fix (any of them present: the image was made with it).
 HIRES_KEYS = ("hires_upscale", "hires_resize", "hires_steps", "hires_upscaler")
-# Hires fields the panel has no field for: the second pass uses the first pass's.
-HIRES_UNUSED = {
-    "hires_sampler": "Hires sampler",
-    "hires_prompt": "Hires prompt",
-    "hires_negative_prompt": "Hires negative prompt",
-    "hires_cfg_scale": "Hires CFG Scale",
+# Hires fields the panel shows no widget for: pasted, they are kept for the second pass
+# (``GenerateModel.hires_pass``) until Hires. fix is turned off or another text is pasted.
+HIRES_PASS_LABELS = {
+    "resize": "Hires resize",
+    "sampler": "Hires sampler",
+    "prompt": "Hires prompt",
+    "negative_prompt": "Hires negative prompt",
+    "guidance": "Hires CFG Scale",
 }
 
 
@@ -162,6 +164,10 @@ class GenerateModel(PanelModel):
         self._composing = False
         self.sampler, self.schedule_type = sampler_parts(self.scheduler)
         self.changed.connect(self._sync_sampler)
+        #: Pasted second-pass settings the panel has no widget for (``HiresFix`` fields:
+        #: resize, sampler, prompt, negative_prompt, guidance).
+        self.hires_pass: dict = {}
+        self.changed.connect(self._sync_hires_pass)
         self.device_info: dict | None = None  # the engine's device probe (None: not yet)
         self._needs: dict[str, ModelPlanInput | None] = {}
 
@@ -320,7 +326,52 @@ class GenerateModel(PanelModel):
             steps=max(0, int(self.hires_steps)),
             denoise=float(self.hires_denoise),
             upscaler=self.hires_upscaler.strip() or "Latent",
+            **self.hires_pass,
         )
+
+    def _sync_hires_pass(self, name: str, value: object) -> None:
+        """Turning Hires. fix off forgets the pasted second-pass settings; choosing an
+        "Upscale by" replaces a pasted "Hires resize" (A1111 takes one or the other)."""
+        if name == "hires" and not value:
+            self.hires_pass = {}
+        elif name == "hires_scale":
+            self.hires_pass.pop("resize", None)
+
+    def pasted_hires_pass(self, meta: dict) -> tuple[dict, list[str]]:
+        """The second-pass settings of A1111's ``Hires resize`` ("WxH"), ``Hires sampler`` (with
+        ``Hires schedule type``), ``Hires prompt``, ``Hires negative prompt`` and ``Hires CFG
+        Scale``, as ``HiresFix`` fields, and a note for each that can't be used."""
+        taken: dict = {}
+        notes: list[str] = []
+        resize = meta.get("hires_resize")
+        if isinstance(resize, str) and resize.strip():
+            try:
+                w, h = (int(v) for v in resize.lower().split("x"))
+                if w < 0 or h < 0 or not (w or h):
+                    raise ValueError(resize)
+                taken["resize"] = (w, h)
+            except ValueError:
+                notes.append(f"Hires resize {resize!r} not taken: it is not WIDTHxHEIGHT")
+        sampler = meta.get("hires_sampler")
+        if isinstance(sampler, str) and sampler.strip() and sampler.strip() != "Use same sampler":
+            schedule = meta.get("hires_schedule_type")
+            if isinstance(schedule, str) and schedule.strip():
+                sampler = vocab.compose(sampler.strip(), schedule.strip(), infotext=True)
+            name, note = self.pasted_sampler({"sampler": sampler})
+            if name:
+                taken["sampler"] = name
+            elif note:
+                notes.append(f"Hires {note[0].lower()}{note[1:]}")
+        for key, field in (
+            ("hires_prompt", "prompt"),
+            ("hires_negative_prompt", "negative_prompt"),
+        ):
+            text = meta.get(key)
+            if isinstance(text, str) and text.strip():
+                taken[field] = text
+        if isinstance(meta.get("hires_cfg_scale"), int | float):
+            taken["guidance"] = float(meta["hires_cfg_scale"])
+        return taken, notes
 
     def apply_hires(self, meta: dict) -> list[str]:
         """A1111's Hires fields (``Hires upscale``, ``Hires steps``, ``Hires upscaler``, with
@@ -336,8 +387,6 @@ class GenerateModel(PanelModel):
         self.hires = True
         if isinstance(meta.get("hires_upscale"), int | float):
             self.hires_scale = float(meta["hires_upscale"])
-        elif "hires_resize" in meta:
-            notes.append(f"Hires resize {meta['hires_resize']} not taken: set Upscale by")
         if isinstance(meta.get("hires_steps"), int | float):
             self.hires_steps = max(0, int(meta["hires_steps"]))
         upscaler = meta.get("hires_upscaler")
@@ -345,9 +394,12 @@ class GenerateModel(PanelModel):
             self.hires_upscaler = upscaler.strip()
         if isinstance(denoise, int | float):
             self.hires_denoise = float(denoise)
-        unused = [label for k, label in HIRES_UNUSED.items() if meta.get(k) not in (None, "")]
-        if unused:
-            notes.append(f"{', '.join(unused)} not taken: the second pass uses the first pass's")
+        taken, refused = self.pasted_hires_pass(meta)
+        self.hires_pass = taken  # after the scale: a pasted resize stands
+        notes += refused
+        if taken:
+            names = ", ".join(HIRES_PASS_LABELS[k] for k in taken)
+            notes.append(f"{names} taken for the second pass")
         return notes
 
     def _save_loras(self, name: str, value: object) -> None:
