@@ -107,6 +107,56 @@ def test_gguf_quant_tags(name, fmt):
     assert mm.gguf_format(name) == fmt
 
 
+# -- the rows the family descriptors give ---------------------------------------------------
+# The tables below are built once at import; these tests call the builders themselves.
+
+# The variants and the base family whose weights each shares (families/flux.py, qwen.py).
+VARIANT_ROWS = {"flux1-fill": "flux1", "flux1-kontext": "flux1", "qwen-image-edit": "qwen"}
+
+
+def test_the_planner_rows_are_every_familys_rows_base_families_first():
+    from studio.engine.diffusion import memory
+    from studio.engine.diffusion.families.registry import families
+
+    rows = memory._rows()
+    declared = {n.key: n for f in families() for n in f.memory}
+    assert set(rows) == set(declared)
+    assert all(rows[k] is declared[k] for k in declared)
+    keys = list(rows)
+    first_variant = min(keys.index(k) for k in VARIANT_ROWS)
+    assert first_variant == len(keys) - len(VARIANT_ROWS), keys
+
+
+def test_the_plan_table_lists_sd_first_then_the_flow_models_and_no_variants():
+    from studio.engine.diffusion.memory import table_models
+
+    keys = table_models()
+    assert keys[:3] == ("sd15", "sd21", "sdxl")
+    assert {"flux1-dev", "flux1-schnell", "flux2-klein-9b", "qwen-image", "sd35-large"} <= set(
+        keys[3:]
+    )
+    assert not set(VARIANT_ROWS) & set(keys)
+    assert all(MODEL_NEEDS[k].quantizable for k in keys[3:])
+
+
+def test_family_rows_give_the_label_the_default_row_and_the_hints():
+    rows = mm._family_rows()
+    assert rows["flux1"] == mm.FamilyRows(
+        "FLUX.1", "flux1-dev", (("schnell", "flux1-schnell"), ("dev", "flux1-dev"))
+    )
+    # Qwen-Image has one row and no declared default: that row is the default.
+    assert rows["qwen"] == mm.FamilyRows("Qwen-Image", "qwen-image", (("edit", "qwen-image-edit"),))
+    assert rows["sdxl"] == mm.FamilyRows("SDXL", "sdxl", ())
+
+
+def test_gguf_name_patterns_try_the_most_specific_family_first():
+    pats = mm._name_rows()
+    assert ("kontext", "flux1-kontext") in pats
+    generic = pats.index((r"flux(?!-?2)", "flux1-dev"))
+    assert pats.index(("kontext", "flux1-kontext")) < generic
+    assert pats.index((r"flux-?1.*fill|fill.*flux", "flux1-fill")) < generic
+
+
 # -- sizes from a diffusers folder ----------------------------------------------------------
 
 
