@@ -281,6 +281,9 @@ def test_first_run_offer_accept_downloads_starter_set(qtbot, env, monkeypatch):
     panel.starter_dialog.set_ticked("sd-turbo", False)  # the user leaves one out
     starter = [e.id for e in panel.starter_dialog.entries]
     assert "sd-turbo" not in starter and "sd21-canny" not in starter  # its ControlNet goes too
+    item, _ = panel.starter_dialog.items["sd21-canny"]
+    assert item.isDisabled()
+    assert item.toolTip(0) == "Works only with a SD 2.x model: tick one to get this"
     panel.starter_dialog.download_button.click()
     qtbot.waitUntil(lambda: sorted(fetched) == sorted(starter), timeout=20000)
     _wait_threads(qtbot, panel)

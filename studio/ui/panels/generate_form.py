@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from studio.core.sampler_names import SCHEDULE_LABELS
+from studio.engine import diffusion
 from studio.engine.jobs import PREVIEW_MODES
 from studio.ui.panels.fit import VScrollArea
 from studio.ui.panels.generate_hires import bind_hires, hires_widgets
@@ -186,8 +187,8 @@ def advanced_widgets(panel: GeneratePanel) -> None:
     panel.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
     panel.advanced_toggle.setArrowType(Qt.ArrowType.RightArrow)
     panel.advanced_toggle.setToolTip(
-        "LoRAs, external VAE, clip skip, precision; for FLUX, Z-Image, SD 3.5 and Qwen "
-        "models the memory plan's weights and offload"
+        "LoRAs, external VAE, clip skip, precision, Hires. fix; for the "
+        f"{diffusion.quant_family_labels()} models the memory plan's weights and offload"
     )
     panel.advanced_toggle.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
     panel.advanced_toggle.toggled.connect(panel._show_advanced)

@@ -54,7 +54,7 @@ def fill_quant_combo(combo: QComboBox, formats: frozenset[str] | None = None) ->
             item.setEnabled(False)
             item.setToolTip(f"{tip}. Needs the {_PACKAGE.get(data, data)} package.")
     combo.setToolTip(
-        "Weights of the flow models (FLUX, Z-Image, SD 3.5, Qwen): smaller formats fit "
+        f"Weights of the flow models ({diffusion.quant_family_labels()}): smaller formats fit "
         "smaller cards at some quality cost"
     )
 

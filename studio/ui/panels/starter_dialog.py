@@ -35,7 +35,6 @@ from PySide6.QtWidgets import (
 from studio.core.catalog import Entry, format_size
 
 GENERATION_KINDS = ("txt2img", "inpaint")
-BASE_NAMES = {"sd1": "SD 1.5", "sd2": "SD 2.x", "sdxl": "SDXL", "flux1": "FLUX.1", "sd3": "SD 3"}
 # What each panel needs to work, in order: the kinds that meet the need (one model of them).
 NEEDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("generate", ("txt2img",)),
@@ -113,6 +112,16 @@ def offer(starter: list[Entry], catalog: Iterable[Entry], installed: Iterable[st
                     break
     ticked = default_ticks(e for e, _ in rows)
     return [(e, e.id in ticked) for e, _ in rows]
+
+
+def base_label(name: str) -> str:
+    """A catalog ``base`` as users know it: its family's label ("sd1" -> "SD 1.x")."""
+    from studio.engine.diffusion.families import family  # torch-free descriptors
+
+    try:
+        return family(name).label
+    except Exception:  # noqa: BLE001 - a base no family is registered for: its own name
+        return name
 
 
 class StarterDialog(QDialog):
@@ -206,7 +215,7 @@ class StarterDialog(QDialog):
             ok = fits(e, bases)
             item.setDisabled(not ok)
             if not ok:
-                need = " or ".join(BASE_NAMES.get(b, b) for b in e.bases)
+                need = " or ".join(base_label(b) for b in e.bases)
                 item.setToolTip(0, f"Works only with a {need} model: tick one to get this")
         self.table.blockSignals(False)
         entries = self.entries

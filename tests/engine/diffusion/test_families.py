@@ -51,8 +51,8 @@ COMPARE = re.compile(
 # Files that still compare family names, each with why (remove the entry once fixed; the test
 # fails when an entry no longer matches anything, so the list cannot go stale).
 KNOWN = {
-    # File identification for imports (model-files helper's module): reads a LoRA's
-    # ss_base_model_version and guesses TAESD vs TAESDXL from a name; reported to the lead.
+    # File identification for imports: reads a LoRA's ss_base_model_version and tells TAESD
+    # from TAESDXL by name.
     "engine/models/identify.py": "identification of imported files, not engine dispatch",
     # A textual-inversion file layout called "sdxl" (clip_l/clip_g keys), not a family branch.
     "engine/models/embeddings.py": "embedding file layout name",
@@ -60,8 +60,6 @@ KNOWN = {
     # the tiny ControlNets (a ControlNet builder is not a descriptor field yet).
     "engine/fixtures/tiny_flow_geometry.py": "fixture table of real-geometry builders",
     "engine/fixtures/tiny_flow_control.py": "fixture table of tiny ControlNet builders",
-    # The starter dialog's base labels (UI helper's file): Family.label has them.
-    "ui/panels/starter_dialog.py": "label table the UI helper replaces with Family.label",
 }
 
 
