@@ -121,7 +121,7 @@ def _apply_loras(pipe, entry: LoadedFlow, loras) -> None:
         return
     if not hasattr(pipe, "load_lora_weights"):
         raise BadInput(f"{entry.family.label} pipelines take no LoRA in this diffusers version")
-    lora.apply(pipe, entry, loras, fuse=False, family=entry.family.label)
+    lora.apply(pipe, entry, loras, fuse=False, family=entry.family)
 
 
 def flow_kwargs(

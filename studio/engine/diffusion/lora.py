@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 
 from studio.core.errors import BadInput, ModelError
+from studio.engine.diffusion.families import Family
+from studio.engine.diffusion.families.flux import TRANSFORMER_CLASS as FLUX1_TRANSFORMER
 
 # LyCORIS algorithms by the tensor names that mark them (LyCORIS' documented key suffixes).
 _LYCORIS = (
@@ -64,15 +66,16 @@ def _keys(path: str) -> list[str]:
         return []
 
 
-def prepare(path: str, family: str = ""):
+def prepare(path: str, family: Family | None = None):
     """What to hand to ``load_lora_weights`` for the file at ``path``: the path itself when
     diffusers reads its key style, a converted state dict, or None for a LyCORIS file that
-    ``merge_lycoris`` applies. BadInput, before anything is
-    loaded, for a format Studio cannot apply."""
+    ``merge_lycoris`` applies (the SD families: a UNet and CLIP encoders in kohya names).
+    BadInput, before anything is loaded, for a format Studio cannot apply: BFL/ComfyUI key
+    names fit only FLUX.1's transformer (``FLUX1_TRANSFORMER``)."""
     keys = _keys(path)
     style = key_style(keys) if keys else ""
     name = Path(path).name
-    if style in _MERGED and family.startswith(("SD 1", "SD 2", "SDXL")):
+    if style in _MERGED and family is not None and family.prediction != "flow":
         return None
     if style.startswith("LyCORIS"):
         raise BadInput(
@@ -80,8 +83,10 @@ def prepare(path: str, family: str = ""):
             "lora_A/lora_B) file"
         )
     if style.startswith("BFL/ComfyUI"):
-        if family and not family.startswith("FLUX.1"):
-            raise BadInput(f"{name}: a FLUX.1 LoRA ({style} keys) does not fit {family} models")
+        if family is not None and family.transformer_class != FLUX1_TRANSFORMER:
+            raise BadInput(
+                f"{name}: a FLUX.1 LoRA ({style} keys) does not fit {family.label} models"
+            )
         from safetensors.torch import load_file
 
         # ComfyUI reads lora_A/lora_B as lora_down/lora_up; with these names diffusers'
@@ -268,7 +273,7 @@ def _clear(pipe, entry) -> None:
     entry.loras, entry.lora_names = (), ()
 
 
-def apply(pipe, entry, loras, fuse: bool = False, family: str = "") -> None:
+def apply(pipe, entry, loras, fuse: bool = False, family: Family | None = None) -> None:
     """Make the pipeline run with ``loras`` (LoraSpec-like: ``path``, ``weight``) and nothing
     else. ``entry`` keeps the ledger (``loras``: ((path, weight), ...) applied now,
     ``lora_names``, ``fused``, ``unfused_weights``). Unchanged LoRAs and weights cost nothing;

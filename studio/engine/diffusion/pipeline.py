@@ -328,4 +328,4 @@ def apply_loras(pipe, entry: LoadedModel, loras, fuse: bool = True) -> None:
     fusing, so the next image without it equals one made before it was loaded."""
     from studio.engine.diffusion import lora
 
-    lora.apply(pipe, entry, loras, fuse=fuse, family=family_of(pipe).label)
+    lora.apply(pipe, entry, loras, fuse=fuse, family=family_of(pipe))

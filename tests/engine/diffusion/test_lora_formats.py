@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 
 from studio.core.errors import BadInput
 from studio.engine.diffusion import lora
+from studio.engine.diffusion.families import family
 from studio.engine.fixtures.tiny_models import build_tiny_lora
 from studio.engine.jobs.events import Failed, Finished
 from studio.engine.jobs.requests import GenerateRequest, LoraSpec
@@ -166,7 +167,9 @@ def test_lycoris_on_a_flow_model_is_refused_naming_the_format(flux, tmp_path):
     path = _lycoris(tmp_path / "flow-loha.safetensors", "loha")
     entry = SimpleNamespace(loras=(), lora_names=())
     with pytest.raises(BadInput, match=r"^flow-loha.safetensors: LyCORIS LoHa files"):
-        lora.apply(flux, entry, (SimpleNamespace(path=str(path), weight=1.0),), family="FLUX.1")
+        lora.apply(
+            flux, entry, (SimpleNamespace(path=str(path), weight=1.0),), family=family("flux1")
+        )
     assert entry.loras == ()
 
 
@@ -241,10 +244,10 @@ def test_flux_lora_in_bfl_comfyui_and_kohya_names_loads_its_delta(flux, tmp_path
     b = next(v for k, v in state.items() if f".{up}." in k)
     qkv = b @ a  # the fused qkv delta; q, k, v are its thirds (BFL layout)
     entry = SimpleNamespace(loras=(), lora_names=())
-    lora.apply(flux, entry, (SimpleNamespace(path=str(path), weight=1.0),), family="FLUX.1")
+    lora.apply(flux, entry, (SimpleNamespace(path=str(path), weight=1.0),), family=family("flux1"))
     name = entry.lora_names[0]
     attn = flux.transformer.transformer_blocks[0].attn
     for i, proj in enumerate((attn.to_q, attn.to_k, attn.to_v)):
         torch.testing.assert_close(_effective_delta(proj, name), qkv[32 * i : 32 * (i + 1)])
-    lora.apply(flux, entry, (), family="FLUX.1")
+    lora.apply(flux, entry, (), family=family("flux1"))
     assert entry.loras == () and not hasattr(attn.to_q, "lora_A")

@@ -5,11 +5,32 @@ guidance > 0 (pred = pos + g (pos - neg)), so "no guidance" is 0 here."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from studio.engine.diffusion.families.base import Family, ModelInfo, ModelNeeds, TensorProbe
 from studio.engine.diffusion.families.flux import FLUX1_BIAS, FLUX1_RGB  # the FLUX.1 VAE
 
 TRANSFORMER_CLASS = "ZImageTransformer2DModel"
 _KEY = "layers.0.adaLN_modulation.0.weight"
+
+
+# Turbo and Base (Z-Image) share the DiT and encoder sizes (bf16; MODELS.md); only Turbo has
+# a GGUF repo.
+_TURBO = ModelNeeds(
+    "z-image-turbo",
+    "Z-Image Turbo",
+    "zimage",
+    12.3,
+    8.05,
+    0.17,
+    34,
+    36,
+    1.5,
+    3.0,
+    te_layer_gb=0.78,
+    gguf_repo="unsloth/Z-Image-Turbo-GGUF",
+    te_keep=0.10,
+)
 
 
 def _matches(info: ModelInfo) -> bool:
@@ -53,38 +74,7 @@ FAMILY = Family(
         ("control_all_x_embedder.2-1.weight",),
         ("control_layers.0.before_proj.weight",),
     ),
-    # Turbo and Base (Z-Image) share the DiT and encoder sizes (bf16; MODELS.md)
-    memory=(
-        ModelNeeds(
-            "z-image-turbo",
-            "Z-Image Turbo",
-            "zimage",
-            12.3,
-            8.05,
-            0.17,
-            34,
-            36,
-            1.5,
-            3.0,
-            te_layer_gb=0.78,
-            gguf_repo="unsloth/Z-Image-Turbo-GGUF",
-            te_keep=0.10,
-        ),
-        ModelNeeds(
-            "z-image",
-            "Z-Image",
-            "zimage",
-            12.3,
-            8.05,
-            0.17,
-            34,
-            36,
-            1.5,
-            3.0,
-            te_layer_gb=0.78,
-            te_keep=0.10,
-        ),
-    ),
+    memory=(_TURBO, replace(_TURBO, key="z-image", label="Z-Image", gguf_repo=None)),
     memory_default="z-image-turbo",
     memory_names=((r"z-?image", "z-image-turbo"),),
     default_size=(1024, 1024),
