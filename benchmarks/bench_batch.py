@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
 
-    from studio.engine.diffusion import pipeline
+    from studio.engine.diffusion.sd import pipeline
     from studio.engine.fixtures.tiny_models import build_tiny_lora, build_tiny_sd
     from studio.engine.jobs.requests import LoraSpec
     from studio.engine.jobs.runner import Runner

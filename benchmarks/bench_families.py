@@ -1,6 +1,6 @@
 """Step time per flow family with previews off / latent / tiny decoder / full VAE (ratio vs
 off), on the tiny random pipelines of studio.engine.fixtures.tiny_flow_models, through the
-flow job handler (studio.engine.diffusion.flow_generate.run_flow_generate) users hit.
+flow job handler (studio.engine.diffusion.flow.generate.run_flow_generate) users hit.
 
     python benchmarks/bench_families.py --quick     # 64 px, 4 steps, 2 rounds
     python benchmarks/bench_families.py             # 128 px, 6 steps, 3 rounds
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     import diffusers
 
     from studio.core.cancel import CancelToken
-    from studio.engine.diffusion.flow_generate import run_flow_generate
+    from studio.engine.diffusion.flow.generate import run_flow_generate
     from studio.engine.fixtures.tiny_flow_models import build_all
     from studio.engine.jobs.events import Progress
     from studio.engine.jobs.requests import GenerateRequest

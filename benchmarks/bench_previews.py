@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # The preview work alone, repeated on a latent of this size: the same decoders the job
     # uses, so the overhead ratio is (step + preview) / step without the noise of whole runs.
-    from studio.engine.diffusion.generate import preview_decoder
+    from studio.engine.diffusion.sd.sampling import preview_decoder
     from studio.engine.jobs.runner import JobContext
 
     pipe = next(p for p in runner._cache.values() if hasattr(p, "base")).base

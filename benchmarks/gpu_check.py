@@ -16,7 +16,7 @@ parameter count is recorded next to the planner's size). Tokenizers are Studio's
 ones (no vocabulary download; random weights make the prompt meaningless anyway).
 
 How a job runs: the model's configs are written to a folder (no weights), the in-memory
-pipeline is handed to the loader (``flow_load.adopt_flow`` / ``pipeline.adopt_pipeline``:
+pipeline is handed to the loader (``flow.load.adopt_flow`` / ``pipeline.adopt_pipeline``:
 planned for the card's free memory, placed by Studio's ``apply_plan``), and a GenerateRequest
 for that folder goes through ``Runner.run`` like a CLI or canvas job. A card is emulated with
 ``torch.cuda.set_per_process_memory_fraction`` (the planner is told the card's size; the
@@ -520,8 +520,8 @@ def _plans(spec: Spec, folder: Path, pipe, cards, device: str, smoke: bool):
     import torch
 
     from studio.engine.diffusion.families.registry import family
-    from studio.engine.diffusion.flow_load import flow_plan
-    from studio.engine.diffusion.placement import plan_placement
+    from studio.engine.diffusion.flow.load import flow_plan
+    from studio.engine.diffusion.shared.placement import plan_placement
 
     if smoke:
         forced = [] if spec.sd else [(None, "fp8", None, None), (None, None, "model", None)]
@@ -551,8 +551,8 @@ def _request(spec: Spec, folder: Path, size: int, steps: int, device: str, **kw)
 
 
 def _adopt(runner, spec: Spec, folder: Path, pipe, device: str, card, quant, offload):
-    from studio.engine.diffusion.flow_load import adopt_flow
-    from studio.engine.diffusion.pipeline import adopt_pipeline
+    from studio.engine.diffusion.flow.load import adopt_flow
+    from studio.engine.diffusion.sd.pipeline import adopt_pipeline
 
     dtype = "float32" if device == "cpu" else None
     if spec.sd:

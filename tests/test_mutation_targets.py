@@ -25,14 +25,14 @@ DOC = ROOT / "docs" / "testing.md"
 # metadata.
 GUARDED = {
     "studio/core/prompt_syntax.py",
-    "studio/engine/diffusion/prompts.py",
+    "studio/engine/diffusion/sd/prompts.py",
     "studio/core/sampler_names.py",
-    "studio/engine/diffusion/schedulers.py",
+    "studio/engine/diffusion/sd/schedulers.py",
     "studio/core/masks.py",
     "studio/engine/models/download.py",
     "studio/core/atomic.py",
     "studio/core/recovery.py",
-    "studio/engine/diffusion/memory.py",
+    "studio/engine/diffusion/shared/memory.py",
     "studio/core/metadata.py",
 }
 

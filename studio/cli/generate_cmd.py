@@ -201,7 +201,7 @@ def build_request(args: argparse.Namespace):
         hires=parse_hires(args.hires),
     )
     from studio.engine.diffusion import validate_request
-    from studio.engine.diffusion.hires import validate_hires
+    from studio.engine.diffusion.sd.hires import validate_hires
 
     if mask is None:
         validate_request(request)

@@ -17,7 +17,7 @@ import json
 import os
 import sys
 
-from studio.cli.jobs import ProgressLine, ctrl_c_cancels
+from studio.cli.jobs import ProgressLine, ctrl_c_cancels, execute
 from studio.core.cancel import CancelToken
 from studio.core.catalog import format_size, load_catalog
 from studio.core.errors import BadInput, ModelError
@@ -189,19 +189,12 @@ def run_download(args: argparse.Namespace) -> int:
         if not _confirm(f"Total {format_size(total)}. Continue? [y/N] "):
             print("Nothing downloaded.")
             return 1
-    token = CancelToken()
-    line = ProgressLine("")
+    from studio.engine.jobs import DownloadRequest, Runner
 
-    def show(progress) -> None:  # its own text says how far (bytes, %, ETA): no bar
-        line.status(progress.line(), done=progress.stage == "done")
-
-    with ctrl_c_cancels(token.cancel):  # the .part file stays for resume
-        for e in todo:
-            try:
-                path = download.download(e, token=token, progress=show)
-            finally:
-                line.end()
-            print(f"{e.id}: installed at {path}")
+    runner = Runner()  # one job at a time; Ctrl+C cancels, the .part file stays for resume
+    for e in todo:
+        final = execute(DownloadRequest(e.id), runner=runner, line=ProgressLine(e.id))
+        print(f"{e.id}: installed at {final.extra['path']}")
     return 0
 
 
@@ -209,13 +202,17 @@ def run_download(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from studio.engine.models import importer
+    from studio.engine.jobs import ImportModelRequest, Runner
 
     if args.name and len(args.files) > 1:
         raise BadInput("--name works with one file only")
+    runner = Runner()
     results = []
     for f in args.files:
-        rec = importer.import_file(f, link=args.link, name=args.name, overwrite=args.force)
+        request = ImportModelRequest(f, link=args.link, name=args.name, overwrite=args.force)
+        # plain=False: a script reading stderr (or --json's stdout) sees no progress text
+        final = execute(request, runner=runner, line=ProgressLine("import", plain=False))
+        rec = final.extra["imported"]
         results.append(rec)
         if not args.json:
             print(f"{os.path.basename(f)}: {rec.description} -> {rec.path}")

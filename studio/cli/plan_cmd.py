@@ -71,7 +71,7 @@ def _table(args: argparse.Namespace) -> int:
 def _unknown(ref: str) -> None:
     """Raise the resolver's own message (not installed, no such folder), else say that the
     family can't be told without loading the model."""
-    from studio.engine.diffusion.loader import resolve_model
+    from studio.engine.diffusion.shared.loader import resolve_model
 
     resolved = resolve_model(ref)  # ModelError / BadInput with the reason
     raise ModelError(

@@ -117,7 +117,7 @@ def _usage(parser) -> int:
 def build_request(args: argparse.Namespace):
     """Check the images, the model reference and every value, and build the TrainLoraRequest
     (BadInput / ModelError before any model loads)."""
-    from studio.engine.diffusion.loader import resolve_model
+    from studio.engine.diffusion.shared.loader import resolve_model
     from studio.engine.jobs import TrainLoraRequest
     from studio.engine.training import (
         apply_preset,

@@ -62,3 +62,17 @@ class OutOfMemory(StudioError):
 
     exit_code = 1
     kind = "out-of-memory"
+
+
+def short_error(e: BaseException, limit: int = 300) -> str:
+    """The first line of an error for a one-line message: whole sentences up to ``limit``
+    characters, else cut at a word with an ellipsis (never in the middle of a word)."""
+    lines = str(e).strip().splitlines()
+    text = lines[0].strip() if lines else type(e).__name__
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    stop = head.rfind(". ")
+    if stop >= limit // 3:
+        return head[: stop + 1]
+    return head[: head.rfind(" ") if " " in head else limit].rstrip(" ,;:") + "…"

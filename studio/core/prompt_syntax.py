@@ -12,7 +12,7 @@ Attention (A1111 ``modules/prompt_parser.py``, ``parse_prompt_attention``):
 - adjacent pieces with equal weights are merged.
 
 The engine weights the CLIP embeddings per token with these multipliers (and A1111's
-mean-restoring normalisation, see ``studio.engine.diffusion.prompts``).
+mean-restoring normalisation, see ``studio.engine.diffusion.sd.prompts``).
 
 Extra networks (A1111 ``modules/extra_networks.py``, ``re_extra_net = <(\\w+):([^>]+)>``):
 ``<lora:name>`` or ``<lora:name:weight>`` (also ``lyco``) are taken out of the text before it

@@ -117,9 +117,9 @@ class _Engine(QObject):
 
             self.runner = Runner()
             try:
-                import studio.engine.diffusion.generate  # noqa: F401 - loads torch + diffusers
+                import studio.engine.diffusion.sd.generate  # noqa: F401 - loads torch + diffusers
             except ModuleNotFoundError as e:
-                if e.name != "studio.engine.diffusion.generate":
+                if e.name != "studio.engine.diffusion.sd.generate":
                     raise
             self._set_threads()
         except Exception as e:  # noqa: BLE001 - the app stays usable without an engine

@@ -246,7 +246,7 @@ def test_windowed_app_without_stderr(tiny_models, tmp_path, monkeypatch):
 
 
 def test_turbo_defaults_from_catalog_and_name(tmp_path):
-    from studio.engine.diffusion.loader import recommended_settings
+    from studio.engine.diffusion.shared.loader import recommended_settings
 
     rec = recommended_settings("sd-turbo")
     assert rec["steps"] == 1 and rec["guidance"] == 0.0

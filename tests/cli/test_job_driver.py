@@ -133,3 +133,28 @@ def test_execute_raises_what_the_job_ended_with():
     assert e.value.exit_code == 3
     with pytest.raises(JobCancelled):
         execute(object(), runner=_Runner([], Cancelled(1)))
+
+
+def test_every_cli_job_goes_through_the_one_driver():
+    """No command runs a job handler, the Runner or a download/import by itself: each job is
+    a request given to ``cli.jobs.run_job`` / ``execute`` (one progress line, Ctrl+C, exit)."""
+    import re
+    from pathlib import Path
+
+    import studio.cli
+
+    direct = re.compile(
+        r"\brunner\.run\(|\bRunner\(\)\.run\(|download\.download\(|import_file\("
+        r"|\brun_(generate|inpaint|upscale|preprocess|train_lora|download|import)\("
+    )
+    hits = []
+    for path in Path(studio.cli.__file__).parent.glob("*.py"):
+        if path.name == "jobs.py":
+            continue
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            code = line.split("#", 1)[0]
+            if direct.search(code) and not code.lstrip().startswith("def "):
+                hits.append(f"{path.name}:{n}: {line.strip()}")
+    assert hits == []
+    # the check sees such a call
+    assert direct.search("path = download.download(e, token=token)")

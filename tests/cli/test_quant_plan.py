@@ -11,7 +11,7 @@ import pytest
 
 from studio.cli import args as shared
 from studio.cli import build_parser, main
-from studio.engine.diffusion.memory import OFFLOADS, WEIGHT_FORMATS
+from studio.engine.diffusion.shared.memory import OFFLOADS, WEIGHT_FORMATS
 
 
 @pytest.fixture(scope="module")

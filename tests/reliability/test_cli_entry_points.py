@@ -275,7 +275,7 @@ def test_models_import_names_the_pickle_danger(capsys):
 
 def test_checkpoint_refusal_message_is_one_line_without_unsafe_advice():
     from studio.core.errors import ModelError
-    from studio.engine.diffusion.loader import detect_checkpoint
+    from studio.engine.diffusion.shared.loader import detect_checkpoint
 
     with pytest.raises(ModelError) as info:
         detect_checkpoint(BAD / "malicious.pth")

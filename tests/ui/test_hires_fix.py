@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from studio.core.metadata import format_parameters, parse_parameters, request_metadata
-from studio.engine.diffusion.hires import hires_metadata
+from studio.engine.diffusion.sd.hires import hires_metadata
 from studio.engine.jobs import HiresFix
 from studio.engine.models import ModelChoice
 

@@ -217,7 +217,7 @@ def test_close_window_during_job_cancels_and_exits(qtbot, studio_home, fake_jobs
 
 # -- a real (tiny) Stable Diffusion model through the Generate panel ------------------------
 def test_generate_with_tiny_model_lands_on_canvas(qtbot, window, photos, tiny_models):
-    pytest.importorskip("studio.engine.diffusion.generate")
+    pytest.importorskip("studio.engine.diffusion.sd.generate")
     window.open_paths([photos.chelsea])
     window.model.set_selection((64, 32, 64, 64))
     panel = window.panels["Generate"]
@@ -270,7 +270,7 @@ class _CancelOnFirstPreview:
 
 
 def test_cancel_real_tiny_model_mid_run(qtbot, window, photos, tiny_models):
-    pytest.importorskip("studio.engine.diffusion.generate")
+    pytest.importorskip("studio.engine.diffusion.sd.generate")
     from studio.engine.jobs.requests import GenerateRequest
 
     window.open_paths([photos.chelsea])

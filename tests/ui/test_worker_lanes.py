@@ -197,7 +197,7 @@ def test_shutdown_with_both_lanes_busy_stops_both_threads(qtbot, fakes):
 def test_generate_panel_queue_shows_only_generation_jobs(qtbot, window, photos, tiny_models, fakes):
     """A download runs while a real tiny SD generation starts and finishes; the Generate
     panel's queue, its button and Esc only ever see the generation."""
-    pytest.importorskip("studio.engine.diffusion.generate")
+    pytest.importorskip("studio.engine.diffusion.sd.generate")
     worker = window.worker
     ends = Ends(worker)
     window.open_paths([photos.chelsea])

@@ -77,6 +77,14 @@ def is_oom(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
 
 
+def free_cache(device: torch.device) -> None:
+    """Give the allocator's cached blocks back (after an out-of-memory, before a retry)."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps" and hasattr(torch, "mps"):
+        torch.mps.empty_cache()
+
+
 def free_bytes(device: torch.device) -> tuple[int, int] | None:
     """(free, total) bytes of an accelerator, counting the memory PyTorch's caching allocator
     holds but does not use as free (``mem_get_info`` + ``memory_reserved`` -

@@ -48,8 +48,8 @@ Emit = Callable[[Event], None]
 
 # request type -> "module:function"; imported lazily so `import studio.engine.jobs.runner` is cheap.
 HANDLERS: dict[type, str] = {
-    GenerateRequest: "studio.engine.diffusion.generate:run_generate",
-    InpaintRequest: "studio.engine.diffusion.inpaint:run_inpaint",
+    GenerateRequest: "studio.engine.diffusion.route:run_generate",
+    InpaintRequest: "studio.engine.diffusion.route:run_inpaint",
     UpscaleRequest: "studio.engine.restore.upscale:run_upscale",
     PreprocessRequest: "studio.engine.vision.control:run_preprocess",
     DownloadRequest: "studio.engine.models.jobs:run_download",

@@ -20,7 +20,7 @@ A1111 semantics for prompts: the file stem is the trigger word; an embedding app
 its name appears in the prompt as a word (case-insensitive, as A1111 matches CLIP's lowercased
 tokens), also written ``<name>`` as diffusers' concept tokens are. :func:`embeddings_in_prompt`
 returns those files. Applying them to a pipeline's text encoders is
-:mod:`studio.engine.diffusion.textual_inversion`. Torch-free at import.
+:mod:`studio.engine.diffusion.sd.textual_inversion`. Torch-free at import.
 """
 
 from __future__ import annotations

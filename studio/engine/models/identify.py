@@ -383,10 +383,8 @@ def _peek_json(path: Path) -> bool:
 # ------------------------------------------------------------------------------------------
 # Classification
 
-_CTX_BASE = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
 
-
-def _context_dim(tensors: dict[str, TensorInfo]) -> int | None:
+def context_dim(tensors: dict[str, TensorInfo]) -> int | None:
     """Cross-attention context width from any attn2 key projection (768 SD1, 1024 SD2,
     2048 SDXL)."""
     for name, info in tensors.items():
@@ -409,7 +407,17 @@ def _lora_context_dim(tensors: dict[str, TensorInfo]) -> int | None:
 # ------------------------------------------------------------------------------------------
 # Textual-inversion embeddings (formats: studio.engine.models.embeddings)
 
-_TI_WIDTH_BASE = {768: "sd1", 1024: "sd2"}  # CLIP ViT-L/14 (SD 1.x), OpenCLIP ViT-H/14 (SD 2.x)
+
+def base_by_context(width: int | None, one_encoder: bool = False) -> str | None:
+    """The base family of a cross-attention (or text-encoder) width, by the descriptors'
+    ``context_dim``; ``one_encoder``: only a family with one text encoder (an embedding's
+    single vector width: CLIP ViT-L/14 768 for SD 1.x, OpenCLIP ViT-H/14 1024 for SD 2.x)."""
+    from studio.engine.diffusion.families.registry import family_by_context
+
+    fam = family_by_context(width)
+    if fam is None or (one_encoder and len(fam.text_encoders) != 1):
+        return None
+    return fam.name
 
 
 def _rows(info: TensorInfo) -> tuple[int, int] | None:
@@ -446,9 +454,10 @@ def classify_embedding(tensors: dict[str, TensorInfo]) -> tuple[str | None, int,
     if rows is None:
         return None
     vectors, width = rows
-    if layout == "diffusers" and (width not in _TI_WIDTH_BASE or vectors > 75):
+    base = base_by_context(width, one_encoder=True)
+    if layout == "diffusers" and (base is None or vectors > 75):
         return None  # a lone tensor of another width is not a recognisable embedding
-    return _TI_WIDTH_BASE.get(width), vectors, layout
+    return base, vectors, layout
 
 
 def describe_embedding(base: str | None, vectors: int) -> str:
@@ -473,8 +482,7 @@ def identify(path: str | Path) -> Identified:
     kohya = [k for k in keys if k.startswith(("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_"))]
     peft = [k for k in keys if re.search(r"\.lora_[AB]\.weight$|\.lora[._](down|up)\.weight$", k)]
     if kohya or peft:
-        ctx = _lora_context_dim(tensors)
-        base = _CTX_BASE.get(ctx or 0)
+        base = base_by_context(_lora_context_dim(tensors))
         if base is None and any(k.startswith(("lora_te2_", "lora_te1_")) for k in kohya):
             base = "sdxl"
         if base is None and any(k.startswith("text_encoder_2.") for k in keys):
@@ -500,7 +508,7 @@ def identify(path: str | Path) -> Identified:
         )
 
     # --- Flow-matching families (FLUX.1, FLUX.2 klein, Z-Image, SD 3.5, Qwen-Image) -------------
-    flow = _flow_file(tensors, name)
+    flow = flow_file(tensors, name)
     if flow is not None:
         kind, base, description, details = flow
         return result(kind, base, description, **details)
@@ -534,18 +542,14 @@ def identify(path: str | Path) -> Identified:
     conv_in = tensors.get("model.diffusion_model.input_blocks.0.0.weight")
     if conv_in is not None:
         in_ch = conv_in.shape[1] if len(conv_in.shape) == 4 else None
-        if any(k.startswith("conditioner.embedders.1.") for k in keys):
-            base, fam = "sdxl", "SDXL"
-        elif any(k.startswith("conditioner.embedders.0.model.") for k in keys):
+        if any(k.startswith("conditioner.embedders.0.model.") for k in keys) and not any(
+            k.startswith("conditioner.embedders.1.") for k in keys
+        ):
             raise BadInput(
                 f"{name} is an SDXL refiner checkpoint; Studio supports SDXL base models only"
             )
-        elif any(k.startswith("cond_stage_model.model.") for k in keys):
-            base, fam = "sd2", "SD 2.x"
-        else:
-            ctx = _context_dim(tensors)
-            base = _CTX_BASE.get(ctx or 768, "sd1")
-            fam = _family(base)
+        match = _sd_file(tensors, name)
+        base, fam = match.name, match.label
         if in_ch == 9:
             kind, what = "inpaint", f"{fam} inpainting checkpoint (9-channel UNet)"
         elif in_ch == 4:
@@ -578,8 +582,7 @@ def identify(path: str | Path) -> Identified:
         k.startswith("controlnet_down_blocks.") for k in keys
     )
     if original_cn or diffusers_cn:
-        ctx = _context_dim(stripped)
-        base = _CTX_BASE.get(ctx or 0)
+        base = base_by_context(context_dim(stripped))
         if base is None and (
             "add_embedding.linear_1.weight" in tensors or "label_emb.0.0.weight" in stripped
         ):
@@ -663,7 +666,7 @@ identify_file = identify  # the name studio.engine.models offers (see its docstr
 _FULL_PREFIXES = ("first_stage_model.", "vae.", "text_encoders.", "cond_stage_model.")
 
 
-def _flow_file(tensors: dict[str, TensorInfo], name: str) -> tuple | None:
+def flow_file(tensors: dict[str, TensorInfo], name: str) -> tuple | None:
     """(kind, base, description, details...) of a flow-family file by the family descriptors'
     ``match_file`` (the same test the engine loads it by), else None."""
     from studio.engine.diffusion.families.base import TensorProbe
@@ -687,8 +690,24 @@ def _flow_file(tensors: dict[str, TensorInfo], name: str) -> tuple | None:
     return None
 
 
+def _sd_file(tensors: dict[str, TensorInfo], name: str):
+    """The family of a single-file UNet checkpoint by the descriptors' ``match_file`` (the
+    test the engine loads it by)."""
+    from studio.engine.diffusion.families.base import TensorProbe
+    from studio.engine.diffusion.families.registry import recognise_file
+
+    probe = TensorProbe({k: tuple(v.shape) for k, v in tensors.items()}, None, "", name)
+    try:
+        return recognise_file(probe).family
+    except StudioError as e:
+        raise BadInput(f"Could not identify {name}: {e.message}") from e
+
+
 def _family(base: str | None) -> str:
-    return {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}.get(base or "", "an unknown base")
+    """The label of base family ``base`` ("SD 1.x", "SDXL", ...)."""
+    from studio.engine.diffusion.families.registry import family
+
+    return family(base).label if base else "an unknown base"
 
 
 _CONDITIONS = {

@@ -50,11 +50,11 @@ from studio.engine.models.folders import (
     user_folders,
 )
 from studio.engine.models.identify import (
-    _CTX_BASE,
-    _context_dim,
-    _flow_file,
+    base_by_context,
     classify_embedding,
+    context_dim,
     describe_embedding,
+    flow_file,
     guess_condition,
     identify,
     read_tensors,
@@ -321,7 +321,7 @@ def what_is(entry: Path) -> tuple[tuple[str, ...], str | None, str] | None:
             in_ch = unet.get("in_channels")
             cls = str(_read_json(entry / "model_index.json").get("_class_name", ""))
             inpainting = in_ch == 9 or "Inpaint" in cls or (in_ch is None and "inpaint" in name)
-            base = _CTX_BASE.get(_first_int(unet.get("cross_attention_dim")) or 0)
+            base = base_by_context(_first_int(unet.get("cross_attention_dim")))
             if base is None and unet.get("addition_embed_type") == "text_time":
                 base = "sdxl"
             kind = "inpaint" if inpainting else "txt2img"
@@ -354,7 +354,7 @@ def _first_int(value: object) -> int | None:
 def _controlnet_config_base(config: dict) -> str | None:
     """A diffusers ControlNet's family from its config: the cross-attention width (768 SD 1.x,
     1024 SD 2.x, 2048 SDXL) or SDXL's added time embedding."""
-    base = _CTX_BASE.get(_first_int(config.get("cross_attention_dim")) or 0)
+    base = base_by_context(_first_int(config.get("cross_attention_dim")))
     if base is None and config.get("addition_embed_type") == "text_time":
         base = "sdxl"
     return base
@@ -429,7 +429,7 @@ def _decided_by_names(tensors: dict, name: str) -> bool:
     if classify_embedding(tensors) is not None:
         return True
     try:
-        return _flow_file(tensors, name) is not None
+        return flow_file(tensors, name) is not None
     except Exception:  # noqa: BLE001 - a family test that can't read this file: undecided
         return False
 
@@ -453,7 +453,7 @@ def _controlnet_base(path: Path) -> str | None:
         except (StudioError, OSError):
             tensors = {}
         stripped = {k.removeprefix("control_model."): v for k, v in tensors.items()}
-        base = _CTX_BASE.get(_context_dim(stripped) or 0)
+        base = base_by_context(context_dim(stripped))
         if base is None and (
             "add_embedding.linear_1.weight" in stripped or "label_emb.0.0.weight" in stripped
         ):

@@ -91,7 +91,7 @@ def refuse_flow(model: str, family: Family | None = None) -> None:
     """BadInput in one line for a model training does not support (the flow-matching
     families), decided from the family descriptor without loading the model when possible."""
     if family is None:
-        from studio.engine.diffusion.defaults import model_family
+        from studio.engine.diffusion.shared.defaults import model_family
 
         family = model_family(model)
     if family is not None and family.prediction == "flow":
@@ -151,7 +151,11 @@ class LoraTrainer:
     # -- set-up -----------------------------------------------------------------------------
     def _load(self) -> None:
         from studio.engine.diffusion.families import recognise_pipe
-        from studio.engine.diffusion.loader import load_folder, load_single_file, resolve_model
+        from studio.engine.diffusion.shared.loader import (
+            load_folder,
+            load_single_file,
+            resolve_model,
+        )
 
         req = self.req
         choice = pick_device(req.device)
@@ -204,7 +208,7 @@ class LoraTrainer:
     def _resolution(self) -> int:
         if self.req.resolution:
             return int(self.req.resolution)
-        from studio.engine.diffusion.defaults import recommended_settings
+        from studio.engine.diffusion.shared.defaults import recommended_settings
 
         rec = recommended_settings(self.req.model)
         return int(rec.get("width") or self.family.default_size[0])
@@ -234,7 +238,7 @@ class LoraTrainer:
         """(hidden states (1, 77k, D), pooled (1, P) or None) for ``text``, as generation
         encodes a prompt (``prompts.tokenize_chunks``/``encode_chunk``, clip skip 1; SDXL:
         both encoders concatenated on the feature axis, pooled from ``pooled_from``)."""
-        from studio.engine.diffusion.prompts import encode_chunk, tokenize_chunks
+        from studio.engine.diffusion.sd.prompts import encode_chunk, tokenize_chunks
 
         parts, pooled = [], None
         for name, enc, tok in self._encoders():
@@ -303,7 +307,7 @@ class LoraTrainer:
 
     # -- class images (prior preservation) ----------------------------------------------------
     def _sample_kwargs(self, prompt: str) -> dict:
-        from studio.engine.diffusion.prompts import prompt_kwargs
+        from studio.engine.diffusion.sd.prompts import prompt_kwargs
 
         return prompt_kwargs(self.pipe, self.family, prompt, "", 1)
 
@@ -318,9 +322,9 @@ class LoraTrainer:
 
     def _generate(self, kwargs: dict, size: int, seed: int, steps: int) -> np.ndarray:
         """One image (uint8 RGB) from the pipeline as it is now (with the LoRA once added).
-        The latents are decoded by ``sampling.decode_latents`` in the VAE's own dtype: under
+        The latents are decoded by ``diffusion.sd.sampling.decode_latents`` in the VAE's own dtype: under
         mixed precision SDXL's VAE stays fp32 while the latents are half."""
-        from studio.engine.diffusion.sampling import decode_latents
+        from studio.engine.diffusion.sd.sampling import decode_latents
 
         latents = self.pipe(
             **kwargs,

@@ -9,7 +9,7 @@ turns the state plus the document's inputs into a ``GenerateRequest``, so what G
 is testable without a window.
 
 The memory plan shown for the chosen model (``plan_text``) comes from the torch-free planner
-(``studio.engine.diffusion.memory_models``) and the device the engine thread probed at
+(``studio.engine.diffusion.shared.memory_models``) and the device the engine thread probed at
 start-up (``set_device``: ``Worker.device_info``); the overrides apply to the flow families
 (FLUX.1, FLUX.2, Z-Image, SD 3.5, Qwen-Image) only.
 """
@@ -28,8 +28,8 @@ from studio.core import sampler_names as vocab
 from studio.engine import diffusion as planner
 
 if TYPE_CHECKING:
-    from studio.engine.diffusion.memory import Plan
-    from studio.engine.diffusion.memory_models import ModelPlanInput
+    from studio.engine.diffusion.shared.memory import Plan
+    from studio.engine.diffusion.shared.memory_models import ModelPlanInput
 from studio.engine.jobs import GenerateRequest, HiresFix, LoraSpec
 from studio.ui.properties import PanelModel, Property
 

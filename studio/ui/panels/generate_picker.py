@@ -156,7 +156,7 @@ def family_label(base: str | None, ref: str = "") -> str:
         if base:
             return family(base).label
         if ref:
-            from studio.engine.diffusion.defaults import model_family  # torch-free
+            from studio.engine.diffusion.shared.defaults import model_family  # torch-free
 
             fam = model_family(ref)
             return fam.label if fam is not None else ""

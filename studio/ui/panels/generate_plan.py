@@ -1,5 +1,5 @@
 """The Generate panel's memory-plan controls: the Weights (quant) and Offload combos of the
-Advanced group. "Auto" (data "") lets the planner (``studio.engine.diffusion.memory``) decide
+Advanced group. "Auto" (data "") lets the planner (``studio.engine.diffusion.shared.memory``) decide
 from the free VRAM; a weight format whose package is not installed (NF4 without bitsandbytes,
 GGUF without gguf) is listed but disabled, with the reason as its tooltip."""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from studio.engine.diffusion.schedulers import canonical_name, scheduler_names
+from studio.engine.diffusion.sd.schedulers import canonical_name, scheduler_names
 from studio.engine.jobs.events import Finished, Progress
 from studio.engine.jobs.requests import GenerateRequest
 from studio.engine.jobs.runner import Runner

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from studio.engine.diffusion.prompts import tokenize_chunks
+from studio.engine.diffusion.sd.prompts import tokenize_chunks
 from studio.engine.fixtures.tiny_models import write_tokenizer
 
 # -- A1111 modules/prompt_parser.py ---------------------------------------------------------------
@@ -413,7 +413,7 @@ def test_random_prompts(tokenizer, seed):
 
 
 def test_empty_chunk_is_a1111s(tokenizer):
-    from studio.engine.diffusion.prompts import empty_chunk
+    from studio.engine.diffusion.sd.prompts import empty_chunk
 
     a = A1111Chunker(tokenizer)
     want = a.empty_chunk()

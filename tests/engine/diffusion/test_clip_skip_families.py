@@ -22,7 +22,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.clip.modeling_clip import CLIPTextModelOutput
 
 from studio.engine.diffusion.families import family
-from studio.engine.diffusion.prompts import Chunk, encode_chunk, hidden_state_index
+from studio.engine.diffusion.sd.prompts import Chunk, encode_chunk, hidden_state_index
 
 LAYERS = 12
 NORM = 1000.0  # the fake final norm adds this: a value >= 1000 says the norm was applied

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from studio.engine.diffusion.families import family
-from studio.engine.diffusion.sampling import control_kwargs, inpaint_condition
+from studio.engine.diffusion.sd.sampling import control_kwargs, inpaint_condition
 from studio.engine.jobs.events import Failed, Finished
 from studio.engine.jobs.requests import ControlInput, GenerateRequest
 from studio.engine.jobs.runner import Runner

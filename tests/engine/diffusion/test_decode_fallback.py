@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from studio.core.cancel import CancelToken
-from studio.engine.diffusion.pipeline import load_pipeline
-from studio.engine.diffusion.sampling import denoise
+from studio.engine.diffusion.sd.pipeline import load_pipeline
+from studio.engine.diffusion.sd.sampling import denoise
 from studio.engine.jobs.events import Progress
 from studio.engine.jobs.runner import JobContext, Runner
 

@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
-from studio.engine.diffusion.defaults import family_dtype, model_family, recommended_settings
 from studio.engine.diffusion.families import Family, family
+from studio.engine.diffusion.shared.defaults import family_dtype, model_family, recommended_settings
 
 UNET = "model.diffusion_model.input_blocks.0.0.weight"
 V_NORM = "model.diffusion_model.output_blocks.11.1.transformer_blocks.0.norm1.bias"

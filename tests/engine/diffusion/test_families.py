@@ -29,7 +29,7 @@ def _names() -> str:
     """Every name a family goes by, from the registry: family names, their single-file
     config names and their memory-planner row keys (sd15, z-image-turbo, ...), plus the
     short prefixes code uses for them."""
-    from studio.engine.diffusion.memory import MODEL_NEEDS
+    from studio.engine.diffusion.shared.memory import MODEL_NEEDS
 
     names = {"xl", "sd35", "flux", "z-image"} | set(MODEL_NEEDS)
     for fam in families():
@@ -56,10 +56,6 @@ KNOWN = {
     "engine/models/identify.py": "identification of imported files, not engine dispatch",
     # A textual-inversion file layout called "sdxl" (clip_l/clip_g keys), not a family branch.
     "engine/models/embeddings.py": "embedding file layout name",
-    # Test fixtures keyed by family: the real-geometry transformers of the memory oracle and
-    # the tiny ControlNets (a ControlNet builder is not a descriptor field yet).
-    "engine/fixtures/tiny_flow_geometry.py": "fixture table of real-geometry builders",
-    "engine/fixtures/tiny_flow_control.py": "fixture table of tiny ControlNet builders",
 }
 
 

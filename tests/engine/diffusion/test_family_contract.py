@@ -1,6 +1,6 @@
 """The family contract, in the manner of diffusers' PipelineTesterMixin: every registered
 family with a tiny model (``Family.tiny_model``) runs the same checks through the job handler
-users hit (``generate.run_generate``): txt2img with one latent preview per step, img2img and
+users hit (``route.run_generate``): txt2img with one latent preview per step, img2img and
 inpaint where its descriptor names the pipeline, cancel at step k with no decode after it,
 LoRA where the pipeline class loads LoRAs (flow families' inpaint through their own pipeline), and a memory plan from its planner rows. Adding a
 family adds it here; nothing in this file names one."""
@@ -12,9 +12,9 @@ import pytest
 
 from studio.core.catalog import known_bases
 from studio.core.errors import JobCancelled
-from studio.engine.diffusion.capabilities import _has_lora
 from studio.engine.diffusion.families import families, family
-from studio.engine.diffusion.generate import run_generate
+from studio.engine.diffusion.route import run_generate
+from studio.engine.diffusion.shared.capabilities import _has_lora
 from studio.engine.jobs.requests import GenerateRequest, LoraSpec
 
 SIZE = 64
@@ -118,7 +118,7 @@ def test_img2img(tiny, job, name):
     "name", [n for n in TINY if family(n).supports("inpaint") and family(n).prediction == "flow"]
 )
 def test_inpaint(tiny, job, name):
-    from studio.engine.diffusion.flow_generate import run_flow_generate
+    from studio.engine.diffusion.flow.generate import run_flow_generate
 
     mask = np.zeros((SIZE, SIZE), np.uint8)
     mask[16:48, 16:48] = 255
@@ -155,7 +155,7 @@ def test_lora_changes_the_image_and_unloads(tiny, job, tmp_path, name):
 
 @pytest.mark.parametrize("name", [f.name for f in families()])
 def test_memory_plan(name):
-    from studio.engine.diffusion.memory_models import plan_for_family, row_for
+    from studio.engine.diffusion.shared.memory_models import plan_for_family, row_for
 
     fam = family(name)
     row = row_for(name)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from studio.engine.diffusion.capabilities import all_families, capability_row, render_capabilities
+from studio.engine.diffusion.shared.capabilities import (
+    all_families,
+    capability_row,
+    render_capabilities,
+)
 
 
 def test_every_family_has_a_row():

@@ -8,7 +8,7 @@ import pytest
 
 from studio.core.catalog import load_catalog, parse_catalog
 from studio.core.errors import BadInput
-from studio.engine.diffusion.memory import MODEL_NEEDS
+from studio.engine.diffusion.shared.memory import MODEL_NEEDS
 
 FLOW_IDS = {
     # id: (kind, base, repo, licence contains, gated)
@@ -62,7 +62,14 @@ FLOW_IDS = {
     ),
     "qwen-image": ("txt2img", "qwen", "Qwen/Qwen-Image", "Apache-2.0", False),
     "qwen-image-edit": ("edit", "qwen", "Qwen/Qwen-Image-Edit-2511", "Apache-2.0", False),
+    # shared/MODELS.md: "Qwen Research License (non-commercial)"
+    "qwen-image-2-1": ("txt2img", "qwen21", "Qwen/Qwen-Image-2.1", "Qwen Research", False),
 }
+
+
+# Parts stored in fp32 in the repo: Z-Image's transformer; Qwen-Image 2.1's VAE (1.35 GB for
+# 0.34B parameters, shared/MODELS.md).
+FP32_STORED = {"z-image-turbo": "transformer", "qwen-image-2-1": "vae"}
 
 
 @pytest.fixture(scope="module")
@@ -80,11 +87,11 @@ def test_flow_entries(catalog, model_id):
     # Only what Studio loads: never the repo's root single-file duplicate.
     assert e.allow_patterns and all("/" in p or p == "model_index.json" for p in e.allow_patterns)
     assert "transformer/*" in e.allow_patterns and "vae/*" in e.allow_patterns
-    # The memory planner knows it, and its size agrees with the catalog's (Z-Image's
-    # transformer is stored in fp32: its download is twice the bf16 weights).
+    # The memory planner knows it, and its size agrees with the catalog's (a part stored in
+    # fp32 downloads twice its bf16 weights).
     needs = MODEL_NEEDS[model_id]
-    factor = 1 + needs.transformer_gb / needs.total_gb if model_id == "z-image-turbo" else 1
-    assert e.size == pytest.approx(needs.total_gb * factor * 1e9, rel=0.02)
+    fp32 = getattr(needs, f"{FP32_STORED[model_id]}_gb") if model_id in FP32_STORED else 0
+    assert e.size == pytest.approx((needs.total_gb + fp32) * 1e9, rel=0.02)
 
 
 def test_distilled_recommendations(catalog):

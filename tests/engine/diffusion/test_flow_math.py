@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from studio.engine.diffusion.families import family as family_named
-from studio.engine.diffusion.flow import (
+from studio.engine.diffusion.flow.previews import (
     FlowPreview,
     FlowTap,
     flow_x0,

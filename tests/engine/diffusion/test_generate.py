@@ -68,7 +68,7 @@ def test_count_uses_consecutive_seeds_each_reproducible_alone(runner, tiny_model
 
 
 def test_count_runs_as_one_batch(runner, tiny_models, monkeypatch):
-    from studio.engine.diffusion import generate
+    from studio.engine.diffusion.sd import generate
 
     calls = []
     real = generate.denoise
@@ -137,7 +137,7 @@ def test_turbo_uses_trailing_euler(tiny_models, tmp_path):
     import shutil
 
     from studio.core.cancel import CancelToken
-    from studio.engine.diffusion.generate import load_pipeline
+    from studio.engine.diffusion.sd.pipeline import load_pipeline
     from studio.engine.jobs.runner import JobContext
 
     turbo = tmp_path / "tiny-sdxl-turbo"
@@ -180,7 +180,7 @@ def test_preview_count_and_shape_per_mode(runner, tiny_models, monkeypatch, mode
 def test_taesd_previews_keep_to_their_time_budget(runner, tiny_models, monkeypatch):
     import time
 
-    from studio.engine.diffusion import previews
+    from studio.engine.diffusion.shared import previews
 
     monkeypatch.setenv("STUDIO_TAESD", str(tiny_models.taesd))
     monkeypatch.delenv("STUDIO_PREVIEW_BUDGET", raising=False)
@@ -209,7 +209,7 @@ def test_taesd_previews_keep_to_their_time_budget(runner, tiny_models, monkeypat
 def test_preview_off_touches_nothing(runner, tiny_models, monkeypatch):
     import diffusers
 
-    from studio.engine.diffusion import previews
+    from studio.engine.diffusion.shared import previews
 
     calls = []
     monkeypatch.setattr(previews.StepTap, "__init__", lambda *a: calls.append("tap"))
@@ -246,7 +246,7 @@ def test_x0_preview_differs_from_xt(runner, tiny_models):
 
 
 def test_taesd_missing_falls_back_to_latent_with_one_message(tiny_models, monkeypatch):
-    from studio.engine.diffusion import sampling
+    from studio.engine.diffusion.sd import sampling
 
     monkeypatch.delenv("STUDIO_TAESD", raising=False)
     monkeypatch.setattr(sampling, "_taesd_warned", set())
@@ -328,14 +328,15 @@ def test_inpainting_model_refuses_txt2img(runner, tiny_models):
 
 def test_vae_tiling_only_for_big_images(tiny_models):
     from studio.core.cancel import CancelToken
-    from studio.engine.diffusion.generate import VAE_TILING_PIXELS, _vae_tiling, load_pipeline
+    from studio.engine.diffusion.sd.pipeline import load_pipeline
+    from studio.engine.diffusion.sd.sampling import VAE_TILING_PIXELS, vae_tiling
     from studio.engine.jobs.runner import JobContext
 
     ctx = JobContext(1, lambda e: None, CancelToken(), Runner())
     pipe = load_pipeline(ctx, str(tiny_models.sd))
-    _vae_tiling(pipe, VAE_TILING_PIXELS + 1)
+    vae_tiling(pipe, VAE_TILING_PIXELS + 1)
     assert pipe.vae.use_tiling
-    _vae_tiling(pipe, 512 * 512)
+    vae_tiling(pipe, 512 * 512)
     assert not pipe.vae.use_tiling
 
 
@@ -345,9 +346,9 @@ def test_a_plan_that_tiles_the_vae_keeps_it_tiled_for_small_images(tiny_models):
     import torch
     from diffusers import StableDiffusionPipeline
 
-    from studio.engine.diffusion import pipeline as P
-    from studio.engine.diffusion.generate import _vae_tiling
-    from studio.engine.diffusion.placement import plan_placement
+    from studio.engine.diffusion.sd import pipeline as P
+    from studio.engine.diffusion.sd.sampling import vae_tiling
+    from studio.engine.diffusion.shared.placement import plan_placement
 
     base = StableDiffusionPipeline.from_pretrained(tiny_models.sd, safety_checker=None)
     family = P.recognise_pipe(base)
@@ -359,8 +360,8 @@ def test_a_plan_that_tiles_the_vae_keeps_it_tiled_for_small_images(tiny_models):
     )  # fmt: skip
     assert tiling is not None
     P.place_base(base, cpu, "t", free_gib=tiling)
-    _vae_tiling(base, 64 * 64)
+    vae_tiling(base, 64 * 64)
     assert base.vae.use_tiling
     P.place_base(base, cpu, "t", free_gib=64.0)  # plenty of memory: no tiling planned
-    _vae_tiling(base, 64 * 64)
+    vae_tiling(base, 64 * 64)
     assert not base.vae.use_tiling

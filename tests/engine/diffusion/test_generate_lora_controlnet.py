@@ -58,7 +58,7 @@ def test_lora_changes_output_weight_zero_does_not_and_unloads(runner, tiny_model
 
 
 def test_lora_is_fused_for_the_job_and_matches_unfused(runner, tiny_models, loras, monkeypatch):
-    from studio.engine.diffusion import pipeline
+    from studio.engine.diffusion.sd import pipeline
 
     spec = (LoraSpec(str(loras[0]), 0.8),)
     fused = _img(runner, tiny_models.sd, loras=spec).images[0]

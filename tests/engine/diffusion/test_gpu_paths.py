@@ -27,8 +27,8 @@ import pytest
 import torch
 
 from studio.core.errors import BadInput
-from studio.engine.diffusion import memory
-from studio.engine.diffusion.memory import (
+from studio.engine.diffusion.shared import memory
+from studio.engine.diffusion.shared.memory import (
     MODEL_NEEDS,
     WEIGHT_FORMATS,
     apply_group_offload,
@@ -259,8 +259,8 @@ def test_nf4_parts_load_with_a_device_map_and_wait_on_the_cpu(tiny, monkeypatch,
     import diffusers
     import transformers
 
-    from studio.engine.diffusion import flow_load
     from studio.engine.diffusion.families.registry import family
+    from studio.engine.diffusion.flow import load as flow_load
 
     calls: list = []
 
@@ -328,7 +328,7 @@ def _emulate_model_offload(vae, monkeypatch) -> list:
 
 
 def test_full_flow_previews_under_model_offload_leave_the_transformer_alone(tiny, monkeypatch):
-    from studio.engine.diffusion.flow import FlowPreview
+    from studio.engine.diffusion.flow.previews import FlowPreview
 
     pipe = _pipe(tiny["flux1"])
     lat = torch.randn(1, 256, 64, generator=torch.Generator().manual_seed(0))  # packed 64 px
@@ -344,7 +344,7 @@ def test_full_flow_previews_under_model_offload_leave_the_transformer_alone(tiny
 
 
 def test_full_sd_previews_under_model_offload_leave_the_unet_alone(tiny_models, monkeypatch):
-    from studio.engine.diffusion.previews import PreviewDecoder
+    from studio.engine.diffusion.shared.previews import PreviewDecoder
 
     pipe = _pipe(tiny_models.sd)
     lat = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -374,7 +374,7 @@ def test_tiling_is_planned_only_where_it_applies():
 
 def test_flow_jobs_are_planned_at_their_size_and_with_the_ram():
     from studio.engine.diffusion.families.registry import family
-    from studio.engine.diffusion.flow_load import flow_plan
+    from studio.engine.diffusion.flow.load import flow_plan
 
     flux = family("flux1")
     native = flow_plan(flux, "cuda", free_gib=24, ram_gib=64)
@@ -447,8 +447,9 @@ def test_the_seed_generator_is_a_cpu_one_whatever_the_device():
 
 
 def test_sd35_loads_in_its_preferred_bf16_on_a_gpu(tiny, monkeypatch):
-    from studio.engine.diffusion import defaults, flow_load, placement
     from studio.engine.diffusion.families.registry import family
+    from studio.engine.diffusion.flow import load as flow_load
+    from studio.engine.diffusion.shared import defaults, placement
     from studio.engine.jobs import device as jobs_device
     from studio.engine.jobs.device import DeviceChoice
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from studio.core.metadata import format_parameters, parse_parameters
-from studio.engine.diffusion.hires import LATENT_MODES, hires_size, target_size
+from studio.engine.diffusion.sd.hires import LATENT_MODES, hires_size, target_size
 from studio.engine.jobs.events import Failed, Finished, Progress
 from studio.engine.jobs.requests import GenerateRequest, HiresFix
 from studio.engine.jobs.runner import Runner

@@ -1,6 +1,6 @@
-"""No import circles inside studio.engine.diffusion: every import, at module
-level or inside a function, points one way (generate -> inpaint -> sampling -> pipeline ->
-loader -> families)."""
+"""No import circles inside studio.engine.diffusion: every import, at module level or inside
+a function, points one way (route -> the sd/ and flow/ tracks -> shared/ -> families/), and
+neither track imports the other."""
 
 from __future__ import annotations
 
@@ -57,8 +57,29 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_no_import_circles_in_diffusion():
     graph = _graph()
-    assert f"{PKG}.inpaint" in graph[f"{PKG}.generate"]  # the checker sees real edges
+    assert f"{PKG}.shared.crop" in graph[f"{PKG}.route"]  # the checker sees real edges
     assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])
+
+
+def test_the_tracks_import_shared_pieces_not_each_other():
+    graph = _graph()
+    rooms = {"sd": "flow", "flow": "sd"}
+    crossing = [
+        (name, dep)
+        for name, deps in graph.items()
+        for dep in deps
+        for room, other in rooms.items()
+        if name.startswith(f"{PKG}.{room}.") and dep.startswith(f"{PKG}.{other}")
+    ]
+    shared_up = [
+        (name, dep)
+        for name, deps in graph.items()
+        if name.startswith(f"{PKG}.shared")
+        for dep in deps
+        if dep.startswith((f"{PKG}.sd", f"{PKG}.flow", f"{PKG}.route"))
+    ]
+    assert f"{PKG}.shared.lora" in graph[f"{PKG}.flow.generate"]  # real edges are seen
+    assert crossing == [] and shared_up == [], (crossing, shared_up)
 
 
 def test_the_cycle_finder_finds_one():

@@ -10,7 +10,7 @@ import pytest
 from studio.core import masks
 from studio.core.imageio import load_image
 from studio.core.outpaint import Extension
-from studio.engine.diffusion.inpaint import outpaint_request
+from studio.engine.diffusion.route import outpaint_request
 from studio.engine.jobs.events import Cancelled, Failed, Finished, Preview, Progress
 from studio.engine.jobs.requests import GenerateRequest, InpaintRequest
 from studio.engine.jobs.runner import Runner
@@ -327,8 +327,8 @@ def test_inpaint_pipeline_class_and_model_size(
     """9-channel inpainting UNets and ordinary ones both get the family's inpaint pipeline;
     the crop is scaled to the model's native size (tiny models: 8 latents x 8 = 64 px)."""
     from studio.core.cancel import CancelToken
-    from studio.engine.diffusion.generate import load_pipeline
-    from studio.engine.diffusion.inpaint import model_target
+    from studio.engine.diffusion.sd.inpaint import model_target
+    from studio.engine.diffusion.sd.pipeline import load_pipeline
     from studio.engine.jobs.runner import JobContext
 
     ctx = JobContext(0, lambda e: None, CancelToken(), runner)
@@ -343,7 +343,7 @@ def test_outpaint_corner_runs_in_strips(runner, photos):
     """Left + top would join into one L-shaped blob (crop = whole canvas); the two passes keep
     every crop a strip along one side."""
     from studio.core.cancel import CancelToken
-    from studio.engine.diffusion.inpaint import outpaint
+    from studio.engine.diffusion.route import outpaint
     from studio.engine.jobs.runner import JobContext
 
     img = load_image(photos.coffee)  # 600x400

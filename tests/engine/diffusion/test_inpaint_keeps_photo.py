@@ -9,7 +9,7 @@ The expected region is computed here with OpenCV, not with Studio's helpers: the
 a (2r + 1) x (2r + 1) square, r = the reach of the paste-back's soft edge. With ``feather=0``
 that is the mask itself (r = 0): not one pixel outside what the user painted may change. With
 ``feather=f`` the soft edge is documented to reach about 2f past the mask (grown by f/2, then a
-Gaussian of sigma f/2: ``inpaint.effective_feather``, ``core.masks.blend_alpha``), so r = 2f;
+Gaussian of sigma f/2: ``shared.crop.effective_feather``, ``core.masks.blend_alpha``), so r = 2f;
 the padding is chosen so the crop box reaches further than that, and a method that wrote its
 whole padded crop back (or pasted it at the wrong place) would fail.
 """
@@ -193,7 +193,7 @@ def flow_models(session_tmp):
 @pytest.fixture
 def small_crops(monkeypatch):
     """The crops run at 64x64 (the families' native ~1024^2 is slow on a CPU test)."""
-    from studio.engine.diffusion import flow_inpaint
+    from studio.engine.diffusion.flow import inpaint as flow_inpaint
 
     monkeypatch.setattr(flow_inpaint, "flow_target", lambda fam: 64)
 
@@ -202,7 +202,7 @@ FLOW = ["flux1", "fill", "kontext", "flux2", "zimage", "sd3", "qwen"]
 
 
 def test_the_flow_models_route_to_flow_inpaint(flow_models):
-    from studio.engine.diffusion.defaults import model_family
+    from studio.engine.diffusion.shared.defaults import model_family
 
     for name in FLOW:
         fam = model_family(str(flow_models[name]))

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from studio.core.errors import BadInput, ModelError
-from studio.engine.diffusion import loader
-from studio.engine.diffusion.loader import detect_checkpoint, pick_variant, resolve_model
+from studio.engine.diffusion.shared import loader
+from studio.engine.diffusion.shared.loader import detect_checkpoint, pick_variant, resolve_model
 
 # -- resolution ----------------------------------------------------------------------------------
 
@@ -445,7 +445,7 @@ def test_sdxl_controlnet_single_file_gets_a_clear_message(tmp_path):
     from safetensors.torch import save_file
 
     from studio.core.errors import ModelError
-    from studio.engine.diffusion.loader import load_controlnet
+    from studio.engine.diffusion.shared.loader import load_controlnet
 
     path = tmp_path / "controlnet-sdxl.safetensors"
     save_file(
@@ -492,7 +492,7 @@ def test_a_declared_zero_snr_v_schedule_reaches_every_sampler():
     stock schedule leaves alpha_bar_T = 0.0047 — in the sampler the job builds, too."""
     from diffusers import EulerDiscreteScheduler
 
-    from studio.engine.diffusion.schedulers import make_scheduler
+    from studio.engine.diffusion.sd.schedulers import make_scheduler
 
     stock = EulerDiscreteScheduler.from_pretrained(loader.CONFIGS / "sdxl" / "scheduler")
     assert float(stock.alphas_cumprod[-1]) == pytest.approx(0.0047, abs=1e-4)

@@ -1,4 +1,4 @@
-"""LoRA file formats and the LoRA ledger (``studio.engine.diffusion.lora``) on the tiny
+"""LoRA file formats and the LoRA ledger (``studio.engine.diffusion.shared.lora``) on the tiny
 models: FLUX.1 LoRAs in BFL/ComfyUI names load (the delta checked against B A computed here
 from the file), LyCORIS files are refused in one line naming the format, and removing a
 fused LoRA gives back the plain model bit for bit."""
@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import save_file
 
 from studio.core.errors import BadInput
-from studio.engine.diffusion import lora
 from studio.engine.diffusion.families import family
+from studio.engine.diffusion.shared import lora
 from studio.engine.fixtures.tiny_models import build_tiny_lora
 from studio.engine.jobs.events import Failed, Finished
 from studio.engine.jobs.requests import GenerateRequest, LoraSpec

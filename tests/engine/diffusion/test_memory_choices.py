@@ -1,4 +1,4 @@
-"""The memory planner's choices at their boundaries (studio.engine.diffusion.memory): for a
+"""The memory planner's choices at their boundaries (studio.engine.diffusion.shared.memory): for a
 row with round figures, the peak of each placement and format is worked out by hand below
 and the card sizes just above and just below each one are planned; then the plan's text
 (the UI's plan line, ``studio info``'s calls), the overrides and their messages."""
@@ -10,8 +10,8 @@ import re
 import pytest
 
 from studio.core.errors import BadInput
-from studio.engine.diffusion import memory
-from studio.engine.diffusion.memory import ModelNeeds, Plan, plan_memory
+from studio.engine.diffusion.shared import memory
+from studio.engine.diffusion.shared.memory import ModelNeeds, Plan, plan_memory
 
 # Decimal GB for a round number of GiB: the row's sizes are in GB as Hugging Face lists them.
 G = 2**30 / 1e9

@@ -1,5 +1,5 @@
 """Which planner row a model gets and the plan for a model reference
-(studio.engine.diffusion.memory_models): family names and hints, GGUF file names, a diffusers
+(studio.engine.diffusion.shared.memory_models): family names and hints, GGUF file names, a diffusers
 folder's sizes from its safetensors headers, the user's overrides, the UI's plan line and the
 device probe."""
 
@@ -12,9 +12,9 @@ import torch
 from safetensors.torch import save_file
 
 from studio.core.errors import BadInput
-from studio.engine.diffusion import memory_models as mm
 from studio.engine.diffusion.families import family
-from studio.engine.diffusion.memory import MODEL_NEEDS
+from studio.engine.diffusion.shared import memory_models as mm
+from studio.engine.diffusion.shared.memory import MODEL_NEEDS
 
 GB = 1e9
 
@@ -115,8 +115,8 @@ VARIANT_ROWS = {"flux1-fill": "flux1", "flux1-kontext": "flux1", "qwen-image-edi
 
 
 def test_the_planner_rows_are_every_familys_rows_base_families_first():
-    from studio.engine.diffusion import memory
     from studio.engine.diffusion.families.registry import families
+    from studio.engine.diffusion.shared import memory
 
     rows = memory._rows()
     declared = {n.key: n for f in families() for n in f.memory}
@@ -128,7 +128,7 @@ def test_the_planner_rows_are_every_familys_rows_base_families_first():
 
 
 def test_the_plan_table_lists_sd_first_then_the_flow_models_and_no_variants():
-    from studio.engine.diffusion.memory import table_models
+    from studio.engine.diffusion.shared.memory import table_models
 
     keys = table_models()
     assert keys[:3] == ("sd15", "sd21", "sdxl")
@@ -345,7 +345,7 @@ def test_another_catalog_model_gets_its_base_familys_row():
 
 def _fake_installed(monkeypatch, family, resolved, ref):
     """model_info and resolve_model as for ``ref`` installed (and nothing else)."""
-    from studio.engine.diffusion import defaults, loader
+    from studio.engine.diffusion.shared import defaults, loader
 
     def info(r):
         return (SimpleNamespace(name=family), None) if r == ref else None
@@ -391,7 +391,7 @@ def test_an_inpainting_catalog_model_gets_its_base_row():
 def _fake_catalog(monkeypatch, *entries):
     """A catalog of ``entries``, none of them installed."""
     from studio.core import catalog
-    from studio.engine.diffusion import defaults
+    from studio.engine.diffusion.shared import defaults
 
     monkeypatch.setattr(defaults, "model_info", lambda ref: None)
     monkeypatch.setattr(catalog, "load_catalog", lambda: list(entries))
@@ -421,7 +421,7 @@ def test_catalog_models_by_kind_base_and_name(monkeypatch):
 
 def test_no_catalog_no_plan(monkeypatch):
     from studio.core import catalog
-    from studio.engine.diffusion import defaults
+    from studio.engine.diffusion.shared import defaults
 
     def broken():
         raise OSError("no catalog")
@@ -485,7 +485,7 @@ def test_device_memory_on_a_gpu(monkeypatch):
 
 
 def test_device_memory_on_apple_silicon(monkeypatch):
-    from studio.engine.diffusion import placement
+    from studio.engine.diffusion.shared import placement
 
     _device(monkeypatch, "mps")
     monkeypatch.setattr(

@@ -1,4 +1,4 @@
-"""The memory planner's sizes against an outside oracle (studio.engine.diffusion.memory and
+"""The memory planner's sizes against an outside oracle (studio.engine.diffusion.shared.memory and
 memory_models: MODEL_NEEDS, FAMILY_ROWS, needs_for, folder_sizes, the printed GiB figures).
 
 The oracle never reads the planner's numbers. Each model's components are built on the
@@ -42,9 +42,9 @@ import pytest
 import torch
 
 from studio.core.paths import configs_dir
-from studio.engine.diffusion import memory_models
-from studio.engine.diffusion.memory import GIB, MODEL_NEEDS, RESERVE_GIB, plan_memory
-from studio.engine.diffusion.memory_models import FAMILY_ROWS, needs_for
+from studio.engine.diffusion.shared import memory_models
+from studio.engine.diffusion.shared.memory import GIB, MODEL_NEEDS, RESERVE_GIB, plan_memory
+from studio.engine.diffusion.shared.memory_models import FAMILY_ROWS, needs_for
 
 CONFIGS = configs_dir()
 GB = 1e9
@@ -80,6 +80,11 @@ CARD = {
     "qwen-image": 20.43e9,  # Qwen-Image "20B MMDiT" (20.43B on the Hub)
     "z-image": 6.15e9,  # Z-Image(-Turbo) "6B", 6.15B on the Hub
     "chroma": 8.9e9,  # Chroma1-HD "8.9B parameter model" (lodestones/Chroma1-HD card)
+    # Qwen-Image 2.1 (shared/MODELS.md): DiT 14.2 GB and Qwen3-VL-8B encoder 17.5 GB in bf16,
+    # the VAE 1.35 GB in fp32
+    "qwen-image-2-1": 14.2e9 / 2,
+    "qwen3-vl-8b": 17.5e9 / 2,
+    "vae-qwen21": 1.35e9 / 4,
     # VAEs
     "vae-sd": 83.65e6,  # SD 1.x/2.x/SDXL AutoencoderKL 83.7M
     "vae-16ch": 83.8e6,  # FLUX.1 / SD 3.5 / Z-Image 16-channel VAE (ae.safetensors 335 MB fp32)
@@ -176,6 +181,26 @@ def _qwen25_vl_7b():
     return _meta(lambda: Qwen2_5_VLForConditionalGeneration(cfg))
 
 
+def _qwen3_vl_8b():
+    # Qwen/Qwen3-VL-8B-Instruct config.json (Qwen-Image 2.1's text_encoder class)
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    cfg = Qwen3VLConfig(
+        text_config=dict(
+            hidden_size=4096, intermediate_size=12288, num_hidden_layers=36, head_dim=128,
+            num_attention_heads=32, num_key_value_heads=8, vocab_size=151936,
+            tie_word_embeddings=False,
+        ),
+        vision_config=dict(
+            depth=27, hidden_size=1152, intermediate_size=4304, num_heads=16,
+            out_hidden_size=4096, patch_size=16, spatial_merge_size=2, temporal_patch_size=2,
+            num_position_embeddings=2304, deepstack_visual_indexes=[8, 16, 24],
+        ),
+        tie_word_embeddings=False,
+    )  # fmt: skip
+    return _meta(lambda: Qwen3VLForConditionalGeneration(cfg))
+
+
 def _vae(kind: str):
     import diffusers
 
@@ -204,6 +229,7 @@ BUILD = {
     "qwen3-4b": lambda: _qwen3(2560, 9728, tied=True),
     "qwen3-8b": lambda: _qwen3(4096, 12288, tied=False),
     "qwen2.5-vl-7b": _qwen25_vl_7b,
+    "qwen3-vl-8b": _qwen3_vl_8b,
     "vae-sd": lambda: _vae("sd15"),
     "vae-flux2": lambda: _vae("flux2"),
     "vae-qwen": lambda: _vae("qwen"),
@@ -214,7 +240,7 @@ CARD_OF = {
     "flux1-dev": "flux1", "flux1-schnell": "flux1", "sd35-large": "sd35-large",
     "qwen-image": "qwen-image", "z-image": "z-image", "clip-l": "clip-l", "clip-l-proj": "clip-l",
     "openclip-h": "openclip-h", "clip-g": "clip-g", "t5-xxl": "t5-xxl", "qwen3-4b": "qwen3-4b",
-    "qwen3-8b": "qwen3-8b", "qwen2.5-vl-7b": "qwen2.5-vl-7b", "vae-sd": "vae-sd",
+    "qwen3-8b": "qwen3-8b", "qwen2.5-vl-7b": "qwen2.5-vl-7b", "vae-sd": "vae-sd", "qwen3-vl-8b": "qwen3-vl-8b",
     "vae-flux2": "vae-16ch", "vae-qwen": "vae-qwen", "chroma": "chroma",
 }  # fmt: skip
 
@@ -243,6 +269,7 @@ ROWS = {
     "z-image-turbo": ("z-image", ("qwen3-4b",), "vae-16ch"),
     "z-image": ("z-image", ("qwen3-4b",), "vae-16ch"),  # Base: Turbo's DiT before distillation
     "chroma1-hd": ("chroma", ("t5-xxl",), "vae-16ch"),
+    "qwen-image-2-1": ("qwen-image-2-1", ("qwen3-vl-8b",), "vae-qwen21"),
     "flux2-klein-4b": (None, ("qwen3-4b",), "vae-flux2"),
     "flux2-klein-9b": (None, ("qwen3-8b",), "vae-flux2"),
 }
@@ -355,15 +382,17 @@ def test_planned_memory_is_gib_of_the_oracle_bytes(key):
 
 def test_catalog_download_sizes_are_the_rows_in_decimal_bytes():
     """models/catalog.toml's repo sizes (bytes) and the planner's rows (decimal GB) say the
-    same; Z-Image Turbo's transformer is stored in fp32 (twice its bf16 size)."""
+    same; a part stored in fp32 is twice its bf16 size (Z-Image Turbo's transformer, Qwen-Image
+    2.1's VAE: 1.35 GB in shared/MODELS.md)."""
     from studio.core.catalog import load_catalog
 
+    fp32 = {"z-image-turbo": "transformer_gb", "qwen-image-2-1": "vae_gb"}
     seen = 0
     for entry in load_catalog():
         if entry.id not in MODEL_NEEDS or entry.repo is None:
             continue
         row = MODEL_NEEDS[entry.id]
-        extra = row.transformer_gb if entry.id == "z-image-turbo" else 0.0
+        extra = getattr(row, fp32[entry.id]) if entry.id in fp32 else 0.0
         assert _close(entry.size, (row.total_gb + extra) * GB, 0.01), entry.id
         seen += 1
     assert seen >= 10
@@ -523,7 +552,7 @@ def test_folder_sizes_count_parameters_at_two_bytes(tmp_path):
 def test_loaded_pipeline_sizes_are_bytes_as_loaded():
     """placement.pipeline_needs: the loaded modules' bytes (numel x element size) in decimal
     GB, so the plan's RAM figure is those bytes / 2**30."""
-    from studio.engine.diffusion import placement
+    from studio.engine.diffusion.shared import placement
 
     with torch.device("meta"):
         unet = torch.nn.Linear(4096, 4096 * 16, dtype=torch.float16)  # 268.5M parameters
@@ -545,7 +574,7 @@ def test_loaded_pipeline_sizes_are_bytes_as_loaded():
 
 def test_device_free_memory_is_reported_in_gib(monkeypatch):
     """The free memory the plans start from: bytes from the device / 2**30, as labelled."""
-    from studio.engine.diffusion import placement
+    from studio.engine.diffusion.shared import placement
     from studio.engine.jobs import device as jobs_device
 
     free, total = 12 * 10**9, 16 * 10**9  # a "16 GB" card with 12 GB free

@@ -1,4 +1,4 @@
-"""The memory planner (studio.engine.diffusion.memory): the plan per card and family, that it
+"""The memory planner (studio.engine.diffusion.shared.memory): the plan per card and family, that it
 fits, that more memory never buys a worse plan, overrides, RAM limits, and the table."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import sys
 import pytest
 
 from studio.core.errors import BadInput
-from studio.engine.diffusion import memory, memory_models
 from studio.engine.diffusion.families import families
-from studio.engine.diffusion.memory import (
+from studio.engine.diffusion.shared import memory, memory_models
+from studio.engine.diffusion.shared.memory import (
     MODEL_NEEDS,
     WEIGHT_FORMATS,
     available_formats,
@@ -146,7 +146,7 @@ def test_render_table():
 
 def test_no_torch_at_import():
     code = (
-        "import sys, studio.engine.diffusion.memory as m; m.render_table(); "
+        "import sys, studio.engine.diffusion.shared.memory as m; m.render_table(); "
         "sys.exit(1 if 'torch' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
@@ -247,7 +247,7 @@ def test_model_references():
 
 def test_model_side_without_torch():
     code = (
-        "import sys, studio.engine.diffusion.memory_models as m; "
+        "import sys, studio.engine.diffusion.shared.memory_models as m; "
         "p = m.plan_for_model('flux1-schnell', 12); m.plan_for_family('sd3', 8, 512*512); "
         "sys.exit(1 if 'torch' in sys.modules or p is None else 0)"
     )

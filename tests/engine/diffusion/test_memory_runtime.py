@@ -1,4 +1,4 @@
-"""The memory planner's runtime side (studio.engine.diffusion.memory) on small torch modules
+"""The memory planner's runtime side (studio.engine.diffusion.shared.memory) on small torch modules
 and stand-in pipelines: apply_plan's diffusers calls, fp8 layerwise casting with adapters
 kept in the compute dtype, the block lists group offload splits a text encoder into, the
 groups it installs, smaller VAE tiles and the out-of-memory decode fallback."""
@@ -15,8 +15,8 @@ from diffusers import ModelMixin
 from diffusers.hooks import apply_group_offloading
 from torch import nn
 
-from studio.engine.diffusion import memory
-from studio.engine.diffusion.memory import ModelNeeds, Plan
+from studio.engine.diffusion.shared import memory
+from studio.engine.diffusion.shared.memory import ModelNeeds, Plan
 
 
 def _plan(offload="none", weights="bf16", text="bf16", tiling=False, budget=10.0, needs=None):
@@ -459,7 +459,7 @@ def test_an_out_of_memory_decode_runs_again_in_smaller_tiles(caplog):
         (True, (7,), {"return_dict": False})
     ] * 2
     [record] = caplog.records
-    assert record.name == "studio.engine.diffusion.memory"
+    assert record.name == "studio.engine.diffusion.shared.memory"
     assert record.getMessage().startswith("Out of memory while decoding 768x512;")
     assert "384 px tiles" in record.getMessage()
     # the VAE's own settings are back for the next call

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from studio.engine.diffusion.families import family
-from studio.engine.diffusion.placement import placement_label, plan_placement
+from studio.engine.diffusion.shared.placement import placement_label, plan_placement
 from studio.engine.jobs.events import Finished, Progress
 from studio.engine.jobs.requests import GenerateRequest
 from studio.engine.jobs.runner import Runner

@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from studio.engine.diffusion.families import family
-from studio.engine.diffusion.previews import (
+from studio.engine.diffusion.sd.schedulers import make_scheduler
+from studio.engine.diffusion.shared.previews import (
     StepTap,
     latent_for_xt,
     latent_to_rgb,
     to_uint8,
 )
-from studio.engine.diffusion.schedulers import make_scheduler
 from studio.engine.fixtures.tiny_models import SCHEDULER_CONFIG
 
 

@@ -18,8 +18,8 @@ import torch
 from studio.core.errors import BadInput
 from studio.core.prompt_syntax import prompt_schedule
 from studio.engine.diffusion.families import recognise_pipe
-from studio.engine.diffusion.prompts import Conditioning, ResolvedPlan, prompt_kwargs
-from studio.engine.diffusion.sampling import ConditioningStepper
+from studio.engine.diffusion.sd.prompts import Conditioning, ResolvedPlan, prompt_kwargs
+from studio.engine.diffusion.sd.sampling import ConditioningStepper
 from studio.engine.jobs.events import Finished
 from studio.engine.jobs.requests import GenerateRequest
 from studio.engine.jobs.runner import Runner

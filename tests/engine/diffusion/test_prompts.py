@@ -1,4 +1,4 @@
-"""A1111 prompt conditioning on the tiny models (studio.engine.diffusion.prompts): weights,
+"""A1111 prompt conditioning on the tiny models (studio.engine.diffusion.sd.prompts): weights,
 75-token chunks beyond 77 tokens, BREAK, negative padding, SDXL's two encoders and pooled
 embedding, clip skip; and that ``(word:1.0)`` gives exactly the pixels of ``word``."""
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from studio.engine.diffusion.families import family, recognise_pipe
-from studio.engine.diffusion.prompts import (
+from studio.engine.diffusion.sd.prompts import (
     CHUNK,
     emphasis,
     prompt_kwargs,

@@ -20,7 +20,7 @@ import torch
 from studio.core.errors import BadInput
 from studio.core.prompt_syntax import prompt_schedule
 from studio.engine.diffusion.families import family, recognise_pipe
-from studio.engine.diffusion.prompts import (
+from studio.engine.diffusion.sd.prompts import (
     Chunk,
     Conditioning,
     PromptPlan,
@@ -29,8 +29,8 @@ from studio.engine.diffusion.prompts import (
     encode_chunk,
     hidden_state_index,
     prompt_kwargs,
-    prompt_loras,
 )
+from studio.engine.diffusion.shared.lora import prompt_loras
 
 # 40 distinct words: far more than 77 tokens with the tiny byte-level tokenizer.
 LONG = " ".join(f"w{i}x" for i in range(40))

@@ -27,7 +27,7 @@ import pytest
 import torch
 
 from studio.core.errors import BadInput
-from studio.engine.diffusion.schedulers import (
+from studio.engine.diffusion.sd.schedulers import (
     canonical_name,
     make_scheduler,
     ran_label,

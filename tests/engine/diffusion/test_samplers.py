@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from studio.engine.diffusion.schedulers import (
+from studio.engine.diffusion.sd.schedulers import (
     SCHEDULERS,
     make_scheduler,
     scheduler_label,

@@ -27,7 +27,7 @@ import pytest
 
 from studio.core.errors import BadInput
 from studio.core.metadata import format_parameters, parse_parameters, request_metadata
-from studio.engine.diffusion.schedulers import (
+from studio.engine.diffusion.sd.schedulers import (
     NO_SPACING_CLASSES,
     SCHEDULERS,
     SIGMA_CLASSES,

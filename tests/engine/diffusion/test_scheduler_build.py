@@ -14,10 +14,9 @@ import diffusers
 import pytest
 
 from studio.core.errors import BadInput
-from studio.engine.diffusion.schedulers import (
+from studio.engine.diffusion.sd.schedulers import (
     canonical_name,
     check_schedule_steps,
-    is_turbo,
     make_scheduler,
     prompt_schedule_steps,
     ran_label,
@@ -27,6 +26,7 @@ from studio.engine.diffusion.schedulers import (
     seed_noise,
     split_name,
 )
+from studio.engine.diffusion.shared.defaults import is_turbo
 
 # SD 1.5's scheduler_config.json (runwayml/stable-diffusion-v1-5)
 SD15 = {

@@ -9,7 +9,7 @@ import pytest
 
 from studio.core.cancel import CancelToken
 from studio.core.metadata import format_parameters
-from studio.engine.diffusion.schedulers import canonical_name
+from studio.engine.diffusion.sd.schedulers import canonical_name
 from studio.engine.jobs.events import Finished
 from studio.engine.jobs.requests import GenerateRequest
 from studio.engine.jobs.runner import JobContext, Runner
@@ -49,7 +49,7 @@ def test_metadata_names_what_ran(runner, tiny_models):
 
 
 def test_catalog_timestep_spacing_is_used(tiny_models, monkeypatch):
-    from studio.engine.diffusion import pipeline
+    from studio.engine.diffusion.sd import pipeline
 
     runner = Runner()
     ctx = JobContext(1, lambda e: None, CancelToken(), runner)
@@ -62,14 +62,14 @@ def test_catalog_timestep_spacing_is_used(tiny_models, monkeypatch):
 
 
 def load(ctx, model, name):
-    from studio.engine.diffusion.pipeline import load_pipeline
+    from studio.engine.diffusion.sd.pipeline import load_pipeline
 
     return load_pipeline(ctx, str(model), scheduler=name).scheduler
 
 
 def test_generate_metadata_names_the_scheduler_that_ran(tiny_models, monkeypatch):
     """End to end: a build that loses the Karras sigmas is recorded as plain "DPM++ 2M"."""
-    from studio.engine.diffusion import pipeline
+    from studio.engine.diffusion.sd import pipeline
     from studio.engine.jobs.events import Finished
     from studio.engine.jobs.requests import GenerateRequest
     from studio.engine.jobs.runner import Runner

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from studio.engine.diffusion import speed
-from studio.engine.diffusion.speed import SpeedSettings, apply_speed
+from studio.engine.diffusion.shared import speed
+from studio.engine.diffusion.shared.speed import SpeedSettings, apply_speed
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Textual-inversion embeddings applied the A1111 way (studio.engine.diffusion.textual_inversion
+"""Textual-inversion embeddings applied the A1111 way (studio.engine.diffusion.sd.textual_inversion
 through prompts.prompt_kwargs), on the tiny SD1 and SDXL pipelines with tiny embedding files
 in the embeddings folder Studio scans: the named embedding's vectors are the text encoder's
 input rows at its token positions, weights apply to them, SDXL's clip_l/clip_g go to the two
@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 
 from studio.core.metadata import format_parameters, parse_parameters
 from studio.engine.diffusion.families import recognise_pipe
-from studio.engine.diffusion.prompts import emphasis, prompt_kwargs, tokenize_chunks
+from studio.engine.diffusion.sd.prompts import emphasis, prompt_kwargs, tokenize_chunks
 from studio.engine.jobs.events import Finished, Progress
 from studio.engine.jobs.requests import GenerateRequest
 from studio.engine.jobs.runner import Runner

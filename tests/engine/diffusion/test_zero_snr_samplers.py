@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from studio.core.errors import BadInput
-from studio.engine.diffusion.schedulers import (
+from studio.engine.diffusion.sd.schedulers import (
     SCHEDULERS,
     check_zero_snr,
     make_scheduler,
@@ -146,7 +146,7 @@ def test_the_refusal_names_the_schedule_type_asked_for():
 def test_the_static_class_list_is_what_the_installed_diffusers_accepts():
     import inspect
 
-    from studio.engine.diffusion.schedulers import ZERO_SNR_CLASSES
+    from studio.engine.diffusion.sd.schedulers import ZERO_SNR_CLASSES
 
     classes = {spec.cls for spec in SCHEDULERS.values()}
     accepting = {

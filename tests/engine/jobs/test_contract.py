@@ -261,7 +261,7 @@ class TestInpaintOpenCV(JobContract):
         return InpaintRequest(image=_image(64, 96), mask=np.zeros((3, 3), np.uint8))
 
     def watch(self, monkeypatch, token):
-        from studio.engine.diffusion import inpaint
+        from studio.engine.restore import inpaint
 
         calls: list[bool] = []
         _spy(monkeypatch, inpaint, "classical_inpaint", token, calls)

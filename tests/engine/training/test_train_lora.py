@@ -296,8 +296,8 @@ def test_refusals_are_one_line_and_leave_the_runner_usable(
         assert isinstance(final, Failed), request
         assert final.exit_code == code and words in final.message, final.message
         assert "\n" not in final.message
-    from studio.engine.diffusion import defaults
     from studio.engine.diffusion.families import family
+    from studio.engine.diffusion.shared import defaults
 
     monkeypatch.setattr(defaults, "model_family", lambda ref: family("flux1"))
     final, _ = _run(runner, make_request(tmp_path / "f.safetensors"))

@@ -30,8 +30,8 @@ How to add a family
      and ``guidance_kind`` ("cfg": classifier-free guidance, Ho & Salimans 2022; "distilled":
      the guidance scale is an input of the model, as in Flux-dev; "none": no guidance, e.g.
      Flux-schnell / turbo).
-   - latents: ``latent_channels`` (4 for SD, 16 for Flux/SD3), ``latent_packing`` (None, or
-     "2x2" for Flux's packed 2x2 patches), ``size_multiple`` (what the model's width and height
+   - latents: ``latent_channels`` (4 for SD, 16 for Flux/SD3), ``latent_packing`` (None, "2x2"
+     for Flux's packed 2x2 patches, or "tokens": one token per latent pixel, Qwen-Image 2.1), ``size_multiple`` (what the model's width and height
      must be multiples of: the VAE's downsampling x the transformer's patch size; 8 for the SD
      UNets, 16 for SD 3.5, Z-Image, Qwen-Image, FLUX.1 and FLUX.2; the Generate panel snaps
      its size to it and a job at another size runs at :meth:`Family.work_size`), the linear
@@ -48,7 +48,7 @@ How to add a family
      ``tokenizer_fallbacks`` ((config, tokenizer folder) -> other repos with the same vocab),
      ``transformer_class`` (the diffusers class of a flow family's denoiser, for
      transformer-only files).
-   - flow pipelines (read by ``flow_generate`` / ``flow``): ``base`` (the family a variant
+   - flow pipelines (read by ``flow.generate`` / ``flow.previews``): ``base`` (the family a variant
      belongs to: its memory-planner row and latent format, flux1 for flux1-fill),
      ``guidance_param`` (the pipeline argument that takes the guidance scale:
      ``true_cfg_scale`` for Qwen-Image's true CFG), ``cfg_negative`` (the negative prompt used
@@ -222,6 +222,9 @@ class Family:
     supports_negative_prompt: bool = True
     # text conditioning
     text_encoders: tuple[str, ...] = ("text_encoder",)
+    # the UNet's cross-attention width (its text encoders' hidden width: 768 SD 1.x, 1024 SD
+    # 2.x, 2048 SDXL), which tells a LoRA, ControlNet or embedding file's base family
+    context_dim: int | None = None
     pooled_from: str | None = None
     prompt_weighting: bool = True
     clip_hidden: Literal["last", "penultimate"] = "last"
@@ -255,6 +258,8 @@ class Family:
     controlnet_file_keys: tuple[tuple[str, ...], ...] = ()
     # tiny random model of the real architecture (tests, self-test): builder(folder) -> folder
     tiny_model: Callable[[Any], Any] | None = None
+    # a tiny random ControlNet for it (tests): builder(folder) -> folder
+    tiny_controlnet: Callable[[Any], Any] | None = None
     # single-file checkpoints
     single_file_configs: Mapping[str, str] = field(default_factory=dict)
     tokenizer_fallbacks: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)

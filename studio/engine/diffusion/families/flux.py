@@ -136,6 +136,13 @@ def _tiny(folder):
     return build_tiny_flux(folder)
 
 
+def _tiny_controlnet(folder):
+    """A tiny random FLUX.1 ControlNet (the real architecture, test sizes)."""
+    from studio.engine.fixtures.tiny_flow_control import build_tiny_flux_controlnet
+
+    return build_tiny_flux_controlnet(folder)
+
+
 _COMMON = dict(
     prediction="flow",
     guidance_kind="distilled",
@@ -172,6 +179,7 @@ FAMILY = Family(
     match_file=_match_file,
     priority=20,
     tiny_model=_tiny,
+    tiny_controlnet=_tiny_controlnet,
     # diffusers-format keys as InstantX saves them; XLabs' files use the BFL names
     controlnet_file_keys=(
         ("controlnet_x_embedder.weight",),

@@ -40,7 +40,8 @@ _KEYS = ("txt_norm.weight", "img_in.weight", "transformer_blocks.0.img_mod.1.wei
 
 def _is_qwen(info: ModelInfo) -> bool:
     cfg = info.config("transformer")
-    return info.class_name.startswith("QwenImage") or cfg.get("_class_name") == TRANSFORMER_CLASS
+    own = info.class_name.startswith("QwenImage") and not info.class_name.startswith("QwenImage21")
+    return own or cfg.get("_class_name") == TRANSFORMER_CLASS
 
 
 def _match_file(probe: TensorProbe) -> str | None:
@@ -89,6 +90,13 @@ def _tiny(folder):
     return build_tiny_qwen_image(folder)
 
 
+def _tiny_controlnet(folder):
+    """A tiny random Qwen-Image ControlNet (the real architecture, test sizes)."""
+    from studio.engine.fixtures.tiny_flow_control import build_tiny_qwen_controlnet
+
+    return build_tiny_qwen_controlnet(folder)
+
+
 _COMMON = dict(
     prediction="flow",
     guidance_kind="cfg",
@@ -123,6 +131,7 @@ FAMILY = Family(
     match_file=lambda probe: "qwen-image" if _match_file(probe) == "qwen-image" else None,
     priority=20,
     tiny_model=_tiny,
+    tiny_controlnet=_tiny_controlnet,
     default_steps=50,
     controlnet_file_keys=(("img_in.weight", "controlnet_x_embedder.weight"),),
     memory=(_NEEDS,),

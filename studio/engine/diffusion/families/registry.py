@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from studio.core.errors import BadInput, ModelError
+from studio.core.errors import BadInput, ModelError, short_error
 from studio.engine.diffusion.families.base import Family, ModelInfo, TensorProbe
 
 
@@ -65,6 +65,11 @@ def recognise(info: ModelInfo) -> Family:
         if fam.matches(info):
             return fam
     raise ModelError(f"Not a model family Studio knows ({info.class_name or 'no pipeline class'})")
+
+
+def family_by_context(width: int | None) -> Family | None:
+    """The family whose UNet's cross-attention width (``Family.context_dim``) is ``width``."""
+    return next((f for f in _registry() if width and f.context_dim == width), None)
 
 
 def recognise_flow(info: ModelInfo) -> Family | None:
@@ -140,11 +145,6 @@ class FileMatch:
     scheduler: Mapping[str, Any] = field(default_factory=dict)  # Family.file_scheduler's
 
 
-def _short(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return (lines[0] if lines else type(e).__name__)[:300]
-
-
 def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     """Tensor names and shapes from a .safetensors header (an 8-byte little-endian length, then
     that many bytes of JSON), read without torch."""
@@ -204,7 +204,7 @@ def probe_file(path: Path | str) -> TensorProbe:
                 "Studio never runs code from model files (use a .safetensors version)",
                 str(e),
             ) from e
-        raise ModelError(f"{path.name}: cannot read checkpoint safely ({_short(e)})") from e
+        raise ModelError(f"{path.name}: cannot read checkpoint safely ({short_error(e)})") from e
     sd = sd.get("state_dict", sd) if isinstance(sd, dict) else {}
     tensors = {k: v for k, v in sd.items() if hasattr(v, "shape")}
     return TensorProbe(
@@ -223,7 +223,7 @@ def _probe_gguf(path: Path) -> TensorProbe:
         reader = GGUFReader(str(path))
         shapes = {t.name: tuple(int(d) for d in reversed(t.shape)) for t in reader.tensors}
     except Exception as e:  # noqa: BLE001
-        raise ModelError(f"{path.name}: not a readable GGUF file ({_short(e)})") from e
+        raise ModelError(f"{path.name}: not a readable GGUF file ({short_error(e)})") from e
     return TensorProbe(shapes, None, "", path.name)
 
 

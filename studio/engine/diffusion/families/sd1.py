@@ -46,6 +46,7 @@ def _tiny(folder):
 
 FAMILY = Family(
     name="sd1",
+    context_dim=768,
     label="SD 1.x",
     pipelines=SD_PIPELINES,
     matches=_matches,

@@ -60,6 +60,7 @@ def _match_file(probe: TensorProbe) -> str | None:
 
 FAMILY = Family(
     name="sd2",
+    context_dim=1024,
     label="SD 2.x",
     pipelines=SD_PIPELINES,
     matches=_matches,

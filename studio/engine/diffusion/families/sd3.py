@@ -87,6 +87,13 @@ def _tiny(folder):
     return build_tiny_sd3(folder)
 
 
+def _tiny_controlnet(folder):
+    """A tiny random SD 3.5 ControlNet (the real architecture, test sizes)."""
+    from studio.engine.fixtures.tiny_flow_control import build_tiny_sd3_controlnet
+
+    return build_tiny_sd3_controlnet(folder)
+
+
 FAMILY = Family(
     name="sd3",
     label="SD 3.5",
@@ -101,6 +108,7 @@ FAMILY = Family(
     match_file=_match_file,
     priority=20,
     tiny_model=_tiny,
+    tiny_controlnet=_tiny_controlnet,
     controlnet_file_keys=(("pos_embed_input.proj.weight",),),
     memory=(
         ModelNeeds(

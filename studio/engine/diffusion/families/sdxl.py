@@ -46,6 +46,7 @@ def _tiny(folder):
 
 FAMILY = Family(
     name="sdxl",
+    context_dim=2048,
     label="SDXL",
     pipelines={
         "txt2img": "StableDiffusionXLPipeline",

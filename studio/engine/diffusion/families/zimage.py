@@ -55,6 +55,13 @@ def _tiny(folder):
     return build_tiny_zimage(folder)
 
 
+def _tiny_controlnet(folder):
+    """A tiny random Z-Image ControlNet (the real architecture, test sizes)."""
+    from studio.engine.fixtures.tiny_flow_control import build_tiny_zimage_controlnet
+
+    return build_tiny_zimage_controlnet(folder)
+
+
 FAMILY = Family(
     name="zimage",
     label="Z-Image",
@@ -69,6 +76,7 @@ FAMILY = Family(
     match_file=_match_file,
     priority=20,
     tiny_model=_tiny,
+    tiny_controlnet=_tiny_controlnet,
     # the Z-Image Union release's control layers
     controlnet_file_keys=(
         ("control_all_x_embedder.2-1.weight",),

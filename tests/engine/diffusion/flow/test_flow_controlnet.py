@@ -11,7 +11,7 @@ import pytest
 from flow_requests import flow_request
 
 from studio.core.errors import BadInput
-from studio.engine.diffusion.flow_load import flow_families
+from studio.engine.diffusion.flow.load import flow_families
 from studio.engine.jobs.events import Cancelled, Failed, Finished, Progress
 from studio.engine.jobs.requests import ControlInput, GenerateRequest
 from studio.engine.jobs.runner import Runner
@@ -125,7 +125,7 @@ def test_cancel_at_step_k_with_controlnet_never_decodes(flow_cn, monkeypatch, na
 
 @pytest.mark.parametrize("name", ("flux1", "zimage"))
 def test_a_second_job_reuses_the_cached_controlnet(flow_cn, monkeypatch, name):
-    from studio.engine.diffusion import flow_control
+    from studio.engine.diffusion.flow import control as flow_control
 
     loads = []
     real = flow_control.load_controlnet_module
@@ -197,7 +197,7 @@ def test_flux_img2img_with_controlnet(flow_cn):
 def test_crop_inpaint_with_controlnet(flow_cn, monkeypatch, name):
     """The canvas' inpaint with a guide: the control image is fitted to the image and cropped
     to each box like the init image; pixels outside the box stay the input's."""
-    from studio.engine.diffusion import flow_inpaint
+    from studio.engine.diffusion.flow import inpaint as flow_inpaint
 
     monkeypatch.setattr(flow_inpaint, "flow_target", lambda fam: 64)
     rng = np.random.default_rng(4)
@@ -238,7 +238,7 @@ def _single_file(flow_cn, name, tmp_path):
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_single_file_controlnets_are_recognised_by_their_tensors(flow_cn, tmp_path, name):
-    from studio.engine.diffusion.flow_control import controlnet_class, controlnet_info
+    from studio.engine.diffusion.flow.control import controlnet_class, controlnet_info
 
     fam, cls, _ = controlnet_info(str(_single_file(flow_cn, name, tmp_path)))
     assert fam is not None and fam.name == name and cls == controlnet_class(fam)
@@ -262,8 +262,9 @@ def test_zimage_single_file_loads_offline_with_a_local_config(flow_cn, tmp_path,
     import diffusers
     import torch
 
-    from studio.engine.diffusion import flow_control, loader
     from studio.engine.diffusion.families.registry import family
+    from studio.engine.diffusion.flow import control as flow_control
+    from studio.engine.diffusion.shared import loader
 
     f = _single_file(flow_cn, "zimage", tmp_path)
     (tmp_path / "configs" / "zimage-controlnet").mkdir(parents=True)
@@ -282,7 +283,7 @@ def test_an_sd15_controlnet_single_file_is_told_apart_too(tiny_models, tmp_path)
     import shutil
 
     from studio.engine.diffusion.families.registry import family
-    from studio.engine.diffusion.flow_control import check_fit
+    from studio.engine.diffusion.flow.control import check_fit
 
     f = tmp_path / "control_sd15_canny.safetensors"
     shutil.copy(tiny_models.controlnet / "diffusion_pytorch_model.safetensors", f)

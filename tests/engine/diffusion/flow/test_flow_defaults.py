@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 
-from studio.engine.diffusion.defaults import recommended_settings, repo_catalog_id
+from studio.engine.diffusion.shared.defaults import recommended_settings, repo_catalog_id
 
 
 def _copy(src, dest):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from studio.core.errors import ModelError
-from studio.engine.diffusion.flow_files import (
+from studio.engine.diffusion.flow.files import (
     export_config,
     load_transformer_file,
     pipeline_with_transformer,

@@ -10,8 +10,8 @@ from flow_requests import flow_request
 
 from studio.core.errors import BadInput, JobCancelled
 from studio.engine.diffusion.families import family
-from studio.engine.diffusion.flow_generate import run_flow_generate, steps_for
-from studio.engine.diffusion.flow_load import flow_families, load_flow
+from studio.engine.diffusion.flow.generate import run_flow_generate, steps_for
+from studio.engine.diffusion.flow.load import flow_families, load_flow
 from studio.engine.jobs.requests import GenerateRequest
 
 # Every flow family with a tiny model and a txt2img pipeline (the registry's descriptors).
@@ -179,7 +179,7 @@ def test_external_vae_on_a_flow_family_is_used_for_that_job_only(
     save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, str(single))
     import shutil
 
-    from studio.engine.diffusion import loader
+    from studio.engine.diffusion.shared import loader
 
     configs = tmp_path / "configs"
     monkeypatch.setattr(loader, "CONFIGS", configs)  # no FLUX.1 VAE config shipped

@@ -37,7 +37,7 @@ def kontext(flow_models, session_tmp):
 @pytest.fixture(autouse=True)
 def small_crops(monkeypatch):
     """The crops run at 64x64 (the families' native ~1024^2 is slow on a CPU test)."""
-    from studio.engine.diffusion import flow_inpaint
+    from studio.engine.diffusion.flow import inpaint as flow_inpaint
 
     monkeypatch.setattr(flow_inpaint, "flow_target", lambda fam: 64)
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from flow_requests import flow_request
 
-from studio.engine.diffusion.flow_generate import run_flow_generate
-from studio.engine.diffusion.flow_load import load_flow
+from studio.engine.diffusion.flow.generate import run_flow_generate
+from studio.engine.diffusion.flow.load import load_flow
 from studio.engine.jobs.requests import LoraSpec
 
 

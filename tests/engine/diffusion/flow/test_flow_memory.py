@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from studio.core.errors import BadInput
-from studio.engine.diffusion.memory import apply_plan, load_kwargs, plan_memory
+from studio.engine.diffusion.shared.memory import apply_plan, load_kwargs, plan_memory
 
 
 def _run(pipe):

@@ -10,8 +10,8 @@ import re
 import numpy as np
 from flow_requests import flow_request
 
-from studio.engine.diffusion.flow_generate import run_flow_generate
-from studio.engine.diffusion.flow_prompt import flow_prompt
+from studio.engine.diffusion.flow.generate import run_flow_generate
+from studio.engine.diffusion.flow.prompt import flow_prompt
 from studio.engine.jobs.events import Progress
 from studio.engine.jobs.requests import LoraSpec
 

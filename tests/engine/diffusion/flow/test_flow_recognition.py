@@ -11,7 +11,7 @@ import pytest
 
 from studio.engine.diffusion.families.base import TensorProbe
 from studio.engine.diffusion.families.registry import folder_info, pipe_info
-from studio.engine.diffusion.flow_load import (
+from studio.engine.diffusion.flow.load import (
     flow_families,
     is_flow_model,
     recognise_flow,
@@ -56,7 +56,7 @@ def test_hub_repo_in_the_cache(flow_models, job, session_tmp):
     import os
     from pathlib import Path
 
-    from studio.engine.diffusion.flow_load import load_flow
+    from studio.engine.diffusion.flow.load import load_flow
 
     hub = Path(os.environ["HF_HOME"]) / "hub" / "models--tiny-org--Z-Image-Tiny"
     snap = hub / "snapshots" / "0123456789abcdef"

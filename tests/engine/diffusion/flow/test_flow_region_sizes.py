@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from flow_requests import flow_request
 
-from studio.engine.diffusion import flow_generate
 from studio.engine.diffusion.families import family
-from studio.engine.diffusion.flow_generate import run_flow_generate
-from studio.engine.diffusion.flow_inpaint import flow_inpaint
+from studio.engine.diffusion.flow import generate as flow_generate
+from studio.engine.diffusion.flow.generate import run_flow_generate
+from studio.engine.diffusion.flow.inpaint import flow_inpaint
 
 SIZES = ((104, 104), (100, 72))
 
@@ -25,7 +25,7 @@ SIZES = ((104, 104), (100, 72))
 def geo_models(session_tmp):
     from studio.engine.fixtures.tiny_flow_geometry import build_real_geometry
 
-    return build_real_geometry(session_tmp / "tiny-flow-geometry")
+    return build_real_geometry(session_tmp / "tiny-flow-geometry", ("sd3", "zimage", "flux1"))
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_flux_neither_warns_nor_drifts(geo_models, job, work_sizes):
 def test_inpaint_crop_of_a_region_that_is_no_multiple_of_16(
     geo_models, job, work_sizes, monkeypatch, name
 ):
-    from studio.engine.diffusion import flow_inpaint as module
+    from studio.engine.diffusion.flow import inpaint as module
 
     monkeypatch.setattr(module, "flow_target", lambda fam: 96)  # tiny: not 1024^2 crops
     w, h = 100, 72

@@ -13,8 +13,8 @@ from flow_requests import flow_request
 
 from studio.core.errors import BadInput, ModelError
 from studio.engine.diffusion.families.registry import probe_file
-from studio.engine.diffusion.flow_generate import run_flow_generate
-from studio.engine.diffusion.flow_load import load_flow
+from studio.engine.diffusion.flow.generate import run_flow_generate
+from studio.engine.diffusion.flow.load import load_flow
 from studio.engine.fixtures.tiny_flow_models import (
     put_in_hf_cache,
     write_gguf_transformer,
@@ -131,7 +131,7 @@ def test_single_files_get_their_models_recommended_settings(flow_models, tmp_pat
     FLUX.1 schnell 4 steps / guidance 0, Z-Image Turbo 8 steps (not the 1-step turbo rule the
     file name alone would give)."""
     pytest.importorskip("gguf")
-    from studio.engine.diffusion.defaults import model_family, recommended_settings
+    from studio.engine.diffusion.shared.defaults import model_family, recommended_settings
 
     gguf = write_gguf_transformer(flow_models.flux1, tmp_path / "flux1-schnell-Q8_0.gguf")
     rec = recommended_settings(str(gguf))
@@ -234,7 +234,7 @@ PUBLISHED = {
 
 def _shipped_flow_configs():
     from studio.core.paths import configs_dir
-    from studio.engine.diffusion.flow_load import flow_families
+    from studio.engine.diffusion.flow.load import flow_families
 
     out = []
     for fam in flow_families():
@@ -257,7 +257,7 @@ def test_shipped_config_builds_the_published_size_on_meta(fam, name):
     from accelerate import init_empty_weights
 
     from studio.core.paths import configs_dir
-    from studio.engine.diffusion.memory import MODEL_NEEDS
+    from studio.engine.diffusion.shared.memory import MODEL_NEEDS
 
     cfg = json.loads((configs_dir() / name / "transformer" / "config.json").read_text())
     assert cfg["_class_name"] == fam.transformer_class
@@ -275,7 +275,7 @@ def test_shipped_config_builds_the_published_size_on_meta(fam, name):
 
 def test_shipped_config_is_used_when_the_base_has_no_transformer_config(tmp_path):
     from studio.core.paths import configs_dir
-    from studio.engine.diffusion.flow_files import transformer_config
+    from studio.engine.diffusion.flow.files import transformer_config
 
     base = tmp_path / "base"
     (base / "vae").mkdir(parents=True)
@@ -295,7 +295,7 @@ def test_full_checkpoint_goes_to_the_pipelines_from_single_file(
     conversion of a real all-in-one file is not exercised by the tiny models)."""
     from safetensors.torch import load_file, save_file
 
-    from studio.engine.diffusion import flow_files
+    from studio.engine.diffusion.flow import files as flow_files
 
     base = put_in_hf_cache(flow_models.flux1, BASES["flux1"], hub)
     src = write_transformer_file(flow_models.flux1, tmp_path / "t.safetensors")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from flow_requests import flow_request
 
-from studio.engine.diffusion.flow_generate import run_flow_generate
-from studio.engine.diffusion.speed import block_names
+from studio.engine.diffusion.flow.generate import run_flow_generate
+from studio.engine.diffusion.shared.speed import block_names
 
 
 def test_flow_job_reports_compile_declined_on_the_cpu(flow_models, job, monkeypatch):

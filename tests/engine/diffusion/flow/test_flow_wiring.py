@@ -64,7 +64,7 @@ def test_cancel_through_the_runner_at_step_k_never_decodes(flow_models, monkeypa
 
 def test_inpaint_through_the_runner_keeps_pixels_outside_the_padded_box(flow_models, monkeypatch):
     from studio.core import masks
-    from studio.engine.diffusion import flow_inpaint
+    from studio.engine.diffusion.flow import inpaint as flow_inpaint
 
     # the crop runs at 64x64 (the family's native 1024^2 is slow on a CPU test)
     monkeypatch.setattr(flow_inpaint, "flow_target", lambda fam: 64)
@@ -90,7 +90,7 @@ def test_inpaint_through_the_runner_keeps_pixels_outside_the_padded_box(flow_mod
 
 
 def test_inpaint_request_through_the_runner_on_a_flow_model(flow_models, monkeypatch):
-    from studio.engine.diffusion import flow_inpaint
+    from studio.engine.diffusion.flow import inpaint as flow_inpaint
     from studio.engine.jobs.requests import InpaintRequest
 
     monkeypatch.setattr(flow_inpaint, "flow_target", lambda fam: 64)
@@ -115,7 +115,7 @@ def test_inpaint_request_through_the_runner_on_a_flow_model(flow_models, monkeyp
 
 def test_the_face_exports_the_flow_names_and_edit_models_have_folders():
     import studio.engine.diffusion as face
-    from studio.engine.diffusion.flow_generate import run_flow_generate
+    from studio.engine.diffusion.flow.generate import run_flow_generate
     from studio.engine.models.folders import folder_names
 
     assert face.run_flow_generate is run_flow_generate
@@ -126,7 +126,7 @@ def test_the_face_exports_the_flow_names_and_edit_models_have_folders():
 
 def test_load_flow_plans_memory_from_the_free_memory(monkeypatch):
     from studio.engine.diffusion.families.registry import family
-    from studio.engine.diffusion.flow_load import flow_plan
+    from studio.engine.diffusion.flow.load import flow_plan
 
     flux = family("flux1")
     assert flow_plan(flux, "cpu") is None  # the CPU: nothing to plan

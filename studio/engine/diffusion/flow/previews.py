@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from studio.engine.diffusion.families.base import Family
-from studio.engine.diffusion.previews import decode_on, execution_device, tiny_on, to_uint8
+from studio.engine.diffusion.shared.previews import decode_on, execution_device, tiny_on, to_uint8
 
 
 def _family(family: Family | str) -> Family:
@@ -104,9 +104,15 @@ def spatial_latents(
     family: Family | str, latents: torch.Tensor, height: int, width: int, vae_scale_factor: int
 ):
     """The preview latent as (B, C, h, w) for ``family``: unpacked for the packed families
-    (``latent_packing`` "2x2"), Qwen's 5-D (B, C, 1, h, w) squeezed, else as is."""
-    if _family(family).latent_packing == "2x2" and latents.ndim == 3:
+    (``latent_packing`` "2x2"), one token per latent pixel (B, h*w, C) laid out on the grid
+    (``"tokens"``), Qwen's 5-D (B, C, 1, h, w) squeezed, else as is."""
+    packing = _family(family).latent_packing
+    if packing == "2x2" and latents.ndim == 3:
         return unpack_2x2(latents, height, width, vae_scale_factor)
+    if packing == "tokens" and latents.ndim == 3:
+        b, _, c = latents.shape
+        h, w = height // vae_scale_factor, width // vae_scale_factor
+        return latents.transpose(1, 2).reshape(b, c, h, w)
     if latents.ndim == 5:
         return latents[:, :, 0]
     return latents

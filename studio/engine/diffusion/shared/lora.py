@@ -1,5 +1,5 @@
-"""LoRA files for a cached pipeline, shared by the SD/SDXL path (``pipeline.apply_loras``) and
-the flow families (``flow_generate._apply_loras``): which adapters are loaded and with which
+"""LoRA files for a cached pipeline, shared by the SD/SDXL path (``sd.pipeline.apply_loras``) and
+the flow families (``flow.generate.apply_loras``): which adapters are loaded and with which
 weights (the entry's ``loras``/``lora_names``), fusing them into the weights for a job
 (W <- W + w B A, Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models") with
 an exact restore afterwards, and removing everything after a failure.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from studio.core.errors import BadInput, ModelError
+from studio.core.errors import BadInput, ModelError, short_error
 from studio.engine.diffusion.families import Family
 from studio.engine.diffusion.families.flux import TRANSFORMER_CLASS as FLUX1_TRANSFORMER
 
@@ -323,14 +323,41 @@ def apply(pipe, entry, loras, fuse: bool = False, family: Family | None = None) 
                 pipe.fuse_lora(adapter_names=[n for n, _ in peft], lora_scale=1.0)
         entry.fused = bool(fuse and wanted)
     except Exception as e:  # noqa: BLE001
-        from studio.engine.diffusion.loader import _short
-
         _clear(pipe, entry)
         if isinstance(e, ModelError):
             raise
         if isinstance(e, BadInput):
             raise BadInput(f"{Path(path).name}: cannot apply ({e.message})") from e
         raise ModelError(
-            f"{Path(path).name}: cannot apply LoRA to this model ({_short(e)})", str(e)
+            f"{Path(path).name}: cannot apply LoRA to this model ({short_error(e)})", str(e)
         ) from e
     entry.loras = wanted
+
+
+def prompt_loras(prompt: str, explicit=()) -> tuple[str, tuple]:
+    """Resolve the ``<lora:name:weight>`` tags of ``prompt`` (A1111's extra-network syntax) by
+    name through the model folders and imports (``studio.engine.models.find_lora``): (the
+    prompt without the tags, ``explicit`` + one LoraSpec per tag whose file isn't already in
+    ``explicit``). BadInput in one line for a name that isn't installed."""
+    from studio.core.errors import BadInput
+    from studio.core.prompt_syntax import extract_loras
+    from studio.engine.jobs.requests import LoraSpec
+    from studio.engine.models import find_lora
+
+    clean, tags = extract_loras(prompt or "")
+    if not tags:
+        return prompt, tuple(explicit)
+    specs = list(explicit)
+    have = {str(Path(s.path).expanduser().resolve()) for s in specs}
+    for tag in tags:
+        path = find_lora(tag.name)
+        if path is None:
+            raise BadInput(
+                f"LoRA {tag.name!r} (from <lora:{tag.name}:...> in the prompt) is not installed: "
+                "put it in the models' loras folder or import it (studio models import FILE)"
+            )
+        key = str(Path(path).resolve())
+        if key not in have:
+            have.add(key)
+            specs.append(LoraSpec(str(path), float(tag.weight)))
+    return clean, tuple(specs)

@@ -169,9 +169,9 @@ class SecondPass:
 
     def __init__(self, ctx, request: GenerateRequest, loras: tuple) -> None:
         from studio.core.prompt_syntax import extract_loras
-        from studio.engine.diffusion.pipeline import family_of, load_pipeline
-        from studio.engine.diffusion.prompts import prompt_kwargs
-        from studio.engine.diffusion.sampling import steps_per_image
+        from studio.engine.diffusion.sd.pipeline import family_of, load_pipeline
+        from studio.engine.diffusion.sd.prompts import prompt_kwargs
+        from studio.engine.diffusion.sd.sampling import steps_per_image
 
         spec = request.hires
         self.request = request
@@ -200,8 +200,9 @@ class SecondPass:
 
     def run(self, ctx, image: np.ndarray, latents, seed: int, done: int, total: int) -> np.ndarray:
         """The second pass of one image (``latents``: its first-pass latents, 1 x C x h x w)."""
-        from studio.engine.diffusion.sampling import _pil, denoise
-        from studio.engine.diffusion.schedulers import seed_noise
+        from studio.engine.diffusion.sd.sampling import denoise
+        from studio.engine.diffusion.sd.schedulers import seed_noise
+        from studio.engine.diffusion.shared.crop import pil_image
         from studio.engine.jobs.device import generator_for
 
         request = self.request
@@ -209,7 +210,7 @@ class SecondPass:
             start = upscale_latents(latents, request).to(self.pipe.unet.dtype)
         else:
             up = upscale_pixels(ctx, image, request)
-            start = _pil(up, (up.shape[1], up.shape[0]))
+            start = pil_image(up, (up.shape[1], up.shape[0]))
         seed_noise(self.pipe.scheduler, [seed])
         return denoise(
             ctx, self.pipe, preview=request.preview, preview_of=request.preview_of,

@@ -11,7 +11,7 @@ the base's embedders and refiners). The diffusers class of a family's ControlNet
 after its transformer class (``FluxTransformer2DModel`` -> ``FluxControlNetModel``, and
 ``FluxMultiControlNetModel`` for several at once), so no family name is branched on here.
 
-The contract is the SD path's (``pipeline.load_pipeline`` / ``sampling.control_kwargs``): each
+The contract is the SD path's (``sd.pipeline.load_pipeline`` / ``sd.sampling.control_kwargs``): each
 ControlInput's model is family-checked before its weights load (one line when an SD1.5
 ControlNet meets FLUX.1), the control images are resized to the generation size, and weight /
 start / end become the conditioning scale and guidance window.
@@ -52,7 +52,7 @@ def _diffusers_class(name: str | None):
 
 def _flow_family_of_class(class_name: str) -> Family | None:
     """The base flow family (not a variant) whose ControlNet class is ``class_name``."""
-    from studio.engine.diffusion.flow_load import flow_families
+    from studio.engine.diffusion.flow.load import flow_families
 
     for fam in flow_families():
         if fam.base is None and controlnet_class(fam) == class_name:
@@ -68,7 +68,7 @@ def _file_class(shapes) -> str | None:
     """The ControlNet class of a single file, from the tensor names its family declares
     (``Family.controlnet_file_keys``); the entry naming the most tensors is tried first, so
     a Qwen-Image file (FLUX.1's embedder name and its own ``img_in``) is Qwen-Image's."""
-    from studio.engine.diffusion.flow_load import flow_families
+    from studio.engine.diffusion.flow.load import flow_families
 
     keys = set(shapes)
     marks = sorted(
@@ -87,7 +87,7 @@ def controlnet_info(ref: str) -> tuple[Family | None, str | None, Path]:
     configs go through the registry's cross-attention test) or a single file's tensor names.
     The family is None when it can't be told."""
     from studio.engine.diffusion.families import controlnet_family, probe_file
-    from studio.engine.diffusion.loader import resolve_model
+    from studio.engine.diffusion.shared.loader import resolve_model
 
     resolved = resolve_model(ref)
     path = resolved.path
@@ -154,7 +154,7 @@ def load_controlnet_module(cls_name: str, path: Path, family: Family, dtype):
     """The ControlNet weights, offline: a diffusers folder, or a single file where diffusers
     can read that class from one (``from_single_file``) and Studio ships the config
     (``family.controlnet_config``); otherwise one line saying to use the folder."""
-    from studio.engine.diffusion.loader import CONFIGS, quiet_loading
+    from studio.engine.diffusion.shared.loader import CONFIGS, quiet_loading
 
     cls = _diffusers_class(cls_name)
     if cls is None:

@@ -1,10 +1,10 @@
 """Loading the flow-matching families (FLUX.1, FLUX.2 klein, Z-Image, SD 3.5, Qwen-Image):
 recognition of folders and single files by the descriptors in ``families/``, the memory
-plan (``memory.plan_memory``) and :func:`load_flow`, which caches the pipeline in the runner
+plan (``shared.memory.plan_memory``) and :func:`load_flow`, which caches the pipeline in the runner
 like the SD pipelines.
 
 A model is a diffusers folder (a path, a repo id in the HF cache, a catalog id) or a single
-file (``.safetensors`` / ``.sft`` / ``.gguf``; ``flow_files``): a transformer-only file is
+file (``.safetensors`` / ``.sft`` / ``.gguf``; ``flow.files``): a transformer-only file is
 joined to the rest of its base repo's pipeline, a full checkpoint loads with the pipeline's
 ``from_single_file``. The user's overrides (``quant``: ``memory.WEIGHT_FORMATS``,
 ``offload``: ``memory.OFFLOADS``; None = the planner decides) force the plan: fp8 is
@@ -78,8 +78,8 @@ def _check_overrides(
     family: Family, quant: str | None, offload: str | None, gguf: str | None, name: str
 ):
     """BadInput in one line for a quant/offload the model cannot take."""
-    from studio.engine.diffusion.memory import MODEL_NEEDS
-    from studio.engine.diffusion.memory_models import check_overrides
+    from studio.engine.diffusion.shared.memory import MODEL_NEEDS
+    from studio.engine.diffusion.shared.memory_models import check_overrides
 
     check_overrides(quant, offload)
     if gguf is not None:
@@ -136,7 +136,7 @@ def flow_plan(
     size: tuple[int, int] | None = None,
     ram_gib: float | None = None,
 ):
-    """The memory plan (``memory.plan_memory``) for a flow family on ``device`` from the
+    """The memory plan (``shared.memory.plan_memory``) for a flow family on ``device`` from the
     planner's row for the family (``hint``: a single file's config name picks its row), or
     None when nothing is forced and the device is the CPU or its free memory is unknown.
     ``quant`` / ``offload`` force the weights / offload (the request's overrides);
@@ -149,9 +149,9 @@ def flow_plan(
     show is what loads); ``size``: the job's (width, height), planned at (default the native
     size); ``ram_gib``: the RAM the offloaded weights must fit (default the machine's,
     :func:`system_ram_gib`). Bad overrides: BadInput."""
-    from studio.engine.diffusion.memory import plan_memory
-    from studio.engine.diffusion.memory_models import auto_formats, env_offload, needs_for
-    from studio.engine.diffusion.placement import free_memory_gib
+    from studio.engine.diffusion.shared.memory import plan_memory
+    from studio.engine.diffusion.shared.memory_models import auto_formats, env_offload, needs_for
+    from studio.engine.diffusion.shared.placement import free_memory_gib
 
     _check_overrides(family, quant, offload, gguf, label or hint or family.label)
     device = torch.device(device)
@@ -199,8 +199,8 @@ def _nf4_ready(device: torch.device) -> None:
 def _local_file(model: str) -> Path | None:
     """The single file ``model`` names (a path, a catalog id or a dropped file's name, through
     the one resolver), or None when it is a folder."""
-    from studio.engine.diffusion.flow_files import FLOW_FILE_SUFFIXES
-    from studio.engine.diffusion.loader import DIFFUSION_KINDS
+    from studio.engine.diffusion.flow.files import FLOW_FILE_SUFFIXES
+    from studio.engine.diffusion.shared.loader import DIFFUSION_KINDS
     from studio.engine.models.resolver import resolve
 
     path = Path((model or "").strip()).expanduser()
@@ -228,18 +228,18 @@ def dtype_requested(ctx, dtype: str | None) -> bool:
 def flow_dtype(family: Family, choice, requested: bool) -> torch.dtype:
     """The dtype a flow model loads in: the requested one (fp16 turned into bf16 for families
     that don't run fp16), else on an accelerator the family's preference
-    (``Family.dtypes`` through ``defaults.family_dtype``, as ``pipeline.pick_dtype`` does for
+    (``Family.dtypes`` through ``shared.defaults.family_dtype``, as ``sd.pipeline.pick_dtype`` does for
     the SD families: bf16 for SD 3.5 rather than the device's fp16 default), float32 on the
     CPU."""
     if requested or choice.device.type == "cpu":
         return _final_dtype(family, choice.dtype)
-    from studio.engine.diffusion.defaults import device_support, family_dtype
+    from studio.engine.diffusion.shared.defaults import device_support, family_dtype
 
     return getattr(torch, family_dtype(choice.device.type, family, *device_support(choice.device)))
 
 
 def _place(base, plan, device: torch.device) -> None:
-    from studio.engine.diffusion.memory import apply_plan, install_decode_fallback
+    from studio.engine.diffusion.shared.memory import apply_plan, install_decode_fallback
 
     if plan is None:
         base.to(device)
@@ -301,7 +301,7 @@ def load_nf4_parts(folder: Path, names, dtype, plan, device) -> dict:
 def _load_folder(folder: Path, family: Family, dtype, plan, device=None):
     """A diffusers folder; NF4 plans quantize at load time (bitsandbytes), one part at a time
     (:func:`load_nf4_parts`), the rest loads on the CPU."""
-    from studio.engine.diffusion.loader import load_folder, quiet_loading
+    from studio.engine.diffusion.shared.loader import load_folder, quiet_loading
 
     names = nf4_parts(plan, family)
     if not names:
@@ -324,8 +324,8 @@ def _load_file(path: Path, family: Family, config: str, probe, dtype, plan, devi
     ``from_single_file`` where diffusers has one, else the transformer joined to the base."""
     import diffusers
 
-    from studio.engine.diffusion import flow_files
-    from studio.engine.diffusion.loader import quiet_loading
+    from studio.engine.diffusion.flow import files as flow_files
+    from studio.engine.diffusion.shared.loader import quiet_loading
 
     quiet_loading()
     base = flow_files.base_folder(family, config, path.name)
@@ -369,7 +369,7 @@ def load_flow(
     pipelines. ``quant`` / ``offload``: the request's overrides (None = the planner);
     ``size``: the job's (width, height), which a new load is planned at (default the
     family's native size; a cached model keeps its plan, and its VAE decodes in tiles where
-    a larger job needs them, ``memory.install_decode_fallback``). Without a dtype from the
+    a larger job needs them, ``shared.memory.install_decode_fallback``). Without a dtype from the
     job, the runner or ``STUDIO_DTYPE`` the family's preferred one is used
     (:func:`flow_dtype`). The cache key holds the model (a file with its size and mtime), the
     device, the dtype and the overrides, so changing any of them loads again."""
@@ -395,7 +395,7 @@ def load_flow(
 def _folder_job(choice, requested, model, quant, offload, size, free_gib=None):
     """(resolved, family, plan, dtype, cache key) of a diffusers folder for a job."""
     from studio.engine.diffusion.families.registry import folder_info
-    from studio.engine.diffusion.loader import resolve_model
+    from studio.engine.diffusion.shared.loader import resolve_model
 
     resolved = resolve_model(model)
     if resolved.kind != "folder":
@@ -446,7 +446,7 @@ def adopt_flow(
 
 
 def _overrides(quant: str | None, offload: str | None) -> str:
-    from studio.engine.diffusion.memory_models import env_offload
+    from studio.engine.diffusion.shared.memory_models import env_offload
 
     offload = offload or env_offload()
     return f"quant={quant or 'auto'},offload={offload or 'auto'}"
@@ -455,8 +455,8 @@ def _overrides(quant: str | None, offload: str | None) -> str:
 def _load_flow_file(
     ctx, path: Path, choice, quant: str | None, offload: str | None, size=None, requested=False
 ):
-    from studio.engine.diffusion import flow_files
     from studio.engine.diffusion.families.registry import probe_file
+    from studio.engine.diffusion.flow import files as flow_files
 
     probe = probe_file(path)
     found = recognise_flow_file(probe)

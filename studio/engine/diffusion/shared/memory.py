@@ -658,7 +658,7 @@ def smaller_tiles(vae, side: int, floor: int = 256) -> int:
 
 def install_decode_fallback(vae, plan: Plan | None = None) -> bool:
     """Wrap ``vae.decode`` (on the instance, so the pipelines' own final decode goes through
-    it) with the out-of-memory fallback of the SD path (``sampling.decode_fallback``): on an
+    it) with the out-of-memory fallback of the SD path (``sd.sampling.decode_fallback``): on an
     OOM the cache is freed and the decode runs once more in tiles smaller than the image
     (:func:`smaller_tiles`); a second OOM is raised. With ``plan``, each decode also decides
     tiling at its real size: where the plan's placement would not fit the budget untiled at
@@ -733,7 +733,7 @@ def load_kwargs(plan: Plan, components: Mapping[str, str] | None = None) -> dict
     a shipped config) and fp8 is applied after loading, so both give ``{}`` here. This is the
     one-call form (every NF4 part lands on the current GPU at once); Studio's flow loader
     loads each part itself with a ``device_map`` and, under offload, parks it on the CPU
-    before the next one (``flow_load.load_nf4_parts``)."""
+    before the next one (``flow.load.load_nf4_parts``)."""
     comps = []
     if plan.weights == "nf4":
         comps.append("transformer")

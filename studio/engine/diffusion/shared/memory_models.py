@@ -1,6 +1,6 @@
 """Which memory-planner row a model uses, and the plan for a model reference (torch-free).
 
-The planner (:mod:`studio.engine.diffusion.memory`) works on :class:`ModelNeeds` rows. This
+The planner (:mod:`studio.engine.diffusion.shared.memory`) works on :class:`ModelNeeds` rows. This
 module maps what the rest of Studio has to those rows:
 
 - a family name (a descriptor in ``families/``, whose ``memory`` fields hold its rows) and a hint
@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from studio.core.errors import BadInput
-from studio.engine.diffusion.memory import (
+from studio.engine.diffusion.shared.memory import (
     MODEL_NEEDS,
     OFFLOADS,
     WEIGHT_FORMATS,
@@ -294,7 +294,7 @@ def model_needs(ref: str) -> ModelPlanInput | None:
     if ref.lower().endswith(".gguf"):
         row = row_from_name(ref)
         return ModelPlanInput(row, row.family, gguf_format(ref)) if row else None
-    from studio.engine.diffusion.defaults import model_info
+    from studio.engine.diffusion.shared.defaults import model_info
 
     info = model_info(ref)
     if info is not None:
@@ -302,7 +302,7 @@ def model_needs(ref: str) -> ModelPlanInput | None:
         folder = None
         hint = ref
         try:
-            from studio.engine.diffusion.loader import resolve_model
+            from studio.engine.diffusion.shared.loader import resolve_model
 
             resolved = resolve_model(ref)
             folder = resolved.path if resolved.kind == "folder" else None
@@ -381,7 +381,7 @@ def device_memory(device: str | None = None) -> dict:
         if fb is not None:
             out["free_gib"], out["total_gib"] = fb[0] / 2**30, fb[1] / 2**30
     elif dev.type == "mps":
-        from studio.engine.diffusion.placement import free_memory_gib
+        from studio.engine.diffusion.shared.placement import free_memory_gib
 
         out["name"] = "Apple GPU (MPS)"
         out["free_gib"] = free_memory_gib(dev)

@@ -1,7 +1,7 @@
 """VRAM-aware placement of an SD pipeline: measure the free accelerator memory, and run the
 model on the GPU whole, with diffusers' model CPU offload (one component on the GPU at a time)
 or with sequential offload (one layer at a time; slowest, smallest), as the memory planner
-(``studio.engine.diffusion.memory``) decides from the pipeline's real component sizes and the
+(``studio.engine.diffusion.shared.memory``) decides from the pipeline's real component sizes and the
 family's per-step and decode working memory.
 
 Free memory is ``torch.cuda.mem_get_info`` plus what PyTorch's caching allocator holds but does
@@ -18,7 +18,7 @@ import os
 import torch
 
 from studio.engine.diffusion.families import Family
-from studio.engine.diffusion.memory import GIB, MODEL_NEEDS, ModelNeeds, Plan, plan_memory
+from studio.engine.diffusion.shared.memory import GIB, MODEL_NEEDS, ModelNeeds, Plan, plan_memory
 
 # Per-family working memory when the planner's table has no row for the family (GB at the
 # family's native size): one UNet step with the CFG batch, and the untiled VAE decode.

@@ -40,7 +40,7 @@ uncond).
 
 Textual-inversion embeddings the prompt names (``easynegative``, ``(easynegative:1.2)``,
 ``<name>``) are loaded for the encoding and unloaded after it
-(:mod:`studio.engine.diffusion.textual_inversion`): before the parse each trigger word becomes
+(:mod:`studio.engine.diffusion.sd.textual_inversion`): before the parse each trigger word becomes
 a private added token, and in step 1 that token stands for all ``n`` of the embedding's
 vectors, which carry the piece's multiplier and never straddle two chunks (A1111's
 ``PromptChunkFix``: an embedding that doesn't fit starts a new chunk).
@@ -50,7 +50,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -228,7 +227,7 @@ def prompt_kwargs(
     :class:`PromptPlan` when the prompt edits itself per step or composes with ``AND`` (the
     embeddings returned are then those of the text as written, for callers that don't run
     ``sampling.denoise``), else None."""
-    from studio.engine.diffusion.textual_inversion import textual_inversions
+    from studio.engine.diffusion.sd.textual_inversion import textual_inversions
 
     pipe.studio_ti_hashes = None
     pipe.studio_conditioning = None
@@ -365,7 +364,7 @@ class PromptPlan:
         """Encode every text the schedules for ``steps`` (A1111's total steps) use."""
         if steps in self._cache:
             return self._cache[steps]
-        from studio.engine.diffusion.textual_inversion import textual_inversions
+        from studio.engine.diffusion.sd.textual_inversion import textual_inversions
 
         neg, pos = self.schedules(steps)
         texts: list[str] = []
@@ -393,32 +392,3 @@ class PromptPlan:
         plan = ResolvedPlan(encoded, neg_ids, pos_ids)
         self._cache[steps] = plan
         return plan
-
-
-def prompt_loras(prompt: str, explicit=()) -> tuple[str, tuple]:
-    """Resolve the ``<lora:name:weight>`` tags of ``prompt`` (A1111's extra-network syntax) by
-    name through the model folders and imports (``studio.engine.models.find_lora``): (the
-    prompt without the tags, ``explicit`` + one LoraSpec per tag whose file isn't already in
-    ``explicit``). BadInput in one line for a name that isn't installed."""
-    from studio.core.errors import BadInput
-    from studio.core.prompt_syntax import extract_loras
-    from studio.engine.jobs.requests import LoraSpec
-    from studio.engine.models import find_lora
-
-    clean, tags = extract_loras(prompt or "")
-    if not tags:
-        return prompt, tuple(explicit)
-    specs = list(explicit)
-    have = {str(Path(s.path).expanduser().resolve()) for s in specs}
-    for tag in tags:
-        path = find_lora(tag.name)
-        if path is None:
-            raise BadInput(
-                f"LoRA {tag.name!r} (from <lora:{tag.name}:...> in the prompt) is not installed: "
-                "put it in the models' loras folder or import it (studio models import FILE)"
-            )
-        key = str(Path(path).resolve())
-        if key not in have:
-            have.add(key)
-            specs.append(LoraSpec(str(path), float(tag.weight)))
-    return clean, tuple(specs)

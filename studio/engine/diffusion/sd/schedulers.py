@@ -411,14 +411,6 @@ _SIGMA_OPTIONS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigma
 _SOLVER_OPTIONS = ("algorithm_type", "solver_order", "skip_prk_steps", "solver_type")
 
 
-def is_turbo(model_name: str) -> bool:
-    """Distilled few-step models by name: SD-Turbo / SDXL-Turbo (adversarial diffusion
-    distillation, Sauer et al. 2023) and LCMs (latent consistency models, Luo et al. 2023):
-    1-8 steps that must start at the last training timestep (trailing spacing)."""
-    name = model_name.lower()
-    return "turbo" in name or "lcm" in name
-
-
 def _accepts(cls, option: str) -> bool:
     import inspect
 

@@ -20,9 +20,8 @@ from pathlib import Path
 from studio.core.errors import StudioError
 from studio.engine.diffusion.families import Family, config_family, recognise_file
 from studio.engine.diffusion.families import recognise_folder as _recognise_folder
-from studio.engine.diffusion.loader import CONFIGS, resolve_model
-from studio.engine.diffusion.loader import recommended_settings as catalog_settings
-from studio.engine.diffusion.schedulers import is_turbo
+from studio.engine.diffusion.shared.loader import CONFIGS, resolve_model
+from studio.engine.diffusion.shared.loader import recommended_settings as catalog_settings
 
 
 def _read(path: Path) -> dict:
@@ -187,3 +186,11 @@ def device_support(device) -> tuple[bool, bool]:
     if device.type == "mps":
         return True, False
     return False, True
+
+
+def is_turbo(model_name: str) -> bool:
+    """Distilled few-step models by name: SD-Turbo / SDXL-Turbo (adversarial diffusion
+    distillation, Sauer et al. 2023) and LCMs (latent consistency models, Luo et al. 2023):
+    1-8 steps that must start at the last training timestep (trailing spacing)."""
+    name = model_name.lower()
+    return "turbo" in name or "lcm" in name

@@ -1,5 +1,5 @@
 """Inpainting with the flow-matching families on the mask's padded crop, as the SD path does
-(``inpaint``): split the mask into padded boxes, run the family's inpaint pipeline (FLUX.1
+(``sd.inpaint``, ``shared.crop``): split the mask into padded boxes, run the family's inpaint pipeline (FLUX.1
 Fill, or the mask-guided FluxInpaint / SD3 / Z-Image / Qwen pipelines, which keep the
 unmasked latent on the noised original at every step: Lugmayr et al. 2022) on each crop
 scaled to the model's native area, and paste the patch back through the feathered mask, so
@@ -14,6 +14,7 @@ import numpy as np
 
 from studio.core import masks
 from studio.core.errors import BadInput
+from studio.engine.diffusion.shared.crop import check_image, effective_feather, pil_image, plan, rgb
 from studio.engine.jobs.requests import GenerateRequest
 
 
@@ -26,11 +27,10 @@ def flow_target(family) -> int:
 def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
     """A GenerateRequest with ``init_image`` and ``mask`` on a flow model: ``count`` images
     (seeds ``seed + k``), each the init image's size, inpainted crop by crop."""
-    from studio.engine.diffusion.flow_control import control_kwargs
-    from studio.engine.diffusion.flow_generate import (
-        _apply_loras,
-        _pil,
+    from studio.engine.diffusion.flow.control import control_kwargs
+    from studio.engine.diffusion.flow.generate import (
         apply_flow_vae,
+        apply_loras,
         denoise_flow,
         flow_image_metadata,
         flow_kwargs,
@@ -38,25 +38,20 @@ def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
         job_pipe,
         steps_for,
     )
-    from studio.engine.diffusion.flow_load import load_flow
+    from studio.engine.diffusion.flow.load import load_flow
     from studio.engine.jobs.device import generator_for
 
     if request.init_image is None or request.mask is None:
         raise BadInput("inpainting needs an init image and a mask")
-    image = request.init_image
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3:
-        raise BadInput("the image must be an RGB or RGBA uint8 array")
+    image = check_image(request.init_image)
     mask = masks.check_mask(request.mask, image.shape)
-    # inpaint.plan / effective_feather, repeated here (inpaint imports this module)
-    boxes = masks.regions(mask, request.mask_padding)
-    if not boxes:
-        raise BadInput("the mask is empty: paint over the area to change first")
-    feather = max(0, min(int(feather), int(request.mask_padding) // 2))
+    boxes = plan(mask, request.mask_padding)
+    feather = effective_feather(feather, request.mask_padding)
     if request.controls:
-        from studio.engine.diffusion.flow_control import validate_controls
+        from studio.engine.diffusion.flow.control import validate_controls
 
         validate_controls(request.controls)  # before any model loads
-    from studio.engine.diffusion.flow_prompt import flow_prompt
+    from studio.engine.diffusion.flow.prompt import flow_prompt
 
     text = flow_prompt(request.prompt, request.negative_prompt, request.loras, request.steps)
     height, width = image.shape[:2]
@@ -68,7 +63,7 @@ def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
     if not fam.supports("inpaint"):
         raise BadInput(f"{fam.label} models can't inpaint in Studio")
     pipe = job_pipe(ctx, entry, "inpaint", request.controls)
-    _apply_loras(pipe, entry, text.loras)
+    apply_loras(pipe, entry, text.loras)
     apply_flow_vae(ctx, pipe, entry, request.vae)
     kw = flow_kwargs(fam, pipe, text.prompt, text.negative, request.steps, request.guidance)
     strength = None
@@ -83,7 +78,7 @@ def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
     multiple = fam.size_multiple  # the crop runs at multiples of it, resized back to the box
     h, w = image.shape[:2]
     fitted = [  # control images of any size: fitted to the image, then cropped per box
-        replace(c, image=masks.resize(np.ascontiguousarray(_rgb(c.image)), (w, h)))
+        replace(c, image=masks.resize(np.ascontiguousarray(rgb(c.image)), (w, h)))
         for c in request.controls
     ]
     images, metadata = [], []
@@ -109,8 +104,8 @@ def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
                 width=size[0],
                 region=box,
                 step_offset=k * per_image + i * per_region,
-                image=_pil(masks.resize(crop_rgb, size), size),
-                mask_image=_pil(masks.binary(masks.resize(crop_mask, size), 0), size, "L"),
+                image=pil_image(masks.resize(crop_rgb, size), size),
+                mask_image=pil_image(masks.binary(masks.resize(crop_mask, size), 0), size, "L"),
                 generator=generator_for(seed, pipe.device),
                 **kw,
                 **fam.call_kwargs(pipe, size[0], size[1]),
@@ -130,19 +125,13 @@ def flow_inpaint(ctx, request: GenerateRequest, feather: int = 8):
     return ctx.finished(images, metadata, extra)
 
 
-def _rgb(image: np.ndarray) -> np.ndarray:
-    if image.ndim == 2:
-        return np.repeat(image[..., None], 3, axis=2)
-    return image[..., :3]
-
-
 def _call_params(pipe) -> set[str]:
     import inspect
 
     return set(inspect.signature(type(pipe).__call__).parameters)
 
 
-def flow_inpaint_request(ctx, request):
+def flow_inpaint_request(ctx, request, image: np.ndarray, mask: np.ndarray):
     """An InpaintRequest (``studio inpaint --method MODEL``, the canvas' inpaint tool) on a flow
     model: the same crop / paste-back job as :func:`flow_inpaint`."""
     greq = GenerateRequest(
@@ -152,8 +141,8 @@ def flow_inpaint_request(ctx, request):
         steps=request.steps,
         guidance=request.guidance,
         seed=request.seed,
-        init_image=request.image,
-        mask=request.mask,
+        init_image=image,
+        mask=mask,
         strength=request.strength,
         mask_padding=request.padding,
         preview=request.preview,

@@ -43,6 +43,7 @@ import torch
 
 from studio.engine.diffusion.families import Family
 from studio.engine.diffusion.families import family as get_family
+from studio.engine.jobs.device import free_cache
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -147,7 +148,7 @@ def find_taesd(family: Family | str) -> Path | None:
     if env and Path(env).is_dir():
         return Path(env)
     from studio.core.errors import ModelError
-    from studio.engine.diffusion.loader import resolve_model
+    from studio.engine.diffusion.shared.loader import resolve_model
 
     for ref in (fam.preview_decoder, fam.preview_repo):
         if not ref:
@@ -214,11 +215,6 @@ def tiny_on(decoder, device: torch.device):
     return decoder
 
 
-def _free_cache(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
-
 class PreviewDecoder:
     """Decodes latents for previews in one of the modes; built once per job. ``taesd`` and
     ``full`` decode on the pipeline's execution device (see the module doc); a preview that
@@ -243,7 +239,7 @@ class PreviewDecoder:
 
             if not is_oom(e):
                 raise
-            _free_cache(lat.device)
+            free_cache(lat.device)
             self.mode, self.note = "latent", "Out of memory in a preview decode: latent previews"
             return latent_to_rgb(lat, self.family)
 

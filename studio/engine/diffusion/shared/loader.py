@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studio.core.errors import BadInput, ModelError
+from studio.core.errors import BadInput, ModelError, short_error
 from studio.core.paths import configs_dir
 
 CONFIGS = configs_dir()
@@ -235,7 +235,9 @@ def load_single_file(path: Path, task: str, torch_dtype):
     except (ModelError, BadInput):
         raise
     except Exception as e:  # noqa: BLE001
-        raise ModelError(f"{path.name}: cannot load as {config} checkpoint ({_short(e)})") from e
+        raise ModelError(
+            f"{path.name}: cannot load as {config} checkpoint ({short_error(e)})"
+        ) from e
     pipe.scheduler = with_file_scheduler(pipe.scheduler, match.scheduler)
     return pipe
 
@@ -301,7 +303,7 @@ def load_folder(folder: Path, torch_dtype):
             folder, torch_dtype=torch_dtype, local_files_only=True, variant=variant, **kwargs
         )
     except Exception as e:  # noqa: BLE001
-        raise ModelError(f"{folder.name}: cannot load model ({_short(e)})") from e
+        raise ModelError(f"{folder.name}: cannot load model ({short_error(e)})") from e
 
 
 def load_controlnet(ref: str, torch_dtype):
@@ -344,7 +346,7 @@ def load_controlnet(ref: str, torch_dtype):
     except (ModelError, BadInput):
         raise
     except Exception as e:  # noqa: BLE001
-        raise ModelError(f"ControlNet {ref}: cannot load ({_short(e)})") from e
+        raise ModelError(f"ControlNet {ref}: cannot load ({short_error(e)})") from e
 
 
 def load_taesd(folder: Path, device, torch_dtype):
@@ -357,7 +359,7 @@ def load_taesd(folder: Path, device, torch_dtype):
             folder, torch_dtype=torch_dtype, local_files_only=True
         ).to(device)
     except Exception as e:  # noqa: BLE001
-        raise ModelError(f"TAESD {folder}: cannot load ({_short(e)})") from e
+        raise ModelError(f"TAESD {folder}: cannot load ({short_error(e)})") from e
 
 
 # -- pipeline classes ----------------------------------------------------------------------------
@@ -370,17 +372,3 @@ def pipeline_class_name(family, task: str, controlnet: bool) -> str:
     from studio.engine.diffusion.families import family as family_of_name
 
     return family_of_name(family).pipeline_class(task, controlnet)
-
-
-def _short(e: BaseException, limit: int = 300) -> str:
-    """The first line of an error for a one-line message: whole sentences up to ``limit``
-    characters, else cut at a word with an ellipsis (never in the middle of a word)."""
-    lines = str(e).strip().splitlines()
-    text = lines[0].strip() if lines else type(e).__name__
-    if len(text) <= limit:
-        return text
-    head = text[:limit]
-    stop = head.rfind(". ")
-    if stop >= limit // 3:
-        return head[: stop + 1]
-    return head[: head.rfind(" ") if " " in head else limit].rstrip(" ,;:") + "…"

@@ -1,7 +1,7 @@
 """Stable Diffusion generation: txt2img, img2img, ControlNet and LoRA, with step previews and
 instant cancel. The job handler is :func:`run_generate`; the reusable pieces live in
 ``pipeline`` (:func:`load_pipeline`) and ``sampling`` (:func:`denoise`), which SD inpainting
-(``studio.engine.diffusion.inpaint``) uses too. Imports go one way: generate -> inpaint ->
+(``studio.engine.diffusion.sd.inpaint``) uses too. Imports go one way: generate -> inpaint ->
 sampling -> pipeline -> loader (no circle).
 
 img2img is SDEdit (Meng et al. 2022): start the reverse process at t = strength * T from a
@@ -16,31 +16,20 @@ runs out of memory continues one image at a time.
 
 from __future__ import annotations
 
-from studio.core.errors import BadInput
-from studio.engine.diffusion.inpaint import diffusion_inpaint
-from studio.engine.diffusion.pipeline import (  # noqa: F401 - the public names of generation
-    MAX_STEPS,
-    LoadedModel,
-    apply_loras,
-    family_of,
-    load_pipeline,
-)
-from studio.engine.diffusion.prompts import prompt_kwargs, prompt_loras
-from studio.engine.diffusion.sampling import (  # noqa: F401
-    VAE_TILING_PIXELS,
-    _free_cache,
-    _pil,
-    _vae_tiling,
+from studio.engine.diffusion.sd.pipeline import family_of, load_pipeline
+from studio.engine.diffusion.sd.prompts import prompt_kwargs
+from studio.engine.diffusion.sd.sampling import (
     control_kwargs,
-    decode_fp32,
     denoise,
-    preview_budget,
-    preview_decoder,
+    free_cache,
     steps_per_image,
+    vae_tiling,
     validate_request,
 )
-from studio.engine.diffusion.schedulers import ran_label, seed_noise
-from studio.engine.diffusion.textual_inversion import ti_metadata
+from studio.engine.diffusion.sd.schedulers import ran_label, seed_noise
+from studio.engine.diffusion.sd.textual_inversion import ti_metadata
+from studio.engine.diffusion.shared.crop import pil_image
+from studio.engine.diffusion.shared.lora import prompt_loras
 from studio.engine.jobs.device import generator_for, is_oom
 from studio.engine.jobs.requests import GenerateRequest
 
@@ -56,30 +45,11 @@ def with_placement(meta: dict, pipe) -> dict:
     return ti_metadata(meta, pipe)  # the textual inversions the prompt used
 
 
-def run_generate(ctx, request: GenerateRequest):
-    """Job handler for GenerateRequest (txt2img / img2img / ControlNet / LoRA). Flow-matching
-    models (the descriptor's ``prediction == "flow"``) go to ``flow_generate.run_flow_generate``;
-    SD requests with a mask are SD inpainting (``inpaint.diffusion_inpaint``)."""
-    from studio.engine.diffusion.defaults import model_family
-    from studio.engine.diffusion.flow_inpaint import flow_inpaint
-    from studio.engine.diffusion.hires import SecondPass, hires_metadata, validate_hires
+def sd_generate(ctx, request: GenerateRequest):
+    """txt2img / img2img / ControlNet / LoRA / Hires. fix on an SD 1.x, 2.x or SDXL model
+    (``route.run_generate`` sends masked requests to ``inpaint.diffusion_inpaint``)."""
+    from studio.engine.diffusion.sd.hires import SecondPass, hires_metadata
 
-    validate_hires(request)
-    fam = model_family(request.model)
-    if fam is not None and fam.prediction == "flow":
-        from studio.engine.diffusion.flow_generate import run_flow_generate
-
-        if request.hires is not None:
-            raise BadInput(f"Hires. fix runs on SD 1.x, SD 2.x and SDXL in Studio, not {fam.label}")
-        if request.mask is None:
-            return run_flow_generate(ctx, request)
-        if request.init_image is None:
-            raise BadInput("A mask needs an init image (--init)")
-        return flow_inpaint(ctx, request)  # crop to the mask, paste back
-    if request.mask is not None:
-        if request.init_image is None:
-            raise BadInput("A mask needs an init image (--init)")
-        return diffusion_inpaint(ctx, request)
     validate_request(request)
     from studio.core.metadata import request_metadata
 
@@ -111,16 +81,16 @@ def run_generate(ctx, request: GenerateRequest):
     )
     strength = None
     if task == "img2img":
-        kwargs.update(image=_pil(request.init_image, size), strength=request.strength)
+        kwargs.update(image=pil_image(request.init_image, size), strength=request.strength)
         strength = request.strength
     else:
         kwargs.update(width=request.width, height=request.height)
     kwargs.update(control_kwargs(task, request.controls, *size))
-    _vae_tiling(pipe, request.width * request.height)
+    vae_tiling(pipe, request.width * request.height)
     per_image = steps_per_image(pipe, request.steps, strength)
     second = SecondPass(ctx, request, loras) if request.hires is not None else None
     if second is not None:
-        _vae_tiling(second.pipe, second.pipe_pixels())
+        vae_tiling(second.pipe, second.pipe_pixels())
     total = (per_image + (second.per_image if second else 0)) * request.count
     sampler = ran_label(request.scheduler, pipe.scheduler)  # what ran
     device = pipe.device
@@ -153,7 +123,7 @@ def run_generate(ctx, request: GenerateRequest):
             if n == 1 or not is_oom(e):
                 raise
             batch = 1  # the batch didn't fit: the rest one image at a time
-            _free_cache(device)
+            free_cache(device)
             ctx.progress(done, total, f"Out of memory with {n} images at once; one by one")
             continue
         done += n * per_image

@@ -149,7 +149,7 @@ def base_folder(family, config: str, file_name: str = "") -> Path:
     model of that repo installed by Studio, else the repo in the HF cache, both through the
     one resolver (never the network). ModelError naming the download when it is not here."""
     from studio.core.catalog import load_catalog
-    from studio.engine.diffusion.loader import DIFFUSION_KINDS
+    from studio.engine.diffusion.shared.loader import DIFFUSION_KINDS
     from studio.engine.models.resolver import resolve
 
     repo = family.single_file_configs[config]

@@ -2,11 +2,11 @@
 Qwen-Image): the job handler :func:`run_flow_generate` for a GenerateRequest whose model is
 one of them, and :func:`denoise_flow`, the loop with progress, x0 previews and cancel.
 
-The same contract as ``generate.denoise``: the step callback checks the cancel token first and
+The same contract as ``sd.sampling.denoise``: the step callback checks the cancel token first and
 raises from inside the loop (no further step, no VAE decode); previews show
 x0_hat = x_t - sigma_t v (``flow.FlowTap``; Lipman et al. 2023, Esser et al. 2024) inside the
 job's region; image k of a batch uses seed + k with its own generator. ControlNets
-(``flow_control``), an external VAE (:func:`apply_flow_vae`) and LoRAs apply per job.
+(``flow.control``), an external VAE (:func:`apply_flow_vae`) and LoRAs apply per job.
 Distilled models get their own settings from the caller (the catalog's ``recommended``): the
 pipelines' defaults are wrong for them. Families come from the descriptors in ``families/{flux,flux2,zimage,sd3,qwen}``.
 """
@@ -21,8 +21,9 @@ import torch
 from studio.core import masks
 from studio.core.errors import BadInput, ModelError
 from studio.engine.diffusion.families.base import Family
-from studio.engine.diffusion.flow import FlowPreview, FlowTap
-from studio.engine.diffusion.flow_load import LoadedFlow, load_flow
+from studio.engine.diffusion.flow.load import LoadedFlow, load_flow
+from studio.engine.diffusion.flow.previews import FlowPreview, FlowTap
+from studio.engine.diffusion.shared.crop import pil_image
 
 SAMPLER = "Euler (flow matching)"
 
@@ -42,13 +43,13 @@ def task_pipe(entry: LoadedFlow, task: str):
 
 def job_pipe(ctx, entry: LoadedFlow, task: str, controls=()):
     """The pipeline a job runs: the family's ControlNet pipeline when the request has
-    controls (``flow_control.control_pipe``), else the plain task pipeline."""
-    from studio.engine.diffusion.speed import speed_up
+    controls (``flow.control.control_pipe``), else the plain task pipeline."""
+    from studio.engine.diffusion.shared.speed import speed_up
 
     if not controls:
         pipe = task_pipe(entry, task)
     else:
-        from studio.engine.diffusion.flow_control import control_pipe
+        from studio.engine.diffusion.flow.control import control_pipe
 
         pipe = control_pipe(ctx, entry, task, controls)
     plan = entry.plan
@@ -86,8 +87,8 @@ def apply_flow_vae(ctx, pipe, entry: LoadedFlow, ref: str | None) -> None:
     own = entry.__dict__.setdefault("own_vae", entry.base.vae)
     module = own
     if ref:
-        from studio.engine.diffusion.loader import CONFIGS
-        from studio.engine.diffusion.pipeline import load_vae
+        from studio.engine.diffusion.shared.loader import CONFIGS
+        from studio.engine.diffusion.shared.vae import load_vae
         from studio.engine.models import resolve
 
         fam = entry.family
@@ -110,12 +111,12 @@ def apply_flow_vae(ctx, pipe, entry: LoadedFlow, ref: str | None) -> None:
         pipe.register_modules(vae=module)
 
 
-def _apply_loras(pipe, entry: LoadedFlow, loras) -> None:
+def apply_loras(pipe, entry: LoadedFlow, loras) -> None:
     """Load the job's LoRA adapters (``lora.apply``: ``pipe.load_lora_weights``, which the
     FLUX/SD3/Z-Image/Qwen/FLUX.2 pipelines have; FLUX BFL keys converted) and weight them
     with ``set_adapters``, unfused: the weights may be offloaded or quantized (GGUF). The
     previous job's adapters are unloaded when the set changes, also after a failure."""
-    from studio.engine.diffusion import lora
+    from studio.engine.diffusion.shared import lora
 
     if not loras and not entry.loras:
         return
@@ -159,7 +160,7 @@ def _tiny_decoder(ctx, family: Family, pipe):
     if env and Path(env).is_dir():
         folder = Path(env)
     elif family.preview_decoder:
-        from studio.engine.diffusion.loader import resolve_model
+        from studio.engine.diffusion.shared.loader import resolve_model
 
         for ref in (family.preview_decoder, family.preview_repo):
             try:
@@ -169,7 +170,7 @@ def _tiny_decoder(ctx, family: Family, pipe):
                 continue
     if folder is None:
         return None
-    from studio.engine.diffusion.loader import load_taesd
+    from studio.engine.diffusion.shared.loader import load_taesd
 
     dev, dt = pipe.vae.device, pipe.vae.dtype
     return ctx.runner.cache(
@@ -223,7 +224,7 @@ def denoise_flow(
     finally:
         if tap is not None:
             tap.remove()
-    images = np.asarray(out.images)
+    images = np.asarray(out.images)[..., :3]  # RGB of an RGBA VAE's output (Qwen-Image 2.1)
     if not np.isfinite(images).all():
         raise ModelError("The model produced NaN pixels; try --dtype float32")
     return [
@@ -231,26 +232,18 @@ def denoise_flow(
     ]
 
 
-def _pil(image: np.ndarray, size: tuple[int, int], mode: str = "RGB"):
-    from PIL import Image
-
-    im = Image.fromarray(np.ascontiguousarray(image))
-    im = im.convert(mode)
-    return im if im.size == size else im.resize(size, Image.Resampling.LANCZOS)
-
-
 def run_flow_generate(ctx, request):
     """Job handler for a GenerateRequest on a flow model: txt2img, img2img (or edit for
     Kontext / Qwen-Image-Edit: the image conditions the model, no strength), and whole-image
     inpaint when a mask is given, each with ControlNets when the request has controls
-    (``flow_control``). The model runs at ``Family.work_size`` of the request's size and each
+    (``flow.control``). The model runs at ``Family.work_size`` of the request's size and each
     image comes back at exactly ``width`` x ``height``. Returns ``ctx.finished`` with
     A1111-style metadata that records the family."""
-    from studio.engine.diffusion.flow_prompt import flow_prompt
+    from studio.engine.diffusion.flow.prompt import flow_prompt
     from studio.engine.jobs.device import generator_for
 
     if request.controls:
-        from studio.engine.diffusion.flow_control import validate_controls
+        from studio.engine.diffusion.flow.control import validate_controls
 
         validate_controls(request.controls)  # before any model loads
     text = flow_prompt(request.prompt, request.negative_prompt, request.loras, request.steps)
@@ -270,7 +263,7 @@ def run_flow_generate(ctx, request):
     if not fam.supports(task):
         raise BadInput(f"{fam.label} models can't do {task} in Studio")
     pipe = job_pipe(ctx, entry, task, request.controls)
-    _apply_loras(pipe, entry, text.loras)
+    apply_loras(pipe, entry, text.loras)
     apply_flow_vae(ctx, pipe, entry, request.vae)
     # The model works at a multiple of the family's size multiple (SD 3.5 and Z-Image refuse
     # other sizes, FLUX/Qwen silently shrink to one); results are resized back to the asked
@@ -281,14 +274,14 @@ def run_flow_generate(ctx, request):
     kw.update(fam.call_kwargs(pipe, *size))
     strength = None
     if task in ("img2img", "inpaint"):
-        kw["image"] = _pil(request.init_image, size)
+        kw["image"] = pil_image(request.init_image, size)
         if fam.takes_strength(task):
             strength = float(request.strength)
             kw["strength"] = strength
     if task == "inpaint":
-        kw["mask_image"] = _pil(request.mask, size, "L")
+        kw["mask_image"] = pil_image(request.mask, size, "L")
     if request.controls:
-        from studio.engine.diffusion.flow_control import control_kwargs
+        from studio.engine.diffusion.flow.control import control_kwargs
 
         kw.update(control_kwargs(pipe, request.controls, *size))
     per_image = steps_for(request.steps, strength)

@@ -18,11 +18,17 @@ import torch
 
 from studio.core.errors import BadInput, ModelError
 from studio.engine.diffusion.families import recognise_pipe
-from studio.engine.diffusion.loader import load_taesd
-from studio.engine.diffusion.pipeline import MAX_STEPS
-from studio.engine.diffusion.previews import PreviewDecoder, StepTap, find_taesd, latent_for_xt
-from studio.engine.diffusion.schedulers import canonical_name, check_schedule_steps
-from studio.engine.jobs.device import is_oom
+from studio.engine.diffusion.sd.pipeline import MAX_STEPS
+from studio.engine.diffusion.sd.schedulers import canonical_name, check_schedule_steps
+from studio.engine.diffusion.shared.crop import pil_image
+from studio.engine.diffusion.shared.loader import load_taesd
+from studio.engine.diffusion.shared.previews import (
+    PreviewDecoder,
+    StepTap,
+    find_taesd,
+    latent_for_xt,
+)
+from studio.engine.jobs.device import free_cache, is_oom
 from studio.engine.jobs.requests import (
     MAX_SIZE,
     MIN_SIZE,
@@ -236,7 +242,7 @@ class ConditioningStepper:
     def for_job(cls, pipe, pipe_kwargs: dict) -> ConditioningStepper | None:
         """The stepper for the pipeline's prompt plan (None without one); puts the
         embeddings of the first model call into ``pipe_kwargs``."""
-        from studio.engine.diffusion.schedulers import prompt_schedule_steps
+        from studio.engine.diffusion.sd.schedulers import prompt_schedule_steps
 
         plan = getattr(pipe, "studio_conditioning", None)
         if plan is None or "num_inference_steps" not in pipe_kwargs:
@@ -360,13 +366,6 @@ def _restore_vae(pipe, dtype: torch.dtype) -> None:
         vae.to(dtype)
 
 
-def _free_cache(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    elif device.type == "mps" and hasattr(torch, "mps"):
-        torch.mps.empty_cache()
-
-
 def decode_latents(
     pipe, latents: torch.Tensor, dtype: torch.dtype | None = None, device=None
 ) -> np.ndarray:
@@ -410,7 +409,7 @@ def decode_fallback(ctx, pipe, latents: torch.Tensor, total_steps: int) -> np.nd
     upcast = bool(getattr(vae.config, "force_upcast", False)) and vae.dtype == torch.float16
     dtype = torch.float32 if upcast else vae.dtype
     was_tiled = bool(getattr(vae, "use_tiling", False))
-    _free_cache(device)
+    free_cache(device)
     msg = "Out of memory while decoding; decoding again in tiles"
     log.warning(msg)
     ctx.progress(total_steps, total_steps, msg)
@@ -422,7 +421,7 @@ def decode_fallback(ctx, pipe, latents: torch.Tensor, total_steps: int) -> np.nd
         except Exception as e:
             if not is_oom(e):
                 raise
-        _free_cache(device)
+        free_cache(device)
         msg = "Out of memory while decoding in tiles; decoding on the CPU (slow)"
         log.warning(msg)
         ctx.progress(total_steps, total_steps, msg)
@@ -430,16 +429,6 @@ def decode_fallback(ctx, pipe, latents: torch.Tensor, total_steps: int) -> np.nd
     finally:
         if hasattr(vae, "disable_tiling") and not was_tiled:
             vae.disable_tiling()
-
-
-def _pil(image: np.ndarray, size: tuple[int, int]):
-    from PIL import Image
-
-    im = Image.fromarray(np.ascontiguousarray(image[..., :3]) if image.ndim == 3 else image)
-    im = im.convert("RGB")
-    if im.size != size:
-        im = im.resize(size, Image.Resampling.LANCZOS)
-    return im
 
 
 def inpaint_condition(image: np.ndarray, mask: np.ndarray) -> torch.Tensor:
@@ -471,7 +460,7 @@ def control_kwargs(
         if c.kind == "inpaint" and inpaint_source is not None:
             images.append(inpaint_condition(*inpaint_source))
         else:
-            images.append(_pil(c.image, (width, height)))
+            images.append(pil_image(c.image, (width, height)))
     one = len(controls) == 1
 
     def pick(values):
@@ -503,7 +492,7 @@ def validate_request(request: GenerateRequest) -> None:
         raise BadInput("seed must be >= 0")
     if not 1 <= request.clip_skip <= 12:
         raise BadInput(f"clip skip {request.clip_skip} must be between 1 and 12")
-    from studio.engine.diffusion.prompts import prompt_loras
+    from studio.engine.diffusion.shared.lora import prompt_loras
 
     prompt_loras(request.prompt)  # a <lora:name> tag that isn't installed: say so now
     if request.init_image is not None:
@@ -532,7 +521,7 @@ def validate_request(request: GenerateRequest) -> None:
 VAE_TILING_PIXELS = 1536 * 1536
 
 
-def _vae_tiling(pipe, pixels: int) -> None:
+def vae_tiling(pipe, pixels: int) -> None:
     """Tiled VAE decoding for this job: above ``VAE_TILING_PIXELS``, or whenever the memory
     plan chose it for this card (``pipeline.place_base`` marks the VAE), never turned off
     under the plan's feet for a small image."""

@@ -13,16 +13,17 @@ import torch
 
 from studio.core.errors import BadInput, ModelError
 from studio.engine.diffusion.families import Family, recognise_pipe
-from studio.engine.diffusion.loader import (
+from studio.engine.diffusion.sd.schedulers import canonical_name, make_scheduler
+from studio.engine.diffusion.shared.defaults import is_turbo
+from studio.engine.diffusion.shared.loader import (
     ResolvedModel,
-    _short,
     load_controlnet,
     load_folder,
     load_single_file,
     recommended_settings,
     resolve_model,
 )
-from studio.engine.diffusion.schedulers import canonical_name, is_turbo, make_scheduler
+from studio.engine.diffusion.shared.vae import load_vae
 from studio.engine.jobs.device import pick_device
 
 MAX_STEPS = 500
@@ -77,8 +78,8 @@ def place_base(base, device: torch.device, name: str, free_gib: float | None = N
     whole on the device, or offloaded); returns the plan (None on the CPU)."""
     if not hasattr(base, "unet") or not hasattr(base, "vae"):
         raise ModelError(f"{name}: not a Stable Diffusion pipeline ({type(base).__name__})")
-    from studio.engine.diffusion.memory import apply_plan
-    from studio.engine.diffusion.placement import plan_placement
+    from studio.engine.diffusion.shared.memory import apply_plan
+    from studio.engine.diffusion.shared.placement import plan_placement
 
     plan = plan_placement(base, recognise_pipe(base), device, name, free_gib)
     try:
@@ -106,7 +107,7 @@ def adopt_pipeline(
     the next job for ``model`` runs it through the job path users hit (benchmarks build
     full-size random models in memory this way). Replaces whatever the runner had cached.
     Returns the plan (None on the CPU)."""
-    from studio.engine.diffusion.placement import placement_label
+    from studio.engine.diffusion.shared.placement import placement_label
 
     choice = pick_dtype(model, device or runner.device, dtype or runner.dtype)
     resolved = resolve_model(model)
@@ -148,7 +149,7 @@ def load_pipeline(
     key = f"pipe:{resolved.key}|{choice.device}|{choice.dtype}"
 
     def factory() -> LoadedModel:
-        from studio.engine.diffusion.placement import placement_label
+        from studio.engine.diffusion.shared.placement import placement_label
 
         free = os.environ.get("STUDIO_FREE_VRAM_GIB")  # the memory a test or a user asserts
         base, plan = _load_base(
@@ -209,46 +210,10 @@ def load_pipeline(
     apply_loras(pipe, entry, loras)
     pipe.studio_model = resolved
     pipe.studio_placement = entry.placement
-    from studio.engine.diffusion.speed import offload_mode, speed_up
+    from studio.engine.diffusion.shared.speed import offload_mode, speed_up
 
     speed_up(ctx, pipe, offload=offload_mode(entry.placement), weights="fp16")
     return pipe
-
-
-def load_vae(ref: str, family: Family, dtype, device):
-    """An external AutoencoderKL (``vae`` kind: a catalog id, a diffusers folder or a single
-    file, which loads with the family's shipped VAE config, offline). BadInput when its latent
-    space doesn't fit the family."""
-    from diffusers import AutoencoderKL
-
-    from studio.engine.diffusion.loader import CONFIGS, quiet_loading
-    from studio.engine.models import resolve
-
-    quiet_loading()
-    path = resolve(ref, "vae")
-    try:
-        if path.is_dir():
-            folder = path / "vae" if (path / "vae" / "config.json").exists() else path
-            module = AutoencoderKL.from_pretrained(folder, torch_dtype=dtype, local_files_only=True)
-        else:
-            config = CONFIGS / family.configs[0] / "vae" if family.configs else None
-            module = AutoencoderKL.from_single_file(
-                str(path),
-                config=str(config) if config else None,
-                torch_dtype=dtype,
-                local_files_only=True,
-            )
-    except (ModelError, BadInput):
-        raise
-    except Exception as e:  # noqa: BLE001
-        raise ModelError(f"VAE {Path(ref).name}: cannot load ({_short(e)})", str(e)) from e
-    channels = int(module.config.latent_channels)
-    if channels != family.latent_channels:
-        raise BadInput(
-            f"VAE {Path(ref).name} has {channels} latent channels; {family.label} models need "
-            f"{family.latent_channels}"
-        )
-    return module.to(device)
 
 
 def apply_vae(pipe, entry: LoadedModel, ref: str | None, family: Family) -> None:
@@ -274,7 +239,7 @@ def pick_dtype(model: str, device: str | None, dtype: str | None):
     (``defaults.family_dtype``: fp16 on GPUs, bf16 where fp16 is unsupported, fp32 on CPU)."""
     import os
 
-    from studio.engine.diffusion.defaults import device_support, family_dtype, model_family
+    from studio.engine.diffusion.shared.defaults import device_support, family_dtype, model_family
 
     requested = dtype or os.environ.get("STUDIO_DTYPE") or None
     choice = pick_device(device, requested)
@@ -326,6 +291,6 @@ def apply_loras(pipe, entry: LoadedModel, loras, fuse: bool = True) -> None:
     speed of the plain model. A fused LoRA stays fused until a job wants other LoRAs or
     weights; then the weights it changed are restored bit for bit from a copy taken before
     fusing, so the next image without it equals one made before it was loaded."""
-    from studio.engine.diffusion import lora
+    from studio.engine.diffusion.shared import lora
 
     lora.apply(pipe, entry, loras, fuse=fuse, family=family_of(pipe))

@@ -49,7 +49,7 @@ def _clean(text: str, steps: int, notes: list[str]) -> str:
 def flow_prompt(prompt: str, negative: str, loras: tuple, steps: int) -> FlowPrompt:
     """The prompt, negative prompt and LoRAs a flow job runs with. BadInput in one line for
     a ``<lora:>`` tag whose file isn't installed (before any model loads)."""
-    from studio.engine.diffusion.prompts import prompt_loras
+    from studio.engine.diffusion.shared.lora import prompt_loras
 
     text, ran = prompt_loras(prompt or "", tuple(loras))
     negative, _ = extract_loras(negative or "")  # A1111 activates networks of the prompt only
