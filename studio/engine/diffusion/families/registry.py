@@ -130,7 +130,17 @@ def pipe_info(pipe: Any) -> ModelInfo:
 
 
 def recognise_pipe(pipe: Any) -> Family:
-    return recognise(pipe_info(pipe))
+    """The family of a loaded pipeline (by its class and components' configs), kept on the
+    pipeline after the first time: its modules don't change family."""
+    fam = getattr(pipe, "studio_family", None)
+    if isinstance(fam, Family):
+        return fam
+    fam = recognise(pipe_info(pipe))
+    try:
+        pipe.studio_family = fam
+    except (AttributeError, TypeError):  # an object without a __dict__ (a test double)
+        pass
+    return fam
 
 
 # -- single files -------------------------------------------------------------------------------

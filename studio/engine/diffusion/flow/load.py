@@ -394,14 +394,15 @@ def load_flow(
 
 def _folder_job(choice, requested, model, quant, offload, size, free_gib=None):
     """(resolved, family, plan, dtype, cache key) of a diffusers folder for a job."""
-    from studio.engine.diffusion.families.registry import folder_info
     from studio.engine.diffusion.shared.loader import resolve_model
 
     resolved = resolve_model(model)
     if resolved.kind != "folder":
         raise ModelError(f"{resolved.name}: not a flow-matching model file Studio knows")
-    fam = recognise_flow(folder_info(resolved.path))
-    if fam is None:
+    from studio.engine.diffusion.shared.defaults import model_family
+
+    fam = model_family(str(resolved.path))
+    if fam is None or fam.prediction != "flow":
         raise ModelError(f"{resolved.name}: not a flow-matching model Studio knows")
     plan = flow_plan(
         fam, choice.device, free_gib, quant=quant, offload=offload, hint=resolved.name,

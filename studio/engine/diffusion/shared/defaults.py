@@ -98,11 +98,42 @@ def repo_catalog_id(ref: str) -> str | None:
     return None
 
 
+# (path, the files' stats) -> model_info's answer: a job asks its model's family in the route,
+# for the dtype and at load; the files are read once while they stay the same.
+_INFO: dict[tuple, tuple[Family, int | None] | None] = {}
+
+
+def _stamp(path: Path) -> tuple:
+    """What changes when a model's files do: the stats of the file, or of a folder's
+    model_index.json and component configs."""
+    files = [path] if path.is_file() else [path / "model_index.json", *path.glob("*/config.json")]
+    stats = []
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        stats.append((f.name, f.parent.name, st.st_mtime_ns, st.st_size))
+    return (str(path), tuple(sorted(stats)))
+
+
 def model_info(ref: str) -> tuple[Family, int | None] | None:
     """(family, native size) of a model reference, or None when it can't be told without
-    loading it (not found, a .ckpt, unknown layout)."""
+    loading it (not found, a .ckpt, unknown layout). Read once per state of the files."""
     try:
         resolved = resolve_model(ref)
+    except StudioError:
+        return None
+    key = _stamp(resolved.path)
+    if key not in _INFO:
+        if len(_INFO) > 256:
+            _INFO.clear()
+        _INFO[key] = _read_info(resolved)
+    return _INFO[key]
+
+
+def _read_info(resolved) -> tuple[Family, int | None] | None:
+    try:
         if resolved.kind == "folder":
             return _recognise_folder(resolved.path), _native(resolved.path)
         if resolved.path.suffix.lower() not in FLOW_SUFFIXES:
