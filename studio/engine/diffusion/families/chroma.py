@@ -50,42 +50,10 @@ def _call_kwargs(pipe, width: int, height: int) -> dict:
 
 
 def _tiny(folder):
-    """A tiny random Chroma pipeline: diffusers' test sizes (tests/pipelines/chroma:
-    one double and one single block, heads 2 x 16, a one-layer approximator) on the real
-    16-channel VAE latents packed 2x2 (64 input channels), a tiny T5."""
-    from pathlib import Path
+    """A tiny random Chroma pipeline folder (the real architecture, test sizes)."""
+    from studio.engine.fixtures.tiny_flow_models import build_tiny_chroma
 
-    import torch
-    from diffusers import ChromaPipeline, ChromaTransformer2DModel, FlowMatchEulerDiscreteScheduler
-
-    from studio.engine.fixtures.tiny_flow_models import _kl_vae, _save, _t5, write_t5_tokenizer
-
-    folder = Path(folder)
-    torch.manual_seed(0)
-    tok = write_t5_tokenizer(folder / "tokenizer")
-    transformer = ChromaTransformer2DModel(
-        patch_size=1,
-        in_channels=64,
-        num_layers=1,
-        num_single_layers=1,
-        attention_head_dim=16,
-        num_attention_heads=2,
-        joint_attention_dim=32,
-        axes_dims_rope=[4, 4, 8],
-        approximator_hidden_dim=32,
-        approximator_layers=1,
-        approximator_num_channels=16,
-    )
-    pipe = ChromaPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True),
-        vae=_kl_vae(16, 0.3611, 0.1159),
-        text_encoder=_t5(tok),
-        tokenizer=tok,
-        transformer=transformer,
-        image_encoder=None,
-        feature_extractor=None,
-    )
-    return _save(pipe, folder)
+    return build_tiny_chroma(folder)
 
 
 FAMILY = Family(

@@ -58,8 +58,16 @@ def _match_file(probe: TensorProbe) -> str | None:
     return "sd21" if is_v_prediction(probe) else "sd21-base"
 
 
+def _tiny(folder):
+    """A tiny random SD 2.x (768-v) pipeline folder (the real architecture, test sizes)."""
+    from studio.engine.fixtures.tiny_models import build_tiny_sd2
+
+    return build_tiny_sd2(folder)
+
+
 FAMILY = Family(
     name="sd2",
+    tiny_model=_tiny,
     context_dim=1024,
     label="SD 2.x",
     pipelines=SD_PIPELINES,
