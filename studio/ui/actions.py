@@ -61,6 +61,8 @@ GESTURES = [
     ("Ctrl+Enter", "Generate (queues when busy; Generate panel)", ("Ctrl+Return", "Ctrl+Enter")),
     ("Enter / X", "Accept / discard the staged result", ("Return", "Enter", "X")),
     ("Left / Right", "Previous / next staged result", ("Left", "Right")),
+    ("W, then click / Alt+click / drag", "Smart select: include, exclude, box (SAM 2)", ()),
+    ("Esc", "Drop the smart selection's points", ()),
 ]
 
 
@@ -237,6 +239,7 @@ class Actions(QObject):
             ("brush", "Brush", "B"),
             ("eraser", "Eraser", "E"),
             ("select", "Select", "M"),
+            ("smart", "Smart select", "W"),
             ("pan", "Pan", "H"),
         ):
             a = self._action(
@@ -499,7 +502,8 @@ class Actions(QObject):
         for top in self._window.menuBar().actions():
             if top.menu() is not None:
                 walk(top.menu(), _plain(top.text()))
-        for a in self._window.actions():  # any action with a key but in no menu
+        # any action with a key but in no menu: the window's, and the canvas's own keys
+        for a in [*self._window.actions(), *self.canvas.actions()]:
             if a.shortcuts() and id(a) not in seen:
                 seen.add(id(a))
                 rows.append((_keys(a), _plain(a.text()), ""))

@@ -51,7 +51,7 @@ from studio.ui.document_model import DocumentModel
 from studio.ui.mask_view import DEFAULT_COLOR, DEFAULT_OPACITY, MaskOutlineItem, mask_overlay
 from studio.ui.qimage import qimage_from_array
 
-TOOLS = ("brush", "eraser", "select", "pan")
+TOOLS = ("brush", "eraser", "select", "smart", "pan")
 MIN_ZOOM, MAX_ZOOM = 0.02, 64.0
 
 
@@ -239,6 +239,7 @@ class CanvasView(QGraphicsView):
         self.mask_opacity = DEFAULT_OPACITY
         self.mask_shown = True  # view only: hidden over a new result (set_mask_shown)
         self.pose_handler = None  # begin/drag/end_keypoint_drag (the Control panel)
+        self.click_handler = None  # press/move/release of the Smart select tool
         self._pose_dragging = False
         self._pose_offset = (0, 0)
         self._zoom_shown = 1.0  # the zoom zoom_changed last announced
@@ -548,11 +549,20 @@ class CanvasView(QGraphicsView):
             pass  # a keypoint of the active pose layer, whichever tool but pan picked it
         elif self.tool == "select":
             self._select_from = pos
-            self.rubber_item.setRect(QRectF(pos, pos))
-            self.rubber_item.setVisible(True)
+            self.show_rubber(pos, pos)
+        elif self.tool == "smart" and self.click_handler is not None:
+            self.click_handler.press(pos, event.position(), event.modifiers())
         elif self.tool in ("brush", "eraser"):
             self._begin_stroke(pos)
         event.accept()
+
+    def show_rubber(self, start: QPointF, end: QPointF) -> None:
+        """The rubber band from ``start`` to ``end`` (scene coordinates)."""
+        self.rubber_item.setRect(QRectF(start, end).normalized())
+        self.rubber_item.setVisible(True)
+
+    def hide_rubber(self) -> None:
+        self.rubber_item.setVisible(False)
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         pos = self.mapToScene(event.position().toPoint())
@@ -570,7 +580,9 @@ class CanvasView(QGraphicsView):
             event.accept()
             return
         if self._select_from is not None:
-            self.rubber_item.setRect(QRectF(self._select_from, pos).normalized())
+            self.show_rubber(self._select_from, pos)
+        elif self.tool == "smart" and self.click_handler is not None:
+            self.click_handler.move(pos)
         elif self._pose_dragging:
             ox, oy = self._pose_offset
             self.pose_handler.drag_keypoint(pos.x() - ox, pos.y() - oy)
@@ -593,6 +605,8 @@ class CanvasView(QGraphicsView):
             return
         if self._select_from is not None:
             self._finish_selection(pos)
+        elif self.tool == "smart" and self.click_handler is not None:
+            self.click_handler.release(pos, event.position())
         elif self._pose_dragging:
             self._pose_dragging = False
             ox, oy = self._pose_offset

@@ -175,6 +175,9 @@ class MainWindow(QMainWindow):
         self.docks.load_panels(PANELS, host=self)
         self.docks.restore(s.window_state)  # the dock sizes the user chose last time
         canvas.pose_handler = self.panels.get("Control")  # keypoints dragged on the canvas
+        from studio.ui.smart_select import SmartSelect
+
+        self.smart_select = SmartSelect(self, canvas, self)  # the Smart select tool (W)
         self.documents.update_title()
         canvas.setFocus()  # B, E, M... work at once, not typed into the first field
 

@@ -160,6 +160,23 @@ class PreprocessRequest:
         return dict(self.params).get(name, default)
 
 
+@dataclass(frozen=True)
+class SegmentRequest:
+    """Select by prompts with SAM 2 (``studio.engine.vision.segment``): ``points`` are
+    (x, y, label) in image pixels (label 1 includes, 0 excludes), ``box`` is (x0, y0, x1, y1),
+    ``text`` a phrase ("the dog": Grounding DINO boxes, each decoded by SAM 2). With no
+    prompt at all the job only computes the image's embedding, which later prompts on the
+    same image reuse. Finished.images: the masks (uint8 0/255, the image's size; one per
+    instance for ``text``)."""
+
+    image: np.ndarray = field(compare=False, repr=False)
+    points: tuple[tuple[float, float, int], ...] = ()
+    box: tuple[float, float, float, float] | None = None
+    text: str | None = None
+    model: str | None = None
+    device: str | None = None
+
+
 # -- model manager (studio.engine.models.jobs) -------------------------------------------------
 @dataclass(frozen=True)
 class DownloadRequest:
