@@ -18,7 +18,7 @@ import pytest
 from studio.core import paths
 
 ROOT = Path(__file__).resolve().parents[1]
-KINDS = ("checkpoints", "loras", "vae", "controlnet", "upscale_models", "inpaint", "pose", "embeddings")  # fmt: skip
+KINDS = ("checkpoints", "loras", "vae", "controlnet", "upscale_models", "inpaint", "pose", "embeddings", "segment", "depth", "facerestore_models", "facedetection")  # fmt: skip
 
 
 def test_top_level_layout():

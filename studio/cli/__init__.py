@@ -21,6 +21,8 @@ COMMANDS = (
     "studio.cli.generate_cmd",
     "studio.cli.inpaint_cmd",
     "studio.cli.upscale_cmd",
+    "studio.cli.restore_cmd",
+    "studio.cli.segment_cmd",
     "studio.cli.control_cmd",
     "studio.cli.info_cmd",
     "studio.cli.plan_cmd",

@@ -4,6 +4,7 @@
     studio control pose  --image I [--model M] --out OUT [--json KEYPOINTS.json]
     studio control pose  --template [--people N] (--image I | --size WxH) --out OUT [--json J]
     studio control pose  --from-json KEYPOINTS.json --out OUT
+    studio control depth --image I [--model M] [--region X,Y,W,H] --out DEPTH
 
 ``pose`` detects people (``--model``: a folder holding DWPose's yolox_l.onnx +
 dw-ll_ucoco_384.onnx or OpenPose's body_pose_model.pth, such a file, or the catalog id
@@ -12,6 +13,11 @@ OpenPose), with hands and faces (DWPose always; OpenPose when hand_pose_model.pt
 facenet.pth sit beside the body model). Without a detector it exits 3 and says how to get
 one; ``--template`` renders a default skeleton instead and ``--from-json`` renders OpenPose
 JSON (e.g. from a pose editor).
+``depth`` estimates a depth map with Depth Anything V2 (Yang et al. 2024): grey, near =
+white, the input's size (or the ``--region`` crop's size), as depth ControlNets expect
+(``--model``: a transformers Depth Anything folder, or the catalog id
+``depth-anything-v2-small``, the default). Without the model it exits 3 and says how to get
+it.
 Exit codes: 0 done, 2 bad input, 3 model missing, 130 cancelled.
 """
 
@@ -28,9 +34,10 @@ from studio.core.errors import BadInput
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "control",
-        help="make ControlNet control images (canny edges, OpenPose skeletons)",
-        description="Make a ControlNet control image from a picture: Canny edges or an "
-        "OpenPose skeleton (detected, a default template, or read from OpenPose JSON).",
+        help="make ControlNet control images (canny edges, OpenPose skeletons, depth maps)",
+        description="Make a ControlNet control image from a picture: Canny edges, an "
+        "OpenPose skeleton (detected, a default template, or read from OpenPose JSON) or a "
+        "depth map (Depth Anything V2).",
     )
     sub = p.add_subparsers(dest="control_kind", metavar="KIND", parser_class=type(p))
     sub.required = True
@@ -64,6 +71,22 @@ def register(subparsers) -> None:
     q.add_argument("--no-face", action="store_true", help="skip the face (detection and drawing)")
     shared.add_device(q, dtype=False)
     q.set_defaults(func=run_pose)
+
+    d = sub.add_parser("depth", help="depth map, near = white (Depth Anything V2)")
+    d.add_argument("--image", required=True, help="input image")
+    d.add_argument(
+        "--model",
+        help="Depth Anything folder, catalog id or Hugging Face repo id "
+        "(default: the installed depth-anything-v2-small)",
+    )
+    d.add_argument(
+        "--region",
+        metavar="X,Y,W,H",
+        help="estimate only this crop of the image (the output is the crop's size)",
+    )
+    d.add_argument("--out", required=True, help="output depth image (.png, .jpg, .webp)")
+    shared.add_device(d, dtype=False)
+    d.set_defaults(func=run_depth)
 
 
 def _check_out(path: str) -> Path:
@@ -163,3 +186,34 @@ def _detect(image, model: str | None, device: str | None, hands: bool, face: boo
             final, message=final.message + " (or use --template for a default skeleton)"
         )
     return Pose.from_dict(finished_or_raise(final).extra["pose"])
+
+
+def _parse_region(text: str) -> tuple[int, int, int, int]:
+    try:
+        x, y, w, h = (int(v) for v in text.replace(" ", "").split(","))
+    except ValueError as e:
+        raise BadInput(f"--region {text!r}: expected X,Y,W,H, e.g. 0,0,512,512") from e
+    return x, y, w, h
+
+
+def run_depth(args: argparse.Namespace) -> int:
+    from studio.core.imageio import load_image, save_image
+    from studio.engine.jobs import PreprocessRequest, Runner
+
+    out = _check_out(args.out)
+    region = _parse_region(args.region) if args.region else None
+    image = load_image(args.image, "RGB")
+    params: tuple[tuple[str, object], ...] = ()
+    if args.model:
+        params += (("model", args.model),)
+    if region is not None:
+        params += (("region", region),)
+    request = PreprocessRequest("depth", image, params, device=args.device)
+    final = run_job(
+        request, runner=Runner(device=args.device), line=ProgressLine("depth", plain=False)
+    )
+    done = finished_or_raise(final)
+    depth, meta = done.images[0], done.metadata[0]
+    save_image(out, depth, studio=meta)
+    print(f"{out} (depth, {depth.shape[1]}x{depth.shape[0]}, {meta['model']})")
+    return 0

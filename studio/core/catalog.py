@@ -40,6 +40,11 @@ KINDS: tuple[str, ...] = (
     "embedding",  # textual inversion (A1111's embeddings/ folder)
     "vae",
     "edit",  # edit by instruction from an input image (Flux Kontext, Qwen-Image-Edit)
+    "controlnet-depth",
+    "segment",  # select by clicks, boxes or words (SAM 2, Grounding DINO, SAM 3)
+    "depth-estimator",  # depth maps for depth ControlNets (Depth Anything V2)
+    "face-restorer",  # GFPGAN
+    "face-detector",  # YuNet
 )
 RECOMMENDED_KEYS = {
     "steps": int,

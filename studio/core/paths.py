@@ -35,6 +35,10 @@ MODEL_FOLDERS: dict[str, str] = {
     "inpaint": "Inpainting models (LaMa big-lama.pt, inpainting checkpoints)",
     "pose": "Pose detectors (DWPose .onnx pair, OpenPose .pth files)",
     "embeddings": "Textual inversion embeddings (.safetensors, .pt)",
+    "segment": "Selection models (SAM 2, Grounding DINO, SAM 3 folders)",
+    "depth": "Depth estimators (Depth Anything V2 folders)",
+    "facerestore_models": "Face restoration models (GFPGAN .pth)",
+    "facedetection": "Face detectors (YuNet .onnx)",
 }
 
 _PACKAGE = Path(__file__).resolve().parent.parent  # .../studio

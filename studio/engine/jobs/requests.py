@@ -177,6 +177,52 @@ class SegmentRequest:
     device: str | None = None
 
 
+@dataclass(frozen=True)
+class RestoreFacesRequest:
+    """Restore every face found in ``image`` (RGB/RGBA uint8) with a blind face restoration
+    model (GFPGAN, RestoreFormer) and paste it back.
+
+    ``model``: a model file, a catalog id (``gfpgan-1.4``), a RestoreFormer file, or None for
+    ``gfpgan-1.4``. ``strength``: 0 keeps the original pixels exactly, 1 the restored face.
+    ``detector``: ``yunet`` (None), a YuNet ``.onnx`` file, or a name given to
+    :func:`studio.engine.restore.faces.register_detector`."""
+
+    image: np.ndarray = field(compare=False, repr=False)
+    model: str | None = None
+    strength: float = 1.0
+    device: str | None = None
+    detector: str | None = None
+
+
+@dataclass(frozen=True)
+class DetailFacesRequest:
+    """Redraw every face found in ``image`` (RGB/RGBA uint8) with diffusion inpainting, as
+    ADetailer does: each face's box (grown by ``dilate`` px) is inpainted on a crop padded by
+    ``padding`` px and scaled to the model's native size, at its own prompt and denoising
+    strength, then pasted back feathered by ``mask_blur`` px.
+
+    ``model``: an SD inpainting or txt2img model. ``prompt`` / ``negative_prompt``: one for
+    every face, or several joined by ``[SEP]`` (ADetailer's separator): the i-th face gets the
+    i-th, the last one the faces after it. ``confidence``: faces the detector scores lower are
+    left alone. ``seed`` + i is face i's seed."""
+
+    image: np.ndarray = field(compare=False, repr=False)
+    model: str = ""
+    prompt: str = ""
+    negative_prompt: str = ""
+    denoising_strength: float = 0.4
+    confidence: float = 0.3
+    dilate: int = 4
+    mask_blur: int = 4
+    padding: int = 32
+    steps: int = 20
+    guidance: float = 7.0
+    seed: int = 0
+    detector: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+
+
 # -- model manager (studio.engine.models.jobs) -------------------------------------------------
 @dataclass(frozen=True)
 class DownloadRequest:

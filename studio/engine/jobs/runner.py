@@ -31,13 +31,16 @@ from studio.core.cancel import CancelToken
 from studio.core.errors import JobCancelled, StudioError
 from studio.engine.jobs.events import Cancelled, Event, Failed, Finished, Preview, Progress, Started
 from studio.engine.jobs.requests import (
+    DetailFacesRequest,
     DownloadRequest,
     GenerateRequest,
     ImportModelRequest,
     InpaintRequest,
     PreprocessRequest,
     RemoveModelRequest,
+    RestoreFacesRequest,
     ScanModelsRequest,
+    SegmentRequest,
     TrainLoraRequest,
     UpscaleRequest,
 )
@@ -52,6 +55,9 @@ HANDLERS: dict[type, str] = {
     InpaintRequest: "studio.engine.diffusion.route:run_inpaint",
     UpscaleRequest: "studio.engine.restore.upscale:run_upscale",
     PreprocessRequest: "studio.engine.vision.control:run_preprocess",
+    SegmentRequest: "studio.engine.vision.segment:run_segment",
+    RestoreFacesRequest: "studio.engine.restore.faces:run_restore",
+    DetailFacesRequest: "studio.engine.restore.face_detail:run_detail",
     DownloadRequest: "studio.engine.models.jobs:run_download",
     ImportModelRequest: "studio.engine.models.jobs:run_import",
     ScanModelsRequest: "studio.engine.models.jobs:run_scan",
@@ -60,7 +66,10 @@ HANDLERS: dict[type, str] = {
 }
 
 # Runner.cache key prefixes of models that take most of an accelerator's memory.
-HEAVY_PREFIXES = frozenset({"pipe", "flow", "upscaler", "lama", "pose"})
+HEAVY_PREFIXES = frozenset(
+    {"pipe", "flow", "upscaler", "lama", "pose", "sam", "sam3", "grounding-dino", "depth",
+     "face-restorer"}
+)  # fmt: skip
 # Memory is short when less than this share of the accelerator (or of RAM on the CPU) is free.
 SHORT_FRACTION = 0.25
 

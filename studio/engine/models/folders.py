@@ -53,6 +53,10 @@ KIND_FOLDERS: dict[str, tuple[str, ...]] = {
     "lora": ("loras", "Lora", "LyCORIS", "lora"),
     "embedding": ("embeddings",),  # A1111 keeps it in the install root: see kind_folders
     "vae": ("vae", "VAE"),
+    "segment": ("segment", "sams", "grounding-dino"),
+    "depth-estimator": ("depth", "depthanything"),
+    "face-restorer": ("facerestore_models", "GFPGAN"),
+    "face-detector": ("facedetection",),
 }
 # Groups a caller may ask for instead of one kind.
 KIND_GROUPS: dict[str, tuple[str, ...]] = {

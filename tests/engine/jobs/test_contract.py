@@ -535,7 +535,13 @@ def _training_contract():
 
 
 def test_every_handler_has_a_contract_class():
-    from studio.engine.jobs import HANDLERS
+    from studio.engine.jobs import (
+        HANDLERS,
+        DetailFacesRequest,
+        RestoreFacesRequest,
+        SegmentRequest,
+    )
+    from tests.engine.jobs import test_contract_vision as vision
 
     tested = {
         **_training_contract(),
@@ -547,6 +553,9 @@ def test_every_handler_has_a_contract_class():
         ImportModelRequest: TestImportModel,
         ScanModelsRequest: TestScanModels,
         RemoveModelRequest: TestRemoveModel,
+        SegmentRequest: vision.TestSegment,
+        RestoreFacesRequest: vision.TestRestoreFaces,
+        DetailFacesRequest: vision.TestDetailFaces,
     }
     missing = [t.__name__ for t in HANDLERS if t not in tested]
     assert missing == [], f"job handlers without a contract test: {missing}"

@@ -62,7 +62,7 @@ def test_pose_job_without_model_fails_with_exit_3(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "req",
     [
-        PreprocessRequest("depth", np.zeros((8, 8, 3), np.uint8)),
+        PreprocessRequest("normal", np.zeros((8, 8, 3), np.uint8)),
         PreprocessRequest("canny", np.zeros((8, 8, 3), np.uint8), (("low", "x"),)),
         PreprocessRequest("canny", np.zeros((0, 0, 3), np.uint8)),
     ],
