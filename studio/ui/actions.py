@@ -350,6 +350,7 @@ class Actions(QObject):
             la.addAction(a)
         la.addSeparator()
         la.addAction(self.act_mask_toggle)
+        self.layer_menu = la  # rooms that make layers add their actions here
         t = mb.addMenu("&Tools")
         for a in self.tool_actions.values():
             t.addAction(a)

@@ -178,6 +178,9 @@ class MainWindow(QMainWindow):
         from studio.ui.smart_select import SmartSelect
 
         self.smart_select = SmartSelect(self, canvas, self)  # the Smart select tool (W)
+        from studio.ui.face_restore import FaceRestore
+
+        self.face_restore = FaceRestore(self, self.menus.layer_menu, self)  # Layer > Restore faces
         self.documents.update_title()
         canvas.setFocus()  # B, E, M... work at once, not typed into the first field
 

@@ -3,6 +3,9 @@ pose detection through the worker, and the ControlInputs the Generate panel read
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PySide6.QtCore import QObject, Signal
@@ -367,3 +370,27 @@ def test_panel_with_a_minimal_host(qtbot, photos):
     p.detect_pose()
     assert host.worker.request.kind == "pose" and host.worker.request.image.shape == (300, 451, 3)
     assert control_inputs(FakeHost(image)) == ()  # a document without guides: none
+
+
+def test_depth_guide_becomes_a_control_layer_of_the_engines_depth(window, panel, qtbot):
+    """Add depth as control layer: the engine's depth of the visible image (near = white)
+    lands as a "Depth" control layer over the region, one undo step."""
+    from studio.engine.fixtures.tiny_depth import build_tiny_depth_anything
+    from studio.engine.vision.depth import estimate_depth, load_depth_model
+    from studio.ui.pose_editor import rgba_to_control
+
+    home = Path(os.environ["STUDIO_HOME"])  # the window's own (tests/conftest.py)
+    folder = build_tiny_depth_anything(home / "models" / "depth" / "depth-anything-v2-small")
+    before = len(window.model.doc.layers)
+    panel.depth.button.click()
+    qtbot.waitUntil(lambda: len(window.model.doc.layers) == before + 1, timeout=30_000)
+    layer = _top_layer(window)
+    assert layer.name == "Depth" and layer.kind == "control"
+    assert layer.metadata["control"] == "depth" and layer.offset == (0, 0)
+    got = rgba_to_control(layer.pixels)[..., 0]
+    model, processor = load_depth_model(folder, "cpu")
+    want = estimate_depth(model, processor, rgb(window))
+    assert got.shape == want.shape == (512, 512)
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    window.model.undo.undo()
+    assert len(window.model.doc.layers) == before

@@ -227,7 +227,7 @@ class ControlPanel(QWidget):
         edges, (x, y, _, _) = result
         name, meta = self.state.canny_name(), self.state.canny_metadata()
         meta["source"] = self.source_ref()  # its overlay's edges come from there only
-        self._add_control_layer(control_rgba(edges), name, "control", (x, y), meta)
+        self.add_control_layer(control_rgba(edges), name, "control", (x, y), meta)
 
     # == scribble ================================================================================
     @Slot()
@@ -237,12 +237,12 @@ class ControlPanel(QWidget):
             self._error("Open or create an image first.")
             return
         blank = np.zeros((h, w, 4), np.uint8)
-        uid = self._add_control_layer(blank, "Scribble", "control", (0, 0), {"control": "scribble"})
+        uid = self.add_control_layer(blank, "Scribble", "control", (0, 0), {"control": "scribble"})
         if uid is not None:  # asked for to paint on: say so (the badge shows it too)
             self._model().set_active(uid)
             self.host.show_status("The brush paints on “Scribble” now (Q: back to the mask)")
 
-    def _add_control_layer(
+    def add_control_layer(
         self, rgba: np.ndarray, name: str, kind: str, offset: tuple[int, int], meta: dict
     ) -> int | None:
         meta = new_layer_metadata(meta, self.default_controlnet(meta["control"]))
@@ -345,7 +345,7 @@ class ControlPanel(QWidget):
         meta = {"control": "pose", "pose": pose.to_dict()}
         self._adding_pose_layer = True  # don't load the new layer back into the editor
         try:
-            self.pose_layer_uid = self._add_control_layer(
+            self.pose_layer_uid = self.add_control_layer(
                 control_rgba(render(pose)), "Pose", "pose", (0, 0), meta
             )
         finally:

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from studio.ui.panels.control_depth import DepthGuide
 from studio.ui.panels.control_model import RANGES, SOURCES
 from studio.ui.pose_editor import PoseEditor
 from studio.ui.properties import bind
@@ -59,6 +60,8 @@ def lay_out(panel: ControlPanel) -> None:
     layout.addLayout(source_widgets(panel))
     layout.addWidget(canny_box(panel))
     layout.addWidget(scribble_box(panel))
+    panel.depth = DepthGuide(panel)
+    layout.addWidget(panel.depth.box)
     layout.addWidget(pose_box(panel))
     layout.addWidget(layers_box(panel))
     layout.addStretch(1)

@@ -53,6 +53,7 @@ DEFAULT_CONTROLNETS = {
     "canny": "sd15-canny",
     "pose": "sd15-openpose",
     "scribble": "sd15-scribble",
+    "depth": "sd15-depth",
 }
 # A guide's kind -> the catalog kind of the ControlNets made for it.
 CONTROLNET_KIND = {
@@ -60,6 +61,7 @@ CONTROLNET_KIND = {
     "pose": "controlnet-pose",
     "scribble": "controlnet-scribble",
     "inpaint": "controlnet-inpaint",
+    "depth": "controlnet-depth",
 }
 SOURCES = (("layer", "Active layer"), ("composite", "Visible image"))
 THRESHOLD_MAX = 500
