@@ -339,6 +339,7 @@ class Actions(QObject):
             self.act_invert_mask,
         ):
             e.addAction(a)
+        self.edit_menu = e  # rooms with edits of their own add them here
         la = mb.addMenu("&Layer")
         for a in (
             self.act_new_control,

@@ -178,6 +178,7 @@ class MainWindow(QMainWindow):
         from studio.ui.smart_select import SmartSelect
 
         self.smart_select = SmartSelect(self, canvas, self)  # the Smart select tool (W)
+        self.smart_select.add_to(self.menus.edit_menu)  # Edit > Select by words…
         from studio.ui.face_restore import FaceRestore
 
         self.face_restore = FaceRestore(self, self.menus.layer_menu, self)  # Layer > Restore faces

@@ -4,7 +4,9 @@ Picking the tool asks the engine for the image embedding of what the canvas show
 background; each click then runs only SAM 2's prompt decoder on it. A left click adds a
 positive point, Alt+click a negative one, a drag draws a box. The candidate shows at once as
 an outline with a light tint over the image. Enter makes it the mask, Shift+Enter adds it to
-the mask, Alt+Enter subtracts it, each one undo step; Esc drops the points.
+the mask, Alt+Enter subtracts it, each one undo step; Esc drops the points. Edit > Select by
+words asks for a phrase ("the dog") and makes every instance the engine finds (Grounding DINO
+boxes decoded by SAM 2) the candidate, applied with the same keys.
 
 The newest click wins: while a decode runs, later clicks wait as one pending request, never a
 queue. The engine side is ``studio.engine.vision.segment`` (the ``SegmentRequest`` job).
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt, Slot
 from PySide6.QtGui import QAction, QKeySequence, QPixmap
-from PySide6.QtWidgets import QGraphicsPixmapItem
+from PySide6.QtWidgets import QGraphicsPixmapItem, QInputDialog
 
 from studio.engine.jobs import SegmentRequest
 from studio.ui.job_follower import JobFollower
@@ -43,6 +45,7 @@ class SmartSelect(QObject):
         self.jobs.finished.connect(self._on_finished)
         self.jobs.ended.connect(self._on_ended)
         self.points: list[tuple[float, float, int]] = []
+        self._words: str | None = None  # the phrase of the last Select by words
         self.box: tuple[float, float, float, float] | None = None
         self.candidate: np.ndarray | None = None
         self._image: np.ndarray | None = None
@@ -79,13 +82,43 @@ class SmartSelect(QObject):
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
         kind = event.type()
         if kind in (QEvent.Type.ShortcutOverride, QEvent.Type.KeyPress) and (
-            event.key() == Qt.Key.Key_Escape and (self.points or self.box is not None)
+            event.key() == Qt.Key.Key_Escape
+            and (self.points or self.box is not None or self.candidate is not None)
         ):
             if kind == QEvent.Type.KeyPress:
                 self._drop()
             event.accept()
             return True
         return super().eventFilter(obj, event)
+
+    def add_to(self, menu) -> None:
+        """Edit > Select by words… in ``menu``."""
+        self.words_action = QAction("Select by &words…", self)
+        self.words_action.setStatusTip("Select every instance of a phrase (“the dog”)")
+        self.words_action.triggered.connect(self.ask_words)
+        menu.addAction(self.words_action)
+
+    @Slot()
+    def ask_words(self) -> None:
+        phrase, ok = QInputDialog.getText(
+            self.canvas.window(), "Select by words", "What to select (e.g. “the dog”, “sky”):"
+        )
+        if ok:
+            self.select_words(phrase)
+
+    def select_words(self, phrase: str) -> int | None:
+        """Every instance of ``phrase`` as the candidate (the Smart select tool is picked so
+        the keys apply); None when there is no image or no phrase."""
+        phrase = phrase.strip()
+        image = self._snapshot()
+        if not phrase or image is None:
+            return None
+        if self.canvas.tool != TOOL:
+            self.canvas.set_tool(TOOL)  # embeds first: the words' job queues behind it
+        self.points, self.box, self._words = [], None, phrase
+        self._running = None  # a running embedding is not waited for: words are new work
+        self._submit(SegmentRequest(image=image, text=phrase))
+        return self._latest
 
     # -- the canvas's mouse, while the tool is picked ---------------------------------------
     def press(self, pos: QPointF, screen: QPointF, modifiers) -> None:
@@ -153,11 +186,25 @@ class SmartSelect(QObject):
 
     @Slot(int, object)
     def _on_finished(self, job_id: int, final: object) -> None:
-        if job_id != self._latest or not getattr(final, "images", None):
+        if job_id != self._latest:
             return
-        if not self.points and self.box is None:
-            return  # the points were dropped meanwhile
-        self.candidate = (np.asarray(final.images[0]) > 127).astype(np.uint8) * 255
+        images = list(getattr(final, "images", None) or [])
+        if self._words is not None:
+            phrase, self._words = self._words, None
+            if not images:
+                self.host.show_status(f"Nothing found for “{phrase}”.")
+                return
+            union = np.maximum.reduce([np.asarray(m) for m in images])
+            self.candidate = (union > 127).astype(np.uint8) * 255
+            n = len(images)
+            self.host.show_status(
+                f"“{phrase}”: {n} found. Enter: mask, Shift+Enter: add, Alt+Enter: subtract"
+            )
+            self._show()
+            return
+        if not images or (not self.points and self.box is None):
+            return  # the embedding alone, or the points were dropped meanwhile
+        self.candidate = (np.asarray(images[0]) > 127).astype(np.uint8) * 255
         self._show()
 
     @Slot(int)
@@ -216,6 +263,7 @@ class SmartSelect(QObject):
 
     def _drop(self) -> None:
         self.points, self.box, self.candidate, self._pending = [], None, None, False
+        self._words = None
         self.item.setVisible(False)
         self.ants.set_mask(None, now=True)
         self.ants.setVisible(False)

@@ -32,6 +32,12 @@ def known_segment(ctx, request: SegmentRequest):
         x, y = int(x), int(y)
         mask[max(0, y - HALF) : y + HALF, max(0, x - HALF) : x + HALF] = 255 if label else 0
     images = [mask] if (request.points or request.box is not None) else []
+    if request.text == "two cats":  # two instances: squares at (50, 50) and (300, 200)
+        images = []
+        for x, y in ((50, 50), (300, 200)):
+            one = np.zeros((h, w), np.uint8)
+            one[y - HALF : y + HALF, x - HALF : x + HALF] = 255
+            images.append(one)
     return ctx.finished(images, [{}] * len(images))
 
 
@@ -144,3 +150,24 @@ def test_escape_drops_the_points_and_another_tool_hides_the_candidate(smart, qtb
     qtbot.waitUntil(lambda: window.smart_select.candidate is not None, timeout=10_000)
     QTest.keyClick(window.canvas, Qt.Key.Key_B)
     assert window.canvas.tool == "brush" and window.smart_select.candidate is None
+
+
+def test_select_by_words_makes_every_instance_the_candidate(smart, qtbot):
+    window = smart
+    job = window.smart_select.select_words("two cats")
+    assert job is not None and window.canvas.tool == "smart"
+    qtbot.waitUntil(lambda: window.smart_select.candidate is not None, timeout=10_000)
+    assert REQUESTS[-1].text == "two cats" and REQUESTS[-1].points == ()
+    QTest.keyClick(window.canvas, Qt.Key.Key_Return)
+    mask = window.model.doc.mask_layer.pixels
+    assert mask[50, 50] == 255 and mask[200, 300] == 255 and mask[120, 150] == 0
+    assert (mask > 0).sum() == 2 * (2 * HALF) ** 2
+
+
+def test_select_by_words_that_finds_nothing_says_so(smart, qtbot, monkeypatch):
+    window = smart
+    said = []
+    monkeypatch.setattr(window, "show_status", lambda text, ms=6000: said.append(text))
+    window.smart_select.select_words("a unicorn")
+    qtbot.waitUntil(lambda: any("Nothing found" in t for t in said), timeout=10_000)
+    assert window.smart_select.candidate is None
