@@ -175,13 +175,9 @@ class MainWindow(QMainWindow):
         self.docks.load_panels(PANELS, host=self)
         self.docks.restore(s.window_state)  # the dock sizes the user chose last time
         canvas.pose_handler = self.panels.get("Control")  # keypoints dragged on the canvas
-        from studio.ui.smart_select import SmartSelect
+        from studio.ui.image_tools import add_image_tools  # numpy: after the window is up
 
-        self.smart_select = SmartSelect(self, canvas, self)  # the Smart select tool (W)
-        self.smart_select.add_to(self.menus.edit_menu)  # Edit > Select by words…
-        from studio.ui.face_restore import FaceRestore
-
-        self.face_restore = FaceRestore(self, self.menus.layer_menu, self)  # Layer > Restore faces
+        self.smart_select, self.face_restore = add_image_tools(self)
         self.documents.update_title()
         canvas.setFocus()  # B, E, M... work at once, not typed into the first field
 

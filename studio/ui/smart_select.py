@@ -38,7 +38,10 @@ TINT = (40, 160, 255)
 class SmartSelect(QObject):
     """The Smart select tool's state: points, box, the candidate mask and its outline."""
 
-    def __init__(self, host: Host, canvas: CanvasView, parent: QObject | None = None) -> None:
+    def __init__(
+        self, host: Host, canvas: CanvasView, menu=None, parent: QObject | None = None
+    ) -> None:
+        """``menu``: where Select by words… goes (the Edit menu), if given."""
         super().__init__(parent)
         self.host, self.canvas = host, canvas
         self.jobs = JobFollower(host.worker, self, errors=host.show_error)
@@ -69,7 +72,7 @@ class SmartSelect(QObject):
             ("subtract", "Alt+Return", "Subtract the selection from the mask"),
         ):
             act = QAction(text, canvas)
-            act.setShortcut(QKeySequence(key))
+            act.setShortcuts([QKeySequence(key), QKeySequence(key.replace("Return", "Enter"))])
             act.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
             act.setEnabled(False)
             act.triggered.connect(getattr(self, f"_{name}"))
@@ -78,6 +81,8 @@ class SmartSelect(QObject):
         # Esc is "Cancel job" for the window; while there are points it drops them instead
         # (the canvas takes the key before the window's shortcut sees it).
         canvas.installEventFilter(self)
+        if menu is not None:
+            self.add_to(menu)
 
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
         kind = event.type()

@@ -89,7 +89,7 @@ def test_every_base_family_has_a_tiny_model_and_a_catalog_base():
     """A family registered without a tiny model would skip the whole contract; the catalog's
     ``bases`` (what core validates entries against) are the registry's base families."""
     base = {f.name for f in families() if f.base is None}
-    assert base - set(TINY) == {"sd2"}  # SD 2.x: recognised and planned, no tiny model yet
+    assert base - set(TINY) == set()
     assert set(known_bases()) == base
 
 

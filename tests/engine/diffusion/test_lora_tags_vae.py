@@ -126,7 +126,7 @@ def test_a_broken_vae_file_is_one_whole_message_with_the_error_in_the_detail(
 
 
 def test_a_long_error_is_cut_between_words_never_inside_one():
-    from studio.engine.diffusion.shared.loader import _short
+    from studio.core.errors import short_error as _short
 
     words = " ".join(f"word{i}" for i in range(120))  # ~830 characters, no sentence end
     cut = _short(RuntimeError(words))
