@@ -34,6 +34,7 @@ class DepthGuide(QObject):
         self.button.setToolTip(TIP)
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.status.setVisible(False)  # shown while there is something to say
         layout.addWidget(self.button)
         layout.addWidget(self.status)
         self.follow = JobFollower(panel.host.worker, self, errors=panel.host.show_error)
@@ -58,7 +59,7 @@ class DepthGuide(QObject):
             PreprocessRequest("depth", rgb), label="Depth map"
         )
         self.button.setEnabled(False)
-        self.status.setText("Estimating depth…")
+        self._say("Estimating depth…")
         return self._job
 
     @Slot(int, object)
@@ -71,11 +72,15 @@ class DepthGuide(QObject):
         meta = dict(event.metadata[0]) if getattr(event, "metadata", None) else {}
         meta["control"] = "depth"
         self.panel.add_control_layer(control_rgba(rgb), NAME, "control", (x, y), meta)
-        self.status.setText("")
+        self._say("")
 
     @Slot(int, str, str)
     def _on_failed(self, job_id: int, message: str, detail: str) -> None:
-        self.status.setText(message)
+        self._say(message)
+
+    def _say(self, text: str) -> None:
+        self.status.setText(text)
+        self.status.setVisible(bool(text))
 
     @Slot(int)
     def _on_ended(self, job_id: int) -> None:
