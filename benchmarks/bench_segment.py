@@ -3,12 +3,16 @@
     python benchmarks/bench_segment.py            # tiny model + full-size hiera-small config
     python benchmarks/bench_segment.py --quick    # tiny model only
     python benchmarks/bench_segment.py --json     # machine-readable
+    python benchmarks/bench_segment.py --app      # + click-to-outline latency in the window
 
 SAM 2 (Ravi et al. 2024) runs its image encoder once per image and only the prompt encoder
 and mask decoder per click; a click must cost a small fraction of the embedding for
 selection to feel live. Random weights (the timings do not depend on them): the tiny test
 model (128 px input) and SAM 2.1 hiera-small's architecture at 1024 px, built in memory.
 Reported: median ms of the embedding and of a one-point decode, and decode / embedding.
+``--app`` also times, in the real main window (offscreen Qt) with the tiny model installed,
+the Smart select tool from a click on the canvas to the candidate's outline on screen, after
+the embedding the tool asked for when it was picked.
 """
 
 from __future__ import annotations
@@ -65,12 +69,62 @@ def bench(name: str, full: bool, n_embed: int, n_decode: int, device: str) -> di
     }
 
 
+def app_latency(clicks: int = 10) -> dict:
+    """Median and worst ms from a click on the canvas to the candidate's outline, in the main
+    window with the tiny SAM 2 installed in a temporary STUDIO_HOME."""
+    import os
+    import tempfile
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    home = Path(tempfile.mkdtemp(prefix="studio-bench-home-"))
+    os.environ["STUDIO_HOME"] = str(home)
+    from PySide6.QtCore import QPointF, Qt
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication
+
+    from studio.engine.fixtures.tiny_sam import build_tiny_sam2
+    from studio.engine.vision import segment
+    from studio.ui.main_window import MainWindow
+
+    build_tiny_sam2(home / "models" / segment.FOLDER / segment.SAM2_ID)
+    app = QApplication.instance() or QApplication([])
+    win = MainWindow()
+    win.resize(1280, 800)
+    win.show()
+    win.jobs.start_engine()
+    win.import_images([str(ROOT / "tests" / "data" / "photos" / "astronaut.png")])
+    sel = win.smart_select
+
+    def wait(cond, timeout=60.0):
+        t0 = time.perf_counter()
+        while not cond():
+            app.processEvents()
+            if time.perf_counter() - t0 > timeout:
+                raise TimeoutError("the window did not answer")
+            time.sleep(0.001)
+
+    win.canvas.set_tool("smart")  # as W does
+    wait(lambda: sel._running is None)  # the embedding, asked for when the tool was picked
+    vp = win.canvas.viewport()
+    times = []
+    for k in range(clicks):
+        sel._drop()  # as Esc does
+        point = win.canvas.mapFromScene(QPointF(100 + 20 * k, 200))
+        t0 = time.perf_counter()
+        QTest.mouseClick(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, point)
+        wait(lambda: sel.candidate is not None and sel.ants.isVisible())
+        times.append((time.perf_counter() - t0) * 1000.0)
+    win.hide()  # not close(): that would ask whether to save the imported picture
+    return {"clicks": clicks, "median_ms": statistics.median(times), "max_ms": max(times)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="the tiny model only")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--app", action="store_true", help="also click-to-outline in the window")
     args = p.parse_args(argv)
     import torch
 
@@ -79,14 +133,20 @@ def main(argv: list[str] | None = None) -> int:
     rows = [bench("tiny (test config)", False, 5, 20, args.device)]
     if not args.quick:
         rows.append(bench("sam2.1-hiera-small (random)", True, 3, 10, args.device))
+    app = app_latency() if args.app else None
     if args.json:
-        print(json.dumps({"device": args.device, "rows": rows}, indent=2))
+        print(json.dumps({"device": args.device, "rows": rows, "app": app}, indent=2))
         return 0
     print(f"{'model':30} {'params':>8} {'input':>6} {'embed ms':>10} {'click ms':>10} {'ratio':>8}")
     for r in rows:
         print(
             f"{r['model']:30} {r['params_m']:>7}M {r['input']:>6} {r['embed_ms']:>10.1f} "
             f"{r['decode_ms']:>10.2f} {r['ratio']:>8.3f}"
+        )
+    if app is not None:
+        print(
+            f"app, tiny model: click to outline median {app['median_ms']:.1f} ms, "
+            f"worst {app['max_ms']:.1f} ms over {app['clicks']} clicks"
         )
     return 0
 
