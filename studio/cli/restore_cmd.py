@@ -16,44 +16,24 @@ This module imports no torch at import time (only when a job runs).
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import re
 import sys
 from pathlib import Path
 
 from studio.cli.jobs import ProgressLine, execute
 from studio.core.errors import BadInput, StudioError
-
-# AUTOMATIC1111's infotext key/value pattern (modules/infotext_utils.py).
-_RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+from studio.core.metadata import append_parameters, append_studio_record
 
 
 def restore_parameters(source: str | None, model: str) -> str:
     """The source's A1111 ``parameters`` text with ``Face restoration: MODEL`` on its
     key/value line (a line of its own when the text has none)."""
-    extra = f"Face restoration: {model.replace(',', ' ')}"
-    if not source or not source.strip():
-        return extra
-    lines = source.rstrip("\n").split("\n")
-    if len(_RE_PARAM.findall(lines[-1])) >= 3:  # A1111's rule for a key/value line
-        lines[-1] = lines[-1].rstrip().rstrip(",") + ", " + extra
-    else:
-        lines.append(extra)
-    return "\n".join(lines)
+    return append_parameters(source, f"Face restoration: {model.replace(',', ' ')}")
 
 
 def restore_studio_json(source: str | None, info: dict) -> dict:
     """The source's ``studio`` JSON (if any) with this restoration appended."""
-    data: dict = {}
-    if source:
-        try:
-            loaded = json.loads(source)
-            data = loaded if isinstance(loaded, dict) else {}
-        except ValueError:
-            data = {}
-    data["face_restorations"] = [*data.get("face_restorations", []), info]
-    return data
+    return append_studio_record(source, "face_restorations", info)
 
 
 def _strength(text: str) -> float:

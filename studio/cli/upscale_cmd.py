@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
 from studio.cli import args as shared
 from studio.cli.jobs import ProgressLine, execute
 from studio.core.errors import BadInput, StudioError
-
-# AUTOMATIC1111's infotext key/value pattern (modules/infotext_utils.py).
-_RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+from studio.core.metadata import append_parameters, append_studio_record
 
 
 def upscale_parameters(
@@ -35,29 +32,14 @@ def upscale_parameters(
     upscale appended to its key/value line. Without source text it is that line alone, with
     the output ``Size`` as a third pair so readers parse it as parameters, not as a prompt."""
     extra = f"Postprocess upscale by: {scale:g}, Postprocess upscaler: {upscaler.replace(',', ' ')}"
-    if not source or not source.strip():
-        return extra + (f", Size: {size[0]}x{size[1]}" if size else "")
-    lines = source.rstrip("\n").split("\n")
-    # A1111 treats the last line as key/values only when it holds at least 3 pairs.
-    if len(_RE_PARAM.findall(lines[-1])) >= 3:
-        lines[-1] = lines[-1].rstrip().rstrip(",") + ", " + extra
-    else:
-        lines.append(extra)
-    return "\n".join(lines)
+    if (not source or not source.strip()) and size:
+        extra += f", Size: {size[0]}x{size[1]}"
+    return append_parameters(source, extra)
 
 
 def upscale_studio_json(source: str | None, info: dict) -> dict:
     """The source's ``studio`` JSON (if any) with this upscale appended to ``upscales``."""
-    data: dict = {}
-    if source:
-        try:
-            loaded = json.loads(source)
-            if isinstance(loaded, dict):
-                data = loaded
-        except ValueError:
-            data = {}
-    data["upscales"] = [*data.get("upscales", []), info]
-    return data
+    return append_studio_record(source, "upscales", info)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -195,6 +195,36 @@ def parse_parameters(text: str) -> dict:
     return out
 
 
+def append_parameters(source: str | None, extra: str) -> str:
+    """The A1111 ``parameters`` text ``source`` with ``extra`` (``"Key: value, ..."``) added to
+    its key/value line, or on a line of its own when the last line is not one (A1111 reads the
+    last line as key/values only when it holds at least 3 pairs); ``extra`` alone when there is
+    no source text. Postprocessing (upscale, face restoration) writes its fields this way."""
+    if not source or not source.strip():
+        return extra
+    lines = source.rstrip("\n").split("\n")
+    if len(_RE_PARAM.findall(lines[-1])) >= 3:
+        lines[-1] = lines[-1].rstrip().rstrip(",") + ", " + extra
+    else:
+        lines.append(extra)
+    return "\n".join(lines)
+
+
+def append_studio_record(source: str | None, key: str, info: dict) -> dict:
+    """Studio's JSON metadata ``source`` (if it parses to an object) with ``info`` appended to
+    the list under ``key`` (``upscales``, ``face_restorations``)."""
+    data: dict = {}
+    if source:
+        try:
+            loaded = json.loads(source)
+            if isinstance(loaded, dict):
+                data = loaded
+        except ValueError:
+            data = {}
+    data[key] = [*data.get(key, []), info]
+    return data
+
+
 def _merge_schedule_type(out: dict) -> None:
     """A1111 >= 1.9 writes the schedule apart from the sampler ("Sampler: DPM++ 2M SDE,
     Schedule type: Exponential"); Studio's sampler names carry it ("DPM++ 2M SDE
