@@ -64,6 +64,9 @@ class SmartSelect(QObject):
         canvas.scene().addItem(self.item)
         canvas.scene().addItem(self.ants)
         canvas.click_handler = self
+        model = canvas.model
+        for signal in (model.pixels_changed, model.structure_changed, model.document_replaced):
+            signal.connect(self._forget_image)
         canvas.tool_changed.connect(self._on_tool)
         self.keys: dict[str, QAction] = {}
         for name, key, text in (
@@ -162,17 +165,18 @@ class SmartSelect(QObject):
             self._submit(SegmentRequest(image=image))  # the embedding, before the first click
 
     def _snapshot(self) -> np.ndarray | None:
+        """What the canvas shows (RGB), flattened once and kept until the document changes,
+        so a click does not flatten the whole document again."""
         doc = self.canvas.model.doc
         if doc.is_empty:
             return None
-        rgb = np.ascontiguousarray(doc.composite()[..., :3])
-        if (
-            self._image is None
-            or self._image.shape != rgb.shape
-            or not np.array_equal(self._image, rgb)
-        ):
-            self._image = rgb
+        if self._image is None:
+            self._image = np.ascontiguousarray(doc.composite()[..., :3])
         return self._image
+
+    @Slot()
+    def _forget_image(self, *_args) -> None:
+        self._image = None
 
     def _decode(self) -> None:
         if not self.points and self.box is None:

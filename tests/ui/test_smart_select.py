@@ -171,3 +171,19 @@ def test_select_by_words_that_finds_nothing_says_so(smart, qtbot, monkeypatch):
     window.smart_select.select_words("a unicorn")
     qtbot.waitUntil(lambda: any("Nothing found" in t for t in said), timeout=10_000)
     assert window.smart_select.candidate is None
+
+
+def test_a_changed_picture_is_flattened_again_for_the_next_click(smart, qtbot):
+    window = smart
+    QTest.keyClick(window.canvas, Qt.Key.Key_W)
+    _wait_idle(qtbot, window)
+    _click(window, 100, 100)
+    _wait_idle(qtbot, window)
+    first = REQUESTS[-1].image
+    layer = next(la for la in window.model.doc.layers if la.kind == "image")
+    pixels = layer.pixels.copy()
+    pixels[:, :, :3] = 7
+    window.model.set_pixels(layer.uid, pixels, "Paint")
+    _click(window, 120, 100)
+    _wait_idle(qtbot, window)
+    assert first[0, 0, 0] != 7 and REQUESTS[-1].image[0, 0, 0] == 7
